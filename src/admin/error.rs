@@ -1,0 +1,50 @@
+//! API errors: client errors say what was wrong; internal errors say "internal error" to the
+//! client and log the detail.
+
+use crate::store::QueryError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tracing::error;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Refused(_) => ApiError::Forbidden(e.to_string()),
+            QueryError::Invalid(m) => ApiError::BadRequest(m),
+            QueryError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, msg) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid", m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "refused", m),
+            ApiError::Internal(m) => {
+                error!(error = %m, "Admin request failed.");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".to_string(),
+                )
+            }
+        };
+        (
+            status,
+            Json(serde_json::json!({ "error": msg, "kind": kind })),
+        )
+            .into_response()
+    }
+}

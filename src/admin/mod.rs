@@ -1,0 +1,151 @@
+//! The control plane: the admin HTTP server (axum) on its own runtime and thread, so that a
+//! slow query can never starve the proxy.
+//!
+//! Routes: `GET /healthz`, `GET /readyz`, `GET /metrics`, `POST /api/query`.
+
+mod error;
+
+pub use error::ApiError;
+
+use crate::metrics::Metrics;
+use crate::pipeline::{EventSender, WriterHealth};
+use crate::store::{run_query, QueryResult};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use duckdb::Connection;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tracing::{error, info};
+
+/// Rows returned by `/api/query` unless the request asks for fewer.
+pub const DEFAULT_MAX_ROWS: usize = 10_000;
+
+/// What the admin handlers share.
+pub struct AdminState {
+    /// A connection to the store; each query runs on its own clone.
+    pub reader: Mutex<Connection>,
+    pub metrics: Arc<Metrics>,
+    pub events: EventSender,
+    pub health: Arc<WriterHealth>,
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/query", post(query))
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
+    let store = st.health.last_error().unwrap_or_else(|| "ok".into());
+    Json(serde_json::json!({ "status": "ready", "store": store }))
+}
+
+async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
+    st.metrics.queue_depth.set(st.events.depth() as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub sql: String,
+    #[serde(default)]
+    pub max_rows: Option<usize>,
+}
+
+async fn query(
+    State(st): State<Arc<AdminState>>,
+    body: Result<Json<QueryRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<QueryResult>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let conn = st
+        .reader
+        .lock()
+        .map_err(|_| ApiError::Internal("store connection lock poisoned".into()))?
+        .try_clone()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let max = req
+        .max_rows
+        .unwrap_or(DEFAULT_MAX_ROWS)
+        .min(DEFAULT_MAX_ROWS * 10);
+    let res = tokio::task::spawn_blocking(move || run_query(&conn, &req.sql, max))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(res))
+}
+
+/// A running admin server.
+pub struct AdminServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AdminServer {
+    /// Bind `addr` now (so a busy port fails start-up) and serve on a thread of its own.
+    pub fn spawn(addr: SocketAddr, state: Arc<AdminState>) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tollgate-admin".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("tollgate-admin-rt")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(error) => {
+                        error!(%error, "Admin runtime failed to start.");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(error) => {
+                            error!(%error, "Admin listener failed.");
+                            return;
+                        }
+                    };
+                    info!(%addr, "Admin server listening.");
+                    let serve =
+                        axum::serve(listener, router(state)).with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        });
+                    if let Err(error) = serve.await {
+                        error!(%error, "Admin server failed.");
+                    }
+                });
+                rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            })?;
+        Ok(AdminServer {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Wires the three planes together: store and pipeline, admin server, and the Pingora proxy;
+//! runs until SIGTERM or SIGINT, then drains and flushes.
+
+use crate::admin::{AdminServer, AdminState};
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::pipeline;
+use crate::proxy::upstream::UpstreamTarget;
+use crate::proxy::Proxy;
+use crate::store::Store;
+use anyhow::Context;
+use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use serde::{Deserialize, Serialize};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Name of the file in the data directory that tells other tollgate commands (`query`) where a
+/// running server's admin API is.
+pub const RUNTIME_FILE: &str = "tollgate.runtime.json";
+
+/// Contents of [`RUNTIME_FILE`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    pub pid: u32,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Read the runtime file of a server on `data_dir`, if one is there.
+pub fn runtime_info(data_dir: &Path) -> Option<RuntimeInfo> {
+    let text = std::fs::read_to_string(data_dir.join(RUNTIME_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// SIGTERM and SIGINT both drain and flush; SIGQUIT is not used.
+struct Signals;
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            warn!("Cannot install signal handlers; waiting forever.");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received, draining."),
+            _ = int.recv() => info!("SIGINT received, draining."),
+        }
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Pingora binds its listener itself and cannot report an ephemeral port back, so a port of 0
+/// is resolved here to a free port first.
+fn concrete(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l = TcpListener::bind(addr).with_context(|| format!("failed to bind {addr}"))?;
+    Ok(l.local_addr()?)
+}
+
+/// Run tollgate with `settings` until a shutdown signal. Blocks.
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    // A file-size limit must make writes fail, not kill the proxy.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let settings = Arc::new(settings);
+    let metrics = Arc::new(Metrics::new());
+
+    let store = Store::open(&settings.data_dir)?;
+    info!(path = %store.path().display(), "Store open.");
+    let reader = store.reader().context("failed to open a store reader")?;
+    let (events, rx) = pipeline::channel(settings.pipeline.queue_capacity, metrics.clone());
+    let writer = pipeline::spawn_writer(store, rx, settings.pipeline.clone(), metrics.clone())
+        .context("failed to start the store writer")?;
+
+    let upstream = UpstreamTarget::resolve(settings.upstream.clone())?;
+    upstream.spawn_refresh(Duration::from_secs(30));
+
+    let admin = AdminServer::spawn(
+        settings.admin,
+        Arc::new(AdminState {
+            reader: Mutex::new(reader),
+            metrics: metrics.clone(),
+            events: events.clone(),
+            health: writer.health.clone(),
+        }),
+    )
+    .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
+
+    let listen = concrete(settings.listen)?;
+    let conf = ServerConf {
+        threads: settings.threads,
+        grace_period_seconds: Some(settings.shutdown_grace_secs),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upstream_keepalive_pool_size: settings.upstream.pool_size,
+        // Retries only cover reused upstream connections that turned out dead.
+        max_retries: 2,
+        pid_file: data_path(&settings.data_dir, "tollgate.pid"),
+        upgrade_sock: data_path(&settings.data_dir, "tollgate_upgrade.sock"),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut server_options = HttpServerOptions::default();
+    server_options.keepalive_request_limit = Some(settings.keepalive_requests).filter(|n| *n > 0);
+    let mut service = ProxyServiceBuilder::new(
+        &server.configuration,
+        Proxy::new(settings.clone(), upstream, events, metrics),
+    )
+    .name("tollgate proxy")
+    .server_options(server_options)
+    .build();
+    service.add_tcp(&listen.to_string());
+    server.add_service(service);
+
+    let runtime_file = settings.data_dir.join(RUNTIME_FILE);
+    let info = RuntimeInfo {
+        pid: std::process::id(),
+        listen,
+        admin: admin.addr,
+    };
+    std::fs::write(&runtime_file, serde_json::to_vec(&info)?)
+        .with_context(|| format!("failed to write {}", runtime_file.display()))?;
+    info!(
+        %listen,
+        admin = %admin.addr,
+        upstream = %settings.upstream.url,
+        "tollgate is serving."
+    );
+
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals),
+    });
+
+    // The proxy has stopped: flush what it captured.
+    writer.shutdown();
+    admin.shutdown();
+    let _ = std::fs::remove_file(&runtime_file);
+    info!("tollgate stopped.");
+    Ok(())
+}
+
+fn data_path(dir: &Path, name: &str) -> String {
+    let p: PathBuf = dir.join(name);
+    p.to_string_lossy().into_owned()
+}

@@ -1,0 +1,234 @@
+//! `tollgate query`: read-only SQL over a data directory, whether or not a server holds it.
+//!
+//! DuckDB lets one process open a file, so when a server is running on the directory the query
+//! goes through its admin API (found in the runtime file); otherwise the file is opened
+//! read-only here. Both paths run the same guard.
+
+use crate::app::runtime_info;
+use crate::store::{run_query, QueryError, QueryResult, Store, StoreError};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the server on this data directory refused the query: {0}")]
+    Server(String),
+    #[error("the store is locked by a running tollgate, but its admin API at {addr} did not answer: {reason}")]
+    Admin { addr: SocketAddr, reason: String },
+}
+
+/// Run `sql` against the store in `data_dir`.
+pub fn query(data_dir: &Path, sql: &str, max_rows: usize) -> Result<QueryResult, ClientError> {
+    match Store::open_read_only(data_dir) {
+        Ok(store) => Ok(run_query(store.connection(), sql, max_rows)?),
+        Err(StoreError::Locked { path }) => match runtime_info(data_dir) {
+            Some(info) => query_admin(info.admin, sql, max_rows),
+            None => Err(StoreError::Locked { path }.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// POST the query to a running server's `/api/query`.
+pub fn query_admin(
+    addr: SocketAddr,
+    sql: &str,
+    max_rows: usize,
+) -> Result<QueryResult, ClientError> {
+    let body = serde_json::json!({ "sql": sql, "max_rows": max_rows }).to_string();
+    let (status, text) = post(addr, "/api/query", &body).map_err(|e| ClientError::Admin {
+        addr,
+        reason: e.to_string(),
+    })?;
+    if status == 200 {
+        return serde_json::from_str(&text).map_err(|e| ClientError::Admin {
+            addr,
+            reason: format!("unreadable answer: {e}"),
+        });
+    }
+    let msg = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or(text);
+    Err(match status {
+        400 => QueryError::Invalid(msg).into(),
+        403 => QueryError::Refused(msg.trim_start_matches("refused: ").to_string()).into(),
+        _ => ClientError::Server(format!("HTTP {status}: {msg}")),
+    })
+}
+
+/// A minimal HTTP/1.1 POST over loopback: enough for the admin API, without an HTTP client
+/// dependency in the binary.
+fn post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(300)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&b[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        b = &b[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+/// Output formats of `tollgate query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Render a result for people (`table`), spreadsheets (`csv`) or programs (`json`: an array of
+/// objects).
+pub fn render(r: &QueryResult, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Map<String, serde_json::Value>> = r
+                .rows
+                .iter()
+                .map(|row| r.columns.iter().cloned().zip(row.iter().cloned()).collect())
+                .collect();
+            let mut s = serde_json::to_string_pretty(&rows).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Csv => {
+            let esc = |s: String| {
+                if s.contains([',', '"', '\n', '\r']) {
+                    format!("\"{}\"", s.replace('"', "\"\""))
+                } else {
+                    s
+                }
+            };
+            let mut out = String::new();
+            let line =
+                |cells: Vec<String>| cells.into_iter().map(esc).collect::<Vec<_>>().join(",");
+            out.push_str(&line(r.columns.clone()));
+            out.push('\n');
+            for row in &r.rows {
+                out.push_str(&line(row.iter().map(cell).collect()));
+                out.push('\n');
+            }
+            out
+        }
+        Format::Table => {
+            let cells: Vec<Vec<String>> = r
+                .rows
+                .iter()
+                .map(|row| row.iter().map(cell).collect())
+                .collect();
+            let mut width: Vec<usize> = r.columns.iter().map(|c| c.chars().count()).collect();
+            for row in &cells {
+                for (w, c) in width.iter_mut().zip(row) {
+                    *w = (*w).max(c.chars().count().min(60));
+                }
+            }
+            let fmt_row = |row: &[String]| {
+                row.iter()
+                    .zip(&width)
+                    .map(|(c, w)| {
+                        let c: String = c.chars().take(60).collect();
+                        format!("{c:<w$}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+                    .trim_end()
+                    .to_string()
+            };
+            let mut out = fmt_row(&r.columns);
+            out.push('\n');
+            out.push_str(
+                &width
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("-+-"),
+            );
+            out.push('\n');
+            for row in &cells {
+                out.push_str(&fmt_row(row));
+                out.push('\n');
+            }
+            let n = r.rows.len();
+            out.push_str(&format!(
+                "({n} row{}{})\n",
+                if n == 1 { "" } else { "s" },
+                if r.truncated { ", truncated" } else { "" }
+            ));
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies() {
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
+            b"abcde"
+        );
+        assert!(dechunk(b"zz\r\n").is_none());
+    }
+
+    #[test]
+    fn csv_quotes() {
+        let r = QueryResult {
+            columns: vec!["a".into(), "b".into()],
+            rows: vec![vec![serde_json::json!("x,y"), serde_json::Value::Null]],
+            truncated: false,
+        };
+        assert_eq!(render(&r, Format::Csv), "a,b\n\"x,y\",\n");
+    }
+}

@@ -1,0 +1,244 @@
+//! The configuration file as serde types: every key, its default, and its meaning.
+//!
+//! `config/tollgate.toml` documents the same keys for people; keep the two in step.
+
+use serde::Deserialize;
+
+/// The whole `tollgate.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Listeners, data directory and process settings.
+    pub server: ServerSection,
+    /// The site tollgate sits in front of.
+    pub upstream: UpstreamSection,
+    /// Cookies and headers that identify visitors, sessions and requests.
+    pub identity: IdentitySection,
+    /// What becomes an event, and how it is named.
+    pub capture: CaptureSection,
+    /// The queue between the proxy and the store.
+    pub pipeline: PipelineSection,
+    /// The site id written into every event.
+    pub site: SiteSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Proxy listener, `host:port`.
+    pub listen: String,
+    /// Admin listener (API, metrics, health), `host:port`. Keep it on loopback.
+    pub admin: String,
+    /// Directory that holds `tollgate.duckdb`.
+    pub data_dir: String,
+    /// Proxy worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Idle keep-alive timeout for client connections, in seconds.
+    pub keepalive_secs: u64,
+    /// Requests served on one client connection before it is closed; 0 means no limit.
+    pub keepalive_requests: u32,
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+    /// Clients whose `X-Forwarded-*` headers are trusted, as IPs or CIDRs.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            admin: "127.0.0.1:9080".into(),
+            data_dir: "./tollgate-data".into(),
+            threads: 0,
+            keepalive_secs: 60,
+            keepalive_requests: 1000,
+            shutdown_grace_secs: 1,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSection {
+    /// The existing site, `http://host:port` or `https://host`. Required.
+    pub url: String,
+    /// Send the client's `Host` header upstream (true), or the upstream URL's authority (false).
+    pub preserve_host: bool,
+    /// TCP (and TLS) connect timeout, in milliseconds. A dead upstream answers 502 after this.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the upstream between reads, in milliseconds. A hung upstream answers 504.
+    pub read_timeout_ms: u64,
+    /// Longest wait for the upstream to accept a write, in milliseconds.
+    pub write_timeout_ms: u64,
+    /// How long an idle pooled upstream connection is kept, in seconds.
+    pub idle_timeout_secs: u64,
+    /// Idle upstream connections kept in the pool.
+    pub pool_size: usize,
+    /// Verify the upstream's TLS certificate against the system roots.
+    pub verify_tls: bool,
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            preserve_host: true,
+            connect_timeout_ms: 1000,
+            read_timeout_ms: 60_000,
+            write_timeout_ms: 60_000,
+            idle_timeout_secs: 60,
+            pool_size: 128,
+            verify_tls: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySection {
+    /// Name of the visitor cookie (UUIDv4, 400 days).
+    pub visitor_cookie: String,
+    /// Name of the session cookie (sliding expiry).
+    pub session_cookie: String,
+    /// Inactivity after which a new session starts, in minutes.
+    pub session_timeout_mins: u64,
+    /// Lifetime of the visitor cookie, in days (browsers cap it at 400).
+    pub visitor_max_age_days: u64,
+    /// `Domain` attribute for both cookies; empty means host-only.
+    pub cookie_domain: String,
+    /// Header carrying the request id upstream and back to the client.
+    pub request_id_header: String,
+    /// Header carrying the visitor id upstream.
+    pub visitor_id_header: String,
+    /// Header carrying the session id upstream.
+    pub session_id_header: String,
+    /// Optional incoming header with a frontend's own visitor UUID; empty disables it.
+    pub incoming_visitor_header: String,
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        Self {
+            visitor_cookie: "tg_vid".into(),
+            session_cookie: "tg_sid".into(),
+            session_timeout_mins: 30,
+            visitor_max_age_days: 400,
+            cookie_domain: String::new(),
+            request_id_header: "X-Request-ID".into(),
+            visitor_id_header: "X-Visitor-ID".into(),
+            session_id_header: "X-Session-ID".into(),
+            incoming_visitor_header: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSection {
+    /// Turn request capture off to run tollgate as a plain proxy (identity headers stay on).
+    pub enabled: bool,
+    /// Store static assets (CSS, JS, images, fonts) as `asset` events; they are always counted.
+    pub assets: bool,
+    /// Path prefixes whose requests are `api_call`s.
+    pub api_prefixes: Vec<String>,
+    /// Query parameter names whose values are replaced by `[redacted]` (case-insensitive).
+    pub redact_params: Vec<String>,
+    /// Rules that name events; the first match wins.
+    pub rules: Vec<RuleSection>,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            assets: false,
+            api_prefixes: vec!["/api/".into(), "/graphql".into()],
+            redact_params: DEFAULT_REDACT_PARAMS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Query parameters redacted unless `capture.redact_params` says otherwise.
+pub const DEFAULT_REDACT_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "client_secret",
+    "api_key",
+    "apikey",
+    "key",
+    "auth",
+    "authorization",
+    "code",
+    "state",
+    "jwt",
+    "session",
+    "sessionid",
+    "sig",
+    "signature",
+    "email",
+    "phone",
+];
+
+/// `[[capture.rules]]`: a request that matches every given field becomes an event called `name`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleSection {
+    /// Event name to record, e.g. `register`.
+    pub name: String,
+    /// HTTP method, e.g. `POST`; empty matches any.
+    pub method: String,
+    /// Path: exact (`/api/register`), a prefix ending in `*` (`/checkout/*`), or a route with
+    /// `:param` segments (`/api/orders/:id`). Empty matches any.
+    pub path: String,
+    /// Status: `200`, a class `2xx`, or a range `200-299`. Empty matches any.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Events the queue between proxy and store holds; when full, new events are dropped and
+    /// counted, and requests are never slowed.
+    pub queue_capacity: usize,
+    /// Events per store transaction at most.
+    pub batch_size: usize,
+    /// Longest an event waits before its batch is committed, in milliseconds. This is the loss
+    /// bound on `kill -9`.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+            batch_size: 5_000,
+            flush_interval_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteSection {
+    /// Site id stored in every event's `site` column.
+    pub id: String,
+}
+
+impl Default for SiteSection {
+    fn default() -> Self {
+        Self {
+            id: "default".into(),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Configuration: the file, `TOLLGATE_*` environment overrides and CLI flags, validated into
+//! [`Settings`] with every problem reported at once.
+//!
+//! Precedence is CLI over environment over file over defaults.
+
+mod file;
+mod settings;
+
+pub use file::*;
+pub use settings::*;
+
+use std::fmt;
+use std::path::Path;
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub upstream: Option<String>,
+    pub listen: Option<String>,
+    pub admin: Option<String>,
+    pub data_dir: Option<String>,
+}
+
+/// Every problem found in a configuration, each naming its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} configuration problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Environment variables that map to CLI flags (handled by clap), not to `section_key`.
+const CLI_ENV: &[&str] = &[
+    "TOLLGATE_UPSTREAM",
+    "TOLLGATE_LISTEN",
+    "TOLLGATE_ADMIN",
+    "TOLLGATE_DATA",
+    "TOLLGATE_CONFIG",
+    "TOLLGATE_LOG",
+];
+
+const SECTIONS: &[&str] = &[
+    "server", "upstream", "identity", "capture", "pipeline", "site",
+];
+
+/// Load a configuration: the optional file, then `TOLLGATE_<SECTION>_<KEY>` variables from
+/// `env`, then `overrides`; then validate. Returns every problem at once.
+pub fn load(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<Settings, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut table = match path {
+        None => toml::Table::new(),
+        Some(p) => match std::fs::read_to_string(p) {
+            Err(e) => {
+                return Err(ConfigErrors(vec![format!(
+                    "cannot read config file {}: {e}",
+                    p.display()
+                )]))
+            }
+            Ok(text) => match text.parse::<toml::Table>() {
+                Ok(t) => t,
+                Err(e) => {
+                    return Err(ConfigErrors(vec![format!(
+                        "{}: not valid TOML: {}",
+                        p.display(),
+                        e.to_string().trim_end()
+                    )]))
+                }
+            },
+        },
+    };
+
+    apply_env(&mut table, env, &mut errors);
+    apply_overrides(&mut table, overrides);
+
+    let file = parse_sections(table, &mut errors);
+    let settings = settings::validate(&file, &mut errors);
+    if errors.is_empty() {
+        Ok(settings.expect("validate returns settings when no errors were found"))
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+impl Settings {
+    /// Every default, in front of `upstream`; no file and no environment. For the demo,
+    /// tests and benchmarks.
+    pub fn defaults(upstream: &str) -> Result<Settings, ConfigErrors> {
+        load(
+            None,
+            Vec::new(),
+            &Overrides {
+                upstream: Some(upstream.to_string()),
+                ..Default::default()
+            },
+        )
+    }
+}
+
+/// Deserialize section by section, so that a mistake in one section does not hide the others.
+fn parse_sections(table: toml::Table, errors: &mut Vec<String>) -> FileConfig {
+    let mut file = FileConfig::default();
+    for (name, value) in table {
+        let res = match name.as_str() {
+            "server" => value.try_into().map(|v| file.server = v),
+            "upstream" => value.try_into().map(|v| file.upstream = v),
+            "identity" => value.try_into().map(|v| file.identity = v),
+            "capture" => value.try_into().map(|v| file.capture = v),
+            "pipeline" => value.try_into().map(|v| file.pipeline = v),
+            "site" => value.try_into().map(|v| file.site = v),
+            other => {
+                errors.push(format!(
+                    "{other}: unknown section (expected one of: {})",
+                    SECTIONS.join(", ")
+                ));
+                continue;
+            }
+        };
+        if let Err(e) = res {
+            errors.push(format!("{name}: {}", e.to_string().trim_end()));
+        }
+    }
+    file
+}
+
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+    errors: &mut Vec<String>,
+) {
+    for (var, val) in env {
+        let Some(rest) = var.strip_prefix("TOLLGATE_") else {
+            continue;
+        };
+        if CLI_ENV.contains(&var.as_str()) || rest.is_empty() {
+            continue;
+        }
+        let rest = rest.to_ascii_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            errors.push(format!(
+                "{var}: expected TOLLGATE_<SECTION>_<KEY>, e.g. TOLLGATE_CAPTURE_ENABLED"
+            ));
+            continue;
+        };
+        if !SECTIONS.contains(&section) {
+            // Not ours to judge: later issues add variables such as TOLLGATE_WRITE_KEYS.
+            continue;
+        }
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(key.to_string(), env_value(&val));
+            }
+            _ => errors.push(format!("{section}: must be a table")),
+        }
+    }
+}
+
+/// An environment value as TOML: `true`, `42` and `["a", "b"]` keep their types, `a,b` is a
+/// list of strings, anything else is a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(mut t) = format!("v = {raw}").parse::<toml::Table>() {
+        if let Some(v) = t.remove("v") {
+            return v;
+        }
+    }
+    if raw.contains(',') {
+        return toml::Value::Array(
+            raw.split(',')
+                .map(|s| toml::Value::String(s.trim().to_string()))
+                .collect(),
+        );
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn apply_overrides(table: &mut toml::Table, o: &Overrides) {
+    let mut set = |section: &str, key: &str, val: &Option<String>| {
+        if let Some(v) = val {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                t.insert(key.to_string(), toml::Value::String(v.clone()));
+            }
+        }
+    };
+    set("upstream", "url", &o.upstream);
+    set("server", "listen", &o.listen);
+    set("server", "admin", &o.admin);
+    set("server", "data_dir", &o.data_dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.toml");
+        std::fs::write(&p, text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        load(Some(&p), env, &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_need_only_an_upstream() {
+        let s = load_str("[upstream]\nurl = \"http://127.0.0.1:3000\"\n", &[]).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(s.admin.to_string(), "127.0.0.1:9080");
+        assert_eq!(s.upstream.port, 3000);
+        assert!(!s.upstream.tls);
+        assert!(s.capture.enabled);
+    }
+
+    #[test]
+    fn missing_upstream_is_an_error_naming_the_key() {
+        let e = load_str("", &[]).unwrap_err();
+        assert!(e.0.iter().any(|m| m.starts_with("upstream.url")), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_cli_overrides_env() {
+        let s = load_str(
+            "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[capture]\nenabled = true\n",
+            &[
+                ("TOLLGATE_CAPTURE_ENABLED", "false"),
+                ("TOLLGATE_SERVER_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+            ],
+        )
+        .unwrap();
+        assert!(!s.capture.enabled);
+        assert_eq!(s.trusted_proxies.len(), 2);
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.toml");
+        std::fs::write(&p, "[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        let s = load(
+            Some(&p),
+            [(
+                "TOLLGATE_SERVER_LISTEN".to_string(),
+                "127.0.0.1:2".to_string(),
+            )],
+            &Overrides {
+                upstream: Some("http://localhost:3000".into()),
+                listen: Some("127.0.0.1:3".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 3);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = load_str(
+            r#"
+[server]
+listen = "localhost"
+[upstream]
+url = "localhost:3000"
+[[capture.rules]]
+name = "register"
+status = "7xx"
+[pipeline]
+batch_size = 0
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        for key in [
+            "server.listen",
+            "upstream.url",
+            "capture.rules[0].status",
+            "pipeline.batch_size",
+        ] {
+            assert!(text.contains(key), "{key} missing from:\n{text}");
+        }
+        assert_eq!(e.0.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_are_named() {
+        let e = load_str(
+            "[upstream]\nurl = \"http://a:1\"\nurll = 1\n[serverr]\nx = 1\n",
+            &[],
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("upstream:") && text.contains("urll"),
+            "{text}"
+        );
+        assert!(text.contains("serverr: unknown section"), "{text}");
+    }
+}

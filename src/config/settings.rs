@@ -1,0 +1,445 @@
+//! Validated, internal configuration types: what the rest of tollgate reads.
+
+use super::file::{FileConfig, RuleSection};
+use http::Method;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Proxy worker threads, already resolved from 0 to the core count.
+    pub threads: usize,
+    pub keepalive_secs: u64,
+    pub keepalive_requests: u32,
+    pub shutdown_grace_secs: u64,
+    pub trusted_proxies: Vec<IpNet>,
+    pub upstream: Upstream,
+    pub identity: Identity,
+    pub capture: Capture,
+    pub pipeline: Pipeline,
+    pub site_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The URL as given, for messages.
+    pub url: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as a `Host` header value, used when `preserve_host` is off.
+    pub authority: String,
+    pub preserve_host: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub pool_size: usize,
+    pub verify_tls: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub visitor_cookie: String,
+    pub session_cookie: String,
+    pub session_timeout: Duration,
+    pub visitor_max_age: Duration,
+    pub cookie_domain: Option<String>,
+    pub request_id_header: http::HeaderName,
+    pub visitor_id_header: http::HeaderName,
+    pub session_id_header: http::HeaderName,
+    pub incoming_visitor_header: Option<http::HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub enabled: bool,
+    pub assets: bool,
+    pub api_prefixes: Vec<String>,
+    /// Lower-cased parameter names.
+    pub redact_params: Vec<String>,
+    pub rules: Vec<Rule>,
+}
+
+/// A validated `[[capture.rules]]` entry.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub method: Option<Method>,
+    pub path: PathPattern,
+    /// Inclusive status range.
+    pub status: Option<(u16, u16)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    Any,
+    Exact(String),
+    Prefix(String),
+    /// Segments; `None` is a `:param` that matches any one segment.
+    Route(Vec<Option<String>>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+}
+
+/// Validate `f` into [`Settings`], pushing one message per problem onto `errors`.
+/// Returns `None` only when `errors` is not empty.
+pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Settings> {
+    let before = errors.len();
+    let mut err = |key: &str, msg: String| errors.push(format!("{key}: {msg}"));
+
+    let listen = parse_addr(&f.server.listen).map_err(|m| err("server.listen", m));
+    let admin = parse_addr(&f.server.admin).map_err(|m| err("server.admin", m));
+    if f.server.data_dir.trim().is_empty() {
+        err("server.data_dir", "must not be empty".into());
+    }
+    if f.server.keepalive_secs == 0 {
+        err(
+            "server.keepalive_secs",
+            "must be at least 1 (idle client connections would never be reused)".into(),
+        );
+    }
+    let mut trusted = Vec::new();
+    for (i, p) in f.server.trusted_proxies.iter().enumerate() {
+        match parse_net(p) {
+            Some(n) => trusted.push(n),
+            None => err(
+                &format!("server.trusted_proxies[{i}]"),
+                format!("{p:?} is not an IP address or CIDR (expected e.g. 10.0.0.0/8)"),
+            ),
+        }
+    }
+
+    let upstream = parse_upstream(&f.upstream.url).map_err(|m| err("upstream.url", m));
+    if f.upstream.connect_timeout_ms == 0 {
+        err("upstream.connect_timeout_ms", "must be at least 1".into());
+    }
+    if f.upstream.read_timeout_ms == 0 {
+        err("upstream.read_timeout_ms", "must be at least 1".into());
+    }
+
+    let id = &f.identity;
+    for (key, name) in [
+        ("identity.visitor_cookie", &id.visitor_cookie),
+        ("identity.session_cookie", &id.session_cookie),
+    ] {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            err(
+                key,
+                format!("{name:?} is not a valid cookie name (letters, digits, `_`, `-`)"),
+            );
+        }
+    }
+    if id.session_timeout_mins == 0 {
+        err("identity.session_timeout_mins", "must be at least 1".into());
+    }
+    let mut header = |key: &str, v: &str| match http::HeaderName::from_bytes(v.as_bytes()) {
+        Ok(h) => Some(h),
+        Err(_) => {
+            err(key, format!("{v:?} is not a valid HTTP header name"));
+            None
+        }
+    };
+    let request_id_header = header("identity.request_id_header", &id.request_id_header);
+    let visitor_id_header = header("identity.visitor_id_header", &id.visitor_id_header);
+    let session_id_header = header("identity.session_id_header", &id.session_id_header);
+    let incoming_visitor_header = if id.incoming_visitor_header.is_empty() {
+        Some(None)
+    } else {
+        header(
+            "identity.incoming_visitor_header",
+            &id.incoming_visitor_header,
+        )
+        .map(Some)
+    };
+
+    for (i, p) in f.capture.api_prefixes.iter().enumerate() {
+        if !p.starts_with('/') {
+            err(
+                &format!("capture.api_prefixes[{i}]"),
+                format!("{p:?} must start with `/`"),
+            );
+        }
+    }
+    let mut rules = Vec::new();
+    for (i, r) in f.capture.rules.iter().enumerate() {
+        if let Some(rule) = parse_rule(r, &format!("capture.rules[{i}]"), &mut err) {
+            rules.push(rule);
+        }
+    }
+
+    let p = &f.pipeline;
+    if p.queue_capacity == 0 {
+        err("pipeline.queue_capacity", "must be at least 1".into());
+    }
+    if p.batch_size == 0 {
+        err("pipeline.batch_size", "must be at least 1".into());
+    }
+    if !(1..=60_000).contains(&p.flush_interval_ms) {
+        err(
+            "pipeline.flush_interval_ms",
+            format!(
+                "{} is out of range (expected 1 to 60000)",
+                p.flush_interval_ms
+            ),
+        );
+    }
+    if f.site.id.trim().is_empty() {
+        err("site.id", "must not be empty".into());
+    }
+
+    if errors.len() > before {
+        return None;
+    }
+    let upstream = upstream.ok()?;
+    let u = &f.upstream;
+    Some(Settings {
+        listen: listen.ok()?,
+        admin: admin.ok()?,
+        data_dir: PathBuf::from(&f.server.data_dir),
+        threads: if f.server.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            f.server.threads
+        },
+        keepalive_secs: f.server.keepalive_secs,
+        keepalive_requests: f.server.keepalive_requests,
+        shutdown_grace_secs: f.server.shutdown_grace_secs,
+        trusted_proxies: trusted,
+        upstream: Upstream {
+            url: u.url.clone(),
+            preserve_host: u.preserve_host,
+            connect_timeout: Duration::from_millis(u.connect_timeout_ms),
+            read_timeout: Duration::from_millis(u.read_timeout_ms),
+            write_timeout: Duration::from_millis(u.write_timeout_ms.max(1)),
+            idle_timeout: Duration::from_secs(u.idle_timeout_secs),
+            pool_size: u.pool_size,
+            verify_tls: u.verify_tls,
+            ..upstream
+        },
+        identity: Identity {
+            visitor_cookie: id.visitor_cookie.clone(),
+            session_cookie: id.session_cookie.clone(),
+            session_timeout: Duration::from_secs(id.session_timeout_mins * 60),
+            visitor_max_age: Duration::from_secs(id.visitor_max_age_days.min(400) * 86_400),
+            cookie_domain: Some(id.cookie_domain.clone()).filter(|d| !d.is_empty()),
+            request_id_header: request_id_header?,
+            visitor_id_header: visitor_id_header?,
+            session_id_header: session_id_header?,
+            incoming_visitor_header: incoming_visitor_header?,
+        },
+        capture: Capture {
+            enabled: f.capture.enabled,
+            assets: f.capture.assets,
+            api_prefixes: f.capture.api_prefixes.clone(),
+            redact_params: f
+                .capture
+                .redact_params
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            rules,
+        },
+        pipeline: Pipeline {
+            queue_capacity: p.queue_capacity,
+            batch_size: p.batch_size,
+            flush_interval: Duration::from_millis(p.flush_interval_ms),
+        },
+        site_id: f.site.id.clone(),
+    })
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("{s:?} is not a socket address (expected host:port, e.g. 127.0.0.1:8080)")
+    })
+}
+
+fn parse_net(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// Parse `http://host[:port][/]` or `https://…`. The host is resolved later, at start-up.
+pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    const HINT: &str = "expected http://host:port or https://host";
+    if s.is_empty() {
+        return Err(format!(
+            "is required ({HINT}); set it in the file, with TOLLGATE_UPSTREAM, or --upstream"
+        ));
+    }
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a URL ({HINT})"))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(other) => return Err(format!("{s:?} has scheme {other:?} ({HINT})")),
+        None => return Err(format!("{s:?} is not a URL ({HINT})")),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{s:?} has no host ({HINT})"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "{s:?} has a path; tollgate forwards every path as it is, so give only the origin ({HINT})"
+        ));
+    }
+    let default_port = if tls { 443 } else { 80 };
+    let port = uri.port_u16().unwrap_or(default_port);
+    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    Ok(Upstream {
+        url: s.to_string(),
+        tls,
+        host,
+        port,
+        authority,
+        preserve_host: true,
+        connect_timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(60),
+        write_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        pool_size: 128,
+        verify_tls: true,
+    })
+}
+
+fn parse_rule(r: &RuleSection, key: &str, err: &mut impl FnMut(&str, String)) -> Option<Rule> {
+    let mut ok = true;
+    if r.name.is_empty()
+        || !r
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+    {
+        err(
+            &format!("{key}.name"),
+            format!(
+                "{:?} is not a valid event name (letters, digits, `_ - . :`)",
+                r.name
+            ),
+        );
+        ok = false;
+    }
+    let method = if r.method.is_empty() {
+        None
+    } else {
+        match Method::from_bytes(r.method.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => Some(m),
+            Err(_) => {
+                err(
+                    &format!("{key}.method"),
+                    format!("{:?} is not an HTTP method", r.method),
+                );
+                ok = false;
+                None
+            }
+        }
+    };
+    let path = if r.path.is_empty() {
+        PathPattern::Any
+    } else if !r.path.starts_with('/') {
+        err(
+            &format!("{key}.path"),
+            format!("{:?} must start with `/`", r.path),
+        );
+        ok = false;
+        PathPattern::Any
+    } else if let Some(prefix) = r.path.strip_suffix('*') {
+        PathPattern::Prefix(prefix.to_string())
+    } else if r.path.contains("/:") {
+        PathPattern::Route(
+            r.path
+                .split('/')
+                .map(|seg| (!seg.starts_with(':')).then(|| seg.to_string()))
+                .collect(),
+        )
+    } else {
+        PathPattern::Exact(r.path.clone())
+    };
+    let status = if r.status.is_empty() {
+        None
+    } else {
+        match parse_status(&r.status) {
+            Some(range) => Some(range),
+            None => {
+                err(
+                    &format!("{key}.status"),
+                    format!(
+                        "{:?} is not a status pattern (expected 200, 2xx, or 200-299)",
+                        r.status
+                    ),
+                );
+                ok = false;
+                None
+            }
+        }
+    };
+    ok.then(|| Rule {
+        name: r.name.clone(),
+        method,
+        path,
+        status,
+    })
+}
+
+fn parse_status(s: &str) -> Option<(u16, u16)> {
+    let valid = |n: u16| (100..=599).contains(&n);
+    let s = s.trim().to_ascii_lowercase();
+    if let Some(class) = s.strip_suffix("xx") {
+        let c: u16 = class.parse().ok()?;
+        return valid(c * 100).then_some((c * 100, c * 100 + 99));
+    }
+    if let Some((a, b)) = s.split_once('-') {
+        let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        return (valid(a) && valid(b) && a <= b).then_some((a, b));
+    }
+    let n: u16 = s.parse().ok()?;
+    valid(n).then_some((n, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_patterns() {
+        assert_eq!(parse_status("2xx"), Some((200, 299)));
+        assert_eq!(parse_status("201"), Some((201, 201)));
+        assert_eq!(parse_status("200-204"), Some((200, 204)));
+        assert_eq!(parse_status("7xx"), None);
+        assert_eq!(parse_status("abc"), None);
+        assert_eq!(parse_status("300-200"), None);
+    }
+
+    #[test]
+    fn upstream_urls() {
+        let u = parse_upstream("https://shop.example").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.host.as_str(), u.port), ("shop.example", 443));
+        let u = parse_upstream("http://[::1]:3000/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 3000));
+        assert!(parse_upstream("localhost:3000").is_err());
+        assert!(parse_upstream("ftp://x").is_err());
+        assert!(parse_upstream("http://x/app").is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! The analytics event: one row of the `events` table, and its schema version.
+//!
+//! The column list is a public contract documented in `docs/schema.md`. Change it only together
+//! with [`SCHEMA_VERSION`], the store migration and the docs.
+
+use uuid::Uuid;
+
+/// Version of the `events` schema. Bumped on every column change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Proxy,
+    Browser,
+    Server,
+    Segment,
+    Import,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Proxy => "proxy",
+            Source::Browser => "browser",
+            Source::Server => "server",
+            Source::Segment => "segment",
+            Source::Import => "import",
+        }
+    }
+}
+
+/// One analytics event. `seq` is not here: the store assigns it when the event is committed.
+///
+/// Enrichment fields (`browser`, `channel`, `country`, …) are `None` until the enrichment stage
+/// fills them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event {
+    /// UUIDv7; the deduplication key in every sink.
+    pub event_id: Uuid,
+    /// When it happened, UTC microseconds since the epoch.
+    pub ts_us: i64,
+    /// When tollgate received it, UTC microseconds since the epoch.
+    pub received_at_us: i64,
+    pub site: String,
+    /// `page_view`, `api_call`, `asset`, `prefetch`, `request`, or a custom name.
+    pub name: String,
+    pub source: Option<Source>,
+    pub visitor_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub user_id: Option<String>,
+    pub request_id: Option<String>,
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub path: Option<String>,
+    /// Templated path, e.g. `/api/products/:id`.
+    pub route: Option<String>,
+    /// Query string with secret parameters redacted.
+    pub query: Option<String>,
+    pub status: Option<u16>,
+    pub duration_ms: Option<f64>,
+    pub bytes_out: Option<u64>,
+    pub referrer: Option<String>,
+    pub referrer_host: Option<String>,
+    pub channel: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub click_id_type: Option<String>,
+    pub click_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub browser: Option<String>,
+    pub browser_version: Option<String>,
+    pub os: Option<String>,
+    pub device_type: Option<String>,
+    pub is_bot: Option<bool>,
+    pub bot_reason: Option<String>,
+    pub ip: Option<String>,
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    /// Free-form properties as a JSON object text.
+    pub props: Option<String>,
+}
+
+impl Event {
+    /// A new event named `name` with a fresh UUIDv7 id, happening now.
+    pub fn now(name: impl Into<String>, site: impl Into<String>, source: Source) -> Self {
+        let now = now_us();
+        Event {
+            event_id: Uuid::now_v7(),
+            ts_us: now,
+            received_at_us: now,
+            site: site.into(),
+            name: name.into(),
+            source: Some(source),
+            ..Default::default()
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

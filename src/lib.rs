@@ -1,0 +1,39 @@
+//! # tollgate
+//!
+//! First-party web analytics deployed as a reverse proxy. Put tollgate in front of an existing
+//! site and every page view and API call becomes an event in an embedded DuckDB store, tied to
+//! a first-party visitor cookie, with no client script.
+//!
+//! ```text
+//! tollgate serve --upstream http://127.0.0.1:3000     # proxy on :8080, admin on 127.0.0.1:9080
+//! tollgate query "SELECT name, count(*) FROM events GROUP BY 1"
+//! ```
+//!
+//! Start with [`app::run`], which wires the planes together; `ARCHITECTURE.md` has the data
+//! flow, and `docs/` the schema and configuration.
+//!
+//! # Layout
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`app`] | builds the Pingora server, pipeline and admin server; runs and shuts down |
+//! | [`config`] | file, env and CLI configuration, validated into [`config::Settings`] |
+//! | [`proxy`] | the data plane: `ProxyHttp` phases, [`proxy::identity`], [`proxy::capture`], [`proxy::forwarded`], [`proxy::upstream`] |
+//! | [`event`] | the [`event::Event`] row and its schema version |
+//! | [`pipeline`] | bounded queue and group-commit writer thread |
+//! | [`store`] | DuckDB schema, appends, guarded read-only queries |
+//! | [`admin`] | the control plane: health, metrics, query API |
+//! | [`metrics`] | Prometheus counters |
+//! | [`client`] | `tollgate query`, direct or through a running server |
+//! | [`demo`] | the demo shop behind `tollgate demo` |
+
+pub mod admin;
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod event;
+pub mod metrics;
+pub mod pipeline;
+pub mod proxy;
+pub mod store;

@@ -1,0 +1,193 @@
+//! The `tollgate` binary: parse the command line, load the configuration, start tracing, and
+//! hand over to the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tollgate::client::{self, Format};
+use tollgate::config::{self, Overrides, PathPattern, Rule};
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "First-party web analytics as a reverse proxy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The site to sit in front of, e.g. http://127.0.0.1:3000
+    #[arg(long, env = "TOLLGATE_UPSTREAM")]
+    upstream: Option<String>,
+    /// Proxy listener [default: 0.0.0.0:8080]
+    #[arg(long, env = "TOLLGATE_LISTEN")]
+    listen: Option<String>,
+    /// Admin listener (API, metrics, health) [default: 127.0.0.1:9080]
+    #[arg(long, env = "TOLLGATE_ADMIN")]
+    admin: Option<String>,
+    /// Data directory holding tollgate.duckdb [default: ./tollgate-data]
+    #[arg(long, env = "TOLLGATE_DATA")]
+    data: Option<String>,
+    /// Configuration file (see config/tollgate.toml)
+    #[arg(long, env = "TOLLGATE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy, pipeline and admin server.
+    Serve(ServeArgs),
+    /// Run read-only SQL over the store, whether or not a server is running on it.
+    Query {
+        /// Data directory [default: ./tollgate-data, or server.data_dir of --config]
+        #[arg(long, env = "TOLLGATE_DATA")]
+        data: Option<String>,
+        /// Configuration file, for its data directory
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Most rows to print
+        #[arg(long, default_value_t = 10_000)]
+        max_rows: usize,
+        /// The query, e.g. "SELECT name, count(*) FROM events GROUP BY 1"
+        sql: String,
+    },
+    /// Validate a configuration file and report every problem at once.
+    Check {
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Start a demo shop on a loopback port with tollgate in front of it.
+    Demo {
+        /// Proxy listener for the demo
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Admin listener for the demo
+        #[arg(long, default_value = "127.0.0.1:9080")]
+        admin: String,
+        /// Data directory for the demo's store
+        #[arg(long, default_value = "./tollgate-demo-data")]
+        data: String,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,pingora=warn,pingora_core=warn,pingora_proxy=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // By default a failed log write is reported with eprintln!, which panics when stderr
+        // itself fails (a full disk, a file-size limit): losing a log line must not take down
+        // the thread that logged it.
+        .log_internal_errors(false)
+        .init();
+}
+
+fn load(path: Option<&std::path::Path>, o: Overrides) -> anyhow::Result<config::Settings> {
+    config::load(path, std::env::vars(), &o).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(a) => {
+            let settings = load(
+                a.config.as_deref(),
+                Overrides {
+                    upstream: a.upstream,
+                    listen: a.listen,
+                    admin: a.admin,
+                    data_dir: a.data,
+                },
+            )?;
+            init_tracing();
+            tollgate::app::run(settings)?;
+        }
+        Command::Query {
+            data,
+            config,
+            format,
+            max_rows,
+            sql,
+        } => {
+            let data_dir = match (data, config) {
+                (Some(d), _) => PathBuf::from(d),
+                (None, Some(c)) => {
+                    // Only the data directory matters here; an upstream is not needed to query.
+                    let s = load(
+                        Some(&c),
+                        Overrides {
+                            upstream: Some("http://127.0.0.1:1".into()),
+                            ..Default::default()
+                        },
+                    )?;
+                    s.data_dir
+                }
+                (None, None) => PathBuf::from("./tollgate-data"),
+            };
+            let result = client::query(&data_dir, &sql, max_rows)
+                .with_context(|| format!("query on {} failed", data_dir.display()))?;
+            print!("{}", client::render(&result, format));
+        }
+        Command::Check { config } => {
+            match config::load(Some(&config), std::env::vars(), &Overrides::default()) {
+                Ok(_) => println!("{}: ok", config.display()),
+                Err(e) => {
+                    eprint!("{}: {e}", config.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Demo {
+            listen,
+            admin,
+            data,
+        } => {
+            init_tracing();
+            let shop = tollgate::demo::spawn("127.0.0.1:0".parse()?)
+                .context("failed to start the demo shop")?;
+            let mut settings = load(
+                None,
+                Overrides {
+                    upstream: Some(format!("http://{shop}")),
+                    listen: Some(listen.clone()),
+                    admin: Some(admin.clone()),
+                    data_dir: Some(data.clone()),
+                },
+            )?;
+            settings.capture.rules.push(Rule {
+                name: "register".into(),
+                method: Some(http::Method::POST),
+                path: PathPattern::Exact("/api/register".into()),
+                status: Some((200, 299)),
+            });
+            println!(
+                "\nDemo camera shop:  http://{shop}/  (direct, not tracked)\n\
+                 Through tollgate:  http://{listen}/  (open this one)\n\
+                 Admin API:         http://{admin}/metrics\n\
+                 Query the events:  cargo run --release -- query --data {data} \"SELECT name, path, status, visitor_id FROM events ORDER BY seq DESC LIMIT 20\"\n\
+                 Stop with Ctrl-C.\n"
+            );
+            tollgate::app::run(settings)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

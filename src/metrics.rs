@@ -1,0 +1,151 @@
+//! Prometheus metrics, served by the admin server at `/metrics`.
+//!
+//! Hot-path counters are resolved once at start-up, so recording one is a single atomic add.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Request kinds, as in the `kind` label of `tollgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    PageView,
+    ApiCall,
+    Asset,
+    Prefetch,
+    Request,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::PageView,
+        Kind::ApiCall,
+        Kind::Asset,
+        Kind::Prefetch,
+        Kind::Request,
+    ];
+
+    /// The event name for this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PageView => "page_view",
+            Kind::ApiCall => "api_call",
+            Kind::Asset => "asset",
+            Kind::Prefetch => "prefetch",
+            Kind::Request => "request",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: [IntCounter; 5],
+    pub events_captured: IntCounter,
+    pub dropped_queue_full: IntCounter,
+    pub dropped_store_error: IntCounter,
+    pub events_written: IntCounter,
+    pub batches_failed: IntCounter,
+    pub batch_seconds: Histogram,
+    pub queue_depth: IntGauge,
+    pub upstream_connect_errors: IntCounter,
+    pub upstream_timeouts: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests_vec = IntCounterVec::new(
+            Opts::new("tollgate_requests_total", "Requests proxied, by kind."),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let requests = Kind::ALL.map(|k| requests_vec.with_label_values(&[k.as_str()]));
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "tollgate_events_dropped_total",
+                "Events lost before reaching the store, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "tollgate_upstream_errors_total",
+                "Requests that failed at the upstream, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let m = Metrics {
+            events_captured: counter(
+                "tollgate_events_captured_total",
+                "Events queued for the store.",
+            ),
+            events_written: counter(
+                "tollgate_events_written_total",
+                "Events committed to the store.",
+            ),
+            batches_failed: counter(
+                "tollgate_store_batches_failed_total",
+                "Store transactions that failed.",
+            ),
+            dropped_queue_full: dropped.with_label_values(&["queue_full"]),
+            dropped_store_error: dropped.with_label_values(&["store_error"]),
+            upstream_connect_errors: upstream_errors.with_label_values(&["connect"]),
+            upstream_timeouts: upstream_errors.with_label_values(&["timeout"]),
+            batch_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tollgate_store_batch_seconds",
+                    "Time to commit one batch to the store.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
+            )
+            .expect("valid metric"),
+            queue_depth: IntGauge::new(
+                "tollgate_queue_depth",
+                "Events waiting between the proxy and the store.",
+            )
+            .expect("valid metric"),
+            requests,
+            registry,
+        };
+        for c in [
+            Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
+            Box::new(dropped),
+            Box::new(upstream_errors),
+            Box::new(m.batch_seconds.clone()),
+            Box::new(m.queue_depth.clone()),
+        ] {
+            m.registry.register(c).expect("unique");
+        }
+        m
+    }
+
+    /// Count one proxied request of `kind`.
+    pub fn request(&self, kind: Kind) {
+        self.requests[kind as usize].inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

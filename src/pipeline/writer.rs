@@ -1,0 +1,197 @@
+//! The store writer: one thread that owns the write connection and commits events in groups,
+//! by size or by age, in one transaction per group.
+
+use crate::config::Pipeline;
+use crate::event::Event;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{debug, warn};
+
+/// Attempts per batch before its events are dropped (and counted).
+const ATTEMPTS: u32 = 3;
+
+/// What the writer last saw of the store, for `/readyz`.
+#[derive(Default)]
+pub struct WriterHealth {
+    last_error: Mutex<Option<String>>,
+}
+
+impl WriterHealth {
+    /// `None` when the last commit succeeded (or none was tried yet).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
+    }
+
+    fn set(&self, e: Option<String>) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = e;
+        }
+    }
+}
+
+/// A running writer thread.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+    pub health: Arc<WriterHealth>,
+}
+
+impl Writer {
+    /// Stop after committing everything still queued, and wait for that to finish.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if self.handle.join().is_err() {
+            warn!("store writer thread panicked during shutdown");
+        }
+    }
+}
+
+/// Start the writer thread. It runs until [`Writer::shutdown`] or until every sender is gone.
+pub fn spawn_writer(
+    store: Store,
+    rx: Receiver<Event>,
+    cfg: Pipeline,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<Writer> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(WriterHealth::default());
+    let (s, h) = (stop.clone(), health.clone());
+    let handle = std::thread::Builder::new()
+        .name("tollgate-writer".into())
+        .spawn(move || run(store, rx, cfg, metrics, s, h))?;
+    Ok(Writer {
+        stop,
+        handle,
+        health,
+    })
+}
+
+struct State {
+    store: Store,
+    next_seq: Option<i64>,
+    metrics: Arc<Metrics>,
+    health: Arc<WriterHealth>,
+}
+
+fn run(
+    store: Store,
+    rx: Receiver<Event>,
+    cfg: Pipeline,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+    health: Arc<WriterHealth>,
+) {
+    let mut st = State {
+        store,
+        next_seq: None,
+        metrics,
+        health,
+    };
+    let mut batch: Vec<Event> = Vec::with_capacity(cfg.batch_size);
+    let mut deadline: Option<Instant> = None;
+    // How often an idle writer looks at the stop flag.
+    let idle_tick = Duration::from_millis(50);
+    loop {
+        let wait = deadline.map_or(idle_tick, |d| {
+            d.saturating_duration_since(Instant::now()).min(idle_tick)
+        });
+        let disconnected = match rx.recv_timeout(wait) {
+            Ok(e) => {
+                if batch.is_empty() {
+                    deadline = Some(Instant::now() + cfg.flush_interval);
+                }
+                batch.push(e);
+                batch.extend(rx.try_iter().take(cfg.batch_size - batch.len()));
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        st.metrics.queue_depth.set(rx.len() as i64);
+        let due = deadline.is_some_and(|d| Instant::now() >= d);
+        if batch.len() >= cfg.batch_size || (due && !batch.is_empty()) {
+            st.commit(&mut batch);
+            deadline = None;
+        }
+        if disconnected || stop.load(Ordering::SeqCst) {
+            // Drain: everything already queued is committed before we exit.
+            loop {
+                batch.extend(rx.try_iter().take(cfg.batch_size - batch.len()));
+                if batch.is_empty() {
+                    break;
+                }
+                st.commit(&mut batch);
+            }
+            st.metrics.queue_depth.set(0);
+            debug!("store writer stopped");
+            return;
+        }
+    }
+}
+
+impl State {
+    /// Commit `batch` (retrying briefly), then clear it. Failed events are dropped and counted:
+    /// a broken store degrades analytics, never the proxy.
+    fn commit(&mut self, batch: &mut Vec<Event>) {
+        // A panic inside the store (a bug, or a driver surprise) must not end the writer: the
+        // batch is dropped and counted, and the next one is tried.
+        let res =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_inner(batch)));
+        if let Err(panic) = res {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            warn!(panic = %msg, events = batch.len(), "Store writer panicked; batch dropped.");
+            self.next_seq = None;
+            self.health
+                .set(Some(format!("store writer panicked: {msg}")));
+            self.metrics.dropped_store_error.inc_by(batch.len() as u64);
+            batch.clear();
+        }
+    }
+
+    fn commit_inner(&mut self, batch: &mut Vec<Event>) {
+        for attempt in 1..=ATTEMPTS {
+            let started = Instant::now();
+            match self.try_commit(batch) {
+                Ok(()) => {
+                    self.metrics
+                        .batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.events_written.inc_by(batch.len() as u64);
+                    self.health.set(None);
+                    batch.clear();
+                    return;
+                }
+                Err(error) => {
+                    self.metrics.batches_failed.inc();
+                    self.next_seq = None;
+                    warn!(%error, attempt, events = batch.len(), "Store commit failed.");
+                    self.health.set(Some(error.to_string()));
+                    if attempt < ATTEMPTS {
+                        std::thread::sleep(Duration::from_millis(100 * attempt as u64));
+                    }
+                }
+            }
+        }
+        self.metrics.dropped_store_error.inc_by(batch.len() as u64);
+        batch.clear();
+    }
+
+    fn try_commit(&mut self, batch: &[Event]) -> Result<(), crate::store::StoreError> {
+        let seq = match self.next_seq {
+            Some(s) => s,
+            None => self.store.next_seq()?,
+        };
+        self.store.append(seq, batch)?;
+        self.next_seq = Some(seq + batch.len() as i64);
+        Ok(())
+    }
+}

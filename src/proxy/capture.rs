@@ -1,0 +1,402 @@
+//! Capture: turn a finished request into one event. Called from the logging phase.
+//!
+//! Classification, route templating, query redaction and rule matching live here. All of it is
+//! string scanning with no allocation beyond the event's own fields.
+
+use crate::config::{Capture, PathPattern, Rule};
+use crate::metrics::Kind;
+use http::{HeaderMap, Method};
+
+/// Extensions that mark a static asset when the content type does not.
+const ASSET_EXTENSIONS: &[&str] = &[
+    "css",
+    "js",
+    "mjs",
+    "map",
+    "png",
+    "jpg",
+    "jpeg",
+    "gif",
+    "webp",
+    "avif",
+    "svg",
+    "ico",
+    "bmp",
+    "woff",
+    "woff2",
+    "ttf",
+    "otf",
+    "eot",
+    "mp4",
+    "webm",
+    "mp3",
+    "ogg",
+    "wav",
+    "wasm",
+    "pdf",
+    "zip",
+    "gz",
+    "txt",
+    "xml",
+    "webmanifest",
+];
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a [u8] {
+    h.get(name).map_or(&[], |v| v.as_bytes())
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The media type of a `Content-Type` value, lower-cased, without parameters.
+fn media_type(ct: &[u8]) -> String {
+    let end = ct.iter().position(|&b| b == b';').unwrap_or(ct.len());
+    String::from_utf8_lossy(&ct[..end])
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_api_media(mt: &str) -> bool {
+    mt == "application/json"
+        || mt.ends_with("+json")
+        || mt == "application/xml"
+        || mt == "text/xml"
+        || mt.ends_with("+xml") && !mt.starts_with("image/")
+        || mt == "application/grpc-web"
+        || mt == "application/x-ndjson"
+}
+
+fn is_asset_media(mt: &str) -> bool {
+    mt.starts_with("image/")
+        || mt.starts_with("font/")
+        || mt.starts_with("audio/")
+        || mt.starts_with("video/")
+        || mt == "text/css"
+        || mt.contains("javascript")
+        || mt == "application/wasm"
+        || mt == "application/font-woff"
+        || mt == "application/manifest+json"
+}
+
+fn extension(path: &str) -> Option<&str> {
+    let last = path.rsplit('/').next()?;
+    let (_, ext) = last.rsplit_once('.')?;
+    Some(ext)
+}
+
+/// Classify a finished request.
+///
+/// - HEAD, and prefetch/prerender requests, are never page views.
+/// - A path under an API prefix, a JSON/XML response, or a fetch/XHR request is an `api_call`.
+/// - A static asset is recognised by content type or extension.
+/// - An HTML response to a GET navigation is a `page_view`.
+pub fn classify(
+    method: &Method,
+    path: &str,
+    req: &HeaderMap,
+    resp_content_type: &[u8],
+    status: u16,
+    cfg: &Capture,
+) -> Kind {
+    let purpose = header(req, "sec-purpose");
+    let purpose = if purpose.is_empty() {
+        header(req, "purpose")
+    } else {
+        purpose
+    };
+    if contains_ci(purpose, b"prefetch")
+        || contains_ci(purpose, b"prerender")
+        || header(req, "x-moz").eq_ignore_ascii_case(b"prefetch")
+    {
+        return Kind::Prefetch;
+    }
+    if method == Method::HEAD {
+        return Kind::Request;
+    }
+    let mt = media_type(resp_content_type);
+    let dest = header(req, "sec-fetch-dest");
+    if cfg
+        .api_prefixes
+        .iter()
+        .any(|p| path.starts_with(p.as_str()))
+        || is_api_media(&mt)
+    {
+        return Kind::ApiCall;
+    }
+    let is_asset_ext =
+        extension(path).is_some_and(|e| ASSET_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)));
+    if is_asset_media(&mt) || (is_asset_ext && mt != "text/html") {
+        return Kind::Asset;
+    }
+    let xhr = header(req, "x-requested-with").eq_ignore_ascii_case(b"xmlhttprequest")
+        || (dest.eq_ignore_ascii_case(b"empty")
+            && !header(req, "sec-fetch-mode").eq_ignore_ascii_case(b"navigate"));
+    if xhr {
+        return Kind::ApiCall;
+    }
+    let navigation = dest.is_empty()
+        || dest.eq_ignore_ascii_case(b"document")
+        || dest.eq_ignore_ascii_case(b"iframe")
+        || dest.eq_ignore_ascii_case(b"frame");
+    // A failed navigation (tollgate's own 502/504 has no HTML) still counts as a page view:
+    // the visitor tried to see the page.
+    let html =
+        mt == "text/html" || mt == "application/xhtml+xml" || (status >= 500 && accepts_html(req));
+    if method == Method::GET && navigation && html && !(300..400).contains(&status) {
+        return Kind::PageView;
+    }
+    Kind::Request
+}
+
+fn accepts_html(req: &HeaderMap) -> bool {
+    contains_ci(header(req, "accept"), b"text/html")
+}
+
+/// True when `seg` looks like an identifier: a number, a UUID, a long hex string, or a long
+/// token that mixes letters and digits.
+fn is_id_segment(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    if b.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    if b.len() == 36 && uuid::Uuid::try_parse(seg).is_ok() {
+        return true;
+    }
+    let has_digit = b.iter().any(u8::is_ascii_digit);
+    if b.len() >= 8 && has_digit && b.iter().all(u8::is_ascii_hexdigit) {
+        return true;
+    }
+    b.len() >= 16
+        && has_digit
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+}
+
+/// The templated route of `path`: identifier-like segments become `:id`.
+/// `/api/products/42` → `/api/products/:id`.
+pub fn route(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if is_id_segment(seg) { ":id" } else { seg });
+    }
+    out
+}
+
+/// `query` with the values of secret parameters replaced by `[redacted]`.
+pub fn redact_query(query: &str, secret: &[String]) -> String {
+    let mut out = String::with_capacity(query.len());
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((k, _)) if is_secret(k, secret) => {
+                out.push_str(k);
+                out.push_str("=[redacted]");
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    out
+}
+
+fn is_secret(key: &str, secret: &[String]) -> bool {
+    let decoded = key.replace("%5F", "_").replace("%5f", "_");
+    secret.iter().any(|s| s.eq_ignore_ascii_case(&decoded))
+}
+
+/// The name given by the first matching rule.
+pub fn match_rule<'a>(
+    rules: &'a [Rule],
+    method: &Method,
+    path: &str,
+    status: u16,
+) -> Option<&'a str> {
+    rules
+        .iter()
+        .find(|r| {
+            r.method.as_ref().is_none_or(|m| m == method)
+                && r.status.is_none_or(|(lo, hi)| (lo..=hi).contains(&status))
+                && path_matches(&r.path, path)
+        })
+        .map(|r| r.name.as_str())
+}
+
+fn path_matches(p: &PathPattern, path: &str) -> bool {
+    match p {
+        PathPattern::Any => true,
+        PathPattern::Exact(e) => path == e || path.strip_suffix('/') == Some(e.as_str()),
+        PathPattern::Prefix(pre) => path.starts_with(pre.as_str()),
+        PathPattern::Route(segs) => {
+            let mut parts = path.split('/');
+            for seg in segs {
+                match (seg, parts.next()) {
+                    (_, None) => return false,
+                    (None, Some(p)) if !p.is_empty() => {}
+                    (None, Some(_)) => return false,
+                    (Some(s), Some(p)) if s == p => {}
+                    _ => return false,
+                }
+            }
+            parts.next().is_none_or(str::is_empty)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn cfg() -> Capture {
+        Settings::defaults("http://127.0.0.1:1").unwrap().capture
+    }
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn classification() {
+        let c = cfg();
+        let get = Method::GET;
+        assert_eq!(
+            classify(&get, "/", &h(&[]), b"text/html; charset=utf-8", 200, &c),
+            Kind::PageView
+        );
+        assert_eq!(
+            classify(&get, "/missing", &h(&[]), b"text/html", 404, &c),
+            Kind::PageView
+        );
+        assert_eq!(
+            classify(&Method::HEAD, "/", &h(&[]), b"text/html", 200, &c),
+            Kind::Request
+        );
+        assert_eq!(
+            classify(
+                &get,
+                "/",
+                &h(&[("sec-purpose", "prefetch;prerender")]),
+                b"text/html",
+                200,
+                &c
+            ),
+            Kind::Prefetch
+        );
+        assert_eq!(
+            classify(&get, "/api/products/1", &h(&[]), b"text/html", 200, &c),
+            Kind::ApiCall
+        );
+        assert_eq!(
+            classify(&get, "/data", &h(&[]), b"application/json", 200, &c),
+            Kind::ApiCall
+        );
+        assert_eq!(
+            classify(
+                &get,
+                "/frag",
+                &h(&[("sec-fetch-dest", "empty"), ("sec-fetch-mode", "cors")]),
+                b"text/html",
+                200,
+                &c
+            ),
+            Kind::ApiCall
+        );
+        assert_eq!(
+            classify(&get, "/app.js", &h(&[]), b"text/javascript", 200, &c),
+            Kind::Asset
+        );
+        assert_eq!(
+            classify(&get, "/logo.png", &h(&[]), b"", 200, &c),
+            Kind::Asset
+        );
+        assert_eq!(
+            classify(&get, "/old", &h(&[]), b"text/html", 301, &c),
+            Kind::Request
+        );
+        assert_eq!(
+            classify(
+                &get,
+                "/",
+                &h(&[("accept", "text/html")]),
+                b"text/plain",
+                502,
+                &c
+            ),
+            Kind::PageView
+        );
+        assert_eq!(
+            classify(&Method::POST, "/form", &h(&[]), b"text/html", 200, &c),
+            Kind::Request
+        );
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/api/products/42"), "/api/products/:id");
+        assert_eq!(
+            route("/u/0190c9a4-8a0b-7cc2-9d1e-3f4a5b6c7d8e/orders"),
+            "/u/:id/orders"
+        );
+        assert_eq!(route("/blog/hello-world"), "/blog/hello-world");
+        assert_eq!(route("/c/deadbeef42"), "/c/:id");
+        assert_eq!(route("/"), "/");
+    }
+
+    #[test]
+    fn redaction() {
+        let c = cfg();
+        assert_eq!(
+            redact_query(
+                "a=1&token=xyz&Password=p&api%5Fkey=k&q=shoes",
+                &c.redact_params
+            ),
+            "a=1&token=[redacted]&Password=[redacted]&api%5Fkey=[redacted]&q=shoes"
+        );
+    }
+
+    #[test]
+    fn rules() {
+        let rules = vec![
+            Rule {
+                name: "register".into(),
+                method: Some(Method::POST),
+                path: PathPattern::Exact("/api/register".into()),
+                status: Some((200, 299)),
+            },
+            Rule {
+                name: "order".into(),
+                method: None,
+                path: PathPattern::Route(vec![Some("".into()), Some("orders".into()), None]),
+                status: None,
+            },
+        ];
+        assert_eq!(
+            match_rule(&rules, &Method::POST, "/api/register", 201),
+            Some("register")
+        );
+        assert_eq!(
+            match_rule(&rules, &Method::POST, "/api/register", 400),
+            None
+        );
+        assert_eq!(match_rule(&rules, &Method::GET, "/api/register", 200), None);
+        assert_eq!(
+            match_rule(&rules, &Method::GET, "/orders/7", 200),
+            Some("order")
+        );
+        assert_eq!(match_rule(&rules, &Method::GET, "/orders/7/x", 200), None);
+        assert_eq!(match_rule(&rules, &Method::GET, "/orders/", 200), None);
+    }
+}

@@ -1,0 +1,306 @@
+//! The data plane: tollgate's [`ProxyHttp`] implementation.
+//!
+//! Each phase delegates to a named module, so this file reads like Pingora's phase chart:
+//!
+//! | phase                     | work                                                      |
+//! |---------------------------|-----------------------------------------------------------|
+//! | `early_request_filter`    | bound downstream keep-alive                               |
+//! | `request_filter`          | [`identity`] and [`forwarded`] of the request             |
+//! | `upstream_peer`           | [`upstream`]: a pre-resolved address                      |
+//! | `upstream_request_filter` | identity and forwarded headers for the backend           |
+//! | `response_filter`         | strip hop-by-hop headers, echo request id, set cookies    |
+//! | `fail_to_proxy`           | 502 (unreachable) or 504 (timed out), keeping the ids     |
+//! | `logging`                 | [`capture`]: one event, `try_send` onto the pipeline       |
+
+pub mod capture;
+pub mod forwarded;
+pub mod identity;
+pub mod upstream;
+
+use crate::config::Settings;
+use crate::event::{now_us, Event, Source};
+use crate::metrics::{Kind, Metrics};
+use crate::pipeline::EventSender;
+use async_trait::async_trait;
+use bytes::Bytes;
+use forwarded::Forwarded;
+use identity::Ids;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::sync::Arc;
+use std::time::Instant;
+use upstream::UpstreamTarget;
+
+/// Per-request state shared between the phases.
+pub struct Ctx {
+    start: Instant,
+    ts_us: i64,
+    ids: Option<Ids>,
+    fwd: Option<Forwarded>,
+}
+
+/// The proxy service.
+pub struct Proxy {
+    settings: Arc<Settings>,
+    upstream: Arc<UpstreamTarget>,
+    events: EventSender,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    pub fn new(
+        settings: Arc<Settings>,
+        upstream: Arc<UpstreamTarget>,
+        events: EventSender,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Proxy {
+            settings,
+            upstream,
+            events,
+            metrics,
+        }
+    }
+
+    fn ids<'a>(&self, session: &Session, ctx: &'a mut Ctx) -> &'a Ids {
+        ctx.ids
+            .get_or_insert_with(|| identity::resolve(session.req_header(), &self.settings.identity))
+    }
+}
+
+/// Response headers that describe one hop, never the resource.
+const HOP_BY_HOP: &[&str] = &["keep-alive", "proxy-connection", "te", "trailer"];
+
+fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+    if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return; // Connection/Upgrade carry the protocol switch itself
+    }
+    let listed: Vec<String> = resp
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(listed.iter().map(String::as_str))
+    {
+        resp.remove_header(name);
+    }
+    resp.remove_header(&http::header::UPGRADE);
+}
+
+/// The status tollgate answers when the upstream fails: 504 when it timed out, 502 when it
+/// could not be reached or broke the exchange.
+fn failure_status(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout
+        | ErrorType::ReadTimedout
+        | ErrorType::WriteTimedout
+        | ErrorType::TLSHandshakeTimedout
+            if e.esource() == &ErrorSource::Upstream =>
+        {
+            504
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            ts_us: now_us(),
+            ids: None,
+            fwd: None,
+        }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // Pingora keeps idle client connections forever unless told otherwise.
+        session.set_keepalive(Some(self.settings.keepalive_secs));
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.ids(session, ctx);
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.fwd = Some(forwarded::compute(
+            peer,
+            session.req_header(),
+            &self.settings.trusted_proxies,
+        ));
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Ok(self.upstream.peer())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // With one address, trying it again at once only delays the 502. With several
+        // (`localhost` is often ::1 and 127.0.0.1), the retry goes to the next one.
+        e.set_retry(self.upstream.addr_count() > 1);
+        // Timeouts are counted once, in fail_to_proxy, where they become a 504.
+        if !matches!(
+            e.etype(),
+            ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout
+        ) {
+            self.metrics.upstream_connect_errors.inc();
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let s = &self.settings;
+        if let Some(ids) = &ctx.ids {
+            identity::add_upstream_headers(req, ids, &s.identity);
+        }
+        if let Some(f) = &ctx.fwd {
+            forwarded::apply(req, f);
+        }
+        if !s.upstream.preserve_host {
+            req.insert_header(http::header::HOST, &s.upstream.authority)?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        strip_hop_by_hop(resp);
+        let secure = ctx.fwd.as_ref().is_some_and(|f| f.proto == "https");
+        if let Some(ids) = &ctx.ids {
+            identity::add_response_headers(resp, ids, &self.settings.identity, secure);
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = failure_status(e);
+        if code == 504 {
+            self.metrics.upstream_timeouts.inc();
+        }
+        if code > 0 && session.response_written().is_none() {
+            // Built by hand rather than with respond_error(), so the client still gets its
+            // request id and cookies.
+            let reason = http::StatusCode::from_u16(code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Error");
+            let body = Bytes::from(format!("{code} {reason}\n"));
+            if let Ok(mut resp) = ResponseHeader::build(code, Some(6)) {
+                let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
+                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+                let _ = resp.insert_header(http::header::CACHE_CONTROL, "no-store");
+                let secure = ctx.fwd.as_ref().is_some_and(|f| f.proto == "https");
+                let ids = self.ids(session, ctx).clone();
+                identity::add_response_headers(&mut resp, &ids, &self.settings.identity, secure);
+                if session
+                    .write_response_header(Box::new(resp), false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = session.write_response_body(Some(body), true).await;
+                }
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let s = &self.settings;
+        let req = session.req_header();
+        let resp = session.response_written();
+        let status = resp.map_or(0, |r| r.status.as_u16());
+        let content_type = resp
+            .and_then(|r| r.headers.get(http::header::CONTENT_TYPE))
+            .map_or(&[][..], |v| v.as_bytes());
+        let path = req.uri.path();
+        let kind = capture::classify(
+            &req.method,
+            path,
+            &req.headers,
+            content_type,
+            status,
+            &s.capture,
+        );
+        self.metrics.request(kind);
+        if !s.capture.enabled {
+            return;
+        }
+        let rule = capture::match_rule(&s.capture.rules, &req.method, path, status);
+        if rule.is_none() && kind == Kind::Asset && !s.capture.assets {
+            return;
+        }
+        let header = |name: http::header::HeaderName| {
+            req.headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let mut e = Event::now(rule.unwrap_or(kind.as_str()), &s.site_id, Source::Proxy);
+        e.ts_us = ctx.ts_us;
+        e.method = Some(req.method.as_str().to_string());
+        e.host = header(http::header::HOST).or_else(|| req.uri.host().map(str::to_string));
+        e.path = Some(path.to_string());
+        e.route = Some(capture::route(path));
+        e.query = req
+            .uri
+            .query()
+            .filter(|q| !q.is_empty())
+            .map(|q| capture::redact_query(q, &s.capture.redact_params));
+        e.status = (status > 0).then_some(status);
+        e.duration_ms = Some(ctx.start.elapsed().as_secs_f64() * 1000.0);
+        e.bytes_out = Some(session.body_bytes_sent() as u64);
+        e.referrer = header(http::header::REFERER);
+        e.user_agent = header(http::header::USER_AGENT);
+        e.ip = ctx
+            .fwd
+            .as_ref()
+            .and_then(|f| f.client_ip)
+            .map(|ip| ip.to_string());
+        let ids = self.ids(session, ctx);
+        e.request_id = Some(ids.request_id.clone());
+        e.visitor_id = Some(ids.visitor);
+        e.session_id = Some(ids.session);
+        self.events.send(e);
+    }
+}

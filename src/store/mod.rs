@@ -1,0 +1,213 @@
+//! The embedded DuckDB store: `<data>/tollgate.duckdb`, its schema, batch appends and
+//! read-only queries.
+//!
+//! One process owns the file (DuckDB allows one writer process). Inside it, the pipeline's
+//! writer thread owns the main [`Store`]; readers (the admin API) use [`Store::reader`], a
+//! connection to the same database instance.
+
+mod guard;
+mod query;
+mod schema;
+
+pub use guard::check_read_only;
+pub use query::{run_query, QueryError, QueryResult};
+pub use schema::EVENT_COLUMNS;
+
+use crate::event::Event;
+use duckdb::{appender_params_from_iter, types::TimeUnit, types::Value, Config, Connection};
+use std::path::{Path, PathBuf};
+
+/// File name of the store inside the data directory.
+pub const DB_FILE: &str = "tollgate.duckdb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "failed to open store at {path}: file is locked by another process (is tollgate already running on this data directory?)"
+    )]
+    Locked { path: PathBuf },
+    #[error("failed to open store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: duckdb::Error,
+    },
+    #[error("store has no events table at {path} (run `tollgate serve` once to create it)")]
+    NotInitialised { path: PathBuf },
+    #[error("store schema version {found} is newer than this tollgate supports ({supported}); upgrade tollgate")]
+    TooNew { found: u32, supported: u32 },
+    #[error("store error: {0}")]
+    Db(#[from] duckdb::Error),
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Open (creating if needed) the store in `data_dir` for reading and writing, and bring its
+    /// schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let conn = open_conn(&path, false)?;
+        schema::migrate(&conn)?;
+        lock_down(&conn)?;
+        Ok(Store { conn, path })
+    }
+
+    /// Open an existing store read-only, for `tollgate query` when no server holds the file.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::NotInitialised { path });
+        }
+        let conn = open_conn(&path, true)?;
+        lock_down(&conn)?;
+        Ok(Store { conn, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new connection to the same database, for readers on other threads.
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        Ok(self.conn.try_clone()?)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The `seq` the next committed event gets.
+    pub fn next_seq(&self) -> Result<i64, StoreError> {
+        let max: Option<i64> = self
+            .conn
+            .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
+        Ok(max.map_or(1, |m| m + 1))
+    }
+
+    /// Append `events` in one transaction, numbering them from `first_seq`. Either all are
+    /// committed or none is.
+    pub fn append(&mut self, first_seq: i64, events: &[Event]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut app = tx.appender("events")?;
+            for (i, e) in events.iter().enumerate() {
+                app.append_row(appender_params_from_iter(row_values(
+                    first_seq + i as i64,
+                    e,
+                )))?;
+            }
+            app.flush()?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let mut config = Config::default()
+        // Queries may not read or write files, attach databases or load extensions: the
+        // read-only SQL console relies on this as its last line of defence.
+        .enable_external_access(false)
+        .and_then(|c| c.enable_autoload_extension(false))
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if read_only {
+        config = config
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    Connection::open_with_flags(path, config).map_err(|source| {
+        let msg = source.to_string();
+        if msg.contains("lock") {
+            StoreError::Locked {
+                path: path.to_path_buf(),
+            }
+        } else {
+            StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+/// Make the configuration immutable, so that no query can turn file access back on.
+fn lock_down(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("SET lock_configuration = true;")?;
+    Ok(())
+}
+
+fn opt_text(v: &Option<String>) -> Value {
+    v.as_ref().map_or(Value::Null, |s| Value::Text(s.clone()))
+}
+
+fn ts(us: i64) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, us)
+}
+
+/// The values of one row, in [`EVENT_COLUMNS`] order.
+fn row_values(seq: i64, e: &Event) -> [Value; EVENT_COLUMNS.len()] {
+    let uuid = |u: &Option<uuid::Uuid>| u.map_or(Value::Null, |u| Value::Text(u.to_string()));
+    [
+        Value::BigInt(seq),
+        Value::Text(e.event_id.to_string()),
+        ts(e.ts_us),
+        ts(e.received_at_us),
+        Value::Text(e.site.clone()),
+        Value::Text(e.name.clone()),
+        e.source
+            .map_or(Value::Null, |s| Value::Text(s.as_str().to_string())),
+        uuid(&e.visitor_id),
+        uuid(&e.session_id),
+        opt_text(&e.user_id),
+        opt_text(&e.request_id),
+        opt_text(&e.method),
+        opt_text(&e.host),
+        opt_text(&e.path),
+        opt_text(&e.route),
+        opt_text(&e.query),
+        e.status.map_or(Value::Null, |s| Value::Int(s as i32)),
+        e.duration_ms.map_or(Value::Null, Value::Double),
+        e.bytes_out.map_or(Value::Null, |b| Value::BigInt(b as i64)),
+        opt_text(&e.referrer),
+        opt_text(&e.referrer_host),
+        opt_text(&e.channel),
+        opt_text(&e.utm_source),
+        opt_text(&e.utm_medium),
+        opt_text(&e.utm_campaign),
+        opt_text(&e.utm_term),
+        opt_text(&e.utm_content),
+        opt_text(&e.click_id_type),
+        opt_text(&e.click_id),
+        opt_text(&e.user_agent),
+        opt_text(&e.browser),
+        opt_text(&e.browser_version),
+        opt_text(&e.os),
+        opt_text(&e.device_type),
+        e.is_bot.map_or(Value::Null, Value::Boolean),
+        opt_text(&e.bot_reason),
+        opt_text(&e.ip),
+        opt_text(&e.country),
+        opt_text(&e.region),
+        opt_text(&e.city),
+        opt_text(&e.props),
+    ]
+}

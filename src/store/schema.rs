@@ -1,0 +1,85 @@
+//! The store's DDL and migrations. `docs/schema.md` documents every column.
+
+use super::StoreError;
+use crate::event::SCHEMA_VERSION;
+use duckdb::Connection;
+
+/// The `events` columns in table order; [`super::Store::append`] writes values in this order.
+pub const EVENT_COLUMNS: [(&str, &str); 41] = [
+    ("seq", "BIGINT NOT NULL"),
+    ("event_id", "UUID NOT NULL"),
+    ("ts", "TIMESTAMP NOT NULL"),
+    ("received_at", "TIMESTAMP NOT NULL"),
+    ("site", "VARCHAR NOT NULL"),
+    ("name", "VARCHAR NOT NULL"),
+    ("source", "VARCHAR"),
+    ("visitor_id", "UUID"),
+    ("session_id", "UUID"),
+    ("user_id", "VARCHAR"),
+    ("request_id", "VARCHAR"),
+    ("method", "VARCHAR"),
+    ("host", "VARCHAR"),
+    ("path", "VARCHAR"),
+    ("route", "VARCHAR"),
+    ("query", "VARCHAR"),
+    ("status", "INTEGER"),
+    ("duration_ms", "DOUBLE"),
+    ("bytes_out", "BIGINT"),
+    ("referrer", "VARCHAR"),
+    ("referrer_host", "VARCHAR"),
+    ("channel", "VARCHAR"),
+    ("utm_source", "VARCHAR"),
+    ("utm_medium", "VARCHAR"),
+    ("utm_campaign", "VARCHAR"),
+    ("utm_term", "VARCHAR"),
+    ("utm_content", "VARCHAR"),
+    ("click_id_type", "VARCHAR"),
+    ("click_id", "VARCHAR"),
+    ("user_agent", "VARCHAR"),
+    ("browser", "VARCHAR"),
+    ("browser_version", "VARCHAR"),
+    ("os", "VARCHAR"),
+    ("device_type", "VARCHAR"),
+    ("is_bot", "BOOLEAN"),
+    ("bot_reason", "VARCHAR"),
+    ("ip", "VARCHAR"),
+    ("country", "VARCHAR"),
+    ("region", "VARCHAR"),
+    ("city", "VARCHAR"),
+    ("props", "JSON"),
+];
+
+/// Create missing tables and record the schema version.
+pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS tollgate_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);",
+    )?;
+    let found: Option<String> = conn
+        .query_row(
+            "SELECT value FROM tollgate_meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    if let Some(v) = found.and_then(|v| v.parse::<u32>().ok()) {
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                found: v,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    let cols: Vec<String> = EVENT_COLUMNS
+        .iter()
+        .map(|(n, t)| format!("  {n} {t}"))
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS events (\n{}\n);",
+        cols.join(",\n")
+    ))?;
+    conn.execute(
+        "INSERT OR REPLACE INTO tollgate_meta VALUES ('schema_version', ?)",
+        [SCHEMA_VERSION.to_string()],
+    )?;
+    Ok(())
+}
