@@ -8,6 +8,11 @@ use std::process::ExitCode;
 use tollgate::client::{self, Format};
 use tollgate::config::{self, Overrides, PathPattern, Rule};
 
+// glibc malloc serialises the proxy's worker threads on its arena locks (seen in perf as
+// futex waits under wrk load); mimalloc keeps per-thread heaps. See BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tollgate",

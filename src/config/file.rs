@@ -33,6 +33,9 @@ pub struct ServerSection {
     pub data_dir: String,
     /// Proxy worker threads; 0 means one per core.
     pub threads: usize,
+    /// Let idle proxy threads steal work from busy ones (one shared runtime), instead of one
+    /// independent event loop per thread as nginx does.
+    pub work_stealing: bool,
     /// Idle keep-alive timeout for client connections, in seconds.
     pub keepalive_secs: u64,
     /// Requests served on one client connection before it is closed; 0 means no limit.
@@ -50,6 +53,7 @@ impl Default for ServerSection {
             admin: "127.0.0.1:9080".into(),
             data_dir: "./tollgate-data".into(),
             threads: 0,
+            work_stealing: false,
             keepalive_secs: 60,
             keepalive_requests: 1000,
             shutdown_grace_secs: 1,

@@ -152,14 +152,13 @@ fn apply_env(
             continue;
         }
         let rest = rest.to_ascii_lowercase();
+        // Only TOLLGATE_<SECTION>_<KEY> with a known section configures tollgate; other
+        // TOLLGATE_* variables (TOLLGATE_BIN in a script, say) are not ours to judge. A wrong
+        // key in a known section is an error, reported when the section is read.
         let Some((section, key)) = rest.split_once('_') else {
-            errors.push(format!(
-                "{var}: expected TOLLGATE_<SECTION>_<KEY>, e.g. TOLLGATE_CAPTURE_ENABLED"
-            ));
             continue;
         };
         if !SECTIONS.contains(&section) {
-            // Not ours to judge: later issues add variables such as TOLLGATE_WRITE_KEYS.
             continue;
         }
         let entry = table
@@ -296,6 +295,14 @@ batch_size = 0
             assert!(text.contains(key), "{key} missing from:\n{text}");
         }
         assert_eq!(e.0.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn env_typos_in_known_sections_are_errors_and_other_variables_are_ignored() {
+        let ok = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+        assert!(load_str(ok, &[("TOLLGATE_BIN", "/x"), ("TOLLGATE_FOO_BAR", "1")]).is_ok());
+        let e = load_str(ok, &[("TOLLGATE_CAPTURE_ENABLD", "false")]).unwrap_err();
+        assert!(e.to_string().contains("enabld"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Proxy worker threads, already resolved from 0 to the core count.
     pub threads: usize,
+    pub work_stealing: bool,
     pub keepalive_secs: u64,
     pub keepalive_requests: u32,
     pub shutdown_grace_secs: u64,
@@ -212,6 +213,7 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
         } else {
             f.server.threads
         },
+        work_stealing: f.server.work_stealing,
         keepalive_secs: f.server.keepalive_secs,
         keepalive_requests: f.server.keepalive_requests,
         shutdown_grace_secs: f.server.shutdown_grace_secs,

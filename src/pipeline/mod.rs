@@ -13,14 +13,14 @@ use std::sync::Arc;
 /// The proxy's handle on the queue. Cloning is cheap.
 #[derive(Clone)]
 pub struct EventSender {
-    tx: Sender<Event>,
+    tx: Sender<Box<Event>>,
     metrics: Arc<Metrics>,
 }
 
 impl EventSender {
     /// Queue `event` without waiting. When the queue is full (the store is slow or broken) the
     /// event is dropped and counted in `tollgate_events_dropped_total{reason="queue_full"}`.
-    pub fn send(&self, event: Event) {
+    pub fn send(&self, event: Box<Event>) {
         match self.tx.try_send(event) {
             Ok(()) => self.metrics.events_captured.inc(),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -35,8 +35,9 @@ impl EventSender {
     }
 }
 
-/// A bounded queue of `capacity` events.
-pub fn channel(capacity: usize, metrics: Arc<Metrics>) -> (EventSender, Receiver<Event>) {
+/// A bounded queue of `capacity` events. Events travel boxed: the queue preallocates its
+/// slots, and a pointer-sized slot keeps an idle queue small.
+pub fn channel(capacity: usize, metrics: Arc<Metrics>) -> (EventSender, Receiver<Box<Event>>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity);
     (EventSender { tx, metrics }, rx)
 }

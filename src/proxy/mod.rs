@@ -276,7 +276,11 @@ impl ProxyHttp for Proxy {
                 .get(name)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
-        let mut e = Event::now(rule.unwrap_or(kind.as_str()), &s.site_id, Source::Proxy);
+        let mut e = Box::new(Event::now(
+            rule.unwrap_or(kind.as_str()),
+            &s.site_id,
+            Source::Proxy,
+        ));
         e.ts_us = ctx.ts_us;
         e.method = Some(req.method.as_str().to_string());
         e.host = header(http::header::HOST).or_else(|| req.uri.host().map(str::to_string));

@@ -14,7 +14,8 @@ pub use query::{run_query, QueryError, QueryResult};
 pub use schema::EVENT_COLUMNS;
 
 use crate::event::Event;
-use duckdb::{appender_params_from_iter, types::TimeUnit, types::Value, Config, Connection};
+use duckdb::types::{TimeUnit, ToSqlOutput, Value, ValueRef};
+use duckdb::{appender_params_from_iter, Config, Connection};
 use std::path::{Path, PathBuf};
 
 /// File name of the store inside the data directory.
@@ -99,14 +100,18 @@ impl Store {
 
     /// Append `events` in one transaction, numbering them from `first_seq`. Either all are
     /// committed or none is.
-    pub fn append(&mut self, first_seq: i64, events: &[Event]) -> Result<(), StoreError> {
+    pub fn append<E: std::borrow::Borrow<Event>>(
+        &mut self,
+        first_seq: i64,
+        events: &[E],
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let mut app = tx.appender("events")?;
             for (i, e) in events.iter().enumerate() {
                 app.append_row(appender_params_from_iter(row_values(
                     first_seq + i as i64,
-                    e,
+                    e.borrow(),
                 )))?;
             }
             app.flush()?;
@@ -155,26 +160,35 @@ fn lock_down(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn opt_text(v: &Option<String>) -> Value {
-    v.as_ref().map_or(Value::Null, |s| Value::Text(s.clone()))
+fn text(s: &str) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
 }
 
-fn ts(us: i64) -> Value {
-    Value::Timestamp(TimeUnit::Microsecond, us)
+fn opt_text(v: &Option<String>) -> ToSqlOutput<'_> {
+    v.as_deref().map_or(ToSqlOutput::Owned(Value::Null), text)
 }
 
-/// The values of one row, in [`EVENT_COLUMNS`] order.
-fn row_values(seq: i64, e: &Event) -> [Value; EVENT_COLUMNS.len()] {
-    let uuid = |u: &Option<uuid::Uuid>| u.map_or(Value::Null, |u| Value::Text(u.to_string()));
+fn owned(v: Value) -> ToSqlOutput<'static> {
+    ToSqlOutput::Owned(v)
+}
+
+fn ts(us: i64) -> ToSqlOutput<'static> {
+    owned(Value::Timestamp(TimeUnit::Microsecond, us))
+}
+
+/// The values of one row, in [`EVENT_COLUMNS`] order. Strings are borrowed from the event,
+/// not copied: the writer appends tens of thousands of rows a second.
+fn row_values(seq: i64, e: &Event) -> [ToSqlOutput<'_>; EVENT_COLUMNS.len()] {
+    let uuid =
+        |u: &Option<uuid::Uuid>| owned(u.map_or(Value::Null, |u| Value::Text(u.to_string())));
     [
-        Value::BigInt(seq),
-        Value::Text(e.event_id.to_string()),
+        owned(Value::BigInt(seq)),
+        owned(Value::Text(e.event_id.to_string())),
         ts(e.ts_us),
         ts(e.received_at_us),
-        Value::Text(e.site.clone()),
-        Value::Text(e.name.clone()),
-        e.source
-            .map_or(Value::Null, |s| Value::Text(s.as_str().to_string())),
+        text(&e.site),
+        text(&e.name),
+        e.source.map_or(owned(Value::Null), |s| text(s.as_str())),
         uuid(&e.visitor_id),
         uuid(&e.session_id),
         opt_text(&e.user_id),
@@ -184,9 +198,9 @@ fn row_values(seq: i64, e: &Event) -> [Value; EVENT_COLUMNS.len()] {
         opt_text(&e.path),
         opt_text(&e.route),
         opt_text(&e.query),
-        e.status.map_or(Value::Null, |s| Value::Int(s as i32)),
-        e.duration_ms.map_or(Value::Null, Value::Double),
-        e.bytes_out.map_or(Value::Null, |b| Value::BigInt(b as i64)),
+        owned(e.status.map_or(Value::Null, |s| Value::Int(s as i32))),
+        owned(e.duration_ms.map_or(Value::Null, Value::Double)),
+        owned(e.bytes_out.map_or(Value::Null, |b| Value::BigInt(b as i64))),
         opt_text(&e.referrer),
         opt_text(&e.referrer_host),
         opt_text(&e.channel),
@@ -202,7 +216,7 @@ fn row_values(seq: i64, e: &Event) -> [Value; EVENT_COLUMNS.len()] {
         opt_text(&e.browser_version),
         opt_text(&e.os),
         opt_text(&e.device_type),
-        e.is_bot.map_or(Value::Null, Value::Boolean),
+        owned(e.is_bot.map_or(Value::Null, Value::Boolean)),
         opt_text(&e.bot_reason),
         opt_text(&e.ip),
         opt_text(&e.country),
