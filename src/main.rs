@@ -184,11 +184,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 path: PathPattern::Exact("/api/register".into()),
                 status: Some((200, 299)),
             });
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "tollgate".into());
             println!(
                 "\nDemo camera shop:  http://{shop}/  (direct, not tracked)\n\
                  Through tollgate:  http://{listen}/  (open this one)\n\
                  Admin API:         http://{admin}/metrics\n\
-                 Query the events:  cargo run --release -- query --data {data} \"SELECT name, path, status, visitor_id FROM events ORDER BY seq DESC LIMIT 20\"\n\
+                 Query the events:  {exe} query --data {data} \"SELECT name, path, status, visitor_id FROM events ORDER BY seq DESC LIMIT 20\"\n\
                  Stop with Ctrl-C.\n"
             );
             tollgate::app::run(settings)?;
