@@ -13,13 +13,13 @@
 # under load (proxy nginx workers summed; the tollgate process), then d/b and d/c.
 #
 # Usage:
-#   cargo build --release && benches/proxy_wrk.sh
+#   cargo test --release --no-run && benches/proxy_wrk.sh
 #
 # Environment:
 #   RUNS=5            runs per setup
 #   DURATION=10       seconds per wrk run (integer)
 #   PROXY_THREADS=2   proxy nginx worker_processes and tollgate's TOLLGATE_SERVER_THREADS
-#   TOLLGATE_BIN      default ${CARGO_TARGET_DIR:-target}/release/tollgate
+#   TOLLGATE_BIN      default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate
 #   SKIP_TOLLGATE=1   run only a and b (no tollgate binary needed)
 #   OUT=FILE          also write the report to FILE
 #   KEEP_TMP=1        keep the temp dir (configs, logs, raw wrk output) for inspection
@@ -87,9 +87,9 @@ fi
 NGINX=$(find_nginx) || die "nginx not found after install"
 command -v wrk >/dev/null || die "wrk not found after install"
 
-BIN=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-target}/release/tollgate}
+BIN=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate}
 if [[ $SKIP_TOLLGATE != 1 ]]; then
-  [[ -x $BIN ]] || die "tollgate binary not found at '$BIN': run 'cargo build --release' first \
+  [[ -x $BIN ]] || die "tollgate binary not found at '$BIN': run 'cargo test --release --no-run' first \
 (or set TOLLGATE_BIN, or SKIP_TOLLGATE=1 to benchmark only the nginx setups)"
   case $BIN in /*) ;; *) BIN="$PWD/$BIN" ;; esac
 fi
