@@ -93,47 +93,40 @@ fn run(
         health,
     };
     let mut batch: Vec<Box<Event>> = Vec::with_capacity(cfg.batch_size);
-    let mut deadline: Option<Instant> = None;
+    // When the writer first saw the oldest event of the pending batch.
+    let mut oldest: Option<Instant> = None;
     // The writer polls instead of blocking in recv(): a blocked receiver must be woken by
     // every send, a futex syscall on the proxy's hot path for each event. Polling costs the
-    // queue at most one tick of latency, well inside the flush interval.
+    // queue at most one tick of latency, which the age check below accounts for.
     let tick = (cfg.flush_interval / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
     loop {
         std::thread::sleep(tick);
         let stopping = stop.load(Ordering::SeqCst);
-        loop {
-            let before = batch.len();
-            batch.extend(rx.try_iter().take(cfg.batch_size - batch.len()));
-            if before == 0 && !batch.is_empty() {
-                // Aged from when the writer first saw it: at most one tick late.
-                deadline = Some(Instant::now() + cfg.flush_interval.saturating_sub(tick));
-            }
-            st.metrics.queue_depth.set(rx.len() as i64);
-            let due = deadline.is_some_and(|d| Instant::now() >= d);
-            if batch.len() >= cfg.batch_size || (!batch.is_empty() && (due || stopping)) {
-                st.commit(&mut batch);
-                deadline = None;
-                continue; // a full batch may mean more is waiting
-            }
-            break;
-        }
-        // Disconnected: every sender is gone and the queue is drained.
-        let disconnected = match rx.try_recv() {
-            Ok(e) => {
-                batch.push(e);
-                false
-            }
-            Err(e) => e.is_disconnected(),
-        };
-        if stopping || disconnected {
-            // Drain: everything already queued is committed before we exit.
-            loop {
-                batch.extend(rx.try_iter().take(cfg.batch_size - batch.len()));
-                if batch.is_empty() {
-                    break;
+        // Take everything queued, committing whenever a batch is full.
+        let disconnected = loop {
+            match rx.try_recv() {
+                Ok(e) => {
+                    batch.push(e);
+                    if batch.len() >= cfg.batch_size {
+                        st.commit(&mut batch);
+                    }
                 }
-                st.commit(&mut batch);
+                Err(e) => break e.is_disconnected(),
             }
+        };
+        st.metrics.queue_depth.set(rx.len() as i64);
+        if batch.is_empty() {
+            oldest = None;
+        } else {
+            let seen = *oldest.get_or_insert_with(Instant::now);
+            let due = seen.elapsed() + tick >= cfg.flush_interval;
+            if due || stopping || disconnected {
+                st.commit(&mut batch);
+                oldest = None;
+            }
+        }
+        if stopping || disconnected {
+            // The queue was drained above: everything it held is committed.
             st.metrics.queue_depth.set(0);
             debug!("store writer stopped");
             return;
@@ -202,5 +195,44 @@ impl State {
         self.store.append(seq, batch)?;
         self.next_seq = Some(seq + batch.len() as i64);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+
+    fn count(store_reader: &duckdb::Connection) -> i64 {
+        store_reader
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A lone event in a batch far from full is committed by age, not held for company.
+    #[test]
+    fn a_partial_batch_is_committed_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let reader = store.reader().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = crate::pipeline::channel(16, metrics.clone());
+        let cfg = Pipeline {
+            queue_capacity: 16,
+            batch_size: 1000,
+            flush_interval: Duration::from_millis(100),
+        };
+        let writer = spawn_writer(store, rx, cfg, metrics).unwrap();
+        for round in 1..=3 {
+            tx.send(Box::new(Event::now("page_view", "t", Source::Proxy)));
+            let start = Instant::now();
+            while count(&reader) < round && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(count(&reader), round, "event {round} was not committed");
+        }
+        tx.send(Box::new(Event::now("page_view", "t", Source::Proxy)));
+        writer.shutdown();
+        assert_eq!(count(&reader), 4, "shutdown commits what is queued");
     }
 }
