@@ -1,11 +1,12 @@
-//! The proxy's per-request work, in-process: identity resolution, classification, route
-//! templating and query redaction. `cargo bench --bench hot_path`.
+//! The proxy's per-request work, in-process: identity resolution (with cookies, and
+//! cookieless), classification and route templating. `cargo bench --bench hot_path`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::Method;
 use pingora::http::RequestHeader;
 use std::hint::black_box;
 use tollgate::config::Settings;
+use tollgate::proxy::consent::Salt;
 use tollgate::proxy::{capture, identity};
 
 fn settings() -> Settings {
@@ -31,8 +32,15 @@ fn bench(c: &mut Criterion) {
     let req = request();
     let mut g = c.benchmark_group("hot_path");
     g.throughput(Throughput::Elements(1));
+    let salt = Salt::load(None, 0);
+    let ip = "203.0.113.7".parse().ok();
     g.bench_function("identity_resolve", |b| {
-        b.iter(|| identity::resolve(black_box(&req), &s.identity))
+        b.iter(|| identity::resolve(black_box(&req), &s, &salt, ip, 1_000))
+    });
+    let mut cookieless = s.clone();
+    cookieless.privacy.cookieless = true;
+    g.bench_function("identity_resolve_cookieless", |b| {
+        b.iter(|| identity::resolve(black_box(&req), &cookieless, &salt, ip, 1_000))
     });
     g.bench_function("classify", |b| {
         b.iter(|| {
@@ -48,14 +56,6 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("route", |b| {
         b.iter(|| capture::route(black_box("/api/products/42/reviews")))
-    });
-    g.bench_function("redact_query", |b| {
-        b.iter(|| {
-            capture::redact_query(
-                black_box("utm_source=fb&token=abc&q=camera"),
-                &s.capture.redact_params,
-            )
-        })
     });
     g.finish();
 }

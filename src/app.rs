@@ -3,8 +3,11 @@
 
 use crate::admin::{AdminServer, AdminState};
 use crate::config::Settings;
+use crate::enrich::Enricher;
+use crate::event::now_us;
 use crate::metrics::Metrics;
 use crate::pipeline;
+use crate::proxy::consent::{day_of, Salt};
 use crate::proxy::upstream::UpstreamTarget;
 use crate::proxy::Proxy;
 use crate::store::Store;
@@ -80,12 +83,23 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let metrics = Arc::new(Metrics::new());
 
+    let enricher = Enricher::new(&settings)?;
     let store = Store::open(&settings.data_dir)?;
     info!(path = %store.path().display(), "Store open.");
     let reader = store.reader().context("failed to open a store reader")?;
     let (events, rx) = pipeline::channel(settings.pipeline.queue_capacity, metrics.clone());
-    let writer = pipeline::spawn_writer(store, rx, settings.pipeline.clone(), metrics.clone())
-        .context("failed to start the store writer")?;
+    let writer = pipeline::spawn_writer(
+        store,
+        enricher,
+        rx,
+        settings.pipeline.clone(),
+        metrics.clone(),
+    )
+    .context("failed to start the store writer")?;
+    // The salt file is written only where cookieless ids can be minted.
+    let p = &settings.privacy;
+    let salt_dir = (p.cookieless || p.consent.is_some()).then_some(settings.data_dir.as_path());
+    let salt = Arc::new(Salt::load(salt_dir, day_of(now_us())));
 
     let upstream = UpstreamTarget::resolve(settings.upstream.clone())?;
     upstream.spawn_refresh(Duration::from_secs(30));
@@ -97,6 +111,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             events: events.clone(),
             health: writer.health.clone(),
+            flush_interval: settings.pipeline.flush_interval,
         }),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
@@ -122,7 +137,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     server_options.keepalive_request_limit = Some(settings.keepalive_requests).filter(|n| *n > 0);
     let mut service = ProxyServiceBuilder::new(
         &server.configuration,
-        Proxy::new(settings.clone(), upstream, events, metrics),
+        Proxy::new(settings.clone(), upstream, events, metrics, salt),
     )
     .name("tollgate proxy")
     .server_options(server_options)

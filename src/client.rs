@@ -1,11 +1,16 @@
-//! `tollgate query`: read-only SQL over a data directory, whether or not a server holds it.
+//! `tollgate query` and `tollgate forget` over a data directory, whether or not a server holds
+//! it.
 //!
-//! DuckDB lets one process open a file, so when a server is running on the directory the query
-//! goes through its admin API (found in the runtime file); otherwise the file is opened
-//! read-only here. Both paths run the same guard.
+//! DuckDB lets one process open a file, so when a server is running on the directory the
+//! command goes through its admin API (found in the runtime file); otherwise the file is
+//! opened here. Both paths run the same code: the guard for queries, one transaction for
+//! forget.
 
 use crate::app::runtime_info;
-use crate::store::{run_query, QueryError, QueryResult, Store, StoreError};
+use crate::store::{
+    forget as forget_in, run_query, ForgetReport, QueryError, QueryResult, Store, StoreError,
+    Subject,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -17,7 +22,7 @@ pub enum ClientError {
     Query(#[from] QueryError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the server on this data directory refused the query: {0}")]
+    #[error("the server on this data directory refused the request: {0}")]
     Server(String),
     #[error("the store is locked by a running tollgate, but its admin API at {addr} did not answer: {reason}")]
     Admin { addr: SocketAddr, reason: String },
@@ -35,6 +40,60 @@ pub fn query(data_dir: &Path, sql: &str, max_rows: usize) -> Result<QueryResult,
     }
 }
 
+/// Delete `subject`'s events from the store in `data_dir` and record the request.
+pub fn forget(data_dir: &Path, subject: &Subject) -> Result<ForgetReport, ClientError> {
+    match Store::open_existing(data_dir) {
+        Ok(store) => Ok(forget_in(store.connection(), subject)?),
+        Err(StoreError::Locked { path }) => match runtime_info(data_dir) {
+            Some(info) => forget_admin(info.admin, subject),
+            None => Err(StoreError::Locked { path }.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// POST the request to a running server's `/api/forget`.
+pub fn forget_admin(addr: SocketAddr, subject: &Subject) -> Result<ForgetReport, ClientError> {
+    let body = match subject {
+        Subject::Visitor(v) => serde_json::json!({ "visitor_id": v }),
+        Subject::User(u) => serde_json::json!({ "user_id": u }),
+    }
+    .to_string();
+    match post_json(addr, "/api/forget", &body)? {
+        Ok(report) => Ok(report),
+        Err((status, msg)) => Err(ClientError::Server(format!("HTTP {status}: {msg}"))),
+    }
+}
+
+/// POST `body` to the admin API: the decoded answer of a 200, or the status and error message
+/// of anything else.
+fn post_json<T: serde::de::DeserializeOwned>(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+) -> Result<Result<T, (u16, String)>, ClientError> {
+    let (status, text) = post(addr, path, body).map_err(|e| ClientError::Admin {
+        addr,
+        reason: e.to_string(),
+    })?;
+    if status != 200 {
+        return Ok(Err((status, error_text(&text))));
+    }
+    serde_json::from_str(&text)
+        .map(Ok)
+        .map_err(|e| ClientError::Admin {
+            addr,
+            reason: format!("unreadable answer: {e}"),
+        })
+}
+
+fn error_text(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.to_string())
+}
+
 /// POST the query to a running server's `/api/query`.
 pub fn query_admin(
     addr: SocketAddr,
@@ -42,20 +101,10 @@ pub fn query_admin(
     max_rows: usize,
 ) -> Result<QueryResult, ClientError> {
     let body = serde_json::json!({ "sql": sql, "max_rows": max_rows }).to_string();
-    let (status, text) = post(addr, "/api/query", &body).map_err(|e| ClientError::Admin {
-        addr,
-        reason: e.to_string(),
-    })?;
-    if status == 200 {
-        return serde_json::from_str(&text).map_err(|e| ClientError::Admin {
-            addr,
-            reason: format!("unreadable answer: {e}"),
-        });
-    }
-    let msg = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-        .unwrap_or(text);
+    let (status, msg) = match post_json(addr, "/api/query", &body)? {
+        Ok(result) => return Ok(result),
+        Err(e) => e,
+    };
     Err(match status {
         400 => QueryError::Invalid(msg).into(),
         403 => QueryError::Refused(msg.trim_start_matches("refused: ").to_string()).into(),

@@ -30,10 +30,32 @@ impl Source {
     }
 }
 
+/// How a request may be tied to a person, decided by the proxy from the privacy settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PrivacyMode {
+    /// Visitor and session cookies.
+    #[default]
+    Identified,
+    /// No cookies: the visitor id is a daily-rotating salted hash (no consent yet, or
+    /// `privacy.cookieless`).
+    Cookieless,
+    /// `Sec-GPC` or `DNT`: no identifiers at all; the visit is counted anonymously.
+    Anonymous,
+}
+
+/// Facts about the request that enrichment needs but the store does not keep. They travel
+/// with the event through the queue and are dropped when it is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hints {
+    pub privacy: PrivacyMode,
+    pub signals: crate::enrich::bots::RequestSignals,
+}
+
 /// One analytics event. `seq` is not here: the store assigns it when the event is committed.
 ///
 /// Enrichment fields (`browser`, `channel`, `country`, …) are `None` until the enrichment stage
-/// fills them.
+/// fills them. Until then `path`, `query` and `referrer` are raw and `ip` is the full address;
+/// enrichment redacts and anonymises them before the event is stored.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event {
     /// UUIDv7; the deduplication key in every sink.
@@ -83,6 +105,8 @@ pub struct Event {
     pub city: Option<String>,
     /// Free-form properties as a JSON object text.
     pub props: Option<String>,
+    /// Not stored: see [`Hints`].
+    pub hints: Hints,
 }
 
 impl Event {

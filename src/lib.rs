@@ -18,13 +18,14 @@
 //! |---|---|
 //! | [`app`] | builds the Pingora server, pipeline and admin server; runs and shuts down |
 //! | [`config`] | file, env and CLI configuration, validated into [`config::Settings`] |
-//! | [`proxy`] | the data plane: `ProxyHttp` phases, [`proxy::identity`], [`proxy::capture`], [`proxy::forwarded`], [`proxy::upstream`] |
+//! | [`proxy`] | the data plane: `ProxyHttp` phases, [`proxy::identity`], [`proxy::consent`], [`proxy::capture`], [`proxy::forwarded`], [`proxy::upstream`] |
+//! | [`enrich`] | the pipeline's enrichment: campaign, channel, device, bot, geo, privacy |
 //! | [`event`] | the [`event::Event`] row and its schema version |
-//! | [`pipeline`] | bounded queue and group-commit writer thread |
+//! | [`pipeline`] | bounded queue and the writer thread (enrich, then group commit) |
 //! | [`store`] | DuckDB schema, appends, guarded read-only queries |
 //! | [`admin`] | the control plane: health, metrics, query API |
 //! | [`metrics`] | Prometheus counters |
-//! | [`client`] | `tollgate query`, direct or through a running server |
+//! | [`client`] | `tollgate query` and `tollgate forget`, direct or through a running server |
 //! | [`demo`] | the demo shop behind `tollgate demo` |
 
 pub mod admin;
@@ -32,6 +33,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod enrich;
 pub mod event;
 pub mod metrics;
 pub mod pipeline;

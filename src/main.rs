@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tollgate::client::{self, Format};
 use tollgate::config::{self, Overrides, PathPattern, Rule};
+use tollgate::store::Subject;
 
 // glibc malloc serialises the proxy's worker threads on its arena locks (seen in perf as
 // futex waits under wrk load); mimalloc keeps per-thread heaps. See BENCHMARKS.md.
@@ -63,6 +64,21 @@ enum Command {
         /// The query, e.g. "SELECT name, count(*) FROM events GROUP BY 1"
         sql: String,
     },
+    /// Delete one visitor's or user's events from the store, and record the request.
+    Forget {
+        /// Data directory [default: ./tollgate-data, or server.data_dir of --config]
+        #[arg(long, env = "TOLLGATE_DATA")]
+        data: Option<String>,
+        /// Configuration file, for its data directory
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The visitor id (the tg_vid cookie, X-Visitor-ID, or a cookieless id)
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        visitor: Option<String>,
+        /// The user id the site sent
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Validate a configuration file and report every problem at once.
     Check {
         #[arg(long, env = "TOLLGATE_CONFIG")]
@@ -100,6 +116,26 @@ fn load(path: Option<&std::path::Path>, o: Overrides) -> anyhow::Result<config::
     config::load(path, std::env::vars(), &o).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// The data directory of `query` and `forget`: `--data`, else the config file's, else the
+/// default.
+fn data_dir(data: Option<String>, config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match (data, config) {
+        (Some(d), _) => PathBuf::from(d),
+        (None, Some(c)) => {
+            // Only the data directory matters here; an upstream is not needed.
+            let s = load(
+                Some(&c),
+                Overrides {
+                    upstream: Some("http://127.0.0.1:1".into()),
+                    ..Default::default()
+                },
+            )?;
+            s.data_dir
+        }
+        (None, None) => PathBuf::from("./tollgate-data"),
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -133,24 +169,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_rows,
             sql,
         } => {
-            let data_dir = match (data, config) {
-                (Some(d), _) => PathBuf::from(d),
-                (None, Some(c)) => {
-                    // Only the data directory matters here; an upstream is not needed to query.
-                    let s = load(
-                        Some(&c),
-                        Overrides {
-                            upstream: Some("http://127.0.0.1:1".into()),
-                            ..Default::default()
-                        },
-                    )?;
-                    s.data_dir
-                }
-                (None, None) => PathBuf::from("./tollgate-data"),
-            };
+            let data_dir = data_dir(data, config)?;
             let result = client::query(&data_dir, &sql, max_rows)
                 .with_context(|| format!("query on {} failed", data_dir.display()))?;
             print!("{}", client::render(&result, format));
+        }
+        Command::Forget {
+            data,
+            config,
+            visitor,
+            user,
+        } => {
+            let data_dir = data_dir(data, config)?;
+            let subject = match (visitor, user) {
+                (Some(v), _) => Subject::Visitor(
+                    uuid::Uuid::try_parse(v.trim())
+                        .map_err(|_| anyhow::anyhow!("--visitor {v:?} is not a UUID"))?,
+                ),
+                (None, Some(u)) if !u.is_empty() => Subject::User(u),
+                _ => anyhow::bail!("give --visitor ID or --user ID"),
+            };
+            let report = client::forget(&data_dir, &subject)
+                .with_context(|| format!("forget on {} failed", data_dir.display()))?;
+            println!(
+                "deleted {} event{}; request {} recorded in forget_requests",
+                report.rows_deleted,
+                if report.rows_deleted == 1 { "" } else { "s" },
+                report.request_id
+            );
         }
         Command::Check { config } => {
             match config::load(Some(&config), std::env::vars(), &Overrides::default()) {

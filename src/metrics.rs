@@ -44,6 +44,7 @@ pub struct Metrics {
     pub events_captured: IntCounter,
     pub dropped_queue_full: IntCounter,
     pub dropped_store_error: IntCounter,
+    pub dropped_enrich_error: IntCounter,
     pub events_written: IntCounter,
     pub batches_failed: IntCounter,
     pub batch_seconds: Histogram,
@@ -97,6 +98,7 @@ impl Metrics {
             ),
             dropped_queue_full: dropped.with_label_values(&["queue_full"]),
             dropped_store_error: dropped.with_label_values(&["store_error"]),
+            dropped_enrich_error: dropped.with_label_values(&["enrich_error"]),
             upstream_connect_errors: upstream_errors.with_label_values(&["connect"]),
             upstream_timeouts: upstream_errors.with_label_values(&["timeout"]),
             batch_seconds: Histogram::with_opts(

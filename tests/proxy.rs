@@ -248,7 +248,7 @@ status = "2xx"
     assert_eq!(r[5], "GET");
     assert_eq!(r[6], "http://shop.test/products");
     assert_eq!(r[7], "tollgate-test/1.0");
-    assert_eq!(r[8], "127.0.0.1");
+    assert_eq!(r[8], "127.0.0.0", "the IP is truncated to /24 by default");
     assert_eq!(r[9], true);
     assert_eq!(r[10], true);
 

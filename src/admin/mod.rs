@@ -1,7 +1,7 @@
 //! The control plane: the admin HTTP server (axum) on its own runtime and thread, so that a
 //! slow query can never starve the proxy.
 //!
-//! Routes: `GET /healthz`, `GET /readyz`, `GET /metrics`, `POST /api/query`.
+//! Routes: `GET /healthz`, `GET /readyz`, `GET /metrics`, `POST /api/query`, `POST /api/forget`.
 
 mod error;
 
@@ -9,7 +9,7 @@ pub use error::ApiError;
 
 use crate::metrics::Metrics;
 use crate::pipeline::{EventSender, WriterHealth};
-use crate::store::{run_query, QueryResult};
+use crate::store::{forget, forget_again, run_query, ForgetReport, QueryResult, Subject};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -32,6 +32,19 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub events: EventSender,
     pub health: Arc<WriterHealth>,
+    /// The pipeline's flush interval: how long an event can still be in flight.
+    pub flush_interval: std::time::Duration,
+}
+
+impl AdminState {
+    /// A connection of its own for one request.
+    fn connection(&self) -> Result<Connection, ApiError> {
+        self.reader
+            .lock()
+            .map_err(|_| ApiError::Internal("store connection lock poisoned".into()))?
+            .try_clone()
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -40,6 +53,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/query", post(query))
+        .route("/api/forget", post(forget_handler))
         .with_state(state)
 }
 
@@ -69,12 +83,7 @@ async fn query(
     body: Result<Json<QueryRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<QueryResult>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let conn = st
-        .reader
-        .lock()
-        .map_err(|_| ApiError::Internal("store connection lock poisoned".into()))?
-        .try_clone()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let conn = st.connection()?;
     let max = req
         .max_rows
         .unwrap_or(DEFAULT_MAX_ROWS)
@@ -83,6 +92,51 @@ async fn query(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(Json(res))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetRequest {
+    #[serde(default)]
+    pub visitor_id: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+}
+
+impl ForgetRequest {
+    pub fn subject(&self) -> Result<Subject, String> {
+        match (&self.visitor_id, &self.user_id) {
+            (Some(v), None) => uuid::Uuid::try_parse(v.trim())
+                .map(Subject::Visitor)
+                .map_err(|_| format!("visitor_id {v:?} is not a UUID")),
+            (None, Some(u)) if !u.is_empty() => Ok(Subject::User(u.clone())),
+            _ => Err("give exactly one of visitor_id or user_id".into()),
+        }
+    }
+}
+
+/// Delete a visitor's or user's events. Events of theirs still in the pipeline's queue land
+/// within one flush interval; the handler waits that long and deletes again, so the answer
+/// counts them too.
+async fn forget_handler(
+    State(st): State<Arc<AdminState>>,
+    body: Result<Json<ForgetRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ForgetReport>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let subject = req.subject().map_err(ApiError::BadRequest)?;
+    let conn = st.connection()?;
+    let wait = st.flush_interval + std::time::Duration::from_millis(200);
+    let report = tokio::task::spawn_blocking(move || {
+        let mut report = forget(&conn, &subject)?;
+        std::thread::sleep(wait);
+        forget_again(&conn, &subject, &mut report)?;
+        Ok::<_, crate::store::StoreError>(report)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    info!(request_id = %report.request_id, rows = report.rows_deleted, "Forget request done.");
+    Ok(Json(report))
 }
 
 /// A running admin server.

@@ -20,6 +20,10 @@ pub struct FileConfig {
     pub pipeline: PipelineSection,
     /// The site id written into every event.
     pub site: SiteSection,
+    /// Consent, Do-Not-Track, cookieless mode, IP handling and redaction.
+    pub privacy: PrivacySection,
+    /// Device, bot, channel and geo enrichment.
+    pub enrich: EnrichSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,8 +150,6 @@ pub struct CaptureSection {
     pub assets: bool,
     /// Path prefixes whose requests are `api_call`s.
     pub api_prefixes: Vec<String>,
-    /// Query parameter names whose values are replaced by `[redacted]` (case-insensitive).
-    pub redact_params: Vec<String>,
     /// Rules that name events; the first match wins.
     pub rules: Vec<RuleSection>,
 }
@@ -158,16 +160,12 @@ impl Default for CaptureSection {
             enabled: true,
             assets: false,
             api_prefixes: vec!["/api/".into(), "/graphql".into()],
-            redact_params: DEFAULT_REDACT_PARAMS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
             rules: Vec::new(),
         }
     }
 }
 
-/// Query parameters redacted unless `capture.redact_params` says otherwise.
+/// Query parameters redacted unless `privacy.redact_params` says otherwise.
 pub const DEFAULT_REDACT_PARAMS: &[&str] = &[
     "token",
     "access_token",
@@ -191,7 +189,16 @@ pub const DEFAULT_REDACT_PARAMS: &[&str] = &[
     "sig",
     "signature",
     "email",
+    "e-mail",
+    "mail",
     "phone",
+    "tel",
+    "mobile",
+    "ssn",
+    "card",
+    "cc",
+    "cvv",
+    "iban",
 ];
 
 /// `[[capture.rules]]`: a request that matches every given field becomes an event called `name`.
@@ -243,6 +250,78 @@ impl Default for SiteSection {
     fn default() -> Self {
         Self {
             id: "default".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacySection {
+    /// What is stored of the client IP: `keep`, `truncate` (to `ipv4_prefix`/`ipv6_prefix`
+    /// bits) or `drop`. Geo lookup always sees the full address first.
+    pub ip: String,
+    /// Bits of an IPv4 address kept by `ip = "truncate"`.
+    pub ipv4_prefix: u8,
+    /// Bits of an IPv6 address kept by `ip = "truncate"`.
+    pub ipv6_prefix: u8,
+    /// Treat `Sec-GPC: 1` as an opt-out: no cookies, no identifiers, no IP; the visit is still
+    /// counted anonymously.
+    pub honor_gpc: bool,
+    /// Treat `DNT: 1` the same way.
+    pub honor_dnt: bool,
+    /// Run cookieless until this cookie is present: `name` (any value) or `name=value`.
+    /// Empty: no consent gating.
+    pub consent_cookie: String,
+    /// Never set cookies: every visitor is a daily-rotating salted hash of IP, UA and site.
+    pub cookieless: bool,
+    /// Query parameter names whose values are stored as `[redacted]` (case-insensitive).
+    pub redact_params: Vec<String>,
+    /// Also redact values that look like e-mail addresses or phone numbers, wherever they
+    /// appear in paths, query strings and referrers.
+    pub redact_values: bool,
+}
+
+impl Default for PrivacySection {
+    fn default() -> Self {
+        Self {
+            ip: "truncate".into(),
+            ipv4_prefix: 24,
+            ipv6_prefix: 48,
+            honor_gpc: true,
+            honor_dnt: true,
+            consent_cookie: String::new(),
+            cookieless: false,
+            redact_params: DEFAULT_REDACT_PARAMS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            redact_values: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichSection {
+    /// A MaxMind (GeoLite2/GeoIP2) or DB-IP `.mmdb`, City or Country edition, for `country`,
+    /// `region` and `city`. Empty: no geo.
+    pub geo_db: String,
+    /// Networks whose requests are bots (monitoring, your own crawlers), as IPs or CIDRs.
+    pub bot_networks: Vec<String>,
+    /// Domains that are this site, besides the request's own host: a referrer on one of them
+    /// (or a subdomain) is internal navigation, not a traffic source.
+    pub site_domains: Vec<String>,
+    /// Distinct user agents whose parse is cached.
+    pub ua_cache_size: usize,
+}
+
+impl Default for EnrichSection {
+    fn default() -> Self {
+        Self {
+            geo_db: String::new(),
+            bot_networks: Vec::new(),
+            site_domains: Vec::new(),
+            ua_cache_size: 10_000,
         }
     }
 }

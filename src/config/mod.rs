@@ -53,7 +53,7 @@ const CLI_ENV: &[&str] = &[
 ];
 
 const SECTIONS: &[&str] = &[
-    "server", "upstream", "identity", "capture", "pipeline", "site",
+    "server", "upstream", "identity", "capture", "pipeline", "site", "privacy", "enrich",
 ];
 
 /// Load a configuration: the optional file, then `TOLLGATE_<SECTION>_<KEY>` variables from
@@ -124,6 +124,8 @@ fn parse_sections(table: toml::Table, errors: &mut Vec<String>) -> FileConfig {
             "capture" => value.try_into().map(|v| file.capture = v),
             "pipeline" => value.try_into().map(|v| file.pipeline = v),
             "site" => value.try_into().map(|v| file.site = v),
+            "privacy" => value.try_into().map(|v| file.privacy = v),
+            "enrich" => value.try_into().map(|v| file.enrich = v),
             other => {
                 errors.push(format!(
                     "{other}: unknown section (expected one of: {})",

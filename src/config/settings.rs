@@ -24,6 +24,8 @@ pub struct Settings {
     pub capture: Capture,
     pub pipeline: Pipeline,
     pub site_id: String,
+    pub privacy: Privacy,
+    pub enrich: Enrich,
 }
 
 #[derive(Debug, Clone)]
@@ -62,9 +64,48 @@ pub struct Capture {
     pub enabled: bool,
     pub assets: bool,
     pub api_prefixes: Vec<String>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Privacy {
+    pub ip: IpHandling,
+    pub honor_gpc: bool,
+    pub honor_dnt: bool,
+    pub consent: Option<Consent>,
+    pub cookieless: bool,
     /// Lower-cased parameter names.
     pub redact_params: Vec<String>,
-    pub rules: Vec<Rule>,
+    pub redact_values: bool,
+}
+
+/// `privacy.ip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpHandling {
+    Keep,
+    /// Keep this many leading bits of IPv4 and IPv6 addresses.
+    Truncate {
+        v4: u8,
+        v6: u8,
+    },
+    Drop,
+}
+
+/// `privacy.consent_cookie`: consent is given when the cookie is present (with this value, if
+/// one is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Enrich {
+    pub geo_db: Option<PathBuf>,
+    pub bot_networks: Vec<IpNet>,
+    /// Lower-cased, without a leading dot.
+    pub site_domains: Vec<String>,
+    pub ua_cache_size: usize,
 }
 
 /// A validated `[[capture.rules]]` entry.
@@ -199,6 +240,93 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
         err("site.id", "must not be empty".into());
     }
 
+    let pv = &f.privacy;
+    let ip = match pv.ip.as_str() {
+        "keep" => Some(IpHandling::Keep),
+        "drop" => Some(IpHandling::Drop),
+        "truncate" => Some(IpHandling::Truncate {
+            v4: pv.ipv4_prefix,
+            v6: pv.ipv6_prefix,
+        }),
+        other => {
+            err(
+                "privacy.ip",
+                format!("{other:?} is not one of keep, truncate, drop"),
+            );
+            None
+        }
+    };
+    if pv.ipv4_prefix > 32 {
+        err(
+            "privacy.ipv4_prefix",
+            format!("{} is out of range (0 to 32)", pv.ipv4_prefix),
+        );
+    }
+    if pv.ipv6_prefix > 128 {
+        err(
+            "privacy.ipv6_prefix",
+            format!("{} is out of range (0 to 128)", pv.ipv6_prefix),
+        );
+    }
+    let consent = match pv.consent_cookie.trim() {
+        "" => None,
+        c => {
+            let (name, value) = match c.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
+                None => (c, None),
+            };
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                err(
+                    "privacy.consent_cookie",
+                    format!(
+                        "{name:?} is not a valid cookie name (expected `name` or `name=value`)"
+                    ),
+                );
+            }
+            Some(Consent {
+                name: name.to_string(),
+                value,
+            })
+        }
+    };
+
+    let en = &f.enrich;
+    let geo_db = match en.geo_db.trim() {
+        "" => None,
+        p => {
+            let path = PathBuf::from(p);
+            if !path.is_file() {
+                err(
+                    "enrich.geo_db",
+                    format!("{p:?} is not a readable file (expected a GeoLite2/DB-IP .mmdb)"),
+                );
+            }
+            Some(path)
+        }
+    };
+    let mut bot_networks = Vec::new();
+    for (i, p) in en.bot_networks.iter().enumerate() {
+        match parse_net(p) {
+            Some(n) => bot_networks.push(n),
+            None => err(
+                &format!("enrich.bot_networks[{i}]"),
+                format!("{p:?} is not an IP address or CIDR (expected e.g. 192.0.2.0/24)"),
+            ),
+        }
+    }
+    let mut site_domains = Vec::new();
+    for (i, d) in en.site_domains.iter().enumerate() {
+        let d = d.trim().trim_start_matches('.').to_ascii_lowercase();
+        if d.is_empty() || d.contains(['/', ':', ' ']) {
+            err(
+                &format!("enrich.site_domains[{i}]"),
+                format!("{d:?} is not a domain (expected e.g. example.com)"),
+            );
+        } else {
+            site_domains.push(d);
+        }
+    }
+
     if errors.len() > before {
         return None;
     }
@@ -244,12 +372,6 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             enabled: f.capture.enabled,
             assets: f.capture.assets,
             api_prefixes: f.capture.api_prefixes.clone(),
-            redact_params: f
-                .capture
-                .redact_params
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect(),
             rules,
         },
         pipeline: Pipeline {
@@ -258,6 +380,25 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             flush_interval: Duration::from_millis(p.flush_interval_ms),
         },
         site_id: f.site.id.clone(),
+        privacy: Privacy {
+            ip: ip?,
+            honor_gpc: pv.honor_gpc,
+            honor_dnt: pv.honor_dnt,
+            consent,
+            cookieless: pv.cookieless,
+            redact_params: pv
+                .redact_params
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            redact_values: pv.redact_values,
+        },
+        enrich: Enrich {
+            geo_db,
+            bot_networks,
+            site_domains,
+            ua_cache_size: en.ua_cache_size,
+        },
     })
 }
 

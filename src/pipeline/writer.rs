@@ -1,7 +1,8 @@
-//! The store writer: one thread that owns the write connection and commits events in groups,
-//! by size or by age, in one transaction per group.
+//! The store writer: one thread that enriches each event as it leaves the queue, owns the write
+//! connection, and commits events in groups, by size or by age, in one transaction per group.
 
 use crate::config::Pipeline;
+use crate::enrich::Enricher;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -54,6 +55,7 @@ impl Writer {
 /// Start the writer thread. It runs until [`Writer::shutdown`] or until every sender is gone.
 pub fn spawn_writer(
     store: Store,
+    enricher: Enricher,
     rx: Receiver<Box<Event>>,
     cfg: Pipeline,
     metrics: Arc<Metrics>,
@@ -63,7 +65,7 @@ pub fn spawn_writer(
     let (s, h) = (stop.clone(), health.clone());
     let handle = std::thread::Builder::new()
         .name("tollgate-writer".into())
-        .spawn(move || run(store, rx, cfg, metrics, s, h))?;
+        .spawn(move || run(store, enricher, rx, cfg, metrics, s, h))?;
     Ok(Writer {
         stop,
         handle,
@@ -73,6 +75,7 @@ pub fn spawn_writer(
 
 struct State {
     store: Store,
+    enricher: Enricher,
     next_seq: Option<i64>,
     metrics: Arc<Metrics>,
     health: Arc<WriterHealth>,
@@ -80,6 +83,7 @@ struct State {
 
 fn run(
     store: Store,
+    enricher: Enricher,
     rx: Receiver<Box<Event>>,
     cfg: Pipeline,
     metrics: Arc<Metrics>,
@@ -88,6 +92,7 @@ fn run(
 ) {
     let mut st = State {
         store,
+        enricher,
         next_seq: None,
         metrics,
         health,
@@ -105,7 +110,10 @@ fn run(
         // Take everything queued, committing whenever a batch is full.
         let disconnected = loop {
             match rx.try_recv() {
-                Ok(e) => {
+                Ok(mut e) => {
+                    if !st.enrich(&mut e) {
+                        continue;
+                    }
                     batch.push(e);
                     if batch.len() >= cfg.batch_size {
                         st.commit(&mut batch);
@@ -137,6 +145,18 @@ fn run(
 // Events arrive boxed from the queue; moving them out of their boxes would copy each one.
 #[allow(clippy::vec_box)]
 impl State {
+    /// Enrich one event. A panic in enrichment (a bug) drops that event and counts it: storing
+    /// it half-done could keep the raw query or IP that enrichment exists to remove.
+    fn enrich(&mut self, e: &mut Event) -> bool {
+        let res =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.enricher.enrich(e)));
+        if res.is_err() {
+            warn!(event_id = %e.event_id, "Enrichment panicked; event dropped.");
+            self.metrics.dropped_enrich_error.inc();
+        }
+        res.is_ok()
+    }
+
     /// Commit `batch` (retrying briefly), then clear it. Failed events are dropped and counted:
     /// a broken store degrades analytics, never the proxy.
     fn commit(&mut self, batch: &mut Vec<Box<Event>>) {
@@ -222,7 +242,9 @@ mod tests {
             batch_size: 1000,
             flush_interval: Duration::from_millis(100),
         };
-        let writer = spawn_writer(store, rx, cfg, metrics).unwrap();
+        let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
+        let enricher = Enricher::new(&settings).unwrap();
+        let writer = spawn_writer(store, enricher, rx, cfg, metrics).unwrap();
         for round in 1..=3 {
             tx.send(Box::new(Event::now("page_view", "t", Source::Proxy)));
             let start = Instant::now();

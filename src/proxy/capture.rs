@@ -1,6 +1,7 @@
 //! Capture: turn a finished request into one event. Called from the logging phase.
 //!
-//! Classification, route templating, query redaction and rule matching live here. All of it is
+//! Classification, route templating and rule matching live here; redaction is enrichment's job
+//! ([`crate::enrich::privacy`]), off the request path. All of it is
 //! string scanning with no allocation beyond the event's own fields.
 
 use crate::config::{Capture, PathPattern, Rule};
@@ -45,7 +46,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a [u8] {
     h.get(name).map_or(&[], |v| v.as_bytes())
 }
 
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
@@ -190,29 +191,6 @@ pub fn route(path: &str) -> String {
     out
 }
 
-/// `query` with the values of secret parameters replaced by `[redacted]`.
-pub fn redact_query(query: &str, secret: &[String]) -> String {
-    let mut out = String::with_capacity(query.len());
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        match pair.split_once('=') {
-            Some((k, _)) if is_secret(k, secret) => {
-                out.push_str(k);
-                out.push_str("=[redacted]");
-            }
-            _ => out.push_str(pair),
-        }
-    }
-    out
-}
-
-fn is_secret(key: &str, secret: &[String]) -> bool {
-    let decoded = key.replace("%5F", "_").replace("%5f", "_");
-    secret.iter().any(|s| s.eq_ignore_ascii_case(&decoded))
-}
-
 /// The name given by the first matching rule.
 pub fn match_rule<'a>(
     rules: &'a [Rule],
@@ -353,18 +331,6 @@ mod tests {
         assert_eq!(route("/blog/hello-world"), "/blog/hello-world");
         assert_eq!(route("/c/deadbeef42"), "/c/:id");
         assert_eq!(route("/"), "/");
-    }
-
-    #[test]
-    fn redaction() {
-        let c = cfg();
-        assert_eq!(
-            redact_query(
-                "a=1&token=xyz&Password=p&api%5Fkey=k&q=shoes",
-                &c.redact_params
-            ),
-            "a=1&token=[redacted]&Password=[redacted]&api%5Fkey=[redacted]&q=shoes"
-        );
     }
 
     #[test]

@@ -1,22 +1,34 @@
 //! Visitor, session and request identity: cookies in, headers upstream, cookies out.
 //!
 //! Runs in the request path, so it does only constant work: one pass over the `Cookie` headers,
-//! at most three UUIDs, and a few header writes.
+//! at most three UUIDs (or one hash, in cookieless mode), and a few header writes. The privacy
+//! mode ([`consent`]) decides how much of it happens: an opted-out request gets no visitor or
+//! session at all, a cookieless one a hashed visitor id and no cookies.
 
-use crate::config::Identity;
+use super::consent::{self, Salt};
+use crate::config::{Identity, Settings};
+use crate::enrich::campaign;
+use crate::event::PrivacyMode;
 use cookie::{Cookie, SameSite};
 use pingora::http::{RequestHeader, ResponseHeader};
+use std::net::IpAddr;
 use uuid::Uuid;
 
 /// The identity of one request.
 #[derive(Debug, Clone)]
 pub struct Ids {
     pub request_id: String,
-    pub visitor: Uuid,
+    pub mode: PrivacyMode,
+    /// `None` for an opted-out request.
+    pub visitor: Option<Uuid>,
     /// The visitor cookie must be (re)issued: it was missing, malformed, or differs from the
-    /// configured identity header.
+    /// configured identity header. Only in [`PrivacyMode::Identified`].
     pub set_visitor: bool,
-    pub session: Uuid,
+    /// `None` unless identified by cookies; cookieless sessions are formed in the pipeline.
+    pub session: Option<Uuid>,
+    /// Fingerprint of the campaign that started the session, kept in the session cookie so
+    /// that a new campaign starts a new session.
+    pub session_campaign: Option<u64>,
 }
 
 /// Longest accepted incoming request id.
@@ -29,8 +41,16 @@ pub fn valid_request_id(v: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
 }
 
-/// Read the identity of `req`, minting what is missing or malformed.
-pub fn resolve(req: &RequestHeader, cfg: &Identity) -> Ids {
+/// Read the identity of `req`, minting what is missing or malformed. `client_ip` and `ts_us`
+/// feed the cookieless hash.
+pub fn resolve(
+    req: &RequestHeader,
+    s: &Settings,
+    salt: &Salt,
+    client_ip: Option<IpAddr>,
+    ts_us: i64,
+) -> Ids {
+    let cfg = &s.identity;
     let request_id = req
         .headers
         .get(&cfg.request_id_header)
@@ -40,36 +60,72 @@ pub fn resolve(req: &RequestHeader, cfg: &Identity) -> Ids {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_else(|| Uuid::now_v7().to_string());
 
-    let (mut cookie_visitor, mut cookie_session) = (None, None);
+    let (mut cookie_visitor, mut cookie_session, mut has_consent) = (None, None, false);
     for value in req.headers.get_all(http::header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
         for c in Cookie::split_parse(text).flatten() {
             if c.name() == cfg.visitor_cookie {
                 cookie_visitor = parse_uuid(c.value());
             } else if c.name() == cfg.session_cookie {
-                cookie_session = parse_uuid(c.value());
+                cookie_session = parse_session(c.value());
+            } else if consent::is_consent(&s.privacy, c.name(), c.value()) {
+                has_consent = true;
             }
         }
     }
-    let header_visitor = cfg
-        .incoming_visitor_header
-        .as_ref()
-        .and_then(|h| req.headers.get(h))
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_uuid);
-
-    let (visitor, set_visitor) = match (header_visitor, cookie_visitor) {
-        (Some(h), c) => (h, c != Some(h)),
-        (None, Some(c)) => (c, false),
-        (None, None) => (Uuid::new_v4(), true),
-    };
-    let session = cookie_session.unwrap_or_else(Uuid::now_v7);
-    Ids {
+    let mode = consent::mode(req, &s.privacy, has_consent);
+    let mut ids = Ids {
         request_id,
-        visitor,
-        set_visitor,
-        session,
+        mode,
+        visitor: None,
+        set_visitor: false,
+        session: None,
+        session_campaign: None,
+    };
+    match mode {
+        PrivacyMode::Anonymous => {}
+        PrivacyMode::Cookieless => {
+            let ua = req
+                .headers
+                .get(http::header::USER_AGENT)
+                .map_or(&[][..], |v| v.as_bytes());
+            ids.visitor = Some(salt.visitor_id(consent::day_of(ts_us), &s.site_id, client_ip, ua));
+        }
+        PrivacyMode::Identified => {
+            let header_visitor = cfg
+                .incoming_visitor_header
+                .as_ref()
+                .and_then(|h| req.headers.get(h))
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_uuid);
+            let (visitor, set_visitor) = match (header_visitor, cookie_visitor) {
+                (Some(h), c) => (h, c != Some(h)),
+                (None, Some(c)) => (c, false),
+                (None, None) => (Uuid::new_v4(), true),
+            };
+            // A landing with campaign parameters other than the session's starts a new
+            // session; a page without any keeps the session and its campaign.
+            let now = req.uri.query().and_then(campaign::fingerprint);
+            let (session, fp) = match cookie_session {
+                Some((sid, fp)) if now.is_none() || now == fp => (sid, fp),
+                _ => (Uuid::now_v7(), now),
+            };
+            ids.visitor = Some(visitor);
+            ids.set_visitor = set_visitor;
+            ids.session = Some(session);
+            ids.session_campaign = fp;
+        }
     }
+    ids
+}
+
+/// `<uuid>` or `<uuid>.<16 hex digits of campaign fingerprint>`.
+fn parse_session(v: &str) -> Option<(Uuid, Option<u64>)> {
+    let (id, fp) = match v.trim().split_once('.') {
+        Some((id, fp)) => (id, Some(u64::from_str_radix(fp, 16).ok()?)),
+        None => (v, None),
+    };
+    Some((parse_uuid(id)?, fp))
 }
 
 /// A cookie value is trusted only when it is a well-formed, non-nil UUID.
@@ -77,37 +133,63 @@ fn parse_uuid(s: &str) -> Option<Uuid> {
     Uuid::try_parse(s.trim()).ok().filter(|u| !u.is_nil())
 }
 
-/// Headers the upstream gets, so the backend can tie its own records to this visitor.
+/// Headers the upstream gets, so the backend can tie its own records to this visitor. Identity
+/// headers the client sent itself are removed when tollgate has no value for them, so they
+/// cannot be spoofed.
 pub fn add_upstream_headers(req: &mut RequestHeader, ids: &Ids, cfg: &Identity) {
     // insert_header only fails on invalid values; ours are UUIDs and validated ids.
     let _ = req.insert_header(cfg.request_id_header.clone(), &ids.request_id);
-    let _ = req.insert_header(cfg.visitor_id_header.clone(), ids.visitor.to_string());
-    let _ = req.insert_header(cfg.session_id_header.clone(), ids.session.to_string());
+    match ids.visitor {
+        Some(v) => {
+            let _ = req.insert_header(cfg.visitor_id_header.clone(), v.to_string());
+        }
+        None => {
+            req.remove_header(&cfg.visitor_id_header);
+        }
+    }
+    match ids.session {
+        Some(v) => {
+            let _ = req.insert_header(cfg.session_id_header.clone(), v.to_string());
+        }
+        None => {
+            req.remove_header(&cfg.session_id_header);
+        }
+    }
 }
 
-/// Echo the request id and append tollgate's cookies, after any `Set-Cookie` of the upstream.
+/// Echo the request id and, for identified requests, append tollgate's cookies after any
+/// `Set-Cookie` of the upstream. Opted-out and cookieless requests get no cookie.
 ///
 /// The session cookie is re-issued on every response: that is what makes its expiry slide.
 pub fn add_response_headers(resp: &mut ResponseHeader, ids: &Ids, cfg: &Identity, secure: bool) {
     let _ = resp.insert_header(cfg.request_id_header.clone(), &ids.request_id);
-    let session = build_cookie(
-        &cfg.session_cookie,
-        ids.session.to_string(),
-        cfg.session_timeout.as_secs(),
-        cfg,
-        secure,
-    );
-    if ids.set_visitor {
+    if ids.mode != PrivacyMode::Identified {
+        return;
+    }
+    if let (true, Some(v)) = (ids.set_visitor, ids.visitor) {
         let visitor = build_cookie(
             &cfg.visitor_cookie,
-            ids.visitor.to_string(),
+            v.to_string(),
             cfg.visitor_max_age.as_secs(),
             cfg,
             secure,
         );
         let _ = resp.append_header(http::header::SET_COOKIE, visitor);
     }
-    let _ = resp.append_header(http::header::SET_COOKIE, session);
+    if let Some(sid) = ids.session {
+        let value = match ids.session_campaign {
+            Some(fp) => format!("{sid}.{fp:016x}"),
+            None => sid.to_string(),
+        };
+        let session = build_cookie(
+            &cfg.session_cookie,
+            value,
+            cfg.session_timeout.as_secs(),
+            cfg,
+            secure,
+        );
+        let _ = resp.append_header(http::header::SET_COOKIE, session);
+    }
 }
 
 fn build_cookie(
@@ -132,18 +214,32 @@ fn build_cookie(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::config::Consent;
 
-    fn cfg() -> Identity {
-        Settings::defaults("http://127.0.0.1:1").unwrap().identity
+    fn settings() -> Settings {
+        Settings::defaults("http://127.0.0.1:1").unwrap()
     }
 
-    fn req(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+    fn req(uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
         for (k, v) in headers {
             r.append_header(k.to_string(), *v).unwrap();
         }
         r
+    }
+
+    fn resolve_with(s: &Settings, r: &RequestHeader) -> Ids {
+        static SALT: std::sync::OnceLock<Salt> = std::sync::OnceLock::new();
+        let salt = SALT.get_or_init(|| Salt::load(None, 0));
+        resolve(r, s, salt, "203.0.113.5".parse().ok(), 1_000)
+    }
+
+    fn set_cookies(resp: &ResponseHeader) -> Vec<String> {
+        resp.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]
@@ -152,54 +248,147 @@ mod tests {
         assert!(!valid_request_id(b""));
         assert!(!valid_request_id(b"has space"));
         assert!(!valid_request_id(&[b'a'; 129]));
-        let ids = resolve(&req(&[("x-request-id", "keep-me.1")]), &cfg());
+        let s = settings();
+        let ids = resolve_with(&s, &req("/", &[("x-request-id", "keep-me.1")]));
         assert_eq!(ids.request_id, "keep-me.1");
-        let ids = resolve(&req(&[("x-request-id", "bad id!")]), &cfg());
+        let ids = resolve_with(&s, &req("/", &[("x-request-id", "bad id!")]));
         assert!(Uuid::parse_str(&ids.request_id).is_ok());
     }
 
     #[test]
     fn cookies_are_read_and_tampering_replaced() {
+        let s = settings();
         let v = Uuid::new_v4();
-        let s = Uuid::now_v7();
-        let ids = resolve(
-            &req(&[("cookie", &format!("a=b; tg_vid={v}; tg_sid={s}"))]),
-            &cfg(),
+        let sid = Uuid::now_v7();
+        let ids = resolve_with(
+            &s,
+            &req(
+                "/",
+                &[("cookie", &format!("a=b; tg_vid={v}; tg_sid={sid}"))],
+            ),
         );
-        assert_eq!((ids.visitor, ids.session, ids.set_visitor), (v, s, false));
+        assert_eq!(
+            (ids.visitor, ids.session, ids.set_visitor),
+            (Some(v), Some(sid), false)
+        );
 
-        let ids = resolve(&req(&[("cookie", "tg_vid=not-a-uuid")]), &cfg());
+        let ids = resolve_with(&s, &req("/", &[("cookie", "tg_vid=not-a-uuid")]));
         assert!(ids.set_visitor);
-        assert_ne!(ids.visitor.to_string(), "not-a-uuid");
+        assert_ne!(ids.visitor.unwrap().to_string(), "not-a-uuid");
     }
 
     #[test]
     fn identity_header_wins_when_valid() {
-        let mut c = cfg();
-        c.incoming_visitor_header = Some(http::HeaderName::from_static("x-client-id"));
+        let mut s = settings();
+        s.identity.incoming_visitor_header = Some(http::HeaderName::from_static("x-client-id"));
         let h = Uuid::new_v4();
-        let ids = resolve(&req(&[("x-client-id", &h.to_string())]), &c);
-        assert_eq!((ids.visitor, ids.set_visitor), (h, true));
-        let ids = resolve(&req(&[("x-client-id", "nope")]), &c);
-        assert_ne!(ids.visitor, h);
+        let ids = resolve_with(&s, &req("/", &[("x-client-id", &h.to_string())]));
+        assert_eq!((ids.visitor, ids.set_visitor), (Some(h), true));
+        let ids = resolve_with(&s, &req("/", &[("x-client-id", "nope")]));
+        assert_ne!(ids.visitor, Some(h));
     }
 
     #[test]
     fn set_cookie_is_appended() {
+        let s = settings();
         let mut resp = ResponseHeader::build(200, None).unwrap();
         resp.append_header("set-cookie", "app=1").unwrap();
-        let ids = resolve(&req(&[]), &cfg());
-        add_response_headers(&mut resp, &ids, &cfg(), false);
-        let all: Vec<_> = resp
-            .headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .collect();
+        let ids = resolve_with(&s, &req("/", &[]));
+        add_response_headers(&mut resp, &ids, &s.identity, false);
+        let all = set_cookies(&resp);
         assert_eq!(all.len(), 3);
         assert_eq!(all[0], "app=1");
         assert!(all[1].starts_with("tg_vid=") && all[1].contains("Max-Age=34560000"));
         assert!(all[2].starts_with("tg_sid=") && all[2].contains("Max-Age=1800"));
         assert!(all[2].contains("HttpOnly") && all[2].contains("SameSite=Lax"));
+    }
+
+    #[test]
+    fn a_new_campaign_starts_a_new_session() {
+        let s = settings();
+        let sid = Uuid::now_v7();
+        let cookie = |v: &str| format!("tg_sid={v}");
+        // No campaign: the session goes on.
+        let ids = resolve_with(&s, &req("/p", &[("cookie", &cookie(&sid.to_string()))]));
+        assert_eq!(ids.session, Some(sid));
+        // A campaign landing: new session, remembered in the cookie.
+        let ids = resolve_with(
+            &s,
+            &req(
+                "/p?utm_source=fb&utm_medium=social",
+                &[("cookie", &cookie(&sid.to_string()))],
+            ),
+        );
+        assert_ne!(ids.session, Some(sid));
+        let fp = ids.session_campaign.expect("campaign fingerprint");
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        add_response_headers(&mut resp, &ids, &s.identity, false);
+        let value = format!("{}.{fp:016x}", ids.session.unwrap());
+        assert!(set_cookies(&resp)
+            .iter()
+            .any(|c| c.starts_with(&format!("tg_sid={value};"))));
+        // The same campaign again (a reload), or no campaign: same session.
+        let same = resolve_with(
+            &s,
+            &req(
+                "/p?utm_medium=social&utm_source=fb",
+                &[("cookie", &cookie(&value))],
+            ),
+        );
+        assert_eq!(same.session, ids.session);
+        let plain = resolve_with(&s, &req("/q", &[("cookie", &cookie(&value))]));
+        assert_eq!(
+            (plain.session, plain.session_campaign),
+            (ids.session, Some(fp))
+        );
+        // Another campaign, or a click id: new session.
+        let other = resolve_with(&s, &req("/p?gclid=abc", &[("cookie", &cookie(&value))]));
+        assert_ne!(other.session, ids.session);
+    }
+
+    #[test]
+    fn privacy_modes() {
+        let mut s = settings();
+        let v = Uuid::new_v4();
+        let with_cookie = format!("tg_vid={v}");
+        // Opt-out signals: no ids, no cookies.
+        for h in [("sec-gpc", "1"), ("dnt", "1")] {
+            let ids = resolve_with(&s, &req("/", &[h, ("cookie", &with_cookie)]));
+            assert_eq!(ids.mode, PrivacyMode::Anonymous);
+            assert_eq!((ids.visitor, ids.session), (None, None));
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            add_response_headers(&mut resp, &ids, &s.identity, false);
+            assert!(set_cookies(&resp).is_empty());
+            assert!(resp.headers.get("x-request-id").is_some());
+        }
+        // Honouring can be switched off.
+        s.privacy.honor_dnt = false;
+        let ids = resolve_with(&s, &req("/", &[("dnt", "1")]));
+        assert_eq!(ids.mode, PrivacyMode::Identified);
+
+        // Consent gating: cookieless until the consent cookie is there.
+        s.privacy.consent = Some(Consent {
+            name: "consent".into(),
+            value: Some("yes".into()),
+        });
+        let ua = ("user-agent", "Mozilla/5.0 test");
+        let a = resolve_with(&s, &req("/", &[ua, ("cookie", &with_cookie)]));
+        assert_eq!(a.mode, PrivacyMode::Cookieless);
+        assert_ne!(a.visitor, Some(v), "the cookie is not read without consent");
+        assert_eq!(a.session, None);
+        assert_eq!(a.visitor, resolve_with(&s, &req("/x", &[ua])).visitor);
+        let no = resolve_with(&s, &req("/", &[ua, ("cookie", "consent=no")]));
+        assert_eq!(no.mode, PrivacyMode::Cookieless);
+        let yes = resolve_with(
+            &s,
+            &req(
+                "/",
+                &[ua, ("cookie", &format!("consent=yes; {with_cookie}"))],
+            ),
+        );
+        assert_eq!((yes.mode, yes.visitor), (PrivacyMode::Identified, Some(v)));
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        add_response_headers(&mut resp, &a, &s.identity, false);
+        assert!(set_cookies(&resp).is_empty());
     }
 }

@@ -5,24 +5,27 @@
 //! | phase                     | work                                                      |
 //! |---------------------------|-----------------------------------------------------------|
 //! | `early_request_filter`    | bound downstream keep-alive                               |
-//! | `request_filter`          | [`identity`] and [`forwarded`] of the request             |
+//! | `request_filter`          | [`forwarded`], then [`identity`] under [`consent`]        |
 //! | `upstream_peer`           | [`upstream`]: a pre-resolved address                      |
 //! | `upstream_request_filter` | identity and forwarded headers for the backend           |
 //! | `response_filter`         | strip hop-by-hop headers, echo request id, set cookies    |
 //! | `fail_to_proxy`           | 502 (unreachable) or 504 (timed out), keeping the ids     |
-//! | `logging`                 | [`capture`]: one event, `try_send` onto the pipeline       |
+//! | `logging`                 | [`capture`]: one raw event, `try_send` onto the pipeline   |
 
 pub mod capture;
+pub mod consent;
 pub mod forwarded;
 pub mod identity;
 pub mod upstream;
 
 use crate::config::Settings;
+use crate::enrich::bots::RequestSignals;
 use crate::event::{now_us, Event, Source};
 use crate::metrics::{Kind, Metrics};
 use crate::pipeline::EventSender;
 use async_trait::async_trait;
 use bytes::Bytes;
+use consent::Salt;
 use forwarded::Forwarded;
 use identity::Ids;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -48,6 +51,7 @@ pub struct Proxy {
     upstream: Arc<UpstreamTarget>,
     events: EventSender,
     metrics: Arc<Metrics>,
+    salt: Arc<Salt>,
 }
 
 impl Proxy {
@@ -56,18 +60,39 @@ impl Proxy {
         upstream: Arc<UpstreamTarget>,
         events: EventSender,
         metrics: Arc<Metrics>,
+        salt: Arc<Salt>,
     ) -> Self {
         Proxy {
             settings,
             upstream,
             events,
             metrics,
+            salt,
         }
     }
 
+    fn fwd<'a>(&self, session: &Session, ctx: &'a mut Ctx) -> &'a Forwarded {
+        ctx.fwd.get_or_insert_with(|| {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            forwarded::compute(peer, session.req_header(), &self.settings.trusted_proxies)
+        })
+    }
+
     fn ids<'a>(&self, session: &Session, ctx: &'a mut Ctx) -> &'a Ids {
-        ctx.ids
-            .get_or_insert_with(|| identity::resolve(session.req_header(), &self.settings.identity))
+        if ctx.ids.is_none() {
+            let ip = self.fwd(session, ctx).client_ip;
+            ctx.ids = Some(identity::resolve(
+                session.req_header(),
+                &self.settings,
+                &self.salt,
+                ip,
+                ctx.ts_us,
+            ));
+        }
+        ctx.ids.as_ref().expect("set above")
     }
 }
 
@@ -142,15 +167,6 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         self.ids(session, ctx);
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        ctx.fwd = Some(forwarded::compute(
-            peer,
-            session.req_header(),
-            &self.settings.trusted_proxies,
-        ));
         Ok(false)
     }
 
@@ -284,27 +300,34 @@ impl ProxyHttp for Proxy {
         e.ts_us = ctx.ts_us;
         e.method = Some(req.method.as_str().to_string());
         e.host = header(http::header::HOST).or_else(|| req.uri.host().map(str::to_string));
+        // Raw path, query and referrer, and the full IP: the pipeline parses campaigns and
+        // geo from them, then redacts and anonymises before anything is stored.
         e.path = Some(path.to_string());
-        e.route = Some(capture::route(path));
         e.query = req
             .uri
             .query()
             .filter(|q| !q.is_empty())
-            .map(|q| capture::redact_query(q, &s.capture.redact_params));
+            .map(str::to_string);
         e.status = (status > 0).then_some(status);
         e.duration_ms = Some(ctx.start.elapsed().as_secs_f64() * 1000.0);
         e.bytes_out = Some(session.body_bytes_sent() as u64);
         e.referrer = header(http::header::REFERER);
         e.user_agent = header(http::header::USER_AGENT);
-        e.ip = ctx
-            .fwd
-            .as_ref()
-            .and_then(|f| f.client_ip)
-            .map(|ip| ip.to_string());
+        e.hints.signals = RequestSignals {
+            page_view: kind == Kind::PageView,
+            accept_language: req.headers.contains_key(http::header::ACCEPT_LANGUAGE),
+            sec_ch_ua_headless: req
+                .headers
+                .get("sec-ch-ua")
+                .is_some_and(|v| capture::contains_ci(v.as_bytes(), b"headless")),
+        };
+        let ip = self.fwd(session, ctx).client_ip;
+        e.ip = ip.map(|ip| ip.to_string());
         let ids = self.ids(session, ctx);
+        e.hints.privacy = ids.mode;
         e.request_id = Some(ids.request_id.clone());
-        e.visitor_id = Some(ids.visitor);
-        e.session_id = Some(ids.session);
+        e.visitor_id = ids.visitor;
+        e.session_id = ids.session;
         self.events.send(e);
     }
 }

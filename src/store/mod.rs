@@ -5,10 +5,12 @@
 //! writer thread owns the main [`Store`]; readers (the admin API) use [`Store::reader`], a
 //! connection to the same database instance.
 
+mod forget;
 mod guard;
 mod query;
 mod schema;
 
+pub use forget::{forget, forget_again, ForgetReport, Subject};
 pub use guard::check_read_only;
 pub use query::{run_query, QueryError, QueryResult};
 pub use schema::EVENT_COLUMNS;
@@ -75,6 +77,15 @@ impl Store {
         let conn = open_conn(&path, true)?;
         lock_down(&conn)?;
         Ok(Store { conn, path })
+    }
+
+    /// Open an existing store for writing, for `tollgate forget` when no server holds it.
+    pub fn open_existing(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::NotInitialised { path });
+        }
+        Store::open(data_dir)
     }
 
     pub fn path(&self) -> &Path {

@@ -77,6 +77,16 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         "CREATE TABLE IF NOT EXISTS events (\n{}\n);",
         cols.join(",\n")
     ))?;
+    // `tollgate forget` requests, kept so that sinks can repeat each deletion downstream.
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS forget_requests (
+            request_id UUID NOT NULL,
+            requested_at TIMESTAMP NOT NULL,
+            subject_type VARCHAR NOT NULL,
+            subject VARCHAR NOT NULL,
+            rows_deleted BIGINT NOT NULL
+        );",
+    )?;
     conn.execute(
         "INSERT OR REPLACE INTO tollgate_meta VALUES ('schema_version', ?)",
         [SCHEMA_VERSION.to_string()],

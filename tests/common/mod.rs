@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod mmdb;
 pub mod upstream;
 
 use serde_json::Value;
@@ -39,6 +40,7 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
 pub struct Tollgate {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
+    data: PathBuf,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
 }
@@ -51,6 +53,20 @@ impl Tollgate {
     }
 
     pub fn start_with_env(upstream: &str, extra_toml: &str, env: &[(&str, &str)]) -> Tollgate {
+        Self::start_full(upstream, extra_toml, env, None)
+    }
+
+    /// Start on the data directory `data` (of a stopped tollgate, say) instead of a new one.
+    pub fn start_on(upstream: &str, extra_toml: &str, data: &Path) -> Tollgate {
+        Self::start_full(upstream, extra_toml, &[], Some(data))
+    }
+
+    fn start_full(
+        upstream: &str,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+        data: Option<&Path>,
+    ) -> Tollgate {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("tollgate.toml");
         let toml = if extra_toml.contains("[pipeline]") {
@@ -59,7 +75,7 @@ impl Tollgate {
             format!("[pipeline]\nflush_interval_ms = 100\n{extra_toml}")
         };
         std::fs::write(&config, toml).unwrap();
-        let data = dir.path().join("data");
+        let data = data.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         let log = std::fs::File::create(dir.path().join("tollgate.log")).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--upstream", upstream])
@@ -81,6 +97,7 @@ impl Tollgate {
         let mut tg = Tollgate {
             child: Some(child),
             dir,
+            data: data.clone(),
             proxy: "127.0.0.1:1".parse().unwrap(),
             admin: "127.0.0.1:1".parse().unwrap(),
         };
@@ -121,7 +138,7 @@ impl Tollgate {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 
     pub fn pid(&self) -> i32 {

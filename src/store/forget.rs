@@ -1,0 +1,92 @@
+//! Erasure requests: delete one person's events and record that it was asked, so sinks can
+//! repeat the deletion downstream.
+
+use super::StoreError;
+use duckdb::{params, Connection};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Whose events to delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// `visitor_id`: the cookie UUID, or a cookieless hash id.
+    Visitor(Uuid),
+    /// `user_id`, as the site sent it.
+    User(String),
+}
+
+impl Subject {
+    fn column(&self) -> &'static str {
+        match self {
+            Subject::Visitor(_) => "visitor_id",
+            Subject::User(_) => "user_id",
+        }
+    }
+
+    fn value(&self) -> String {
+        match self {
+            Subject::Visitor(v) => v.to_string(),
+            Subject::User(u) => u.clone(),
+        }
+    }
+}
+
+/// What a forget request did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetReport {
+    /// The id of the row in `forget_requests`.
+    pub request_id: Uuid,
+    pub rows_deleted: u64,
+}
+
+/// Delete every event of `subject` and record the request in `forget_requests`, in one
+/// transaction: either both happen or neither.
+pub fn forget(conn: &Connection, subject: &Subject) -> Result<ForgetReport, StoreError> {
+    let request_id = Uuid::now_v7();
+    let col = subject.column();
+    let value = subject.value();
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let res = (|| -> Result<u64, StoreError> {
+        let n = conn.execute(&format!("DELETE FROM events WHERE {col} = ?"), [&value])?;
+        conn.execute(
+            "INSERT INTO forget_requests VALUES (?, current_timestamp, ?, ?, ?)",
+            params![request_id.to_string(), col, value, n as i64],
+        )?;
+        Ok(n as u64)
+    })();
+    match res {
+        Ok(rows_deleted) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(ForgetReport {
+                request_id,
+                rows_deleted,
+            })
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Delete `subject`'s events that arrived after the request was recorded (they were already
+/// in the pipeline's queue) and add them to the request's count.
+pub fn forget_again(
+    conn: &Connection,
+    subject: &Subject,
+    report: &mut ForgetReport,
+) -> Result<(), StoreError> {
+    let n = conn.execute(
+        &format!("DELETE FROM events WHERE {} = ?", subject.column()),
+        [subject.value()],
+    )? as u64;
+    if n > 0 {
+        conn.execute(
+            "UPDATE forget_requests SET rows_deleted = rows_deleted + ? WHERE request_id = ?",
+            params![n as i64, report.request_id.to_string()],
+        )?;
+        report.rows_deleted += n;
+    }
+    Ok(())
+}
