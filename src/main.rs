@@ -79,7 +79,8 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Validate a configuration file and report every problem at once.
+    /// Validate a configuration file and report every problem at once; also opens the geo
+    /// database it names.
     Check {
         #[arg(long, env = "TOLLGATE_CONFIG")]
         config: PathBuf,
@@ -200,7 +201,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config } => {
             match config::load(Some(&config), std::env::vars(), &Overrides::default()) {
-                Ok(_) => println!("{}: ok", config.display()),
+                // Opening the geo database and compiling the UA rules is what start-up does
+                // next; a bad .mmdb should fail here, not at deploy time.
+                Ok(s) => match tollgate::enrich::Enricher::new(&s) {
+                    Ok(_) => println!("{}: ok", config.display()),
+                    Err(e) => {
+                        eprintln!("{}: {e}", config.display());
+                        return Ok(ExitCode::FAILURE);
+                    }
+                },
                 Err(e) => {
                     eprint!("{}: {e}", config.display());
                     return Ok(ExitCode::FAILURE);
