@@ -88,10 +88,12 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     info!(path = %store.path().display(), "Store open.");
     let reader = store.reader().context("failed to open a store reader")?;
     let (events, rx) = pipeline::channel(settings.pipeline.queue_capacity, metrics.clone());
+    let (ingest, ingest_rx) = crate::ingest::channel();
     let writer = pipeline::spawn_writer(
         store,
         enricher,
         rx,
+        ingest_rx,
         settings.pipeline.clone(),
         metrics.clone(),
     )
@@ -112,6 +114,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             events: events.clone(),
             health: writer.health.clone(),
             flush_interval: settings.pipeline.flush_interval,
+            ingest: ingest.clone(),
+            site: settings.site_id.clone(),
         }),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
@@ -137,7 +141,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     server_options.keepalive_request_limit = Some(settings.keepalive_requests).filter(|n| *n > 0);
     let mut service = ProxyServiceBuilder::new(
         &server.configuration,
-        Proxy::new(settings.clone(), upstream, events, metrics, salt),
+        Proxy::new(settings.clone(), upstream, events, ingest, metrics, salt),
     )
     .name("tollgate proxy")
     .server_options(server_options)

@@ -21,6 +21,7 @@
 //! | [`proxy`] | the data plane: `ProxyHttp` phases, [`proxy::identity`], [`proxy::consent`], [`proxy::capture`], [`proxy::forwarded`], [`proxy::upstream`] |
 //! | [`enrich`] | the pipeline's enrichment: campaign, channel, device, bot, geo, privacy |
 //! | [`event`] | the [`event::Event`] row and its schema version |
+//! | [`ingest`] | custom events from clients: JSON → events, and the durable submit path |
 //! | [`pipeline`] | bounded queue and the writer thread (enrich, then group commit) |
 //! | [`store`] | DuckDB schema, appends, guarded read-only queries |
 //! | [`admin`] | the control plane: health, metrics, query API |
@@ -35,6 +36,7 @@ pub mod config;
 pub mod demo;
 pub mod enrich;
 pub mod event;
+pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;

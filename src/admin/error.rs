@@ -15,6 +15,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Internal(String),
+    /// Retry later: the store is busy or failing, or tollgate is stopping.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<QueryError> for ApiError {
@@ -32,6 +35,7 @@ impl IntoResponse for ApiError {
         let (status, kind, msg) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "refused", m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             ApiError::Internal(m) => {
                 error!(error = %m, "Admin request failed.");
                 (

@@ -7,6 +7,8 @@ mod error;
 
 pub use error::ApiError;
 
+use crate::event::{now_us, Source};
+use crate::ingest::{native, IngestError, IngestSender};
 use crate::metrics::Metrics;
 use crate::pipeline::{EventSender, WriterHealth};
 use crate::store::{forget, forget_again, run_query, ForgetReport, QueryResult, Subject};
@@ -34,6 +36,10 @@ pub struct AdminState {
     pub health: Arc<WriterHealth>,
     /// The pipeline's flush interval: how long an event can still be in flight.
     pub flush_interval: std::time::Duration,
+    /// The durable path to the writer, for ingested events.
+    pub ingest: IngestSender,
+    /// The site id stored in ingested events.
+    pub site: String,
 }
 
 impl AdminState {
@@ -54,6 +60,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/query", post(query))
         .route("/api/forget", post(forget_handler))
+        .route("/api/events", post(events_handler))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENTS_BODY))
         .with_state(state)
 }
 
@@ -137,6 +145,79 @@ async fn forget_handler(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     info!(request_id = %report.request_id, rows = report.rows_deleted, "Forget request done.");
     Ok(Json(report))
+}
+
+/// Largest body of `POST /api/events`.
+pub const MAX_EVENTS_BODY: usize = 16 * 1024 * 1024;
+
+/// One rejected item of a batch.
+#[derive(Debug, serde::Serialize)]
+pub struct Rejected {
+    pub index: usize,
+    pub error: String,
+}
+
+/// The answer to an ingestion request.
+#[derive(Debug, serde::Serialize)]
+pub struct IngestReport {
+    /// Items that were valid (and are now committed, or were already).
+    pub accepted: usize,
+    /// Of those, written now.
+    pub written: usize,
+    /// Of those, already in the store (same `event_id`): not written again.
+    pub duplicates: usize,
+    /// Items refused, by index, with the reason. The others were still committed.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Validate every item, commit the valid ones, and answer only once they are durable.
+pub async fn ingest_items(
+    ingest: &IngestSender,
+    items: Vec<Result<serde_json::Value, String>>,
+    cx: &native::Context<'_>,
+) -> Result<IngestReport, ApiError> {
+    let mut events = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match item.and_then(|v| native::to_event(&v, cx)) {
+            Ok(e) => events.push(e),
+            Err(error) => rejected.push(Rejected { index, error }),
+        }
+    }
+    let accepted = events.len();
+    let c = ingest.submit(events).await.map_err(|e| match e {
+        IngestError::Busy(_) | IngestError::ShuttingDown | IngestError::Store(_) => {
+            ApiError::Unavailable(e.to_string())
+        }
+    })?;
+    Ok(IngestReport {
+        accepted,
+        written: c.written,
+        duplicates: c.duplicates,
+        rejected,
+    })
+}
+
+/// `POST /api/events`: server-side events, as a JSON object, a JSON array or NDJSON.
+/// 200 when at least one item was valid (rejected ones are listed), 400 when none was.
+async fn events_handler(
+    State(st): State<Arc<AdminState>>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let items = native::split_body(&body).map_err(ApiError::BadRequest)?;
+    let cx = native::Context {
+        site: &st.site,
+        source: Source::Server,
+        browser: None,
+        now_us: now_us(),
+    };
+    let report = ingest_items(&st.ingest, items, &cx).await?;
+    let status = if report.accepted == 0 {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Json(report)))
 }
 
 /// A running admin server.

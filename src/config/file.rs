@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub privacy: PrivacySection,
     /// Device, bot, channel and geo enrichment.
     pub enrich: EnrichSection,
+    /// Custom events: the browser collect endpoint.
+    pub ingest: IngestSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -322,6 +324,25 @@ impl Default for EnrichSection {
             bot_networks: Vec::new(),
             site_domains: Vec::new(),
             ua_cache_size: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// Path prefix of tollgate's own endpoints on the proxy listener; `<prefix>/e` takes browser
+    /// events. Requests under it are answered by tollgate and never reach the upstream.
+    pub collect_prefix: String,
+    /// Largest body `<prefix>/e` accepts, in bytes (`navigator.sendBeacon` allows 64 KiB).
+    pub collect_max_bytes: usize,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        Self {
+            collect_prefix: "/_tollgate".into(),
+            collect_max_bytes: 64 * 1024,
         }
     }
 }

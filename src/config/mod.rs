@@ -53,7 +53,7 @@ const CLI_ENV: &[&str] = &[
 ];
 
 const SECTIONS: &[&str] = &[
-    "server", "upstream", "identity", "capture", "pipeline", "site", "privacy", "enrich",
+    "server", "upstream", "identity", "capture", "pipeline", "site", "privacy", "enrich", "ingest",
 ];
 
 /// Load a configuration: the optional file, then `TOLLGATE_<SECTION>_<KEY>` variables from
@@ -126,6 +126,7 @@ fn parse_sections(table: toml::Table, errors: &mut Vec<String>) -> FileConfig {
             "site" => value.try_into().map(|v| file.site = v),
             "privacy" => value.try_into().map(|v| file.privacy = v),
             "enrich" => value.try_into().map(|v| file.enrich = v),
+            "ingest" => value.try_into().map(|v| file.ingest = v),
             other => {
                 errors.push(format!(
                     "{other}: unknown section (expected one of: {})",

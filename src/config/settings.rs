@@ -26,6 +26,14 @@ pub struct Settings {
     pub site_id: String,
     pub privacy: Privacy,
     pub enrich: Enrich,
+    pub ingest: Ingest,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    /// Without a trailing slash, e.g. `/_tollgate`.
+    pub collect_prefix: String,
+    pub collect_max_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +322,23 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             ),
         }
     }
+    let ing = &f.ingest;
+    let collect_prefix = ing.collect_prefix.trim_end_matches('/').to_string();
+    if !collect_prefix.starts_with('/')
+        || collect_prefix.len() < 2
+        || collect_prefix.contains(['?', '#', ' '])
+    {
+        err(
+            "ingest.collect_prefix",
+            format!(
+                "{:?} must be a path below the root, e.g. /_tollgate",
+                ing.collect_prefix
+            ),
+        );
+    }
+    if ing.collect_max_bytes == 0 {
+        err("ingest.collect_max_bytes", "must be at least 1".into());
+    }
     let mut site_domains = Vec::new();
     for (i, d) in en.site_domains.iter().enumerate() {
         let d = d.trim().trim_start_matches('.').to_ascii_lowercase();
@@ -398,6 +423,10 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             bot_networks,
             site_domains,
             ua_cache_size: en.ua_cache_size,
+        },
+        ingest: Ingest {
+            collect_prefix,
+            collect_max_bytes: ing.collect_max_bytes,
         },
     })
 }

@@ -4,6 +4,7 @@
 use crate::config::Pipeline;
 use crate::enrich::Enricher;
 use crate::event::Event;
+use crate::ingest::{Committed, Submission};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crossbeam_channel::Receiver;
@@ -57,6 +58,7 @@ pub fn spawn_writer(
     store: Store,
     enricher: Enricher,
     rx: Receiver<Box<Event>>,
+    ingest: Receiver<Submission>,
     cfg: Pipeline,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<Writer> {
@@ -65,7 +67,7 @@ pub fn spawn_writer(
     let (s, h) = (stop.clone(), health.clone());
     let handle = std::thread::Builder::new()
         .name("tollgate-writer".into())
-        .spawn(move || run(store, enricher, rx, cfg, metrics, s, h))?;
+        .spawn(move || run(store, enricher, rx, ingest, cfg, metrics, s, h))?;
     Ok(Writer {
         stop,
         handle,
@@ -81,10 +83,12 @@ struct State {
     health: Arc<WriterHealth>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     store: Store,
     enricher: Enricher,
     rx: Receiver<Box<Event>>,
+    ingest: Receiver<Submission>,
     cfg: Pipeline,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
@@ -100,12 +104,20 @@ fn run(
     let mut batch: Vec<Box<Event>> = Vec::with_capacity(cfg.batch_size);
     // When the writer first saw the oldest event of the pending batch.
     let mut oldest: Option<Instant> = None;
-    // The writer polls instead of blocking in recv(): a blocked receiver must be woken by
-    // every send, a futex syscall on the proxy's hot path for each event. Polling costs the
-    // queue at most one tick of latency, which the age check below accounts for.
+    // The writer polls the proxy's queue instead of blocking in recv(): a blocked receiver
+    // must be woken by every send, a futex syscall on the proxy's hot path for each event.
+    // Polling costs the queue at most one tick of latency, which the age check below accounts
+    // for. Between polls it waits on the ingestion channel, whose callers are waiting for
+    // their commit and so should wake it at once.
     let tick = (cfg.flush_interval / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
+    let mut submissions: Vec<Submission> = Vec::new();
     loop {
-        std::thread::sleep(tick);
+        match ingest.recv_timeout(tick) {
+            Ok(s) => submissions.push(s),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => std::thread::sleep(tick),
+        }
+        submissions.extend(ingest.try_iter());
         let stopping = stop.load(Ordering::SeqCst);
         // Take everything queued, committing whenever a batch is full.
         let disconnected = loop {
@@ -123,6 +135,13 @@ fn run(
             }
         };
         st.metrics.queue_depth.set(rx.len() as i64);
+        if !submissions.is_empty() {
+            // Proxy events first, so that `seq` keeps arrival order across both paths.
+            if !batch.is_empty() {
+                st.commit(&mut batch);
+            }
+            st.commit_submissions(std::mem::take(&mut submissions));
+        }
         if batch.is_empty() {
             oldest = None;
         } else {
@@ -134,6 +153,8 @@ fn run(
             }
         }
         if stopping || disconnected {
+            // Submissions that raced the stop are answered too.
+            st.commit_submissions(ingest.try_iter().collect());
             // The queue was drained above: everything it held is committed.
             st.metrics.queue_depth.set(0);
             debug!("store writer stopped");
@@ -155,6 +176,72 @@ impl State {
             self.metrics.dropped_enrich_error.inc();
         }
         res.is_ok()
+    }
+
+    /// Enrich and commit submissions in one transaction (group commit), and tell each sender
+    /// what happened to its events. Not retried here: the senders are waiting, and answer
+    /// their clients with a retryable error instead.
+    fn commit_submissions(&mut self, subs: Vec<Submission>) {
+        if subs.is_empty() {
+            return;
+        }
+        let mut groups = Vec::with_capacity(subs.len());
+        let mut replies = Vec::with_capacity(subs.len());
+        for Submission { mut events, reply } in subs {
+            let total = events.len();
+            events.retain_mut(|e| self.enrich(e));
+            replies.push((reply, total - events.len()));
+            groups.push(events);
+        }
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let seq = match self.next_seq {
+                Some(s) => s,
+                None => self.store.next_seq()?,
+            };
+            let slices: Vec<&[Event]> = groups.iter().map(Vec::as_slice).collect();
+            let written = self.store.append_new(seq, &slices)?;
+            self.next_seq = Some(seq + written.iter().sum::<usize>() as i64);
+            Ok::<_, crate::store::StoreError>(written)
+        }));
+        let outcome: Result<Vec<usize>, String> = match res {
+            Ok(Ok(written)) => {
+                self.metrics
+                    .events_written
+                    .inc_by(written.iter().sum::<usize>() as u64);
+                self.health.set(None);
+                Ok(written)
+            }
+            Ok(Err(error)) => {
+                self.next_seq = None;
+                self.metrics.batches_failed.inc();
+                warn!(%error, submissions = groups.len(), "Ingest commit failed.");
+                self.health.set(Some(error.to_string()));
+                Err(error.to_string())
+            }
+            Err(_) => {
+                self.next_seq = None;
+                warn!(
+                    submissions = groups.len(),
+                    "Store writer panicked on ingest submissions."
+                );
+                Err("internal error in the store writer".to_string())
+            }
+        };
+        for (i, (reply, dropped)) in replies.into_iter().enumerate() {
+            let answer = match &outcome {
+                Err(e) => Err(e.clone()),
+                Ok(_) if dropped > 0 => Err(format!(
+                    "{dropped} events could not be enriched (an internal error); the others were committed"
+                )),
+                Ok(written) => Ok(Committed {
+                    written: written[i],
+                    duplicates: groups[i].len() - written[i],
+                }),
+            };
+            // The sender may have gone (its client disconnected); the events are committed
+            // all the same, and a retry is deduplicated.
+            let _ = reply.send(answer);
+        }
     }
 
     /// Commit `batch` (retrying briefly), then clear it. Failed events are dropped and counted:
@@ -244,7 +331,8 @@ mod tests {
         };
         let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
         let enricher = Enricher::new(&settings).unwrap();
-        let writer = spawn_writer(store, enricher, rx, cfg, metrics).unwrap();
+        let (_ingest_tx, ingest_rx) = crate::ingest::channel();
+        let writer = spawn_writer(store, enricher, rx, ingest_rx, cfg, metrics).unwrap();
         for round in 1..=3 {
             tx.send(Box::new(Event::now("page_view", "t", Source::Proxy)));
             let start = Instant::now();

@@ -5,7 +5,7 @@
 //! | phase                     | work                                                      |
 //! |---------------------------|-----------------------------------------------------------|
 //! | `early_request_filter`    | bound downstream keep-alive                               |
-//! | `request_filter`          | [`forwarded`], then [`identity`] under [`consent`]        |
+//! | `request_filter`          | [`forwarded`], then [`identity`] under [`consent`]; [`collect`] answers tollgate's own endpoints |
 //! | `upstream_peer`           | [`upstream`]: a pre-resolved address                      |
 //! | `upstream_request_filter` | identity and forwarded headers for the backend           |
 //! | `response_filter`         | strip hop-by-hop headers, echo request id, set cookies    |
@@ -13,6 +13,7 @@
 //! | `logging`                 | [`capture`]: one raw event, `try_send` onto the pipeline   |
 
 pub mod capture;
+pub mod collect;
 pub mod consent;
 pub mod forwarded;
 pub mod identity;
@@ -21,6 +22,7 @@ pub mod upstream;
 use crate::config::Settings;
 use crate::enrich::bots::RequestSignals;
 use crate::event::{now_us, Event, Source};
+use crate::ingest::IngestSender;
 use crate::metrics::{Kind, Metrics};
 use crate::pipeline::EventSender;
 use async_trait::async_trait;
@@ -43,6 +45,8 @@ pub struct Ctx {
     ts_us: i64,
     ids: Option<Ids>,
     fwd: Option<Forwarded>,
+    /// Answered by [`collect`]: not the site's request, so not captured as one.
+    collected: bool,
 }
 
 /// The proxy service.
@@ -50,6 +54,7 @@ pub struct Proxy {
     settings: Arc<Settings>,
     upstream: Arc<UpstreamTarget>,
     events: EventSender,
+    ingest: IngestSender,
     metrics: Arc<Metrics>,
     salt: Arc<Salt>,
 }
@@ -59,6 +64,7 @@ impl Proxy {
         settings: Arc<Settings>,
         upstream: Arc<UpstreamTarget>,
         events: EventSender,
+        ingest: IngestSender,
         metrics: Arc<Metrics>,
         salt: Arc<Salt>,
     ) -> Self {
@@ -66,6 +72,7 @@ impl Proxy {
             settings,
             upstream,
             events,
+            ingest,
             metrics,
             salt,
         }
@@ -156,6 +163,7 @@ impl ProxyHttp for Proxy {
             ts_us: now_us(),
             ids: None,
             fwd: None,
+            collected: false,
         }
     }
 
@@ -167,6 +175,14 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         self.ids(session, ctx);
+        if collect::is_ours(session.req_header().uri.path(), &self.settings) {
+            let ip = self.fwd(session, ctx).client_ip;
+            let secure = ctx.fwd.as_ref().is_some_and(|f| f.proto == "https");
+            let ids = self.ids(session, ctx).clone();
+            collect::handle(session, &self.settings, &self.ingest, &ids, ip, secure).await;
+            ctx.collected = true;
+            return Ok(true);
+        }
         Ok(false)
     }
 
@@ -263,6 +279,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if ctx.collected {
+            return;
+        }
         let s = &self.settings;
         let req = session.req_header();
         let resp = session.response_written();

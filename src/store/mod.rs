@@ -132,6 +132,77 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Append those events of `groups` whose `event_id` the store has not seen from an
+    /// earlier submission (nor earlier in these groups), numbering them from `first_seq`, in
+    /// one transaction: several submissions share one commit. Returns how many of each group
+    /// were written. Keys are kept in `event_keys`, so a retried submission is not counted
+    /// twice.
+    pub fn append_new(
+        &mut self,
+        first_seq: i64,
+        groups: &[&[Event]],
+    ) -> Result<Vec<usize>, StoreError> {
+        let total: usize = groups.iter().map(|g| g.len()).sum();
+        let mut seen = std::collections::HashSet::with_capacity(total);
+        let unique: Vec<(usize, &Event)> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, events)| events.iter().map(move |e| (g, e)))
+            .filter(|(_, e)| seen.insert(e.event_id))
+            .collect();
+        let mut written = vec![0; groups.len()];
+        if unique.is_empty() {
+            return Ok(written);
+        }
+        let tx = self.conn.transaction()?;
+        // The ids go in through an appender (a SQL literal list is parsed slowly), then one
+        // INSERT OR IGNORE says which are new.
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS pending_keys (event_id UUID); DELETE FROM pending_keys;",
+        )?;
+        {
+            let mut app = tx.appender("pending_keys")?;
+            for (_, e) in &unique {
+                app.append_row([e.event_id.to_string()])?;
+            }
+            app.flush()?;
+        }
+        let mut fresh = std::collections::HashSet::with_capacity(unique.len());
+        {
+            let mut stmt = tx.prepare(
+                "INSERT OR IGNORE INTO event_keys SELECT event_id FROM pending_keys RETURNING event_id::VARCHAR",
+            )?;
+            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            for id in ids {
+                if let Ok(u) = uuid::Uuid::parse_str(&id?) {
+                    fresh.insert(u);
+                }
+            }
+        }
+        let new: Vec<&Event> = unique
+            .into_iter()
+            .filter(|(_, e)| fresh.contains(&e.event_id))
+            .map(|(g, e)| {
+                written[g] += 1;
+                e
+            })
+            .collect();
+        {
+            let mut app = tx.appender("events")?;
+            for (i, e) in new.iter().enumerate() {
+                app.append_row(appender_params_from_iter(row_values(
+                    first_seq + i as i64,
+                    e,
+                )))?;
+            }
+            app.flush()?;
+        }
+        tx.commit()?;
+        Ok(written)
+    }
+}
+
 fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let mut config = Config::default()
         // Queries may not read or write files, attach databases or load extensions: the

@@ -77,6 +77,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         "CREATE TABLE IF NOT EXISTS events (\n{}\n);",
         cols.join(",\n")
     ))?;
+    // Ids of events that came through the ingestion APIs, so a retried submission or a
+    // re-imported file is not counted twice. Proxy events are unique by construction.
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS event_keys (event_id UUID PRIMARY KEY);")?;
     // `tollgate forget` requests, kept so that sinks can repeat each deletion downstream.
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS forget_requests (

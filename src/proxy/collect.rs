@@ -1,0 +1,139 @@
+//! The first-party collect endpoint: `POST <ingest.collect_prefix>/e` on the proxy listener
+//! takes custom events from the browser (`fetch` or `navigator.sendBeacon`, which sends
+//! `text/plain`). Same origin as the site, so no third-party request for blockers to drop.
+//!
+//! Everything under the prefix is answered here and never forwarded upstream. The visitor and
+//! session come from the cookies, exactly as for proxied requests; the answer comes only once
+//! the events are committed.
+
+use super::identity::{self, Ids};
+use crate::admin::ingest_items;
+use crate::config::Settings;
+use crate::event::{now_us, Source};
+use crate::ingest::{native, IngestSender};
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use std::net::IpAddr;
+
+/// True when `path` is tollgate's own, not the site's.
+pub fn is_ours(path: &str, s: &Settings) -> bool {
+    let p = &s.ingest.collect_prefix;
+    path.strip_prefix(p.as_str())
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Answer a request under the collect prefix. Errors writing the answer are the client's
+/// (it went away); there is nothing else to do about them.
+pub async fn handle(
+    session: &mut Session,
+    s: &Settings,
+    ingest: &IngestSender,
+    ids: &Ids,
+    client_ip: Option<IpAddr>,
+    secure: bool,
+) {
+    let req = session.req_header();
+    let endpoint = format!("{}/e", s.ingest.collect_prefix);
+    let (status, body) = if req.uri.path() != endpoint {
+        (404, error_json("no such tollgate endpoint"))
+    } else if req.method != http::Method::POST {
+        (405, error_json("use POST"))
+    } else {
+        match read_body(session, s.ingest.collect_max_bytes).await {
+            Err(status) => (
+                status,
+                error_json(&format!(
+                    "body larger than {} bytes (ingest.collect_max_bytes)",
+                    s.ingest.collect_max_bytes
+                )),
+            ),
+            Ok(raw) => collect(session, s, ingest, ids, client_ip, &raw).await,
+        }
+    };
+    if status == 413 || status == 400 {
+        // The rest of the body was not read: the connection cannot carry another request.
+        session.set_keepalive(None);
+    }
+    let _ = respond(session, status, body, ids, s, secure).await;
+}
+
+async fn collect(
+    session: &Session,
+    s: &Settings,
+    ingest: &IngestSender,
+    ids: &Ids,
+    client_ip: Option<IpAddr>,
+    raw: &[u8],
+) -> (u16, Bytes) {
+    let items = match native::split_body(raw) {
+        Ok(items) => items,
+        Err(e) => return (400, error_json(&e)),
+    };
+    let req = session.req_header();
+    let ua = req
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let cx = native::Context {
+        site: &s.site_id,
+        source: Source::Browser,
+        browser: Some(native::BrowserRequest {
+            visitor_id: ids.visitor,
+            session_id: ids.session,
+            privacy: ids.mode,
+            user_agent: ua,
+            ip: client_ip.map(|ip| ip.to_string()),
+            request_id: Some(&ids.request_id),
+        }),
+        now_us: now_us(),
+    };
+    match ingest_items(ingest, items, &cx).await {
+        Ok(report) => {
+            let status = if report.accepted == 0 { 400 } else { 200 };
+            let json = serde_json::to_vec(&report).unwrap_or_default();
+            (status, Bytes::from(json))
+        }
+        Err(e) => (503, error_json(&e.to_string())),
+    }
+}
+
+/// The whole body, or the status to answer when it is larger than `max`.
+async fn read_body(session: &mut Session, max: usize) -> Result<Vec<u8>, u16> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max {
+                    return Err(413);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => return Err(400),
+        }
+    }
+}
+
+fn error_json(msg: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "error": msg }).to_string())
+}
+
+/// Built by hand, not with `respond_error`, which would close the connection and drop the
+/// identity cookies.
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    ids: &Ids,
+    s: &Settings,
+    secure: bool,
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(6))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    identity::add_response_headers(&mut resp, ids, &s.identity, secure);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}

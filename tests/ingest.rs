@@ -1,0 +1,246 @@
+//! End-to-end custom events: the browser collect endpoint on the proxy listener and the
+//! backend's bulk API, against a real tollgate process. A 2xx must mean committed: every test
+//! reads the store right after the answer, without waiting.
+
+mod common;
+
+use common::upstream::Upstream;
+use common::Tollgate;
+use serde_json::{json, Value};
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+fn jar_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .no_gzip()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_events_through_the_collect_endpoint() {
+    let up = Upstream::start().await;
+    let tg = Tollgate::start(&up.url(), "");
+    let c = jar_client();
+    c.get(tg.url("/page/1"))
+        .header("accept", "text/html")
+        .header("accept-language", "en")
+        .header("user-agent", CHROME)
+        .send()
+        .await
+        .unwrap();
+    let visitor = tg
+        .wait_count("SELECT count(*) FROM events WHERE name = 'page_view'", 1)
+        .await;
+    assert_eq!(visitor, 1);
+    let vid = tg.query("SELECT visitor_id::VARCHAR FROM events").await[0][0].clone();
+
+    // What navigator.sendBeacon sends: text/plain.
+    let resp = c
+        .post(tg.url("/_tollgate/e"))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .header("user-agent", CHROME)
+        .body(r#"{"name":"click","props":{"id":"buy-x100"},"url":"http://shop.test/products/1?utm_source=fb&utm_medium=social"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(report["written"], 1, "{report}");
+    // Committed before the answer: no waiting here.
+    let rows = tg
+        .query("SELECT source, visitor_id::VARCHAR, props->>'id', path, utm_source, browser, is_bot FROM events WHERE name = 'click'")
+        .await;
+    assert_eq!(
+        rows,
+        vec![vec![
+            json!("browser"),
+            vid.clone(),
+            json!("buy-x100"),
+            json!("/products/1"),
+            json!("fb"),
+            json!("Chrome"),
+            json!(false)
+        ]]
+    );
+
+    // A batch with one bad item: the good ones are kept, the bad one reported by index.
+    let resp = c
+        .post(tg.url("/_tollgate/e"))
+        .json(&json!([{"name": "scroll"}, {"props": {}}, {"name": "form_submit", "user_id": "x"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(report["accepted"], 1, "{report}");
+    assert_eq!(report["rejected"][0]["index"], 1);
+    assert!(report["rejected"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("\"name\" is required"));
+    assert_eq!(report["rejected"][1]["index"], 2);
+    assert!(report["rejected"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot be set from the browser"));
+    assert_eq!(
+        tg.count("SELECT count(*) FROM events WHERE name = 'scroll'")
+            .await,
+        1
+    );
+    assert_eq!(
+        tg.count("SELECT count(*) FROM events WHERE name = 'form_submit'")
+            .await,
+        0
+    );
+
+    // Bad requests get a status and a reason; none reaches the upstream.
+    for (method, path, body, status, reason) in [
+        (
+            "POST",
+            "/_tollgate/e",
+            "{oops".to_string(),
+            400,
+            "not valid JSON",
+        ),
+        ("POST", "/_tollgate/e", "[]".to_string(), 400, ""),
+        ("GET", "/_tollgate/e", String::new(), 405, "POST"),
+        ("POST", "/_tollgate/other", "{}".to_string(), 404, "no such"),
+        (
+            "POST",
+            "/_tollgate/e",
+            format!("{{\"name\":\"{}\"}}", "x".repeat(70_000)),
+            413,
+            "larger than",
+        ),
+    ] {
+        let resp = c
+            .request(method.parse().unwrap(), tg.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{method} {path}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(reason), "{method} {path}: {text}");
+    }
+    assert!(up.seen().iter().all(|s| !s.path.starts_with("/_tollgate")));
+    // The collect requests themselves are not page events.
+    assert_eq!(
+        tg.count("SELECT count(*) FROM events WHERE source = 'proxy'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_events_bulk_api_dedup_and_bad_input() {
+    let up = Upstream::start().await;
+    let tg = Tollgate::start(&up.url(), "");
+    let c = reqwest::Client::new();
+    let post = |body: String| {
+        c.post(tg.admin_url("/api/events"))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+    };
+    let ndjson = [
+        r#"{"name":"purchase","user_id":"u-1","message_id":"order-1","ts":"2026-11-20T10:00:00Z","props":{"value":1299}}"#,
+        r#"{"name":"purchase","user_id":"u-2","ts":"not a time"}"#,
+        r#"{"name":"refund","user_id":"u-1","message_id":"refund-1"}"#,
+    ]
+    .join("\n");
+    let resp = post(ndjson.clone()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (r["accepted"].clone(), r["written"].clone()),
+        (json!(2), json!(2)),
+        "{r}"
+    );
+    assert_eq!(r["rejected"][0]["index"], 1);
+    assert!(r["rejected"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("RFC 3339"));
+    let rows = tg
+        .query("SELECT source, user_id, ts::VARCHAR, props->>'value' FROM events WHERE name = 'purchase'")
+        .await;
+    assert_eq!(
+        rows,
+        vec![vec![
+            json!("server"),
+            json!("u-1"),
+            json!("2026-11-20 10:00:00"),
+            json!("1299")
+        ]]
+    );
+
+    // The same messages again: nothing new.
+    let r: Value = post(ndjson).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (r["written"].clone(), r["duplicates"].clone()),
+        (json!(0), json!(2)),
+        "{r}"
+    );
+    assert_eq!(tg.count("SELECT count(*) FROM events").await, 2);
+
+    // All bad: 400 with the reasons; not JSON at all: 400.
+    let resp = post(r#"[{"name":"x"}]"#.into()).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let r: Value = resp.json().await.unwrap();
+    assert!(r["rejected"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("visitor_id"));
+    let resp = post("{oops".into()).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let r: Value = resp.json().await.unwrap();
+    assert!(
+        r["error"].as_str().unwrap().contains("not valid JSON"),
+        "{r}"
+    );
+    assert_eq!(tg.count("SELECT count(*) FROM events").await, 2);
+}
+
+/// A 2xx means committed: SIGKILL right after the answers loses none of the acknowledged events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_a_2xx_loses_nothing() {
+    let up = Upstream::start().await;
+    let tg = Tollgate::start(&up.url(), "[pipeline]\nflush_interval_ms = 60000\n");
+    let c = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for batch in 0..20 {
+        let body: Vec<Value> = (0..100)
+            .map(|i| json!({"name": "offline", "user_id": format!("u{i}"), "message_id": format!("{batch}-{i}")}))
+            .collect();
+        let req = c.post(tg.admin_url("/api/events")).json(&body).send();
+        tasks.push(tokio::spawn(req));
+    }
+    let mut acknowledged = 0;
+    for t in tasks {
+        let resp = t.await.unwrap().unwrap();
+        assert_eq!(resp.status(), 200);
+        let r: Value = resp.json().await.unwrap();
+        acknowledged += r["written"].as_i64().unwrap();
+    }
+    assert_eq!(acknowledged, 2000);
+    // No flush is due for a minute: only the commit behind each answer made them durable.
+    unsafe {
+        libc::kill(tg.pid(), libc::SIGKILL);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let data = tg.data_dir();
+    let (ok, out, err) = common::tollgate_cmd(&[
+        "query",
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM events WHERE name = 'offline'",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "n,ids\n2000,2000\n");
+}
