@@ -244,3 +244,108 @@ async fn kill_9_after_a_2xx_loses_nothing() {
     assert!(ok, "{err}");
     assert_eq!(out, "n,ids\n2000,2000\n");
 }
+
+/// The backend names the user and reports events in response headers; the client never sees
+/// them, and the visitor's other events resolve to that user through `identities`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_headers_stitch_visitor_to_user() {
+    let up = Upstream::start().await;
+    let tg = Tollgate::start(&up.url(), "");
+    let c = jar_client();
+    let page = |path: &'static str| {
+        c.get(tg.url(path))
+            .header("accept", "text/html")
+            .header("accept-language", "en")
+            .header("user-agent", CHROME)
+            .send()
+    };
+    page("/page/1").await.unwrap();
+    let resp = c
+        .post(tg.url("/api/login"))
+        .header("user-agent", CHROME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for h in resp.headers().keys() {
+        assert!(
+            !h.as_str().starts_with("x-tollgate"),
+            "{h} leaked to the client"
+        );
+    }
+    page("/page/2").await.unwrap();
+
+    let n = tg.wait_count("SELECT count(*) FROM events", 5).await;
+    assert_eq!(
+        n,
+        5,
+        "2 page views, the login request, 2 valid backend events: {:?}\n{}",
+        tg.query("SELECT name, source, path, user_id FROM events")
+            .await,
+        tg.log()
+    );
+    let rows = tg
+        .query("SELECT name, source, user_id, props->>'method', props->>'plan', path FROM events WHERE name IN ('login', 'plan_viewed') ORDER BY name")
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                json!("login"),
+                json!("server"),
+                json!("u-42"),
+                json!("password"),
+                Value::Null,
+                json!("/api/login")
+            ],
+            vec![
+                json!("plan_viewed"),
+                json!("server"),
+                json!("u-42"),
+                Value::Null,
+                json!("pro"),
+                json!("/api/login")
+            ],
+        ]
+    );
+    // All five share the visitor; the login request itself carries the user.
+    assert_eq!(
+        tg.count("SELECT count(DISTINCT visitor_id) FROM events")
+            .await,
+        1
+    );
+    assert_eq!(
+        tg.query("SELECT user_id FROM events WHERE path = '/api/login' AND source = 'proxy'")
+            .await,
+        vec![vec![json!("u-42")]]
+    );
+    // The identity map, and the documented person query (docs/identity.md).
+    assert_eq!(
+        tg.query("SELECT user_id, events FROM identities").await,
+        vec![vec![json!("u-42"), json!(3)]]
+    );
+    let people = tg
+        .query(
+            "WITH latest AS (SELECT visitor_id, arg_max(user_id, last_seen) AS user_id FROM identities GROUP BY visitor_id)
+             SELECT coalesce(e.user_id, l.user_id, e.visitor_id::VARCHAR) AS person, count(*) AS page_views
+             FROM events e LEFT JOIN latest l USING (visitor_id)
+             WHERE e.name = 'page_view' GROUP BY 1",
+        )
+        .await;
+    assert_eq!(people, vec![vec![json!("u-42"), json!(2)]]);
+
+    // An opted-out browser is not stitched: no user id stored.
+    let resp = reqwest::Client::new()
+        .post(tg.url("/api/login"))
+        .header("sec-gpc", "1")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("x-tollgate-user").is_none());
+    tg.wait_count("SELECT count(*) FROM events", 8).await;
+    assert_eq!(
+        tg.count("SELECT count(*) FROM events WHERE visitor_id IS NULL AND user_id IS NOT NULL")
+            .await,
+        0
+    );
+}

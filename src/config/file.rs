@@ -125,6 +125,12 @@ pub struct IdentitySection {
     pub session_id_header: String,
     /// Optional incoming header with a frontend's own visitor UUID; empty disables it.
     pub incoming_visitor_header: String,
+    /// Response header with which the backend ties the visitor to its own user id. Stripped
+    /// before the client sees it.
+    pub user_header: String,
+    /// Response header (repeatable) with a custom event for the current visitor, as JSON
+    /// (`{"name": …, "props": {…}}`). Stripped before the client sees it.
+    pub event_header: String,
 }
 
 impl Default for IdentitySection {
@@ -139,6 +145,8 @@ impl Default for IdentitySection {
             visitor_id_header: "X-Visitor-ID".into(),
             session_id_header: "X-Session-ID".into(),
             incoming_visitor_header: String::new(),
+            user_header: "X-Tollgate-User".into(),
+            event_header: "X-Tollgate-Event".into(),
         }
     }
 }

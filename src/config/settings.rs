@@ -65,6 +65,8 @@ pub struct Identity {
     pub visitor_id_header: http::HeaderName,
     pub session_id_header: http::HeaderName,
     pub incoming_visitor_header: Option<http::HeaderName>,
+    pub user_header: http::HeaderName,
+    pub event_header: http::HeaderName,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +205,8 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
     let request_id_header = header("identity.request_id_header", &id.request_id_header);
     let visitor_id_header = header("identity.visitor_id_header", &id.visitor_id_header);
     let session_id_header = header("identity.session_id_header", &id.session_id_header);
+    let user_header = header("identity.user_header", &id.user_header);
+    let event_header = header("identity.event_header", &id.event_header);
     let incoming_visitor_header = if id.incoming_visitor_header.is_empty() {
         Some(None)
     } else {
@@ -392,6 +396,8 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             visitor_id_header: visitor_id_header?,
             session_id_header: session_id_header?,
             incoming_visitor_header: incoming_visitor_header?,
+            user_header: user_header?,
+            event_header: event_header?,
         },
         capture: Capture {
             enabled: f.capture.enabled,

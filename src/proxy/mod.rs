@@ -8,7 +8,7 @@
 //! | `request_filter`          | [`forwarded`], then [`identity`] under [`consent`]; [`collect`] answers tollgate's own endpoints |
 //! | `upstream_peer`           | [`upstream`]: a pre-resolved address                      |
 //! | `upstream_request_filter` | identity and forwarded headers for the backend           |
-//! | `response_filter`         | strip hop-by-hop headers, echo request id, set cookies    |
+//! | `response_filter`         | strip hop-by-hop headers, echo request id, set cookies; [`stitch`] takes the backend's user and event headers |
 //! | `fail_to_proxy`           | 502 (unreachable) or 504 (timed out), keeping the ids     |
 //! | `logging`                 | [`capture`]: one raw event, `try_send` onto the pipeline   |
 
@@ -17,6 +17,7 @@ pub mod collect;
 pub mod consent;
 pub mod forwarded;
 pub mod identity;
+pub mod stitch;
 pub mod upstream;
 
 use crate::config::Settings;
@@ -47,6 +48,8 @@ pub struct Ctx {
     fwd: Option<Forwarded>,
     /// Answered by [`collect`]: not the site's request, so not captured as one.
     collected: bool,
+    /// What the backend's `X-Tollgate-User`/`X-Tollgate-Event` headers said.
+    backend: stitch::FromBackend,
 }
 
 /// The proxy service.
@@ -164,6 +167,7 @@ impl ProxyHttp for Proxy {
             ids: None,
             fwd: None,
             collected: false,
+            backend: stitch::FromBackend::default(),
         }
     }
 
@@ -236,6 +240,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         strip_hop_by_hop(resp);
+        ctx.backend = stitch::take(resp, &self.settings);
         let secure = ctx.fwd.as_ref().is_some_and(|f| f.proto == "https");
         if let Some(ids) = &ctx.ids {
             identity::add_response_headers(resp, ids, &self.settings.identity, secure);
@@ -303,7 +308,9 @@ impl ProxyHttp for Proxy {
             return;
         }
         let rule = capture::match_rule(&s.capture.rules, &req.method, path, status);
-        if rule.is_none() && kind == Kind::Asset && !s.capture.assets {
+        // An uncaptured asset is not stored, unless the backend attached events to it.
+        let store_request = rule.is_some() || kind != Kind::Asset || s.capture.assets;
+        if !store_request && ctx.backend.events.is_empty() {
             return;
         }
         let header = |name: http::header::HeaderName| {
@@ -347,6 +354,12 @@ impl ProxyHttp for Proxy {
         e.request_id = Some(ids.request_id.clone());
         e.visitor_id = ids.visitor;
         e.session_id = ids.session;
-        self.events.send(e);
+        e.user_id = ctx.backend.user_id.clone();
+        for custom in stitch::events(&ctx.backend, &e, s) {
+            self.events.send(Box::new(custom));
+        }
+        if store_request {
+            self.events.send(e);
+        }
     }
 }

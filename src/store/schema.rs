@@ -80,6 +80,17 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     // Ids of events that came through the ingestion APIs, so a retried submission or a
     // re-imported file is not counted twice. Proxy events are unique by construction.
     conn.execute_batch("CREATE TABLE IF NOT EXISTS event_keys (event_id UUID PRIMARY KEY);")?;
+    // Which visitor is which user, as far as events say: from `X-Tollgate-User`, identify
+    // calls, and server events that carry both. A view, so it never disagrees with the events
+    // (and `forget` removes a person from it too).
+    conn.execute_batch(
+        "CREATE OR REPLACE VIEW identities AS
+         SELECT visitor_id, user_id, min(ts) AS first_seen, max(ts) AS last_seen,
+                count(*) AS events
+         FROM events
+         WHERE visitor_id IS NOT NULL AND user_id IS NOT NULL
+         GROUP BY visitor_id, user_id;",
+    )?;
     // `tollgate forget` requests, kept so that sinks can repeat each deletion downstream.
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS forget_requests (

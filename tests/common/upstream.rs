@@ -181,6 +181,26 @@ fn router(seen: Arc<Mutex<Vec<Seen>>>) -> Router {
             }),
         )
         .route(
+            // A backend that stitches: it names the user and reports events in headers.
+            "/api/login",
+            post(|| async {
+                let mut h = axum::http::HeaderMap::new();
+                h.insert("x-tollgate-user", "u-42".parse().unwrap());
+                h.append(
+                    "x-tollgate-event",
+                    r#"{"name":"login","props":{"method":"password"}}"#.parse().unwrap(),
+                );
+                h.append(
+                    "x-tollgate-event",
+                    r#"[{"name":"plan_viewed","props":{"plan":"pro"}},{"props":{}}]"#
+                        .parse()
+                        .unwrap(),
+                );
+                h.append("x-tollgate-event", "not json".parse().unwrap());
+                (h, axum::Json(serde_json::json!({ "ok": true })))
+            }),
+        )
+        .route(
             "/hang",
             any(|| async {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
