@@ -116,6 +116,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             flush_interval: settings.pipeline.flush_interval,
             ingest: ingest.clone(),
             site: settings.site_id.clone(),
+            import_map: settings.ingest.import_map.clone(),
         }),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;

@@ -7,6 +7,10 @@
 //! forget.
 
 use crate::app::runtime_info;
+use crate::config::Settings;
+use crate::enrich::Enricher;
+use crate::event::now_us;
+use crate::ingest::{import, ImportReport};
 use crate::store::{
     forget as forget_in, run_query, ForgetReport, QueryError, QueryResult, Store, StoreError,
     Subject,
@@ -24,6 +28,8 @@ pub enum ClientError {
     Store(#[from] StoreError),
     #[error("the server on this data directory refused the request: {0}")]
     Server(String),
+    #[error("{0}")]
+    Input(String),
     #[error("the store is locked by a running tollgate, but its admin API at {addr} did not answer: {reason}")]
     Admin { addr: SocketAddr, reason: String },
 }
@@ -38,6 +44,82 @@ pub fn query(data_dir: &Path, sql: &str, max_rows: usize) -> Result<QueryResult,
         },
         Err(e) => Err(e.into()),
     }
+}
+
+/// Import a CSV file of offline events into the store in `data_dir` (`ingest::import`).
+pub fn import_csv(
+    settings: &Settings,
+    data_dir: &Path,
+    csv: &[u8],
+    map_args: &[String],
+    strict: bool,
+) -> Result<ImportReport, ClientError> {
+    let extra = import::parse_map(map_args).map_err(ClientError::Input)?;
+    match Store::open(data_dir) {
+        Ok(mut store) => {
+            let mut map = settings.ingest.import_map.clone();
+            map.extend(extra);
+            let parsed = import::parse(csv, &map, &settings.site_id, now_us())
+                .map_err(ClientError::Input)?;
+            let (mut report, mut events) = ImportReport::plan(parsed, strict);
+            if report.refused {
+                return Ok(report);
+            }
+            let mut enricher =
+                Enricher::new(settings).map_err(|e| ClientError::Input(e.to_string()))?;
+            for e in &mut events {
+                enricher.enrich(e);
+            }
+            let seq = store.next_seq()?;
+            let written = store.append_new(seq, &[&events])?[0];
+            report.written = written;
+            report.duplicates = events.len() - written;
+            Ok(report)
+        }
+        Err(StoreError::Locked { path }) => match runtime_info(data_dir) {
+            Some(info) => {
+                let mut query = String::from(if strict {
+                    "strict=true"
+                } else {
+                    "strict=false"
+                });
+                for m in map_args {
+                    query.push_str("&map=");
+                    query.push_str(&encode_component(m));
+                }
+                let path = format!("/api/import?{query}");
+                let (status, text) =
+                    post_body(info.admin, &path, "text/csv", csv).map_err(|e| {
+                        ClientError::Admin {
+                            addr: info.admin,
+                            reason: e.to_string(),
+                        }
+                    })?;
+                match serde_json::from_str::<ImportReport>(&text) {
+                    Ok(r) if status == 200 || status == 400 => Ok(r),
+                    _ => Err(ClientError::Server(format!(
+                        "HTTP {status}: {}",
+                        error_text(&text)
+                    ))),
+                }
+            }
+            None => Err(StoreError::Locked { path }.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Percent-encode everything but unreserved characters.
+fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Delete `subject`'s events from the store in `data_dir` and record the request.
@@ -115,13 +197,23 @@ pub fn query_admin(
 /// A minimal HTTP/1.1 POST over loopback: enough for the admin API, without an HTTP client
 /// dependency in the binary.
 fn post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    post_body(addr, path, "application/json", body.as_bytes())
+}
+
+fn post_body(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(300)))?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());

@@ -125,9 +125,25 @@ impl Event {
     }
 }
 
-/// Microseconds since the Unix epoch.
+/// Microseconds since the Unix epoch, shifted by [`CLOCK_OFFSET_ENV`] when it is set.
 pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
+    let real = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
+        .map_or(0, |d| d.as_micros() as i64);
+    real + clock_offset_us()
+}
+
+/// A testing aid: `TOLLGATE_CLOCK_OFFSET_SECS=-259200` runs tollgate three days in the past, so
+/// that end-to-end tests can play out "visited on Monday, bought on Wednesday" in seconds.
+/// Read once; unset (or not an integer) means no offset. Never set it in production.
+pub const CLOCK_OFFSET_ENV: &str = "TOLLGATE_CLOCK_OFFSET_SECS";
+
+fn clock_offset_us() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var(CLOCK_OFFSET_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map_or(0, |s| s.saturating_mul(1_000_000))
+    })
 }

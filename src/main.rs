@@ -79,6 +79,25 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Import offline events from a CSV file (columns: name, timestamp, visitor_id or user_id,
+    /// anything else into props). Exit status 0: all rows imported; 2: some rows were bad
+    /// (listed) and the good ones imported; 1: nothing imported.
+    Import {
+        /// Data directory [default: ./tollgate-data, or server.data_dir of --config]
+        #[arg(long, env = "TOLLGATE_DATA")]
+        data: Option<String>,
+        /// Configuration file (site id, enrichment, ingest.import_map)
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Import nothing unless every row is good
+        #[arg(long)]
+        strict: bool,
+        /// Map a file column to a field: --map "Order Date=timestamp" (repeatable)
+        #[arg(long = "map", value_name = "COLUMN=FIELD")]
+        map: Vec<String>,
+        /// The CSV file
+        file: PathBuf,
+    },
     /// Validate a configuration file and report every problem at once; also opens the geo
     /// database it names.
     Check {
@@ -198,6 +217,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if report.rows_deleted == 1 { "" } else { "s" },
                 report.request_id
             );
+        }
+        Command::Import {
+            data,
+            config,
+            strict,
+            map,
+            file,
+        } => {
+            let settings = load(
+                config.as_deref(),
+                Overrides {
+                    upstream: Some("http://127.0.0.1:1".into()),
+                    data_dir: data,
+                    ..Default::default()
+                },
+            )?;
+            let csv =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let r = client::import_csv(&settings, &settings.data_dir, &csv, &map, strict)
+                .with_context(|| format!("import of {} failed", file.display()))?;
+            for bad in &r.rejected {
+                eprintln!("{}:{}: {}", file.display(), bad.line, bad.error);
+            }
+            if r.refused {
+                eprintln!(
+                    "nothing imported: {} bad row{} and --strict",
+                    r.rejected.len(),
+                    if r.rejected.len() == 1 { "" } else { "s" }
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "imported {} rows: {} written, {} already present; {} bad",
+                r.accepted,
+                r.written,
+                r.duplicates,
+                r.rejected.len()
+            );
+            if r.accepted == 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+            if !r.rejected.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
         }
         Command::Check { config } => {
             match config::load(Some(&config), std::env::vars(), &Overrides::default()) {

@@ -349,3 +349,94 @@ async fn backend_headers_stitch_visitor_to_user() {
         0
     );
 }
+
+/// CSV import: bad rows by line, strict mode all-or-nothing, the same through the API and on
+/// a stopped server's files, and a re-import changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_import_reports_bad_rows_and_strict_is_all_or_nothing() {
+    let up = Upstream::start().await;
+    let mut tg = Tollgate::start(&up.url(), "");
+    let csv = "name,timestamp,user_id,amount\n\
+               purchase,2026-11-01 10:00:00,u-1,10\n\
+               purchase,someday,u-2,20\n\
+               purchase,2026-11-02,,30\n\
+               purchase,2026-11-03T09:00:00Z,u-3,40\n";
+    let c = reqwest::Client::new();
+    let resp = c
+        .post(tg.admin_url("/api/import?strict=true"))
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["refused"], true);
+    assert_eq!(r["rejected"][0]["line"], 3);
+    assert!(r["rejected"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("timestamp"));
+    assert_eq!(r["rejected"][1]["line"], 4);
+    assert!(r["rejected"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("visitor_id"));
+    assert_eq!(
+        tg.count("SELECT count(*) FROM events").await,
+        0,
+        "strict: nothing"
+    );
+
+    let resp = c
+        .post(tg.admin_url("/api/import?map=amount%3Dvalue"))
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (
+            r["written"].clone(),
+            r["rejected"].as_array().unwrap().len()
+        ),
+        (json!(2), 2)
+    );
+    assert_eq!(
+        tg.query("SELECT user_id, props->>'value', source FROM events ORDER BY ts")
+            .await,
+        vec![
+            vec![json!("u-1"), json!("10"), json!("import")],
+            vec![json!("u-3"), json!("40"), json!("import")]
+        ]
+    );
+
+    // The CLI on a stopped server's directory: same rows, nothing new; exit status 2 for the
+    // bad rows, which are listed with their lines.
+    tg.terminate();
+    let file = tg.dir.path().join("offline.csv");
+    std::fs::write(&file, csv).unwrap();
+    let data = tg.data_dir();
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "import",
+            "--data",
+            data.to_str().unwrap(),
+            "--map",
+            "amount=value",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("0 written, 2 already present; 2 bad"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("offline.csv:3: \"timestamp\""), "{stderr}");
+    assert!(stderr.contains("offline.csv:4:"), "{stderr}");
+}

@@ -40,6 +40,8 @@ pub struct AdminState {
     pub ingest: IngestSender,
     /// The site id stored in ingested events.
     pub site: String,
+    /// CSV column mapping from the configuration.
+    pub import_map: std::collections::HashMap<String, String>,
 }
 
 impl AdminState {
@@ -61,6 +63,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/query", post(query))
         .route("/api/forget", post(forget_handler))
         .route("/api/events", post(events_handler))
+        .route("/api/import", post(import_handler))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENTS_BODY))
         .with_state(state)
 }
@@ -218,6 +221,77 @@ async fn events_handler(
         axum::http::StatusCode::OK
     };
     Ok((status, Json(report)))
+}
+
+/// `POST /api/import?strict=true&map=Col%3Dfield`: a CSV file of offline events
+/// (`ingest::import`). 200 when rows were imported (bad ones listed by line); 400 when none
+/// was good, or in strict mode when any was bad (then nothing is imported).
+async fn import_handler(
+    State(st): State<Arc<AdminState>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let (strict, map_args) = import_params(query.as_deref().unwrap_or(""))?;
+    let mut map = st.import_map.clone();
+    map.extend(crate::ingest::import::parse_map(&map_args).map_err(ApiError::BadRequest)?);
+    let parsed = crate::ingest::import::parse(&body, &map, &st.site, now_us())
+        .map_err(ApiError::BadRequest)?;
+    let report = import_parsed(&st.ingest, parsed, strict).await?;
+    let status = if report.accepted == 0 || report.refused {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Json(report)))
+}
+
+/// `strict` and the `map` pairs of an import's query string.
+fn import_params(query: &str) -> Result<(bool, Vec<String>), ApiError> {
+    let mut strict = false;
+    let mut map = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = crate::enrich::privacy::percent_decode(v).into_owned();
+        match k {
+            "strict" => {
+                strict = match v.as_str() {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "strict={v:?} is not true or false"
+                        )))
+                    }
+                }
+            }
+            "map" => map.push(v),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown parameter {k:?} (expected strict, map)"
+                )))
+            }
+        }
+    }
+    Ok((strict, map))
+}
+
+/// Commit a parsed CSV file's good rows (none in strict mode when any row is bad).
+pub async fn import_parsed(
+    ingest: &IngestSender,
+    parsed: crate::ingest::import::Parsed,
+    strict: bool,
+) -> Result<crate::ingest::ImportReport, ApiError> {
+    let (mut report, events) = crate::ingest::ImportReport::plan(parsed, strict);
+    if report.refused {
+        return Ok(report);
+    }
+    let c = ingest
+        .submit(events)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    report.written = c.written;
+    report.duplicates = c.duplicates;
+    Ok(report)
 }
 
 /// A running admin server.

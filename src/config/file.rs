@@ -344,6 +344,9 @@ pub struct IngestSection {
     pub collect_prefix: String,
     /// Largest body `<prefix>/e` accepts, in bytes (`navigator.sendBeacon` allows 64 KiB).
     pub collect_max_bytes: usize,
+    /// CSV import column mapping: file column → field (`"Order Date" = "timestamp"`).
+    /// `tollgate import --map` adds to it and wins.
+    pub import_map: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for IngestSection {
@@ -351,6 +354,7 @@ impl Default for IngestSection {
         Self {
             collect_prefix: "/_tollgate".into(),
             collect_max_bytes: 64 * 1024,
+            import_map: Default::default(),
         }
     }
 }

@@ -50,6 +50,7 @@ const CLI_ENV: &[&str] = &[
     "TOLLGATE_DATA",
     "TOLLGATE_CONFIG",
     "TOLLGATE_LOG",
+    crate::event::CLOCK_OFFSET_ENV,
 ];
 
 const SECTIONS: &[&str] = &[

@@ -34,6 +34,8 @@ pub struct Ingest {
     /// Without a trailing slash, e.g. `/_tollgate`.
     pub collect_prefix: String,
     pub collect_max_bytes: usize,
+    /// File column → field, for CSV imports.
+    pub import_map: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -433,6 +435,11 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
         ingest: Ingest {
             collect_prefix,
             collect_max_bytes: ing.collect_max_bytes,
+            import_map: ing
+                .import_map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         },
     })
 }

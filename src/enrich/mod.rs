@@ -14,7 +14,7 @@ pub mod referrer;
 pub mod useragent;
 
 use crate::config::{IpHandling, Settings};
-use crate::event::{Event, PrivacyMode};
+use crate::event::{Event, PrivacyMode, Source};
 use crate::proxy::capture;
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -98,24 +98,31 @@ impl Enricher {
             e.referrer_host = ref_host;
         }
 
-        // Device and bot, from the UA (cached) and the request's own signals.
-        let ua_text = e.user_agent.as_deref().unwrap_or("");
-        let info = self.ua.analyze(ua_text);
-        let d = &info.device;
-        e.browser = d.browser.clone();
-        e.browser_version = d.browser_version.clone();
-        e.os = d.os.clone();
-        e.device_type = Some(d.device_type.as_str().to_string());
-        let reason = info
-            .bot
-            .clone()
-            .or_else(|| bots::check_request(&e.hints.signals, ua_text).map(str::to_string))
-            .or_else(|| ip.and_then(|ip| bots::check_ip(ip, &self.bot_networks)));
-        if reason.is_some() {
-            e.device_type = Some(useragent::DeviceType::Bot.as_str().to_string());
+        // Device and bot, from the UA (cached) and the request's own signals. An event a
+        // backend sent about a person (server, import) without a UA says nothing about a
+        // device, and is not a bot for lacking one.
+        let from_client = matches!(e.source, Some(Source::Proxy | Source::Browser));
+        if from_client || e.user_agent.is_some() {
+            let ua_text = e.user_agent.as_deref().unwrap_or("");
+            let info = self.ua.analyze(ua_text);
+            let d = &info.device;
+            e.browser = d.browser.clone();
+            e.browser_version = d.browser_version.clone();
+            e.os = d.os.clone();
+            e.device_type = Some(d.device_type.as_str().to_string());
+            let reason = info
+                .bot
+                .clone()
+                .or_else(|| bots::check_request(&e.hints.signals, ua_text).map(str::to_string))
+                .or_else(|| ip.and_then(|ip| bots::check_ip(ip, &self.bot_networks)));
+            if reason.is_some() {
+                e.device_type = Some(useragent::DeviceType::Bot.as_str().to_string());
+            }
+            e.is_bot = Some(reason.is_some());
+            e.bot_reason = reason;
+        } else {
+            e.is_bot = Some(false);
         }
-        e.is_bot = Some(reason.is_some());
-        e.bot_reason = reason;
 
         // Geo, from the full address, before it is anonymised.
         if let (Some(g), Some(ip)) = (&self.geo, ip) {

@@ -7,6 +7,7 @@
 //! already seen, appends the rest in one transaction, and answers. So a 2xx means committed,
 //! and a retried submission does not count twice.
 
+pub mod import;
 pub mod native;
 
 use crate::event::Event;
@@ -69,5 +70,36 @@ impl IngestSender {
             Ok(Err(e)) => Err(IngestError::Store(e)),
             Err(_) => Err(IngestError::ShuttingDown),
         }
+    }
+}
+
+/// The answer to a CSV import.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportReport {
+    /// Good rows (committed now, or already in the store).
+    pub accepted: usize,
+    pub written: usize,
+    /// Good rows whose `event_id` the store already had (a re-import).
+    pub duplicates: usize,
+    /// Bad rows by line, with the reason. In strict mode, any of them means nothing was
+    /// imported.
+    pub rejected: Vec<import::BadRow>,
+    /// Strict mode refused the file because of `rejected`.
+    pub refused: bool,
+}
+
+impl ImportReport {
+    /// The report of `parsed` before anything is committed, and the events to commit: none in
+    /// strict mode when any row is bad.
+    pub fn plan(parsed: import::Parsed, strict: bool) -> (ImportReport, Vec<Event>) {
+        let refused = strict && !parsed.bad.is_empty();
+        let report = ImportReport {
+            accepted: if refused { 0 } else { parsed.events.len() },
+            rejected: parsed.bad,
+            refused,
+            ..Default::default()
+        };
+        let events = if refused { Vec::new() } else { parsed.events };
+        (report, events)
     }
 }

@@ -61,7 +61,7 @@ impl Tollgate {
         Self::start_full(upstream, extra_toml, &[], Some(data))
     }
 
-    fn start_full(
+    pub fn start_full(
         upstream: &str,
         extra_toml: &str,
         env: &[(&str, &str)],

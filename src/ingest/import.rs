@@ -1,0 +1,300 @@
+//! CSV import of offline events (`tollgate import FILE.csv`, `POST /api/import`): a purchase in
+//! the shop, a call-centre order, keyed to a visitor or a user.
+//!
+//! - Required columns: `name`, `timestamp`, and `visitor_id` or `user_id` (a row needs one of
+//!   them filled).
+//! - A column named like an event field (`url`, `referrer`, `session_id`, `event_id`,
+//!   `message_id`) fills that field; every other column goes into `props` (numbers as numbers,
+//!   `true`/`false` as booleans, empty cells left out).
+//! - A mapping renames the file's columns first: `Order Date=timestamp`.
+//! - `timestamp`: RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff]` or `YYYY-MM-DD` (both UTC), or epoch
+//!   milliseconds.
+//! - Each bad row is reported with its line number and reason; good rows are imported, or, in
+//!   strict mode, nothing is unless every row is good.
+//! - Re-importing a file changes nothing: each row's `event_id` is its `event_id` column, or
+//!   a UUIDv5 of its `message_id`, or of its content (and, for rows that are identical, of how
+//!   many came before it), so the same rows always get the same ids.
+
+use super::native::{self, Context};
+use crate::event::{Event, Source};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Fields a column can fill directly; the others go to `props`.
+const FIELDS: &[&str] = &[
+    "name",
+    "timestamp",
+    "visitor_id",
+    "user_id",
+    "session_id",
+    "event_id",
+    "message_id",
+    "url",
+    "referrer",
+];
+
+/// Namespace of content-derived import ids (UUIDv5). Fixed forever.
+const ROW_NAMESPACE: Uuid = Uuid::from_u128(0x3b0e_91f4_2c6d_4a8b_b7e2_5f19_d04c_a311);
+
+/// A bad row: its line in the file (1 is the header) and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BadRow {
+    pub line: u64,
+    pub error: String,
+}
+
+/// The parsed file: good events, and bad rows.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub events: Vec<Event>,
+    pub bad: Vec<BadRow>,
+}
+
+/// Parse `a=b` mappings (file column `a` is field or prop `b`).
+pub fn parse_map(pairs: &[String]) -> Result<HashMap<String, String>, String> {
+    let mut m = HashMap::new();
+    for p in pairs {
+        match p.split_once('=') {
+            Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+                m.insert(from.trim().to_string(), to.trim().to_string());
+            }
+            _ => return Err(format!("column mapping {p:?} is not `file column=field`")),
+        }
+    }
+    Ok(m)
+}
+
+/// Parse a CSV file. Fails as a whole only when the header is unusable.
+pub fn parse(
+    data: &[u8],
+    map: &HashMap<String, String>,
+    site: &str,
+    now_us: i64,
+) -> Result<Parsed, String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .trim(csv::Trim::All)
+        .from_reader(data);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| format!("cannot read the header line: {e}"))?
+        .iter()
+        .map(|h| map.get(h).cloned().unwrap_or_else(|| h.to_string()))
+        .collect();
+    for required in ["name", "timestamp"] {
+        if !headers.iter().any(|h| h == required) {
+            return Err(format!(
+                "the header has no {required:?} column (columns: {}; map one with --map 'your column={required}')",
+                headers.join(", ")
+            ));
+        }
+    }
+    if !headers.iter().any(|h| h == "visitor_id" || h == "user_id") {
+        return Err("the header has neither a \"visitor_id\" nor a \"user_id\" column".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
+        return Err(format!("column {dup:?} appears twice (after mapping)"));
+    }
+
+    let cx = Context {
+        site,
+        source: Source::Import,
+        browser: None,
+        now_us,
+    };
+    let mut out = Parsed::default();
+    let mut identical: HashMap<Uuid, u32> = HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i as u64 + 2;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                out.bad.push(BadRow {
+                    line: e.position().map_or(line, |p| p.line()),
+                    error: format!("unreadable row: {e}"),
+                });
+                continue;
+            }
+        };
+        match row_event(&headers, &rec, &cx, &mut identical) {
+            Ok(e) => out.events.push(e),
+            Err(error) => out.bad.push(BadRow { line, error }),
+        }
+    }
+    Ok(out)
+}
+
+fn row_event(
+    headers: &[String],
+    rec: &csv::StringRecord,
+    cx: &Context,
+    identical: &mut HashMap<Uuid, u32>,
+) -> Result<Event, String> {
+    let mut item = Map::new();
+    let mut props = Map::new();
+    for (h, v) in headers.iter().zip(rec.iter()) {
+        if v.is_empty() {
+            continue;
+        }
+        if h == "timestamp" {
+            item.insert("ts".into(), Value::from(parse_ts_text(v, cx.now_us)?));
+        } else if FIELDS.contains(&h.as_str()) {
+            item.insert(h.clone(), Value::String(v.to_string()));
+        } else {
+            props.insert(h.clone(), cell(v));
+        }
+    }
+    if !item.contains_key("ts") {
+        return Err("\"timestamp\" is empty".into());
+    }
+    if !props.is_empty() {
+        item.insert("props".into(), Value::Object(props));
+    }
+    let has_id = item.contains_key("event_id") || item.contains_key("message_id");
+    let mut e = native::to_event(&Value::Object(item.clone()), cx)?;
+    if !has_id {
+        // The row's content names it; the n-th identical row gets n in its name too.
+        let content = Uuid::new_v5(&ROW_NAMESPACE, Value::Object(item).to_string().as_bytes());
+        let n = identical.entry(content).or_insert(0);
+        *n += 1;
+        e.event_id = Uuid::new_v5(&content, n.to_string().as_bytes());
+    }
+    Ok(e)
+}
+
+/// A cell as JSON: whole or decimal numbers, booleans, else text.
+fn cell(v: &str) -> Value {
+    if let Ok(i) = v.parse::<i64>() {
+        return Value::from(i);
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        if f.is_finite() && !v.starts_with(['+', '.']) {
+            return Value::from(f);
+        }
+    }
+    match v {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => Value::String(v.to_string()),
+    }
+}
+
+/// A CSV timestamp as epoch milliseconds (for [`native::parse_ts`], which checks the range).
+fn parse_ts_text(v: &str, now_us: i64) -> Result<i64, String> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    let us = if let Ok(ms) = v.parse::<i64>() {
+        ms.checked_mul(1000)
+            .ok_or("\"timestamp\" is out of range")?
+    } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        t.timestamp_micros()
+    } else if let Ok(t) = NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f") {
+        t.and_utc().timestamp_micros()
+    } else if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        d.and_hms_opt(0, 0, 0)
+            .ok_or("\"timestamp\" is not a date")?
+            .and_utc()
+            .timestamp_micros()
+    } else {
+        return Err(format!(
+            "\"timestamp\" {v:?} is not RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or epoch milliseconds"
+        ));
+    };
+    // Through the same range check as every other event.
+    native::parse_ts(&Value::from(us / 1000), now_us)
+        .map(|_| us / 1000)
+        .map_err(|e| e.replace("field \"ts\"", "\"timestamp\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000_000;
+
+    fn run(csv: &str, map: &[&str]) -> Parsed {
+        let map = parse_map(&map.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        parse(csv.as_bytes(), &map, "shop", NOW).unwrap()
+    }
+
+    #[test]
+    fn rows_fields_and_props() {
+        let p = run(
+            "name,timestamp,user_id,amount,store,paid\n\
+             purchase,2026-11-20 15:30:00,u-1,1299.5,Berlin,true\n\
+             purchase,2026-11-21,u-2,12,,false\n",
+            &[],
+        );
+        assert!(p.bad.is_empty(), "{:?}", p.bad);
+        assert_eq!(p.events.len(), 2);
+        let e = &p.events[0];
+        assert_eq!(
+            (e.name.as_str(), e.source),
+            ("purchase", Some(Source::Import))
+        );
+        assert_eq!(e.user_id.as_deref(), Some("u-1"));
+        assert_eq!(e.ts_us, 1_795_188_600_000_000);
+        assert_eq!(
+            e.props.as_deref(),
+            Some(r#"{"amount":1299.5,"paid":true,"store":"Berlin"}"#)
+        );
+        assert_eq!(
+            p.events[1].props.as_deref(),
+            Some(r#"{"amount":12,"paid":false}"#)
+        );
+    }
+
+    #[test]
+    fn bad_rows_have_lines_and_reasons() {
+        let p = run(
+            "name,timestamp,visitor_id\n\
+             a,2026-11-20,not-a-uuid\n\
+             ,2026-11-20,0b6a4c1e-4c8b-4c1a-9d0e-2f1e7a3b5c6d\n\
+             c,yesterday,0b6a4c1e-4c8b-4c1a-9d0e-2f1e7a3b5c6d\n\
+             d,2026-11-20\n\
+             e,2026-11-20,0b6a4c1e-4c8b-4c1a-9d0e-2f1e7a3b5c6d\n",
+            &[],
+        );
+        assert_eq!(p.events.len(), 1);
+        let lines: Vec<u64> = p.bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, vec![2, 3, 4, 5]);
+        assert!(p.bad[0].error.contains("not a UUID"));
+        assert!(p.bad[1].error.contains("\"name\" is required"));
+        assert!(p.bad[2].error.contains("\"timestamp\""));
+        assert!(p.bad[3].error.contains("unreadable"), "{}", p.bad[3].error);
+    }
+
+    #[test]
+    fn headers_and_mapping() {
+        let err = |csv: &str| parse(csv.as_bytes(), &HashMap::new(), "s", NOW).unwrap_err();
+        assert!(err("name,user_id\n").contains("\"timestamp\""));
+        assert!(err("name,timestamp\n").contains("visitor_id"));
+        let p = run(
+            "Event,When,Customer,Total\nbuy,2026-11-20T10:00:00Z,c-9,5\n",
+            &["Event=name", "When=timestamp", "Customer=user_id"],
+        );
+        assert_eq!(p.events[0].user_id.as_deref(), Some("c-9"));
+        assert_eq!(p.events[0].props.as_deref(), Some(r#"{"Total":5}"#));
+        assert!(parse_map(&["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn ids_are_stable_across_imports() {
+        let csv = "name,timestamp,user_id\nbuy,2026-11-20,u\nbuy,2026-11-20,u\nbuy,2026-11-21,u\n";
+        let a = run(csv, &[]);
+        let b = run(csv, &[]);
+        let ids = |p: &Parsed| p.events.iter().map(|e| e.event_id).collect::<Vec<_>>();
+        assert_eq!(ids(&a), ids(&b));
+        let set: std::collections::HashSet<_> = ids(&a).into_iter().collect();
+        assert_eq!(set.len(), 3, "identical rows stay distinct");
+        let m = run(
+            "name,timestamp,user_id,message_id\nbuy,2026-11-20,u,o-1\n",
+            &[],
+        );
+        assert_eq!(
+            m.events[0].event_id,
+            native::message_event_id("shop", Source::Import, "o-1")
+        );
+    }
+}
