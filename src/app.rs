@@ -117,6 +117,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             ingest: ingest.clone(),
             site: settings.site_id.clone(),
             import_map: settings.ingest.import_map.clone(),
+            write_keys: settings.ingest.write_keys.clone(),
         }),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;

@@ -15,6 +15,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    TooLarge(String),
     /// Retry later: the store is busy or failing, or tollgate is stopping.
     #[error("{0}")]
     Unavailable(String),
@@ -35,6 +41,9 @@ impl IntoResponse for ApiError {
         let (status, kind, msg) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "refused", m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             ApiError::Internal(m) => {
                 error!(error = %m, "Admin request failed.");

@@ -4,6 +4,7 @@
 //! Routes: `GET /healthz`, `GET /readyz`, `GET /metrics`, `POST /api/query`, `POST /api/forget`.
 
 mod error;
+mod segment;
 
 pub use error::ApiError;
 
@@ -42,6 +43,8 @@ pub struct AdminState {
     pub site: String,
     /// CSV column mapping from the configuration.
     pub import_map: std::collections::HashMap<String, String>,
+    /// Segment API write keys.
+    pub write_keys: Vec<String>,
 }
 
 impl AdminState {
@@ -64,6 +67,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/forget", post(forget_handler))
         .route("/api/events", post(events_handler))
         .route("/api/import", post(import_handler))
+        .route("/v1/{kind}", post(segment::handle))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENTS_BODY))
         .with_state(state)
 }

@@ -347,6 +347,9 @@ pub struct IngestSection {
     /// CSV import column mapping: file column → field (`"Order Date" = "timestamp"`).
     /// `tollgate import --map` adds to it and wins.
     pub import_map: std::collections::BTreeMap<String, String>,
+    /// Segment API write keys (`/v1/*` on the admin listener). Also `TOLLGATE_WRITE_KEYS`
+    /// (comma-separated). None: the Segment API answers 401 and says how to set one.
+    pub write_keys: Vec<String>,
 }
 
 impl Default for IngestSection {
@@ -355,6 +358,7 @@ impl Default for IngestSection {
             collect_prefix: "/_tollgate".into(),
             collect_max_bytes: 64 * 1024,
             import_map: Default::default(),
+            write_keys: Vec::new(),
         }
     }
 }

@@ -42,6 +42,9 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Comma-separated Segment write keys; sets `ingest.write_keys`.
+pub const WRITE_KEYS_ENV: &str = "TOLLGATE_WRITE_KEYS";
+
 /// Environment variables that map to CLI flags (handled by clap), not to `section_key`.
 const CLI_ENV: &[&str] = &[
     "TOLLGATE_UPSTREAM",
@@ -149,6 +152,22 @@ fn apply_env(
     errors: &mut Vec<String>,
 ) {
     for (var, val) in env {
+        if var == WRITE_KEYS_ENV {
+            // The Segment write keys have an env name of their own (issue 4's contract).
+            let entry = table
+                .entry("ingest".to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                let keys = val
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| toml::Value::String(k.to_string()))
+                    .collect();
+                t.insert("write_keys".into(), toml::Value::Array(keys));
+            }
+            continue;
+        }
         let Some(rest) = var.strip_prefix("TOLLGATE_") else {
             continue;
         };

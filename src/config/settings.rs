@@ -36,6 +36,7 @@ pub struct Ingest {
     pub collect_max_bytes: usize,
     /// File column → field, for CSV imports.
     pub import_map: std::collections::HashMap<String, String>,
+    pub write_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -342,6 +343,14 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             ),
         );
     }
+    for (i, k) in ing.write_keys.iter().enumerate() {
+        if k.trim().is_empty() || k.contains(':') {
+            err(
+                &format!("ingest.write_keys[{i}]"),
+                "must be non-empty and contain no `:` (it is the Basic auth user name)".into(),
+            );
+        }
+    }
     if ing.collect_max_bytes == 0 {
         err("ingest.collect_max_bytes", "must be at least 1".into());
     }
@@ -440,6 +449,7 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            write_keys: ing.write_keys.clone(),
         },
     })
 }

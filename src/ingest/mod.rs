@@ -9,6 +9,7 @@
 
 pub mod import;
 pub mod native;
+pub mod segment;
 
 use crate::event::Event;
 use crossbeam_channel::{Receiver, Sender, TrySendError};

@@ -1,0 +1,363 @@
+//! The Segment tracking API's messages (track, page, screen, identify, group, alias) as
+//! tollgate events, following Segment's HTTP API spec.
+//!
+//! | Segment | tollgate |
+//! |---|---|
+//! | `type: track`, `event` | `name` = the event |
+//! | `type: page` / `screen` | `name` = `page_view` / `screen_view` |
+//! | `type: identify` / `group` / `alias` | `name` = `identify` / `group` / `alias` |
+//! | `messageId` | `event_id` (UUIDv5 of site and message id): the dedup key |
+//! | `userId` | `user_id` |
+//! | `anonymousId` | `visitor_id` (a UUID as is; any other string as a stable UUIDv5 of it, the original kept in `props._anonymous_id`) |
+//! | `properties` (track, page, screen), `traits` (identify, group) | `props` |
+//! | `context.page.url` / `properties.url`, `context.page.referrer` / `properties.referrer` | `host`, `path`, `query`, `referrer` |
+//! | `context.campaign` | `utm_*` (`name` is the campaign) |
+//! | `context.ip`, `context.userAgent` | `ip`, `user_agent` |
+//! | `groupId` (group), `previousId` (alias) | `props.group_id`, `props.previous_id`; a UUID `previousId` is also the `visitor_id`, which ties it to the user in `identities` |
+//!
+//! Time, as Segment defines it: `timestamp` when given; otherwise `originalTimestamp` corrected
+//! for the client's clock skew (`receivedAt - (sentAt - originalTimestamp)`); otherwise
+//! `receivedAt`.
+
+use super::native;
+use crate::event::{Event, Source};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Largest message, as Segment limits it.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// Largest batch request, as Segment limits it.
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+/// Namespace for non-UUID anonymous ids (UUIDv5). Fixed forever.
+const ANON_NAMESPACE: Uuid = Uuid::from_u128(0x8e2a_77c0_19d4_4f6b_a3c5_0b7e_6d21_f9a4);
+
+/// The message types and the event name each becomes.
+pub fn kind_name(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "track" => "",
+        "page" => "page_view",
+        "screen" => "screen_view",
+        "identify" => "identify",
+        "group" => "group",
+        "alias" => "alias",
+        _ => return None,
+    })
+}
+
+/// One message as an event. `kind` is the endpoint's type (`/v1/track`) or the message's own
+/// `type` (in a batch). `received_us` is when the request arrived; `sent_at` the batch's.
+pub fn to_event(
+    msg: &Value,
+    kind: Option<&str>,
+    site: &str,
+    received_us: i64,
+    batch_sent_at: Option<&Value>,
+    batch_context: Option<&Value>,
+) -> Result<Event, String> {
+    let Value::Object(m) = msg else {
+        return Err("a message must be a JSON object".into());
+    };
+    let kind = match (kind, m.get("type").and_then(Value::as_str)) {
+        (Some(k), _) => k,
+        (None, Some(t)) => t,
+        (None, None) => return Err("\"type\" is required in a batch message".into()),
+    };
+    let fixed = kind_name(kind).ok_or_else(|| {
+        format!("\"type\" {kind:?} is not one of track, page, screen, identify, group, alias")
+    })?;
+    let name = if kind == "track" {
+        let ev = m.get("event").and_then(Value::as_str).unwrap_or("");
+        if ev.trim().is_empty() {
+            return Err("\"event\" is required for a track call".into());
+        }
+        ev.to_string()
+    } else {
+        fixed.to_string()
+    };
+
+    let user_id = id_text(m.get("userId"), "userId")?;
+    let anon = id_text(m.get("anonymousId"), "anonymousId")?;
+    if user_id.is_none() && anon.is_none() {
+        return Err("\"userId\" or \"anonymousId\" is required".into());
+    }
+    let empty = Map::new();
+    let context = m
+        .get("context")
+        .or(batch_context)
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let page = context
+        .get("page")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let body_key = if matches!(kind, "identify" | "group") {
+        "traits"
+    } else {
+        "properties"
+    };
+    let mut props = match m.get(body_key) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(p)) => p.clone(),
+        Some(_) => return Err(format!("{body_key:?} must be a JSON object")),
+    };
+    let url = text(props.get("url"))
+        .or_else(|| text(page.get("url")))
+        .map(str::to_string);
+    let referrer = text(props.get("referrer"))
+        .or_else(|| text(page.get("referrer")))
+        .map(str::to_string);
+    if kind == "page" || kind == "screen" {
+        if let Some(n) = text(m.get("name")) {
+            props.insert("name".into(), Value::String(n.to_string()));
+        }
+    }
+    if kind == "group" {
+        let g = id_text(m.get("groupId"), "groupId")?
+            .ok_or("\"groupId\" is required for a group call")?;
+        props.insert("group_id".into(), Value::String(g));
+    }
+    let mut previous_visitor = None;
+    if kind == "alias" {
+        let p = id_text(m.get("previousId"), "previousId")?
+            .ok_or("\"previousId\" is required for an alias call")?;
+        previous_visitor = Uuid::try_parse(&p).ok();
+        props.insert("previous_id".into(), Value::String(p));
+        if user_id.is_none() {
+            return Err("\"userId\" is required for an alias call".into());
+        }
+    }
+    let visitor_id = match (&anon, previous_visitor) {
+        (_, Some(v)) => Some(v),
+        (Some(a), None) => Some(Uuid::try_parse(a).unwrap_or_else(|_| {
+            props.insert("_anonymous_id".into(), Value::String(a.clone()));
+            Uuid::new_v5(&ANON_NAMESPACE, format!("{site}\u{0}{a}").as_bytes())
+        })),
+        (None, None) => None,
+    };
+
+    // Built through the native format, so the same validation and limits apply.
+    let mut item = Map::new();
+    item.insert("name".into(), Value::String(name));
+    if let Some(u) = &user_id {
+        item.insert("user_id".into(), Value::String(u.clone()));
+    }
+    if let Some(v) = visitor_id {
+        item.insert("visitor_id".into(), Value::String(v.to_string()));
+    }
+    if let Some(id) = text(m.get("messageId")) {
+        item.insert("message_id".into(), Value::String(id.to_string()));
+    }
+    if let Some(u) = url {
+        item.insert("url".into(), Value::String(u));
+    }
+    if let Some(r) = referrer {
+        item.insert("referrer".into(), Value::String(r));
+    }
+    if let Some(ua) = text(context.get("userAgent")) {
+        item.insert("user_agent".into(), Value::String(ua.to_string()));
+    }
+    if let Some(ip) = text(context.get("ip")) {
+        item.insert("ip".into(), Value::String(ip.to_string()));
+    }
+    if !props.is_empty() {
+        item.insert("props".into(), Value::Object(props));
+    }
+    let ts = event_time(m, received_us, batch_sent_at)?;
+    item.insert("ts".into(), Value::from(ts / 1000));
+    let cx = native::Context {
+        site,
+        source: Source::Segment,
+        browser: None,
+        now_us: received_us,
+    };
+    let mut e = native::to_event(&Value::Object(item), &cx)
+        .map_err(|err| err.replace("field \"message_id\"", "\"messageId\""))?;
+    e.ts_us = ts;
+    if let Some(c) = context.get("campaign").and_then(Value::as_object) {
+        let field = |k: &str| {
+            text(c.get(k))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        e.utm_source = field("source").map(|s| s.to_lowercase());
+        e.utm_medium = field("medium").map(|s| s.to_lowercase());
+        e.utm_campaign = field("name");
+        e.utm_term = field("term");
+        e.utm_content = field("content");
+    }
+    Ok(e)
+}
+
+/// When the message happened, per Segment's rules (module docs).
+fn event_time(
+    m: &Map<String, Value>,
+    received_us: i64,
+    batch_sent_at: Option<&Value>,
+) -> Result<i64, String> {
+    let parse = |k: &str, v: &Value| {
+        native::parse_ts(v, received_us).map_err(|e| e.replace("field \"ts\"", &format!("\"{k}\"")))
+    };
+    if let Some(v) = m.get("timestamp").filter(|v| !v.is_null()) {
+        return parse("timestamp", v);
+    }
+    let original = match m.get("originalTimestamp").filter(|v| !v.is_null()) {
+        Some(v) => Some(parse("originalTimestamp", v)?),
+        None => None,
+    };
+    let sent = match m.get("sentAt").filter(|v| !v.is_null()).or(batch_sent_at) {
+        Some(v) => Some(parse("sentAt", v)?),
+        None => None,
+    };
+    Ok(match (original, sent) {
+        (Some(o), Some(s)) => received_us - (s - o),
+        (Some(o), None) => o,
+        _ => received_us,
+    })
+}
+
+fn text(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// Segment ids may be strings or numbers.
+fn id_text(v: Option<&Value>, key: &str) -> Result<Option<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("{key:?} must be a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000_000_000;
+
+    #[test]
+    fn track_with_context_and_skew() {
+        let m = json!({
+            "userId": "u-1", "anonymousId": "0b6a4c1e-4c8b-4c1a-9d0e-2f1e7a3b5c6d",
+            "event": "Order Completed", "messageId": "m-1",
+            "properties": {"revenue": 1299},
+            "originalTimestamp": "2027-01-15T08:00:00Z", "sentAt": "2027-01-15T08:00:10Z",
+            "context": {"ip": "203.0.113.9", "userAgent": "analytics-python/2",
+                        "campaign": {"name": "camera-x", "source": "Facebook", "medium": "Social"},
+                        "page": {"url": "https://shop.example/p/1?a=1", "referrer": "https://l.facebook.com/"}}
+        });
+        let e = to_event(&m, Some("track"), "shop", NOW, None, None).unwrap();
+        assert_eq!(e.name, "Order Completed");
+        assert_eq!(e.source, Some(Source::Segment));
+        assert_eq!(e.user_id.as_deref(), Some("u-1"));
+        assert_eq!(
+            e.visitor_id.unwrap().to_string(),
+            "0b6a4c1e-4c8b-4c1a-9d0e-2f1e7a3b5c6d"
+        );
+        // Clock skew: sent 10 s after it happened, so it happened 10 s before receipt.
+        assert_eq!(e.ts_us, NOW - 10_000_000);
+        assert_eq!(
+            e.event_id,
+            native::message_event_id("shop", Source::Segment, "m-1")
+        );
+        assert_eq!(
+            (e.utm_source.as_deref(), e.utm_campaign.as_deref()),
+            (Some("facebook"), Some("camera-x"))
+        );
+        assert_eq!(
+            (e.path.as_deref(), e.referrer.as_deref()),
+            (Some("/p/1"), Some("https://l.facebook.com/"))
+        );
+        assert_eq!(e.ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(e.props.as_deref(), Some(r#"{"revenue":1299}"#));
+    }
+
+    #[test]
+    fn other_types() {
+        let e = to_event(
+            &json!({"type": "identify", "userId": "u", "traits": {"plan": "pro"}}),
+            None,
+            "s",
+            NOW,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.props.as_deref()),
+            ("identify", Some(r#"{"plan":"pro"}"#))
+        );
+        let e = to_event(
+            &json!({"type": "page", "anonymousId": "abc", "name": "Home"}),
+            None,
+            "s",
+            NOW,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(e.name, "page_view");
+        assert!(e
+            .props
+            .as_deref()
+            .unwrap()
+            .contains("\"_anonymous_id\":\"abc\""));
+        let again = to_event(
+            &json!({"type": "page", "anonymousId": "abc"}),
+            None,
+            "s",
+            NOW,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            e.visitor_id, again.visitor_id,
+            "a non-UUID anonymousId maps stably"
+        );
+        let v = "0b6a4c1e-4c8b-4c1a-9d0e-2f1e7a3b5c6d";
+        let e = to_event(
+            &json!({"type": "alias", "userId": "u", "previousId": v}),
+            None,
+            "s",
+            NOW,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(e.visitor_id.unwrap().to_string(), v);
+        let e = to_event(
+            &json!({"type": "group", "userId": "u", "groupId": 7}),
+            None,
+            "s",
+            NOW,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(e.props.as_deref(), Some(r#"{"group_id":"7"}"#));
+    }
+
+    #[test]
+    fn bad_messages_say_why() {
+        let err = |m: Value, k: Option<&str>| to_event(&m, k, "s", NOW, None, None).unwrap_err();
+        assert!(err(json!({"userId": "u"}), Some("track")).contains("\"event\""));
+        assert!(err(json!({"event": "x"}), Some("track")).contains("anonymousId"));
+        assert!(err(json!({"userId": "u", "event": "x"}), None).contains("\"type\""));
+        assert!(err(json!({"type": "nope", "userId": "u"}), None).contains("not one of"));
+        assert!(err(
+            json!({"userId": "u", "event": "x", "timestamp": "soon"}),
+            Some("track")
+        )
+        .contains("\"timestamp\""));
+        assert!(err(
+            json!({"userId": "u", "event": "x", "properties": 1}),
+            Some("track")
+        )
+        .contains("properties"));
+        assert!(err(json!({"userId": "u"}), Some("alias")).contains("previousId"));
+    }
+}

@@ -1,0 +1,214 @@
+//! The Segment-compatible API over real HTTP against a real tollgate: auth, limits, errors,
+//! batches with a bad item, dedup by messageId, and what lands in the store.
+
+mod common;
+
+use common::upstream::Upstream;
+use common::Tollgate;
+use serde_json::{json, Value};
+
+const ANON: &str = "0b6a4c1e-4c8b-4c1a-9d0e-2f1e7a3b5c6d";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_write_key_the_api_says_how_to_set_one() {
+    let up = Upstream::start().await;
+    let tg = Tollgate::start(&up.url(), "");
+    let resp = reqwest::Client::new()
+        .post(tg.admin_url("/v1/track"))
+        .basic_auth("anything", Some(""))
+        .json(&json!({"userId": "u", "event": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("TOLLGATE_WRITE_KEYS"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_calls_land_and_bad_ones_say_why() {
+    let up = Upstream::start().await;
+    let tg = Tollgate::start_with_env(&up.url(), "", &[("TOLLGATE_WRITE_KEYS", "wk-1, wk-2")]);
+    let c = reqwest::Client::new();
+    let call = |path: &str, body: Value| {
+        c.post(tg.admin_url(path))
+            .basic_auth("wk-2", Some(""))
+            .json(&body)
+            .send()
+    };
+
+    // identify, page, track: with the key in Basic auth.
+    let r = call("/v1/identify", json!({"userId": "u-42", "anonymousId": ANON, "traits": {"plan": "pro"}, "messageId": "m-id"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = call("/v1/page", json!({"anonymousId": ANON, "name": "Home", "messageId": "m-page",
+        "properties": {"url": "https://shop.example/?utm_source=facebook&utm_medium=social", "referrer": "https://l.facebook.com/"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = call("/v1/track", json!({"userId": "u-42", "event": "Order Completed", "messageId": "m-order",
+        "properties": {"revenue": 1299}, "timestamp": "2026-11-27T10:00:00Z",
+        "context": {"ip": "203.0.113.50", "userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["success"].clone(), body["written"].clone()),
+        (json!(true), json!(1))
+    );
+
+    // Committed before the answer.
+    let rows = tg
+        .query("SELECT name, source, user_id, visitor_id::VARCHAR, ts::VARCHAR, props->>'revenue', channel, device_type, ip FROM events ORDER BY seq")
+        .await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        rows[0][..4],
+        [
+            json!("identify"),
+            json!("segment"),
+            json!("u-42"),
+            json!(ANON)
+        ]
+    );
+    assert_eq!(
+        (rows[1][0].clone(), rows[1][6].clone()),
+        (json!("page_view"), json!("Organic Social"))
+    );
+    assert_eq!(
+        rows[2][4..],
+        [
+            json!("2026-11-27 10:00:00"),
+            json!("1299"),
+            json!("Direct"),
+            json!("mobile"),
+            json!("203.0.113.0")
+        ]
+    );
+    assert_eq!(
+        tg.query("SELECT visitor_id::VARCHAR, user_id FROM identities")
+            .await,
+        vec![vec![json!(ANON), json!("u-42")]]
+    );
+
+    // A batch with one bad item, the key in the body: the good ones are kept.
+    let r = c
+        .post(tg.admin_url("/v1/batch"))
+        .json(&json!({"writeKey": "wk-1", "batch": [
+            {"type": "track", "userId": "u-1", "event": "Signed Up", "messageId": "b-1"},
+            {"type": "track", "userId": "u-2", "messageId": "b-2"},
+            {"type": "screen", "anonymousId": "device-7", "name": "Cart", "messageId": "b-3"},
+            {"type": "track", "userId": "u-42", "event": "Order Completed", "messageId": "m-order"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["written"].clone(), body["duplicates"].clone()),
+        (json!(2), json!(1)),
+        "{body}"
+    );
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert!(body["rejected"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("\"event\""));
+    assert_eq!(tg.count("SELECT count(*) FROM events").await, 5);
+
+    // Errors, each with its status and reason; nothing half-written.
+    let big = "x".repeat(40 * 1024);
+    for (path, auth, body, status, reason) in [
+        (
+            "/v1/track",
+            Some("nope"),
+            json!({"userId": "u", "event": "x"}),
+            401,
+            "not valid",
+        ),
+        (
+            "/v1/track",
+            None,
+            json!({"userId": "u", "event": "x"}),
+            401,
+            "no write key",
+        ),
+        (
+            "/v1/track",
+            Some("wk-1"),
+            json!({"userId": "u"}),
+            400,
+            "\"event\" is required",
+        ),
+        (
+            "/v1/track",
+            Some("wk-1"),
+            json!({"userId": "u", "event": "x", "timestamp": "yesterday"}),
+            400,
+            "\"timestamp\"",
+        ),
+        (
+            "/v1/track",
+            Some("wk-1"),
+            json!({"event": "x"}),
+            400,
+            "anonymousId",
+        ),
+        (
+            "/v1/track",
+            Some("wk-1"),
+            json!({"userId": "u", "event": "x", "properties": {"blob": big}}),
+            413,
+            "limit",
+        ),
+        (
+            "/v1/batch",
+            Some("wk-1"),
+            json!({"batch": [{"type": "track", "userId": "u"}]}),
+            400,
+            "message 0",
+        ),
+        (
+            "/v1/batch",
+            Some("wk-1"),
+            json!({"batch": (0..20).map(|i| json!({"type": "track", "userId": "u", "event": "x", "properties": {"i": i, "blob": "y".repeat(30_000)}})).collect::<Vec<_>>()}),
+            413,
+            "500",
+        ),
+        (
+            "/v1/nope",
+            Some("wk-1"),
+            json!({}),
+            404,
+            "no Segment endpoint",
+        ),
+    ] {
+        let mut req = c.post(tg.admin_url(path)).json(&body);
+        if let Some(k) = auth {
+            req = req.basic_auth(k, Some(""));
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), status, "{path} {reason}");
+        let body: Value = r.json().await.unwrap();
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{path}: {body}");
+    }
+    let r = c
+        .post(tg.admin_url("/v1/track"))
+        .basic_auth("wk-1", Some(""))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(tg.count("SELECT count(*) FROM events").await, 5);
+}
