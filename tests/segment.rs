@@ -212,3 +212,141 @@ async fn segment_calls_land_and_bad_ones_say_why() {
     assert_eq!(r.status(), 400);
     assert_eq!(tg.count("SELECT count(*) FROM events").await, 5);
 }
+
+/// Where `.ci/deps test` installed Segment's official clients.
+fn clients_dir() -> std::path::PathBuf {
+    std::env::var_os("TOLLGATE_CLIENTS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tollgate/clients")
+        })
+}
+
+/// Segment's own libraries, unchanged, pointed at tollgate with `host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_segment_clients() {
+    let dir = clients_dir();
+    let python = dir.join("venv/bin/python");
+    let node_modules = dir.join("node/node_modules");
+    assert!(
+        python.exists() && node_modules.join("@segment/analytics-node").exists(),
+        "Segment's clients are not installed in {}: run `bash .ci/deps test` (it installs segment-analytics-python from PyPI and @segment/analytics-node from npm)",
+        dir.display()
+    );
+    let up = Upstream::start().await;
+    let tg = Tollgate::start_with_env(&up.url(), "", &[("TOLLGATE_WRITE_KEYS", "client-key")]);
+    let host = format!("http://{}", tg.admin);
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    let (py_anon, node_anon) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+
+    let out = std::process::Command::new(&python)
+        .arg(scripts.join("segment_client.py"))
+        .args([&host, "client-key", &py_anon])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new("node")
+        .arg(scripts.join("segment_client.js"))
+        .args([&host, "client-key", &node_anon])
+        .env("NODE_PATH", &node_modules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "node client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The clients answered success only after the commit: no waiting here.
+    let rows = tg
+        .query("SELECT name, user_id, visitor_id::VARCHAR, props->>'revenue', props->>'plan', strftime(ts, '%Y-%m-%dT%H:%M:%S'), utm_source, source FROM events ORDER BY user_id, name")
+        .await;
+    let row =
+        |name: &str, user: &str, anon: &str, revenue: Value, plan: Value, ts: Value, utm: Value| {
+            vec![
+                json!(name),
+                json!(user),
+                json!(anon),
+                revenue,
+                plan,
+                ts,
+                utm,
+                json!("segment"),
+            ]
+        };
+    let n = Value::Null;
+    assert_eq!(
+        rows,
+        vec![
+            row(
+                "Order Completed",
+                "node-user",
+                &node_anon,
+                json!("349"),
+                n.clone(),
+                json!("2026-11-21T10:00:00"),
+                n.clone()
+            ),
+            row(
+                "identify",
+                "node-user",
+                &node_anon,
+                n.clone(),
+                json!("basic"),
+                rows[1][5].clone(),
+                n.clone()
+            ),
+            row(
+                "page_view",
+                "node-user",
+                &node_anon,
+                n.clone(),
+                n.clone(),
+                json!("2026-11-21T09:00:00"),
+                json!("newsletter")
+            ),
+            row(
+                "Order Completed",
+                "py-user",
+                &py_anon,
+                json!("1299"),
+                n.clone(),
+                json!("2026-11-20T10:00:00"),
+                n.clone()
+            ),
+            row(
+                "identify",
+                "py-user",
+                &py_anon,
+                n.clone(),
+                json!("pro"),
+                rows[4][5].clone(),
+                n.clone()
+            ),
+            row(
+                "page_view",
+                "py-user",
+                &py_anon,
+                n.clone(),
+                n.clone(),
+                json!("2026-11-20T09:00:00"),
+                json!("facebook")
+            ),
+        ]
+    );
+    // Identify calls without a timestamp are stamped on arrival (clock-skew corrected).
+    let now = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        rows[1][5].as_str().unwrap().starts_with(&now),
+        "{:?}",
+        rows[1][5]
+    );
+    assert_eq!(tg.count("SELECT count(*) FROM identities").await, 2);
+}
