@@ -35,24 +35,30 @@ pub async fn handle(
 ) {
     let req = session.req_header();
     let endpoint = format!("{}/e", s.ingest.collect_prefix);
+    // Whether the request body was read to its end: if not, what is left of it would be
+    // taken for the next request on the connection, so the connection must close.
+    let mut body_read = false;
     let (status, body) = if req.uri.path() != endpoint {
         (404, error_json("no such tollgate endpoint"))
     } else if req.method != http::Method::POST {
         (405, error_json("use POST"))
     } else {
         match read_body(session, s.ingest.collect_max_bytes).await {
-            Err(status) => (
-                status,
+            Err(413) => (
+                413,
                 error_json(&format!(
                     "body larger than {} bytes (ingest.collect_max_bytes)",
                     s.ingest.collect_max_bytes
                 )),
             ),
-            Ok(raw) => collect(session, s, ingest, ids, client_ip, &raw).await,
+            Err(status) => (status, error_json("the request body could not be read")),
+            Ok(raw) => {
+                body_read = true;
+                collect(session, s, ingest, ids, client_ip, &raw).await
+            }
         }
     };
-    if status == 413 || status == 400 {
-        // The rest of the body was not read: the connection cannot carry another request.
+    if !body_read {
         session.set_keepalive(None);
     }
     let _ = respond(session, status, body, ids, s, secure).await;
