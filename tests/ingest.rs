@@ -232,16 +232,9 @@ async fn kill_9_after_a_2xx_loses_nothing() {
         libc::kill(tg.pid(), libc::SIGKILL);
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let data = tg.data_dir();
-    let (ok, out, err) = common::tollgate_cmd(&[
-        "query",
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "csv",
+    let out = tg.query_csv(
         "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM events WHERE name = 'offline'",
-    ]);
-    assert!(ok, "{err}");
+    );
     assert_eq!(out, "n,ids\n2000,2000\n");
 }
 

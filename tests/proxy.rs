@@ -595,16 +595,9 @@ async fn no_loss_under_load_and_on_sigterm() {
     // SIGTERM right away: whatever is still queued must be flushed before exit.
     let status = tg.terminate();
     assert!(status.success(), "exit status {status}:\n{}", tg.log());
-    let data = tg.data_dir();
-    let (ok, out, err) = tollgate_cmd(&[
-        "query",
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "csv",
+    let out = tg.query_csv(
         "SELECT count(*) AS n, count(DISTINCT event_id) AS ids, max(seq) - min(seq) + 1 AS span FROM events",
-    ]);
-    assert!(ok, "{err}");
+    );
     assert_eq!(out, format!("n,ids,span\n{N},{N},{N}\n"));
 }
 

@@ -184,6 +184,22 @@ impl Tollgate {
         }
     }
 
+    /// `sql` as CSV from `tollgate query` on the data directory (for a stopped or killed
+    /// tollgate: the file is read directly).
+    pub fn query_csv(&self, sql: &str) -> String {
+        let data = self.data_dir();
+        let (ok, out, err) = tollgate_cmd(&[
+            "query",
+            "--data",
+            data.to_str().unwrap(),
+            "--format",
+            "csv",
+            sql,
+        ]);
+        assert!(ok, "tollgate query {sql:?} failed: {err}");
+        out
+    }
+
     /// Send SIGTERM and wait for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
