@@ -5,18 +5,10 @@
 mod common;
 
 use common::upstream::Upstream;
-use common::Tollgate;
+use common::{jar_client, Tollgate};
 use serde_json::{json, Value};
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
-
-fn jar_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .no_gzip()
-        .build()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_events_through_the_collect_endpoint() {

@@ -4,19 +4,11 @@
 mod common;
 
 use common::upstream::{self, Upstream};
-use common::{free_port, tollgate_cmd, Nginx, Tollgate};
+use common::{free_port, jar_client, tollgate_cmd, Nginx, Tollgate};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::header::{HeaderMap, HeaderValue};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
-
-fn jar_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .no_gzip()
-        .build()
-        .unwrap()
-}
 
 fn plain_client() -> reqwest::Client {
     reqwest::Client::builder().no_gzip().build().unwrap()
