@@ -20,6 +20,7 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -87,6 +88,16 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let store = Store::open(&settings.data_dir)?;
     info!(path = %store.path().display(), "Store open.");
     let reader = store.reader().context("failed to open a store reader")?;
+    // Each sink, and retention, works on a connection of its own.
+    let sink_conns = settings
+        .sinks
+        .iter()
+        .map(|_| store.reader())
+        .collect::<Result<Vec<_>, _>>()
+        .context("failed to open store connections for the sinks")?;
+    let retention_conn = store
+        .reader()
+        .context("failed to open a store connection")?;
     let (events, rx) = pipeline::channel(settings.pipeline.queue_capacity, metrics.clone());
     let (ingest, ingest_rx) = crate::ingest::channel();
     let writer = pipeline::spawn_writer(
@@ -98,6 +109,16 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         metrics.clone(),
     )
     .context("failed to start the store writer")?;
+    let sinks = crate::sinks::spawn(&settings.sinks, sink_conns, writer.health.clone(), &metrics)
+        .context("failed to start the sinks")?;
+    let stop_retention = Arc::new(AtomicBool::new(false));
+    let retention = crate::sinks::spawn_retention(
+        retention_conn,
+        settings.store.clone(),
+        settings.sinks.iter().map(|s| s.name.clone()).collect(),
+        stop_retention.clone(),
+    )
+    .context("failed to start retention")?;
     // The salt file is written only where cookieless ids can be minted.
     let p = &settings.privacy;
     let salt_dir = (p.cookieless || p.consent.is_some()).then_some(settings.data_dir.as_path());
@@ -118,6 +139,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             site: settings.site_id.clone(),
             import_map: settings.ingest.import_map.clone(),
             write_keys: settings.ingest.write_keys.clone(),
+            sinks: settings.sinks.clone(),
         }),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
@@ -172,6 +194,12 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
     // The proxy has stopped: flush what it captured.
     writer.shutdown();
+    // Sinks stop after their current attempt; what they had not shipped goes at the next start.
+    sinks.shutdown(Duration::from_secs(5));
+    stop_retention.store(true, Ordering::SeqCst);
+    if let Some(r) = retention {
+        let _ = r.join();
+    }
     admin.shutdown();
     let _ = std::fs::remove_file(&runtime_file);
     info!("tollgate stopped.");

@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::enrich::Enricher;
 use crate::event::now_us;
 use crate::ingest::{import, ImportReport};
+use crate::sinks::{status as sink_status, SinkStatus};
 use crate::store::{
     forget as forget_in, run_query, ForgetReport, QueryError, QueryResult, Store, StoreError,
     Subject,
@@ -134,6 +135,37 @@ pub fn forget(data_dir: &Path, subject: &Subject) -> Result<ForgetReport, Client
     }
 }
 
+/// The status of the sinks on `data_dir`: from the running server's `/api/sinks` (its own
+/// configuration), or, with no server, from the store and the sinks in `settings`.
+pub fn sinks(data_dir: &Path, settings: &Settings) -> Result<Vec<SinkStatus>, ClientError> {
+    match Store::open_read_only(data_dir) {
+        Ok(store) => Ok(sink_status(store.connection(), &settings.sinks)?),
+        Err(StoreError::Locked { path }) => match runtime_info(data_dir) {
+            Some(info) => {
+                let addr = info.admin;
+                let admin = |reason: String| ClientError::Admin { addr, reason };
+                let (status, text) = request(addr, "GET", "/api/sinks", "text/plain", b"")
+                    .map_err(|e| admin(e.to_string()))?;
+                if status != 200 {
+                    return Err(ClientError::Server(format!(
+                        "HTTP {status}: {}",
+                        error_text(&text)
+                    )));
+                }
+                #[derive(serde::Deserialize)]
+                struct Answer {
+                    sinks: Vec<SinkStatus>,
+                }
+                serde_json::from_str::<Answer>(&text)
+                    .map(|a| a.sinks)
+                    .map_err(|e| admin(format!("unreadable answer: {e}")))
+            }
+            None => Err(StoreError::Locked { path }.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// POST the request to a running server's `/api/forget`.
 pub fn forget_admin(addr: SocketAddr, subject: &Subject) -> Result<ForgetReport, ClientError> {
     let body = match subject {
@@ -206,11 +238,21 @@ fn post_body(
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    request(addr, "POST", path, content_type, body)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(300)))?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     s.write_all(body)?;
@@ -250,6 +292,27 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(b.get(..size)?);
         b = b.get(size + 2..)?;
     }
+}
+
+/// `tollgate sinks` for people.
+pub fn render_sinks(sinks: &[SinkStatus]) -> String {
+    if sinks.is_empty() {
+        return "No sinks configured (add [[sinks]] tables to the configuration).\n".into();
+    }
+    let mut out = String::new();
+    for s in sinks {
+        out.push_str(&format!(
+            "{} ({}): {}\n  offset {}  lag {} events, {:.1} s  dead letters {}\n",
+            s.name, s.kind, s.target, s.offset, s.lag_events, s.lag_seconds, s.dead_letters
+        ));
+        if let Some(e) = &s.last_error {
+            out.push_str(&format!(
+                "  last error ({}): {e}\n",
+                s.last_error_at.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    out
 }
 
 /// Output formats of `tollgate query`.

@@ -28,6 +28,19 @@ impl Source {
             Source::Import => "import",
         }
     }
+
+    /// The inverse of [`Source::as_str`].
+    pub fn parse(s: &str) -> Option<Source> {
+        [
+            Source::Proxy,
+            Source::Browser,
+            Source::Server,
+            Source::Segment,
+            Source::Import,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 /// How a request may be tied to a person, decided by the proxy from the privacy settings.

@@ -40,4 +40,5 @@ pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
+pub mod sinks;
 pub mod store;

@@ -64,6 +64,18 @@ enum Command {
         /// The query, e.g. "SELECT name, count(*) FROM events GROUP BY 1"
         sql: String,
     },
+    /// Show each sink's offset, lag, last error and dead letters.
+    Sinks {
+        /// Data directory [default: ./tollgate-data, or server.data_dir of --config]
+        #[arg(long, env = "TOLLGATE_DATA")]
+        data: Option<String>,
+        /// Configuration file, for its sinks (when no server is running) and data directory
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete one visitor's or user's events from the store, and record the request.
     Forget {
         /// Data directory [default: ./tollgate-data, or server.data_dir of --config]
@@ -136,6 +148,22 @@ fn load(path: Option<&std::path::Path>, o: Overrides) -> anyhow::Result<config::
     config::load(path, std::env::vars(), &o).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// The settings of a command that works on the data directory, not the proxy (`import`,
+/// `sinks`): no upstream is needed.
+fn load_offline(
+    config: Option<&std::path::Path>,
+    data: Option<String>,
+) -> anyhow::Result<config::Settings> {
+    load(
+        config,
+        Overrides {
+            upstream: Some("http://127.0.0.1:1".into()),
+            data_dir: data,
+            ..Default::default()
+        },
+    )
+}
+
 /// The data directory of `query` and `forget`: `--data`, else the config file's, else the
 /// default.
 fn data_dir(data: Option<String>, config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -194,6 +222,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("query on {} failed", data_dir.display()))?;
             print!("{}", client::render(&result, format));
         }
+        Command::Sinks { data, config, json } => {
+            let settings = load_offline(config.as_deref(), data)?;
+            let status = client::sinks(&settings.data_dir, &settings).with_context(|| {
+                format!("reading sinks on {} failed", settings.data_dir.display())
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", client::render_sinks(&status));
+            }
+        }
         Command::Forget {
             data,
             config,
@@ -225,14 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             map,
             file,
         } => {
-            let settings = load(
-                config.as_deref(),
-                Overrides {
-                    upstream: Some("http://127.0.0.1:1".into()),
-                    data_dir: data,
-                    ..Default::default()
-                },
-            )?;
+            let settings = load_offline(config.as_deref(), data)?;
             let csv =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let r = client::import_csv(&settings, &settings.data_dir, &csv, &map, strict)

@@ -3,8 +3,8 @@
 //! Hot-path counters are resolved once at start-up, so recording one is a single atomic add.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Request kinds, as in the `kind` label of `tollgate_requests_total`.
@@ -51,6 +51,98 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub upstream_connect_errors: IntCounter,
     pub upstream_timeouts: IntCounter,
+    sinks: SinkVecs,
+}
+
+/// The per-sink metric families, labelled by sink name.
+struct SinkVecs {
+    delivered: IntCounterVec,
+    batches: IntCounterVec,
+    retries: IntCounterVec,
+    dead_letters: IntCounterVec,
+    offset: IntGaugeVec,
+    lag_events: IntGaugeVec,
+    lag_seconds: GaugeVec,
+    batch_seconds: HistogramVec,
+}
+
+/// One sink's metrics.
+#[derive(Clone)]
+pub struct SinkMetrics {
+    pub delivered: IntCounter,
+    pub batches: IntCounter,
+    pub retries: IntCounter,
+    pub dead_letters: IntCounter,
+    pub offset: IntGauge,
+    pub lag_events: IntGauge,
+    pub lag_seconds: Gauge,
+    pub batch_seconds: Histogram,
+}
+
+impl SinkVecs {
+    fn new() -> Self {
+        let l = &["sink"];
+        let counter =
+            |n: &str, h: &str| IntCounterVec::new(Opts::new(n, h), l).expect("valid metric");
+        let gauge = |n: &str, h: &str| IntGaugeVec::new(Opts::new(n, h), l).expect("valid metric");
+        SinkVecs {
+            delivered: counter(
+                "tollgate_sink_events_delivered_total",
+                "Events a sink's destination acknowledged (a retried range counts again).",
+            ),
+            batches: counter("tollgate_sink_batches_total", "Batches a sink shipped."),
+            retries: counter(
+                "tollgate_sink_retries_total",
+                "Failed delivery attempts that will be retried.",
+            ),
+            dead_letters: counter(
+                "tollgate_sink_dead_letters_total",
+                "Events the destination refused, moved to sink_dead_letter.",
+            ),
+            offset: gauge(
+                "tollgate_sink_offset",
+                "The seq up to which a sink has shipped everything.",
+            ),
+            lag_events: gauge(
+                "tollgate_sink_lag_events",
+                "Events committed to the store and not yet shipped.",
+            ),
+            lag_seconds: GaugeVec::new(
+                Opts::new(
+                    "tollgate_sink_lag_seconds",
+                    "Age of the oldest event not yet shipped (0 when caught up).",
+                ),
+                l,
+            )
+            .expect("valid metric"),
+            batch_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "tollgate_sink_batch_seconds",
+                    "Time to ship one batch, retries included.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+                l,
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    fn register(&self, registry: &Registry) {
+        for c in [
+            Box::new(self.delivered.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.batches.clone()),
+            Box::new(self.retries.clone()),
+            Box::new(self.dead_letters.clone()),
+            Box::new(self.offset.clone()),
+            Box::new(self.lag_events.clone()),
+            Box::new(self.lag_seconds.clone()),
+            Box::new(self.batch_seconds.clone()),
+        ] {
+            registry.register(c).expect("unique");
+        }
+    }
 }
 
 impl Metrics {
@@ -117,8 +209,10 @@ impl Metrics {
             )
             .expect("valid metric"),
             requests,
+            sinks: SinkVecs::new(),
             registry,
         };
+        m.sinks.register(&m.registry);
         for c in [
             Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
             Box::new(dropped),
@@ -134,6 +228,21 @@ impl Metrics {
     /// Count one proxied request of `kind`.
     pub fn request(&self, kind: Kind) {
         self.requests[kind as usize].inc();
+    }
+
+    /// The metrics of the sink called `name`.
+    pub fn sink(&self, name: &str) -> SinkMetrics {
+        let v = &self.sinks;
+        SinkMetrics {
+            delivered: v.delivered.with_label_values(&[name]),
+            batches: v.batches.with_label_values(&[name]),
+            retries: v.retries.with_label_values(&[name]),
+            dead_letters: v.dead_letters.with_label_values(&[name]),
+            offset: v.offset.with_label_values(&[name]),
+            lag_events: v.lag_events.with_label_values(&[name]),
+            lag_seconds: v.lag_seconds.with_label_values(&[name]),
+            batch_seconds: v.batch_seconds.with_label_values(&[name]),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

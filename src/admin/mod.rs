@@ -45,6 +45,8 @@ pub struct AdminState {
     pub import_map: std::collections::HashMap<String, String>,
     /// Segment API write keys.
     pub write_keys: Vec<String>,
+    /// The configured sinks, for `/api/sinks`.
+    pub sinks: Vec<crate::config::SinkSettings>,
 }
 
 impl AdminState {
@@ -65,6 +67,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/query", post(query))
         .route("/api/forget", post(forget_handler))
+        .route("/api/sinks", get(sinks_handler))
         .route("/api/events", post(events_handler))
         .route("/api/import", post(import_handler))
         .route("/v1/{kind}", post(segment::handle))
@@ -152,6 +155,19 @@ async fn forget_handler(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     info!(request_id = %report.request_id, rows = report.rows_deleted, "Forget request done.");
     Ok(Json(report))
+}
+
+/// `GET /api/sinks`: each sink's offset, lag, last error and dead letters.
+async fn sinks_handler(
+    State(st): State<Arc<AdminState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let conn = st.connection()?;
+    let sinks = st.sinks.clone();
+    let status = tokio::task::spawn_blocking(move || crate::sinks::status(&conn, &sinks))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(serde_json::json!({ "sinks": status })))
 }
 
 /// Largest body of `POST /api/events`.

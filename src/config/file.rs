@@ -26,6 +26,60 @@ pub struct FileConfig {
     pub enrich: EnrichSection,
     /// Custom events: the browser collect endpoint.
     pub ingest: IngestSection,
+    /// The embedded store: retention.
+    pub store: StoreSection,
+    /// Where events are shipped: `[[sinks]]` tables, one per destination.
+    pub sinks: Vec<SinkSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Days of events kept in the local store; 0 keeps them forever. An event is deleted only
+    /// once every configured sink has shipped it.
+    pub retention_days: u32,
+    /// Seconds between retention passes.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            retention_days: 0,
+            prune_interval_secs: 3600,
+        }
+    }
+}
+
+/// One `[[sinks]]` table. Which keys apply depends on `type`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkSection {
+    /// `clickhouse`, `postgres` or `files`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A name for offsets, metrics and `tollgate sinks`; defaults to the type. Unique.
+    pub name: String,
+    /// ClickHouse: `http://host:8123` (user and password may be in the URL). PostgreSQL:
+    /// `postgres://user:password@host:5432/db`.
+    pub url: String,
+    /// ClickHouse and PostgreSQL: the table, optionally `database.table` / `schema.table`;
+    /// created when missing. Default `events`.
+    pub table: String,
+    /// Files: the output directory.
+    pub dir: String,
+    /// Files: `parquet` (zstd) or `ndjson` (gzip). Default `parquet`.
+    pub format: String,
+    /// Most events per batch. Default 10000.
+    pub batch_size: Option<usize>,
+    /// Longest an event waits for its batch to fill, in milliseconds. Default 1000.
+    pub batch_age_ms: Option<u64>,
+    /// First retry delay in milliseconds; doubled on each failure, with jitter. Default 500.
+    pub retry_initial_ms: Option<u64>,
+    /// Longest retry delay in milliseconds. Default 30000.
+    pub retry_max_ms: Option<u64>,
+    /// Timeout of one delivery attempt, in seconds. Default 30.
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

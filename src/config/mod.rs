@@ -5,9 +5,11 @@
 
 mod file;
 mod settings;
+mod sinks;
 
 pub use file::*;
 pub use settings::*;
+pub use sinks::{without_password, FileFormat, SinkSettings, SinkTarget, StoreSettings};
 
 use std::fmt;
 use std::path::Path;
@@ -58,6 +60,7 @@ const CLI_ENV: &[&str] = &[
 
 const SECTIONS: &[&str] = &[
     "server", "upstream", "identity", "capture", "pipeline", "site", "privacy", "enrich", "ingest",
+    "store", "sinks",
 ];
 
 /// Load a configuration: the optional file, then `TOLLGATE_<SECTION>_<KEY>` variables from
@@ -131,6 +134,8 @@ fn parse_sections(table: toml::Table, errors: &mut Vec<String>) -> FileConfig {
             "privacy" => value.try_into().map(|v| file.privacy = v),
             "enrich" => value.try_into().map(|v| file.enrich = v),
             "ingest" => value.try_into().map(|v| file.ingest = v),
+            "store" => value.try_into().map(|v| file.store = v),
+            "sinks" => value.try_into().map(|v| file.sinks = v),
             other => {
                 errors.push(format!(
                     "{other}: unknown section (expected one of: {})",

@@ -27,6 +27,8 @@ pub struct Settings {
     pub privacy: Privacy,
     pub enrich: Enrich,
     pub ingest: Ingest,
+    pub store: super::StoreSettings,
+    pub sinks: Vec<super::SinkSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +356,8 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
     if ing.collect_max_bytes == 0 {
         err("ingest.collect_max_bytes", "must be at least 1".into());
     }
+    let store = super::sinks::validate_store(&f.store, &mut err);
+    let sinks = super::sinks::validate_sinks(&f.sinks, &mut err);
     let mut site_domains = Vec::new();
     for (i, d) in en.site_domains.iter().enumerate() {
         let d = d.trim().trim_start_matches('.').to_ascii_lowercase();
@@ -451,6 +455,8 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
                 .collect(),
             write_keys: ing.write_keys.clone(),
         },
+        store,
+        sinks,
     })
 }
 

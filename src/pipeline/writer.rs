@@ -8,7 +8,7 @@ use crate::ingest::{Committed, Submission};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crossbeam_channel::Receiver;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,9 +21,21 @@ const ATTEMPTS: u32 = 3;
 #[derive(Default)]
 pub struct WriterHealth {
     last_error: Mutex<Option<String>>,
+    /// The highest `seq` committed so far, for the sinks.
+    committed_seq: AtomicI64,
 }
 
 impl WriterHealth {
+    /// The highest `seq` committed so far: every event up to it is in the store (or was
+    /// deleted since).
+    pub fn committed_seq(&self) -> i64 {
+        self.committed_seq.load(Ordering::Acquire)
+    }
+
+    fn committed(&self, next_seq: i64) {
+        self.committed_seq.store(next_seq - 1, Ordering::Release);
+    }
+
     /// `None` when the last commit succeeded (or none was tried yet).
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
@@ -64,6 +76,7 @@ pub fn spawn_writer(
 ) -> std::io::Result<Writer> {
     let stop = Arc::new(AtomicBool::new(false));
     let health = Arc::new(WriterHealth::default());
+    health.committed(store.next_seq().map_err(std::io::Error::other)?);
     let (s, h) = (stop.clone(), health.clone());
     let handle = std::thread::Builder::new()
         .name("tollgate-writer".into())
@@ -200,7 +213,9 @@ impl State {
             };
             let slices: Vec<&[Event]> = groups.iter().map(Vec::as_slice).collect();
             let written = self.store.append_new(seq, &slices)?;
-            self.next_seq = Some(seq + written.iter().sum::<usize>() as i64);
+            let next = seq + written.iter().sum::<usize>() as i64;
+            self.next_seq = Some(next);
+            self.health.committed(next);
             Ok::<_, crate::store::StoreError>(written)
         }));
         let outcome: Result<Vec<usize>, String> = match res {
@@ -301,6 +316,7 @@ impl State {
         };
         self.store.append(seq, batch)?;
         self.next_seq = Some(seq + batch.len() as i64);
+        self.health.committed(seq + batch.len() as i64);
         Ok(())
     }
 }

@@ -8,12 +8,14 @@
 mod forget;
 mod guard;
 mod query;
+mod read;
 mod schema;
 
 pub use forget::{forget, forget_again, ForgetReport, Subject};
 pub use guard::check_read_only;
 pub use query::{run_query, QueryError, QueryResult};
-pub use schema::EVENT_COLUMNS;
+pub use read::{read_events, Record};
+pub use schema::{events_ddl, EVENT_COLUMNS};
 
 use crate::event::Event;
 use duckdb::types::{TimeUnit, ToSqlOutput, Value, ValueRef};
@@ -101,12 +103,21 @@ impl Store {
         &self.conn
     }
 
-    /// The `seq` the next committed event gets.
+    /// The `seq` the next committed event gets: one past the highest ever used. Retention and
+    /// `forget` delete events, so the highest `seq` still stored is not enough: sink offsets
+    /// and the floor retention records count too, or `seq`s would be handed out twice and a
+    /// sink would skip the second owner.
     pub fn next_seq(&self) -> Result<i64, StoreError> {
-        let max: Option<i64> = self
-            .conn
-            .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
-        Ok(max.map_or(1, |m| m + 1))
+        let max: i64 = self.conn.query_row(
+            "SELECT greatest(
+                coalesce((SELECT max(seq) FROM events), 0),
+                coalesce((SELECT max(greatest(shipped_seq, coalesce(pending_upto, 0)))
+                          FROM sink_offsets), 0),
+                coalesce((SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = 'seq_floor'), 0))",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(max + 1)
     }
 
     /// Append `events` in one transaction, numbering them from `first_seq`. Either all are
@@ -117,16 +128,14 @@ impl Store {
         events: &[E],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        {
-            let mut app = tx.appender("events")?;
-            for (i, e) in events.iter().enumerate() {
-                app.append_row(appender_params_from_iter(row_values(
-                    first_seq + i as i64,
-                    e.borrow(),
-                )))?;
-            }
-            app.flush()?;
-        }
+        append_rows(
+            &tx,
+            "events",
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (first_seq + i as i64, e.borrow())),
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -188,19 +197,30 @@ impl Store {
                 e
             })
             .collect();
-        {
-            let mut app = tx.appender("events")?;
-            for (i, e) in new.iter().enumerate() {
-                app.append_row(appender_params_from_iter(row_values(
-                    first_seq + i as i64,
-                    e,
-                )))?;
-            }
-            app.flush()?;
-        }
+        append_rows(
+            &tx,
+            "events",
+            new.iter()
+                .enumerate()
+                .map(|(i, e)| (first_seq + i as i64, *e)),
+        )?;
         tx.commit()?;
         Ok(written)
     }
+}
+
+/// Append `(seq, event)` rows to `table`, which has the `events` columns.
+pub fn append_rows<'a>(
+    conn: &Connection,
+    table: &str,
+    rows: impl Iterator<Item = (i64, &'a Event)>,
+) -> Result<(), StoreError> {
+    let mut app = conn.appender(table)?;
+    for (seq, e) in rows {
+        app.append_row(appender_params_from_iter(row_values(seq, e)))?;
+    }
+    app.flush()?;
+    Ok(())
 }
 
 fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {

@@ -69,14 +69,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             });
         }
     }
-    let cols: Vec<String> = EVENT_COLUMNS
-        .iter()
-        .map(|(n, t)| format!("  {n} {t}"))
-        .collect();
-    conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS events (\n{}\n);",
-        cols.join(",\n")
-    ))?;
+    conn.execute_batch(&events_ddl("events"))?;
     // Ids of events that came through the ingestion APIs, so a retried submission or a
     // re-imported file is not counted twice. Proxy events are unique by construction.
     conn.execute_batch("CREATE TABLE IF NOT EXISTS event_keys (event_id UUID PRIMARY KEY);")?;
@@ -101,9 +94,42 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             rows_deleted BIGINT NOT NULL
         );",
     )?;
+    // Sinks: how far each has shipped (`shipped_seq`), the range it is shipping now
+    // (`pending_upto`, so that a retry after a crash resends exactly the same range), and the
+    // events each refused for good.
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS sink_offsets (
+            sink VARCHAR PRIMARY KEY,
+            shipped_seq BIGINT NOT NULL,
+            pending_upto BIGINT,
+            updated_at TIMESTAMP NOT NULL,
+            last_error VARCHAR,
+            last_error_at TIMESTAMP
+        );
+        CREATE TABLE IF NOT EXISTS sink_dead_letter (
+            sink VARCHAR NOT NULL,
+            seq BIGINT NOT NULL,
+            event_id UUID NOT NULL,
+            failed_at TIMESTAMP NOT NULL,
+            reason VARCHAR NOT NULL,
+            event JSON NOT NULL
+        );",
+    )?;
     conn.execute(
         "INSERT OR REPLACE INTO tollgate_meta VALUES ('schema_version', ?)",
         [SCHEMA_VERSION.to_string()],
     )?;
     Ok(())
+}
+
+/// `CREATE TABLE IF NOT EXISTS <table>` with the `events` columns.
+pub fn events_ddl(table: &str) -> String {
+    let cols: Vec<String> = EVENT_COLUMNS
+        .iter()
+        .map(|(n, t)| format!("  {n} {t}"))
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\n{}\n);",
+        cols.join(",\n")
+    )
 }

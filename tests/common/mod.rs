@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mmdb;
+pub mod services;
 pub mod upstream;
 
 use serde_json::Value;
@@ -102,6 +103,8 @@ impl Tollgate {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // A killed tollgate leaves its runtime file behind; wait for the new one's.
+        let _ = std::fs::remove_file(data.join("tollgate.runtime.json"));
         let child = cmd.spawn().expect("spawn tollgate");
         let mut tg = Tollgate {
             child: Some(child),

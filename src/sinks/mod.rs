@@ -1,0 +1,129 @@
+//! Shipping events to warehouses, at least once.
+//!
+//! Each configured sink runs on a thread of its own with its own store connection. It tails
+//! `events` by `seq`: it notes the range it is about to ship (`pending_upto`), reads it,
+//! hands it to its [`Sink`], and only once the sink has acknowledged the whole range moves
+//! its offset (`shipped_seq`) past it, in the store. A crash in between resends exactly that
+//! range, and the destination drops the duplicates by `event_id` (ReplacingMergeTree,
+//! `ON CONFLICT DO NOTHING`, file names derived from the range).
+//!
+//! A sink answers each attempt with an [`Outcome`]. `Retry` (the destination is down, slow or
+//! misconfigured) is retried with exponential backoff and jitter, forever: nothing is skipped.
+//! `Reject` (the destination refused the data itself) splits the batch in halves until the
+//! refused events are alone; each of those goes to `sink_dead_letter` with the reason, and
+//! the rest flow on.
+
+mod clickhouse;
+mod files;
+mod postgres;
+mod retention;
+mod runner;
+mod state;
+
+pub use clickhouse::create_table as clickhouse_ddl;
+pub use files::{bigquery_schema, BIGQUERY_SCHEMA_FILE};
+pub use postgres::create_table as postgres_ddl;
+pub use retention::{prune, spawn_retention, PruneReport};
+pub use runner::{spawn, Sinks};
+pub use state::{status, SinkStatus};
+
+use crate::store::Record;
+use async_trait::async_trait;
+
+/// What a destination said to one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every event of the batch is durable downstream.
+    Delivered,
+    /// Nothing can be said about the events: try the same batch again later.
+    Retry(String),
+    /// The destination refuses the data of this batch (a value its schema does not take).
+    /// Retrying it unchanged would fail the same way.
+    Reject(String),
+}
+
+/// The `seq` range a batch covers: `after < seq <= upto`. Events may be missing from it
+/// (deleted by `forget`), so it is carried beside the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub after: i64,
+    pub upto: i64,
+}
+
+/// A destination.
+#[async_trait]
+pub trait Sink: Send {
+    /// Deliver `records`, all of `range`. Must be idempotent: the same range may be sent again
+    /// after a crash or a retry, and must not leave duplicates that survive deduplication by
+    /// `event_id`.
+    async fn send(&mut self, range: Range, records: &[Record]) -> Outcome;
+}
+
+/// Build the sink for `target`.
+pub(crate) fn build(
+    target: &crate::config::SinkTarget,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Box<dyn Sink>> {
+    use crate::config::SinkTarget;
+    Ok(match target {
+        SinkTarget::ClickHouse { url, table } => {
+            Box::new(clickhouse::ClickHouse::new(url, table, timeout)?)
+        }
+        SinkTarget::Postgres { url, table } => {
+            Box::new(postgres::Postgres::new(url, table, timeout)?)
+        }
+        SinkTarget::Files { dir, format } => Box::new(files::Files::new(dir, *format)?),
+    })
+}
+
+/// One record as a JSON object with the store's column names: the dead-letter payload.
+pub(crate) fn record_json(r: &Record) -> serde_json::Value {
+    let e = &r.event;
+    let ts = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+    };
+    serde_json::json!({
+        "seq": r.seq,
+        "event_id": e.event_id,
+        "ts": ts(e.ts_us),
+        "received_at": ts(e.received_at_us),
+        "site": e.site,
+        "name": e.name,
+        "source": e.source.map(|s| s.as_str()),
+        "visitor_id": e.visitor_id,
+        "session_id": e.session_id,
+        "user_id": e.user_id,
+        "request_id": e.request_id,
+        "method": e.method,
+        "host": e.host,
+        "path": e.path,
+        "route": e.route,
+        "query": e.query,
+        "status": e.status,
+        "duration_ms": e.duration_ms,
+        "bytes_out": e.bytes_out,
+        "referrer": e.referrer,
+        "referrer_host": e.referrer_host,
+        "channel": e.channel,
+        "utm_source": e.utm_source,
+        "utm_medium": e.utm_medium,
+        "utm_campaign": e.utm_campaign,
+        "utm_term": e.utm_term,
+        "utm_content": e.utm_content,
+        "click_id_type": e.click_id_type,
+        "click_id": e.click_id,
+        "user_agent": e.user_agent,
+        "browser": e.browser,
+        "browser_version": e.browser_version,
+        "os": e.os,
+        "device_type": e.device_type,
+        "is_bot": e.is_bot,
+        "bot_reason": e.bot_reason,
+        "ip": e.ip,
+        "country": e.country,
+        "region": e.region,
+        "city": e.city,
+        "props": e.props,
+    })
+}

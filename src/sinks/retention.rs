@@ -1,0 +1,118 @@
+//! Retention: delete local events older than `store.retention_days`, but only those every
+//! configured sink has shipped.
+
+use crate::config::StoreSettings;
+use crate::event::now_us;
+use crate::store::StoreError;
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{params, Connection};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// What one retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    /// Events deleted.
+    pub deleted: u64,
+    /// Events past retention kept because a sink has not shipped them yet.
+    pub held_for_sinks: u64,
+}
+
+/// Delete events whose `ts` is before `now - retention` and whose `seq` every sink in `sinks` has
+/// shipped, with their ingestion keys, in one transaction. Records the highest deleted `seq`
+/// so that it is never handed out again.
+pub fn prune(
+    conn: &mut Connection,
+    retention: Duration,
+    sinks: &[String],
+    now_us: i64,
+) -> Result<PruneReport, StoreError> {
+    let cutoff = Value::Timestamp(TimeUnit::Microsecond, now_us - retention.as_micros() as i64);
+    let tx = conn.transaction()?;
+    // A configured sink with no offset yet has shipped nothing.
+    let mut floor = i64::MAX;
+    for s in sinks {
+        let shipped: Option<i64> = tx
+            .query_row(
+                "SELECT shipped_seq FROM sink_offsets WHERE sink = ?",
+                [s],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                duckdb::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        floor = floor.min(shipped.unwrap_or(0));
+    }
+    let (due, max_due): (i64, Option<i64>) = tx.query_row(
+        "SELECT count(*), max(seq) FROM events WHERE ts < ? AND seq <= ?",
+        params![cutoff.clone(), floor],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let old: i64 = tx.query_row(
+        "SELECT count(*) FROM events WHERE ts < ?",
+        params![cutoff.clone()],
+        |r| r.get(0),
+    )?;
+    if due > 0 {
+        tx.execute(
+            "DELETE FROM event_keys WHERE event_id IN
+               (SELECT event_id FROM events WHERE ts < ? AND seq <= ?)",
+            params![cutoff.clone(), floor],
+        )?;
+        tx.execute(
+            "DELETE FROM events WHERE ts < ? AND seq <= ?",
+            params![cutoff, floor],
+        )?;
+        if let Some(m) = max_due {
+            tx.execute(
+                "INSERT OR REPLACE INTO tollgate_meta
+                 SELECT 'seq_floor', greatest(?, coalesce(
+                     (SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = 'seq_floor'), 0))::VARCHAR",
+                [m],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(PruneReport {
+        deleted: due as u64,
+        held_for_sinks: (old - due) as u64,
+    })
+}
+
+/// A thread that prunes at start-up and then every `prune_interval`, until `stop`.
+pub fn spawn_retention(
+    mut conn: Connection,
+    store: StoreSettings,
+    sinks: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Option<JoinHandle<()>>> {
+    let Some(retention) = store.retention else {
+        return Ok(None);
+    };
+    std::thread::Builder::new()
+        .name("tollgate-retention".into())
+        .spawn(move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if Instant::now() >= next {
+                    match prune(&mut conn, retention, &sinks, now_us()) {
+                        Ok(r) if r.deleted > 0 || r.held_for_sinks > 0 => info!(
+                            deleted = r.deleted,
+                            held_for_sinks = r.held_for_sinks,
+                            "Retention pass."
+                        ),
+                        Ok(_) => {}
+                        Err(error) => warn!(%error, "Retention pass failed; will try again."),
+                    }
+                    next = Instant::now() + store.prune_interval;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .map(Some)
+}

@@ -1,0 +1,151 @@
+//! What the store remembers of each sink: its offset, the range in flight, its last error and
+//! its dead letters.
+
+use crate::config::SinkSettings;
+use crate::event::now_us;
+use crate::store::{Record, StoreError};
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{params, Connection};
+use serde::{Deserialize, Serialize};
+
+/// A sink's position: everything up to `shipped` is acknowledged; `pending` is the end of the
+/// range it was shipping when it last stopped, if it had not finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Offset {
+    pub shipped: i64,
+    pub pending: Option<i64>,
+}
+
+fn ts_now() -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, now_us())
+}
+
+/// Load `sink`'s offset, creating it at 0 (ship everything stored) the first time.
+pub(super) fn load(conn: &Connection, sink: &str) -> Result<Offset, StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO sink_offsets (sink, shipped_seq, updated_at) VALUES (?, 0, ?)",
+        params![sink, ts_now()],
+    )?;
+    Ok(conn.query_row(
+        "SELECT shipped_seq, pending_upto FROM sink_offsets WHERE sink = ?",
+        [sink],
+        |r| {
+            Ok(Offset {
+                shipped: r.get(0)?,
+                pending: r.get(1)?,
+            })
+        },
+    )?)
+}
+
+/// Record that `sink` is about to ship up to `upto`.
+pub(super) fn begin(conn: &Connection, sink: &str, upto: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE sink_offsets SET pending_upto = ?, updated_at = ? WHERE sink = ?",
+        params![upto, ts_now(), sink],
+    )?;
+    Ok(())
+}
+
+/// Record that `sink` has shipped everything up to `upto`, and has no error.
+pub(super) fn commit(conn: &Connection, sink: &str, upto: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE sink_offsets SET shipped_seq = ?, pending_upto = NULL, updated_at = ?,
+             last_error = NULL, last_error_at = NULL
+         WHERE sink = ?",
+        params![upto, ts_now(), sink],
+    )?;
+    Ok(())
+}
+
+/// Record `sink`'s latest error.
+pub(super) fn set_error(conn: &Connection, sink: &str, error: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE sink_offsets SET last_error = ?, last_error_at = ? WHERE sink = ?",
+        params![error, ts_now(), sink],
+    )?;
+    Ok(())
+}
+
+/// Put `record` in `sink`'s dead letters, with `reason`.
+pub(super) fn dead_letter(
+    conn: &Connection,
+    sink: &str,
+    record: &Record,
+    reason: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO sink_dead_letter VALUES (?, ?, ?, ?, ?, ?)",
+        params![
+            sink,
+            record.seq,
+            record.event.event_id.to_string(),
+            ts_now(),
+            reason,
+            super::record_json(record).to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+/// One sink as `tollgate sinks` and `/api/sinks` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SinkStatus {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub target: String,
+    /// Every event with a `seq` up to this one is shipped.
+    pub offset: i64,
+    /// Events stored but not shipped yet.
+    pub lag_events: i64,
+    /// How long the oldest unshipped event has waited since it was received, in seconds.
+    pub lag_seconds: f64,
+    pub last_error: Option<String>,
+    /// When `last_error` happened, RFC 3339.
+    pub last_error_at: Option<String>,
+    pub dead_letters: i64,
+}
+
+/// The status of each of `sinks`, read from the store.
+pub fn status(conn: &Connection, sinks: &[SinkSettings]) -> Result<Vec<SinkStatus>, StoreError> {
+    let now = now_us();
+    let mut out = Vec::with_capacity(sinks.len());
+    for s in sinks {
+        let (offset, last_error, last_error_at): (i64, Option<String>, Option<i64>) = conn
+            .query_row(
+                "SELECT shipped_seq, last_error, epoch_us(last_error_at)
+                 FROM sink_offsets WHERE sink = ?",
+                [&s.name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .or_else(|e| match e {
+                duckdb::Error::QueryReturnedNoRows => Ok((0, None, None)),
+                e => Err(e),
+            })?;
+        let (lag_events, oldest): (i64, Option<i64>) = conn.query_row(
+            "SELECT count(*), epoch_us(min(received_at)) FROM events WHERE seq > ?",
+            [offset],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let dead_letters: i64 = conn.query_row(
+            "SELECT count(*) FROM sink_dead_letter WHERE sink = ?",
+            [&s.name],
+            |r| r.get(0),
+        )?;
+        out.push(SinkStatus {
+            name: s.name.clone(),
+            kind: s.target.kind().to_string(),
+            target: s.target.describe(),
+            offset,
+            lag_events,
+            lag_seconds: oldest.map_or(0.0, |t| ((now - t).max(0) as f64) / 1e6),
+            last_error,
+            last_error_at: last_error_at
+                .and_then(chrono::DateTime::from_timestamp_micros)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+            dead_letters,
+        });
+    }
+    Ok(out)
+}
