@@ -827,3 +827,79 @@ batch_age_ms = 100
         .unwrap();
     assert_eq!(ch_rows, 301);
 }
+
+/// `tollgate forget` is repeated downstream: ClickHouse and PostgreSQL delete the subject's
+/// events, the files sink records the request beside its files; nobody else's events go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_is_repeated_downstream() {
+    let ch = ClickHouse::start();
+    let pg = Postgres::start();
+    let files = tempfile::tempdir().unwrap();
+    let tg = Tollgate::start(
+        "http://127.0.0.1:1",
+        &sinks_toml(&ch, &pg, files.path(), 1_000),
+    );
+    let (a, b) = (uuid(0xa), uuid(0xb));
+    let mut lines = String::new();
+    for i in 0..200 {
+        let e = if i % 2 == 0 {
+            serde_json::json!({"name": "view", "visitor_id": a, "user_id": "o'brien"})
+        } else {
+            serde_json::json!({"name": "view", "visitor_id": b})
+        };
+        lines.push_str(&e.to_string());
+        lines.push('\n');
+    }
+    let r = post_ndjson(tg.admin_url("/api/events"), lines).await;
+    assert_eq!(r["written"], 200, "{r}");
+    wait_shipped(&tg, Duration::from_secs(60)).await;
+    let ch_count = |who: &str| -> i64 {
+        ch.query(&format!(
+            "SELECT count() FROM events WHERE visitor_id = toUUID('{who}')"
+        ))
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let pg_count = |who: &str| {
+        pg.psql(&format!(
+            "SELECT count(*) FROM events WHERE visitor_id = '{who}'"
+        ))
+    };
+    assert_eq!((ch_count(&a), ch_count(&b)), (100, 100));
+
+    // By user id, with a quote in it, through the running server.
+    let data = tg.data_dir();
+    let (ok, out, err) = tollgate_cmd(&[
+        "forget",
+        "--data",
+        data.to_str().unwrap(),
+        "--user",
+        "o'brien",
+    ]);
+    assert!(ok, "{out}{err}");
+    let start = Instant::now();
+    while ch_count(&a) != 0 || pg_count(&a) != "0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "forget was not repeated downstream: ClickHouse {}, PostgreSQL {}\n{}",
+            ch_count(&a),
+            pg_count(&a),
+            tg.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(ch_count(&b), 100);
+    assert_eq!(pg_count(&b), "100");
+    for dir in ["parquet", "ndjson"] {
+        let recorded: Vec<Value> = std::fs::read_dir(files.path().join(dir).join("_forget"))
+            .unwrap()
+            .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+            .collect();
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0]["subject_type"], "user_id");
+        assert_eq!(recorded[0]["subject"], "o'brien");
+    }
+    let done = tg.count("SELECT count(*) FROM sink_forgets").await;
+    assert_eq!(done, 4, "each sink records the request once");
+}

@@ -6,8 +6,9 @@
 //! `received_at` are `DateTime('UTC')` (seconds), and `ts_us` / `received_at_us` keep the
 //! exact microseconds.
 
-use super::{Outcome, Range, Sink};
+use super::{ForgetRequest, Outcome, Range, Sink};
 use crate::store::Record;
+use crate::store::Subject;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::time::Duration;
@@ -186,6 +187,27 @@ impl Sink for ClickHouse {
             Err((_, e)) => Outcome::Retry(e),
         }
     }
+
+    /// An `ALTER TABLE … DELETE` mutation. ClickHouse runs it in the background; it is
+    /// acknowledged once scheduled. `ifNull`: on 18.16 a condition that is NULL deletes too.
+    async fn forget(&mut self, request: &ForgetRequest) -> Outcome {
+        let condition = match &request.subject {
+            Subject::Visitor(v) => format!("ifNull(visitor_id = toUUID('{v}'), 0)"),
+            Subject::User(u) => format!("ifNull(user_id = '{}', 0)", quote(u)),
+        };
+        let sql = format!("ALTER TABLE {} DELETE WHERE {condition}", self.table);
+        match self.post(None, sql.into_bytes()).await {
+            Ok(()) => Outcome::Delivered,
+            // Nothing was ever shipped there: nothing to delete.
+            Err((Some(code), _)) if MISSING_TABLE.contains(&code) => Outcome::Delivered,
+            Err((_, e)) => Outcome::Retry(e),
+        }
+    }
+}
+
+/// `s` inside a single-quoted ClickHouse string literal.
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
 /// One JSONEachRow line.

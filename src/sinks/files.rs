@@ -6,7 +6,7 @@
 //! a half-written file. The files are written by an in-memory DuckDB of the sink's own (the
 //! store's instance is not allowed to touch files).
 
-use super::{Outcome, Range, Sink};
+use super::{ForgetRequest, Outcome, Range, Sink};
 use crate::config::FileFormat;
 use crate::store::{append_rows, events_ddl, Record};
 use async_trait::async_trait;
@@ -119,7 +119,37 @@ impl Sink for Files {
             Err(e) => Outcome::Retry(format!("writing files in {}: {e:#}", self.dir.display())),
         }
     }
+
+    /// Files already written are not rewritten: the request is recorded beside them, in
+    /// `_forget/<request_id>.json`, for whoever loads the files to apply.
+    async fn forget(&mut self, request: &ForgetRequest) -> Outcome {
+        let dir = self.dir.join(FORGET_DIR);
+        let body = serde_json::json!({
+            "request_id": request.request_id,
+            "requested_at": chrono::DateTime::from_timestamp_micros(request.requested_at_us)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
+            "subject_type": request.subject.column(),
+            "subject": request.subject.value(),
+        });
+        let res = std::fs::create_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| {
+                replace_file(&dir.join(format!("{}.json", request.request_id)), |tmp| {
+                    Ok(std::fs::write(tmp, body.to_string())?)
+                })
+            });
+        match res {
+            Ok(()) => Outcome::Delivered,
+            Err(e) => Outcome::Retry(format!(
+                "recording a forget request in {}: {e:#}",
+                dir.display()
+            )),
+        }
+    }
 }
+
+/// Where the files sink records forget requests, under its directory.
+pub const FORGET_DIR: &str = "_forget";
 
 /// Write `path` through `write` into a temporary name beside it, sync it, rename it into
 /// place and sync the directory.

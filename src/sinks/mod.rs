@@ -12,6 +12,10 @@
 //! `Reject` (the destination refused the data itself) splits the batch in halves until the
 //! refused events are alone; each of those goes to `sink_dead_letter` with the reason, and
 //! the rest flow on.
+//!
+//! `forget` requests (`forget_requests`) are repeated downstream by each sink once they are a
+//! few seconds old, after the batches read before them were delivered; `sink_forgets` records
+//! which each sink has done.
 
 mod clickhouse;
 mod files;
@@ -25,7 +29,7 @@ pub use files::{bigquery_schema, BIGQUERY_SCHEMA_FILE};
 pub use postgres::create_table as postgres_ddl;
 pub use retention::{prune, spawn_retention, PruneReport};
 pub use runner::{spawn, Sinks};
-pub use state::{status, SinkStatus};
+pub use state::{status, ForgetRequest, SinkStatus};
 
 use crate::store::Record;
 use async_trait::async_trait;
@@ -57,6 +61,10 @@ pub trait Sink: Send {
     /// after a crash or a retry, and must not leave duplicates that survive deduplication by
     /// `event_id`.
     async fn send(&mut self, range: Range, records: &[Record]) -> Outcome;
+
+    /// Repeat a `forget` request downstream: delete the subject's events there (or, for
+    /// files, which are not rewritten, record the request beside them). Must be idempotent.
+    async fn forget(&mut self, request: &ForgetRequest) -> Outcome;
 }
 
 /// Build the sink for `target`.

@@ -1,8 +1,9 @@
 //! PostgreSQL: binary `COPY` into a session-local staging table, then
 //! `INSERT … ON CONFLICT (event_id) DO NOTHING`, in one transaction per batch.
 
-use super::{Outcome, Range, Sink};
+use super::{ForgetRequest, Outcome, Range, Sink};
 use crate::store::Record;
+use crate::store::Subject;
 use async_trait::async_trait;
 use bytes::{BufMut, BytesMut};
 use std::error::Error as _;
@@ -250,6 +251,50 @@ impl Sink for Postgres {
                 }
             }
         }
+    }
+
+    async fn forget(&mut self, request: &ForgetRequest) -> Outcome {
+        match tokio::time::timeout(self.timeout, self.delete(request)).await {
+            Ok(Ok(())) => Outcome::Delivered,
+            Ok(Err(e)) => Outcome::Retry(e),
+            Err(_) => {
+                self.conn = None;
+                Outcome::Retry("PostgreSQL: the delete timed out".into())
+            }
+        }
+    }
+}
+
+impl Postgres {
+    async fn delete(&mut self, request: &ForgetRequest) -> Result<(), String> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect().await?);
+        }
+        let Some((client, _)) = self.conn.as_ref() else {
+            return Err("PostgreSQL: not connected".into());
+        };
+        let res = match &request.subject {
+            Subject::Visitor(v) => {
+                client
+                    .execute(
+                        &format!("DELETE FROM {} WHERE visitor_id = $1", self.table),
+                        &[v],
+                    )
+                    .await
+            }
+            Subject::User(u) => {
+                client
+                    .execute(
+                        &format!("DELETE FROM {} WHERE user_id = $1", self.table),
+                        &[u],
+                    )
+                    .await
+            }
+        };
+        res.map(|_| ()).map_err(|e| {
+            self.conn = None;
+            format!("PostgreSQL: {}", describe(&e))
+        })
     }
 }
 

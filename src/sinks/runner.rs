@@ -145,7 +145,14 @@ async fn ship(ctl: &Control, sink: &mut dyn Sink) -> Result<(), Stopped> {
     ctl.metrics.offset.set(offset.shipped);
     // When this sink first saw the events it is waiting to batch.
     let mut waiting_since: Option<Instant> = None;
+    let mut forgets_checked = Instant::now() - FORGET_CHECK;
     loop {
+        // Between batches: repeat forget requests downstream. Every batch read before the
+        // request (which may still hold the subject's events) has been delivered by now.
+        if offset.pending.is_none() && forgets_checked.elapsed() >= FORGET_CHECK {
+            replay_forgets(ctl, sink, &mut backoff).await?;
+            forgets_checked = Instant::now();
+        }
         let upto = match offset.pending {
             Some(p) => p,
             None => {
@@ -200,6 +207,49 @@ async fn ship(ctl: &Control, sink: &mut dyn Sink) -> Result<(), Stopped> {
         };
         waiting_since = None;
     }
+}
+
+/// How often a sink looks for forget requests to repeat.
+const FORGET_CHECK: Duration = Duration::from_secs(1);
+
+/// A forget request is repeated downstream once it is this old: by then the admin API has
+/// deleted the events that were still in flight when it was made (it deletes again after one
+/// flush interval), so none of them can be shipped after the repeat.
+const FORGET_SETTLE: Duration = Duration::from_secs(5);
+
+async fn replay_forgets(
+    ctl: &Control,
+    sink: &mut dyn Sink,
+    backoff: &mut Backoff,
+) -> Result<(), Stopped> {
+    let name = ctl.cfg.name.as_str();
+    let before = crate::event::now_us() - FORGET_SETTLE.as_micros() as i64;
+    let pending = ctl
+        .store_op(backoff, "reading forget requests", |c| {
+            state::pending_forgets(c, name, before)
+        })
+        .await?;
+    for request in pending {
+        loop {
+            match sink.forget(&request).await {
+                Outcome::Delivered => break,
+                Outcome::Retry(e) | Outcome::Reject(e) => {
+                    ctl.failed(
+                        backoff,
+                        &format!("repeating forget {}: {e}", request.request_id),
+                    )
+                    .await?
+                }
+            }
+        }
+        ctl.store_op(backoff, "recording a forget", |c| {
+            state::forget_applied(c, name, request.request_id)
+        })
+        .await?;
+        backoff.reset();
+        info!(sink = name, request_id = %request.request_id, "Forget request repeated downstream.");
+    }
+    Ok(())
 }
 
 /// Deliver `records` (all of `range`), retrying what may succeed later and splitting what is

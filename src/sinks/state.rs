@@ -3,7 +3,7 @@
 
 use crate::config::SinkSettings;
 use crate::event::now_us;
-use crate::store::{Record, StoreError};
+use crate::store::{Record, StoreError, Subject};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, Connection};
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,66 @@ pub(super) fn dead_letter(
             reason,
             super::record_json(record).to_string()
         ],
+    )?;
+    Ok(())
+}
+
+/// A `forget` request a sink has still to repeat downstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForgetRequest {
+    pub request_id: uuid::Uuid,
+    pub requested_at_us: i64,
+    pub subject: Subject,
+}
+
+/// The forget requests made before `before_us` that `sink` has not repeated yet, oldest first.
+pub(super) fn pending_forgets(
+    conn: &Connection,
+    sink: &str,
+    before_us: i64,
+) -> Result<Vec<ForgetRequest>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT request_id::VARCHAR, epoch_us(requested_at), subject_type, subject
+         FROM forget_requests f
+         WHERE epoch_us(requested_at) < ?
+           AND NOT EXISTS (SELECT 1 FROM sink_forgets d
+                           WHERE d.sink = ? AND d.request_id = f.request_id)
+         ORDER BY requested_at",
+    )?;
+    let rows = stmt.query_map(params![before_us, sink], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, at, kind, subject) = row?;
+        if let (Ok(request_id), Some(subject)) = (
+            uuid::Uuid::parse_str(&id),
+            Subject::from_row(&kind, &subject),
+        ) {
+            out.push(ForgetRequest {
+                request_id,
+                requested_at_us: at,
+                subject,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Record that `sink` has repeated `request_id` downstream.
+pub(super) fn forget_applied(
+    conn: &Connection,
+    sink: &str,
+    request_id: uuid::Uuid,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO sink_forgets VALUES (?, ?, ?)",
+        params![sink, request_id.to_string(), ts_now()],
     )?;
     Ok(())
 }

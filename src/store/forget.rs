@@ -17,14 +17,25 @@ pub enum Subject {
 }
 
 impl Subject {
-    fn column(&self) -> &'static str {
+    /// The subject of a `forget_requests` row: its `subject_type` and `subject`.
+    pub fn from_row(subject_type: &str, subject: &str) -> Option<Subject> {
+        match subject_type {
+            "visitor_id" => Uuid::parse_str(subject).ok().map(Subject::Visitor),
+            "user_id" => Some(Subject::User(subject.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The `events` column that identifies the subject.
+    pub fn column(&self) -> &'static str {
         match self {
             Subject::Visitor(_) => "visitor_id",
             Subject::User(_) => "user_id",
         }
     }
 
-    fn value(&self) -> String {
+    /// The subject's id as text.
+    pub fn value(&self) -> String {
         match self {
             Subject::Visitor(v) => v.to_string(),
             Subject::User(u) => u.clone(),

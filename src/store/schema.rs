@@ -95,8 +95,8 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         );",
     )?;
     // Sinks: how far each has shipped (`shipped_seq`), the range it is shipping now
-    // (`pending_upto`, so that a retry after a crash resends exactly the same range), and the
-    // events each refused for good.
+    // (`pending_upto`, so that a retry after a crash resends exactly the same range), the
+    // forget requests each has repeated downstream, and the events each refused for good.
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS sink_offsets (
             sink VARCHAR PRIMARY KEY,
@@ -105,6 +105,11 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             updated_at TIMESTAMP NOT NULL,
             last_error VARCHAR,
             last_error_at TIMESTAMP
+        );
+        CREATE TABLE IF NOT EXISTS sink_forgets (
+            sink VARCHAR NOT NULL,
+            request_id UUID NOT NULL,
+            applied_at TIMESTAMP NOT NULL
         );
         CREATE TABLE IF NOT EXISTS sink_dead_letter (
             sink VARCHAR NOT NULL,
