@@ -419,6 +419,11 @@ async fn delivery_of_100k_events_to_every_sink() {
         );
         assert!(metrics.contains(&format!("tollgate_sink_lag_events{{sink=\"{sink}\"}} 0")));
     }
+    assert!(
+        !tg.log().contains("Sink attempt failed"),
+        "no attempt may fail with every destination up:\n{}",
+        tg.log()
+    );
     // The CLI through the running server.
     let data = tg.data_dir();
     let (ok, out, err) = tollgate_cmd(&["sinks", "--data", data.to_str().unwrap()]);

@@ -189,6 +189,12 @@ fn apply_env(
         if !SECTIONS.contains(&section) {
             continue;
         }
+        if section == "sinks" {
+            errors.push(format!(
+                "{var}: sinks cannot be set from the environment; use [[sinks]] tables in the configuration file"
+            ));
+            continue;
+        }
         let entry = table
             .entry(section.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
