@@ -110,6 +110,9 @@ impl ClickHouse {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            // ClickHouse closes idle HTTP connections after keep_alive_timeout (3 s by
+            // default); reusing one it has closed fails the batch with a broken pipe.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()?;
         Ok(ClickHouse {
             client,
