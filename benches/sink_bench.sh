@@ -96,25 +96,10 @@ find_nginx() {
   return 1
 }
 
-install_tools() {
-  local sudo=()
-  if (( EUID != 0 )); then
-    command -v sudo >/dev/null || die "nginx/wrk missing and not root (no sudo): install nginx and wrk"
-    sudo=(sudo)
-  fi
-  command -v apt-get >/dev/null || die "nginx/wrk missing and no apt-get: install nginx and wrk"
-  log "installing nginx-light and wrk with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! "${sudo[@]}" apt-get install -y nginx-light wrk >&2; then
-    "${sudo[@]}" apt-get update >&2 || die "apt-get update failed"
-    "${sudo[@]}" apt-get install -y nginx-light wrk >&2 \
-      || "${sudo[@]}" apt-get install -y nginx wrk >&2 \
-      || die "apt-get install of nginx/wrk failed"
-  fi
-}
-
-for t in python3 curl psql; do command -v "$t" >/dev/null || die "$t is required"; done
-if ! find_nginx >/dev/null || ! command -v wrk >/dev/null; then install_tools; fi
+# nginx, wrk and curl come from the project's own installer, as for proxy_wrk.sh.
+if ! find_nginx >/dev/null || ! command -v wrk >/dev/null; then
+  bash "$(dirname "${BASH_SOURCE[0]}")/../.ci/deps" bench
+fi
 NGINX=$(find_nginx) || die "nginx not found after install"
 command -v wrk >/dev/null || die "wrk not found after install"
 
