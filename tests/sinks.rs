@@ -809,15 +809,8 @@ batch_age_ms = 100
     let data = tg.data_dir();
     tg.terminate();
     let tg = Tollgate::start_on("http://127.0.0.1:1", &toml, &data);
-    let r: Value = reqwest::Client::new()
-        .post(tg.admin_url("/api/events"))
-        .json(&serde_json::json!({"name": "after_restart", "user_id": "u"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let line = serde_json::json!({"name": "after_restart", "user_id": "u"}).to_string();
+    let r = post_ndjson(tg.admin_url("/api/events"), line).await;
     assert_eq!(r["written"], 1);
     assert_eq!(
         tg.count("SELECT seq FROM events WHERE name = 'after_restart'")
