@@ -35,12 +35,29 @@ pub struct RuntimeInfo {
     pub pid: u32,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// The admin token, for the CLI commands that go through the admin API. The file is
+    /// readable by the data directory's owner only, who can read the store anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
 }
 
 /// Read the runtime file of a server on `data_dir`, if one is there.
 pub fn runtime_info(data_dir: &Path) -> Option<RuntimeInfo> {
     let text = std::fs::read_to_string(data_dir.join(RUNTIME_FILE)).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// Write `bytes` to a new file that only its owner can read (mode 0600).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
 }
 
 /// SIGTERM and SIGINT both drain and flush; SIGQUIT is not used.
@@ -140,6 +157,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             import_map: settings.ingest.import_map.clone(),
             write_keys: settings.ingest.write_keys.clone(),
             sinks: settings.sinks.clone(),
+            admin_token: settings.admin_token.clone(),
+            timezone: settings.timezone,
         }),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
@@ -178,8 +197,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         pid: std::process::id(),
         listen,
         admin: admin.addr,
+        admin_token: settings.admin_token.clone(),
     };
-    std::fs::write(&runtime_file, serde_json::to_vec(&info)?)
+    write_private(&runtime_file, &serde_json::to_vec(&info)?)
         .with_context(|| format!("failed to write {}", runtime_file.display()))?;
     info!(
         %listen,

@@ -6,7 +6,7 @@
 //! opened here. Both paths run the same code: the guard for queries, one transaction for
 //! forget.
 
-use crate::app::runtime_info;
+use crate::app::{runtime_info, RuntimeInfo};
 use crate::config::Settings;
 use crate::enrich::Enricher;
 use crate::event::now_us;
@@ -40,7 +40,7 @@ pub fn query(data_dir: &Path, sql: &str, max_rows: usize) -> Result<QueryResult,
     match Store::open_read_only(data_dir) {
         Ok(store) => Ok(run_query(store.connection(), sql, max_rows)?),
         Err(StoreError::Locked { path }) => match runtime_info(data_dir) {
-            Some(info) => query_admin(info.admin, sql, max_rows),
+            Some(info) => query_admin(&info, sql, max_rows),
             None => Err(StoreError::Locked { path }.into()),
         },
         Err(e) => Err(e.into()),
@@ -90,11 +90,9 @@ pub fn import_csv(
                 }
                 let path = format!("/api/import?{query}");
                 let (status, text) =
-                    post_body(info.admin, &path, "text/csv", csv).map_err(|e| {
-                        ClientError::Admin {
-                            addr: info.admin,
-                            reason: e.to_string(),
-                        }
+                    post_body(&info, &path, "text/csv", csv).map_err(|e| ClientError::Admin {
+                        addr: info.admin,
+                        reason: e.to_string(),
                     })?;
                 match serde_json::from_str::<ImportReport>(&text) {
                     Ok(r) if status == 200 || status == 400 => Ok(r),
@@ -128,7 +126,7 @@ pub fn forget(data_dir: &Path, subject: &Subject) -> Result<ForgetReport, Client
     match Store::open_existing(data_dir) {
         Ok(store) => Ok(forget_in(store.connection(), subject)?),
         Err(StoreError::Locked { path }) => match runtime_info(data_dir) {
-            Some(info) => forget_admin(info.admin, subject),
+            Some(info) => forget_admin(&info, subject),
             None => Err(StoreError::Locked { path }.into()),
         },
         Err(e) => Err(e.into()),
@@ -144,7 +142,7 @@ pub fn sinks(data_dir: &Path, settings: &Settings) -> Result<Vec<SinkStatus>, Cl
             Some(info) => {
                 let addr = info.admin;
                 let admin = |reason: String| ClientError::Admin { addr, reason };
-                let (status, text) = request(addr, "GET", "/api/sinks", "text/plain", b"")
+                let (status, text) = request(&info, "GET", "/api/sinks", "text/plain", b"")
                     .map_err(|e| admin(e.to_string()))?;
                 if status != 200 {
                     return Err(ClientError::Server(format!(
@@ -167,13 +165,13 @@ pub fn sinks(data_dir: &Path, settings: &Settings) -> Result<Vec<SinkStatus>, Cl
 }
 
 /// POST the request to a running server's `/api/forget`.
-pub fn forget_admin(addr: SocketAddr, subject: &Subject) -> Result<ForgetReport, ClientError> {
+pub fn forget_admin(info: &RuntimeInfo, subject: &Subject) -> Result<ForgetReport, ClientError> {
     let body = match subject {
         Subject::Visitor(v) => serde_json::json!({ "visitor_id": v }),
         Subject::User(u) => serde_json::json!({ "user_id": u }),
     }
     .to_string();
-    match post_json(addr, "/api/forget", &body)? {
+    match post_json(info, "/api/forget", &body)? {
         Ok(report) => Ok(report),
         Err((status, msg)) => Err(ClientError::Server(format!("HTTP {status}: {msg}"))),
     }
@@ -182,11 +180,12 @@ pub fn forget_admin(addr: SocketAddr, subject: &Subject) -> Result<ForgetReport,
 /// POST `body` to the admin API: the decoded answer of a 200, or the status and error message
 /// of anything else.
 fn post_json<T: serde::de::DeserializeOwned>(
-    addr: SocketAddr,
+    info: &RuntimeInfo,
     path: &str,
     body: &str,
 ) -> Result<Result<T, (u16, String)>, ClientError> {
-    let (status, text) = post(addr, path, body).map_err(|e| ClientError::Admin {
+    let addr = info.admin;
+    let (status, text) = post(info, path, body).map_err(|e| ClientError::Admin {
         addr,
         reason: e.to_string(),
     })?;
@@ -210,12 +209,12 @@ fn error_text(body: &str) -> String {
 
 /// POST the query to a running server's `/api/query`.
 pub fn query_admin(
-    addr: SocketAddr,
+    info: &RuntimeInfo,
     sql: &str,
     max_rows: usize,
 ) -> Result<QueryResult, ClientError> {
     let body = serde_json::json!({ "sql": sql, "max_rows": max_rows }).to_string();
-    let (status, msg) = match post_json(addr, "/api/query", &body)? {
+    let (status, msg) = match post_json(info, "/api/query", &body)? {
         Ok(result) => return Ok(result),
         Err(e) => e,
     };
@@ -228,31 +227,37 @@ pub fn query_admin(
 
 /// A minimal HTTP/1.1 POST over loopback: enough for the admin API, without an HTTP client
 /// dependency in the binary.
-fn post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    post_body(addr, path, "application/json", body.as_bytes())
+fn post(info: &RuntimeInfo, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    post_body(info, path, "application/json", body.as_bytes())
 }
 
 fn post_body(
-    addr: SocketAddr,
+    info: &RuntimeInfo,
     path: &str,
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
-    request(addr, "POST", path, content_type, body)
+    request(info, "POST", path, content_type, body)
 }
 
 fn request(
-    addr: SocketAddr,
+    info: &RuntimeInfo,
     method: &str,
     path: &str,
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    let addr = info.admin;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(300)))?;
+    let auth = info
+        .admin_token
+        .as_ref()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     s.write_all(body)?;

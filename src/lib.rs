@@ -24,10 +24,12 @@
 //! | [`ingest`] | custom events from clients: JSON → events, and the durable submit path |
 //! | [`pipeline`] | bounded queue and the writer thread (enrich, then group commit) |
 //! | [`store`] | DuckDB schema, appends, guarded read-only queries |
-//! | [`admin`] | the control plane: health, metrics, query API |
+//! | [`admin`] | the control plane: dashboard, reports and query API, health, metrics, auth |
+//! | [`reports`] | the reports (overview, pages, funnels, attribution, …) as SQL over the store |
 //! | [`metrics`] | Prometheus counters |
 //! | [`client`] | `tollgate query` and `tollgate forget`, direct or through a running server |
 //! | [`demo`] | the demo shop behind `tollgate demo` |
+//! | [`generate`] | the synthetic dataset behind `tollgate generate` (tests, benchmarks) |
 
 pub mod admin;
 pub mod app;
@@ -36,9 +38,11 @@ pub mod config;
 pub mod demo;
 pub mod enrich;
 pub mod event;
+pub mod generate;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
+pub mod reports;
 pub mod sinks;
 pub mod store;

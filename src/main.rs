@@ -116,6 +116,26 @@ enum Command {
         #[arg(long, env = "TOLLGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Write a synthetic, realistic dataset into a store (for trying the reports, tests and
+    /// benchmarks): sessions, campaigns, a long tail of pages, API calls, registrations and
+    /// purchases, bots. The same seed gives the same events. The server must not be running.
+    Generate {
+        /// Data directory [default: ./tollgate-data, or server.data_dir of --config]
+        #[arg(long, env = "TOLLGATE_DATA")]
+        data: Option<String>,
+        /// Configuration file, for its data directory and site id
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// How many events
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Over how many days, ending now
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Random seed
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Start a demo shop on a loopback port with tollgate in front of it.
     Demo {
         /// Proxy listener for the demo
@@ -293,6 +313,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !r.rejected.is_empty() {
                 return Ok(ExitCode::from(2));
             }
+        }
+        Command::Generate {
+            data,
+            config,
+            events,
+            days,
+            seed,
+        } => {
+            if days == 0 {
+                anyhow::bail!("--days must be at least 1");
+            }
+            let settings = load_offline(config.as_deref(), data)?;
+            let mut store =
+                tollgate::store::Store::open(&settings.data_dir).with_context(|| {
+                    format!(
+                        "failed to open the store in {}",
+                        settings.data_dir.display()
+                    )
+                })?;
+            let started = std::time::Instant::now();
+            let spec = tollgate::generate::Spec {
+                events,
+                days,
+                seed,
+                end_us: tollgate::event::now_us(),
+                site: settings.site_id.clone(),
+            };
+            let n = tollgate::generate::generate(&mut store, &spec).context("generate failed")?;
+            println!(
+                "wrote {n} events over {days} days into {} in {:.1} s",
+                store.path().display(),
+                started.elapsed().as_secs_f64()
+            );
         }
         Command::Check { config } => {
             match config::load(Some(&config), std::env::vars(), &Overrides::default()) {

@@ -1,9 +1,16 @@
 //! The control plane: the admin HTTP server (axum) on its own runtime and thread, so that a
 //! slow query can never starve the proxy.
 //!
-//! Routes: `GET /healthz`, `GET /readyz`, `GET /metrics`, `POST /api/query`, `POST /api/forget`.
+//! Routes: the dashboard (`GET /`, `/assets/*`), `GET /api/reports/{name}`, `POST /api/query`,
+//! `POST /api/forget`, `GET /api/sinks`, `POST /api/events`, `POST /api/import`, Segment's
+//! `POST /v1/*`, `POST /api/login`, `GET /healthz`, `GET /readyz`, `GET /metrics`. With an admin
+//! token configured, all but health, the dashboard's files, login and `/v1/*` need it
+//! (`auth.rs`).
 
+mod auth;
+mod dashboard;
 mod error;
+mod reports;
 mod segment;
 
 pub use error::ApiError;
@@ -47,6 +54,10 @@ pub struct AdminState {
     pub write_keys: Vec<String>,
     /// The configured sinks, for `/api/sinks`.
     pub sinks: Vec<crate::config::SinkSettings>,
+    /// `server.admin_token`; `None` leaves the admin API open (loopback only).
+    pub admin_token: Option<String>,
+    /// The reports' time zone.
+    pub timezone: crate::reports::SiteTz,
 }
 
 impl AdminState {
@@ -62,6 +73,11 @@ impl AdminState {
 
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/app.js", get(dashboard::app_js))
+        .route("/assets/style.css", get(dashboard::style_css))
+        .route("/api/login", post(auth::login))
+        .route("/api/reports/{name}", get(reports::handle))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -72,6 +88,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/import", post(import_handler))
         .route("/v1/{kind}", post(segment::handle))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENTS_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .with_state(state)
 }
 

@@ -87,8 +87,14 @@ pub struct SinkSection {
 pub struct ServerSection {
     /// Proxy listener, `host:port`.
     pub listen: String,
-    /// Admin listener (API, metrics, health), `host:port`. Keep it on loopback.
+    /// Admin listener (dashboard, API, metrics, health), `host:port`. Keep it on loopback, or
+    /// set `admin_token`.
     pub admin: String,
+    /// The token the dashboard and the admin API ask for (`Authorization: Bearer <token>`, or
+    /// the dashboard's login). Required when `admin` is not a loopback address; empty means
+    /// no token on loopback. `/healthz`, `/readyz` and the Segment `/v1/*` endpoints (which
+    /// have write keys) never need it. Also `TOLLGATE_SERVER_ADMIN_TOKEN`.
+    pub admin_token: String,
     /// Directory that holds `tollgate.duckdb`.
     pub data_dir: String,
     /// Proxy worker threads; 0 means one per core.
@@ -111,6 +117,7 @@ impl Default for ServerSection {
         Self {
             listen: "0.0.0.0:8080".into(),
             admin: "127.0.0.1:9080".into(),
+            admin_token: String::new(),
             data_dir: "./tollgate-data".into(),
             threads: 0,
             work_stealing: false,
@@ -308,12 +315,15 @@ impl Default for PipelineSection {
 pub struct SiteSection {
     /// Site id stored in every event's `site` column.
     pub id: String,
+    /// IANA time zone of the reports' dates and hour/day buckets, e.g. `Europe/Berlin`.
+    pub timezone: String,
 }
 
 impl Default for SiteSection {
     fn default() -> Self {
         Self {
             id: "default".into(),
+            timezone: "UTC".into(),
         }
     }
 }

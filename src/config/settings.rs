@@ -11,6 +11,8 @@ use std::time::Duration;
 pub struct Settings {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// The admin token; `None` when not set (allowed on loopback only).
+    pub admin_token: Option<String>,
     pub data_dir: PathBuf,
     /// Proxy worker threads, already resolved from 0 to the core count.
     pub threads: usize,
@@ -24,6 +26,8 @@ pub struct Settings {
     pub capture: Capture,
     pub pipeline: Pipeline,
     pub site_id: String,
+    /// The reports' time zone.
+    pub timezone: crate::reports::SiteTz,
     pub privacy: Privacy,
     pub enrich: Enrich,
     pub ingest: Ingest,
@@ -157,6 +161,29 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
 
     let listen = parse_addr(&f.server.listen).map_err(|m| err("server.listen", m));
     let admin = parse_addr(&f.server.admin).map_err(|m| err("server.admin", m));
+    let admin_token = Some(f.server.admin_token.trim().to_string()).filter(|t| !t.is_empty());
+    if let (Ok(a), None) = (&admin, &admin_token) {
+        if !a.ip().is_loopback() {
+            err(
+                "server.admin_token",
+                format!(
+                    "required because server.admin ({a}) is reachable beyond this machine: \
+                     set a long random token (e.g. `openssl rand -hex 32`), or bind the admin \
+                     listener to 127.0.0.1"
+                ),
+            );
+        }
+    }
+    if let Some(t) = &admin_token {
+        if t.len() < 16 {
+            err(
+                "server.admin_token",
+                "must be at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
+            );
+        }
+    }
+    let timezone =
+        crate::reports::SiteTz::parse(f.site.timezone.trim()).map_err(|m| err("site.timezone", m));
     if f.server.data_dir.trim().is_empty() {
         err("server.data_dir", "must not be empty".into());
     }
@@ -379,6 +406,7 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
     Some(Settings {
         listen: listen.ok()?,
         admin: admin.ok()?,
+        admin_token,
         data_dir: PathBuf::from(&f.server.data_dir),
         threads: if f.server.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -426,6 +454,7 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             flush_interval: Duration::from_millis(p.flush_interval_ms),
         },
         site_id: f.site.id.clone(),
+        timezone: timezone.ok()?,
         privacy: Privacy {
             ip: ip?,
             honor_gpc: pv.honor_gpc,

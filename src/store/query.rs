@@ -43,7 +43,7 @@ pub fn run_query(conn: &Connection, sql: &str, max_rows: usize) -> Result<QueryR
         }
         let mut values = Vec::with_capacity(n);
         for i in 0..n {
-            values.push(to_json(row.get_ref(i).map_err(db_error)?));
+            values.push(value_json(row.get_ref(i).map_err(db_error)?));
         }
         out.push(values);
     }
@@ -74,7 +74,9 @@ fn micros(unit: TimeUnit, v: i64) -> i64 {
     }
 }
 
-fn to_json(v: ValueRef<'_>) -> Value {
+/// A DuckDB value as JSON: timestamps as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC), dates as
+/// `YYYY-MM-DD`, huge integers as strings when they do not fit an i64.
+pub fn value_json(v: ValueRef<'_>) -> Value {
     use ValueRef::*;
     match v {
         Null => Value::Null,

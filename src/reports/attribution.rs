@@ -1,0 +1,94 @@
+//! First- and last-touch attribution of a conversion event, per person.
+//!
+//! The people are those with the conversion event in the range (matching the filters); each
+//! counts once, at their first conversion. Their touches are the sessions they started within
+//! the lookback window before it: a session's first page view with a channel (navigation
+//! inside the site has none). First touch credits the earliest; last touch credits the latest
+//! that is not Direct, or the latest Direct one when there is no other, as GA does. People
+//! with no touch are credited to `(none)`.
+
+use super::filter::{parse_window, Extra, Filters, Sql};
+use super::funnel::{IDENTITIES, PERSON};
+use super::{rows, table, ReportError};
+use duckdb::Connection;
+use serde_json::{json, Value};
+
+/// Columns that can take the credit.
+const BY: &[&str] = &[
+    "channel",
+    "referrer_host",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "click_id_type",
+];
+
+pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportError> {
+    let event = x.get("event").filter(|e| !e.is_empty()).ok_or_else(|| {
+        ReportError::Invalid("event (the conversion event's name) is required".into())
+    })?;
+    let lookback_text = x.get("lookback").map_or("30d", String::as_str);
+    let lookback = parse_window("lookback", lookback_text)?;
+    let lookback_us = lookback.num_microseconds().unwrap_or(i64::MAX);
+    let by = x.get("by").map_or("channel", String::as_str);
+    if !BY.contains(&by) {
+        return Err(ReportError::Invalid(format!(
+            "by={by:?}: expected one of {}",
+            BY.join(", ")
+        )));
+    }
+
+    let mut sql = Sql::default();
+    sql.push("WITH ").push(IDENTITIES);
+    sql.push(&format!(
+        ", conv AS (SELECT {PERSON} AS person, min(e.ts) AS tc FROM ("
+    ))
+    .append(&f.base("*", Some(event)))
+    .push(&format!(
+        ") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE {PERSON} IS NOT NULL \
+         GROUP BY 1)"
+    ));
+    // Sessions from the lookback before the range to its end.
+    let mut wide = f.clone();
+    wide.start = f.start - lookback;
+    sql.push(", sa AS (");
+    wide.sessions_sql(&mut sql, &[]);
+    sql.push(&format!(
+        "), touch AS (SELECT coalesce(idm.stitched, CAST(s.visitor_id AS VARCHAR)) AS person, \
+           s.first_ts AS ts, s.channel, s.{by} AS v FROM sa s \
+           LEFT JOIN idm ON idm.visitor_id = s.visitor_id WHERE s.channel IS NOT NULL), \
+         t AS (SELECT c.person, t.ts, t.channel, t.v FROM conv c JOIN touch t \
+           ON t.person = c.person AND t.ts <= c.tc \
+           AND epoch_us(c.tc) - epoch_us(t.ts) <= {lookback_us}), \
+         credit AS (SELECT person, arg_min_null(v, ts) AS first_v, \
+           CASE WHEN count(*) FILTER (channel <> 'Direct') > 0 \
+             THEN arg_max_null(v, ts) FILTER (channel <> 'Direct') \
+             ELSE arg_max_null(v, ts) END AS last_v \
+           FROM t GROUP BY person), \
+         c AS (SELECT conv.person, credit.first_v, credit.last_v FROM conv \
+           LEFT JOIN credit USING (person))"
+    ));
+    let mut total = sql.clone();
+    total.push(" SELECT count(*) FROM c");
+    let conversions = rows(conn, &total)?
+        .pop()
+        .and_then(|r| r.into_iter().next())
+        .unwrap_or(Value::Null);
+    sql.push(&format!(
+        " SELECT v, count(*) FILTER (kind = 'first') AS first_touch, \
+           count(*) FILTER (kind = 'last') AS last_touch FROM ( \
+           SELECT first_v AS v, 'first' AS kind FROM c UNION ALL \
+           SELECT last_v AS v, 'last' AS kind FROM c) \
+         GROUP BY v ORDER BY last_touch DESC, first_touch DESC, v NULLS LAST LIMIT {}",
+        f.limit
+    ));
+    Ok(json!({
+        "event": event,
+        "lookback": lookback_text,
+        "by": by,
+        "conversions": conversions,
+        "table": table(conn, &sql, Some(by), &[by, "first_touch", "last_touch"])?,
+    }))
+}

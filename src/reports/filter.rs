@@ -1,0 +1,428 @@
+//! Report parameters: the date range, the bot switch, dimension and property filters, and the
+//! SQL they become. Every value a request carries is bound as a parameter, never spliced in;
+//! column names come only from [`DIMENSIONS`].
+
+use super::tz::SiteTz;
+use super::ReportError;
+use chrono::{Duration, NaiveDate, NaiveDateTime};
+use duckdb::types::Value;
+use std::collections::BTreeMap;
+
+/// Where a dimension's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The event's own column.
+    Event,
+    /// The session's first page view: where the visit came from.
+    Session,
+}
+
+/// Every dimension a report can filter or break down by: `(name, scope)`. The name is the
+/// `events` column.
+pub const DIMENSIONS: &[(&str, Scope)] = &[
+    ("path", Scope::Event),
+    ("route", Scope::Event),
+    ("host", Scope::Event),
+    ("name", Scope::Event),
+    ("method", Scope::Event),
+    ("status", Scope::Event),
+    ("source", Scope::Event),
+    ("channel", Scope::Session),
+    ("referrer_host", Scope::Session),
+    ("utm_source", Scope::Session),
+    ("utm_medium", Scope::Session),
+    ("utm_campaign", Scope::Session),
+    ("utm_term", Scope::Session),
+    ("utm_content", Scope::Session),
+    ("click_id_type", Scope::Session),
+    ("browser", Scope::Event),
+    ("os", Scope::Event),
+    ("device_type", Scope::Event),
+    ("country", Scope::Event),
+    ("region", Scope::Event),
+    ("city", Scope::Event),
+];
+
+/// The value that stands for "no value" (SQL NULL) in filters and tables.
+pub const NONE: &str = "(none)";
+
+/// Look a dimension up by name.
+pub fn dimension(name: &str) -> Option<(&'static str, Scope)> {
+    DIMENSIONS.iter().copied().find(|(n, _)| *n == name)
+}
+
+fn dimension_list() -> String {
+    DIMENSIONS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// SQL text and the values bound to its `?` placeholders, in order.
+#[derive(Debug, Default, Clone)]
+pub struct Sql {
+    pub text: String,
+    pub params: Vec<Value>,
+}
+
+impl Sql {
+    pub fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    /// Append a placeholder bound to `v`.
+    pub fn bind(&mut self, v: impl Into<Value>) -> &mut Self {
+        self.text.push('?');
+        self.params.push(v.into());
+        self
+    }
+
+    /// Append another fragment with its parameters.
+    pub fn append(&mut self, other: &Sql) -> &mut Self {
+        self.text.push_str(&other.text);
+        self.params.extend(other.params.iter().cloned());
+        self
+    }
+}
+
+/// A timestamp literal bound as a parameter.
+pub fn ts_value(t: NaiveDateTime) -> Value {
+    Value::Timestamp(
+        duckdb::types::TimeUnit::Microsecond,
+        t.and_utc().timestamp_micros(),
+    )
+}
+
+/// A JSON path for a property key: `$."key"`. Keys are restricted so that the path is exact.
+pub fn prop_path(key: &str) -> Result<String, ReportError> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '$' | ' ' | ':'));
+    if !ok {
+        return Err(ReportError::Invalid(format!(
+            "property key {key:?} is not allowed (letters, digits, space and _ - . $ : only)"
+        )));
+    }
+    Ok(format!("$.\"{key}\""))
+}
+
+/// Everything that narrows a report, parsed from its query string.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    /// First and last local date of the range (inclusive).
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// The range as UTC instants, `[start, end)`.
+    pub start: NaiveDateTime,
+    pub end: NaiveDateTime,
+    pub tz: SiteTz,
+    /// Include events flagged as bots.
+    pub bots: bool,
+    /// `(column, scope, values)`; values are ORed, dimensions ANDed; `None` is NULL.
+    pub dims: Vec<(&'static str, Scope, Vec<Option<String>>)>,
+    /// `(json path, values)` on `props`.
+    pub props: Vec<(String, Vec<Option<String>>)>,
+    /// Rows per table.
+    pub limit: usize,
+}
+
+/// Query parameters that are not filters, for the report itself (`interval`, `steps`, …).
+pub type Extra = BTreeMap<String, String>;
+
+/// Default and largest `limit`.
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 1000;
+
+/// Parse a report's query pairs. `extra_keys` are the report's own parameters; any other
+/// unknown key is an error that lists what is allowed.
+pub fn parse(
+    pairs: &[(String, String)],
+    tz: SiteTz,
+    extra_keys: &[&str],
+) -> Result<(Filters, Extra), ReportError> {
+    let mut from = None;
+    let mut to = None;
+    let mut bots = false;
+    let mut limit = DEFAULT_LIMIT;
+    let mut dims: Vec<(&'static str, Scope, Vec<Option<String>>)> = Vec::new();
+    let mut props: Vec<(String, Vec<Option<String>>)> = Vec::new();
+    let mut extra = Extra::new();
+    for (k, v) in pairs {
+        let value = || (v != NONE).then(|| v.clone());
+        match k.as_str() {
+            "from" => from = Some(date(k, v)?),
+            "to" => to = Some(date(k, v)?),
+            "bots" => {
+                bots = match v.as_str() {
+                    "include" | "true" | "1" => true,
+                    "exclude" | "false" | "0" | "" => false,
+                    _ => return Err(invalid(format!("bots={v:?}: expected include or exclude"))),
+                }
+            }
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| invalid(format!("limit={v:?}: expected 1 to {MAX_LIMIT}")))?
+            }
+            _ if k.starts_with("prop.") => {
+                let path = prop_path(&k["prop.".len()..])?;
+                match props.iter_mut().find(|(p, _)| *p == path) {
+                    Some((_, vs)) => vs.push(value()),
+                    None => props.push((path, vec![value()])),
+                }
+            }
+            _ if extra_keys.contains(&k.as_str()) => {
+                extra.insert(k.clone(), v.clone());
+            }
+            _ => match dimension(k) {
+                Some((col, scope)) => match dims.iter_mut().find(|(c, _, _)| *c == col) {
+                    Some((_, _, vs)) => vs.push(value()),
+                    None => dims.push((col, scope, vec![value()])),
+                },
+                None => {
+                    let own = if extra_keys.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; this report also takes {}", extra_keys.join(", "))
+                    };
+                    return Err(invalid(format!(
+                        "unknown parameter {k:?}: filters are from, to, bots, limit, prop.<key> \
+                         and the dimensions {}{own}",
+                        dimension_list()
+                    )));
+                }
+            },
+        }
+    }
+    let to = to.unwrap_or_else(|| tz.today());
+    let from = from.unwrap_or(to - Duration::days(29));
+    if from > to {
+        return Err(invalid(format!("from={from} is after to={to}")));
+    }
+    if (to - from).num_days() > 3660 {
+        return Err(invalid("the range is longer than 10 years".into()));
+    }
+    Ok((
+        Filters {
+            from,
+            to,
+            start: tz.day_start_utc(from),
+            end: tz.day_start_utc(to + Duration::days(1)),
+            tz,
+            bots,
+            dims,
+            props,
+            limit,
+        },
+        extra,
+    ))
+}
+
+fn date(k: &str, v: &str) -> Result<NaiveDate, ReportError> {
+    NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map_err(|_| invalid(format!("{k}={v:?}: expected a date as YYYY-MM-DD")))
+}
+
+fn invalid(m: String) -> ReportError {
+    ReportError::Invalid(m)
+}
+
+/// `(expr = ? OR expr = ? OR expr IS NULL)` for one filter's values.
+pub fn any_of(sql: &mut Sql, expr: &str, values: &[Option<String>]) {
+    sql.push("(");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        match v {
+            Some(v) => {
+                sql.push(&format!("CAST({expr} AS VARCHAR) = "));
+                sql.bind(v.clone());
+            }
+            None => {
+                sql.push(&format!("{expr} IS NULL"));
+            }
+        }
+    }
+    sql.push(")");
+}
+
+impl Filters {
+    /// The local-time expression of `col` for this range (widened by `extra` at the end).
+    pub fn local(&self, col: &str, extra: Duration) -> String {
+        self.tz.local_sql(col, self.start, self.end + extra)
+    }
+
+    pub fn has_session_filters(&self) -> bool {
+        self.dims.iter().any(|(_, s, _)| *s == Scope::Session)
+    }
+
+    /// `ts` within the range and, unless bots are included, no bots.
+    pub fn range_sql(&self, sql: &mut Sql) {
+        sql.push("ts >= ").bind(ts_value(self.start));
+        sql.push(" AND ts < ").bind(ts_value(self.end));
+        self.bots_sql(sql);
+    }
+
+    pub fn bots_sql(&self, sql: &mut Sql) {
+        if !self.bots {
+            sql.push(" AND is_bot IS NOT TRUE");
+        }
+    }
+
+    /// The event-level conditions (after `range_sql`): event dimensions, properties, and the
+    /// sessions that session dimensions select.
+    pub fn event_sql(&self, sql: &mut Sql) {
+        for (col, scope, values) in &self.dims {
+            if *scope == Scope::Event {
+                sql.push(" AND ");
+                any_of(sql, col, values);
+            }
+        }
+        for (path, values) in &self.props {
+            sql.push(" AND ");
+            let expr = format!("json_extract_string(props, '{}')", path.replace('\'', "''"));
+            any_of(sql, &expr, values);
+        }
+        if self.has_session_filters() {
+            sql.push(" AND session_id IN (SELECT session_id FROM (");
+            self.sessions_sql(sql, &[]);
+            sql.push(") WHERE true");
+            for (col, scope, values) in &self.dims {
+                if *scope == Scope::Session {
+                    sql.push(" AND ");
+                    any_of(sql, col, values);
+                }
+            }
+            sql.push(")");
+        }
+    }
+
+    /// `SELECT <cols> FROM events WHERE <range, bots, filters>`, optionally only `name = ?`.
+    pub fn base(&self, cols: &str, name: Option<&str>) -> Sql {
+        let mut sql = Sql::default();
+        sql.push(&format!("SELECT {cols} FROM events WHERE "));
+        self.range_sql(&mut sql);
+        if let Some(n) = name {
+            sql.push(" AND name = ").bind(n.to_string());
+        }
+        self.event_sql(&mut sql);
+        sql
+    }
+
+    /// One row per session with page views in the range (no other filters): its session id,
+    /// visitor, the session dimensions of its first page view (`entry` is that page's path),
+    /// `exit`, `pageviews`, `first_ts` and `last_ts`. `more` adds first-page-view columns.
+    pub fn sessions_sql(&self, sql: &mut Sql, more: &[&str]) {
+        sql.push("SELECT session_id, any_value(visitor_id) AS visitor_id");
+        for (col, scope) in DIMENSIONS {
+            if *scope == Scope::Session {
+                sql.push(&format!(", arg_min_null({col}, ts) AS {col}"));
+            }
+        }
+        for col in more {
+            sql.push(&format!(", arg_min_null({col}, ts) AS {col}"));
+        }
+        sql.push(
+            ", arg_min_null(path, ts) AS entry, arg_max_null(path, ts) AS exit, \
+             count(*) AS pageviews, min(ts) AS first_ts, max(ts) AS last_ts \
+             FROM events WHERE name = 'page_view' AND session_id IS NOT NULL AND ",
+        );
+        self.range_sql(sql);
+        sql.push(" GROUP BY session_id");
+    }
+
+    /// The range, the time zone and the filters, echoed in every answer.
+    pub fn echo(&self) -> serde_json::Value {
+        let mut f = serde_json::Map::new();
+        for (col, _, values) in &self.dims {
+            f.insert((*col).into(), values_json(values));
+        }
+        for (path, values) in &self.props {
+            let key = path.trim_start_matches("$.\"").trim_end_matches('"');
+            f.insert(format!("prop.{key}"), values_json(values));
+        }
+        serde_json::json!({
+            "range": {"from": self.from.to_string(), "to": self.to.to_string(), "timezone": self.tz.name()},
+            "bots": self.bots,
+            "filters": f,
+        })
+    }
+}
+
+fn values_json(values: &[Option<String>]) -> serde_json::Value {
+    values
+        .iter()
+        .map(|v| v.clone().unwrap_or_else(|| NONE.into()))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// A duration such as `30m`, `12h` or `7d`, from 1 minute to 365 days.
+pub fn parse_window(key: &str, s: &str) -> Result<Duration, ReportError> {
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| bad_window(key, s))?;
+    let d = match unit {
+        "m" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        _ => return Err(bad_window(key, s)),
+    };
+    if d < Duration::minutes(1) || d > Duration::days(365) {
+        return Err(bad_window(key, s));
+    }
+    Ok(d)
+}
+
+fn bad_window(key: &str, s: &str) -> ReportError {
+    invalid(format!(
+        "{key}={s:?}: expected minutes, hours or days such as 30m, 12h or 7d (1m to 365d)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &str) -> Vec<(String, String)> {
+        serde_urlencoded::from_str(q).unwrap()
+    }
+
+    #[test]
+    fn filters_bind_values_and_name_columns_from_the_list() {
+        let (f, _) = parse(
+            &pairs("from=2026-11-01&to=2026-11-07&utm_source=x'%3B+DROP+TABLE+events--&browser=Chrome&browser=(none)&prop.plan=pro"),
+            SiteTz::default(),
+            &[],
+        )
+        .unwrap();
+        let sql = f.base("*", Some("page_view"));
+        assert!(!sql.text.contains("DROP"), "{}", sql.text);
+        assert!(sql
+            .text
+            .contains("CAST(browser AS VARCHAR) = ? OR browser IS NULL"));
+        assert!(sql
+            .params
+            .contains(&Value::Text("x'; DROP TABLE events--".into())));
+        assert_eq!(f.end - f.start, Duration::days(7));
+    }
+
+    #[test]
+    fn bad_parameters_say_what_is_allowed() {
+        let e = parse(&pairs("utm_src=x"), SiteTz::default(), &[]).unwrap_err();
+        assert!(e.to_string().contains("utm_source"), "{e}");
+        let e = parse(&pairs("from=yesterday"), SiteTz::default(), &[]).unwrap_err();
+        assert!(e.to_string().contains("YYYY-MM-DD"), "{e}");
+        let e = parse(&pairs("prop.a'b=1"), SiteTz::default(), &[]).unwrap_err();
+        assert!(e.to_string().contains("not allowed"), "{e}");
+        assert!(parse_window("window", "1d").is_ok());
+        assert!(parse_window("window", "0m").is_err());
+        assert!(parse_window("window", "1w").is_err());
+    }
+}

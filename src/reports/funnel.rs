@@ -1,0 +1,290 @@
+//! Funnels: 2 to 8 ordered steps within a conversion window, counted per person.
+//!
+//! A person reaches step k when some step-1 event of theirs (in the range, matching the
+//! filters) is followed by step 2, …, step k, in that order, all within the window of that
+//! step-1 event. For each step-1 event the earliest later match of each step is taken (an
+//! ASOF join), which finds a conversion whenever one exists; each person then counts once, by
+//! the start that got furthest (the earliest of those). The breakdown value and the times
+//! between steps are that start's.
+
+use super::filter::{any_of, dimension, parse_window, prop_path, Extra, Filters, Scope, Sql};
+use super::{num, ratio, rows, table, ReportError};
+use duckdb::Connection;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Visitors tied to a user (stitched), for counting people rather than browsers.
+pub(crate) const IDENTITIES: &str = "idm AS (SELECT visitor_id, min(user_id) AS stitched \
+     FROM events WHERE visitor_id IS NOT NULL AND user_id IS NOT NULL GROUP BY visitor_id)";
+
+/// The person an event (`e`, joined with `idm`) belongs to: the user its visitor is stitched
+/// to, else its own user, else its visitor.
+pub(crate) const PERSON: &str = "coalesce(idm.stitched, e.user_id, CAST(e.visitor_id AS VARCHAR))";
+
+/// One funnel step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Step {
+    /// A page view whose path matches a glob (`*` any characters, `?` one).
+    Path { pattern: String },
+    /// A custom event by name, optionally with property values.
+    Event {
+        name: String,
+        #[serde(default)]
+        props: BTreeMap<String, Value>,
+    },
+}
+
+impl Step {
+    pub fn label(&self) -> String {
+        match self {
+            Step::Path { pattern } => pattern.clone(),
+            Step::Event { name, props } if props.is_empty() => name.clone(),
+            Step::Event { name, props } => {
+                let p: Vec<String> = props
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", scalar(v).unwrap_or_else(|| "(none)".into())))
+                    .collect();
+                format!("{name} ({})", p.join(", "))
+            }
+        }
+    }
+
+    /// The condition on an event (alias `e`).
+    pub fn sql(&self, sql: &mut Sql) -> Result<(), ReportError> {
+        match self {
+            Step::Path { pattern } => {
+                sql.push("(e.name = 'page_view' AND e.path GLOB ")
+                    .bind(pattern.clone())
+                    .push(")");
+            }
+            Step::Event { name, props } => {
+                sql.push("(e.name = ").bind(name.clone());
+                for (k, v) in props {
+                    let path = prop_path(k)?;
+                    sql.push(" AND ");
+                    any_of(
+                        sql,
+                        &format!("json_extract_string(e.props, '{path}')"),
+                        &[scalar(v)],
+                    );
+                }
+                sql.push(")");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A JSON scalar as `json_extract_string` gives it; null is `None`.
+pub(crate) fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Parse `steps` (a JSON array of 2 to 8 steps).
+pub fn parse_steps(s: &str) -> Result<Vec<Step>, ReportError> {
+    let steps: Vec<Step> = serde_json::from_str(s).map_err(|e| {
+        ReportError::Invalid(format!(
+            "steps: {e} (expected a JSON array such as \
+             [{{\"type\":\"path\",\"pattern\":\"/product/*\"}},{{\"type\":\"event\",\"name\":\"registered\"}}])"
+        ))
+    })?;
+    if !(2..=8).contains(&steps.len()) {
+        return Err(ReportError::Invalid(format!(
+            "steps: a funnel has 2 to 8 steps (got {})",
+            steps.len()
+        )));
+    }
+    for s in &steps {
+        let empty = match s {
+            Step::Path { pattern } => pattern.is_empty(),
+            Step::Event { name, .. } => name.is_empty(),
+        };
+        if empty {
+            return Err(ReportError::Invalid(
+                "steps: a step needs a non-empty pattern or name".into(),
+            ));
+        }
+    }
+    Ok(steps)
+}
+
+/// The breakdown expression for a step-1 event (`e`) and whether it needs the session's
+/// first page view (`sa`).
+fn breakdown_expr(name: &str) -> Result<(String, bool), ReportError> {
+    if let Some(key) = name.strip_prefix("prop.") {
+        return Ok((
+            format!("json_extract_string(e.props, '{}')", prop_path(key)?),
+            false,
+        ));
+    }
+    match dimension(name) {
+        Some((col, Scope::Session)) => Ok((format!("sa.{col}"), true)),
+        Some((col, Scope::Event)) => Ok((format!("CAST(e.{col} AS VARCHAR)"), false)),
+        None => Err(ReportError::Invalid(format!(
+            "breakdown={name:?}: expected a dimension (see filters) or prop.<key>"
+        ))),
+    }
+}
+
+pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportError> {
+    let steps = parse_steps(
+        x.get("steps")
+            .ok_or_else(|| ReportError::Invalid("steps is required".into()))?,
+    )?;
+    let window_text = x.get("window").map_or("1d", String::as_str);
+    let window = parse_window("window", window_text)?;
+    let window_us = window.num_microseconds().unwrap_or(i64::MAX);
+    let breakdown = x.get("breakdown").filter(|b| !b.is_empty());
+    let (bd, needs_sessions) = match breakdown {
+        Some(b) => breakdown_expr(b)?,
+        None => ("NULL".into(), false),
+    };
+
+    let mut sql = Sql::default();
+    sql.push("WITH ").push(IDENTITIES);
+    if needs_sessions {
+        sql.push(", sa AS (");
+        f.sessions_sql(&mut sql, &[]);
+        sql.push(")");
+    }
+    // Step 1: in the range and matching the filters.
+    sql.push(&format!(
+        ", s1 AS (SELECT {PERSON} AS person, e.ts AS t1, {bd} AS bd FROM ("
+    ))
+    .append(&f.base("*", None))
+    .push(") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id");
+    if needs_sessions {
+        sql.push(" LEFT JOIN sa ON sa.session_id = e.session_id");
+    }
+    sql.push(" WHERE ");
+    steps[0].sql(&mut sql)?;
+    sql.push(&format!(" AND {PERSON} IS NOT NULL)"));
+    // Later steps: any event of the person up to the end of the range plus the window.
+    for (i, step) in steps.iter().enumerate().skip(1) {
+        sql.push(&format!(
+            ", s{n} AS (SELECT {PERSON} AS person, e.ts FROM events e \
+             LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE e.ts >= ",
+            n = i + 1
+        ))
+        .bind(super::filter::ts_value(f.start))
+        .push(" AND e.ts < ")
+        .bind(super::filter::ts_value(f.end + window));
+        if !f.bots {
+            sql.push(" AND e.is_bot IS NOT TRUE");
+        }
+        sql.push(" AND ");
+        step.sql(&mut sql)?;
+        sql.push(&format!(" AND {PERSON} IS NOT NULL)"));
+    }
+    let n = steps.len();
+    let times: Vec<String> = (2..=n).map(|k| format!("s{k}.ts AS t{k}")).collect();
+    sql.push(&format!(
+        ", j AS (SELECT s1.person, s1.bd, s1.t1, {} FROM s1",
+        times.join(", ")
+    ));
+    for k in 2..=n {
+        let prev = if k == 2 {
+            "s1.t1".to_string()
+        } else {
+            format!("s{}.ts", k - 1)
+        };
+        sql.push(&format!(
+            " ASOF LEFT JOIN s{k} ON s{k}.person = s1.person AND s{k}.ts >= {prev}"
+        ));
+    }
+    let reached: Vec<String> = (2..=n)
+        .map(|k| {
+            format!("(t{k} IS NOT NULL AND epoch_us(t{k}) - epoch_us(t1) <= {window_us})::INT")
+        })
+        .collect();
+    sql.push(&format!(
+        "), best AS (SELECT *, 1 + {} AS level FROM j \
+         QUALIFY row_number() OVER (PARTITION BY person ORDER BY level DESC, t1) = 1)",
+        reached.join(" + ")
+    ));
+
+    let counts: Vec<String> = (1..=n)
+        .map(|k| format!("count(*) FILTER (level >= {k})"))
+        .collect();
+    let mut totals = sql.clone();
+    let medians: Vec<String> = (2..=n)
+        .map(|k| {
+            format!(
+                "median((epoch_us(t{k}) - epoch_us(t{p})) / 1e6) FILTER (level >= {k})",
+                p = k - 1
+            )
+        })
+        .collect();
+    totals.push(&format!(
+        " SELECT {}, {} FROM best",
+        counts.join(", "),
+        medians.join(", ")
+    ));
+    let t = rows(conn, &totals)?.pop().unwrap_or_default();
+    let first = num(&t[0]);
+    let out_steps: Vec<Value> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let people = num(&t[i]);
+            let prev = if i == 0 { people } else { num(&t[i - 1]) };
+            json!({
+                "label": s.label(),
+                "people": t[i],
+                "conversion": ratio(people, first),
+                "step_conversion": ratio(people, prev),
+                "median_seconds": if i == 0 { Value::Null } else { t[n + i - 1].clone() },
+            })
+        })
+        .collect();
+    let mut out = json!({ "window": window_text, "steps": out_steps });
+
+    if let Some(b) = breakdown {
+        let mut by = sql;
+        by.push(&format!(
+            " SELECT bd, {}, round(count(*) FILTER (level >= {n}) / count(*), 4) FROM best \
+             GROUP BY bd ORDER BY 2 DESC, bd NULLS LAST LIMIT {}",
+            counts.join(", "),
+            f.limit
+        ));
+        let mut columns: Vec<String> = vec![b.clone()];
+        columns.extend(
+            steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("{}. {}", i + 1, s.label())),
+        );
+        columns.push("conversion".into());
+        let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
+        out["breakdown"] =
+            serde_json::to_value(table(conn, &by, Some(b), &cols)?).unwrap_or_default();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_validated() {
+        assert!(parse_steps(r#"[{"type":"path","pattern":"/a"}]"#).is_err());
+        assert!(
+            parse_steps(r#"[{"type":"page","pattern":"/a"},{"type":"event","name":"x"}]"#).is_err()
+        );
+        let s = parse_steps(
+            r#"[{"type":"path","pattern":"/a*"},{"type":"event","name":"buy","props":{"cat":"cameras","n":2}}]"#,
+        )
+        .unwrap();
+        assert_eq!(s[1].label(), "buy (cat=cameras, n=2)");
+        let mut sql = Sql::default();
+        s[1].sql(&mut sql).unwrap();
+        assert_eq!(sql.params.len(), 3);
+    }
+}

@@ -1,0 +1,182 @@
+//! Reports: what marketing and product ask, as SQL over the store, answered as JSON.
+//!
+//! Every report takes the same filters (`filter.rs`): a date range in the site's time zone,
+//! dimension and property filters, and a switch to include bots (excluded by default).
+//! `docs/api.md` documents each report's parameters, answer and definitions.
+//!
+//! # Layout
+//! - `filter`: parameters, the dimension list, and the SQL they become (values always bound).
+//! - `tz`: the site time zone.
+//! - `traffic`: overview, pages, acquisition, audience, realtime.
+//! - `usage`: API health and custom events.
+//! - `funnel`, `attribution`, `retention`: the people-based reports.
+
+mod attribution;
+pub mod filter;
+mod funnel;
+mod retention;
+mod traffic;
+pub mod tz;
+mod usage;
+
+pub use tz::SiteTz;
+
+use duckdb::Connection;
+use filter::Sql;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A parameter is wrong; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("unknown report {0:?} (expected one of {list})", list = NAMES.join(", "))]
+    Unknown(String),
+    #[error("store: {0}")]
+    Store(#[from] duckdb::Error),
+}
+
+/// The reports, by URL name.
+pub const NAMES: &[&str] = &[
+    "overview",
+    "pages",
+    "acquisition",
+    "audience",
+    "api",
+    "events",
+    "funnel",
+    "attribution",
+    "retention",
+    "realtime",
+];
+
+/// A table of a report: the dimension its first column holds (so that a row can become a
+/// filter), the column names, and rows of JSON values.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Table {
+    pub dimension: Option<String>,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Run report `name` with the request's query pairs.
+pub fn run(
+    conn: &Connection,
+    name: &str,
+    pairs: &[(String, String)],
+    tz: SiteTz,
+) -> Result<Value, ReportError> {
+    let parse = |extra: &[&str]| filter::parse(pairs, tz, extra);
+    let mut out = match name {
+        "overview" => {
+            let (f, x) = parse(&["interval"])?;
+            traffic::overview(conn, &f, x.get("interval").map(String::as_str))?.with(&f)
+        }
+        "pages" => {
+            let (f, _) = parse(&[])?;
+            traffic::pages(conn, &f)?.with(&f)
+        }
+        "acquisition" => {
+            let (f, _) = parse(&[])?;
+            traffic::acquisition(conn, &f)?.with(&f)
+        }
+        "audience" => {
+            let (f, _) = parse(&[])?;
+            traffic::audience(conn, &f)?.with(&f)
+        }
+        "realtime" => {
+            let (f, _) = parse(&[])?;
+            traffic::realtime(conn, &f)?.with(&f)
+        }
+        "api" => {
+            let (f, _) = parse(&[])?;
+            usage::api(conn, &f)?.with(&f)
+        }
+        "events" => {
+            let (f, x) = parse(&["event", "property"])?;
+            usage::events(conn, &f, &x)?.with(&f)
+        }
+        "funnel" => {
+            let (f, x) = parse(&["steps", "window", "breakdown"])?;
+            funnel::run(conn, &f, &x)?.with(&f)
+        }
+        "attribution" => {
+            let (f, x) = parse(&["event", "lookback", "by"])?;
+            attribution::run(conn, &f, &x)?.with(&f)
+        }
+        "retention" => {
+            let (f, _) = parse(&[])?;
+            retention::run(conn, &f)?.with(&f)
+        }
+        _ => return Err(ReportError::Unknown(name.into())),
+    };
+    if let Value::Object(m) = &mut out {
+        m.insert("report".into(), name.into());
+    }
+    Ok(out)
+}
+
+/// Merge the filter echo (`range`, `bots`, `filters`) into a report's object.
+trait WithFilters {
+    fn with(self, f: &filter::Filters) -> Value;
+}
+
+impl WithFilters for Value {
+    fn with(mut self, f: &filter::Filters) -> Value {
+        if let (Value::Object(m), Value::Object(echo)) = (&mut self, f.echo()) {
+            for (k, v) in echo {
+                m.entry(k).or_insert(v);
+            }
+        }
+        self
+    }
+}
+
+/// Run `sql` and return its rows as JSON values.
+pub(crate) fn rows(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Value>>, ReportError> {
+    let mut stmt = conn.prepare(&sql.text)?;
+    let mut rows = stmt.query(duckdb::params_from_iter(sql.params.iter()))?;
+    let n = rows.as_ref().map_or(0, |s| s.column_count());
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(n);
+        for i in 0..n {
+            values.push(crate::store::value_json(row.get_ref(i)?));
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
+/// Run `sql` for a table whose columns are `columns`.
+pub(crate) fn table(
+    conn: &Connection,
+    sql: &Sql,
+    dimension: Option<&str>,
+    columns: &[&str],
+) -> Result<Table, ReportError> {
+    Ok(Table {
+        dimension: dimension.map(Into::into),
+        columns: columns.iter().map(|c| (*c).to_string()).collect(),
+        rows: rows(conn, sql)?,
+    })
+}
+
+/// `a / b`, or 0 when `b` is 0, rounded to 4 decimals.
+pub(crate) fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        0.0
+    } else {
+        round4(a / b)
+    }
+}
+
+pub(crate) fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// A JSON number as f64 (0 for null).
+pub(crate) fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}

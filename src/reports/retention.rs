@@ -1,0 +1,65 @@
+//! Weekly retention cohorts, per person.
+//!
+//! A person's cohort is the week (Monday, site time zone) of their first page view in the
+//! range; week n counts the people of that cohort with a page view n weeks later. Weeks after
+//! the range's end are null.
+
+use super::filter::{Filters, Sql};
+use super::funnel::{IDENTITIES, PERSON};
+use super::{rows, ReportError, Table};
+use chrono::{Datelike, Duration, NaiveDate};
+use duckdb::Connection;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub fn run(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+    let mut sql = Sql::default();
+    sql.push("WITH ").push(IDENTITIES).push(&format!(
+        ", pv AS (SELECT {PERSON} AS person, \
+           CAST(date_trunc('week', {local}) AS DATE) AS wk FROM (",
+        local = f.local("e.ts", Duration::zero())
+    ));
+    sql.append(&f.base("*", Some("page_view"))).push(&format!(
+        ") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE {PERSON} IS NOT NULL), \
+         first AS (SELECT person, min(wk) AS cohort FROM pv GROUP BY person) \
+         SELECT strftime(cohort, '%Y-%m-%d'), datediff('week', cohort, wk) AS n, \
+           count(DISTINCT person) FROM pv JOIN first USING (person) GROUP BY cohort, n"
+    ));
+    let monday = |d: NaiveDate| d - Duration::days(i64::from(d.weekday().num_days_from_monday()));
+    let last_week = monday(f.to);
+    let mut cohorts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut width = 0;
+    for r in rows(conn, &sql)? {
+        let (Some(c), Some(n)) = (r[0].as_str(), r[1].as_u64()) else {
+            continue;
+        };
+        let Ok(start) = NaiveDate::parse_from_str(c, "%Y-%m-%d") else {
+            continue;
+        };
+        let weeks = ((last_week - start).num_days() / 7 + 1) as usize;
+        width = width.max(weeks);
+        let row = cohorts
+            .entry(c.to_string())
+            .or_insert_with(|| vec![Value::from(0); weeks]);
+        if let Some(slot) = row.get_mut(n as usize) {
+            *slot = r[2].clone();
+        }
+    }
+    let mut columns = vec!["cohort".to_string(), "people".to_string()];
+    columns.extend((0..width).map(|n| format!("week {n}")));
+    let table = Table {
+        dimension: None,
+        columns,
+        rows: cohorts
+            .into_iter()
+            .map(|(c, mut weeks)| {
+                let size = weeks.first().cloned().unwrap_or(Value::from(0));
+                weeks.resize(width, Value::Null);
+                let mut row = vec![Value::from(c), size];
+                row.extend(weeks);
+                row
+            })
+            .collect(),
+    };
+    Ok(json!({ "cohorts": table }))
+}

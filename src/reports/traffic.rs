@@ -1,0 +1,277 @@
+//! Traffic reports over page views: overview, pages, acquisition, audience and realtime.
+//!
+//! Definitions (also in `docs/api.md`): a page view is an event named `page_view`; visitors
+//! and sessions are distinct `visitor_id`s and `session_id`s among the page views; a session
+//! bounces when it has exactly one page view; its duration is last minus first page view; its
+//! source (channel, referrer, campaign) is its first page view's.
+
+use super::filter::{Filters, Scope, Sql, DIMENSIONS};
+use super::{num, ratio, round4, rows, table, ReportError, Table};
+use chrono::{Duration, NaiveDateTime};
+use duckdb::Connection;
+use serde_json::{json, Value};
+
+/// Page views matching the filters, with the columns the traffic reports use.
+fn page_views(f: &Filters) -> Sql {
+    f.base("ts, visitor_id, session_id, path", Some("page_view"))
+}
+
+pub fn overview(
+    conn: &Connection,
+    f: &Filters,
+    interval: Option<&str>,
+) -> Result<Value, ReportError> {
+    let hourly = match interval {
+        Some("hour") => true,
+        Some("day") => false,
+        None => (f.to - f.from).num_days() < 2,
+        Some(other) => {
+            return Err(ReportError::Invalid(format!(
+                "interval={other:?}: expected hour or day"
+            )))
+        }
+    };
+    if hourly && (f.to - f.from).num_days() > 92 {
+        return Err(ReportError::Invalid(
+            "interval=hour covers at most 93 days; use interval=day".into(),
+        ));
+    }
+    let mut sql = Sql::default();
+    sql.push("WITH b AS MATERIALIZED (")
+        .append(&page_views(f))
+        .push(
+            "), s AS (SELECT count(*) AS pv, \
+               epoch_us(max(ts)) - epoch_us(min(ts)) AS dur_us \
+               FROM b WHERE session_id IS NOT NULL GROUP BY session_id) \
+             SELECT (SELECT count(DISTINCT visitor_id) FROM b), (SELECT count(*) FROM s), \
+               (SELECT count(*) FROM b), (SELECT count(*) FILTER (pv = 1) FROM s), \
+               (SELECT coalesce(avg(dur_us), 0) / 1e6 FROM s)",
+        );
+    let t = rows(conn, &sql)?.pop().unwrap_or_default();
+    let (sessions, pageviews, bounces, duration) = (num(&t[1]), num(&t[2]), num(&t[3]), num(&t[4]));
+
+    let (trunc, fmt) = if hourly {
+        ("hour", "%Y-%m-%d %H:00")
+    } else {
+        ("day", "%Y-%m-%d")
+    };
+    let mut sql = Sql::default();
+    sql.push(&format!(
+        "SELECT strftime(date_trunc('{trunc}', {local}), '{fmt}') AS t, \
+           count(DISTINCT visitor_id), count(DISTINCT session_id), count(*) FROM (",
+        local = f.local("ts", Duration::zero())
+    ))
+    .append(&page_views(f))
+    .push(") GROUP BY t");
+    let found: std::collections::HashMap<String, Vec<Value>> = rows(conn, &sql)?
+        .into_iter()
+        .map(|mut r| {
+            let t = r.remove(0).as_str().unwrap_or_default().to_string();
+            (t, r)
+        })
+        .collect();
+    // Every bucket of the range, zero-filled.
+    let mut series = Vec::new();
+    let mut day = f.from;
+    while day <= f.to {
+        let hours = if hourly { 0..24 } else { 0..1 };
+        for h in hours {
+            let t: NaiveDateTime = day.and_hms_opt(h, 0, 0).unwrap_or_default();
+            let key = t.format(fmt).to_string();
+            let mut row = vec![Value::from(key.clone())];
+            row.extend(
+                found
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| vec![0.into(), 0.into(), 0.into()]),
+            );
+            series.push(row);
+        }
+        day += Duration::days(1);
+    }
+    Ok(json!({
+        "interval": trunc,
+        "totals": {
+            "visitors": t[0],
+            "sessions": t[1],
+            "pageviews": t[2],
+            "views_per_session": ratio(pageviews, sessions),
+            "bounce_rate": ratio(bounces, sessions),
+            "avg_session_seconds": round4(duration),
+        },
+        "series": Table {
+            dimension: None,
+            columns: ["t", "visitors", "sessions", "pageviews"].map(Into::into).to_vec(),
+            rows: series,
+        },
+    }))
+}
+
+pub fn pages(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+    let mut top = Sql::default();
+    top.push("SELECT path, count(DISTINCT visitor_id) AS visitors, count(*) AS pageviews FROM (")
+        .append(&page_views(f))
+        .push(&format!(
+            ") GROUP BY path ORDER BY pageviews DESC, visitors DESC, path NULLS LAST LIMIT {}",
+            f.limit
+        ));
+    let ends = |which: &str, agg: &str| {
+        let mut sql = Sql::default();
+        sql.push(&format!(
+            "SELECT {which}, count(*) AS sessions FROM (SELECT {agg}(path, ts) AS {which} FROM ("
+        ))
+        .append(&page_views(f))
+        .push(&format!(
+            ") WHERE session_id IS NOT NULL GROUP BY session_id) GROUP BY {which} \
+             ORDER BY sessions DESC, {which} NULLS LAST LIMIT {}",
+            f.limit
+        ));
+        sql
+    };
+    Ok(json!({
+        "top": table(conn, &top, Some("path"), &["path", "visitors", "pageviews"])?,
+        "entry": table(conn, &ends("entry", "arg_min_null"), Some("path"), &["path", "sessions"])?,
+        "exit": table(conn, &ends("exit", "arg_max_null"), Some("path"), &["path", "sessions"])?,
+    }))
+}
+
+/// One GROUPING SETS query over `from` (a subquery), split into a table per column, each
+/// sorted by its metrics (descending) and value, and cut to the limit.
+fn breakdowns(
+    conn: &Connection,
+    from: &Sql,
+    cols: &[&str],
+    metrics: [(&str, &str); 2],
+    limit: usize,
+) -> Result<serde_json::Map<String, Value>, ReportError> {
+    let mut sql = Sql::default();
+    sql.push(&format!(
+        "SELECT grouping({list}) AS g, {list}, {m0} AS {n0}, {m1} AS {n1} FROM (",
+        list = cols.join(", "),
+        m0 = metrics[0].1,
+        n0 = metrics[0].0,
+        m1 = metrics[1].1,
+        n1 = metrics[1].0,
+    ))
+    .append(from)
+    .push(&format!(
+        ") GROUP BY GROUPING SETS ({})",
+        cols.iter()
+            .map(|c| format!("({c})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let n = cols.len();
+    let mut tables: Vec<Vec<Vec<Value>>> = vec![Vec::new(); n];
+    for r in rows(conn, &sql)? {
+        let g = r[0].as_u64().unwrap_or(0);
+        // grouping() has a 0 bit for the grouped column, the leftmost column highest.
+        let Some(i) = (0..n).find(|i| g == ((1u64 << n) - 1) ^ (1 << (n - 1 - i))) else {
+            continue;
+        };
+        tables[i].push(vec![r[1 + i].clone(), r[1 + n].clone(), r[2 + n].clone()]);
+    }
+    let mut out = serde_json::Map::new();
+    for (i, mut rows) in tables.into_iter().enumerate() {
+        rows.sort_by(|a, b| {
+            let key = |r: &Vec<Value>| (-(num(&r[2]) as i64), -(num(&r[1]) as i64));
+            key(a).cmp(&key(b)).then_with(|| null_last(&a[0], &b[0]))
+        });
+        rows.truncate(limit);
+        let t = Table {
+            dimension: Some(cols[i].into()),
+            columns: vec![cols[i].into(), metrics[0].0.into(), metrics[1].0.into()],
+            rows,
+        };
+        out.insert(cols[i].into(), serde_json::to_value(t).unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// Order two dimension values as SQL's `ORDER BY v NULLS LAST` does for strings.
+fn null_last(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a.as_str(), b.as_str()) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+}
+
+/// Sessions (by their first page view) that match the filters.
+fn filtered_sessions(f: &Filters) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT * FROM (");
+    f.sessions_sql(&mut sql, &[]);
+    sql.push(") WHERE true");
+    if !f.dims.is_empty() || !f.props.is_empty() {
+        sql.push(" AND session_id IN (SELECT session_id FROM (")
+            .append(&page_views(f))
+            .push("))");
+    }
+    sql
+}
+
+pub fn acquisition(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+    let cols: Vec<&str> = DIMENSIONS
+        .iter()
+        .filter(|(_, s)| *s == Scope::Session)
+        .map(|(c, _)| *c)
+        .collect();
+    let tables = breakdowns(
+        conn,
+        &filtered_sessions(f),
+        &cols,
+        [
+            ("visitors", "count(DISTINCT visitor_id)"),
+            ("sessions", "count(*)"),
+        ],
+        f.limit,
+    )?;
+    Ok(json!({ "tables": tables }))
+}
+
+pub fn audience(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+    let from = f.base(
+        "visitor_id, device_type, browser, os, country",
+        Some("page_view"),
+    );
+    let tables = breakdowns(
+        conn,
+        &from,
+        &["device_type", "browser", "os", "country"],
+        [
+            ("visitors", "count(DISTINCT visitor_id)"),
+            ("pageviews", "count(*)"),
+        ],
+        f.limit,
+    )?;
+    Ok(json!({ "tables": tables }))
+}
+
+/// The last five minutes: visitors (any event), page views, and the pages being viewed.
+pub fn realtime(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+    let now = chrono::Utc::now().naive_utc();
+    let mut f = f.clone();
+    f.start = now - Duration::minutes(5);
+    // Clocks of other machines (server events) may run a little ahead.
+    f.end = now + Duration::hours(1);
+    let mut sql = Sql::default();
+    sql.push("SELECT count(DISTINCT visitor_id), count(*) FILTER (name = 'page_view') FROM (")
+        .append(&f.base("visitor_id, name", None))
+        .push(")");
+    let t = rows(conn, &sql)?.pop().unwrap_or_default();
+    let mut pages = Sql::default();
+    pages
+        .push("SELECT path, count(DISTINCT visitor_id) AS visitors FROM (")
+        .append(&page_views(&f))
+        .push(&format!(
+            ") GROUP BY path ORDER BY visitors DESC, path NULLS LAST LIMIT {}",
+            f.limit
+        ));
+    Ok(json!({
+        "visitors": t[0],
+        "pageviews": t[1],
+        "pages": table(conn, &pages, Some("path"), &["path", "visitors"])?,
+    }))
+}

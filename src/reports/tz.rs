@@ -1,0 +1,154 @@
+//! The site's time zone: local dates to UTC bounds, and a SQL expression that shifts `ts` to
+//! local time (DuckDB is built without ICU, so the offsets are computed here with chrono-tz).
+
+use chrono::{Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// A site time zone, `UTC` by default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SiteTz(pub Tz);
+
+impl Default for SiteTz {
+    fn default() -> Self {
+        SiteTz(Tz::UTC)
+    }
+}
+
+impl SiteTz {
+    /// Parse an IANA name such as `Europe/Berlin`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        name.parse::<Tz>().map(SiteTz).map_err(|_| {
+            format!(
+                "{name:?} is not an IANA time zone (expected e.g. \"UTC\" or \"Europe/Berlin\")"
+            )
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    /// The UTC instant of local midnight at the start of `day`. A midnight that does not exist
+    /// (a DST gap) is taken an hour later.
+    pub fn day_start_utc(&self, day: NaiveDate) -> NaiveDateTime {
+        let midnight = day.and_time(chrono::NaiveTime::MIN);
+        let local = self
+            .0
+            .from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| {
+                self.0
+                    .from_local_datetime(&(midnight + Duration::hours(1)))
+                    .earliest()
+            });
+        match local {
+            Some(t) => t.naive_utc(),
+            None => midnight,
+        }
+    }
+
+    /// Today's date in this zone.
+    pub fn today(&self) -> NaiveDate {
+        Utc::now().with_timezone(&self.0).date_naive()
+    }
+
+    /// The offset from UTC in seconds at the UTC instant `utc`.
+    fn offset_at(&self, utc: NaiveDateTime) -> i64 {
+        i64::from(
+            self.0
+                .offset_from_utc_datetime(&utc)
+                .fix()
+                .local_minus_utc(),
+        )
+    }
+
+    /// A SQL expression for `col` in local time, exact for instants in `[start, end)`. Offset
+    /// changes in that span (found every 15 minutes, then to the second) become a CASE. The
+    /// literals are generated here, never taken from a request.
+    pub fn local_sql(&self, col: &str, start: NaiveDateTime, end: NaiveDateTime) -> String {
+        let mut changes: Vec<(NaiveDateTime, i64)> = Vec::new();
+        let mut t = start;
+        let mut cur = self.offset_at(start);
+        let first = cur;
+        let step = Duration::minutes(15);
+        while t < end {
+            let next = (t + step).min(end);
+            let off = self.offset_at(next);
+            if off != cur {
+                // Narrow the change down to the second.
+                let (mut lo, mut hi) = (t, next);
+                while hi - lo > Duration::seconds(1) {
+                    let mid = lo + (hi - lo) / 2;
+                    if self.offset_at(mid) == cur {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                changes.push((hi, off));
+                cur = off;
+            }
+            t = next;
+        }
+        if changes.is_empty() {
+            return if first == 0 {
+                col.to_string()
+            } else {
+                format!("({col} + to_seconds({first}))")
+            };
+        }
+        let mut case = String::from("CASE");
+        let mut prev = first;
+        for (at, off) in &changes {
+            case.push_str(&format!(
+                " WHEN {col} < TIMESTAMP '{}' THEN {prev}",
+                at.format("%Y-%m-%d %H:%M:%S")
+            ));
+            prev = *off;
+        }
+        case.push_str(&format!(" ELSE {prev} END"));
+        format!("({col} + to_seconds({case}))")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dt(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    #[test]
+    fn utc_is_the_column_itself() {
+        let tz = SiteTz::default();
+        assert_eq!(
+            tz.local_sql("ts", dt("2026-01-01 00:00:00"), dt("2026-12-31 00:00:00")),
+            "ts"
+        );
+    }
+
+    #[test]
+    fn berlin_changes_offset_at_the_dst_instants() {
+        let tz = SiteTz::parse("Europe/Berlin").unwrap();
+        let sql = tz.local_sql("ts", dt("2026-01-01 00:00:00"), dt("2026-12-31 00:00:00"));
+        assert_eq!(
+            sql,
+            "(ts + to_seconds(CASE WHEN ts < TIMESTAMP '2026-03-29 01:00:00' THEN 3600 \
+             WHEN ts < TIMESTAMP '2026-10-25 01:00:00' THEN 7200 ELSE 3600 END))"
+        );
+        let kolkata = SiteTz::parse("Asia/Kolkata").unwrap();
+        assert_eq!(
+            kolkata.local_sql("ts", dt("2026-01-01 00:00:00"), dt("2026-02-01 00:00:00")),
+            "(ts + to_seconds(19800))"
+        );
+    }
+
+    #[test]
+    fn local_midnight_in_utc() {
+        let tz = SiteTz::parse("America/New_York").unwrap();
+        let d = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
+        assert_eq!(tz.day_start_utc(d), dt("2026-07-01 04:00:00"));
+        assert!(SiteTz::parse("Mars/Olympus").is_err());
+    }
+}

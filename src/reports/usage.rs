@@ -1,0 +1,99 @@
+//! API health (what only a proxy sees: every call's status and latency) and custom events.
+
+use super::filter::{prop_path, Extra, Filters, Sql};
+use super::{num, ratio, rows, table, ReportError};
+use duckdb::Connection;
+use serde_json::{json, Value};
+
+/// Calls, errors (status ≥ 500), error rate and latency percentiles of `api_call` events,
+/// in total and per route and method.
+pub fn api(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+    let calls = f.base("route, method, status, duration_ms", Some("api_call"));
+    let metrics = "count(*) AS calls, count(*) FILTER (status >= 500) AS errors, \
+                   quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS q";
+    let mut totals = Sql::default();
+    totals
+        .push(&format!(
+            "SELECT calls, errors, round(q[1], 3), round(q[2], 3), round(q[3], 3) \
+             FROM (SELECT {metrics} FROM ("
+        ))
+        .append(&calls)
+        .push("))");
+    let t = rows(conn, &totals)?.pop().unwrap_or_default();
+    let mut routes = Sql::default();
+    routes
+        .push(&format!(
+            "SELECT route, method, calls, errors, round(errors / calls, 4), \
+               round(q[1], 3), round(q[2], 3), round(q[3], 3) \
+             FROM (SELECT route, method, {metrics} FROM ("
+        ))
+        .append(&calls)
+        .push(&format!(
+            ") GROUP BY route, method) ORDER BY calls DESC, route NULLS LAST, method NULLS LAST \
+             LIMIT {}",
+            f.limit
+        ));
+    Ok(json!({
+        "totals": {
+            "calls": t[0],
+            "errors": t[1],
+            "error_rate": ratio(num(&t[1]), num(&t[0])),
+            "p50_ms": t[2],
+            "p95_ms": t[3],
+            "p99_ms": t[4],
+        },
+        "routes": table(
+            conn,
+            &routes,
+            Some("route"),
+            &["route", "method", "calls", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms"],
+        )?,
+    }))
+}
+
+/// The people a custom event counts: its visitor, or its user when it has no visitor.
+const VISITOR: &str = "coalesce(CAST(visitor_id AS VARCHAR), 'user:' || user_id)";
+
+/// Custom events (everything not captured by the proxy): count and visitors per name; with
+/// `event` and `property`, that event broken down by the property's values.
+pub fn events(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportError> {
+    let mut sql = Sql::default();
+    sql.push(&format!(
+        "SELECT name, count(*) AS events, count(DISTINCT {VISITOR}) AS visitors FROM ("
+    ))
+    .append(&f.base("name, visitor_id, user_id, source", None))
+    .push(&format!(
+        ") WHERE source IS DISTINCT FROM 'proxy' GROUP BY name \
+         ORDER BY events DESC, name LIMIT {}",
+        f.limit
+    ));
+    let mut out = json!({
+        "events": table(conn, &sql, Some("name"), &["name", "events", "visitors"])?,
+    });
+    match (x.get("event"), x.get("property")) {
+        (Some(event), Some(key)) => {
+            let path = prop_path(key)?;
+            let mut sql = Sql::default();
+            sql.push(&format!(
+                "SELECT json_extract_string(props, '{path}') AS v, count(*) AS events, \
+                   count(DISTINCT {VISITOR}) AS visitors FROM ("
+            ))
+            .append(&f.base("props, visitor_id, user_id", Some(event)))
+            .push(&format!(
+                ") GROUP BY v ORDER BY events DESC, v NULLS LAST LIMIT {}",
+                f.limit
+            ));
+            let dim = format!("prop.{key}");
+            out["breakdown"] =
+                serde_json::to_value(table(conn, &sql, Some(&dim), &[key, "events", "visitors"])?)
+                    .unwrap_or_default();
+        }
+        (None, None) => {}
+        _ => {
+            return Err(ReportError::Invalid(
+                "give both event and property for a breakdown".into(),
+            ))
+        }
+    }
+    Ok(out)
+}
