@@ -54,7 +54,12 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
     let mut wide = f.clone();
     wide.start = f.start - lookback;
     sql.push(", sa AS (");
-    wide.sessions_sql(&mut sql, &[]);
+    let cols: &[&str] = if by == "channel" {
+        &["channel"]
+    } else {
+        &["channel", by]
+    };
+    wide.sessions_sql(&mut sql, cols);
     sql.push(&format!(
         "), touch AS (SELECT coalesce(idm.stitched, CAST(s.visitor_id AS VARCHAR)) AS person, \
            s.first_ts AS ts, s.channel, s.{by} AS v FROM sa s \

@@ -291,8 +291,14 @@ impl Filters {
             any_of(sql, &expr, values);
         }
         if self.has_session_filters() {
+            let cols: Vec<&str> = self
+                .dims
+                .iter()
+                .filter(|(_, s, _)| *s == Scope::Session)
+                .map(|(c, _, _)| *c)
+                .collect();
             sql.push(" AND session_id IN (SELECT session_id FROM (");
-            self.sessions_sql(sql, &[]);
+            self.sessions_sql(sql, &cols);
             sql.push(") WHERE true");
             for (col, scope, values) in &self.dims {
                 if *scope == Scope::Session {
@@ -316,24 +322,14 @@ impl Filters {
         sql
     }
 
-    /// One row per session with page views in the range (no other filters): its session id,
-    /// visitor, the session dimensions of its first page view (`entry` is that page's path),
-    /// `exit`, `pageviews`, `first_ts` and `last_ts`. `more` adds first-page-view columns.
-    pub fn sessions_sql(&self, sql: &mut Sql, more: &[&str]) {
-        sql.push("SELECT session_id, any_value(visitor_id) AS visitor_id");
-        for (col, scope) in DIMENSIONS {
-            if *scope == Scope::Session {
-                sql.push(&format!(", arg_min_null({col}, ts) AS {col}"));
-            }
-        }
-        for col in more {
+    /// One row per session with page views in the range (no other filters): `session_id`,
+    /// `visitor_id`, `first_ts` (its first page view), and `cols` of that first page view.
+    pub fn sessions_sql(&self, sql: &mut Sql, cols: &[&str]) {
+        sql.push("SELECT session_id, any_value(visitor_id) AS visitor_id, min(ts) AS first_ts");
+        for col in cols {
             sql.push(&format!(", arg_min_null({col}, ts) AS {col}"));
         }
-        sql.push(
-            ", arg_min_null(path, ts) AS entry, arg_max_null(path, ts) AS exit, \
-             count(*) AS pageviews, min(ts) AS first_ts, max(ts) AS last_ts \
-             FROM events WHERE name = 'page_view' AND session_id IS NOT NULL AND ",
-        );
+        sql.push(" FROM events WHERE name = 'page_view' AND session_id IS NOT NULL AND ");
         self.range_sql(sql);
         sql.push(" GROUP BY session_id");
     }

@@ -8,14 +8,15 @@
 //! between steps are that start's.
 
 use super::filter::{any_of, dimension, parse_window, prop_path, Extra, Filters, Scope, Sql};
-use super::{num, ratio, rows, table, ReportError};
+use super::{num, ratio, rows, ReportError, Table};
 use duckdb::Connection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// Visitors tied to a user (stitched), for counting people rather than browsers.
-pub(crate) const IDENTITIES: &str = "idm AS (SELECT visitor_id, min(user_id) AS stitched \
+pub(crate) const IDENTITIES: &str =
+    "idm AS MATERIALIZED (SELECT visitor_id, min(user_id) AS stitched \
      FROM events WHERE visitor_id IS NOT NULL AND user_id IS NOT NULL GROUP BY visitor_id)";
 
 /// The person an event (`e`, joined with `idm`) belongs to: the user its visitor is stitched
@@ -116,16 +117,16 @@ pub fn parse_steps(s: &str) -> Result<Vec<Step>, ReportError> {
 
 /// The breakdown expression for a step-1 event (`e`) and whether it needs the session's
 /// first page view (`sa`).
-fn breakdown_expr(name: &str) -> Result<(String, bool), ReportError> {
+fn breakdown_expr(name: &str) -> Result<(String, Option<&'static str>), ReportError> {
     if let Some(key) = name.strip_prefix("prop.") {
         return Ok((
             format!("json_extract_string(e.props, '{}')", prop_path(key)?),
-            false,
+            None,
         ));
     }
     match dimension(name) {
-        Some((col, Scope::Session)) => Ok((format!("sa.{col}"), true)),
-        Some((col, Scope::Event)) => Ok((format!("CAST(e.{col} AS VARCHAR)"), false)),
+        Some((col, Scope::Session)) => Ok((format!("sa.{col}"), Some(col))),
+        Some((col, Scope::Event)) => Ok((format!("CAST(e.{col} AS VARCHAR)"), None)),
         None => Err(ReportError::Invalid(format!(
             "breakdown={name:?}: expected a dimension (see filters) or prop.<key>"
         ))),
@@ -141,16 +142,16 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
     let window = parse_window("window", window_text)?;
     let window_us = window.num_microseconds().unwrap_or(i64::MAX);
     let breakdown = x.get("breakdown").filter(|b| !b.is_empty());
-    let (bd, needs_sessions) = match breakdown {
+    let (bd, session_col) = match breakdown {
         Some(b) => breakdown_expr(b)?,
-        None => ("NULL".into(), false),
+        None => ("CAST(NULL AS VARCHAR)".into(), None),
     };
 
     let mut sql = Sql::default();
     sql.push("WITH ").push(IDENTITIES);
-    if needs_sessions {
+    if let Some(col) = session_col {
         sql.push(", sa AS (");
-        f.sessions_sql(&mut sql, &[]);
+        f.sessions_sql(&mut sql, &[col]);
         sql.push(")");
     }
     // Step 1: in the range and matching the filters.
@@ -159,33 +160,49 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
     ))
     .append(&f.base("*", None))
     .push(") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id");
-    if needs_sessions {
+    if session_col.is_some() {
         sql.push(" LEFT JOIN sa ON sa.session_id = e.session_id");
     }
     sql.push(" WHERE ");
     steps[0].sql(&mut sql)?;
     sql.push(&format!(" AND {PERSON} IS NOT NULL)"));
-    // Later steps: any event of the person up to the end of the range plus the window.
+    // Later steps: any event of the person up to the end of the range plus the window, from
+    // one scan of the events that match any of them.
+    sql.push(&format!(
+        ", later AS MATERIALIZED (SELECT {PERSON} AS person, e.ts"
+    ));
     for (i, step) in steps.iter().enumerate().skip(1) {
-        sql.push(&format!(
-            ", s{n} AS (SELECT {PERSON} AS person, e.ts FROM events e \
-             LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE e.ts >= ",
-            n = i + 1
-        ))
+        sql.push(", ");
+        step.sql(&mut sql)?;
+        sql.push(&format!(" AS p{}", i + 1));
+    }
+    sql.push(" FROM events e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE e.ts >= ")
         .bind(super::filter::ts_value(f.start))
         .push(" AND e.ts < ")
         .bind(super::filter::ts_value(f.end + window));
-        if !f.bots {
-            sql.push(" AND e.is_bot IS NOT TRUE");
+    if !f.bots {
+        sql.push(" AND e.is_bot IS NOT TRUE");
+    }
+    sql.push(" AND (");
+    for (i, step) in steps.iter().enumerate().skip(1) {
+        if i > 1 {
+            sql.push(" OR ");
         }
-        sql.push(" AND ");
         step.sql(&mut sql)?;
-        sql.push(&format!(" AND {PERSON} IS NOT NULL)"));
+    }
+    sql.push(&format!(") AND {PERSON} IS NOT NULL)"));
+    for k in 2..=steps.len() {
+        sql.push(&format!(
+            ", s{k} AS (SELECT person, ts FROM later WHERE p{k})"
+        ));
     }
     let n = steps.len();
     let times: Vec<String> = (2..=n).map(|k| format!("s{k}.ts AS t{k}")).collect();
+    // Only people with a step-2 event can get past step 1: the joins run on their starts
+    // alone, and everyone else counts at step 1 by their first start.
     sql.push(&format!(
-        ", j AS (SELECT s1.person, s1.bd, s1.t1, {} FROM s1",
+        ", cand AS (SELECT * FROM s1 WHERE person IN (SELECT person FROM s2)), \
+         j AS (SELECT s1.person, s1.bd, s1.t1, {} FROM cand s1",
         times.join(", ")
     ));
     for k in 2..=n {
@@ -203,16 +220,26 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
             format!("(t{k} IS NOT NULL AND epoch_us(t{k}) - epoch_us(t1) <= {window_us})::INT")
         })
         .collect();
+    let nulls: Vec<String> = (2..=n)
+        .map(|k| format!("CAST(NULL AS TIMESTAMP) AS t{k}"))
+        .collect();
     sql.push(&format!(
-        "), best AS (SELECT *, 1 + {} AS level FROM j \
-         QUALIFY row_number() OVER (PARTITION BY person ORDER BY level DESC, t1) = 1)",
-        reached.join(" + ")
+        "), moved AS (SELECT *, 1 + {} AS level FROM j \
+         QUALIFY row_number() OVER (PARTITION BY person ORDER BY level DESC, t1) = 1), \
+         best AS (SELECT person, bd, t1, {}, level FROM moved UNION ALL \
+           SELECT person, arg_min_null(bd, t1), min(t1), {}, 1 FROM s1 \
+           WHERE person NOT IN (SELECT person FROM s2) GROUP BY person)",
+        reached.join(" + "),
+        (2..=n)
+            .map(|k| format!("t{k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        nulls.join(", ")
     ));
 
     let counts: Vec<String> = (1..=n)
         .map(|k| format!("count(*) FILTER (level >= {k})"))
         .collect();
-    let mut totals = sql.clone();
     let medians: Vec<String> = (2..=n)
         .map(|k| {
             format!(
@@ -221,12 +248,23 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
             )
         })
         .collect();
-    totals.push(&format!(
-        " SELECT {}, {} FROM best",
+    // One query: the total (grouping 1) and, with a breakdown, a row per value (grouping 0).
+    let (head, tail) = if breakdown.is_some() {
+        (
+            "grouping(bd) AS g, bd",
+            " GROUP BY GROUPING SETS ((), (bd))",
+        )
+    } else {
+        ("1 AS g, CAST(NULL AS VARCHAR) AS bd", "")
+    };
+    sql.push(&format!(
+        " SELECT {head}, {}, {} FROM best{tail}",
         counts.join(", "),
         medians.join(", ")
     ));
-    let t = rows(conn, &totals)?.pop().unwrap_or_default();
+    let mut all = rows(conn, &sql)?;
+    let at = all.iter().position(|r| r[0] == 1).unwrap_or(0);
+    let t: Vec<Value> = all.swap_remove(at).split_off(2);
     let first = num(&t[0]);
     let out_steps: Vec<Value> = steps
         .iter()
@@ -246,13 +284,21 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
     let mut out = json!({ "window": window_text, "steps": out_steps });
 
     if let Some(b) = breakdown {
-        let mut by = sql;
-        by.push(&format!(
-            " SELECT bd, {}, round(count(*) FILTER (level >= {n}) / count(*), 4) FROM best \
-             GROUP BY bd ORDER BY 2 DESC, bd NULLS LAST LIMIT {}",
-            counts.join(", "),
-            f.limit
-        ));
+        let mut by: Vec<Vec<Value>> = all
+            .into_iter()
+            .map(|r| {
+                let mut row = vec![r[1].clone()];
+                row.extend_from_slice(&r[2..2 + n]);
+                row.push(ratio(num(&r[1 + n]), num(&r[2])).into());
+                row
+            })
+            .collect();
+        by.sort_by(|a, b| {
+            (-(num(&a[1]) as i64))
+                .cmp(&-(num(&b[1]) as i64))
+                .then_with(|| super::traffic::null_last(&a[0], &b[0]))
+        });
+        by.truncate(f.limit);
         let mut columns: Vec<String> = vec![b.clone()];
         columns.extend(
             steps
@@ -261,9 +307,12 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
                 .map(|(i, s)| format!("{}. {}", i + 1, s.label())),
         );
         columns.push("conversion".into());
-        let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
-        out["breakdown"] =
-            serde_json::to_value(table(conn, &by, Some(b), &cols)?).unwrap_or_default();
+        out["breakdown"] = serde_json::to_value(Table {
+            dimension: Some(b.clone()),
+            columns,
+            rows: by,
+        })
+        .unwrap_or_default();
     }
     Ok(out)
 }

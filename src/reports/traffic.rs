@@ -36,48 +36,54 @@ pub fn overview(
             "interval=hour covers at most 93 days; use interval=day".into(),
         ));
     }
-    let mut sql = Sql::default();
-    sql.push("WITH b AS MATERIALIZED (")
-        .append(&page_views(f))
-        .push(
-            "), s AS (SELECT count(*) AS pv, \
-               epoch_us(max(ts)) - epoch_us(min(ts)) AS dur_us \
-               FROM b WHERE session_id IS NOT NULL GROUP BY session_id) \
-             SELECT (SELECT count(DISTINCT visitor_id) FROM b), (SELECT count(*) FROM s), \
-               (SELECT count(*) FROM b), (SELECT count(*) FILTER (pv = 1) FROM s), \
-               (SELECT coalesce(avg(dur_us), 0) / 1e6 FROM s)",
-        );
-    let t = rows(conn, &sql)?.pop().unwrap_or_default();
-    let (sessions, pageviews, bounces, duration) = (num(&t[1]), num(&t[2]), num(&t[3]), num(&t[4]));
-
     let (trunc, fmt) = if hourly {
         ("hour", "%Y-%m-%d %H:00")
     } else {
         ("day", "%Y-%m-%d")
     };
+    // One pass over the page views, to (bucket, session, visitor) groups; the totals and the
+    // series are then computed from those, which are far fewer.
     let mut sql = Sql::default();
     sql.push(&format!(
-        "SELECT strftime(date_trunc('{trunc}', {local}), '{fmt}') AS t, \
-           count(DISTINCT visitor_id), count(DISTINCT session_id), count(*) FROM (",
+        "WITH g AS MATERIALIZED (SELECT date_trunc('{trunc}', {local}) AS t, session_id, \
+           visitor_id, count(*) AS n, min(ts) AS a, max(ts) AS b FROM (",
         local = f.local("ts", Duration::zero())
     ))
     .append(&page_views(f))
-    .push(") GROUP BY t");
-    let found: std::collections::HashMap<String, Vec<Value>> = rows(conn, &sql)?
+    .push(
+        ") GROUP BY ALL), \
+         s AS (SELECT sum(n) AS n, epoch_us(max(b)) - epoch_us(min(a)) AS us FROM g \
+           WHERE session_id IS NOT NULL GROUP BY session_id) \
+         SELECT NULL, (SELECT count(DISTINCT visitor_id) FROM g), (SELECT count(*) FROM s), \
+           (SELECT coalesce(sum(n), 0) FROM g), (SELECT count(*) FILTER (n = 1) FROM s), \
+           (SELECT coalesce(avg(us), 0) / 1e6 FROM s) \
+         UNION ALL \
+         SELECT t, count(DISTINCT visitor_id), count(DISTINCT session_id), sum(n), NULL, NULL \
+           FROM g GROUP BY t",
+    );
+    let mut all = rows(conn, &sql)?;
+    let at = all.iter().position(|r| r[0].is_null()).unwrap_or(0);
+    let t = all.swap_remove(at);
+    let (sessions, pageviews, bounces, duration) = (num(&t[2]), num(&t[3]), num(&t[4]), num(&t[5]));
+    let found: std::collections::HashMap<String, Vec<Value>> = all
         .into_iter()
-        .map(|mut r| {
-            let t = r.remove(0).as_str().unwrap_or_default().to_string();
-            (t, r)
+        .filter_map(|mut r| {
+            let t = r.remove(0);
+            let t = NaiveDateTime::parse_from_str(t.as_str()?, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+            r.truncate(3);
+            Some((t.format(fmt).to_string(), r))
         })
         .collect();
     // Every bucket of the range, zero-filled.
     let mut series = Vec::new();
     let mut day = f.from;
     while day <= f.to {
-        let hours = if hourly { 0..24 } else { 0..1 };
-        for h in hours {
-            let t: NaiveDateTime = day.and_hms_opt(h, 0, 0).unwrap_or_default();
-            let key = t.format(fmt).to_string();
+        for h in 0..if hourly { 24 } else { 1 } {
+            let key = day
+                .and_hms_opt(h, 0, 0)
+                .unwrap_or_default()
+                .format(fmt)
+                .to_string();
             let mut row = vec![Value::from(key.clone())];
             row.extend(
                 found
@@ -92,9 +98,9 @@ pub fn overview(
     Ok(json!({
         "interval": trunc,
         "totals": {
-            "visitors": t[0],
-            "sessions": t[1],
-            "pageviews": t[2],
+            "visitors": t[1],
+            "sessions": t[2],
+            "pageviews": t[3],
             "views_per_session": ratio(pageviews, sessions),
             "bounce_rate": ratio(bounces, sessions),
             "avg_session_seconds": round4(duration),
@@ -115,23 +121,43 @@ pub fn pages(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
             ") GROUP BY path ORDER BY pageviews DESC, visitors DESC, path NULLS LAST LIMIT {}",
             f.limit
         ));
-    let ends = |which: &str, agg: &str| {
-        let mut sql = Sql::default();
-        sql.push(&format!(
-            "SELECT {which}, count(*) AS sessions FROM (SELECT {agg}(path, ts) AS {which} FROM ("
-        ))
-        .append(&page_views(f))
-        .push(&format!(
-            ") WHERE session_id IS NOT NULL GROUP BY session_id) GROUP BY {which} \
-             ORDER BY sessions DESC, {which} NULLS LAST LIMIT {}",
-            f.limit
-        ));
-        sql
+    // Entry and exit pages in one pass over the sessions.
+    let mut ends = Sql::default();
+    ends.push(
+        "SELECT grouping(entry, exit) AS g, entry, exit, count(*) AS sessions FROM ( \
+           SELECT arg_min_null(path, ts) AS entry, arg_max_null(path, ts) AS exit FROM (",
+    )
+    .append(&page_views(f))
+    .push(
+        ") WHERE session_id IS NOT NULL GROUP BY session_id) \
+         GROUP BY GROUPING SETS ((entry), (exit))",
+    );
+    let (mut entry, mut exit) = (Vec::new(), Vec::new());
+    for r in rows(conn, &ends)? {
+        // grouping() is 1 for the column that is not grouped: 1 = by entry, 2 = by exit.
+        match r[0].as_u64() {
+            Some(1) => entry.push(vec![r[1].clone(), r[3].clone()]),
+            Some(2) => exit.push(vec![r[2].clone(), r[3].clone()]),
+            _ => {}
+        }
+    }
+    let sorted = |mut rows: Vec<Vec<Value>>| {
+        rows.sort_by(|a, b| {
+            (-(num(&a[1]) as i64))
+                .cmp(&-(num(&b[1]) as i64))
+                .then_with(|| null_last(&a[0], &b[0]))
+        });
+        rows.truncate(f.limit);
+        Table {
+            dimension: Some("path".into()),
+            columns: vec!["path".into(), "sessions".into()],
+            rows,
+        }
     };
     Ok(json!({
         "top": table(conn, &top, Some("path"), &["path", "visitors", "pageviews"])?,
-        "entry": table(conn, &ends("entry", "arg_min_null"), Some("path"), &["path", "sessions"])?,
-        "exit": table(conn, &ends("exit", "arg_max_null"), Some("path"), &["path", "sessions"])?,
+        "entry": sorted(entry),
+        "exit": sorted(exit),
     }))
 }
 
@@ -189,7 +215,7 @@ fn breakdowns(
 }
 
 /// Order two dimension values as SQL's `ORDER BY v NULLS LAST` does for strings.
-fn null_last(a: &Value, b: &Value) -> std::cmp::Ordering {
+pub(super) fn null_last(a: &Value, b: &Value) -> std::cmp::Ordering {
     match (a.as_str(), b.as_str()) {
         (Some(x), Some(y)) => x.cmp(y),
         (Some(_), None) => std::cmp::Ordering::Less,
@@ -202,7 +228,7 @@ fn null_last(a: &Value, b: &Value) -> std::cmp::Ordering {
 fn filtered_sessions(f: &Filters) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT * FROM (");
-    f.sessions_sql(&mut sql, &[]);
+    f.sessions_sql(&mut sql, &session_dims());
     sql.push(") WHERE true");
     if !f.dims.is_empty() || !f.props.is_empty() {
         sql.push(" AND session_id IN (SELECT session_id FROM (")
@@ -212,12 +238,17 @@ fn filtered_sessions(f: &Filters) -> Sql {
     sql
 }
 
-pub fn acquisition(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
-    let cols: Vec<&str> = DIMENSIONS
+/// The dimensions that describe where a session came from.
+fn session_dims() -> Vec<&'static str> {
+    DIMENSIONS
         .iter()
         .filter(|(_, s)| *s == Scope::Session)
         .map(|(c, _)| *c)
-        .collect();
+        .collect()
+}
+
+pub fn acquisition(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+    let cols = session_dims();
     let tables = breakdowns(
         conn,
         &filtered_sessions(f),

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# reports_bench.sh: how fast does every report answer on a large store?
+#
+# Generates N synthetic events (`tollgate generate --events N --days 30 --seed 1`: sessions,
+# campaigns, a long tail of pages, API calls, registrations and purchases, bots) into DATA
+# (reused when it already holds a store, so the 10M-event store is built once: ~3 minutes),
+# starts `tollgate serve` on it (admin on a free loopback port; the upstream is never called),
+# then asks every report RUNS times over the whole 30-day range, in interleaved rounds (each
+# report once per round), after one warm-up round. Each time is curl's time_total for
+# `GET /api/reports/...` on loopback, so it includes HTTP and JSON. Reported per report:
+# median, min and max seconds.
+#
+# Usage:
+#   bash benches/reports_bench.sh            (needs the release binary, see TOLLGATE_BIN)
+#   N=1000000 RUNS=5 bash benches/reports_bench.sh
+#
+# Environment:
+#   N=10000000     events to generate
+#   RUNS=7         timed runs per report
+#   DATA=DIR       the store's directory (default $HOME/.cache/tollgate/bench-reports-$N)
+#   TOLLGATE_BIN   default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate
+#   OUT=FILE       also write the report to FILE
+set -euo pipefail
+
+N=${N:-10000000}
+RUNS=${RUNS:-7}
+DATA=${DATA:-$HOME/.cache/tollgate/bench-reports-$N}
+BIN=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate}
+[ -x "$BIN" ] || { echo "no tollgate binary at $BIN: run cargo test --release --no-run" >&2; exit 1; }
+command -v curl >/dev/null || { echo "curl is needed (apt-get install curl)" >&2; exit 1; }
+
+if [ ! -f "$DATA/tollgate.duckdb" ]; then
+  echo "Generating $N events into $DATA ..." >&2
+  "$BIN" generate --data "$DATA" --events "$N" --days 30 --seed 1 >&2
+fi
+rows=$("$BIN" query --data "$DATA" --format csv "SELECT count(*) FROM events" | tail -1)
+
+tmp=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+TOLLGATE_LOG=warn "$BIN" serve --upstream http://127.0.0.1:9 --data "$DATA" \
+  --listen 127.0.0.1:0 --admin "127.0.0.1:$port" >"$tmp/tollgate.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+
+to=$(date -u +%F)
+from=$(date -u -d "$to - 29 days" +%F)
+enc() { python3 -c 'import json,sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1"; }
+funnel4=$(enc '[{"type":"path","pattern":"/product/*"},{"type":"path","pattern":"/register"},{"type":"event","name":"registered"},{"type":"event","name":"purchased","props":{"category":"cameras"}}]')
+reports=(
+  "overview"
+  "overview?interval=hour&from=$(date -u -d "$to - 6 days" +%F)"
+  "overview?utm_source=facebook&device_type=mobile"
+  "pages"
+  "acquisition"
+  "audience"
+  "api"
+  "events?event=purchased&property=category"
+  "funnel?steps=$funnel4&window=1d"
+  "funnel?steps=$funnel4&window=1d&breakdown=utm_source"
+  "attribution?event=registered&by=utm_campaign"
+  "retention"
+  "realtime"
+)
+url() { case "$1" in *\?*) echo "http://127.0.0.1:$port/api/reports/$1&from=$from&to=$to";;
+                         *) echo "http://127.0.0.1:$port/api/reports/$1?from=$from&to=$to";; esac; }
+for r in "${reports[@]}"; do   # warm-up, and every report must answer 200
+  code=$(curl -s -o "$tmp/body" -w '%{http_code}' "$(url "$r")")
+  [ "$code" = 200 ] || { echo "$r answered $code: $(head -c 300 "$tmp/body")" >&2; exit 1; }
+done
+for run in $(seq "$RUNS"); do
+  for i in "${!reports[@]}"; do
+    t=$(curl -s -o /dev/null -w '%{time_total}' "$(url "${reports[$i]}")")
+    echo "$i $t" >>"$tmp/times"
+  done
+done
+
+report=$(python3 - "$tmp/times" "$rows" "$RUNS" "${reports[@]}" <<'PY'
+import statistics, sys
+path, rows, runs, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+times = {}
+for line in open(path):
+    i, t = line.split()
+    times.setdefault(int(i), []).append(float(t))
+print(f"{rows:,} events, whole 30-day range, {runs} runs per report\n")
+print("| report | median s | min s | max s |")
+print("|---|---:|---:|---:|")
+for i, n in enumerate(names):
+    ts = times[i]
+    short = n.split("&from=")[0]
+    if "steps=" in short:
+        short = short.split("?")[0] + " (4 steps" + (", breakdown=utm_source" if "breakdown" in short else "") + ", window=1d)"
+    print(f"| `{short}` | {statistics.median(ts):.3f} | {min(ts):.3f} | {max(ts):.3f} |")
+PY
+)
+machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+out="$report
+
+Machine: $machine. Date: $(date -u +%F). Command: N=$N RUNS=$RUNS bash benches/reports_bench.sh"
+echo "$out"
+[ -z "${OUT:-}" ] || echo "$out" >"$OUT"
