@@ -198,7 +198,18 @@ async fn traffic_reports_match_plain_sql() {
     }
 
     // Acquisition: by each session's first page view.
-    let a = f.report("acquisition", &[("limit", "10")]).await;
+    let a = f
+        .report("acquisition", &[("limit", "10"), ("dimension", "all")])
+        .await;
+    assert_eq!(a["tables"].as_object().unwrap().len(), 8);
+    let one = f
+        .report(
+            "acquisition",
+            &[("limit", "10"), ("dimension", "utm_source")],
+        )
+        .await;
+    assert_eq!(one["tables"]["utm_source"], a["tables"]["utm_source"]);
+    assert_eq!(one["tables"].as_object().unwrap().len(), 1);
     for dim in [
         "channel",
         "utm_source",

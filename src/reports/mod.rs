@@ -78,8 +78,13 @@ pub fn run(
             traffic::pages(conn, &f)?.with(&f)
         }
         "acquisition" => {
-            let (f, _) = parse(&[])?;
-            traffic::acquisition(conn, &f)?.with(&f)
+            let (f, _) = parse(&["dimension"])?;
+            let dims: Vec<String> = pairs
+                .iter()
+                .filter(|(k, _)| k == "dimension")
+                .map(|(_, v)| v.clone())
+                .collect();
+            traffic::acquisition(conn, &f, &dims)?.with(&f)
         }
         "audience" => {
             let (f, _) = parse(&[])?;
@@ -135,6 +140,7 @@ impl WithFilters for Value {
 
 /// Run `sql` and return its rows as JSON values.
 pub(crate) fn rows(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Value>>, ReportError> {
+    let started = std::time::Instant::now();
     let mut stmt = conn.prepare(&sql.text)?;
     let mut rows = stmt.query(duckdb::params_from_iter(sql.params.iter()))?;
     let n = rows.as_ref().map_or(0, |s| s.column_count());
@@ -146,6 +152,13 @@ pub(crate) fn rows(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Value>>, Repo
         }
         out.push(values);
     }
+    // `TOLLGATE_LOG=tollgate::reports=debug` shows each report query, its values and its time.
+    tracing::debug!(
+        sql = %sql.text,
+        params = ?sql.params,
+        ms = started.elapsed().as_millis() as u64,
+        "Report query."
+    );
     Ok(out)
 }
 

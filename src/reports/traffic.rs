@@ -225,10 +225,10 @@ pub(super) fn null_last(a: &Value, b: &Value) -> std::cmp::Ordering {
 }
 
 /// Sessions (by their first page view) that match the filters.
-fn filtered_sessions(f: &Filters) -> Sql {
+fn filtered_sessions(f: &Filters, cols: &[&str]) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT * FROM (");
-    f.sessions_sql(&mut sql, &session_dims());
+    f.sessions_sql(&mut sql, cols);
     sql.push(") WHERE true");
     if !f.dims.is_empty() || !f.props.is_empty() {
         sql.push(" AND session_id IN (SELECT session_id FROM (")
@@ -247,11 +247,39 @@ fn session_dims() -> Vec<&'static str> {
         .collect()
 }
 
-pub fn acquisition(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
-    let cols = session_dims();
+/// Sessions and visitors by where each session came from. `dimension` names the tables
+/// (repeatable or comma-separated; `all` for every one); default `channel`. Each table is a
+/// count of distinct visitors over every session, so asking for one at a time keeps the
+/// answer fast on large stores.
+pub fn acquisition(
+    conn: &Connection,
+    f: &Filters,
+    dimensions: &[String],
+) -> Result<Value, ReportError> {
+    let all = session_dims();
+    let mut cols: Vec<&str> = Vec::new();
+    for d in dimensions.iter().flat_map(|d| d.split(',')).map(str::trim) {
+        match d {
+            "all" => cols.extend(&all),
+            _ => match all.iter().find(|c| **c == d) {
+                Some(c) => cols.push(c),
+                None => {
+                    return Err(ReportError::Invalid(format!(
+                        "dimension={d:?}: expected all or one of {}",
+                        all.join(", ")
+                    )))
+                }
+            },
+        }
+    }
+    if cols.is_empty() {
+        cols.push("channel");
+    }
+    cols.sort_by_key(|c| all.iter().position(|a| a == c));
+    cols.dedup();
     let tables = breakdowns(
         conn,
-        &filtered_sessions(f),
+        &filtered_sessions(f, &cols),
         &cols,
         [
             ("visitors", "count(DISTINCT visitor_id)"),
