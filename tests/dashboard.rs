@@ -4,8 +4,11 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::upstream::Upstream;
 use common::{tollgate_cmd, Tollgate};
+use serde_json::Value;
+use std::time::Duration;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -112,4 +115,292 @@ async fn the_admin_token_guards_everything_but_health_and_the_static_files() {
         "SELECT 40 + 2 AS answer",
     ]);
     assert!(ok && out.contains("42"), "{out}{err}");
+}
+
+/// Where the screenshots go, for people to look at: `target/screenshots/` in the checkout.
+fn shot(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/screenshots")
+        .join(format!("{name}.png"))
+}
+
+/// The value of a report for the same parameters the dashboard uses.
+async fn api(tg: &Tollgate, name: &str, params: &[(&str, &str)]) -> Value {
+    let r = reqwest::Client::new()
+        .get(tg.admin_url(&format!("/api/reports/{name}")))
+        .query(params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+const IDLE: &str = "document.body.dataset.busy === '0'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_headless_chromium() {
+    let data = tempfile::tempdir().unwrap();
+    let (ok, out, err) = tollgate_cmd(&[
+        "generate",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--events",
+        "40000",
+        "--days",
+        "14",
+        "--seed",
+        "21",
+    ]);
+    assert!(ok, "{out}{err}");
+    let up = Upstream::start().await;
+    let tg = Tollgate::start_on(&up.url(), "", data.path());
+    let to = chrono::Utc::now().date_naive();
+    let from = (to - chrono::Duration::days(13)).to_string();
+    let to = to.to_string();
+    let range = [("from", from.as_str()), ("to", to.as_str())];
+    let wait = Duration::from_secs(30);
+
+    let b = Browser::launch().await;
+    b.goto(&tg.admin_url(&format!("/?from={from}&to={to}")))
+        .await;
+    b.wait_for(
+        &format!("{IDLE} && document.querySelector('#kpi-visitors').dataset.value"),
+        wait,
+    )
+    .await;
+    let kpi = |id: &'static str| {
+        let b = &b;
+        async move {
+            b.eval(&format!(
+                "Number(document.querySelector('#kpi-{id}').dataset.value)"
+            ))
+            .await
+        }
+    };
+    // It loads and shows the same non-zero numbers as the API.
+    let o = api(&tg, "overview", &range).await;
+    assert!(o["totals"]["visitors"].as_i64().unwrap() > 100);
+    assert_eq!(kpi("visitors").await, o["totals"]["visitors"]);
+    assert_eq!(kpi("pageviews").await, o["totals"]["pageviews"]);
+    assert_eq!(kpi("sessions").await, o["totals"]["sessions"]);
+    let points = b
+        .eval("document.querySelectorAll('.chart svg circle').length")
+        .await;
+    assert_eq!(points, 14, "one chart point per day");
+    b.wait_for("document.querySelectorAll('table[data-table=\"acquisition.utm_source\"] tbody tr').length > 1", wait)
+        .await;
+    b.screenshot(&shot("overview")).await;
+
+    // Clicking a source filters the page, and the URL carries the filter.
+    b.click("table[data-table=\"acquisition.utm_source\"] tr[data-value=\"facebook\"]")
+        .await;
+    b.wait_for(
+        &format!("{IDLE} && document.querySelector('#filters .chip[data-dim=\"utm_source\"][data-value=\"facebook\"]')"),
+        wait,
+    )
+    .await;
+    let fb = [range[0], range[1], ("utm_source", "facebook")];
+    let o_fb = api(&tg, "overview", &fb).await;
+    b.wait_for(
+        &format!(
+            "{IDLE} && Number(document.querySelector('#kpi-visitors').dataset.value) === {}",
+            o_fb["totals"]["visitors"]
+        ),
+        wait,
+    )
+    .await;
+    assert!(o_fb["totals"]["visitors"].as_i64() < o["totals"]["visitors"].as_i64());
+    assert_eq!(kpi("pageviews").await, o_fb["totals"]["pageviews"]);
+    let url = b.eval("location.search").await;
+    assert!(
+        url.as_str().unwrap().contains("utm_source=facebook"),
+        "{url}"
+    );
+    b.screenshot(&shot("overview-facebook")).await;
+
+    // The funnel builder: product page → registered → purchased a camera, within a day,
+    // for the Facebook visitors, as the API computes it.
+    b.click("button[data-tab=\"funnel\"]").await;
+    b.wait_for(
+        "document.querySelectorAll('.funnel-step').length === 2",
+        wait,
+    )
+    .await;
+    b.eval("document.querySelectorAll('.funnel-step .step-type')[0].value = 'path'")
+        .await;
+    b.type_text(".funnel-step:nth-child(1) .step-value", "/product/*")
+        .await;
+    b.eval("document.querySelectorAll('.funnel-step .step-type')[1].value = 'event'")
+        .await;
+    b.type_text(".funnel-step:nth-child(2) .step-value", "registered")
+        .await;
+    b.click("#funnel-add").await;
+    b.eval("document.querySelectorAll('.funnel-step .step-type')[2].value = 'event'")
+        .await;
+    b.type_text(".funnel-step:nth-child(3) .step-value", "purchased")
+        .await;
+    b.type_text(".funnel-step:nth-child(3) .step-props", "category=cameras")
+        .await;
+    b.type_text("#funnel-window", "1d").await;
+    b.eval("document.querySelector('#funnel-breakdown').value = 'utm_campaign'")
+        .await;
+    b.click("#funnel-run").await;
+    b.wait_for(
+        &format!("{IDLE} && document.querySelector('#funnel-conversion')"),
+        wait,
+    )
+    .await;
+    let steps = serde_json::json!([
+        {"type": "path", "pattern": "/product/*"},
+        {"type": "event", "name": "registered"},
+        {"type": "event", "name": "purchased", "props": {"category": "cameras"}},
+    ])
+    .to_string();
+    let f = api(
+        &tg,
+        "funnel",
+        &[
+            range[0],
+            range[1],
+            ("utm_source", "facebook"),
+            ("steps", &steps),
+            ("window", "1d"),
+        ],
+    )
+    .await;
+    for (i, s) in f["steps"].as_array().unwrap().iter().enumerate() {
+        let shown = b
+            .eval(&format!(
+                "Number(document.querySelector('#funnel-result tr[data-step=\"{}\"]').dataset.people)",
+                i + 1
+            ))
+            .await;
+        assert_eq!(shown, s["people"], "step {}", i + 1);
+    }
+    assert!(f["steps"][1]["people"].as_i64().unwrap() > 0, "{f}");
+    let conv = b
+        .eval("Number(document.querySelector('#funnel-conversion').dataset.value)")
+        .await;
+    assert_eq!(conv.as_f64(), f["steps"][2]["conversion"].as_f64());
+    assert!(
+        b.eval(
+            "document.querySelectorAll('table[data-table=\"funnel.breakdown\"] tbody tr').length"
+        )
+        .await
+        .as_i64()
+        .unwrap()
+            > 0
+    );
+    b.screenshot(&shot("funnel")).await;
+
+    // The URL is shareable: opening it again rebuilds the same view.
+    let shared = b.eval("location.href").await;
+    b.goto(shared.as_str().unwrap()).await;
+    b.wait_for(
+        &format!("{IDLE} && document.querySelector('#funnel-conversion')"),
+        wait,
+    )
+    .await;
+    assert_eq!(
+        b.eval("Number(document.querySelector('#funnel-conversion').dataset.value)")
+            .await,
+        conv
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('.funnel-step').length")
+            .await,
+        3
+    );
+
+    // Attribution.
+    b.click("button[data-tab=\"attribution\"]").await;
+    b.type_text("#attr-event", "registered").await;
+    b.click("#attr-run").await;
+    b.wait_for(
+        &format!("{IDLE} && document.querySelector('#attr-conversions')"),
+        wait,
+    )
+    .await;
+    let a = api(
+        &tg,
+        "attribution",
+        &[
+            range[0],
+            range[1],
+            ("utm_source", "facebook"),
+            ("event", "registered"),
+            ("lookback", "30d"),
+            ("by", "channel"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        b.eval("Number(document.querySelector('#attr-conversions').dataset.value)")
+            .await,
+        a["conversions"]
+    );
+    b.screenshot(&shot("attribution")).await;
+
+    // The SQL console runs a query and refuses a write.
+    b.click("button[data-tab=\"sql\"]").await;
+    b.type_text(
+        "#sql-input",
+        "SELECT count(*) AS n FROM events WHERE name = 'page_view'",
+    )
+    .await;
+    b.click("#sql-run").await;
+    b.wait_for(
+        &format!("{IDLE} && document.querySelector('table[data-table=\"sql.result\"] tbody td')"),
+        wait,
+    )
+    .await;
+    let n = tg
+        .count("SELECT count(*) FROM events WHERE name = 'page_view'")
+        .await;
+    let shown = b
+        .eval("document.querySelector('table[data-table=\"sql.result\"] tbody td').textContent.replace(/,/g, '')")
+        .await;
+    assert_eq!(shown.as_str().unwrap(), n.to_string());
+    let total = tg.count("SELECT count(*) FROM events").await;
+    b.type_text("#sql-input", "DROP TABLE events").await;
+    b.click("#sql-run").await;
+    let msg = b
+        .wait_for(
+            &format!("{IDLE} && document.querySelector('#sql-error').textContent"),
+            wait,
+        )
+        .await;
+    assert!(msg.as_str().unwrap().contains("read-only"), "{msg}");
+    assert_eq!(tg.count("SELECT count(*) FROM events").await, total);
+    b.screenshot(&shot("sql")).await;
+
+    // At phone width nothing overflows sideways.
+    b.set_viewport(375, 812).await;
+    b.goto(&tg.admin_url(&format!("/?from={from}&to={to}&tab=overview")))
+        .await;
+    b.wait_for(
+        &format!("{IDLE} && document.querySelector('#kpi-visitors').dataset.value"),
+        wait,
+    )
+    .await;
+    b.wait_for(
+        "document.querySelectorAll('table[data-table=\"pages.top\"] tbody tr').length > 0",
+        wait,
+    )
+    .await;
+    let width = b.eval("document.documentElement.scrollWidth").await;
+    assert!(
+        width.as_i64().unwrap() <= 375,
+        "page is {width} px wide at 375"
+    );
+    b.screenshot(&shot("phone")).await;
+
+    // No script errors; the one failed request is the refused write (403), on purpose.
+    let errors: Vec<String> = b
+        .console_errors()
+        .into_iter()
+        .filter(|e| !(e.contains("status of 403") && e.contains("/api/query")))
+        .collect();
+    assert_eq!(errors, Vec::<String>::new());
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod mmdb;
 pub mod services;
 pub mod upstream;
