@@ -8,7 +8,8 @@
 # then asks every report RUNS times over the whole 30-day range, in interleaved rounds (each
 # report once per round), after one warm-up round. Each time is curl's time_total for
 # `GET /api/reports/...` on loopback, so it includes HTTP and JSON. Reported per report:
-# median, min and max seconds.
+# median, min and max seconds, and the median as a multiple of the baseline's: one plain
+# `count(*), count(DISTINCT visitor_id)` over the same page views through the SQL console.
 #
 # Usage:
 #   bash benches/reports_bench.sh            (needs the release binary, see TOLLGATE_BIN)
@@ -47,7 +48,11 @@ to=$(date -u +%F)
 from=$(date -u -d "$to - 29 days" +%F)
 enc() { python3 -c 'import json,sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1"; }
 funnel4=$(enc '[{"type":"path","pattern":"/product/*"},{"type":"path","pattern":"/register"},{"type":"event","name":"registered"},{"type":"event","name":"purchased","props":{"category":"cameras"}}]')
+# The baseline: one plain aggregate over the page views through the SQL console (the least a
+# report over every page view costs), timed the same way.
+BASELINE="SELECT count(*), count(DISTINCT visitor_id) FROM events WHERE name = 'page_view' AND ts >= TIMESTAMP '$from' AND ts < TIMESTAMP '$to' + INTERVAL 1 DAY AND is_bot IS NOT TRUE"
 reports=(
+  "baseline"
   "overview"
   "overview?interval=hour&days=7"
   "overview?utm_source=facebook&device_type=mobile"
@@ -71,13 +76,22 @@ url() {
   case "$r" in *\?*) echo "http://127.0.0.1:$port/api/reports/$r&from=$f&to=$to";;
                *) echo "http://127.0.0.1:$port/api/reports/$r?from=$f&to=$to";; esac
 }
+fetch() {   # fetch REPORT OUTPUT FORMAT: the baseline is a POST to the SQL console
+  if [ "$1" = baseline ]; then
+    curl -s -o "$2" -w "$3" -H 'content-type: application/json' \
+      -d "$(python3 -c 'import json,sys; print(json.dumps({"sql": sys.argv[1]}))' "$BASELINE")" \
+      "http://127.0.0.1:$port/api/query"
+  else
+    curl -s -o "$2" -w "$3" "$(url "$1")"
+  fi
+}
 for r in "${reports[@]}"; do   # warm-up, and every report must answer 200
-  code=$(curl -s -o "$tmp/body" -w '%{http_code}' "$(url "$r")")
+  code=$(fetch "$r" "$tmp/body" '%{http_code}')
   [ "$code" = 200 ] || { echo "$r answered $code: $(head -c 300 "$tmp/body")" >&2; exit 1; }
 done
 for run in $(seq "$RUNS"); do
   for i in "${!reports[@]}"; do
-    t=$(curl -s -o /dev/null -w '%{time_total}' "$(url "${reports[$i]}")")
+    t=$(fetch "${reports[$i]}" /dev/null '%{time_total}')
     echo "$i $t" >>"$tmp/times"
   done
 done
@@ -90,14 +104,17 @@ for line in open(path):
     i, t = line.split()
     times.setdefault(int(i), []).append(float(t))
 print(f"{rows:,} events, the whole 30-day range unless marked, {runs} runs per report\n")
-print("| report | median s | min s | max s |")
-print("|---|---:|---:|---:|")
+base = statistics.median(times[0])
+print("| report | median s | min s | max s | median / baseline |")
+print("|---|---:|---:|---:|---:|")
 for i, n in enumerate(names):
     ts = times[i]
+    if n == "baseline":
+        n = "baseline: SELECT count(*), count(DISTINCT visitor_id) over the page views (POST /api/query)"
     short = n.replace("&days=7", " (7 days)")
     if "steps=" in short:
         short = short.split("?")[0] + " (4 steps" + (", breakdown=utm_source" if "breakdown" in short else "") + ", window=1d)"
-    print(f"| `{short}` | {statistics.median(ts):.3f} | {min(ts):.3f} | {max(ts):.3f} |")
+    print(f"| `{short}` | {statistics.median(ts):.3f} | {min(ts):.3f} | {max(ts):.3f} | {statistics.median(ts) / base:.1f} |")
 PY
 )
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"

@@ -393,7 +393,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!(
                 "\nDemo camera shop:  http://{shop}/  (direct, not tracked)\n\
                  Through tollgate:  http://{listen}/  (open this one)\n\
-                 Admin API:         http://{admin}/metrics\n\
+                 Dashboard:         http://{admin}/\n\
+                 Metrics:           http://{admin}/metrics\n\
                  Query the events:  {exe} query --data {data} \"SELECT name, path, status, visitor_id FROM events ORDER BY seq DESC LIMIT 20\"\n\
                  Stop with Ctrl-C.\n"
             );

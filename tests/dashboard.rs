@@ -140,19 +140,7 @@ const IDLE: &str = "document.body.dataset.busy === '0'";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_headless_chromium() {
-    let data = tempfile::tempdir().unwrap();
-    let (ok, out, err) = tollgate_cmd(&[
-        "generate",
-        "--data",
-        data.path().to_str().unwrap(),
-        "--events",
-        "40000",
-        "--days",
-        "14",
-        "--seed",
-        "21",
-    ]);
-    assert!(ok, "{out}{err}");
+    let data = common::generated_store(40_000, 14, 21);
     let up = Upstream::start().await;
     let tg = Tollgate::start_on(&up.url(), "", data.path());
     let to = chrono::Utc::now().date_naive();

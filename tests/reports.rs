@@ -6,7 +6,7 @@ mod common;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use common::upstream::Upstream;
-use common::{tollgate_cmd, Tollgate};
+use common::Tollgate;
 use serde_json::{json, Value};
 
 /// A generated store served by a real tollgate.
@@ -20,19 +20,7 @@ struct Fixture {
 
 impl Fixture {
     async fn start(events: u64, days: u32, seed: u64, toml: &str) -> Fixture {
-        let data = tempfile::tempdir().unwrap();
-        let (ok, out, err) = tollgate_cmd(&[
-            "generate",
-            "--data",
-            data.path().to_str().unwrap(),
-            "--events",
-            &events.to_string(),
-            "--days",
-            &days.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ]);
-        assert!(ok, "tollgate generate failed: {out}{err}");
+        let data = common::generated_store(events, days, seed);
         let up = Upstream::start().await;
         let tg = Tollgate::start_on(&up.url(), toml, data.path());
         let to = Utc::now().date_naive();

@@ -199,9 +199,13 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
     let n = steps.len();
     let times: Vec<String> = (2..=n).map(|k| format!("s{k}.ts AS t{k}")).collect();
     // Only people with a step-2 event can get past step 1: the joins run on their starts
-    // alone, and everyone else counts at step 1 by their first start.
+    // alone, and everyone else counts at step 1 by their first start. One pass over the
+    // step-1 events (`g`) keeps every start of the first kind and one of the second.
     sql.push(&format!(
-        ", cand AS (SELECT * FROM s1 WHERE person IN (SELECT person FROM s2)), \
+        ", g AS MATERIALIZED (SELECT person, c, min(t1) AS t1, arg_min_null(bd, t1) AS bd \
+           FROM (SELECT *, person IN (SELECT person FROM s2) AS c FROM s1) \
+           GROUP BY person, c, CASE WHEN c THEN t1 END), \
+         cand AS (SELECT person, t1, bd FROM g WHERE c), \
          j AS (SELECT s1.person, s1.bd, s1.t1, {} FROM cand s1",
         times.join(", ")
     ));
@@ -227,8 +231,7 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
         "), moved AS (SELECT *, 1 + {} AS level FROM j \
          QUALIFY row_number() OVER (PARTITION BY person ORDER BY level DESC, t1) = 1), \
          best AS (SELECT person, bd, t1, {}, level FROM moved UNION ALL \
-           SELECT person, arg_min_null(bd, t1), min(t1), {}, 1 FROM s1 \
-           WHERE person NOT IN (SELECT person FROM s2) GROUP BY person)",
+           SELECT person, bd, t1, {}, 1 FROM g WHERE NOT c)",
         reached.join(" + "),
         (2..=n)
             .map(|k| format!("t{k}"))

@@ -310,7 +310,9 @@ pub fn audience(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
 
 /// The last five minutes: visitors (any event), page views, and the pages being viewed.
 pub fn realtime(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
-    let now = chrono::Utc::now().naive_utc();
+    let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
+        .unwrap_or_default()
+        .naive_utc();
     let mut f = f.clone();
     f.start = now - Duration::minutes(5);
     // Clocks of other machines (server events) may run a little ahead.

@@ -47,9 +47,12 @@ impl SiteTz {
         }
     }
 
-    /// Today's date in this zone.
+    /// Today's date in this zone (by tollgate's clock, `event::now_us`).
     pub fn today(&self) -> NaiveDate {
-        Utc::now().with_timezone(&self.0).date_naive()
+        chrono::DateTime::from_timestamp_micros(crate::event::now_us())
+            .unwrap_or_else(Utc::now)
+            .with_timezone(&self.0)
+            .date_naive()
     }
 
     /// The offset from UTC in seconds at the UTC instant `utc`.

@@ -245,6 +245,24 @@ impl Drop for Tollgate {
     }
 }
 
+/// A data directory holding a store made by `tollgate generate` (`src/generate.rs`).
+pub fn generated_store(events: u64, days: u32, seed: u64) -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    let (ok, out, err) = tollgate_cmd(&[
+        "generate",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--events",
+        &events.to_string(),
+        "--days",
+        &days.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+    assert!(ok, "tollgate generate failed: {out}{err}");
+    data
+}
+
 /// Run the `tollgate` binary with `args`; returns (exit success, stdout, stderr).
 pub fn tollgate_cmd(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
