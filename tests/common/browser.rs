@@ -65,6 +65,8 @@ impl Browser {
             .stderr(log)
             .spawn()
             .expect("start chromium");
+        // Until the Browser owns it, a failed start must not leave Chromium running.
+        let mut child = Reaper(Some(child));
         let port_file = profile.path().join("DevToolsActivePort");
         let start = Instant::now();
         let port: u16 = loop {
@@ -146,7 +148,7 @@ impl Browser {
             }
         });
         let b = Browser {
-            child,
+            child: child.0.take().expect("chromium process"),
             _profile: profile,
             out,
             pending,
@@ -313,6 +315,18 @@ impl Browser {
     /// Console errors and uncaught exceptions so far.
     pub fn console_errors(&self) -> Vec<String> {
         self.errors.lock().unwrap().clone()
+    }
+}
+
+/// Kills and reaps a child process when dropped.
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
