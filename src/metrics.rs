@@ -51,6 +51,7 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub upstream_connect_errors: IntCounter,
     pub upstream_timeouts: IntCounter,
+    inject: IntCounterVec,
     sinks: SinkVecs,
 }
 
@@ -170,6 +171,14 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let inject = IntCounterVec::new(
+            Opts::new(
+                "tollgate_inject_total",
+                "HTML pages considered for the tracker, by outcome (injected, injected_csp_nonce, skipped_*).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
             registry.register(Box::new(c.clone())).expect("unique");
@@ -209,6 +218,7 @@ impl Metrics {
             )
             .expect("valid metric"),
             requests,
+            inject,
             sinks: SinkVecs::new(),
             registry,
         };
@@ -217,6 +227,7 @@ impl Metrics {
             Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
             Box::new(dropped),
             Box::new(upstream_errors),
+            Box::new(m.inject.clone()),
             Box::new(m.batch_seconds.clone()),
             Box::new(m.queue_depth.clone()),
         ] {
@@ -228,6 +239,11 @@ impl Metrics {
     /// Count one proxied request of `kind`.
     pub fn request(&self, kind: Kind) {
         self.requests[kind as usize].inc();
+    }
+
+    /// Count one HTML page's injection outcome.
+    pub fn inject(&self, outcome: &str) {
+        self.inject.with_label_values(&[outcome]).inc();
     }
 
     /// The metrics of the sink called `name`.

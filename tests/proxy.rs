@@ -4,10 +4,10 @@
 mod common;
 
 use common::upstream::{self, Upstream};
-use common::{free_port, jar_client, tollgate_cmd, Nginx, Tollgate};
+use common::{end_to_end, free_port, jar_client, tollgate_cmd, Nginx, Tollgate};
 use futures_util::{SinkExt, StreamExt};
-use reqwest::header::{HeaderMap, HeaderValue};
-use std::collections::{BTreeMap, HashSet};
+use reqwest::header::HeaderMap;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 fn plain_client() -> reqwest::Client {
@@ -256,26 +256,6 @@ status = "2xx"
         .await;
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r[0] != "page_view"), "{rows:?}");
-}
-
-/// Headers that describe a hop or a moment, not the resource; and those tollgate adds.
-const NOT_COMPARED: &[&str] = &[
-    "date",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "x-request-id",
-    "set-cookie",
-];
-
-fn end_to_end(h: &HeaderMap) -> BTreeMap<String, Vec<HeaderValue>> {
-    let mut m: BTreeMap<String, Vec<HeaderValue>> = BTreeMap::new();
-    for (k, v) in h {
-        if !NOT_COMPARED.contains(&k.as_str()) {
-            m.entry(k.to_string()).or_default().push(v.clone());
-        }
-    }
-    m
 }
 
 async fn fetch(c: &reqwest::Client, url: &str) -> (u16, HeaderMap, Vec<u8>) {

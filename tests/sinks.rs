@@ -404,12 +404,7 @@ async fn delivery_of_100k_events_to_every_sink() {
         assert!(s["last_error"].is_null(), "{s}");
         assert!(s["offset"].as_i64().unwrap() >= 100_000, "{s}");
     }
-    let metrics = reqwest::get(tg.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = tg.metrics().await;
     for sink in ["clickhouse", "postgres", "parquet", "ndjson"] {
         assert!(
             metrics.contains(&format!(

@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub enrich: EnrichSection,
     /// Custom events: the browser collect endpoint.
     pub ingest: IngestSection,
+    /// The tracker script injected into HTML pages (off by default).
+    pub inject: InjectSection,
     /// The embedded store: retention.
     pub store: StoreSection,
     /// Where events are shipped: `[[sinks]]` tables, one per destination.
@@ -396,6 +398,33 @@ impl Default for EnrichSection {
             bot_networks: Vec::new(),
             site_domains: Vec::new(),
             ua_cache_size: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InjectSection {
+    /// Insert `<script src="<collect_prefix>/t.js" defer>` into HTML pages, so the browser
+    /// reports single-page-app navigations, clicks, form submits and engagement.
+    pub enabled: bool,
+    /// Paths never injected: exact (`/checkout`), prefix (`/admin/*`) or route
+    /// (`/orders/:id`). An upstream can also opt a page out with `X-Tollgate-Inject: off`.
+    pub exclude_paths: Vec<String>,
+    /// The tracker also sends scroll depth and engaged time per page (`engagement` events).
+    pub engagement: bool,
+    /// gzip (or zstd) level for re-encoding injected pages, 1-9. Never brotli: Pingora 0.9 leaves
+    /// brotli streams unfinished (cloudflare/pingora#1013).
+    pub compression_level: u32,
+}
+
+impl Default for InjectSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            exclude_paths: Vec::new(),
+            engagement: true,
+            compression_level: 5,
         }
     }
 }

@@ -60,7 +60,7 @@ const CLI_ENV: &[&str] = &[
 
 const SECTIONS: &[&str] = &[
     "server", "upstream", "identity", "capture", "pipeline", "site", "privacy", "enrich", "ingest",
-    "store", "sinks",
+    "inject", "store", "sinks",
 ];
 
 /// Load a configuration: the optional file, then `TOLLGATE_<SECTION>_<KEY>` variables from
@@ -134,6 +134,7 @@ fn parse_sections(table: toml::Table, errors: &mut Vec<String>) -> FileConfig {
             "privacy" => value.try_into().map(|v| file.privacy = v),
             "enrich" => value.try_into().map(|v| file.enrich = v),
             "ingest" => value.try_into().map(|v| file.ingest = v),
+            "inject" => value.try_into().map(|v| file.inject = v),
             "store" => value.try_into().map(|v| file.store = v),
             "sinks" => value.try_into().map(|v| file.sinks = v),
             other => {

@@ -31,6 +31,7 @@ pub struct Settings {
     pub privacy: Privacy,
     pub enrich: Enrich,
     pub ingest: Ingest,
+    pub inject: Inject,
     pub store: super::StoreSettings,
     pub sinks: Vec<super::SinkSettings>,
 }
@@ -43,6 +44,15 @@ pub struct Ingest {
     /// File column → field, for CSV imports.
     pub import_map: std::collections::HashMap<String, String>,
     pub write_keys: Vec<String>,
+}
+
+/// `[inject]`: the tracker script in HTML pages.
+#[derive(Debug, Clone)]
+pub struct Inject {
+    pub enabled: bool,
+    pub exclude: Vec<PathPattern>,
+    pub engagement: bool,
+    pub compression_level: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -383,6 +393,19 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
     if ing.collect_max_bytes == 0 {
         err("ingest.collect_max_bytes", "must be at least 1".into());
     }
+    let mut exclude = Vec::new();
+    for (i, p) in f.inject.exclude_paths.iter().enumerate() {
+        match parse_path(p) {
+            Ok(p) => exclude.push(p),
+            Err(e) => err(&format!("inject.exclude_paths[{i}]"), e),
+        }
+    }
+    if !(1..=9).contains(&f.inject.compression_level) {
+        err(
+            "inject.compression_level",
+            format!("{} is not between 1 and 9", f.inject.compression_level),
+        );
+    }
     let store = super::sinks::validate_store(&f.store, &mut err);
     let sinks = super::sinks::validate_sinks(&f.sinks, &mut err);
     let mut site_domains = Vec::new();
@@ -484,6 +507,12 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
                 .collect(),
             write_keys: ing.write_keys.clone(),
         },
+        inject: Inject {
+            enabled: f.inject.enabled,
+            exclude,
+            engagement: f.inject.engagement,
+            compression_level: f.inject.compression_level,
+        },
         store,
         sinks,
     })
@@ -553,6 +582,23 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     })
 }
 
+/// A path pattern: `/exact`, `/prefix*` or `/route/:param`.
+fn parse_path(p: &str) -> Result<PathPattern, String> {
+    if !p.starts_with('/') {
+        Err(format!("{p:?} must start with `/`"))
+    } else if let Some(prefix) = p.strip_suffix('*') {
+        Ok(PathPattern::Prefix(prefix.to_string()))
+    } else if p.contains("/:") {
+        Ok(PathPattern::Route(
+            p.split('/')
+                .map(|seg| (!seg.starts_with(':')).then(|| seg.to_string()))
+                .collect(),
+        ))
+    } else {
+        Ok(PathPattern::Exact(p.to_string()))
+    }
+}
+
 fn parse_rule(r: &RuleSection, key: &str, err: &mut impl FnMut(&str, String)) -> Option<Rule> {
     let mut ok = true;
     if r.name.is_empty()
@@ -587,24 +633,15 @@ fn parse_rule(r: &RuleSection, key: &str, err: &mut impl FnMut(&str, String)) ->
     };
     let path = if r.path.is_empty() {
         PathPattern::Any
-    } else if !r.path.starts_with('/') {
-        err(
-            &format!("{key}.path"),
-            format!("{:?} must start with `/`", r.path),
-        );
-        ok = false;
-        PathPattern::Any
-    } else if let Some(prefix) = r.path.strip_suffix('*') {
-        PathPattern::Prefix(prefix.to_string())
-    } else if r.path.contains("/:") {
-        PathPattern::Route(
-            r.path
-                .split('/')
-                .map(|seg| (!seg.starts_with(':')).then(|| seg.to_string()))
-                .collect(),
-        )
     } else {
-        PathPattern::Exact(r.path.clone())
+        match parse_path(&r.path) {
+            Ok(p) => p,
+            Err(e) => {
+                err(&format!("{key}.path"), e);
+                ok = false;
+                PathPattern::Any
+            }
+        }
     };
     let status = if r.status.is_empty() {
         None

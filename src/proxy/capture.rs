@@ -208,7 +208,7 @@ pub fn match_rule<'a>(
         .map(|r| r.name.as_str())
 }
 
-fn path_matches(p: &PathPattern, path: &str) -> bool {
+pub fn path_matches(p: &PathPattern, path: &str) -> bool {
     match p {
         PathPattern::Any => true,
         PathPattern::Exact(e) => path == e || path.strip_suffix('/') == Some(e.as_str()),

@@ -1,12 +1,14 @@
 //! The first-party collect endpoint: `POST <ingest.collect_prefix>/e` on the proxy listener
 //! takes custom events from the browser (`fetch` or `navigator.sendBeacon`, which sends
 //! `text/plain`). Same origin as the site, so no third-party request for blockers to drop.
+//! `GET <ingest.collect_prefix>/t.js` serves the tracker ([`super::inject`]).
 //!
 //! Everything under the prefix is answered here and never forwarded upstream. The visitor and
 //! session come from the cookies, exactly as for proxied requests; the answer comes only once
 //! the events are committed.
 
 use super::identity::{self, Ids};
+use super::inject::Script;
 use crate::admin::ingest_items;
 use crate::config::Settings;
 use crate::event::{now_us, Source};
@@ -29,11 +31,18 @@ pub async fn handle(
     session: &mut Session,
     s: &Settings,
     ingest: &IngestSender,
+    script: &Script,
     ids: &Ids,
     client_ip: Option<IpAddr>,
     secure: bool,
 ) {
     let req = session.req_header();
+    if req.uri.path() == script.path && matches!(req.method, http::Method::GET | http::Method::HEAD)
+    {
+        // GET and HEAD carry no body to drain.
+        let _ = serve_script(session, script).await;
+        return;
+    }
     let endpoint = format!("{}/e", s.ingest.collect_prefix);
     // Whether the request body was read to its end: if not, what is left of it would be
     // taken for the next request on the connection, so the connection must close.
@@ -123,6 +132,37 @@ async fn read_body(session: &mut Session, max: usize) -> Result<Vec<u8>, u16> {
 
 fn error_json(msg: &str) -> Bytes {
     Bytes::from(serde_json::json!({ "error": msg }).to_string())
+}
+
+/// `t.js`: cacheable for an hour, revalidated by its `ETag` (it changes with the settings and
+/// the tollgate version). No cookies are set on it.
+async fn serve_script(session: &mut Session, script: &Script) -> pingora::Result<()> {
+    let req = session.req_header();
+    let head = req.method == http::Method::HEAD;
+    let fresh = req
+        .headers
+        .get_all(http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().trim_start_matches("W/") == script.etag);
+    let status = if fresh { 304 } else { 200 };
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    resp.insert_header(http::header::CACHE_CONTROL, "public, max-age=3600")?;
+    resp.insert_header(http::header::ETAG, &script.etag)?;
+    if fresh {
+        return session.write_response_header(Box::new(resp), true).await;
+    }
+    resp.insert_header(http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, script.body.len())?;
+    resp.insert_header("x-content-type-options", "nosniff")?;
+    session.write_response_header(Box::new(resp), head).await?;
+    if head {
+        return Ok(());
+    }
+    session
+        .write_response_body(Some(script.body.clone()), true)
+        .await
 }
 
 /// Built by hand, not with `respond_error`, which would close the connection and drop the

@@ -4,11 +4,13 @@
 //!
 //! | phase                     | work                                                      |
 //! |---------------------------|-----------------------------------------------------------|
-//! | `early_request_filter`    | bound downstream keep-alive                               |
+//! | `early_request_filter`    | bound downstream keep-alive; arm compression for [`inject`] |
 //! | `request_filter`          | [`forwarded`], then [`identity`] under [`consent`]; [`collect`] answers tollgate's own endpoints |
 //! | `upstream_peer`           | [`upstream`]: a pre-resolved address                      |
 //! | `upstream_request_filter` | identity and forwarded headers for the backend           |
-//! | `response_filter`         | strip hop-by-hop headers, echo request id, set cookies; [`stitch`] takes the backend's user and event headers |
+//! | `adjust_upstream_modules` | [`inject`]: does this page get the tracker (decode gzip/br if so) |
+//! | `response_filter`         | strip hop-by-hop headers, echo request id, set cookies; [`stitch`] takes the backend's user and event headers; [`inject`] fixes an injected page's headers |
+//! | `response_body_filter`    | [`inject`]: insert the script tag while streaming         |
 //! | `fail_to_proxy`           | 502 (unreachable) or 504 (timed out), keeping the ids     |
 //! | `logging`                 | [`capture`]: one raw event, `try_send` onto the pipeline   |
 
@@ -17,6 +19,7 @@ pub mod collect;
 pub mod consent;
 pub mod forwarded;
 pub mod identity;
+pub mod inject;
 pub mod stitch;
 pub mod upstream;
 
@@ -31,7 +34,10 @@ use bytes::Bytes;
 use consent::Salt;
 use forwarded::Forwarded;
 use identity::Ids;
+use inject::Outcome;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::compression::ResponseCompressionBuilder;
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -50,6 +56,13 @@ pub struct Ctx {
     collected: bool,
     /// What the backend's `X-Tollgate-User`/`X-Tollgate-Event` headers said.
     backend: stitch::FromBackend,
+    /// The request may get the tracker ([`inject::wanted`]).
+    inject_wanted: bool,
+    /// The page gets it: decided on the upstream header, applied in `response_filter`.
+    inject_plan: Option<inject::Plan>,
+    injector: Option<inject::Injector>,
+    /// The client's `Accept-Encoding`, when [`inject::hide_brotli`] changed it.
+    accept_encoding: Option<Vec<http::HeaderValue>>,
 }
 
 /// The proxy service.
@@ -60,6 +73,7 @@ pub struct Proxy {
     ingest: IngestSender,
     metrics: Arc<Metrics>,
     salt: Arc<Salt>,
+    script: Arc<inject::Script>,
 }
 
 impl Proxy {
@@ -72,6 +86,7 @@ impl Proxy {
         salt: Arc<Salt>,
     ) -> Self {
         Proxy {
+            script: Arc::new(inject::Script::new(&settings)),
             settings,
             upstream,
             events,
@@ -168,12 +183,36 @@ impl ProxyHttp for Proxy {
             fwd: None,
             collected: false,
             backend: stitch::FromBackend::default(),
+            inject_wanted: false,
+            inject_plan: None,
+            injector: None,
+            accept_encoding: None,
         }
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        if self.settings.inject.enabled {
+            // Off (level 0) until a request arms it: everything else passes byte for byte.
+            modules.add_module(ResponseCompressionBuilder::enable(0));
+        }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         // Pingora keeps idle client connections forever unless told otherwise.
         session.set_keepalive(Some(self.settings.keepalive_secs));
+        let s = &self.settings;
+        if s.inject.enabled {
+            let req = session.req_header();
+            ctx.inject_wanted = inject::wanted(req, s);
+            // Pingora reads Accept-Encoding right after this phase: arm compression now for
+            // pages that may be injected and for t.js; response_filter disarms it otherwise.
+            if ctx.inject_wanted
+                || req.method == http::Method::GET && req.uri.path() == self.script.path
+            {
+                inject::downstream_compression(session, s.inject.compression_level);
+                ctx.accept_encoding = inject::hide_brotli(session.req_header_mut());
+            }
+        }
         Ok(())
     }
 
@@ -183,7 +222,17 @@ impl ProxyHttp for Proxy {
             let ip = self.fwd(session, ctx).client_ip;
             let secure = ctx.fwd.as_ref().is_some_and(|f| f.proto == "https");
             let ids = self.ids(session, ctx).clone();
-            collect::handle(session, &self.settings, &self.ingest, &ids, ip, secure).await;
+            let script = &self.script;
+            collect::handle(
+                session,
+                &self.settings,
+                &self.ingest,
+                script,
+                &ids,
+                ip,
+                secure,
+            )
+            .await;
             ctx.collected = true;
             return Ok(true);
         }
@@ -221,6 +270,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let s = &self.settings;
+        if let Some(original) = ctx.accept_encoding.take() {
+            inject::restore_accept_encoding(req, original);
+        }
         if let Some(ids) = &ctx.ids {
             identity::add_upstream_headers(req, ids, &s.identity);
         }
@@ -233,13 +285,66 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    async fn adjust_upstream_modules(
+        &self,
+        session: &mut Session,
+        resp: &ResponseHeader,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if !ctx.inject_wanted || resp.status.is_informational() {
+            return Ok(());
+        }
+        let scheme = if ctx.fwd.as_ref().is_some_and(|f| f.proto == "https") {
+            "https"
+        } else {
+            "http"
+        };
+        let req = session.req_header();
+        match inject::plan(
+            resp,
+            end_of_stream,
+            req,
+            scheme,
+            &self.script,
+            &self.settings,
+        ) {
+            Ok(plan) => {
+                if plan.decompress {
+                    // Before Pingora's upstream module reads this header: decode gzip/br.
+                    session.upstream_compression.adjust_decompression(true);
+                }
+                ctx.inject_plan = Some(plan);
+            }
+            Err(Some(reason)) => {
+                self.metrics.inject(reason);
+                inject::log(reason, session.req_header().uri.path());
+            }
+            Err(None) => {}
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         strip_hop_by_hop(resp);
+        // An informational (1xx) header is not the answer: the decision waits for the final one.
+        if self.settings.inject.enabled && !resp.status.is_informational() {
+            match &ctx.inject_plan {
+                Some(plan) => {
+                    inject::apply(resp, plan);
+                    ctx.injector = Some(self.script.injector(plan));
+                }
+                None => {
+                    inject::strip_control(resp);
+                    inject::downstream_compression(session, 0);
+                }
+            }
+        }
         ctx.backend = stitch::take(resp, &self.settings);
         let secure = ctx.fwd.as_ref().is_some_and(|f| f.proto == "https");
         if let Some(ids) = &ctx.ids {
@@ -248,12 +353,38 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(inj) = ctx.injector.as_mut() {
+            let before = inj.outcome();
+            inj.filter(body, end_of_stream);
+            if let (None, Some(outcome)) = (before, inj.outcome()) {
+                let rewrote = ctx.inject_plan.as_ref().is_some_and(|p| p.rewrote_csp());
+                let label = match outcome {
+                    Outcome::Head | Outcome::Body if rewrote => "injected_csp_nonce",
+                    o => o.as_str(),
+                };
+                self.metrics.inject(label);
+                inject::log(label, session.req_header().uri.path());
+            }
+        }
+        Ok(None)
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = failure_status(e);
         if code == 504 {
             self.metrics.upstream_timeouts.inc();
         }
         if code > 0 && session.response_written().is_none() {
+            if self.settings.inject.enabled {
+                inject::downstream_compression(session, 0);
+            }
             // Built by hand rather than with respond_error(), so the client still gets its
             // request id and cookies.
             let reason = http::StatusCode::from_u16(code)

@@ -180,6 +180,12 @@ impl Tollgate {
         serde_json::from_value(body["rows"].clone()).unwrap()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = reqwest::get(self.admin_url("/metrics")).await.unwrap();
+        r.text().await.unwrap()
+    }
+
     /// A single number from a query.
     pub async fn count(&self, sql: &str) -> i64 {
         self.query(sql).await[0][0].as_i64().unwrap()
@@ -378,4 +384,27 @@ pub fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// Headers that describe a hop or a moment, not the resource; and those tollgate adds.
+pub const NOT_COMPARED: &[&str] = &[
+    "date",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "x-request-id",
+    "set-cookie",
+];
+
+/// The headers of a response that must pass a proxy unchanged.
+pub fn end_to_end(
+    h: &reqwest::header::HeaderMap,
+) -> std::collections::BTreeMap<String, Vec<reqwest::header::HeaderValue>> {
+    let mut m = std::collections::BTreeMap::<String, Vec<_>>::new();
+    for (k, v) in h {
+        if !NOT_COMPARED.contains(&k.as_str()) {
+            m.entry(k.to_string()).or_default().push(v.clone());
+        }
+    }
+    m
 }

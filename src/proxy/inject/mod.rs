@@ -1,0 +1,460 @@
+//! The tracker in HTML pages (`[inject]`, off by default): which responses get
+//! `<script src="<collect_prefix>/t.js" defer>`, what their headers need, and `t.js` itself.
+//!
+//! The phases, in the order Pingora runs them:
+//! 1. `early_request_filter`: [`wanted`] looks at the request (GET, HTTP/1.1 or later, not an
+//!    excluded path, no GPC/DNT opt-out); if so, downstream compression is armed, because
+//!    Pingora reads `Accept-Encoding` right after this phase.
+//! 2. `adjust_upstream_modules`: [`plan`] reads the upstream's header before Pingora's upstream
+//!    decompression does: a 200 `text/html` page that has not opted out, in identity, gzip or
+//!    br, whose CSP can allow the script. Only then is upstream decompression switched on.
+//! 3. `response_filter`: [`apply`] fixes the headers (length, `ETag`, `Vary`, CSP); any other
+//!    response gets downstream compression switched off again, so it passes byte for byte.
+//! 4. `response_body_filter`: the [`Injector`] streams the body, and the compression module
+//!    re-encodes it to what the client accepts.
+
+mod csp;
+mod scan;
+
+pub use scan::{Injector, Outcome};
+
+use crate::config::Settings;
+use crate::proxy::capture::{contains_ci, path_matches};
+use crate::proxy::consent;
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::compression::ResponseCompression;
+use pingora::proxy::Session;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The response header an upstream sends to keep a page free of the tracker.
+pub const OPT_OUT_HEADER: &str = "x-tollgate-inject";
+
+/// `t.js`, built once from the settings.
+pub struct Script {
+    /// The script's URL path, `<collect_prefix>/t.js`.
+    pub path: String,
+    pub body: Bytes,
+    pub etag: String,
+}
+
+impl Script {
+    pub fn new(s: &Settings) -> Script {
+        let config = serde_json::json!({
+            "prefix": s.ingest.collect_prefix,
+            "gpc": s.privacy.honor_gpc,
+            "dnt": s.privacy.honor_dnt,
+            "engagement": s.inject.engagement,
+        });
+        let body = include_str!("t.js").replacen("/*CONFIG*/ {}", &config.to_string(), 1);
+        let mut h = siphasher::sip::SipHasher13::new();
+        std::hash::Hasher::write(&mut h, body.as_bytes());
+        Script {
+            path: format!("{}/t.js", s.ingest.collect_prefix),
+            etag: format!("\"{:016x}\"", std::hash::Hasher::finish(&h)),
+            body: Bytes::from(body),
+        }
+    }
+
+    /// The element inserted into pages, with a nonce when the page's CSP needs one.
+    fn tag(&self, nonce: Option<&str>) -> Bytes {
+        match nonce {
+            Some(n) => format!(
+                "<script src=\"{}\" defer nonce=\"{n}\"></script>",
+                self.path
+            ),
+            None => format!("<script src=\"{}\" defer></script>", self.path),
+        }
+        .into()
+    }
+
+    pub fn injector(&self, plan: &Plan) -> Injector {
+        Injector::new(plan.tag.clone(), Bytes::from(self.path.clone()))
+    }
+}
+
+/// Whether the answer to this request may get the tracker. Checked before the upstream is asked.
+pub fn wanted(req: &RequestHeader, s: &Settings) -> bool {
+    s.inject.enabled
+        && req.method == http::Method::GET
+        // HTTP/1.0 clients cannot take the chunked body an injected page needs.
+        && req.version >= http::Version::HTTP_11
+        && !s.inject.exclude.iter().any(|p| path_matches(p, req.uri.path()))
+        && !consent::opted_out(req, &s.privacy)
+}
+
+/// Arm or disarm the downstream compression module for this response, at `level` (0: off).
+/// It must be armed in `early_request_filter` to see the client's `Accept-Encoding`.
+pub fn downstream_compression(session: &mut Session, level: u32) {
+    if let Some(c) = session
+        .downstream_modules_ctx
+        .get_mut::<ResponseCompression>()
+    {
+        if c.is_header_phase() && (level > 0 || c.is_enabled()) {
+            c.adjust_level(level);
+        }
+    }
+}
+
+/// Hide `br` from the `Accept-Encoding` the downstream compression module reads, so injected
+/// pages are re-encoded as gzip (or zstd) instead: Pingora 0.9's brotli encoder never finishes
+/// its stream (cloudflare/pingora#1013), which strict decoders such as Node's `fetch` reject.
+/// Returns the original values, which [`restore_accept_encoding`] puts back for the upstream.
+pub fn hide_brotli(req: &mut RequestHeader) -> Option<Vec<HeaderValue>> {
+    let original: Vec<HeaderValue> = req
+        .headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .cloned()
+        .collect();
+    let is_br = |t: &&str| {
+        t.split(';')
+            .next()
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("br"))
+    };
+    let mut any_br = false;
+    let mut kept = Vec::new();
+    for v in &original {
+        for t in v.to_str().unwrap_or_default().split(',') {
+            if is_br(&t) {
+                any_br = true;
+            } else if !t.trim().is_empty() {
+                kept.push(t.trim());
+            }
+        }
+    }
+    if !any_br {
+        return None;
+    }
+    let filtered = HeaderValue::from_str(&kept.join(", ")).ok()?;
+    let _ = req.insert_header(header::ACCEPT_ENCODING, filtered);
+    Some(original)
+}
+
+/// Give the upstream the client's own `Accept-Encoding` again.
+pub fn restore_accept_encoding(req: &mut RequestHeader, original: Vec<HeaderValue>) {
+    let _ = req.remove_header(&header::ACCEPT_ENCODING);
+    for v in original {
+        let _ = req.append_header(header::ACCEPT_ENCODING, v);
+    }
+}
+
+/// What to do to one page, decided from the upstream's response header.
+pub struct Plan {
+    tag: Bytes,
+    /// CSP headers to replace, each with its full new list of values.
+    csp: Vec<(HeaderName, Vec<HeaderValue>)>,
+    /// The upstream body is gzip or br and must be decoded first.
+    pub decompress: bool,
+}
+
+/// Why a response is not injected, for the log and `tollgate_inject_total`.
+pub type Skip = Option<&'static str>;
+
+/// Decide whether this upstream response gets the tracker. `Err(None)` means it is not an
+/// HTML page at all; `Err(Some(reason))` is a page left alone on purpose.
+pub fn plan(
+    resp: &ResponseHeader,
+    end_of_stream: bool,
+    req: &RequestHeader,
+    scheme: &str,
+    script: &Script,
+    s: &Settings,
+) -> Result<Plan, Skip> {
+    let h = &resp.headers;
+    let text = |name: &HeaderName| h.get(name).map(|v| v.as_bytes()).unwrap_or_default();
+    let ct = text(&header::CONTENT_TYPE);
+    let media = ct.split(|&b| b == b';').next().unwrap_or_default();
+    if resp.status != http::StatusCode::OK
+        || end_of_stream
+        || !media.trim_ascii().eq_ignore_ascii_case(b"text/html")
+        || h.contains_key(header::CONTENT_RANGE)
+    {
+        return Err(None);
+    }
+    if h.get_all(OPT_OUT_HEADER)
+        .iter()
+        .any(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"off"))
+    {
+        return Err(Some("skipped_opt_out"));
+    }
+    if h.get_all(header::CACHE_CONTROL)
+        .iter()
+        .any(|v| contains_ci(v.as_bytes(), b"no-transform"))
+    {
+        return Err(Some("skipped_no_transform"));
+    }
+    if contains_ci(ct, b"utf-16") || contains_ci(ct, b"utf-32") {
+        return Err(Some("skipped_charset"));
+    }
+    let decompress = match text(&header::CONTENT_ENCODING).trim_ascii() {
+        b"" => false,
+        e if e.eq_ignore_ascii_case(b"identity") => false,
+        e if e.eq_ignore_ascii_case(b"gzip") || e.eq_ignore_ascii_case(b"br") => true,
+        _ => return Err(Some("skipped_encoding")),
+    };
+
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let endpoint = format!("{scheme}://{host}{}/e", s.ingest.collect_prefix);
+    let origin = csp::Origin {
+        scheme,
+        host,
+        endpoint: &endpoint,
+    };
+    let nonce = new_nonce();
+    let mut rewrites = Vec::new();
+    for (name, enforced) in [
+        (header::CONTENT_SECURITY_POLICY, true),
+        (header::CONTENT_SECURITY_POLICY_REPORT_ONLY, false),
+    ] {
+        let mut values = Vec::new();
+        let mut changed = false;
+        for v in h.get_all(&name) {
+            let Ok(policy) = v.to_str() else {
+                return Err(Some("skipped_csp"));
+            };
+            match csp::adapt(policy, &nonce, &origin) {
+                csp::Verdict::Allowed => values.push(v.clone()),
+                csp::Verdict::Rewritten(p) if !host.is_empty() => {
+                    let Ok(p) = HeaderValue::from_str(&p) else {
+                        return Err(Some("skipped_csp"));
+                    };
+                    values.push(p);
+                    changed = true;
+                }
+                // A report-only policy blocks nothing: it is never a reason to skip the page.
+                _ if !enforced => values.push(v.clone()),
+                _ => return Err(Some("skipped_csp")),
+            }
+        }
+        if changed {
+            rewrites.push((name, values));
+        }
+    }
+    let tag = script.tag((!rewrites.is_empty()).then_some(nonce.as_str()));
+    Ok(Plan {
+        tag,
+        csp: rewrites,
+        decompress,
+    })
+}
+
+/// Fix the headers of a page that gets the tracker.
+pub fn apply(resp: &mut ResponseHeader, plan: &Plan) {
+    let _ = resp.remove_header(OPT_OUT_HEADER);
+    // The length changes, byte ranges no longer line up, and the body streams.
+    let _ = resp.remove_header(&header::CONTENT_LENGTH);
+    let _ = resp.remove_header(&header::ACCEPT_RANGES);
+    if !resp.headers.contains_key(header::TRANSFER_ENCODING) {
+        let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
+    }
+    // Same resource, different bytes: the validator becomes weak (as nginx's gzip does).
+    if let Some(etag) = resp.headers.get(header::ETAG).cloned() {
+        let e = etag.as_bytes();
+        if e.starts_with(b"\"") {
+            if let Ok(weak) = HeaderValue::from_bytes(&[b"W/", e].concat()) {
+                let _ = resp.insert_header(header::ETAG, weak);
+            }
+        } else if !e.starts_with(b"W/") {
+            let _ = resp.remove_header(&header::ETAG);
+        }
+    }
+    let varies = resp.headers.get_all(header::VARY).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|t| {
+            t.trim_ascii() == b"*" || t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding")
+        })
+    });
+    if !varies {
+        let _ = resp.append_header(header::VARY, "Accept-Encoding");
+    }
+    for (name, values) in &plan.csp {
+        let _ = resp.remove_header(name);
+        for v in values {
+            let _ = resp.append_header(name.clone(), v.clone());
+        }
+    }
+}
+
+/// Remove the opt-out header from a response tollgate did not inject.
+pub fn strip_control(resp: &mut ResponseHeader) {
+    if resp.headers.contains_key(OPT_OUT_HEADER) {
+        let _ = resp.remove_header(OPT_OUT_HEADER);
+    }
+}
+
+/// Log what happened to one page: at debug level, except the first time a page is left alone
+/// because of its CSP, or gets a CSP allowance, which is logged at info.
+pub fn log(outcome: &str, path: &str) {
+    static CSP_NOTED: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
+    let first = match outcome {
+        "injected_csp_nonce" => Some(0),
+        "skipped_csp" => Some(1),
+        "skipped_meta_csp" => Some(2),
+        _ => None,
+    }
+    .is_some_and(|i| !CSP_NOTED[i].swap(true, Ordering::Relaxed));
+    let what = match outcome {
+        "injected_csp_nonce" => "injected; the page's Content-Security-Policy got a nonce for the script and the collect endpoint for its beacons",
+        "skipped_csp" => "not injected: the page's Content-Security-Policy relies on 'unsafe-inline', which a nonce would disable",
+        "skipped_meta_csp" => "not injected: the page sets a Content-Security-Policy in a <meta> tag",
+        other => other,
+    };
+    if first {
+        tracing::info!(
+            target: "tollgate::inject",
+            path,
+            "{what} (further pages: debug log and tollgate_inject_total)"
+        );
+    } else {
+        tracing::debug!(target: "tollgate::inject", path, outcome, "{what}");
+    }
+}
+
+impl Plan {
+    /// Whether the page's CSP was rewritten for the tracker.
+    pub fn rewrote_csp(&self) -> bool {
+        !self.csp.is_empty()
+    }
+}
+
+fn new_nonce() -> String {
+    use base64::Engine;
+    let mut raw = [0u8; 16];
+    if getrandom::fill(&mut raw).is_err() {
+        // Without the OS generator, fall back to the hasher's random keys: still unguessable
+        // by the page's visitors.
+        let h =
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        raw[..8].copy_from_slice(&h.to_le_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        let mut s = Settings::defaults("http://127.0.0.1:1").unwrap();
+        s.inject.enabled = true;
+        s
+    }
+
+    #[test]
+    fn the_tracker_is_small() {
+        use std::io::Write;
+        let script = Script::new(&settings());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&script.body).unwrap();
+        let size = gz.finish().unwrap().len();
+        assert!(size <= 3 * 1024, "t.js is {size} bytes gzipped");
+        let text = std::str::from_utf8(&script.body).unwrap();
+        assert!(text.contains("\"prefix\":\"/_tollgate\""), "{text}");
+        assert!(!text.contains("/*CONFIG*/"));
+    }
+
+    #[test]
+    fn brotli_is_hidden_from_the_compressor_and_given_back_to_the_upstream() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("accept-encoding", "br;q=1.0, gzip, zstd")
+            .unwrap();
+        let original = hide_brotli(&mut req).unwrap();
+        assert_eq!(req.headers["accept-encoding"], "gzip, zstd");
+        restore_accept_encoding(&mut req, original);
+        assert_eq!(req.headers["accept-encoding"], "br;q=1.0, gzip, zstd");
+        req.insert_header("accept-encoding", "gzip").unwrap();
+        assert!(hide_brotli(&mut req).is_none());
+    }
+
+    fn page(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.insert_header("content-type", "text/html; charset=utf-8")
+            .unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn judge(resp: &ResponseHeader) -> Result<Plan, Skip> {
+        let s = settings();
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("host", "shop.example").unwrap();
+        plan(resp, false, &req, "https", &Script::new(&s), &s)
+    }
+
+    #[test]
+    fn which_pages_get_the_tracker() {
+        assert!(judge(&page(&[])).is_ok());
+        assert!(
+            judge(&page(&[("content-encoding", "gzip")]))
+                .unwrap()
+                .decompress
+        );
+        assert!(
+            judge(&page(&[("content-encoding", "br")]))
+                .unwrap()
+                .decompress
+        );
+        for (headers, why) in [
+            (&[("x-tollgate-inject", "off")][..], "skipped_opt_out"),
+            (
+                &[("cache-control", "public, no-transform")],
+                "skipped_no_transform",
+            ),
+            (&[("content-encoding", "zstd")], "skipped_encoding"),
+            (
+                &[("content-security-policy", "script-src 'unsafe-inline'")],
+                "skipped_csp",
+            ),
+        ] {
+            assert_eq!(judge(&page(headers)).err(), Some(Some(why)), "{headers:?}");
+        }
+        let mut json = page(&[]);
+        json.insert_header("content-type", "application/json")
+            .unwrap();
+        assert_eq!(judge(&json).err(), Some(None));
+        let mut partial = page(&[]);
+        partial.set_status(206).unwrap();
+        assert_eq!(judge(&partial).err(), Some(None));
+    }
+
+    #[test]
+    fn headers_of_an_injected_page() {
+        let mut resp = page(&[
+            ("content-length", "123"),
+            ("etag", "\"abc\""),
+            ("accept-ranges", "bytes"),
+            ("content-security-policy", "default-src 'none'"),
+        ]);
+        let plan = judge(&resp).unwrap();
+        assert!(plan.rewrote_csp());
+        let tag = std::str::from_utf8(&plan.tag).unwrap().to_string();
+        apply(&mut resp, &plan);
+        let h = &resp.headers;
+        assert!(h.get("content-length").is_none() && h.get("accept-ranges").is_none());
+        assert_eq!(h["transfer-encoding"], "chunked");
+        assert_eq!(h["etag"], "W/\"abc\"");
+        assert_eq!(h["vary"], "Accept-Encoding");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        let nonce = tag
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("\"></script>");
+        assert!(
+            csp.contains(&format!("script-src 'nonce-{nonce}'")),
+            "{csp} / {tag}"
+        );
+        assert!(
+            csp.contains("connect-src https://shop.example/_tollgate/e"),
+            "{csp}"
+        );
+    }
+}
