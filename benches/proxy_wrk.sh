@@ -24,8 +24,8 @@
 #   OUT=FILE          also write the report to FILE
 #   KEEP_TMP=1        keep the temp dir (configs, logs, raw wrk output) for inspection
 #
-# Needs bash, coreutils, python3, curl, nginx, wrk; installs nginx-light/nginx and wrk with
-# apt-get if they are missing. nginx and tollgate are stopped on exit by their pids only.
+# Needs bash, coreutils, python3, curl, nginx, wrk; installs nginx and wrk with .ci/deps bench
+# if they are missing. nginx and tollgate are stopped on exit by their pids only.
 
 set -euo pipefail
 
@@ -45,6 +45,8 @@ CMDLINE=${CMDLINE% }
 
 log() { printf '[proxy_wrk] %s\n' "$*" >&2; }
 die() { printf '[proxy_wrk] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer (got '$RUNS')"
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer of seconds (got '$DURATION')"
@@ -53,39 +55,10 @@ die() { printf '[proxy_wrk] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------- tools
 
-find_nginx() {
-  command -v nginx 2>/dev/null && return 0
-  for p in /usr/sbin/nginx /usr/local/sbin/nginx /usr/local/nginx/sbin/nginx; do
-    [[ -x $p ]] && { echo "$p"; return 0; }
-  done
-  return 1
-}
-
-install_tools() {
-  local sudo=()
-  if (( EUID != 0 )); then
-    command -v sudo >/dev/null || die "nginx/wrk missing and not root (no sudo): install nginx and wrk"
-    sudo=(sudo)
-  fi
-  command -v apt-get >/dev/null || die "nginx/wrk missing and no apt-get: install nginx and wrk"
-  log "installing nginx and wrk with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! "${sudo[@]}" apt-get install -y nginx-light wrk >&2; then
-    "${sudo[@]}" apt-get update >&2 || die "apt-get update failed"
-    "${sudo[@]}" apt-get install -y nginx-light wrk >&2 \
-      || "${sudo[@]}" apt-get install -y nginx wrk >&2 \
-      || die "apt-get install of nginx/wrk failed"
-  fi
-}
-
 for t in python3 curl; do
   command -v "$t" >/dev/null || die "$t is required"
 done
-if ! find_nginx >/dev/null || ! command -v wrk >/dev/null; then
-  install_tools
-fi
-NGINX=$(find_nginx) || die "nginx not found after install"
-command -v wrk >/dev/null || die "wrk not found after install"
+need_nginx_wrk
 
 BIN=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate}
 if [[ $SKIP_TOLLGATE != 1 ]]; then
@@ -101,15 +74,6 @@ chmod 755 "$TMP"   # nginx workers may run as another user
 NGINX_PIDFILES=()
 TOLLGATE_PIDS=()
 WRK_PID=
-
-wait_gone() {   # pid, tenths of a second
-  local i
-  for (( i = 0; i < $2; i++ )); do
-    [[ -d /proc/$1 ]] || return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 cleanup() {
   local rc=$? pf pid

@@ -80,6 +80,8 @@ CMDLINE=${CMDLINE% }
 
 log() { printf '[sink_bench] %s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf '[sink_bench] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer (got '$2')"; }
 posint N "$N"; posint RUNS "$RUNS"; posint SINK_BATCH_SIZE "$SINK_BATCH_SIZE"; posint BATCH "$BATCH"
@@ -90,18 +92,7 @@ done
 
 # ---------------------------------------------------------------------------------- tools
 
-find_nginx() {
-  command -v nginx 2>/dev/null && return 0
-  for p in /usr/sbin/nginx /usr/local/sbin/nginx; do [[ -x $p ]] && { echo "$p"; return 0; }; done
-  return 1
-}
-
-# nginx, wrk and curl come from the project's own installer, as for proxy_wrk.sh.
-if ! find_nginx >/dev/null || ! command -v wrk >/dev/null; then
-  bash "$(dirname "${BASH_SOURCE[0]}")/../.ci/deps" bench
-fi
-NGINX=$(find_nginx) || die "nginx not found after install"
-command -v wrk >/dev/null || die "wrk not found after install"
+need_nginx_wrk
 
 CH_BIN=
 for p in "${TOLLGATE_CLICKHOUSE_SERVER:-}" /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do
@@ -117,9 +108,7 @@ if (( EUID == 0 )); then
   PG_AS=(runuser -u postgres --)
 fi
 
-BIN=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate}
-[[ -x $BIN ]] || die "tollgate binary not found at '$BIN': build it with 'cargo test --release --no-run' (or set TOLLGATE_BIN)"
-case $BIN in /*) ;; *) BIN="$PWD/$BIN" ;; esac
+need_tollgate
 
 # ------------------------------------------------------------------------- temp + cleanup
 
@@ -132,14 +121,6 @@ CH_PID=
 UP_PIDFILE=
 PG_DATA=
 
-wait_gone() {   # pid, tenths of a second
-  local i
-  for (( i = 0; i < $2; i++ )); do
-    [[ -d /proc/$1 ]] || return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 cleanup() {
   local rc=$? pid

@@ -227,6 +227,18 @@ async fn site() -> SocketAddr {
         .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route(
+            "/echo-encoding",
+            get(|h: HeaderMap| async move {
+                let ae = h
+                    .get(header::ACCEPT_ENCODING)
+                    .map_or("(none)", |v| v.to_str().unwrap());
+                (
+                    [(header::CONTENT_TYPE, HTML)],
+                    format!("<html><head></head><body>accept-encoding: {ae}</body></html>"),
+                )
+            }),
+        )
+        .route(
             "/signup",
             post(|| async {
                 (
@@ -324,10 +336,28 @@ async fn assert_untouched(
     );
 }
 
+/// What Chromium sends when it navigates to a page.
+const NAVIGATION: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 const BROWSER_ACCEPT: &[(&str, &str)] = &[
-    ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+    ("accept", NAVIGATION),
     ("accept-encoding", "gzip, deflate, br, zstd"),
 ];
+/// What Chromium sends for fetch(), scripts and images: not a navigation.
+const SUBRESOURCE: &[(&str, &str)] = &[
+    ("accept", "*/*"),
+    ("accept-encoding", "gzip, deflate, br, zstd"),
+];
+
+/// A body as text, decoded from its `Content-Encoding`.
+fn decoded(h: &HeaderMap, body: &[u8]) -> String {
+    let html = match h.get("content-encoding").map(|v| v.to_str().unwrap()) {
+        Some("gzip") => gunzip(body),
+        Some("br") => unbrotli(body),
+        None => body.to_vec(),
+        Some(other) => panic!("unexpected encoding {other}"),
+    };
+    String::from_utf8(html).unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_injected_and_what_stays_byte_exact() {
@@ -361,18 +391,13 @@ async fn what_is_injected_and_what_stays_byte_exact() {
         ("/br", "br, gzip", Some("gzip")),
         ("/br", "gzip, deflate, br, zstd", Some("gzip")),
     ] {
-        let (status, h, body) =
-            fetch(&c, "GET", &tg.url(path), &[("accept-encoding", accept)]).await;
+        let nav = [("accept", NAVIGATION), ("accept-encoding", accept)];
+        let (status, h, body) = fetch(&c, "GET", &tg.url(path), &nav).await;
         assert_eq!(status, 200);
         let encoding = h.get("content-encoding").map(|v| v.to_str().unwrap());
         assert_eq!(encoding, want_encoding, "{path} for {accept}");
-        let html = match encoding {
-            Some("gzip") => gunzip(&body),
-            Some("br") => unbrotli(&body),
-            _ => body.to_vec(),
-        };
         assert!(
-            String::from_utf8_lossy(&html) == injected,
+            decoded(&h, &body) == injected,
             "{path} for {accept}: not the page with the tag once before </head>"
         );
         assert!(
@@ -389,13 +414,19 @@ async fn what_is_injected_and_what_stays_byte_exact() {
             "{path}: Vary {vary:?}"
         );
     }
-    let (_, h, _) = fetch(&c, "GET", &tg.url("/plain"), &[]).await;
+    let (_, h, _) = fetch(&c, "GET", &tg.url("/plain"), BROWSER_ACCEPT).await;
     assert_eq!(h["etag"], "W/\"v1\"", "a strong ETag becomes weak");
-    let (_, h, _) = fetch(&c, "GET", &tg.url("/gz"), &[("accept-encoding", "gzip")]).await;
+    let (_, h, _) = fetch(&c, "GET", &tg.url("/gz"), BROWSER_ACCEPT).await;
     assert_eq!(h["etag"], "W/\"gz1\"");
+    // The upstream was asked for the page uncompressed: tollgate encodes it once.
+    let seen = fetch(&c, "GET", &tg.url("/echo-encoding"), BROWSER_ACCEPT).await;
+    assert!(decoded(&seen.1, &seen.2).contains("accept-encoding: (none)"));
+    let seen = fetch(&c, "GET", &tg.url("/echo-encoding"), SUBRESOURCE).await;
+    assert!(decoded(&seen.1, &seen.2).contains("accept-encoding: gzip, deflate, br, zstd"));
 
     // The strict CSP page: a nonce for the script, the endpoint for its beacons.
-    let (_, h, body) = fetch(&c, "GET", &tg.url("/strict"), &[]).await;
+    let nav = [("accept", NAVIGATION)];
+    let (_, h, body) = fetch(&c, "GET", &tg.url("/strict"), &nav).await;
     let body = String::from_utf8(body.to_vec()).unwrap();
     let csp = h["content-security-policy"].to_str().unwrap();
     let nonce = body
@@ -417,13 +448,15 @@ async fn what_is_injected_and_what_stays_byte_exact() {
     );
     assert_eq!(body.matches("/_tollgate/t.js").count(), 1);
     // Every page gets its own nonce.
-    let (_, h2, _) = fetch(&c, "GET", &tg.url("/strict"), &[]).await;
+    let (_, h2, _) = fetch(&c, "GET", &tg.url("/strict"), &nav).await;
     assert_ne!(h2["content-security-policy"], h["content-security-policy"]);
 
-    // Left alone: non-HTML, HEAD, 204, 206, 304, an 'unsafe-inline' policy, opted-out and
-    // excluded pages; all byte for byte.
-    assert_untouched(&c, site, &tg, "GET", "/data.json", BROWSER_ACCEPT).await;
-    assert_untouched(&c, site, &tg, "GET", "/app.js", BROWSER_ACCEPT).await;
+    // Byte for byte: everything that is not a navigation (fetch, scripts, HTML fetched by
+    // script), HEAD, 204 and 304 answers to navigations, byte ranges, excluded paths.
+    assert_untouched(&c, site, &tg, "GET", "/data.json", SUBRESOURCE).await;
+    assert_untouched(&c, site, &tg, "GET", "/app.js", SUBRESOURCE).await;
+    assert_untouched(&c, site, &tg, "GET", "/plain", SUBRESOURCE).await;
+    assert_untouched(&c, site, &tg, "GET", "/gz", SUBRESOURCE).await;
     assert_untouched(&c, site, &tg, "HEAD", "/plain", BROWSER_ACCEPT).await;
     assert_untouched(&c, site, &tg, "HEAD", "/gz", BROWSER_ACCEPT).await;
     assert_untouched(&c, site, &tg, "GET", "/empty", BROWSER_ACCEPT).await;
@@ -442,17 +475,32 @@ async fn what_is_injected_and_what_stays_byte_exact() {
         &tg,
         "GET",
         "/cached",
-        &[("if-none-match", "\"c1\""), ("accept-encoding", "gzip")],
+        &[
+            ("if-none-match", "\"c1\""),
+            ("accept", NAVIGATION),
+            ("accept-encoding", "gzip"),
+        ],
     )
     .await;
-    assert_untouched(&c, site, &tg, "GET", "/inline-only", BROWSER_ACCEPT).await;
     assert_untouched(&c, site, &tg, "GET", "/private/page", BROWSER_ACCEPT).await;
-    let (_, h, body) = fetch(&c, "GET", &tg.url("/opted-out"), BROWSER_ACCEPT).await;
-    assert!(body == csp_page().as_bytes(), "opted-out page changed");
-    assert!(
-        h.get("x-tollgate-inject").is_none(),
-        "the control header is tollgate's, not the client's"
-    );
+    // Navigations that are not injected: an 'unsafe-inline' policy, a page that opts out, a
+    // JSON answer. Their content is the site's, compressed by tollgate as the site would have.
+    for (path, want) in [
+        ("/inline-only", csp_page()),
+        ("/opted-out", csp_page()),
+        (
+            "/data.json",
+            r#"{"items":[1,2,3],"note":"</head> is not HTML here"}"#.into(),
+        ),
+    ] {
+        let (s, h, body) = fetch(&c, "GET", &tg.url(path), BROWSER_ACCEPT).await;
+        assert_eq!(s, 200);
+        assert_eq!(decoded(&h, &body), want, "{path}");
+        assert!(
+            h.get("x-tollgate-inject").is_none(),
+            "the control header is tollgate's, not the client's"
+        );
+    }
     // The 206 and 304 really were what the site sent.
     let (s, _, _) = fetch(&c, "GET", &tg.url("/ranged"), &[("range", "bytes=0-99")]).await;
     assert_eq!(s, 206);

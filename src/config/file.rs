@@ -413,8 +413,9 @@ pub struct InjectSection {
     pub exclude_paths: Vec<String>,
     /// The tracker also sends scroll depth and engaged time per page (`engagement` events).
     pub engagement: bool,
-    /// gzip (or zstd) level for re-encoding injected pages, 1-9. Never brotli: Pingora 0.9 leaves
-    /// brotli streams unfinished (cloudflare/pingora#1013).
+    /// gzip (or zstd) level for encoding injected pages, 1-9. 1, as nginx's default, is
+    /// zlib-ng's fast path; 5 halves the throughput of injected pages (BENCHMARKS.md). Never
+    /// brotli: Pingora 0.9 leaves brotli streams unfinished (cloudflare/pingora#1013).
     pub compression_level: u32,
 }
 
@@ -424,7 +425,7 @@ impl Default for InjectSection {
             enabled: false,
             exclude_paths: Vec::new(),
             engagement: true,
-            compression_level: 5,
+            compression_level: 1,
         }
     }
 }

@@ -61,8 +61,6 @@ pub struct Ctx {
     /// The page gets it: decided on the upstream header, applied in `response_filter`.
     inject_plan: Option<inject::Plan>,
     injector: Option<inject::Injector>,
-    /// The client's `Accept-Encoding`, when [`inject::hide_brotli`] changed it.
-    accept_encoding: Option<Vec<http::HeaderValue>>,
 }
 
 /// The proxy service.
@@ -186,7 +184,6 @@ impl ProxyHttp for Proxy {
             inject_wanted: false,
             inject_plan: None,
             injector: None,
-            accept_encoding: None,
         }
     }
 
@@ -210,7 +207,7 @@ impl ProxyHttp for Proxy {
                 || req.method == http::Method::GET && req.uri.path() == self.script.path
             {
                 inject::downstream_compression(session, s.inject.compression_level);
-                ctx.accept_encoding = inject::hide_brotli(session.req_header_mut());
+                inject::hide_brotli(session.req_header_mut());
             }
         }
         Ok(())
@@ -270,8 +267,10 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let s = &self.settings;
-        if let Some(original) = ctx.accept_encoding.take() {
-            inject::restore_accept_encoding(req, original);
+        if ctx.inject_wanted {
+            // A page that may be injected is asked for uncompressed: decoding the upstream's
+            // gzip only to encode it again would double the work (see inject's module docs).
+            let _ = req.remove_header(&http::header::ACCEPT_ENCODING);
         }
         if let Some(ids) = &ctx.ids {
             identity::add_upstream_headers(req, ids, &s.identity);
@@ -327,7 +326,7 @@ impl ProxyHttp for Proxy {
 
     async fn response_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -339,10 +338,9 @@ impl ProxyHttp for Proxy {
                     inject::apply(resp, plan);
                     ctx.injector = Some(self.script.injector(plan));
                 }
-                None => {
-                    inject::strip_control(resp);
-                    inject::downstream_compression(session, 0);
-                }
+                // Not injected: the compression armed for a navigation stays on, since the
+                // upstream was asked for an uncompressed answer.
+                None => inject::strip_control(resp),
             }
         }
         ctx.backend = stitch::take(resp, &self.settings);

@@ -2,16 +2,22 @@
 //! `<script src="<collect_prefix>/t.js" defer>`, what their headers need, and `t.js` itself.
 //!
 //! The phases, in the order Pingora runs them:
-//! 1. `early_request_filter`: [`wanted`] looks at the request (GET, HTTP/1.1 or later, not an
-//!    excluded path, no GPC/DNT opt-out); if so, downstream compression is armed, because
-//!    Pingora reads `Accept-Encoding` right after this phase.
-//! 2. `adjust_upstream_modules`: [`plan`] reads the upstream's header before Pingora's upstream
+//! 1. `early_request_filter`: [`wanted`] looks at the request: a browser navigation (GET with
+//!    `Accept: text/html`, HTTP/1.1 or later, no `Range`), not an excluded path, no GPC/DNT
+//!    opt-out. If so, downstream compression is armed here, because Pingora reads
+//!    `Accept-Encoding` right after this phase.
+//! 2. `upstream_request_filter`: such a request goes upstream without `Accept-Encoding`. Decoding
+//!    the upstream's gzip only to encode it again doubled the cost per page (BENCHMARKS.md); this
+//!    way the page is compressed once, by tollgate, as the upstream would have.
+//! 3. `adjust_upstream_modules`: [`plan`] reads the upstream's header before Pingora's upstream
 //!    decompression does: a 200 `text/html` page that has not opted out, in identity, gzip or
-//!    br, whose CSP can allow the script. Only then is upstream decompression switched on.
-//! 3. `response_filter`: [`apply`] fixes the headers (length, `ETag`, `Vary`, CSP); any other
-//!    response gets downstream compression switched off again, so it passes byte for byte.
-//! 4. `response_body_filter`: the [`Injector`] streams the body, and the compression module
-//!    re-encodes it to what the client accepts.
+//!    br (an upstream may compress anyway), whose CSP can allow the script. Only then is
+//!    upstream decompression switched on.
+//! 4. `response_filter`: [`apply`] fixes the headers (length, `ETag`, `Vary`, CSP).
+//! 5. `response_body_filter`: the [`Injector`] streams the body, and the compression module
+//!    encodes it to what the client accepts.
+//!
+//! Requests that are not navigations never see any of this: they pass byte for byte.
 
 mod csp;
 mod scan;
@@ -80,6 +86,14 @@ pub fn wanted(req: &RequestHeader, s: &Settings) -> bool {
         && req.method == http::Method::GET
         // HTTP/1.0 clients cannot take the chunked body an injected page needs.
         && req.version >= http::Version::HTTP_11
+        // A navigation: browsers ask for text/html only when they will render the answer, so
+        // fetch(), images, scripts and styles pass untouched.
+        && req
+            .headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|v| contains_ci(v.as_bytes(), b"text/html"))
+        && !req.headers.contains_key(header::RANGE)
         && !s.inject.exclude.iter().any(|p| path_matches(p, req.uri.path()))
         && !consent::opted_out(req, &s.privacy)
 }
@@ -97,46 +111,29 @@ pub fn downstream_compression(session: &mut Session, level: u32) {
     }
 }
 
-/// Hide `br` from the `Accept-Encoding` the downstream compression module reads, so injected
-/// pages are re-encoded as gzip (or zstd) instead: Pingora 0.9's brotli encoder never finishes
-/// its stream (cloudflare/pingora#1013), which strict decoders such as Node's `fetch` reject.
-/// Returns the original values, which [`restore_accept_encoding`] puts back for the upstream.
-pub fn hide_brotli(req: &mut RequestHeader) -> Option<Vec<HeaderValue>> {
-    let original: Vec<HeaderValue> = req
-        .headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .cloned()
-        .collect();
-    let is_br = |t: &&str| {
+/// Hide `br` from the `Accept-Encoding` the downstream compression module reads, so pages are
+/// re-encoded as gzip (or zstd) instead: Pingora 0.9's brotli encoder never finishes its
+/// stream (cloudflare/pingora#1013), which strict decoders such as Node's `fetch` reject. The
+/// request is one that does not reach the upstream with its own `Accept-Encoding` anyway.
+pub fn hide_brotli(req: &mut RequestHeader) {
+    let is_br = |t: &str| {
         t.split(';')
             .next()
             .is_some_and(|c| c.trim().eq_ignore_ascii_case("br"))
     };
-    let mut any_br = false;
-    let mut kept = Vec::new();
-    for v in &original {
-        for t in v.to_str().unwrap_or_default().split(',') {
-            if is_br(&t) {
-                any_br = true;
-            } else if !t.trim().is_empty() {
-                kept.push(t.trim());
-            }
-        }
+    let values = req.headers.get_all(header::ACCEPT_ENCODING);
+    let tokens = || {
+        values
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or_default().split(','))
+            .map(str::trim)
+    };
+    if !tokens().any(is_br) {
+        return;
     }
-    if !any_br {
-        return None;
-    }
-    let filtered = HeaderValue::from_str(&kept.join(", ")).ok()?;
-    let _ = req.insert_header(header::ACCEPT_ENCODING, filtered);
-    Some(original)
-}
-
-/// Give the upstream the client's own `Accept-Encoding` again.
-pub fn restore_accept_encoding(req: &mut RequestHeader, original: Vec<HeaderValue>) {
-    let _ = req.remove_header(&header::ACCEPT_ENCODING);
-    for v in original {
-        let _ = req.append_header(header::ACCEPT_ENCODING, v);
+    let kept: Vec<&str> = tokens().filter(|t| !t.is_empty() && !is_br(t)).collect();
+    if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+        let _ = req.insert_header(header::ACCEPT_ENCODING, v);
     }
 }
 
@@ -201,6 +198,16 @@ pub fn plan(
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
+    let mut rewrites = Vec::new();
+    let has_csp = h.contains_key(header::CONTENT_SECURITY_POLICY)
+        || h.contains_key(header::CONTENT_SECURITY_POLICY_REPORT_ONLY);
+    if !has_csp {
+        return Ok(Plan {
+            tag: script.tag(None),
+            csp: rewrites,
+            decompress,
+        });
+    }
     let endpoint = format!("{scheme}://{host}{}/e", s.ingest.collect_prefix);
     let origin = csp::Origin {
         scheme,
@@ -208,7 +215,6 @@ pub fn plan(
         endpoint: &endpoint,
     };
     let nonce = new_nonce();
-    let mut rewrites = Vec::new();
     for (name, enforced) in [
         (header::CONTENT_SECURITY_POLICY, true),
         (header::CONTENT_SECURITY_POLICY_REPORT_ONLY, false),
@@ -360,16 +366,15 @@ mod tests {
     }
 
     #[test]
-    fn brotli_is_hidden_from_the_compressor_and_given_back_to_the_upstream() {
+    fn brotli_is_hidden_from_the_compressor() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("accept-encoding", "br;q=1.0, gzip, zstd")
             .unwrap();
-        let original = hide_brotli(&mut req).unwrap();
+        hide_brotli(&mut req);
         assert_eq!(req.headers["accept-encoding"], "gzip, zstd");
-        restore_accept_encoding(&mut req, original);
-        assert_eq!(req.headers["accept-encoding"], "br;q=1.0, gzip, zstd");
         req.insert_header("accept-encoding", "gzip").unwrap();
-        assert!(hide_brotli(&mut req).is_none());
+        hide_brotli(&mut req);
+        assert_eq!(req.headers["accept-encoding"], "gzip");
     }
 
     fn page(headers: &[(&str, &str)]) -> ResponseHeader {

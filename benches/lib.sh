@@ -1,0 +1,47 @@
+# benches/lib.sh: helpers the benchmark scripts share. Source it after defining log() and die().
+# shellcheck shell=bash
+
+# The nginx binary, wherever the distribution put it.
+find_nginx() {
+  command -v nginx 2>/dev/null && return 0
+  local p
+  for p in /usr/sbin/nginx /usr/local/sbin/nginx /usr/local/nginx/sbin/nginx; do
+    [[ -x $p ]] && { echo "$p"; return 0; }
+  done
+  return 1
+}
+
+# nginx, wrk and curl from the project's own installer when any is missing; sets NGINX.
+need_nginx_wrk() {
+  if ! find_nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+    bash "$(dirname "${BASH_SOURCE[0]}")/../.ci/deps" bench
+  fi
+  NGINX=$(find_nginx) || die "nginx not found after install"
+  command -v wrk >/dev/null || die "wrk not found after install"
+}
+
+# The release tollgate binary (built by `cargo test --release --no-run`), absolute; sets BIN.
+need_tollgate() {
+  BIN=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate}
+  [[ -x $BIN ]] || die "tollgate binary not found at '$BIN': run 'cargo test --release --no-run' first (or set TOLLGATE_BIN)"
+  case $BIN in /*) ;; *) BIN="$PWD/$BIN" ;; esac
+}
+
+# Wait for a pid to exit: pid, tenths of a second. Fails when it is still there.
+wait_gone() {
+  local i
+  for (( i = 0; i < $2; i++ )); do
+    [[ -d /proc/$1 ]] || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# "model name" of the first CPU.
+cpu_model() {
+  local key val
+  while IFS=: read -r key val; do
+    [[ $key == "model name"* ]] && { echo "${val# }"; return 0; }
+  done </proc/cpuinfo
+  echo unknown
+}
