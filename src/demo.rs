@@ -50,6 +50,7 @@ async fn product_page(Path(id): Path<u32>) -> impl IntoResponse {
             &format!(
                 r#"<h1>{name}</h1><p id="price">…</p>
 <script>fetch('/api/products/{id}').then(r => r.json()).then(p => document.getElementById('price').textContent = '€' + p.price);</script>
+<p><button data-tg-event="wishlist" data-tg-prop-product="{id}">Add to wishlist</button></p>
 <p><a href="/register">Register to reserve one</a></p>"#
             ),
         )
@@ -74,7 +75,7 @@ async fn product_api(Path(id): Path<u32>) -> impl IntoResponse {
 async fn register_form() -> Html<String> {
     page(
         "Register",
-        r#"<h1>Register</h1><form method="post" action="/api/register">
+        r#"<h1>Register</h1><form id="register" method="post" action="/api/register">
 <label>Email <input name="email" type="email" required></label>
 <button type="submit">Register</button></form>"#,
     )

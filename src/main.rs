@@ -387,6 +387,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 path: PathPattern::Exact("/api/register".into()),
                 status: Some((200, 299)),
             });
+            // The demo shows the injected tracker too: clicks, form submits, engagement.
+            settings.inject.enabled = true;
             let exe = std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "tollgate".into());

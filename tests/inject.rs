@@ -543,6 +543,19 @@ async fn what_is_injected_and_what_stays_byte_exact() {
     )
     .await;
     assert_eq!((s, body.len()), (304, 0));
+    assert!(h.get("set-cookie").is_none(), "t.js sets no cookies");
+    for ae in ["identity", "gzip;q=0, br"] {
+        let (s, h, plain) = fetch(
+            &c,
+            "GET",
+            &tg.url("/_tollgate/t.js"),
+            &[("accept-encoding", ae)],
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert!(h.get("content-encoding").is_none(), "{ae}");
+        assert!(plain == js, "{ae}: not the same script");
+    }
 
     // What the metric says.
     let metrics = tg.metrics().await;

@@ -414,7 +414,8 @@ pub struct InjectSection {
     /// The tracker also sends scroll depth and engaged time per page (`engagement` events).
     pub engagement: bool,
     /// gzip (or zstd) level for encoding injected pages, 1-9. 1, as nginx's default, is
-    /// zlib-ng's fast path; 5 halves the throughput of injected pages (BENCHMARKS.md). Never
+    /// zlib-ng's fast path (pages about 30 % larger than nginx's level 1); 2 matches nginx's size
+    /// at about 10 % less throughput, 5 costs about 40 % of it (BENCHMARKS.md). Never
     /// brotli: Pingora 0.9 leaves brotli streams unfinished (cloudflare/pingora#1013).
     pub compression_level: u32,
 }

@@ -146,23 +146,48 @@ async fn serve_script(session: &mut Session, script: &Script) -> pingora::Result
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().trim_start_matches("W/") == script.etag);
+    let gzip = accepts_gzip(req);
     let status = if fresh { 304 } else { 200 };
-    let mut resp = ResponseHeader::build(status, Some(5))?;
+    let mut resp = ResponseHeader::build(status, Some(7))?;
     resp.insert_header(http::header::CACHE_CONTROL, "public, max-age=3600")?;
     resp.insert_header(http::header::ETAG, &script.etag)?;
+    resp.insert_header(http::header::VARY, "Accept-Encoding")?;
     if fresh {
         return session.write_response_header(Box::new(resp), true).await;
     }
+    let body = if gzip {
+        resp.insert_header(http::header::CONTENT_ENCODING, "gzip")?;
+        script.gzip.clone()
+    } else {
+        script.body.clone()
+    };
     resp.insert_header(http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, script.body.len())?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header("x-content-type-options", "nosniff")?;
     session.write_response_header(Box::new(resp), head).await?;
     if head {
         return Ok(());
     }
-    session
-        .write_response_body(Some(script.body.clone()), true)
-        .await
+    session.write_response_body(Some(body), true).await
+}
+
+/// Whether `Accept-Encoding` takes gzip (`gzip` or `*`, without `q=0`).
+fn accepts_gzip(req: &pingora::http::RequestHeader) -> bool {
+    req.headers
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let mut parts = t.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
 }
 
 /// Built by hand, not with `respond_error`, which would close the connection and drop the

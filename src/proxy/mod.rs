@@ -202,10 +202,8 @@ impl ProxyHttp for Proxy {
             let req = session.req_header();
             ctx.inject_wanted = inject::wanted(req, s);
             // Pingora reads Accept-Encoding right after this phase: arm compression now for
-            // pages that may be injected and for t.js; response_filter disarms it otherwise.
-            if ctx.inject_wanted
-                || req.method == http::Method::GET && req.uri.path() == self.script.path
-            {
+            // pages that may be injected (they are fetched uncompressed).
+            if ctx.inject_wanted {
                 inject::downstream_compression(session, s.inject.compression_level);
                 inject::hide_brotli(session.req_header_mut());
             }
