@@ -173,8 +173,15 @@ impl Injector {
                         return (None, p);
                     }
                     if rest.starts_with(b"<!--") {
-                        self.state = State::Comment;
-                        i = p + 4;
+                        // `<!-->` and `<!--->` are whole (empty) comments in HTML.
+                        match &rest[4..] {
+                            [b'>', ..] => i = p + 5,
+                            [b'-', b'>', ..] => i = p + 6,
+                            _ => {
+                                self.state = State::Comment;
+                                i = p + 4;
+                            }
+                        }
                         continue;
                     }
                     for (name, outcome) in [(&b"head"[..], Outcome::Head), (b"body", Outcome::Body)]
@@ -321,6 +328,13 @@ mod tests {
             "<headers></headers></head-x></head><body></body></html>"
         );
         let want = page.replacen("</head><body>", &format!("{TAG}</head><body>"), 1);
+        check(page, &want, Outcome::Head);
+    }
+
+    #[test]
+    fn empty_comments_end_at_once() {
+        let page = "<html><head><!--><!---></head><body></body></html>";
+        let want = page.replacen("</head>", &format!("{TAG}</head>"), 1);
         check(page, &want, Outcome::Head);
     }
 
