@@ -76,6 +76,11 @@ fn adapt_policy(policy: &str, nonce: &str, origin: &Origin) -> Verdict {
             .iter()
             .find_map(|n| dirs.iter().position(|d| d.name == *n))
     };
+    if dirs.iter().any(|d| d.name == "sandbox") {
+        // A sandboxed page may run no scripts at all, or only from an opaque origin whose
+        // beacons would not carry the visitor's cookie.
+        return Verdict::Blocked("the page's policy sandboxes it");
+    }
     let nonce_src = format!("'nonce-{nonce}'");
     let mut changed = false;
 
@@ -225,6 +230,10 @@ mod tests {
     fn pages_that_rely_on_unsafe_inline_are_not_injected() {
         assert!(matches!(
             judge("script-src 'unsafe-inline' https://cdn.example"),
+            Verdict::Blocked(_)
+        ));
+        assert!(matches!(
+            judge("default-src 'self'; sandbox allow-scripts"),
             Verdict::Blocked(_)
         ));
     }
