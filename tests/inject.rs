@@ -626,6 +626,8 @@ async fn injected_pages_in_headless_chromium() {
     b.goto(&tg.url("/app/home")).await;
     b.wait_for("window.__tollgate === 1", Duration::from_secs(10))
         .await;
+    // A replaceState that only tidies the URL (a trailing slash) is not a new page.
+    b.eval("history.replaceState({}, '', '/app/home/')").await;
     b.click("a[href=\"/app/products\"]").await;
     b.wait_for(
         "location.pathname === '/app/products'",
@@ -658,7 +660,7 @@ async fn injected_pages_in_headless_chromium() {
             vec![
                 json!("/app/products"),
                 Value::Null,
-                json!(format!("{origin}/app/home")),
+                json!(format!("{origin}/app/home/")),
                 json!("browser")
             ],
             vec![

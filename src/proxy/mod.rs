@@ -324,7 +324,7 @@ impl ProxyHttp for Proxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -337,8 +337,13 @@ impl ProxyHttp for Proxy {
                     ctx.injector = Some(self.script.injector(plan));
                 }
                 // Not injected: the compression armed for a navigation stays on, since the
-                // upstream was asked for an uncompressed answer.
-                None => inject::strip_control(resp),
+                // upstream was asked for an uncompressed answer; unless it must not transform.
+                None => {
+                    inject::strip_control(resp);
+                    if inject::no_transform(resp) {
+                        inject::downstream_compression(session, 0);
+                    }
+                }
             }
         }
         ctx.backend = stitch::take(resp, &self.settings);

@@ -154,11 +154,13 @@ fn allows_origin(sources: &[&str], origin: &Origin) -> bool {
         if s == "'self'" || s == "*" || s == format!("{}:", origin.scheme) {
             return true;
         }
-        // A host source, with this page's scheme or none: only the exact host counts.
+        // A host source, with this page's scheme or none: only the exact host counts, and only
+        // without a path (a path limits it to part of the site).
         let rest = s
             .strip_prefix(&format!("{}://", origin.scheme))
             .unwrap_or(&s);
-        rest.split('/').next() == Some(origin.host.to_ascii_lowercase().as_str())
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        host == origin.host.to_ascii_lowercase() && path.is_empty()
     })
 }
 
@@ -185,6 +187,7 @@ mod tests {
             "default-src https:",
             "default-src shop.example",
             "script-src https://shop.example/; connect-src *",
+            "default-src 'self' https://shop.example/static/",
             "upgrade-insecure-requests",
         ] {
             assert_eq!(judge(p), Verdict::Allowed, "{p}");
@@ -217,6 +220,11 @@ mod tests {
         // Hashes already switch 'unsafe-inline' off, so a nonce changes nothing for the page.
         assert!(matches!(
             judge("script-src 'unsafe-inline' 'sha256-xyz'; connect-src 'self'"),
+            Verdict::Rewritten(_)
+        ));
+        // A host source with a path covers part of the site only.
+        assert!(matches!(
+            judge("script-src https://shop.example/static/; connect-src 'self'"),
             Verdict::Rewritten(_)
         ));
         // Two policies in one value: each is judged.

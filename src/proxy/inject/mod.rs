@@ -100,6 +100,11 @@ pub fn wanted(req: &RequestHeader, s: &Settings) -> bool {
             .get_all(header::ACCEPT)
             .iter()
             .any(|v| contains_ci(v.as_bytes(), b"text/html"))
+        // fetch() of HTML (Turbo, htmx) says so, where the browser sends Sec-Fetch-Dest.
+        && req.headers.get("sec-fetch-dest").is_none_or(|d| {
+            let d = d.as_bytes();
+            d.eq_ignore_ascii_case(b"document") || d.eq_ignore_ascii_case(b"iframe")
+        })
         && !req.headers.contains_key(header::RANGE)
         && !s.inject.exclude.iter().any(|p| path_matches(p, req.uri.path()))
         && !consent::opted_out(req, &s.privacy)
@@ -183,10 +188,7 @@ pub fn plan(
     {
         return Err(Some("skipped_opt_out"));
     }
-    if h.get_all(header::CACHE_CONTROL)
-        .iter()
-        .any(|v| contains_ci(v.as_bytes(), b"no-transform"))
-    {
+    if no_transform(resp) {
         return Err(Some("skipped_no_transform"));
     }
     if contains_ci(ct, b"utf-16") || contains_ci(ct, b"utf-32") {
@@ -214,6 +216,15 @@ pub fn plan(
             csp: rewrites,
             decompress,
         });
+    }
+    // The host goes into the policy: only a plain host[:port] or [v6]:port, never a header
+    // that could smuggle directives in.
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    {
+        return Err(Some("skipped_csp"));
     }
     let endpoint = format!("{scheme}://{host}{}/e", s.ingest.collect_prefix);
     let origin = csp::Origin {
@@ -286,12 +297,26 @@ pub fn apply(resp: &mut ResponseHeader, plan: &Plan) {
     if !varies {
         let _ = resp.append_header(header::VARY, "Accept-Encoding");
     }
+    if !plan.csp.is_empty() {
+        // The nonce is this response's alone: a 304 would pair the cached page with the
+        // upstream's policy again, so the page is not revalidated.
+        let _ = resp.remove_header(&header::ETAG);
+        let _ = resp.remove_header(&header::LAST_MODIFIED);
+    }
     for (name, values) in &plan.csp {
         let _ = resp.remove_header(name);
         for v in values {
             let _ = resp.append_header(name.clone(), v.clone());
         }
     }
+}
+
+/// `Cache-Control: no-transform`: a proxy must not change the body, its encoding included.
+pub fn no_transform(resp: &ResponseHeader) -> bool {
+    resp.headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .any(|v| contains_ci(v.as_bytes(), b"no-transform"))
 }
 
 /// Remove the opt-out header from a response tollgate did not inject.
@@ -455,8 +480,11 @@ mod tests {
         let h = &resp.headers;
         assert!(h.get("content-length").is_none() && h.get("accept-ranges").is_none());
         assert_eq!(h["transfer-encoding"], "chunked");
-        assert_eq!(h["etag"], "W/\"abc\"");
         assert_eq!(h["vary"], "Accept-Encoding");
+        assert!(
+            h.get("etag").is_none(),
+            "a page with a fresh nonce is not revalidated"
+        );
         let csp = h["content-security-policy"].to_str().unwrap();
         let nonce = tag
             .split("nonce=\"")

@@ -138,14 +138,25 @@ impl Injector {
         loop {
             match self.state {
                 State::Done => return (None, b.len()),
-                State::Comment => match memmem::find(&b[i..], b"-->") {
+                // A comment ends at "-->" or "--!>".
+                State::Comment => match memmem::find(&b[i..], b"--") {
                     Some(q) => {
-                        self.state = State::Text;
-                        i += q + 3;
+                        let after = &b[i + q + 2..];
+                        if after.starts_with(b">") {
+                            self.state = State::Text;
+                            i += q + 3;
+                        } else if after.starts_with(b"!>") {
+                            self.state = State::Text;
+                            i += q + 4;
+                        } else if after.len() < 2 && !end {
+                            return (None, i + q);
+                        } else {
+                            i += q + 1;
+                        }
                     }
                     None if end => return (None, b.len()),
-                    // "--" may end this chunk and ">" start the next
-                    None => return (None, b.len().saturating_sub(2).max(i)),
+                    // "-" may end this chunk and "->" start the next
+                    None => return (None, b.len().saturating_sub(1).max(i)),
                 },
                 State::RawText(name) => {
                     let Some(q) = memchr(b'<', &b[i..]) else {
@@ -333,7 +344,7 @@ mod tests {
 
     #[test]
     fn empty_comments_end_at_once() {
-        let page = "<html><head><!--><!---></head><body></body></html>";
+        let page = "<html><head><!--><!---><!-- a -- b --!></head><body></body></html>";
         let want = page.replacen("</head>", &format!("{TAG}</head>"), 1);
         check(page, &want, Outcome::Head);
     }

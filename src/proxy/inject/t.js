@@ -48,27 +48,42 @@
     w.addEventListener("pagehide", flush);
   }
 
-  // Single-page-app navigations.
-  function view() {
-    var now = here();
-    if (now == page) return;
-    flush();
-    send({ name: "page_view", referrer: pageUrl });
-    page = now;
-    pageUrl = L.href;
-    depth = 0;
-    scrolled();
+  // Single-page-app navigations. replaceState counts only when the path itself changes:
+  // stripping utm_ parameters, a trailing slash or "#/" after a load is not a new page.
+  function bare(p) {
+    return p.replace(/\?[^#]*/, "").replace(/#!?\/?$/, "").replace(/(.)\/$/, "$1");
+  }
+  function view(replaced) {
+    try {
+      var now = here();
+      if (now == page) return;
+      if (replaced && bare(now) == bare(page)) {
+        page = now;
+        pageUrl = L.href;
+        return;
+      }
+      flush();
+      send({ name: "page_view", referrer: pageUrl });
+      page = now;
+      pageUrl = L.href;
+      depth = 0;
+      scrolled();
+    } catch (x) {}
   }
   ["pushState", "replaceState"].forEach(function (m) {
     var orig = history[m];
     history[m] = function () {
       var r = orig.apply(this, arguments);
-      view();
+      view(m == "replaceState");
       return r;
     };
   });
-  w.addEventListener("popstate", view);
-  w.addEventListener("hashchange", view);
+  w.addEventListener("popstate", function () {
+    view();
+  });
+  w.addEventListener("hashchange", function () {
+    view();
+  });
   // A page restored from the back-forward cache never reached the proxy.
   w.addEventListener("pageshow", function (e) {
     if (e.persisted) send({ name: "page_view", referrer: d.referrer });
