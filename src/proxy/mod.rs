@@ -63,6 +63,13 @@ pub struct Ctx {
     injector: Option<inject::Injector>,
 }
 
+impl Ctx {
+    /// The client reached the site over HTTPS (as forwarded by a trusted proxy).
+    fn secure(&self) -> bool {
+        self.fwd.as_ref().is_some_and(|f| f.proto == "https")
+    }
+}
+
 /// The proxy service.
 pub struct Proxy {
     settings: Arc<Settings>,
@@ -215,7 +222,7 @@ impl ProxyHttp for Proxy {
         self.ids(session, ctx);
         if collect::is_ours(session.req_header().uri.path(), &self.settings) {
             let ip = self.fwd(session, ctx).client_ip;
-            let secure = ctx.fwd.as_ref().is_some_and(|f| f.proto == "https");
+            let secure = ctx.secure();
             let ids = self.ids(session, ctx).clone();
             let script = &self.script;
             collect::handle(
@@ -292,11 +299,7 @@ impl ProxyHttp for Proxy {
         if !ctx.inject_wanted || resp.status.is_informational() {
             return Ok(());
         }
-        let scheme = if ctx.fwd.as_ref().is_some_and(|f| f.proto == "https") {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if ctx.secure() { "https" } else { "http" };
         let req = session.req_header();
         match inject::plan(
             resp,
@@ -347,7 +350,7 @@ impl ProxyHttp for Proxy {
             }
         }
         ctx.backend = stitch::take(resp, &self.settings);
-        let secure = ctx.fwd.as_ref().is_some_and(|f| f.proto == "https");
+        let secure = ctx.secure();
         if let Some(ids) = &ctx.ids {
             identity::add_response_headers(resp, ids, &self.settings.identity, secure);
         }
@@ -397,7 +400,7 @@ impl ProxyHttp for Proxy {
                 let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
                 let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
                 let _ = resp.insert_header(http::header::CACHE_CONTROL, "no-store");
-                let secure = ctx.fwd.as_ref().is_some_and(|f| f.proto == "https");
+                let secure = ctx.secure();
                 let ids = self.ids(session, ctx).clone();
                 identity::add_response_headers(&mut resp, &ids, &self.settings.identity, secure);
                 if session

@@ -158,6 +158,13 @@ pub struct Plan {
     pub decompress: bool,
 }
 
+impl Plan {
+    /// Whether the page's CSP was rewritten for the tracker.
+    pub fn rewrote_csp(&self) -> bool {
+        !self.csp.is_empty()
+    }
+}
+
 /// Why a response is not injected, for the log and `tollgate_inject_total`.
 pub type Skip = Option<&'static str>;
 
@@ -351,13 +358,6 @@ pub fn log(outcome: &str, path: &str) {
         );
     } else {
         tracing::debug!(target: "tollgate::inject", path, outcome, "{what}");
-    }
-}
-
-impl Plan {
-    /// Whether the page's CSP was rewritten for the tracker.
-    pub fn rewrote_csp(&self) -> bool {
-        !self.csp.is_empty()
     }
 }
 
