@@ -7,6 +7,7 @@ use pingora::http::RequestHeader;
 use std::hint::black_box;
 use tollgate::config::Settings;
 use tollgate::proxy::consent::Salt;
+use tollgate::proxy::signing::CookieKey;
 use tollgate::proxy::{capture, identity};
 
 fn settings() -> Settings {
@@ -32,15 +33,30 @@ fn bench(c: &mut Criterion) {
     let req = request();
     let mut g = c.benchmark_group("hot_path");
     g.throughput(Throughput::Elements(1));
-    let salt = Salt::load(None, 0);
+    let keys = identity::Keys {
+        salt: Salt::load(None, 0),
+        cookie: CookieKey::ephemeral(),
+    };
+    // A visitor cookie as tollgate issued it, so that its signature is checked and holds.
+    let mut req = req;
+    let vid = keys
+        .cookie
+        .sign(&"5b3c1e5e-8f3a-4e2b-9a5c-2f1d7e6a9b01".parse().unwrap());
+    req.insert_header(
+        "cookie",
+        format!(
+            "_ga=GA1.2.3; tg_vid={vid}; tg_sid=0190c9a4-8a0b-7cc2-9d1e-3f4a5b6c7d8e; theme=dark"
+        ),
+    )
+    .unwrap();
     let ip = "203.0.113.7".parse().ok();
     g.bench_function("identity_resolve", |b| {
-        b.iter(|| identity::resolve(black_box(&req), &s, &salt, ip, 1_000))
+        b.iter(|| identity::resolve(black_box(&req), &s, &keys, ip, 1_000))
     });
     let mut cookieless = s.clone();
     cookieless.privacy.cookieless = true;
     g.bench_function("identity_resolve_cookieless", |b| {
-        b.iter(|| identity::resolve(black_box(&req), &cookieless, &salt, ip, 1_000))
+        b.iter(|| identity::resolve(black_box(&req), &cookieless, &keys, ip, 1_000))
     });
     g.bench_function("classify", |b| {
         b.iter(|| {

@@ -8,15 +8,18 @@ use crate::event::now_us;
 use crate::metrics::Metrics;
 use crate::pipeline;
 use crate::proxy::consent::{day_of, Salt};
+use crate::proxy::identity::Keys;
+use crate::proxy::listener::Guarded;
+use crate::proxy::signing::{CookieKey, KEY_FILE};
 use crate::proxy::upstream::UpstreamTarget;
 use crate::proxy::Proxy;
 use crate::store::Store;
 use anyhow::Context;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
-use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -115,7 +118,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let retention_conn = store
         .reader()
         .context("failed to open a store connection")?;
-    let (events, rx) = pipeline::channel(settings.pipeline.queue_capacity, metrics.clone());
+    let (events, rx) = pipeline::channel(
+        settings.pipeline.queue_capacity,
+        settings.pipeline.queue_max_bytes,
+        metrics.clone(),
+    );
     let (ingest, ingest_rx) = crate::ingest::channel();
     let writer = pipeline::spawn_writer(
         store,
@@ -139,7 +146,15 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     // The salt file is written only where cookieless ids can be minted.
     let p = &settings.privacy;
     let salt_dir = (p.cookieless || p.consent.is_some()).then_some(settings.data_dir.as_path());
-    let salt = Arc::new(Salt::load(salt_dir, day_of(now_us())));
+    let keys = Arc::new(Keys {
+        salt: Salt::load(salt_dir, day_of(now_us())),
+        cookie: CookieKey::load_or_create(&settings.data_dir).with_context(|| {
+            format!(
+                "failed to read or create the visitor cookie key {}",
+                settings.data_dir.join(KEY_FILE).display()
+            )
+        })?,
+    });
 
     let upstream = UpstreamTarget::resolve(settings.upstream.clone())?;
     upstream.spawn_refresh(Duration::from_secs(30));
@@ -159,6 +174,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             sinks: settings.sinks.clone(),
             admin_token: settings.admin_token.clone(),
             timezone: settings.timezone,
+            api_max_items: settings.ingest.api_max_items,
+            console: crate::admin::Console::new(settings.console.clone()),
         }),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
@@ -182,13 +199,27 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     server.bootstrap();
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(settings.keepalive_requests).filter(|n| *n > 0);
-    let mut service = ProxyServiceBuilder::new(
+    let mut proxy = pingora::proxy::http_proxy(
         &server.configuration,
-        Proxy::new(settings.clone(), upstream, events, ingest, metrics, salt),
-    )
-    .name("tollgate proxy")
-    .server_options(server_options)
-    .build();
+        Proxy::new(
+            settings.clone(),
+            upstream,
+            events,
+            ingest,
+            metrics.clone(),
+            keys,
+        ),
+    );
+    proxy.server_options = Some(server_options);
+    // Pingora's connection loop, with a connection cap and a header deadline around it.
+    let app = Guarded::new(
+        proxy,
+        settings.max_connections,
+        settings.header_timeout,
+        Duration::from_secs(settings.keepalive_secs),
+        metrics,
+    );
+    let mut service = Service::new("tollgate proxy".to_string(), app);
     service.add_tcp(&listen.to_string());
     server.add_service(service);
 

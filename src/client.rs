@@ -13,8 +13,8 @@ use crate::event::now_us;
 use crate::ingest::{import, ImportReport};
 use crate::sinks::{status as sink_status, SinkStatus};
 use crate::store::{
-    forget as forget_in, run_query, ForgetReport, QueryError, QueryResult, Store, StoreError,
-    Subject,
+    forget as forget_in, run_query_with_timeout, ForgetReport, Limits, QueryError, QueryResult,
+    Store, StoreError, Subject,
 };
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -35,10 +35,24 @@ pub enum ClientError {
     Admin { addr: SocketAddr, reason: String },
 }
 
-/// Run `sql` against the store in `data_dir`.
+/// Run `sql` against the store in `data_dir`. Through a running server, its `[console]`
+/// limits apply; on the file itself, the default ones (`console.timeout_secs`, `max_bytes`).
 pub fn query(data_dir: &Path, sql: &str, max_rows: usize) -> Result<QueryResult, ClientError> {
     match Store::open_read_only(data_dir) {
-        Ok(store) => Ok(run_query(store.connection(), sql, max_rows)?),
+        Ok(store) => {
+            let c = crate::config::ConsoleSection::default();
+            let limits = Limits {
+                max_rows,
+                max_bytes: c.max_bytes,
+            };
+            let timeout = Duration::from_secs(c.timeout_secs);
+            Ok(run_query_with_timeout(
+                store.connection(),
+                sql,
+                limits,
+                timeout,
+            )?)
+        }
         Err(StoreError::Locked { path }) => match runtime_info(data_dir) {
             Some(info) => query_admin(&info, sql, max_rows),
             None => Err(StoreError::Locked { path }.into()),
@@ -437,6 +451,7 @@ mod tests {
             columns: vec!["a".into(), "b".into()],
             rows: vec![vec![serde_json::json!("x,y"), serde_json::Value::Null]],
             truncated: false,
+            truncated_by: None,
         };
         assert_eq!(render(&r, Format::Csv), "a,b\n\"x,y\",\n");
     }

@@ -138,6 +138,50 @@ impl Event {
     }
 }
 
+impl Event {
+    /// About how many bytes this event holds: the struct and the text of its fields. What the
+    /// queue's byte bound counts; cheap (lengths only).
+    pub fn approx_bytes(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<Event>()
+            + self.site.len()
+            + self.name.len()
+            + [
+                &self.user_id,
+                &self.request_id,
+                &self.method,
+                &self.host,
+                &self.path,
+                &self.route,
+                &self.query,
+                &self.referrer,
+                &self.referrer_host,
+                &self.channel,
+                &self.utm_source,
+                &self.utm_medium,
+                &self.utm_campaign,
+                &self.utm_term,
+                &self.utm_content,
+                &self.click_id_type,
+                &self.click_id,
+                &self.user_agent,
+                &self.browser,
+                &self.browser_version,
+                &self.os,
+                &self.device_type,
+                &self.bot_reason,
+                &self.ip,
+                &self.country,
+                &self.region,
+                &self.city,
+                &self.props,
+            ]
+            .into_iter()
+            .map(text)
+            .sum::<usize>()
+    }
+}
+
 /// Microseconds since the Unix epoch, shifted by [`CLOCK_OFFSET_ENV`] when it is set.
 pub fn now_us() -> i64 {
     let real = std::time::SystemTime::now()
@@ -159,4 +203,56 @@ fn clock_offset_us() -> i64 {
             .and_then(|v| v.trim().parse::<i64>().ok())
             .map_or(0, |s| s.saturating_mul(1_000_000))
     })
+}
+
+/// Longest values kept of what a client sends, in bytes. The public port is hostile: every
+/// field taken from a request is cut to these at capture, before it is queued, so that one
+/// request costs the pipeline a bounded amount of memory and work (`docs/security.md`).
+pub mod limits {
+    /// `User-Agent`. Real browsers send under 300 bytes, in-app browsers about 600; a longer
+    /// one is cut and the event marked `ua:malformed` without parsing it.
+    pub const USER_AGENT: usize = 1024;
+    /// The path of a URL.
+    pub const PATH: usize = 2048;
+    /// The query string of a URL.
+    pub const QUERY: usize = 4096;
+    /// `Referer`, or a browser event's `referrer`.
+    pub const REFERRER: usize = 2048;
+    /// `Host`.
+    pub const HOST: usize = 255;
+
+    /// `s` cut to at most `max` bytes, at a character boundary, and whether it was cut.
+    pub fn cap(s: &str, max: usize) -> (&str, bool) {
+        if s.len() <= max {
+            return (s, false);
+        }
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        (&s[..end], true)
+    }
+
+    /// Header bytes as text, cut to `max` bytes first (so a megabyte header is never copied
+    /// whole), invalid UTF-8 replaced.
+    pub fn header_text(v: &[u8], max: usize) -> (String, bool) {
+        let cut = v.len() > max;
+        let bytes = if cut { &v[..max] } else { v };
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        (text, cut)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn cuts_at_character_boundaries() {
+            assert_eq!(cap("abc", 3), ("abc", false));
+            assert_eq!(cap("abcd", 3), ("abc", true));
+            assert_eq!(cap("a€", 2), ("a", true));
+            assert_eq!(header_text(b"abcdef", 4), ("abcd".to_string(), true));
+            assert_eq!(header_text(&[b'a', 0xe2, 0x82], 3).0, "a\u{fffd}");
+        }
+    }
 }

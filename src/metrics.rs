@@ -49,9 +49,12 @@ pub struct Metrics {
     pub batches_failed: IntCounter,
     pub batch_seconds: Histogram,
     pub queue_depth: IntGauge,
+    pub queue_bytes: IntGauge,
     pub upstream_connect_errors: IntCounter,
     pub upstream_timeouts: IntCounter,
     inject: IntCounterVec,
+    refused: IntCounterVec,
+    console: IntCounterVec,
     sinks: SinkVecs,
 }
 
@@ -179,6 +182,24 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "tollgate_refused_total",
+                "Requests and connections refused to bound their cost, by reason \
+                 (connection_cap, header_timeout, collect_rate, collect_items).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let console = IntCounterVec::new(
+            Opts::new(
+                "tollgate_console_queries_total",
+                "SQL console queries, by outcome (ok, truncated, refused, invalid, timeout, \
+                 cancelled, busy).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
             registry.register(Box::new(c.clone())).expect("unique");
@@ -217,8 +238,15 @@ impl Metrics {
                 "Events waiting between the proxy and the store.",
             )
             .expect("valid metric"),
+            queue_bytes: IntGauge::new(
+                "tollgate_queue_bytes",
+                "Bytes the events waiting between the proxy and the store hold.",
+            )
+            .expect("valid metric"),
             requests,
             inject,
+            refused,
+            console,
             sinks: SinkVecs::new(),
             registry,
         };
@@ -230,6 +258,9 @@ impl Metrics {
             Box::new(m.inject.clone()),
             Box::new(m.batch_seconds.clone()),
             Box::new(m.queue_depth.clone()),
+            Box::new(m.queue_bytes.clone()),
+            Box::new(m.refused.clone()),
+            Box::new(m.console.clone()),
         ] {
             m.registry.register(c).expect("unique");
         }
@@ -244,6 +275,16 @@ impl Metrics {
     /// Count one HTML page's injection outcome.
     pub fn inject(&self, outcome: &str) {
         self.inject.with_label_values(&[outcome]).inc();
+    }
+
+    /// Count one request or connection refused for `reason` (see `tollgate_refused_total`).
+    pub fn refused(&self, reason: &str) {
+        self.refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Count one SQL console query by its outcome.
+    pub fn console(&self, outcome: &str) {
+        self.console.with_label_values(&[outcome]).inc();
     }
 
     /// The metrics of the sink called `name`.

@@ -363,6 +363,42 @@ async fn the_dashboard_in_headless_chromium() {
     assert_eq!(tg.count("SELECT count(*) FROM events").await, total);
     b.screenshot(&shot("sql")).await;
 
+    // A link that carries SQL fills the console but runs nothing until Run is clicked.
+    let console_runs = |m: &str| -> i64 {
+        m.lines()
+            .filter(|l| l.starts_with("tollgate_console_queries_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+            .sum()
+    };
+    let runs = console_runs(&tg.metrics().await);
+    let linked = "SELECT 4242 AS answer";
+    b.goto(&tg.admin_url(&format!("/?tab=sql&q={}", linked.replace(' ', "%20"))))
+        .await;
+    b.wait_for(
+        &format!("{IDLE} && document.querySelector('#sql-pending')"),
+        wait,
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.querySelector('#sql-input').value").await,
+        Value::from(linked)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        console_runs(&tg.metrics().await),
+        runs,
+        "opening the link ran its SQL"
+    );
+    b.click("#sql-run").await;
+    let shown = b
+        .wait_for(
+            &format!("{IDLE} && document.querySelector('table[data-table=\"sql.result\"] tbody td') && document.querySelector('table[data-table=\"sql.result\"] tbody td').textContent"),
+            wait,
+        )
+        .await;
+    assert_eq!(shown.as_str().unwrap().replace(',', ""), "4242");
+    assert_eq!(console_runs(&tg.metrics().await), runs + 1);
+
     // At phone width nothing overflows sideways.
     b.set_viewport(375, 812).await;
     b.goto(&tg.admin_url(&format!("/?from={from}&to={to}&tab=overview")))

@@ -298,37 +298,36 @@ fn restart(up: &Upstream, prev: &Tollgate, conf: &str) -> Tollgate {
 async fn forget_removes_exactly_that_visitor() {
     let up = Upstream::start().await;
     let mut tg = Tollgate::start(&up.url(), "");
-    let c = client();
-    let a = uuid::Uuid::new_v4();
-    let b = uuid::Uuid::new_v4();
+    // Two browsers, each keeping the visitor cookie tollgate gives it.
+    let browsers = [common::jar_client(), common::jar_client()];
     for n in 0..3 {
-        for v in [a, b] {
-            page(&c, tg.url(&format!("/page/{n}")), "127.0.0.1", CHROME)
-                .header("cookie", format!("tg_vid={v}"))
+        for c in &browsers {
+            page(c, tg.url(&format!("/page/{n}")), "127.0.0.1", CHROME)
                 .send()
                 .await
                 .unwrap();
         }
     }
     assert_eq!(tg.wait_count("SELECT count(*) FROM events", 6).await, 6);
+    let ids = tg
+        .query("SELECT visitor_id::VARCHAR FROM events GROUP BY 1 ORDER BY min(seq)")
+        .await;
+    let [a, b] = [0, 1].map(|i| ids[i][0].as_str().unwrap().to_string());
     let data = tg.data_dir();
     let data = data.to_str().unwrap();
 
     // While the server runs: through its admin API.
-    let (ok, out, err) = tollgate_cmd(&["forget", "--data", data, "--visitor", &a.to_string()]);
+    let (ok, out, err) = tollgate_cmd(&["forget", "--data", data, "--visitor", &a]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("deleted 3 events"), "{out}");
     let left = tg
         .query("SELECT visitor_id::VARCHAR, count(*) FROM events GROUP BY 1")
         .await;
-    assert_eq!(left, vec![vec![json!(b.to_string()), json!(3)]]);
+    assert_eq!(left, vec![vec![json!(b), json!(3)]]);
     let req = tg
         .query("SELECT subject_type, subject, rows_deleted FROM forget_requests")
         .await;
-    assert_eq!(
-        req,
-        vec![vec![json!("visitor_id"), json!(a.to_string()), json!(3)]]
-    );
+    assert_eq!(req, vec![vec![json!("visitor_id"), json!(a), json!(3)]]);
 
     // Bad input is refused with a reason.
     let (ok, _, err) = tollgate_cmd(&["forget", "--data", data, "--visitor", "nope"]);
@@ -336,7 +335,7 @@ async fn forget_removes_exactly_that_visitor() {
 
     // With the server stopped: directly on the file.
     tg.terminate();
-    let (ok, out, err) = tollgate_cmd(&["forget", "--data", data, "--visitor", &b.to_string()]);
+    let (ok, out, err) = tollgate_cmd(&["forget", "--data", data, "--visitor", &b]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("deleted 3 events"), "{out}");
     let (ok, out, _) = tollgate_cmd(&[

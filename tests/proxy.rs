@@ -65,7 +65,11 @@ async fn identity_across_pages() {
         );
         resp.text().await.unwrap();
     }
-    let visitor = visitor_cookie.expect("first response sets tg_vid");
+    // `<visitor id>.<signature>`: the backend gets the id alone.
+    let cookie = visitor_cookie.expect("first response sets tg_vid");
+    let (visitor, signature) = cookie.split_once('.').expect("a signed visitor cookie");
+    assert_eq!(signature.len(), 22, "{cookie}");
+    let visitor = visitor.to_string();
     assert_eq!(request_ids.len(), 3);
 
     let n = tg
@@ -137,6 +141,8 @@ async fn cookies_new_visitors_and_tampering() {
         "00000000-0000-0000-0000-000000000000",
         "../../etc",
         "' OR 1=1",
+        // Well formed, but not signed by this tollgate.
+        "5b0e2a1c-1111-4222-8333-944445555666",
     ] {
         let resp = raw
             .get(tg.url("/page/t"))
@@ -145,8 +151,9 @@ async fn cookies_new_visitors_and_tampering() {
             .await
             .unwrap();
         let new = cookie_value(resp.headers(), "tg_vid").expect("replacement cookie");
-        assert_ne!(new, bad);
-        assert!(uuid::Uuid::parse_str(&new).is_ok());
+        assert!(!new.starts_with(bad), "{bad} kept");
+        let id = new.split('.').next().unwrap();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{new}");
     }
     // A request id is kept when well formed and replaced otherwise.
     let resp = raw
@@ -179,11 +186,11 @@ async fn cookies_new_visitors_and_tampering() {
     assert!(all[2..].iter().any(|c| c.starts_with("tg_sid=")));
 
     let n = tg
-        .wait_count("SELECT count(DISTINCT visitor_id) FROM events", 9)
+        .wait_count("SELECT count(DISTINCT visitor_id) FROM events", 10)
         .await;
     assert_eq!(
-        n, 9,
-        "a, b, 4 tampered, 2 request-id probes and /cookies: 9 cookie-less visitors"
+        n, 10,
+        "a, b, 5 tampered, 2 request-id probes and /cookies: 10 cookie-less visitors"
     );
 }
 

@@ -24,6 +24,12 @@ pub enum ApiError {
     /// Retry later: the store is busy or failing, or tollgate is stopping.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many at once: a 429.
+    #[error("{0}")]
+    TooMany(String),
+    /// The work ran past its deadline and was stopped: a 504.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl From<QueryError> for ApiError {
@@ -31,6 +37,7 @@ impl From<QueryError> for ApiError {
         match e {
             QueryError::Refused(_) => ApiError::Forbidden(e.to_string()),
             QueryError::Invalid(m) => ApiError::BadRequest(m),
+            QueryError::Interrupted => ApiError::Unavailable(e.to_string()),
             QueryError::Internal(m) => ApiError::Internal(m),
         }
     }
@@ -45,6 +52,8 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            ApiError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, "busy", m),
+            ApiError::Timeout(m) => (StatusCode::GATEWAY_TIMEOUT, "timeout", m),
             ApiError::Internal(m) => {
                 error!(error = %m, "Admin request failed.");
                 (

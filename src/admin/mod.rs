@@ -10,16 +10,19 @@
 mod auth;
 mod dashboard;
 mod error;
+mod query;
 mod reports;
 mod segment;
 
+pub use crate::ingest::Rejected;
 pub use error::ApiError;
+pub use query::Console;
 
 use crate::event::{now_us, Source};
-use crate::ingest::{native, IngestError, IngestSender};
+use crate::ingest::{native, IngestReport, IngestSender};
 use crate::metrics::Metrics;
 use crate::pipeline::{EventSender, WriterHealth};
-use crate::store::{forget, forget_again, run_query, ForgetReport, QueryResult, Subject};
+use crate::store::{forget, forget_again, ForgetReport, Subject};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -31,9 +34,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tracing::{error, info};
-
-/// Rows returned by `/api/query` unless the request asks for fewer.
-pub const DEFAULT_MAX_ROWS: usize = 10_000;
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -48,6 +48,8 @@ pub struct AdminState {
     pub ingest: IngestSender,
     /// The site id stored in ingested events.
     pub site: String,
+    /// Most items in one `POST /api/events` request.
+    pub api_max_items: usize,
     /// CSV column mapping from the configuration.
     pub import_map: std::collections::HashMap<String, String>,
     /// Segment API write keys.
@@ -58,6 +60,8 @@ pub struct AdminState {
     pub admin_token: Option<String>,
     /// The reports' time zone.
     pub timezone: crate::reports::SiteTz,
+    /// The SQL console's limits and slots.
+    pub console: Console,
 }
 
 impl AdminState {
@@ -81,7 +85,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/query", post(query))
+        .route("/api/query", post(query::handle))
         .route("/api/forget", post(forget_handler))
         .route("/api/sinks", get(sinks_handler))
         .route("/api/events", post(events_handler))
@@ -102,34 +106,11 @@ async fn readyz(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
     st.metrics.queue_depth.set(st.events.depth() as i64);
+    st.metrics.queue_bytes.set(st.events.queued_bytes() as i64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.render(),
     )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueryRequest {
-    pub sql: String,
-    #[serde(default)]
-    pub max_rows: Option<usize>,
-}
-
-async fn query(
-    State(st): State<Arc<AdminState>>,
-    body: Result<Json<QueryRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<QueryResult>, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let conn = st.connection()?;
-    let max = req
-        .max_rows
-        .unwrap_or(DEFAULT_MAX_ROWS)
-        .min(DEFAULT_MAX_ROWS * 10);
-    let res = tokio::task::spawn_blocking(move || run_query(&conn, &req.sql, max))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(res))
 }
 
 #[derive(Deserialize)]
@@ -193,52 +174,16 @@ async fn sinks_handler(
 /// Largest body of `POST /api/events`.
 pub const MAX_EVENTS_BODY: usize = 16 * 1024 * 1024;
 
-/// One rejected item of a batch.
-#[derive(Debug, serde::Serialize)]
-pub struct Rejected {
-    pub index: usize,
-    pub error: String,
-}
-
-/// The answer to an ingestion request.
-#[derive(Debug, serde::Serialize)]
-pub struct IngestReport {
-    /// Items that were valid (and are now committed, or were already).
-    pub accepted: usize,
-    /// Of those, written now.
-    pub written: usize,
-    /// Of those, already in the store (same `event_id`): not written again.
-    pub duplicates: usize,
-    /// Items refused, by index, with the reason. The others were still committed.
-    pub rejected: Vec<Rejected>,
-}
-
-/// Validate every item, commit the valid ones, and answer only once they are durable.
+/// Commit a request's items (see [`crate::ingest::ingest_items`]); a store that cannot take
+/// them now is a 503 to retry.
 pub async fn ingest_items(
     ingest: &IngestSender,
     items: Vec<Result<serde_json::Value, String>>,
     cx: &native::Context<'_>,
 ) -> Result<IngestReport, ApiError> {
-    let mut events = Vec::with_capacity(items.len());
-    let mut rejected = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        match item.and_then(|v| native::to_event(&v, cx)) {
-            Ok(e) => events.push(e),
-            Err(error) => rejected.push(Rejected { index, error }),
-        }
-    }
-    let accepted = events.len();
-    let c = ingest.submit(events).await.map_err(|e| match e {
-        IngestError::Busy(_) | IngestError::ShuttingDown | IngestError::Store(_) => {
-            ApiError::Unavailable(e.to_string())
-        }
-    })?;
-    Ok(IngestReport {
-        accepted,
-        written: c.written,
-        duplicates: c.duplicates,
-        rejected,
-    })
+    crate::ingest::ingest_items(ingest, items, cx)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
 /// `POST /api/events`: server-side events, as a JSON object, a JSON array or NDJSON.
@@ -247,7 +192,10 @@ async fn events_handler(
     State(st): State<Arc<AdminState>>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let items = native::split_body(&body).map_err(ApiError::BadRequest)?;
+    let items = native::split_body(&body, st.api_max_items).map_err(|e| match e {
+        native::BodyError::TooMany(_) => ApiError::TooLarge(e.to_string()),
+        native::BodyError::Invalid(m) => ApiError::BadRequest(m),
+    })?;
     let cx = native::Context {
         site: &st.site,
         source: Source::Server,

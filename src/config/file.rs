@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub inject: InjectSection,
     /// The embedded store: retention.
     pub store: StoreSection,
+    /// The read-only SQL console (`POST /api/query`, `tollgate query`): its limits.
+    pub console: ConsoleSection,
     /// Where events are shipped: `[[sinks]]` tables, one per destination.
     pub sinks: Vec<SinkSection>,
 }
@@ -49,6 +51,32 @@ impl Default for StoreSection {
         Self {
             retention_days: 0,
             prune_interval_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSection {
+    /// Longest a console query may run, in seconds; it is interrupted then (and as soon as its
+    /// client goes away).
+    pub timeout_secs: u64,
+    /// Most rows a query returns; the answer says `truncated` when there were more.
+    pub max_rows: usize,
+    /// Most bytes of JSON a query returns, counted while its rows stream; the answer says
+    /// `truncated` when there were more.
+    pub max_bytes: usize,
+    /// Console queries running at once; more are answered 429 at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 30,
+            max_rows: 10_000,
+            max_bytes: 16 * 1024 * 1024,
+            max_concurrent: 2,
         }
     }
 }
@@ -112,6 +140,11 @@ pub struct ServerSection {
     pub shutdown_grace_secs: u64,
     /// Clients whose `X-Forwarded-*` headers are trusted, as IPs or CIDRs.
     pub trusted_proxies: Vec<String>,
+    /// Longest a client may take to send a request's header, in seconds, from its first byte
+    /// (on a new connection, from the connect). Slower clients are disconnected.
+    pub header_timeout_secs: u64,
+    /// Client connections open at once on the proxy listener; more are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSection {
@@ -127,6 +160,8 @@ impl Default for ServerSection {
             keepalive_requests: 1000,
             shutdown_grace_secs: 1,
             trusted_proxies: Vec::new(),
+            header_timeout_secs: 10,
+            max_connections: 10_000,
         }
     }
 }
@@ -300,6 +335,9 @@ pub struct PipelineSection {
     /// Longest an event waits before its batch is committed, in milliseconds. This is the loss
     /// bound on `kill -9`.
     pub flush_interval_ms: u64,
+    /// Bytes the queue holds at most (the events' text), whatever their count; when full, new
+    /// events are dropped and counted, as for `queue_capacity`.
+    pub queue_max_bytes: usize,
 }
 
 impl Default for PipelineSection {
@@ -308,6 +346,7 @@ impl Default for PipelineSection {
             queue_capacity: 65_536,
             batch_size: 5_000,
             flush_interval_ms: 1_000,
+            queue_max_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -439,6 +478,17 @@ pub struct IngestSection {
     pub collect_prefix: String,
     /// Largest body `<prefix>/e` accepts, in bytes (`navigator.sendBeacon` allows 64 KiB).
     pub collect_max_bytes: usize,
+    /// Most events in one `<prefix>/e` request (the tracker sends one).
+    pub collect_max_items: usize,
+    /// Events per second one client IP may send to `<prefix>/e`, on average; 0 means no limit.
+    /// More are answered 429.
+    pub collect_rate: u32,
+    /// Events one client IP may send to `<prefix>/e` in a burst, above `collect_rate`.
+    pub collect_burst: u32,
+    /// Most seconds a browser event's `ts` may be from now, either way.
+    pub collect_max_skew_secs: u64,
+    /// Most events in one `POST /api/events` request.
+    pub api_max_items: usize,
     /// CSV import column mapping: file column → field (`"Order Date" = "timestamp"`).
     /// `tollgate import --map` adds to it and wins.
     pub import_map: std::collections::BTreeMap<String, String>,
@@ -452,6 +502,11 @@ impl Default for IngestSection {
         Self {
             collect_prefix: "/_tollgate".into(),
             collect_max_bytes: 64 * 1024,
+            collect_max_items: 25,
+            collect_rate: 20,
+            collect_burst: 100,
+            collect_max_skew_secs: 600,
+            api_max_items: 10_000,
             import_map: Default::default(),
             write_keys: Vec::new(),
         }

@@ -60,7 +60,7 @@ const CLI_ENV: &[&str] = &[
 
 const SECTIONS: &[&str] = &[
     "server", "upstream", "identity", "capture", "pipeline", "site", "privacy", "enrich", "ingest",
-    "inject", "store", "sinks",
+    "inject", "store", "console", "sinks",
 ];
 
 /// Load a configuration: the optional file, then `TOLLGATE_<SECTION>_<KEY>` variables from
@@ -136,6 +136,7 @@ fn parse_sections(table: toml::Table, errors: &mut Vec<String>) -> FileConfig {
             "ingest" => value.try_into().map(|v| file.ingest = v),
             "inject" => value.try_into().map(|v| file.inject = v),
             "store" => value.try_into().map(|v| file.store = v),
+            "console" => value.try_into().map(|v| file.console = v),
             "sinks" => value.try_into().map(|v| file.sinks = v),
             other => {
                 errors.push(format!(

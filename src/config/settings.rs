@@ -21,6 +21,8 @@ pub struct Settings {
     pub keepalive_requests: u32,
     pub shutdown_grace_secs: u64,
     pub trusted_proxies: Vec<IpNet>,
+    pub header_timeout: Duration,
+    pub max_connections: usize,
     pub upstream: Upstream,
     pub identity: Identity,
     pub capture: Capture,
@@ -33,7 +35,17 @@ pub struct Settings {
     pub ingest: Ingest,
     pub inject: Inject,
     pub store: super::StoreSettings,
+    pub console: Console,
     pub sinks: Vec<super::SinkSettings>,
+}
+
+/// `[console]`: the read-only SQL console's limits.
+#[derive(Debug, Clone)]
+pub struct Console {
+    pub timeout: Duration,
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_concurrent: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +53,12 @@ pub struct Ingest {
     /// Without a trailing slash, e.g. `/_tollgate`.
     pub collect_prefix: String,
     pub collect_max_bytes: usize,
+    pub collect_max_items: usize,
+    /// Events per second per client IP; 0 is no limit.
+    pub collect_rate: u32,
+    pub collect_burst: u32,
+    pub collect_max_skew: Duration,
+    pub api_max_items: usize,
     /// File column → field, for CSV imports.
     pub import_map: std::collections::HashMap<String, String>,
     pub write_keys: Vec<String>,
@@ -159,6 +177,7 @@ pub enum PathPattern {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub queue_capacity: usize,
+    pub queue_max_bytes: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
 }
@@ -390,8 +409,33 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             );
         }
     }
-    if ing.collect_max_bytes == 0 {
-        err("ingest.collect_max_bytes", "must be at least 1".into());
+    for (key, v) in [
+        ("ingest.collect_max_bytes", ing.collect_max_bytes),
+        ("ingest.collect_max_items", ing.collect_max_items),
+        ("ingest.api_max_items", ing.api_max_items),
+        ("pipeline.queue_max_bytes", p.queue_max_bytes),
+        ("server.max_connections", f.server.max_connections),
+        ("console.max_rows", f.console.max_rows),
+        ("console.max_bytes", f.console.max_bytes),
+        ("console.max_concurrent", f.console.max_concurrent),
+    ] {
+        if v == 0 {
+            err(key, "must be at least 1".into());
+        }
+    }
+    for (key, v) in [
+        ("server.header_timeout_secs", f.server.header_timeout_secs),
+        ("console.timeout_secs", f.console.timeout_secs),
+    ] {
+        if v == 0 {
+            err(key, "must be at least 1 (seconds)".into());
+        }
+    }
+    if ing.collect_rate > 0 && ing.collect_burst == 0 {
+        err(
+            "ingest.collect_burst",
+            "must be at least 1 when ingest.collect_rate is set".into(),
+        );
     }
     let mut exclude = Vec::new();
     for (i, p) in f.inject.exclude_paths.iter().enumerate() {
@@ -441,6 +485,8 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
         keepalive_requests: f.server.keepalive_requests,
         shutdown_grace_secs: f.server.shutdown_grace_secs,
         trusted_proxies: trusted,
+        header_timeout: Duration::from_secs(f.server.header_timeout_secs),
+        max_connections: f.server.max_connections,
         upstream: Upstream {
             url: u.url.clone(),
             preserve_host: u.preserve_host,
@@ -473,6 +519,7 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
         },
         pipeline: Pipeline {
             queue_capacity: p.queue_capacity,
+            queue_max_bytes: p.queue_max_bytes,
             batch_size: p.batch_size,
             flush_interval: Duration::from_millis(p.flush_interval_ms),
         },
@@ -500,6 +547,11 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
         ingest: Ingest {
             collect_prefix,
             collect_max_bytes: ing.collect_max_bytes,
+            collect_max_items: ing.collect_max_items,
+            collect_rate: ing.collect_rate,
+            collect_burst: ing.collect_burst,
+            collect_max_skew: Duration::from_secs(ing.collect_max_skew_secs),
+            api_max_items: ing.api_max_items,
             import_map: ing
                 .import_map
                 .iter()
@@ -514,6 +566,12 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             compression_level: f.inject.compression_level,
         },
         store,
+        console: Console {
+            timeout: Duration::from_secs(f.console.timeout_secs),
+            max_rows: f.console.max_rows,
+            max_bytes: f.console.max_bytes,
+            max_concurrent: f.console.max_concurrent,
+        },
         sinks,
     })
 }

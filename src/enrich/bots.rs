@@ -45,7 +45,7 @@ const DFA_CACHE_BYTES: usize = 16 << 20;
 /// A UA longer than this is not from a browser. The longest in our sample of real browser
 /// traffic (`tests/fixtures/ua/browsers.txt`) is under 300 bytes; in-app browsers that append
 /// their own tokens reach about 600.
-const MALFORMED_MIN_LEN: usize = 1000;
+pub const MALFORMED_MIN_LEN: usize = 1000;
 
 /// UA substrings of headless or scripted browsers, lowercase. Only names of automation tools:
 /// Electron itself is not here, because ordinary desktop apps (Obsidian, Slack, …) are Electron

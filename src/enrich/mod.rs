@@ -174,6 +174,58 @@ impl Enricher {
             e.city = None;
             e.user_agent = None;
         }
+        scrub_controls(e);
+    }
+}
+
+/// Control characters in any stored text become U+FFFD. The ingestion APIs refuse them in the
+/// fields they validate; this catches the rest (a tab in a `User-Agent`, a Segment context
+/// field, a CSV cell), so that no terminal escape or line break reaches the store, the CLI or
+/// a spreadsheet. `props` is JSON, whose strings are escaped already.
+fn scrub_controls(e: &mut Event) {
+    fn scrub(v: &mut String) {
+        if v.chars().any(char::is_control) {
+            *v = v
+                .chars()
+                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                .collect();
+        }
+    }
+    scrub(&mut e.name);
+    scrub(&mut e.site);
+    for v in [
+        &mut e.user_id,
+        &mut e.request_id,
+        &mut e.method,
+        &mut e.host,
+        &mut e.path,
+        &mut e.route,
+        &mut e.query,
+        &mut e.referrer,
+        &mut e.referrer_host,
+        &mut e.channel,
+        &mut e.utm_source,
+        &mut e.utm_medium,
+        &mut e.utm_campaign,
+        &mut e.utm_term,
+        &mut e.utm_content,
+        &mut e.click_id_type,
+        &mut e.click_id,
+        &mut e.user_agent,
+        &mut e.browser,
+        &mut e.browser_version,
+        &mut e.os,
+        &mut e.device_type,
+        &mut e.bot_reason,
+        &mut e.ip,
+        &mut e.country,
+        &mut e.region,
+        &mut e.city,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        scrub(v);
     }
 }
 
@@ -233,6 +285,17 @@ impl Sessionizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_store() {
+        let mut e = Event::now("x\u{1b}[2J", "t", Source::Segment);
+        e.user_agent = Some("Mozilla/5.0\t(X11)".into());
+        e.utm_campaign = Some("a\nb".into());
+        scrub_controls(&mut e);
+        assert_eq!(e.name, "x\u{fffd}[2J");
+        assert_eq!(e.user_agent.as_deref(), Some("Mozilla/5.0\u{fffd}(X11)"));
+        assert_eq!(e.utm_campaign.as_deref(), Some("a\u{fffd}b"));
+    }
 
     #[test]
     fn cookieless_sessions() {

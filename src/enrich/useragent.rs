@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::enrich::bots::{BotError, BotRules};
+use crate::enrich::bots::{BotError, BotRules, MALFORMED_MIN_LEN};
 
 /// uap-core's regexes.yaml, the copy packaged with the `ua-parser` crate (see `data/README.md`).
 const UAP_REGEXES: &str = include_str!("data/uap-regexes.yaml");
@@ -300,6 +300,20 @@ impl UaAnalyzer {
     }
 
     fn compute(&self, ua: &str) -> UaInfo {
+        // A UA this long is no browser's (capture cuts UAs to `limits::USER_AGENT`, still
+        // over this): marked without running a single regex over it.
+        if ua.len() >= MALFORMED_MIN_LEN {
+            return UaInfo {
+                device: Device {
+                    browser: None,
+                    browser_version: None,
+                    os: None,
+                    device_type: DeviceType::Bot,
+                    spider: false,
+                },
+                bot: Some("ua:malformed".to_owned()),
+            };
+        }
         let mut device = self.parser.parse(ua);
         let bot = self.rules.check_ua(ua, &device);
         if bot.is_some() {
@@ -341,6 +355,25 @@ mod tests {
         let mut a = UaAnalyzer::new(1).unwrap();
         a.analyze("curl/8.5.0");
         assert_eq!(a.cache_len(), 0);
+    }
+
+    #[test]
+    fn oversized_uas_are_malformed_without_parsing() {
+        let mut a = UaAnalyzer::new(100).unwrap();
+        let long = format!(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Googlebot {}",
+            "x".repeat(MALFORMED_MIN_LEN)
+        );
+        let info = a.analyze(&long);
+        assert_eq!(info.bot.as_deref(), Some("ua:malformed"));
+        assert_eq!(info.device.browser, None, "not parsed");
+        assert_eq!(
+            a.analyze(crate::event::limits::cap(&long, crate::event::limits::USER_AGENT).0)
+                .bot
+                .as_deref(),
+            Some("ua:malformed"),
+            "a UA cut at capture is still malformed"
+        );
     }
 
     #[test]

@@ -74,6 +74,51 @@ impl IngestSender {
     }
 }
 
+/// One rejected item of a batch.
+#[derive(Debug, serde::Serialize)]
+pub struct Rejected {
+    pub index: usize,
+    pub error: String,
+}
+
+/// The answer to an ingestion request.
+#[derive(Debug, serde::Serialize)]
+pub struct IngestReport {
+    /// Items that were valid (and are now committed, or were already).
+    pub accepted: usize,
+    /// Of those, written now.
+    pub written: usize,
+    /// Of those, already in the store (same `event_id`): not written again.
+    pub duplicates: usize,
+    /// Items refused, by index, with the reason. The others were still committed.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Validate every item, commit the valid ones, and answer only once they are durable. An
+/// error means nothing was committed, and the whole request may be retried.
+pub async fn ingest_items(
+    ingest: &IngestSender,
+    items: Vec<Result<serde_json::Value, String>>,
+    cx: &native::Context<'_>,
+) -> Result<IngestReport, IngestError> {
+    let mut events = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match item.and_then(|v| native::to_event(&v, cx)) {
+            Ok(e) => events.push(e),
+            Err(error) => rejected.push(Rejected { index, error }),
+        }
+    }
+    let accepted = events.len();
+    let c = ingest.submit(events).await?;
+    Ok(IngestReport {
+        accepted,
+        written: c.written,
+        duplicates: c.duplicates,
+        rejected,
+    })
+}
+
 /// The answer to a CSV import.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportReport {

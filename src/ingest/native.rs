@@ -12,6 +12,13 @@
 //! | `ts` | RFC 3339 string or epoch milliseconds | when it happened; default: now. From 2000 to one day ahead |
 //! | `event_id` | UUID | the deduplication key; a retry with the same id is not counted twice |
 //! | `message_id` | string, 1–256 characters | a dedup key of your own, turned into a stable `event_id` |
+//!
+//! From the browser (`<collect_prefix>/e`, the public port) the same format is taken with less
+//! trust: `event_id` and `message_id` are only the visitor's own retry keys, turned into an
+//! `event_id` in a namespace of their own (with the visitor id), so that nothing a visitor
+//! sends can claim the id of a server, Segment or CSV event; the names tollgate gives proxied
+//! requests ([`RESERVED_NAMES`]) are refused, but for the tracker's own `page_view` beacon;
+//! and `ts` must be within a few minutes of now.
 //! | `visitor_id`, `session_id` | UUID | server events only (browser events take them from the cookies) |
 //! | `user_id` | string, up to 256 characters | server events only |
 //! | `url` | URL or path | the page: fills `host`, `path`, `query` (and campaign parameters) |
@@ -22,7 +29,7 @@
 //! Unknown fields are refused, so a typo (`"user"` for `"user_id"`) is an error rather than a
 //! silently lost value.
 
-use crate::event::{Event, PrivacyMode, Source};
+use crate::event::{limits, Event, PrivacyMode, Source};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -37,10 +44,31 @@ pub const MAX_TEXT: usize = 4096;
 /// would make every retried message look new.
 const MESSAGE_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_3d3a_5b1e_4c7e_9a51_7d2f_0c44_e1a9);
 
+/// Namespace of `event_id`s derived from a browser's retry key. A different namespace from
+/// [`MESSAGE_NAMESPACE`], and the visitor id in the name: a browser can neither hit a server
+/// event's id nor another visitor's.
+const BROWSER_NAMESPACE: Uuid = Uuid::from_u128(0x2b0e_9c41_07d6_4f55_b3a8_51c6_9e2d_7f13);
+
+/// Event names tollgate gives proxied requests. The browser endpoint refuses them, but for the
+/// tracker's own `page_view` beacon ([`BrowserRequest::beacon`]): an anonymous client cannot
+/// add page views or API calls.
+pub const RESERVED_NAMES: &[&str] = &["page_view", "api_call", "asset", "prefetch", "request"];
+
+/// Most minutes a browser event's `ts` may be from now, either way, by default.
+pub const DEFAULT_BROWSER_SKEW_SECS: u64 = 600;
+
 /// The deduplication id of a message of `site`, from a client's own message id.
 pub fn message_event_id(site: &str, source: Source, message_id: &str) -> Uuid {
     let name = format!("{site}\u{0}{}\u{0}{message_id}", source.as_str());
     Uuid::new_v5(&MESSAGE_NAMESPACE, name.as_bytes())
+}
+
+/// The `event_id` of a browser event that `visitor` sent with its own retry key `key` (an
+/// `event_id` or `message_id` field): stable, so a retried beacon is stored once, and never
+/// equal to an id of another source or another visitor.
+pub fn browser_event_id(site: &str, visitor: Uuid, key: &str) -> Uuid {
+    let name = format!("{site}\u{0}{visitor}\u{0}{key}");
+    Uuid::new_v5(&BROWSER_NAMESPACE, name.as_bytes())
 }
 
 /// What the endpoint knows that the item does not carry.
@@ -63,38 +91,103 @@ pub struct BrowserRequest<'a> {
     pub user_agent: Option<&'a str>,
     pub ip: Option<String>,
     pub request_id: Option<&'a str>,
+    /// The tracker's own beacon: a same-origin request (fetch metadata) from a visitor tollgate
+    /// already identified (a valid visitor cookie, or the cookieless id). Only such a request
+    /// may send a `page_view`.
+    pub beacon: bool,
+    /// Most microseconds a browser event's `ts` may be from now, either way.
+    pub max_skew_us: i64,
 }
 
-/// A body as items: a JSON array, one JSON object, or NDJSON (one object per line).
-pub fn split_body(body: &[u8]) -> Result<Vec<Result<Value, String>>, String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+/// Why a body could not be split into items.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Not JSON, not NDJSON, not UTF-8, or empty: a 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// More items than the endpoint takes in one request: a 413.
+    #[error("more than {0} events in one request; send them in several")]
+    TooMany(usize),
+}
+
+/// A body as items: a JSON array, one JSON object, or NDJSON (one object per line); at most
+/// `max_items` of them. A longer array is refused as soon as its item past the limit is read,
+/// so that the memory one request costs stays bounded by the limit, not by the body.
+pub fn split_body(body: &[u8], max_items: usize) -> Result<Vec<Result<Value, String>>, BodyError> {
+    let invalid = |m: String| BodyError::Invalid(m);
+    let text = std::str::from_utf8(body).map_err(|e| invalid(format!("body is not UTF-8: {e}")))?;
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
-        return Err("body is empty (expected a JSON event, an array of them, or NDJSON)".into());
+        return Err(invalid(
+            "body is empty (expected a JSON event, an array of them, or NDJSON)".into(),
+        ));
     }
     if trimmed.starts_with('[') {
-        return match serde_json::from_str::<Value>(text) {
-            Ok(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
-            Ok(_) => Err("body is not a JSON array".into()),
-            Err(e) => Err(format!("body is not valid JSON: {e}")),
+        let mut de = serde_json::Deserializer::from_str(text);
+        let items = match serde::de::DeserializeSeed::deserialize(Limited(max_items), &mut de)
+            .and_then(|items| de.end().map(|()| items))
+        {
+            Ok(items) => items,
+            Err(e) if e.to_string().starts_with(TOO_MANY) => {
+                return Err(BodyError::TooMany(max_items))
+            }
+            Err(e) => return Err(invalid(format!("body is not valid JSON: {e}"))),
         };
+        return Ok(items.into_iter().map(Ok).collect());
     }
     // One object, or NDJSON: try the whole body first, then line by line.
     if let Ok(v) = serde_json::from_str::<Value>(text) {
         return Ok(vec![Ok(v)]);
     }
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines = text.lines().filter(|l| !l.trim().is_empty());
+    if lines.clone().nth(max_items).is_some() {
+        return Err(BodyError::TooMany(max_items));
+    }
+    let lines: Vec<&str> = lines.collect();
     if lines.len() < 2 {
         let e = serde_json::from_str::<Value>(text).err();
-        return Err(format!(
+        return Err(invalid(format!(
             "body is not valid JSON: {}",
             e.map_or_else(String::new, |e| e.to_string())
-        ));
+        )));
     }
     Ok(lines
         .into_iter()
         .map(|l| serde_json::from_str(l).map_err(|e| format!("not valid JSON: {e}")))
         .collect())
+}
+
+/// The error message a [`Limited`] array stops with.
+const TOO_MANY: &str = "tollgate: too many items";
+
+/// A JSON array of at most this many values.
+struct Limited(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Limited {
+    type Value = Vec<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Limited {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a JSON array of at most {} events", self.0)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element::<Value>()? {
+            if out.len() == self.0 {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
 }
 
 /// Validate one item into an event.
@@ -119,29 +212,57 @@ pub fn to_event(item: &Value, cx: &Context) -> Result<Event, String> {
     }
 
     let name = string(m, "name", MAX_NAME)?.ok_or("field \"name\" is required")?;
-    if name.trim().is_empty() || name.chars().any(char::is_control) {
+    if name.trim().is_empty() {
         return Err("field \"name\" must be non-empty printable text".into());
+    }
+    // The browser endpoint is the public port: less is taken from it on trust.
+    let from_browser = cx.source == Source::Browser;
+    if let (true, Some(b)) = (from_browser, browser) {
+        if RESERVED_NAMES.contains(&name.as_str()) && !(name == "page_view" && b.beacon) {
+            return Err(format!(
+                "event name {name:?} is reserved for the events tollgate records itself \
+                 (page views come from the proxy, or from its tracker's same-origin beacon \
+                 for a visitor it identified); pick another name"
+            ));
+        }
     }
     let mut e = Event::now(name, cx.site, cx.source);
     e.received_at_us = cx.now_us;
-    e.ts_us = match m.get("ts") {
-        None | Some(Value::Null) => cx.now_us,
-        Some(v) => parse_ts(v, cx.now_us)?,
+    e.ts_us = match (m.get("ts"), browser.filter(|_| from_browser)) {
+        (None | Some(Value::Null), _) => cx.now_us,
+        (Some(v), Some(b)) => parse_browser_ts(v, cx.now_us, b.max_skew_us)?,
+        (Some(v), None) => parse_ts(v, cx.now_us)?,
     };
-    e.event_id = match (uuid_field(m, "event_id")?, string(m, "message_id", MAX_ID)?) {
-        (Some(id), _) => id,
-        (None, Some(msg)) => message_event_id(cx.site, cx.source, &msg),
-        (None, None) => e.event_id,
+    let id = uuid_field(m, "event_id")?;
+    let message = string(m, "message_id", MAX_ID)?;
+    e.event_id = match (browser.filter(|_| from_browser), id, message) {
+        // A browser's key is its own: derived into the browser namespace, with the visitor.
+        (Some(b), id, msg) => match (b.visitor_id, id.map(|u| u.to_string()).or(msg)) {
+            (Some(v), Some(key)) => browser_event_id(cx.site, v, &key),
+            // No visitor (opted out): no key can be tied to anyone, so none is trusted.
+            _ => e.event_id,
+        },
+        (None, Some(id), _) => id,
+        (None, None, Some(msg)) => message_event_id(cx.site, cx.source, &msg),
+        (None, None, None) => e.event_id,
     };
     if let Some(url) = string(m, "url", MAX_TEXT)? {
         let uri: http::Uri = url
             .parse()
             .map_err(|_| format!("field \"url\" is not a URL or path: {url:?}"))?;
-        e.host = uri.host().map(str::to_string);
-        e.path = Some(uri.path().to_string()).filter(|p| !p.is_empty());
-        e.query = uri.query().filter(|q| !q.is_empty()).map(str::to_string);
+        e.host = uri
+            .host()
+            .map(|h| limits::cap(h, limits::HOST).0.to_string());
+        e.path =
+            Some(limits::cap(uri.path(), limits::PATH).0.to_string()).filter(|p| !p.is_empty());
+        e.query = uri
+            .query()
+            .filter(|q| !q.is_empty())
+            .map(|q| limits::cap(q, limits::QUERY).0.to_string());
     }
-    e.referrer = string(m, "referrer", MAX_TEXT)?.filter(|r| !r.is_empty());
+    e.referrer = string(m, "referrer", MAX_TEXT)?
+        .filter(|r| !r.is_empty())
+        .map(|r| limits::cap(&r, limits::REFERRER).0.to_string());
     match m.get("props") {
         None | Some(Value::Null) => {}
         Some(p @ Value::Object(_)) => e.props = Some(p.to_string()),
@@ -153,7 +274,9 @@ pub fn to_event(item: &Value, cx: &Context) -> Result<Event, String> {
             e.visitor_id = b.visitor_id;
             e.session_id = b.session_id;
             e.hints.privacy = b.privacy;
-            e.user_agent = b.user_agent.map(str::to_string);
+            e.user_agent = b
+                .user_agent
+                .map(|u| limits::cap(u, limits::USER_AGENT).0.to_string());
             e.ip = b.ip.clone();
             e.request_id = b.request_id.map(str::to_string);
         }
@@ -164,7 +287,8 @@ pub fn to_event(item: &Value, cx: &Context) -> Result<Event, String> {
             if e.visitor_id.is_none() && e.user_id.is_none() {
                 return Err("one of \"visitor_id\" or \"user_id\" is required".into());
             }
-            e.user_agent = string(m, "user_agent", MAX_TEXT)?;
+            e.user_agent = string(m, "user_agent", MAX_TEXT)?
+                .map(|u| limits::cap(&u, limits::USER_AGENT).0.to_string());
             e.ip = match string(m, "ip", 64)? {
                 Some(ip) => Some(
                     ip.parse::<std::net::IpAddr>()
@@ -185,11 +309,18 @@ fn is_server_field(key: &str) -> bool {
     )
 }
 
+/// A text field: at most `max` characters, and no control characters (they would reach
+/// terminals and spreadsheets that read the store). Props are JSON, escaped when stored.
 fn string(m: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, String> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
-        Some(Value::String(_)) => Err(format!("field {key:?} is longer than {max} characters")),
+        Some(Value::String(s)) if s.chars().count() > max => {
+            Err(format!("field {key:?} is longer than {max} characters"))
+        }
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(format!(
+            "field {key:?} contains control characters (only printable text is stored)"
+        )),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(format!("field {key:?} must be a string")),
     }
 }
@@ -208,8 +339,36 @@ const MIN_TS_US: i64 = 946_684_800_000_000;
 /// Latest accepted timestamp, relative to now: clocks drift, but not by a day.
 const MAX_AHEAD_US: i64 = 86_400_000_000;
 
+/// A browser event's `ts`: as [`parse_ts`], and within `max_skew_us` of now. A browser has no
+/// business back-dating events (the tracker sends none), so forged history is refused.
+fn parse_browser_ts(v: &Value, now_us: i64, max_skew_us: i64) -> Result<i64, String> {
+    let us = parse_ts_value(v)?;
+    if (us - now_us).abs() > max_skew_us {
+        return Err(format!(
+            "field \"ts\" is more than {} s from now: {v} (leave it out; the browser endpoint \
+             takes events as they happen)",
+            max_skew_us / 1_000_000
+        ));
+    }
+    Ok(us)
+}
+
 /// An RFC 3339 string or epoch milliseconds, within [2000, now + 1 day].
 pub fn parse_ts(v: &Value, now_us: i64) -> Result<i64, String> {
+    let us = parse_ts_value(v)?;
+    if us < MIN_TS_US {
+        return Err(format!("field \"ts\" is before the year 2000: {v}"));
+    }
+    if us > now_us + MAX_AHEAD_US {
+        return Err(format!(
+            "field \"ts\" is more than a day in the future: {v}"
+        ));
+    }
+    Ok(us)
+}
+
+/// An RFC 3339 string or epoch milliseconds, as microseconds.
+fn parse_ts_value(v: &Value) -> Result<i64, String> {
     let us = match v {
         Value::String(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
             .map_err(|e| format!("field \"ts\" is not an RFC 3339 timestamp ({e}): {s:?}"))?
@@ -220,14 +379,6 @@ pub fn parse_ts(v: &Value, now_us: i64) -> Result<i64, String> {
             .ok_or_else(|| format!("field \"ts\" is not whole epoch milliseconds: {n}"))?,
         _ => return Err("field \"ts\" must be an RFC 3339 string or epoch milliseconds".into()),
     };
-    if us < MIN_TS_US {
-        return Err(format!("field \"ts\" is before the year 2000: {v}"));
-    }
-    if us > now_us + MAX_AHEAD_US {
-        return Err(format!(
-            "field \"ts\" is more than a day in the future: {v}"
-        ));
-    }
     Ok(us)
 }
 
@@ -247,17 +398,29 @@ mod tests {
 
     #[test]
     fn bodies() {
-        assert_eq!(split_body(br#"{"name":"a"}"#).unwrap().len(), 1);
-        assert_eq!(
-            split_body(br#"[{"name":"a"},{"name":"b"}]"#).unwrap().len(),
-            2
-        );
-        let nd = split_body(b"{\"name\":\"a\"}\n\n{\"name\":\"b\"}\n{oops\n").unwrap();
+        let split = |b: &[u8]| split_body(b, 100);
+        assert_eq!(split(br#"{"name":"a"}"#).unwrap().len(), 1);
+        assert_eq!(split(br#"[{"name":"a"},{"name":"b"}]"#).unwrap().len(), 2);
+        let nd = split(b"{\"name\":\"a\"}\n\n{\"name\":\"b\"}\n{oops\n").unwrap();
         assert_eq!(nd.len(), 3);
         assert!(nd[2].is_err());
-        assert!(split_body(b"").is_err());
-        assert!(split_body(b"{oops").unwrap_err().contains("not valid JSON"));
-        assert!(split_body(b"[1,").is_err());
+        assert!(split(b"").is_err());
+        assert!(split(b"{oops")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
+        assert!(split(b"[1,").is_err());
+        assert!(split(b"[1] x").is_err(), "trailing characters");
+    }
+
+    #[test]
+    fn bodies_are_bounded_in_items() {
+        let array = format!("[{}]", ["{}"; 6].join(","));
+        assert_eq!(split_body(array.as_bytes(), 6).unwrap().len(), 6);
+        assert_eq!(split_body(array.as_bytes(), 5), Err(BodyError::TooMany(5)));
+        let nd = ["{}"; 6].join("\n");
+        assert_eq!(split_body(nd.as_bytes(), 6).unwrap().len(), 6);
+        assert_eq!(split_body(nd.as_bytes(), 5), Err(BodyError::TooMany(5)));
     }
 
     #[test]
@@ -322,6 +485,8 @@ mod tests {
                 user_agent: Some("UA"),
                 ip: Some("203.0.113.1".into()),
                 request_id: Some("r1"),
+                beacon: false,
+                max_skew_us: 600_000_000,
             }),
             source: Source::Browser,
             ..server()
@@ -333,5 +498,85 @@ mod tests {
         );
         let err = to_event(&json!({"name": "click", "user_id": "x"}), &cx).unwrap_err();
         assert!(err.contains("cannot be set from the browser"), "{err}");
+    }
+
+    #[test]
+    fn browser_ids_never_meet_server_ids() {
+        let v = Uuid::new_v4();
+        let mut b = BrowserRequest {
+            visitor_id: Some(v),
+            session_id: None,
+            privacy: PrivacyMode::Identified,
+            user_agent: None,
+            ip: None,
+            request_id: None,
+            beacon: false,
+            max_skew_us: 600_000_000,
+        };
+        let cx = |b: &BrowserRequest<'static>| Context {
+            browser: Some(b.clone()),
+            source: Source::Browser,
+            ..server()
+        };
+        let server_id = message_event_id("shop", Source::Server, "order-1001");
+        let claimed = to_event(
+            &json!({"name": "x", "event_id": server_id.to_string()}),
+            &cx(&b),
+        )
+        .unwrap();
+        assert_ne!(claimed.event_id, server_id);
+        let by_message = to_event(&json!({"name": "x", "message_id": "order-1001"}), &cx(&b));
+        assert_ne!(by_message.unwrap().event_id, server_id);
+        // Still a stable retry key for the same visitor, and another visitor's differs.
+        let again = to_event(
+            &json!({"name": "y", "event_id": server_id.to_string()}),
+            &cx(&b),
+        );
+        assert_eq!(again.unwrap().event_id, claimed.event_id);
+        b.visitor_id = Some(Uuid::new_v4());
+        let other = to_event(
+            &json!({"name": "x", "event_id": server_id.to_string()}),
+            &cx(&b),
+        );
+        assert_ne!(other.unwrap().event_id, claimed.event_id);
+    }
+
+    #[test]
+    fn the_browser_cannot_send_reserved_names_or_history() {
+        let mut b = BrowserRequest {
+            visitor_id: Some(Uuid::new_v4()),
+            session_id: None,
+            privacy: PrivacyMode::Identified,
+            user_agent: None,
+            ip: None,
+            request_id: None,
+            beacon: false,
+            max_skew_us: 600_000_000,
+        };
+        let cx = |b: &BrowserRequest<'static>| Context {
+            browser: Some(b.clone()),
+            source: Source::Browser,
+            ..server()
+        };
+        for name in RESERVED_NAMES {
+            let err = to_event(&json!({ "name": name }), &cx(&b)).unwrap_err();
+            assert!(err.contains("reserved"), "{err}");
+        }
+        b.beacon = true;
+        assert!(to_event(&json!({"name": "page_view"}), &cx(&b)).is_ok());
+        assert!(to_event(&json!({"name": "api_call"}), &cx(&b)).is_err());
+        let now = server().now_us;
+        let old = json!({"name": "x", "ts": (now / 1000) - 3_600_000});
+        assert!(to_event(&old, &cx(&b)).unwrap_err().contains("from now"));
+        let near = json!({"name": "x", "ts": (now / 1000) - 60_000});
+        assert!(to_event(&near, &cx(&b)).is_ok());
+        // The backend may back-date and name its own events.
+        assert!(to_event(
+            &json!({"name": "page_view", "user_id": "u", "ts": (now / 1000) - 3_600_000}),
+            &server()
+        )
+        .is_ok());
+        let ctl = to_event(&json!({"name": "x", "url": "/a\u{1b}[2J"}), &cx(&b)).unwrap_err();
+        assert!(ctl.contains("control characters"), "{ctl}");
     }
 }

@@ -1,6 +1,7 @@
 //! The store writer: one thread that enriches each event as it leaves the queue, owns the write
 //! connection, and commits events in groups, by size or by age, in one transaction per group.
 
+use super::EventReceiver;
 use crate::config::Pipeline;
 use crate::enrich::Enricher;
 use crate::event::Event;
@@ -69,7 +70,7 @@ impl Writer {
 pub fn spawn_writer(
     store: Store,
     enricher: Enricher,
-    rx: Receiver<Box<Event>>,
+    rx: EventReceiver,
     ingest: Receiver<Submission>,
     cfg: Pipeline,
     metrics: Arc<Metrics>,
@@ -100,7 +101,7 @@ struct State {
 fn run(
     store: Store,
     enricher: Enricher,
-    rx: Receiver<Box<Event>>,
+    rx: EventReceiver,
     ingest: Receiver<Submission>,
     cfg: Pipeline,
     metrics: Arc<Metrics>,
@@ -124,24 +125,40 @@ fn run(
     // their commit and so should wake it at once.
     let tick = (cfg.flush_interval / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
     let mut submissions: Vec<Submission> = Vec::new();
+    // Whether the last pass left events in the queue (a flood): then the next pass starts at
+    // once instead of waiting a tick.
+    let mut behind = false;
     loop {
-        match ingest.recv_timeout(tick) {
+        let wait = if behind { Duration::ZERO } else { tick };
+        match ingest.recv_timeout(wait) {
             Ok(s) => submissions.push(s),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => std::thread::sleep(tick),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
         }
         submissions.extend(ingest.try_iter());
         let stopping = stop.load(Ordering::SeqCst);
-        // Take everything queued, committing whenever a batch is full.
+        // Take what is queued, committing whenever a batch is full; but for no longer than a
+        // tick at a time, so that under a flood waiting submissions and the age of the batch
+        // are still seen to (and acknowledged API events are not held up behind it).
+        let pass = Instant::now();
+        behind = false;
         let disconnected = loop {
+            if !stopping && pass.elapsed() >= tick {
+                behind = true;
+                break false;
+            }
             match rx.try_recv() {
                 Ok(mut e) => {
+                    if oldest.is_none() {
+                        oldest = Some(Instant::now());
+                    }
                     if !st.enrich(&mut e) {
                         continue;
                     }
                     batch.push(e);
                     if batch.len() >= cfg.batch_size {
                         st.commit(&mut batch);
+                        oldest = None;
                     }
                 }
                 Err(e) => break e.is_disconnected(),
@@ -159,6 +176,7 @@ fn run(
             oldest = None;
         } else {
             let seen = *oldest.get_or_insert_with(Instant::now);
+            // One more tick may pass before the next check.
             let due = seen.elapsed() + tick >= cfg.flush_interval;
             if due || stopping || disconnected {
                 st.commit(&mut batch);
@@ -339,9 +357,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let reader = store.reader().unwrap();
         let metrics = Arc::new(Metrics::new());
-        let (tx, rx) = crate::pipeline::channel(16, metrics.clone());
+        let (tx, rx) = crate::pipeline::channel(16, 1 << 20, metrics.clone());
         let cfg = Pipeline {
             queue_capacity: 16,
+            queue_max_bytes: 1 << 20,
             batch_size: 1000,
             flush_interval: Duration::from_millis(100),
         };

@@ -6,13 +6,20 @@
 //! Everything under the prefix is answered here and never forwarded upstream. The visitor and
 //! session come from the cookies, exactly as for proxied requests; the answer comes only once
 //! the events are committed.
+//!
+//! This is the public port: a request costs at most `ingest.collect_max_bytes` of body and
+//! `ingest.collect_max_items` events, each client IP gets a token bucket
+//! ([`super::ratelimit`]), and [`native`] takes less on trust from here than from the backend
+//! (reserved names, timestamps, ids).
 
 use super::identity::{self, Ids};
 use super::inject::Script;
-use crate::admin::ingest_items;
+use super::ratelimit::RateLimiter;
+use super::signing::CookieKey;
 use crate::config::Settings;
-use crate::event::{now_us, Source};
-use crate::ingest::{native, IngestSender};
+use crate::event::{now_us, PrivacyMode, Source};
+use crate::ingest::{ingest_items, native, IngestSender};
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -25,17 +32,30 @@ pub fn is_ours(path: &str, s: &Settings) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// What the endpoint shares across requests.
+pub struct Collect {
+    pub ingest: IngestSender,
+    pub script: Script,
+    /// `None` when `ingest.collect_rate` is 0.
+    pub limiter: Option<RateLimiter>,
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
+/// One answer: status, JSON body, and the seconds to wait before a retry (429s).
+type Answer = (u16, Bytes, Option<u64>);
+
 /// Answer a request under the collect prefix. Errors writing the answer are the client's
 /// (it went away); there is nothing else to do about them.
 pub async fn handle(
     session: &mut Session,
     s: &Settings,
-    ingest: &IngestSender,
-    script: &Script,
+    c: &Collect,
+    key: &CookieKey,
     ids: &Ids,
     client_ip: Option<IpAddr>,
     secure: bool,
 ) {
+    let script = &c.script;
     let req = session.req_header();
     if req.uri.path() == script.path && matches!(req.method, http::Method::GET | http::Method::HEAD)
     {
@@ -47,10 +67,14 @@ pub async fn handle(
     // Whether the request body was read to its end: if not, what is left of it would be
     // taken for the next request on the connection, so the connection must close.
     let mut body_read = false;
-    let (status, body) = if req.uri.path() != endpoint {
-        (404, error_json("no such tollgate endpoint"))
+    let answer = if req.uri.path() != endpoint {
+        (404, error_json("no such tollgate endpoint"), None)
     } else if req.method != http::Method::POST {
-        (405, error_json("use POST"))
+        (405, error_json("use POST"), None)
+    } else if let Err(wait) = take(c, client_ip, 1) {
+        // Refused before the body is read: the cheapest answer to a flood.
+        c.metrics.refused("collect_rate");
+        rate_limited(wait)
     } else {
         match read_body(session, s.ingest.collect_max_bytes).await {
             Err(413) => (
@@ -59,32 +83,88 @@ pub async fn handle(
                     "body larger than {} bytes (ingest.collect_max_bytes)",
                     s.ingest.collect_max_bytes
                 )),
+                None,
             ),
-            Err(status) => (status, error_json("the request body could not be read")),
+            Err(status) => (
+                status,
+                error_json("the request body could not be read"),
+                None,
+            ),
             Ok(raw) => {
                 body_read = true;
-                collect(session, s, ingest, ids, client_ip, &raw).await
+                collect(session, s, c, ids, client_ip, &raw).await
             }
         }
     };
     if !body_read {
         session.set_keepalive(None);
     }
-    let _ = respond(session, status, body, ids, s, secure).await;
+    let _ = respond(session, answer, ids, s, key, secure).await;
+}
+
+/// Take `n` tokens of `ip`'s bucket; `Err` is the wait until they would be there.
+fn take(c: &Collect, ip: Option<IpAddr>, n: usize) -> Result<(), std::time::Duration> {
+    match (&c.limiter, ip) {
+        (Some(l), Some(ip)) if n > 0 => l.take(
+            ip,
+            u32::try_from(n).unwrap_or(u32::MAX),
+            std::time::Instant::now(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn rate_limited(wait: std::time::Duration) -> Answer {
+    let secs = wait.as_secs().max(1);
+    (
+        429,
+        error_json(&format!(
+            "too many events from this address; retry in {secs} s (ingest.collect_rate)"
+        )),
+        Some(secs),
+    )
+}
+
+/// The tracker's own beacon: same-origin by fetch metadata, from a visitor tollgate identified
+/// (a visitor cookie it issued, or the cookieless id). Only such a request may send page views.
+fn is_beacon(req: &pingora::http::RequestHeader, ids: &Ids) -> bool {
+    let same_origin = req
+        .headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"same-origin"));
+    let known = match ids.mode {
+        PrivacyMode::Identified => ids.visitor.is_some() && !ids.set_visitor,
+        PrivacyMode::Cookieless => ids.visitor.is_some(),
+        PrivacyMode::Anonymous => false,
+    };
+    same_origin && known
 }
 
 async fn collect(
     session: &Session,
     s: &Settings,
-    ingest: &IngestSender,
+    c: &Collect,
     ids: &Ids,
     client_ip: Option<IpAddr>,
     raw: &[u8],
-) -> (u16, Bytes) {
-    let items = match native::split_body(raw) {
+) -> Answer {
+    let items = match native::split_body(raw, s.ingest.collect_max_items) {
         Ok(items) => items,
-        Err(e) => return (400, error_json(&e)),
+        Err(e @ native::BodyError::TooMany(_)) => {
+            c.metrics.refused("collect_items");
+            return (
+                413,
+                error_json(&format!("{e} (ingest.collect_max_items)")),
+                None,
+            );
+        }
+        Err(e) => return (400, error_json(&e.to_string()), None),
     };
+    // The first token was taken before the body was read.
+    if let Err(wait) = take(c, client_ip, items.len().saturating_sub(1)) {
+        c.metrics.refused("collect_rate");
+        return rate_limited(wait);
+    }
     let req = session.req_header();
     let ua = req
         .headers
@@ -100,16 +180,18 @@ async fn collect(
             user_agent: ua,
             ip: client_ip.map(|ip| ip.to_string()),
             request_id: Some(&ids.request_id),
+            beacon: is_beacon(req, ids),
+            max_skew_us: s.ingest.collect_max_skew.as_micros() as i64,
         }),
         now_us: now_us(),
     };
-    match ingest_items(ingest, items, &cx).await {
+    match ingest_items(&c.ingest, items, &cx).await {
         Ok(report) => {
             let status = if report.accepted == 0 { 400 } else { 200 };
             let json = serde_json::to_vec(&report).unwrap_or_default();
-            (status, Bytes::from(json))
+            (status, Bytes::from(json), None)
         }
-        Err(e) => (503, error_json(&e.to_string())),
+        Err(e) => (503, error_json(&e.to_string()), None),
     }
 }
 
@@ -194,17 +276,20 @@ fn accepts_gzip(req: &pingora::http::RequestHeader) -> bool {
 /// identity cookies.
 async fn respond(
     session: &mut Session,
-    status: u16,
-    body: Bytes,
+    (status, body, retry_after): Answer,
     ids: &Ids,
     s: &Settings,
+    key: &CookieKey,
     secure: bool,
 ) -> pingora::Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(6))?;
+    let mut resp = ResponseHeader::build(status, Some(7))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    if let Some(secs) = retry_after {
+        resp.insert_header(http::header::RETRY_AFTER, secs)?;
+    }
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    identity::add_response_headers(&mut resp, ids, &s.identity, secure);
+    identity::add_response_headers(&mut resp, ids, &s.identity, key, secure);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
 }

@@ -6,6 +6,7 @@
 //! session at all, a cookieless one a hashed visitor id and no cookies.
 
 use super::consent::{self, Salt};
+use super::signing::CookieKey;
 use crate::config::{Identity, Settings};
 use crate::enrich::campaign;
 use crate::event::PrivacyMode;
@@ -41,12 +42,18 @@ pub fn valid_request_id(v: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
 }
 
-/// Read the identity of `req`, minting what is missing or malformed. `client_ip` and `ts_us`
-/// feed the cookieless hash.
+/// The secrets identity needs: the cookieless salt and the visitor cookie's key.
+pub struct Keys {
+    pub salt: Salt,
+    pub cookie: CookieKey,
+}
+
+/// Read the identity of `req`, minting what is missing, malformed or not signed by `keys`.
+/// `client_ip` and `ts_us` feed the cookieless hash.
 pub fn resolve(
     req: &RequestHeader,
     s: &Settings,
-    salt: &Salt,
+    keys: &Keys,
     client_ip: Option<IpAddr>,
     ts_us: i64,
 ) -> Ids {
@@ -65,7 +72,7 @@ pub fn resolve(
         let Ok(text) = value.to_str() else { continue };
         for c in Cookie::split_parse(text).flatten() {
             if c.name() == cfg.visitor_cookie {
-                cookie_visitor = parse_uuid(c.value());
+                cookie_visitor = keys.cookie.verify(c.value());
             } else if c.name() == cfg.session_cookie {
                 cookie_session = parse_session(c.value());
             } else if consent::is_consent(&s.privacy, c.name(), c.value()) {
@@ -89,7 +96,11 @@ pub fn resolve(
                 .headers
                 .get(http::header::USER_AGENT)
                 .map_or(&[][..], |v| v.as_bytes());
-            ids.visitor = Some(salt.visitor_id(consent::day_of(ts_us), &s.site_id, client_ip, ua));
+            ids.visitor =
+                Some(
+                    keys.salt
+                        .visitor_id(consent::day_of(ts_us), &s.site_id, client_ip, ua),
+                );
         }
         PrivacyMode::Identified => {
             let header_visitor = cfg
@@ -161,7 +172,13 @@ pub fn add_upstream_headers(req: &mut RequestHeader, ids: &Ids, cfg: &Identity) 
 /// `Set-Cookie` of the upstream. Opted-out and cookieless requests get no cookie.
 ///
 /// The session cookie is re-issued on every response: that is what makes its expiry slide.
-pub fn add_response_headers(resp: &mut ResponseHeader, ids: &Ids, cfg: &Identity, secure: bool) {
+pub fn add_response_headers(
+    resp: &mut ResponseHeader,
+    ids: &Ids,
+    cfg: &Identity,
+    key: &CookieKey,
+    secure: bool,
+) {
     let _ = resp.insert_header(cfg.request_id_header.clone(), &ids.request_id);
     if ids.mode != PrivacyMode::Identified {
         return;
@@ -169,7 +186,7 @@ pub fn add_response_headers(resp: &mut ResponseHeader, ids: &Ids, cfg: &Identity
     if let (true, Some(v)) = (ids.set_visitor, ids.visitor) {
         let visitor = build_cookie(
             &cfg.visitor_cookie,
-            v.to_string(),
+            key.sign(&v),
             cfg.visitor_max_age.as_secs(),
             cfg,
             secure,
@@ -228,10 +245,21 @@ mod tests {
         r
     }
 
+    fn keys() -> &'static Keys {
+        static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+        KEYS.get_or_init(|| Keys {
+            salt: Salt::load(None, 0),
+            cookie: CookieKey::ephemeral(),
+        })
+    }
+
     fn resolve_with(s: &Settings, r: &RequestHeader) -> Ids {
-        static SALT: std::sync::OnceLock<Salt> = std::sync::OnceLock::new();
-        let salt = SALT.get_or_init(|| Salt::load(None, 0));
-        resolve(r, s, salt, "203.0.113.5".parse().ok(), 1_000)
+        resolve(r, s, keys(), "203.0.113.5".parse().ok(), 1_000)
+    }
+
+    /// A visitor cookie as tollgate issues it.
+    fn signed(v: Uuid) -> String {
+        keys().cookie.sign(&v)
     }
 
     fn set_cookies(resp: &ResponseHeader) -> Vec<String> {
@@ -264,7 +292,10 @@ mod tests {
             &s,
             &req(
                 "/",
-                &[("cookie", &format!("a=b; tg_vid={v}; tg_sid={sid}"))],
+                &[(
+                    "cookie",
+                    &format!("a=b; tg_vid={}; tg_sid={sid}", signed(v)),
+                )],
             ),
         );
         assert_eq!(
@@ -275,6 +306,11 @@ mod tests {
         let ids = resolve_with(&s, &req("/", &[("cookie", "tg_vid=not-a-uuid")]));
         assert!(ids.set_visitor);
         assert_ne!(ids.visitor.unwrap().to_string(), "not-a-uuid");
+        // A well-formed id without tollgate's signature is replaced like garbage: nobody can
+        // take on a visitor id they learned.
+        let ids = resolve_with(&s, &req("/", &[("cookie", &format!("tg_vid={v}"))]));
+        assert!(ids.set_visitor);
+        assert_ne!(ids.visitor, Some(v));
     }
 
     #[test]
@@ -294,7 +330,7 @@ mod tests {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         resp.append_header("set-cookie", "app=1").unwrap();
         let ids = resolve_with(&s, &req("/", &[]));
-        add_response_headers(&mut resp, &ids, &s.identity, false);
+        add_response_headers(&mut resp, &ids, &s.identity, &keys().cookie, false);
         let all = set_cookies(&resp);
         assert_eq!(all.len(), 3);
         assert_eq!(all[0], "app=1");
@@ -322,7 +358,7 @@ mod tests {
         assert_ne!(ids.session, Some(sid));
         let fp = ids.session_campaign.expect("campaign fingerprint");
         let mut resp = ResponseHeader::build(200, None).unwrap();
-        add_response_headers(&mut resp, &ids, &s.identity, false);
+        add_response_headers(&mut resp, &ids, &s.identity, &keys().cookie, false);
         let value = format!("{}.{fp:016x}", ids.session.unwrap());
         assert!(set_cookies(&resp)
             .iter()
@@ -350,14 +386,14 @@ mod tests {
     fn privacy_modes() {
         let mut s = settings();
         let v = Uuid::new_v4();
-        let with_cookie = format!("tg_vid={v}");
+        let with_cookie = format!("tg_vid={}", signed(v));
         // Opt-out signals: no ids, no cookies.
         for h in [("sec-gpc", "1"), ("dnt", "1")] {
             let ids = resolve_with(&s, &req("/", &[h, ("cookie", &with_cookie)]));
             assert_eq!(ids.mode, PrivacyMode::Anonymous);
             assert_eq!((ids.visitor, ids.session), (None, None));
             let mut resp = ResponseHeader::build(200, None).unwrap();
-            add_response_headers(&mut resp, &ids, &s.identity, false);
+            add_response_headers(&mut resp, &ids, &s.identity, &keys().cookie, false);
             assert!(set_cookies(&resp).is_empty());
             assert!(resp.headers.get("x-request-id").is_some());
         }
@@ -388,7 +424,7 @@ mod tests {
         );
         assert_eq!((yes.mode, yes.visitor), (PrivacyMode::Identified, Some(v)));
         let mut resp = ResponseHeader::build(200, None).unwrap();
-        add_response_headers(&mut resp, &a, &s.identity, false);
+        add_response_headers(&mut resp, &a, &s.identity, &keys().cookie, false);
         assert!(set_cookies(&resp).is_empty());
     }
 }

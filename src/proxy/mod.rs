@@ -20,20 +20,22 @@ pub mod consent;
 pub mod forwarded;
 pub mod identity;
 pub mod inject;
+pub mod listener;
+pub mod ratelimit;
+pub mod signing;
 pub mod stitch;
 pub mod upstream;
 
 use crate::config::Settings;
 use crate::enrich::bots::RequestSignals;
-use crate::event::{now_us, Event, Source};
+use crate::event::{limits, now_us, Event, Source};
 use crate::ingest::IngestSender;
 use crate::metrics::{Kind, Metrics};
 use crate::pipeline::EventSender;
 use async_trait::async_trait;
 use bytes::Bytes;
-use consent::Salt;
 use forwarded::Forwarded;
-use identity::Ids;
+use identity::{Ids, Keys};
 use inject::Outcome;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::compression::ResponseCompressionBuilder;
@@ -75,10 +77,9 @@ pub struct Proxy {
     settings: Arc<Settings>,
     upstream: Arc<UpstreamTarget>,
     events: EventSender,
-    ingest: IngestSender,
     metrics: Arc<Metrics>,
-    salt: Arc<Salt>,
-    script: Arc<inject::Script>,
+    keys: Arc<Keys>,
+    collect: collect::Collect,
 }
 
 impl Proxy {
@@ -88,16 +89,22 @@ impl Proxy {
         events: EventSender,
         ingest: IngestSender,
         metrics: Arc<Metrics>,
-        salt: Arc<Salt>,
+        keys: Arc<Keys>,
     ) -> Self {
+        let i = &settings.ingest;
         Proxy {
-            script: Arc::new(inject::Script::new(&settings)),
+            collect: collect::Collect {
+                ingest,
+                script: inject::Script::new(&settings),
+                limiter: (i.collect_rate > 0)
+                    .then(|| ratelimit::RateLimiter::new(i.collect_rate, i.collect_burst)),
+                metrics: metrics.clone(),
+            },
             settings,
             upstream,
             events,
-            ingest,
             metrics,
-            salt,
+            keys,
         }
     }
 
@@ -117,7 +124,7 @@ impl Proxy {
             ctx.ids = Some(identity::resolve(
                 session.req_header(),
                 &self.settings,
-                &self.salt,
+                &self.keys,
                 ip,
                 ctx.ts_us,
             ));
@@ -181,6 +188,8 @@ impl ProxyHttp for Proxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        // Pingora calls this as soon as a request's header is parsed.
+        listener::header_read();
         Ctx {
             start: Instant::now(),
             ts_us: now_us(),
@@ -224,12 +233,11 @@ impl ProxyHttp for Proxy {
             let ip = self.fwd(session, ctx).client_ip;
             let secure = ctx.secure();
             let ids = self.ids(session, ctx).clone();
-            let script = &self.script;
             collect::handle(
                 session,
                 &self.settings,
-                &self.ingest,
-                script,
+                &self.collect,
+                &self.keys.cookie,
                 &ids,
                 ip,
                 secure,
@@ -306,7 +314,7 @@ impl ProxyHttp for Proxy {
             end_of_stream,
             req,
             scheme,
-            &self.script,
+            &self.collect.script,
             &self.settings,
         ) {
             Ok(plan) => {
@@ -337,7 +345,7 @@ impl ProxyHttp for Proxy {
             match &ctx.inject_plan {
                 Some(plan) => {
                     inject::apply(resp, plan);
-                    ctx.injector = Some(self.script.injector(plan));
+                    ctx.injector = Some(self.collect.script.injector(plan));
                 }
                 // Not injected: the compression armed for a navigation stays on, since the
                 // upstream was asked for an uncompressed answer; unless it must not transform.
@@ -352,7 +360,13 @@ impl ProxyHttp for Proxy {
         ctx.backend = stitch::take(resp, &self.settings);
         let secure = ctx.secure();
         if let Some(ids) = &ctx.ids {
-            identity::add_response_headers(resp, ids, &self.settings.identity, secure);
+            identity::add_response_headers(
+                resp,
+                ids,
+                &self.settings.identity,
+                &self.keys.cookie,
+                secure,
+            );
         }
         Ok(())
     }
@@ -402,7 +416,13 @@ impl ProxyHttp for Proxy {
                 let _ = resp.insert_header(http::header::CACHE_CONTROL, "no-store");
                 let secure = ctx.secure();
                 let ids = self.ids(session, ctx).clone();
-                identity::add_response_headers(&mut resp, &ids, &self.settings.identity, secure);
+                identity::add_response_headers(
+                    &mut resp,
+                    &ids,
+                    &self.settings.identity,
+                    &self.keys.cookie,
+                    secure,
+                );
                 if session
                     .write_response_header(Box::new(resp), false)
                     .await
@@ -448,10 +468,11 @@ impl ProxyHttp for Proxy {
         if !store_request && ctx.backend.events.is_empty() {
             return;
         }
-        let header = |name: http::header::HeaderName| {
+        // Every value taken from the request is cut to its limit here, before it is queued.
+        let header = |name: http::header::HeaderName, max: usize| {
             req.headers
                 .get(name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .map(|v| limits::header_text(v.as_bytes(), max))
         };
         let mut e = Box::new(Event::now(
             rule.unwrap_or(kind.as_str()),
@@ -460,22 +481,29 @@ impl ProxyHttp for Proxy {
         ));
         e.ts_us = ctx.ts_us;
         e.method = Some(req.method.as_str().to_string());
-        e.host = header(http::header::HOST).or_else(|| req.uri.host().map(str::to_string));
+        e.host = header(http::header::HOST, limits::HOST)
+            .map(|(h, _)| h)
+            .or_else(|| {
+                req.uri
+                    .host()
+                    .map(|h| limits::cap(h, limits::HOST).0.to_string())
+            });
         // Raw path, query and referrer, and the full IP: the pipeline parses campaigns and
         // geo from them, then redacts and anonymises before anything is stored.
-        e.path = Some(path.to_string());
+        e.path = Some(limits::cap(path, limits::PATH).0.to_string());
         e.query = req
             .uri
             .query()
             .filter(|q| !q.is_empty())
-            .map(str::to_string);
+            .map(|q| limits::cap(q, limits::QUERY).0.to_string());
         e.status = (status > 0).then_some(status);
         // Whole microseconds (the resolution that means anything here), as one division:
         // a short decimal form in every text format the sinks write.
         e.duration_ms = Some(ctx.start.elapsed().as_micros() as f64 / 1000.0);
         e.bytes_out = Some(session.body_bytes_sent() as u64);
-        e.referrer = header(http::header::REFERER);
-        e.user_agent = header(http::header::USER_AGENT);
+        e.referrer = header(http::header::REFERER, limits::REFERRER).map(|(r, _)| r);
+        // A cut UA is still over bots::MALFORMED_MIN_LEN: marked malformed, never parsed.
+        e.user_agent = header(http::header::USER_AGENT, limits::USER_AGENT).map(|(u, _)| u);
         e.hints.signals = RequestSignals {
             page_view: kind == Kind::PageView,
             accept_language: req.headers.contains_key(http::header::ACCEPT_LANGUAGE),

@@ -71,6 +71,9 @@ pub fn events(backend: &FromBackend, base: &Event, s: &Settings) -> Vec<Event> {
                     user_agent: base.user_agent.as_deref(),
                     ip: base.ip.clone(),
                     request_id: base.request_id.as_deref(),
+                    // A backend's events are server events: neither applies to them.
+                    beacon: false,
+                    max_skew_us: 0,
                 }),
                 now_us: base.ts_us,
             };

@@ -51,8 +51,9 @@ pub struct ForgetReport {
     pub rows_deleted: u64,
 }
 
-/// Delete every event of `subject` and record the request in `forget_requests`, in one
-/// transaction: either both happen or neither.
+/// Delete every event of `subject` (from `events`, and the copies of refused ones in
+/// `sink_dead_letter`) and record the request in `forget_requests`, in one transaction: either
+/// all of it happens or none.
 pub fn forget(conn: &Connection, subject: &Subject) -> Result<ForgetReport, StoreError> {
     let request_id = Uuid::now_v7();
     let col = subject.column();
@@ -60,6 +61,7 @@ pub fn forget(conn: &Connection, subject: &Subject) -> Result<ForgetReport, Stor
     conn.execute_batch("BEGIN TRANSACTION")?;
     let res = (|| -> Result<u64, StoreError> {
         let n = conn.execute(&format!("DELETE FROM events WHERE {col} = ?"), [&value])?;
+        purge_dead_letters(conn, subject)?;
         conn.execute(
             "INSERT INTO forget_requests VALUES (?, current_timestamp, ?, ?, ?)",
             params![request_id.to_string(), col, value, n as i64],
@@ -92,6 +94,7 @@ pub fn forget_again(
         &format!("DELETE FROM events WHERE {} = ?", subject.column()),
         [subject.value()],
     )? as u64;
+    purge_dead_letters(conn, subject)?;
     if n > 0 {
         conn.execute(
             "UPDATE forget_requests SET rows_deleted = rows_deleted + ? WHERE request_id = ?",
@@ -100,4 +103,54 @@ pub fn forget_again(
         report.rows_deleted += n;
     }
     Ok(())
+}
+
+/// Delete `subject`'s events from `sink_dead_letter`, where each refused event is kept whole as
+/// JSON: a forgotten person must not live on in the dead letters.
+fn purge_dead_letters(conn: &Connection, subject: &Subject) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        &format!(
+            "DELETE FROM sink_dead_letter WHERE json_extract_string(event, '$.{}') = ?",
+            subject.column()
+        ),
+        [subject.value()],
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forget_purges_dead_letters_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let conn = store.reader().unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        for (seq, v) in [(1, a), (2, b)] {
+            conn.execute(
+                "INSERT INTO sink_dead_letter VALUES ('ch', ?, ?, current_timestamp, 'refused', ?)",
+                params![
+                    seq,
+                    Uuid::new_v4().to_string(),
+                    serde_json::json!({"visitor_id": v, "user_id": "u-1"}).to_string()
+                ],
+            )
+            .unwrap();
+        }
+        forget(&conn, &Subject::Visitor(a)).unwrap();
+        let left: Vec<String> = conn
+            .prepare("SELECT json_extract_string(event, '$.visitor_id') FROM sink_dead_letter")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(left, vec![b.to_string()]);
+        forget(&conn, &Subject::User("u-1".into())).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM sink_dead_letter", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
 }

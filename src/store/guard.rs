@@ -1,12 +1,16 @@
-//! The read-only SQL guard: one SELECT, no file, network or extension access.
+//! The read-only SQL guard: one query, no file, network or extension access.
 //!
-//! Three layers, so that a gap in one is caught by the next:
+//! Layers, so that a gap in one is caught by the next:
 //! 1. DuckDB's own parser (`json_serialize_sql`) must see exactly one SELECT statement; every
 //!    write, DDL, `COPY`, `ATTACH`, `INSTALL`/`LOAD`, `PRAGMA` and `SET` fails here.
-//! 2. The parsed tree may not name a file-reading table function (`read_csv`, `glob`, …) or a
+//! 2. Every query node of the parsed tree must be a query: a SELECT, a set operation, a CTE or
+//!    a recursive CTE. DuckDB parses `WITH x AS (DELETE … RETURNING *) SELECT …` as a SELECT
+//!    whose CTE is a `DELETE_QUERY_NODE`: refused here, as is any node kind not on the list.
+//! 3. The parsed tree may not name a file-reading table function (`read_csv`, `glob`, …) or a
 //!    file path as a table (`FROM '/etc/passwd'`).
-//! 3. The database itself runs with `enable_external_access = false` and a locked
-//!    configuration (see `Store::open`).
+//! 4. [`super::run_query`] runs the query in a transaction DuckDB holds read-only, and the
+//!    database itself runs with `enable_external_access = false` and a locked configuration
+//!    (see `Store::open`): even a statement that slipped past the guard cannot write.
 
 use super::query::QueryError;
 use duckdb::Connection;
@@ -27,6 +31,16 @@ const ALLOWED_TABLE_FUNCTIONS: &[&str] = &[
     "duckdb_functions",
     "duckdb_keywords",
     "test_all_types",
+];
+
+/// The query node kinds a read-only query is made of. Anything else (`DELETE_QUERY_NODE`,
+/// `UPDATE_QUERY_NODE`, `INSERT_QUERY_NODE`, `MERGE_QUERY_NODE`, `COPY_QUERY_NODE`,
+/// `STATEMENT_NODE`, and kinds a later DuckDB adds) is refused.
+const QUERY_NODES: &[&str] = &[
+    "SELECT_NODE",
+    "SET_OPERATION_NODE",
+    "CTE_NODE",
+    "RECURSIVE_CTE_NODE",
 ];
 
 /// Scalar functions that touch the outside world.
@@ -120,6 +134,18 @@ fn first_keyword(sql: &str) -> &str {
 fn walk(v: &Value) -> Result<(), QueryError> {
     match v {
         Value::Object(map) => {
+            if let Some(kind) = map.get("type").and_then(Value::as_str) {
+                if kind.ends_with("_NODE") && !QUERY_NODES.contains(&kind) {
+                    let what = kind
+                        .trim_end_matches("_NODE")
+                        .trim_end_matches("_QUERY")
+                        .replace('_', " ");
+                    return Err(QueryError::Refused(format!(
+                        "{what} statements are not allowed, not even inside a WITH clause: the \
+                         SQL console is read-only (only SELECT queries run)"
+                    )));
+                }
+            }
             if map.get("type").and_then(Value::as_str) == Some("TABLE_FUNCTION") {
                 let name = map
                     .get("function")
@@ -172,6 +198,34 @@ mod tests {
         assert!(is_simple_introspection("show tables;"));
         assert!(!is_simple_introspection("describe events; drop table x"));
         assert!(!is_simple_introspection("DESCRIBE '/etc/passwd'"));
+    }
+
+    #[test]
+    fn only_query_nodes_pass() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE events (seq BIGINT, user_id VARCHAR)")
+            .unwrap();
+        for sql in [
+            "WITH x AS (DELETE FROM events RETURNING *) SELECT * FROM x",
+            "WITH x AS (UPDATE events SET user_id = 'm' RETURNING *) SELECT * FROM x",
+            "WITH x AS (INSERT INTO events VALUES (1, 'm') RETURNING *) SELECT * FROM x",
+            "SELECT * FROM (WITH x AS (DELETE FROM events RETURNING seq) SELECT * FROM x)",
+            "SELECT 1 UNION ALL (WITH x AS (DELETE FROM events RETURNING seq) SELECT seq FROM x)",
+        ] {
+            let e = check_read_only(&conn, sql).unwrap_err();
+            assert!(
+                matches!(&e, QueryError::Refused(m) if m.contains("read-only")),
+                "{sql}: {e}"
+            );
+        }
+        for sql in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1 AS n) SELECT n FROM a UNION SELECT 2",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r",
+            "SELECT * FROM events WHERE seq IN (SELECT seq FROM events)",
+        ] {
+            check_read_only(&conn, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
     }
 
     #[test]

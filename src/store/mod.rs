@@ -13,7 +13,7 @@ mod schema;
 
 pub use forget::{forget, forget_again, ForgetReport, Subject};
 pub use guard::check_read_only;
-pub use query::{run_query, value_json, QueryError, QueryResult};
+pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryError, QueryResult};
 pub use read::{read_events, Record};
 pub use schema::{events_ddl, EVENT_COLUMNS};
 

@@ -11,8 +11,20 @@ use serde_json::Value;
 pub struct QueryResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
-    /// True when more rows existed than the row limit allowed.
+    /// True when the query had more to give than the limits allowed.
     pub truncated: bool,
+    /// Which limit cut it: `rows` or `bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_by: Option<String>,
+}
+
+/// How much one query may return. Both are counted while the rows stream from DuckDB, so a
+/// query over a hundred million rows with a small limit reads no more than it returns.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_rows: usize,
+    /// Bytes of the rows as JSON.
+    pub max_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,15 +35,55 @@ pub enum QueryError {
     /// The query is not valid SQL or failed to run.
     #[error("{0}")]
     Invalid(String),
+    /// Interrupted (its deadline passed, or its client went away).
+    #[error("the query was interrupted")]
+    Interrupted,
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// Check `sql` with the read-only guard, run it, and return at most `max_rows` rows.
-pub fn run_query(conn: &Connection, sql: &str, max_rows: usize) -> Result<QueryResult, QueryError> {
+/// Check `sql` with the read-only guard, then run it in a transaction DuckDB itself holds read
+/// only, and return what fits in `limits`.
+///
+/// The connection should be one of its own: [`duckdb::Connection::interrupt_handle`] of it
+/// stops the query from another thread.
+pub fn run_query(conn: &Connection, sql: &str, limits: Limits) -> Result<QueryResult, QueryError> {
     check_read_only(conn, sql)?;
+    // The guard is one layer; this is the one that holds by construction: whatever the
+    // statement turns out to be, DuckDB refuses to write in a read-only transaction.
+    conn.execute_batch("BEGIN TRANSACTION READ ONLY")
+        .map_err(|e| QueryError::Internal(format!("cannot start a read-only transaction: {e}")))?;
+    let res = read_rows(conn, sql, limits);
+    // Nothing to keep: the transaction only read.
+    let _ = conn.execute_batch("ROLLBACK");
+    res
+}
+
+/// [`run_query`], interrupted when `timeout` passes (for callers without a runtime: the CLI).
+pub fn run_query_with_timeout(
+    conn: &Connection,
+    sql: &str,
+    limits: Limits,
+    timeout: std::time::Duration,
+) -> Result<QueryResult, QueryError> {
+    let interrupt = conn.interrupt_handle();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(timeout) {
+            interrupt.interrupt();
+        }
+    });
+    let res = run_query(conn, sql, limits);
+    let _ = done.send(());
+    let _ = watchdog.join();
+    res
+}
+
+fn read_rows(conn: &Connection, sql: &str, limits: Limits) -> Result<QueryResult, QueryError> {
     let mut stmt = conn.prepare(sql).map_err(db_error)?;
-    let mut rows = stmt.query([]).map_err(db_error)?;
+    // A streaming execution: rows are produced as they are fetched, not all up front.
+    drop(stmt.stream_arrow([]).map_err(db_error)?);
+    let mut rows = stmt.raw_query();
     let columns: Vec<String> = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
     let n = columns.len();
     // A column of DuckDB's NULL type (`SELECT NULL`) cannot be read as a value at all.
@@ -42,27 +94,64 @@ pub fn run_query(conn: &Connection, sql: &str, max_rows: usize) -> Result<QueryR
         })
         .collect();
     let mut out = Vec::new();
-    let mut truncated = false;
-    while let Some(row) = rows.next().map_err(db_error)? {
-        if out.len() == max_rows {
-            truncated = true;
+    let mut truncated_by = None;
+    // `{"columns":[…],"rows":[…],"truncated":…,"truncated_by":"bytes"}` around the rows:
+    // counted against the byte limit too, so the whole answer stays under it.
+    let mut bytes = serde_json::to_vec(&columns).map_or(0, |v| v.len()) + 80;
+    'rows: while let Some(row) = rows.next().map_err(db_error)? {
+        if out.len() == limits.max_rows {
+            truncated_by = Some("rows");
             break;
         }
+        // `[`, `]` and the comma after the row.
+        bytes += 3;
         let mut values = Vec::with_capacity(n);
         for (i, null) in null_typed.iter().enumerate() {
-            values.push(if *null {
+            let value = if *null {
                 Value::Null
             } else {
-                value_json(row.get_ref(i).map_err(db_error)?)
-            });
+                let v = row.get_ref(i).map_err(db_error)?;
+                // A huge text is refused before it is copied.
+                if let ValueRef::Text(t) | ValueRef::Blob(t) = v {
+                    if bytes + t.len() > limits.max_bytes {
+                        truncated_by = Some("bytes");
+                        break 'rows;
+                    }
+                }
+                value_json(v)
+            };
+            bytes += json_len(&value) + 1;
+            if bytes > limits.max_bytes {
+                truncated_by = Some("bytes");
+                break 'rows;
+            }
+            values.push(value);
         }
         out.push(values);
     }
     Ok(QueryResult {
         columns,
         rows: out,
-        truncated,
+        truncated: truncated_by.is_some(),
+        truncated_by: truncated_by.map(str::to_string),
     })
+}
+
+/// Bytes of `v` as JSON, without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 fn db_error(e: duckdb::Error) -> QueryError {
@@ -71,6 +160,10 @@ fn db_error(e: duckdb::Error) -> QueryError {
         QueryError::Refused(format!(
             "the SQL console cannot access files, the network or extensions ({msg})"
         ))
+    } else if msg.contains("read-only mode") {
+        QueryError::Refused(format!("the SQL console is read-only ({msg})"))
+    } else if msg.contains("INTERRUPT") || msg.contains("Interrupted") {
+        QueryError::Interrupted
     } else {
         QueryError::Invalid(msg)
     }
@@ -183,6 +276,35 @@ fn owned_json(v: duckdb::types::Value) -> Value {
 mod tests {
     use super::*;
 
+    const LIMITS: Limits = Limits {
+        max_rows: 10,
+        max_bytes: 1 << 20,
+    };
+
+    #[test]
+    fn limits_cut_while_streaming() {
+        let conn = Connection::open_in_memory().unwrap();
+        let r = run_query(&conn, "SELECT * FROM range(100000000)", LIMITS).unwrap();
+        assert_eq!(r.rows.len(), 10);
+        assert_eq!(r.truncated_by.as_deref(), Some("rows"));
+        let small = Limits {
+            max_rows: 1000,
+            max_bytes: 10_000,
+        };
+        let r = run_query(&conn, "SELECT repeat('x', 1000000) AS x", small).unwrap();
+        assert!(r.rows.is_empty());
+        assert_eq!(r.truncated_by.as_deref(), Some("bytes"));
+        let r = run_query(
+            &conn,
+            "SELECT range AS n, 'abcdefgh' AS t FROM range(5000)",
+            small,
+        )
+        .unwrap();
+        assert!(r.truncated && !r.rows.is_empty() && r.rows.len() < 5000);
+        let r = run_query(&conn, "SELECT 1 AS one", small).unwrap();
+        assert!(!r.truncated && r.truncated_by.is_none());
+    }
+
     #[test]
     fn every_kind_of_value_becomes_json() {
         let conn = Connection::open_in_memory().unwrap();
@@ -190,7 +312,7 @@ mod tests {
             &conn,
             "SELECT NULL AS n, [1, 2] AS l, {'a': 1} AS s, 1.5::DECIMAL(10,2) AS d, \
              INTERVAL 3 DAY AS i, 'x' AS t",
-            10,
+            LIMITS,
         )
         .unwrap();
         assert_eq!(

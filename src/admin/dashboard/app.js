@@ -386,7 +386,9 @@
       input.addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run(); } });
       view.append(card('SQL console', el('p', { class: 'muted', text: 'Read-only: one SELECT over the store (tables events, identities, …; docs/schema.md). Ctrl+Enter runs.' }),
         input, el('p', {}, el('button', { id: 'sql-run', class: 'primary', type: 'button', text: 'Run', onclick: run })), err, out));
-      if (state.get('q')) run();
+      // A query from the URL is shown, never run on load: a link alone must not run SQL in
+      // the signed-in dashboard. The click on Run is the consent.
+      if (state.get('q')) out.replaceChildren(el('p', { id: 'sql-pending', class: 'muted', text: 'Query from the link: read it, then press Run.' }));
     },
   };
   function setOrDelete(k, v) { if (v) state.set(k, v); else state.delete(k); }
