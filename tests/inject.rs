@@ -3,23 +3,25 @@
 //! checked over raw HTTP (what is and is not touched, byte for byte) and in a real headless
 //! Chromium (Debian's `chromium`, over the DevTools protocol): the rendered DOM, console
 //! errors, SPA page views, tagged clicks, form submits that never leak a field value; a page
-//! that reflects `</head>` into an attribute, whose DOM must be the same straight from the site
-//! and through tollgate.
+//! that reflects `</head>` into an attribute, and generated adversarial pages, whose DOM must
+//! be the same straight from the site and through tollgate.
 
 mod common;
 
 use axum::body::Bytes;
-use axum::extract::{Query, Request};
+use axum::extract::{Path, Query, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use common::browser::Browser;
+use common::html;
 use common::{end_to_end, Tollgate};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 const TAG: &str = "<script src=\"/_tollgate/t.js\" defer></script>";
@@ -842,4 +844,118 @@ async fn a_reflected_end_of_head_in_an_attribute_is_not_the_insertion_point() {
     assert_eq!(n, 1);
     assert_eq!(proxied_dom, direct_dom, "the DOM differs");
     assert_eq!(b.eval("window.__pwned === undefined").await, json!(true));
+}
+
+/// Pages from the fuzz test's generator (`tests/common/html.rs`), loaded straight from a site
+/// and through tollgate in Chromium: the browser's own parser is the judge. Through tollgate a
+/// page has the tracker at most once more, and otherwise the same DOM, and runs the same number
+/// of the generator's `onerror` payloads (they count in `window.__pwned`). `TOLLGATE_FUZZ_SEED`
+/// replays a run, `TOLLGATE_FUZZ_PAGES` (default 40) sets its length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_pages_in_chromium() {
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    let first = var("TOLLGATE_FUZZ_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let count = var("TOLLGATE_FUZZ_PAGES").unwrap_or(40);
+    let pages: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..count)
+            .map(|k| html::page(&mut html::Rng(first.wrapping_add(k))))
+            .collect(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site = listener.local_addr().unwrap();
+    let served = pages.clone();
+    let app = Router::new().route(
+        "/gen/{k}",
+        get(move |Path(k): Path<usize>| {
+            let page = served.get(k).cloned();
+            async move {
+                match page {
+                    Some(p) => ([(header::CONTENT_TYPE, HTML)], p).into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let tg = Tollgate::start(&format!("http://{site}"), "[inject]\nenabled = true\n");
+    let b = Browser::launch().await;
+
+    let pwned = "window.__pwned || 0";
+    // The DOM without tollgate's script, also where a `<template>` holds it (the page's own
+    // `</head>` may come inside one), and how many there were.
+    let sweep = "(() => { let n = 0; const sweep = root => { \
+        root.querySelectorAll('script[src=\"/_tollgate/t.js\"]').forEach(e => { e.remove(); n++; }); \
+        root.querySelectorAll('template').forEach(t => sweep(t.content)); }; \
+        sweep(document); return [document.documentElement.outerHTML, n]; })()";
+    let rendered = |v: Value| (v[0].as_str().unwrap().to_string(), v[1].as_i64().unwrap());
+    let mut injected = 0;
+    for k in 0..pages.len() {
+        let seed = first.wrapping_add(k as u64);
+        let why = |what: String| {
+            let page = String::from_utf8_lossy(&pages[k]);
+            let page: String = page.escape_debug().take(2000).collect();
+            format!(
+                "{what}\nreplay: TOLLGATE_FUZZ_SEED={seed} TOLLGATE_FUZZ_PAGES=1; the page \
+                 ({} bytes) starts \"{page}\"",
+                pages[k].len()
+            )
+        };
+        b.goto(&format!("http://{site}/gen/{k}")).await;
+        let ran = b.eval(pwned).await;
+        let (direct, before) = rendered(b.eval(sweep).await);
+        b.goto(&tg.url(&format!("/gen/{k}"))).await;
+        let ran_through = b.eval(pwned).await;
+        assert!(
+            ran_through == ran,
+            "{}",
+            why(format!(
+                "payloads ran {ran_through} times, straight from the site {ran}"
+            ))
+        );
+        let (proxied, n) = rendered(b.eval(sweep).await);
+        assert!(
+            n == before || n == before + 1,
+            "{}",
+            why(format!(
+                "the tracker {n} times, straight from the site {before}"
+            ))
+        );
+        if proxied != direct {
+            let at = proxied
+                .bytes()
+                .zip(direct.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            // Up to 300 bytes either side, cut where characters start.
+            let cut = |dom: &str, mut k: usize| {
+                k = k.min(dom.len());
+                while !dom.is_char_boundary(k) {
+                    k -= 1;
+                }
+                k
+            };
+            let show = |dom: &str| {
+                dom[cut(dom, at.saturating_sub(300))..cut(dom, at + 300)]
+                    .escape_debug()
+                    .to_string()
+            };
+            panic!(
+                "{}",
+                why(format!(
+                    "the DOM differs at {at}: through tollgate …{}…, straight …{}…",
+                    show(&proxied),
+                    show(&direct)
+                ))
+            );
+        }
+        injected += n - before;
+    }
+    println!(
+        "generated_pages_in_chromium: {} pages from seed {first}, {injected} with the tracker",
+        pages.len()
+    );
 }
