@@ -889,7 +889,7 @@ async fn generated_pages_in_chromium() {
     // `</head>` may come inside one), and how many there were.
     let sweep = "(() => { let n = 0; const sweep = root => { \
         root.querySelectorAll('script[src=\"/_tollgate/t.js\"]').forEach(e => { e.remove(); n++; }); \
-        root.querySelectorAll('template').forEach(t => sweep(t.content)); }; \
+        root.querySelectorAll('template').forEach(t => t.content && sweep(t.content)); }; \
         sweep(document); return [document.documentElement.outerHTML, n]; })()";
     let rendered = |v: Value| (v[0].as_str().unwrap().to_string(), v[1].as_i64().unwrap());
     let mut injected = 0;
