@@ -2,21 +2,26 @@
 //! that serves gzip and brotli pages, a page with a strict CSP and a small single-page app;
 //! checked over raw HTTP (what is and is not touched, byte for byte) and in a real headless
 //! Chromium (Debian's `chromium`, over the DevTools protocol): the rendered DOM, console
-//! errors, SPA page views, tagged clicks, form submits that never leak a field value.
+//! errors, SPA page views, tagged clicks, form submits that never leak a field value; a page
+//! that reflects `</head>` into an attribute, and generated adversarial pages, whose DOM must
+//! be the same straight from the site and through tollgate.
 
 mod common;
 
 use axum::body::Bytes;
-use axum::extract::Request;
+use axum::extract::{Path, Query, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use common::browser::Browser;
+use common::html;
 use common::{end_to_end, Tollgate};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 const TAG: &str = "<script src=\"/_tollgate/t.js\" defer></script>";
@@ -60,6 +65,23 @@ fn csp_page() -> String {
     )
 }
 const CSP: &str = "default-src 'none'; script-src 'nonce-cGFnZS1ub25jZQ' 'strict-dynamic'; style-src 'nonce-cGFnZS1ub25jZQ'; base-uri 'none'; form-action 'self'";
+
+/// A search page that reflects the query into a quoted attribute, escaping `"` and `&` as an
+/// attribute value needs: harmless as the site sends it, whatever the query.
+fn search_page(q: &str) -> String {
+    let q = q.replace('&', "&amp;").replace('"', "&quot;");
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>Search</title>
+<link rel="canonical" href="/search?q={q}">
+</head>
+<body><p id="results">No results.</p></body></html>"#
+    )
+}
+/// A query that closes the head inside that attribute and adds an image whose error handler
+/// marks the page, percent-encoded as a browser sends it.
+const REFLECTED: &str = "</head><img src=x onerror=window.__pwned=1>";
+const REFLECTED_URL: &str =
+    "/search?q=%3C%2Fhead%3E%3Cimg%20src%3Dx%20onerror%3Dwindow.__pwned%3D1%3E";
 
 const APP_PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>App</title>
 <script src="/app.js" defer></script></head>
@@ -197,6 +219,13 @@ async fn site() -> SocketAddr {
         .route(
             "/private/page",
             get(|| async { ([(header::CONTENT_TYPE, HTML)], csp_page()) }),
+        )
+        .route(
+            "/search",
+            get(|Query(q): Query<HashMap<String, String>>| async move {
+                let q = q.get("q").map_or("", String::as_str);
+                ([(header::CONTENT_TYPE, HTML)], search_page(q))
+            }),
         )
         .route(
             "/app",
@@ -757,5 +786,176 @@ async fn injected_pages_in_headless_chromium() {
         b.console_errors().is_empty(),
         "console errors: {:?}",
         b.console_errors()
+    );
+}
+
+/// The issue's page: a query reflected into a quoted attribute holds `</head>` and an image
+/// with an error handler. Injecting there would end the attribute with the tag's own quotes and
+/// run the handler; the tag must go before the real `</head>`, and the page stay harmless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reflected_end_of_head_in_an_attribute_is_not_the_insertion_point() {
+    let site = site().await;
+    let tg = Tollgate::start(&format!("http://{site}"), "[inject]\nenabled = true\n");
+    let c = client();
+
+    // Over HTTP: the site reflects the query as it is, and tollgate adds the tag once, before
+    // the `</head>` that ends the head, outside the attribute.
+    let nav = [("accept", NAVIGATION)];
+    let (_, _, direct) = fetch(&c, "GET", &format!("http://{site}{REFLECTED_URL}"), &nav).await;
+    let direct = String::from_utf8(direct.to_vec()).unwrap();
+    assert_eq!(direct, search_page(REFLECTED));
+    assert!(direct.contains(&format!("href=\"/search?q={REFLECTED}\">")));
+    let (s, _, proxied) = fetch(&c, "GET", &tg.url(REFLECTED_URL), &nav).await;
+    assert_eq!(s, 200);
+    let proxied = String::from_utf8(proxied.to_vec()).unwrap();
+    assert_eq!(proxied.matches(TAG).count(), 1, "the tag once:\n{proxied}");
+    assert_eq!(
+        proxied,
+        direct.replacen("\n</head>", &format!("\n{TAG}</head>"), 1),
+        "the tag is not before the real </head>"
+    );
+    assert_eq!(proxied.replacen(TAG, "", 1), direct);
+
+    // In Chromium: the same DOM as straight from the site plus the tracker in the head, once,
+    // and the image's handler never runs.
+    let b = Browser::launch().await;
+    b.goto(&format!("http://{site}{REFLECTED_URL}")).await;
+    assert_eq!(b.eval("window.__pwned === undefined").await, json!(true));
+    let (direct_dom, n) = rendered(&b).await;
+    assert_eq!(n, 0);
+    b.goto(&tg.url(REFLECTED_URL)).await;
+    // The load event waited for the image, so its handler would have run by now.
+    assert_eq!(
+        b.eval("window.__pwned === undefined").await,
+        json!(true),
+        "the reflected payload ran through tollgate"
+    );
+    b.wait_for("window.__tollgate === 1", Duration::from_secs(10))
+        .await;
+    let in_head = b
+        .eval("document.head.querySelectorAll('script[src=\"/_tollgate/t.js\"]').length")
+        .await;
+    assert_eq!(in_head, json!(1), "the tracker once, in the head");
+    let href = b
+        .eval("document.querySelector('link[rel=canonical]').getAttribute('href')")
+        .await;
+    assert_eq!(href, json!(format!("/search?q={REFLECTED}")));
+    let (proxied_dom, n) = rendered(&b).await;
+    assert_eq!(n, 1);
+    assert_eq!(proxied_dom, direct_dom, "the DOM differs");
+    assert_eq!(b.eval("window.__pwned === undefined").await, json!(true));
+}
+
+/// Pages from the fuzz test's generator (`tests/common/html.rs`), loaded straight from a site
+/// and through tollgate in Chromium: the browser's own parser is the judge. Through tollgate a
+/// page has the tracker at most once more, and otherwise the same DOM, and runs the same number
+/// of the generator's `onerror` payloads (they count in `window.__pwned`). `TOLLGATE_FUZZ_SEED`
+/// replays a run, `TOLLGATE_FUZZ_PAGES` (default 40) sets its length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_pages_in_chromium() {
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    let first = var("TOLLGATE_FUZZ_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let count = var("TOLLGATE_FUZZ_PAGES").unwrap_or(40);
+    let pages: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..count)
+            .map(|k| html::page(&mut html::Rng(first.wrapping_add(k))))
+            .collect(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site = listener.local_addr().unwrap();
+    let served = pages.clone();
+    let app = Router::new().route(
+        "/gen/{k}",
+        get(move |Path(k): Path<usize>| {
+            let page = served.get(k).cloned();
+            async move {
+                match page {
+                    Some(p) => ([(header::CONTENT_TYPE, HTML)], p).into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let tg = Tollgate::start(&format!("http://{site}"), "[inject]\nenabled = true\n");
+    let b = Browser::launch().await;
+
+    let pwned = "window.__pwned || 0";
+    // The DOM without tollgate's script, also where a `<template>` holds it (the page's own
+    // `</head>` may come inside one), and how many there were.
+    let sweep = "(() => { let n = 0; const sweep = root => { \
+        root.querySelectorAll('script[src=\"/_tollgate/t.js\"]').forEach(e => { e.remove(); n++; }); \
+        root.querySelectorAll('template').forEach(t => t.content && sweep(t.content)); }; \
+        sweep(document); return [document.documentElement.outerHTML, n]; })()";
+    let rendered = |v: Value| (v[0].as_str().unwrap().to_string(), v[1].as_i64().unwrap());
+    let mut injected = 0;
+    for k in 0..pages.len() {
+        let seed = first.wrapping_add(k as u64);
+        let why = |what: String| {
+            let page = String::from_utf8_lossy(&pages[k]);
+            let page: String = page.escape_debug().take(2000).collect();
+            format!(
+                "{what}\nreplay: TOLLGATE_FUZZ_SEED={seed} TOLLGATE_FUZZ_PAGES=1; the page \
+                 ({} bytes) starts \"{page}\"",
+                pages[k].len()
+            )
+        };
+        b.goto(&format!("http://{site}/gen/{k}")).await;
+        let ran = b.eval(pwned).await;
+        let (direct, before) = rendered(b.eval(sweep).await);
+        b.goto(&tg.url(&format!("/gen/{k}"))).await;
+        let ran_through = b.eval(pwned).await;
+        assert!(
+            ran_through == ran,
+            "{}",
+            why(format!(
+                "payloads ran {ran_through} times, straight from the site {ran}"
+            ))
+        );
+        let (proxied, n) = rendered(b.eval(sweep).await);
+        assert!(
+            n == before || n == before + 1,
+            "{}",
+            why(format!(
+                "the tracker {n} times, straight from the site {before}"
+            ))
+        );
+        if proxied != direct {
+            let at = proxied
+                .bytes()
+                .zip(direct.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            // Up to 300 bytes either side, cut where characters start.
+            let cut = |dom: &str, mut k: usize| {
+                k = k.min(dom.len());
+                while !dom.is_char_boundary(k) {
+                    k -= 1;
+                }
+                k
+            };
+            let show = |dom: &str| {
+                dom[cut(dom, at.saturating_sub(300))..cut(dom, at + 300)]
+                    .escape_debug()
+                    .to_string()
+            };
+            panic!(
+                "{}",
+                why(format!(
+                    "the DOM differs at {at}: through tollgate …{}…, straight …{}…",
+                    show(&proxied),
+                    show(&direct)
+                ))
+            );
+        }
+        injected += n - before;
+    }
+    println!(
+        "generated_pages_in_chromium: {} pages from seed {first}, {injected} with the tracker",
+        pages.len()
     );
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod html;
 pub mod mmdb;
 pub mod services;
 pub mod upstream;

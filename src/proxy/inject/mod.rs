@@ -22,7 +22,7 @@
 mod csp;
 mod scan;
 
-pub use scan::{Injector, Outcome};
+pub use scan::{Injector, Outcome, MAX_TAG};
 
 use crate::config::Settings;
 use crate::proxy::capture::{contains_ci, path_matches};

@@ -1,19 +1,39 @@
-//! The streaming HTML scanner that places the tracker's `<script>` tag.
+//! The streaming HTML scanner that places the tracker's `<script>` tag: an HTML tokenizer cut
+//! down to the states that decide where a tag, attribute value, comment or raw text ends.
 //!
-//! It finds the first `</head>`, or the first `</body>` when the head has no end tag, outside
-//! comments and raw-text elements (`<script>`, `<style>`, `<title>`, ...), so a `"</head>"`
-//! inside a script's string is never taken for the real one. Chunks are scanned as they come;
-//! only the bytes that might start a tag still undecided at a chunk's end are held back (at
-//! most [`MAX_TAG`] bytes, for a `<meta>` or `<script>` tag whose attributes must be read
-//! whole). Once the tag is placed, or the page is found not to want it, chunks pass untouched.
+//! The tag goes before the first `</head>`, or the first `</body>` when the head has no end
+//! tag, and only where the HTML tokenizer (HTML Standard §13.2.5) is in its data state. Never
+//! inside an attribute value of any tag, end tags included (a page may reflect
+//! `</head><img onerror=…>` into a quoted `href`: moved there, the tag's own quotes would end
+//! the attribute and let the rest run), nor in a comment, a bogus comment (`<!DOCTYPE …>`,
+//! `<![CDATA[…]]>`, `<?…>`, all of which end at the first `>`), or the text of a raw-text
+//! element: `<script>` with its `<!--`-escaped states, `<style>`, `<title>`, `<textarea>`,
+//! `<noscript>`, `<xmp>`, `<iframe>`, `<noembed>`, `<noframes>`; after `<plaintext>` nothing is
+//! markup any more.
+//!
+//! Inside `<svg>` and `<math>` a browser tokenizes by other rules, which depend on the tree it
+//! builds: `<![CDATA[` opens a section that ends at `]]>`, and `<style>` or `<title>` hold
+//! markup, quoted attributes included. A scanner cannot follow that, so a page that opens
+//! either before the insertion point is left as it is ([`Outcome::ForeignContent`]). Pages close
+//! their head before any inline SVG; only a page without `</head>` loses the tracker this way.
+//!
+//! The tokenizer's state carries from chunk to chunk, so a tag of any length streams through.
+//! Only bytes that might begin `</head` or `</body` are held back (at most six), and the first
+//! [`MAX_TAG`] bytes of each `<meta>` and `<script>` start tag are copied aside, to notice a
+//! `<meta http-equiv="Content-Security-Policy">` or a page that already loads the tracker. Once
+//! the tag is placed, or the page is found not to want it, chunks pass untouched.
+//!
+//! Otherwise it models the tokenizer, not the tree builder: the raw-text elements are taken
+//! for raw text wherever they start, as Chromium does (even inside `<select>`); a `<frameset>`
+//! page, which drops them, is not modelled.
 
 use crate::proxy::capture::contains_ci;
 use bytes::{Bytes, BytesMut};
-use memchr::{memchr, memmem};
+use memchr::{memchr, memchr2, memmem};
 
-/// Elements whose content is text up to their end tag.
+/// Elements whose text runs to their end tag, besides `<script>`: RCDATA (`title`,
+/// `textarea`) and RAWTEXT (`noscript` too, as in a browser that runs scripts).
 const RAW_TEXT: &[&[u8]] = &[
-    b"script",
     b"style",
     b"title",
     b"textarea",
@@ -24,11 +44,10 @@ const RAW_TEXT: &[&[u8]] = &[
     b"noframes",
 ];
 
-/// Bytes needed after a `<` to recognise any tag this scanner cares about: `</noscript` and
-/// the character after the name.
-const LOOKAHEAD: usize = 11;
+/// The longest tag name that means something here: `plaintext`.
+const NAME: usize = 9;
 
-/// The longest `<meta ...>` or `<script ...>` tag read whole; a longer one is not inspected.
+/// How much of a `<meta ...>` or `<script ...>` start tag is looked at; the rest is not.
 pub const MAX_TAG: usize = 2048;
 
 /// How the scan ended.
@@ -43,6 +62,9 @@ pub enum Outcome {
     MetaCsp,
     /// Not inserted: the page already loads the tracker.
     AlreadyPresent,
+    /// Not inserted: an `<svg>` or `<math>` element starts before the insertion point, and
+    /// what their content is made of depends on the tree a browser builds.
+    ForeignContent,
     /// Not inserted: neither `</head>` nor `</body>` was found.
     NoTag,
 }
@@ -54,17 +76,131 @@ impl Outcome {
             Outcome::Body => "injected_body",
             Outcome::MetaCsp => "skipped_meta_csp",
             Outcome::AlreadyPresent => "skipped_present",
+            Outcome::ForeignContent => "skipped_svg_math",
             Outcome::NoTag => "skipped_no_tag",
         }
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Where the tokenizer is, before the next byte. The names are the HTML Standard's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Text,
+    Data,
+    /// After `<`.
+    TagOpen,
+    /// After `</`.
+    EndTagOpen,
+    TagName,
+    BeforeAttrName,
+    AttrName,
+    AfterAttrName,
+    BeforeAttrValue,
+    /// Inside a value quoted with this byte.
+    AttrValueQuoted(u8),
+    AttrValueUnquoted,
+    AfterAttrValueQuoted,
+    SelfClosingStartTag,
+    /// After `<!`.
+    MarkupDeclOpen,
+    /// After `<!-`.
+    MarkupDeclDash,
+    BogusComment,
+    CommentStart,
+    CommentStartDash,
     Comment,
-    RawText(&'static [u8]),
+    CommentEndDash,
+    CommentEnd,
+    CommentEndBang,
+    /// The RCDATA or RAWTEXT of the element named.
+    RawText(&'static [u8], EndTag),
+    Script(Script),
+    /// Decided: the rest passes untouched.
     Done,
+}
+
+/// How much of `</name` a raw-text element has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndTag {
+    Text,
+    Lt,
+    /// This many letters of the name after `</`.
+    Name(u8),
+}
+
+/// The script data states. `<!--` in a script starts an escaped part, where `<script>` starts
+/// a double-escaped part, where `</script>` does not end the element (only `-->` ends it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Data,
+    Lt,
+    EndName(u8),
+    EscapeStart,
+    EscapeStartDash,
+    Escaped,
+    EscapedDash,
+    EscapedDashDash,
+    EscapedLt,
+    EscapedEndName(u8),
+    DoubleEscapeStart(u8),
+    DoubleEscaped,
+    DoubleEscapedDash,
+    DoubleEscapedDashDash,
+    DoubleEscapedLt,
+    DoubleEscapeEnd(u8),
+}
+
+/// What a start tag does once it ends.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Other,
+    Meta,
+    Script,
+    RawText(&'static [u8]),
+    Plaintext,
+    /// `<svg>` or `<math>`.
+    Foreign,
+}
+
+/// The tag being read.
+#[derive(Debug, Clone, Copy)]
+struct Tag {
+    end: bool,
+    /// The first bytes of its name, as written.
+    name: [u8; NAME],
+    /// The length of its name so far, which may be more than `name` holds.
+    len: usize,
+    kind: Kind,
+}
+
+impl Tag {
+    fn new(end: bool) -> Tag {
+        Tag {
+            end,
+            name: [0; NAME],
+            len: 0,
+            kind: Kind::Other,
+        }
+    }
+
+    fn push(&mut self, part: &[u8]) {
+        let at = self.len.min(NAME);
+        let n = part.len().min(NAME - at);
+        self.name[at..at + n].copy_from_slice(&part[..n]);
+        self.len = self.len.saturating_add(part.len());
+    }
+
+    /// Its name, when it is short enough to matter.
+    fn name(&self) -> Option<&[u8]> {
+        (self.len <= NAME).then(|| &self.name[..self.len])
+    }
+}
+
+/// What a `<` in the data state starts.
+enum Lookahead {
+    Insert(Outcome),
+    Other,
+    /// Too few bytes yet to tell.
+    Undecided,
 }
 
 /// One page's injection state.
@@ -73,8 +209,14 @@ pub struct Injector {
     /// The script path, to notice a page that already has the tracker.
     src: Bytes,
     state: State,
+    /// Held-back bytes: a `<` in the data state that may begin `</head` or `</body`.
     carry: Vec<u8>,
     outcome: Option<Outcome>,
+    /// The tag being tokenized.
+    open: Tag,
+    /// The first bytes of the `<meta>` or `<script>` start tag being read, while `copying`.
+    aside: Vec<u8>,
+    copying: bool,
 }
 
 impl Injector {
@@ -82,9 +224,12 @@ impl Injector {
         Injector {
             tag,
             src,
-            state: State::Text,
+            state: State::Data,
             carry: Vec::new(),
             outcome: None,
+            open: Tag::new(false),
+            aside: Vec::new(),
+            copying: false,
         }
     }
 
@@ -131,136 +276,495 @@ impl Injector {
         *body = (!out.is_empty() || end).then_some(out);
     }
 
-    /// Scan `b` from the current state. Returns where to insert the tag, if here, and how many
-    /// bytes are decided (the rest is held back). With `end`, everything is decided.
+    /// Tokenize `b` from the current state. Returns where to insert the tag, if here, and how
+    /// many bytes are decided (the rest is held back). With `end`, everything is decided.
     fn scan(&mut self, b: &[u8], end: bool) -> (Option<usize>, usize) {
         let mut i = 0;
-        loop {
+        // Where this buffer's part of the tag being copied aside starts.
+        let mut mark = 0;
+        while i < b.len() {
+            let c = b[i];
             match self.state {
                 State::Done => return (None, b.len()),
-                // A comment ends at "-->" or "--!>".
-                State::Comment => match memmem::find(&b[i..], b"--") {
-                    Some(q) => {
-                        let after = &b[i + q + 2..];
-                        if after.starts_with(b">") {
-                            self.state = State::Text;
-                            i += q + 3;
-                        } else if after.starts_with(b"!>") {
-                            self.state = State::Text;
-                            i += q + 4;
-                        } else if after.len() < 2 && !end {
-                            return (None, i + q);
-                        } else {
-                            i += q + 1;
-                        }
-                    }
-                    None if end => return (None, b.len()),
-                    // "-" may end this chunk and "->" start the next
-                    None => return (None, b.len().saturating_sub(1).max(i)),
-                },
-                State::RawText(name) => {
+                State::Data => {
                     let Some(q) = memchr(b'<', &b[i..]) else {
-                        return (None, b.len());
+                        break;
                     };
                     let p = i + q;
-                    let rest = &b[p..];
-                    if rest.len() < name.len() + 3 && !end {
-                        return (None, p);
-                    }
-                    if closes(rest, name) {
-                        self.state = State::Text;
-                        i = p + 2 + name.len();
-                    } else {
-                        i = p + 1;
-                    }
-                }
-                State::Text => {
-                    let Some(q) = memchr(b'<', &b[i..]) else {
-                        return (None, b.len());
-                    };
-                    let p = i + q;
-                    let rest = &b[p..];
-                    if rest.len() < LOOKAHEAD && !end {
-                        return (None, p);
-                    }
-                    if rest.starts_with(b"<!--") {
-                        // `<!-->` and `<!--->` are whole (empty) comments in HTML.
-                        match &rest[4..] {
-                            [b'>', ..] => i = p + 5,
-                            [b'-', b'>', ..] => i = p + 6,
-                            _ => {
-                                self.state = State::Comment;
-                                i = p + 4;
-                            }
-                        }
-                        continue;
-                    }
-                    for (name, outcome) in [(&b"head"[..], Outcome::Head), (b"body", Outcome::Body)]
-                    {
-                        if closes(rest, name) {
+                    match lookahead(&b[p..], end) {
+                        Lookahead::Insert(outcome) => {
                             self.finish(outcome);
                             return (Some(p), b.len());
                         }
-                    }
-                    let meta = opens(rest, b"meta");
-                    if meta || opens(rest, b"script") {
-                        // Read the whole tag: its attributes decide, and a "</head>" inside an
-                        // attribute value is not the end of the head.
-                        let (tag, after) = match memchr(b'>', rest) {
-                            Some(gt) => (&rest[..gt], p + gt + 1),
-                            None if !end && rest.len() < MAX_TAG => return (None, p),
-                            None => (&rest[..rest.len().min(MAX_TAG)], p + 1),
-                        };
-                        if meta
-                            && contains_ci(tag, b"http-equiv")
-                            && contains_ci(tag, b"content-security-policy")
-                        {
-                            self.finish(Outcome::MetaCsp);
-                            return (None, b.len());
+                        Lookahead::Undecided => return (None, p),
+                        Lookahead::Other => {
+                            self.state = State::TagOpen;
+                            i = p + 1;
                         }
-                        if !meta && memmem::find(tag, &self.src).is_some() {
-                            self.finish(Outcome::AlreadyPresent);
-                            return (None, b.len());
-                        }
-                        if !meta {
-                            self.state = State::RawText(b"script");
-                        }
-                        i = after;
-                        continue;
-                    }
-                    i = p + 1;
-                    if let Some(name) = RAW_TEXT.iter().find(|n| opens(rest, n)) {
-                        self.state = State::RawText(name);
-                        i = p + 1 + name.len();
                     }
                 }
+                State::TagOpen => match c {
+                    b'!' => {
+                        self.state = State::MarkupDeclOpen;
+                        i += 1;
+                    }
+                    b'/' => {
+                        self.state = State::EndTagOpen;
+                        i += 1;
+                    }
+                    b'?' => self.state = State::BogusComment,
+                    c if c.is_ascii_alphabetic() => {
+                        self.open = Tag::new(false);
+                        self.state = State::TagName;
+                    }
+                    // A `<` that starts nothing is text.
+                    _ => self.state = State::Data,
+                },
+                State::EndTagOpen => match c {
+                    c if c.is_ascii_alphabetic() => {
+                        self.open = Tag::new(true);
+                        self.state = State::TagName;
+                    }
+                    // `</>` is nothing at all.
+                    b'>' => {
+                        self.state = State::Data;
+                        i += 1;
+                    }
+                    _ => self.state = State::BogusComment,
+                },
+                State::TagName => {
+                    let n = b[i..].iter().position(|&c| ends_name(c));
+                    let n = n.unwrap_or(b.len() - i);
+                    self.open.push(&b[i..i + n]);
+                    i += n;
+                    let Some(&c) = b.get(i) else { break };
+                    self.name_ends(i, &mut mark);
+                    match c {
+                        b'/' => self.state = State::SelfClosingStartTag,
+                        b'>' => self.emit(b, i, mark),
+                        _ => self.state = State::BeforeAttrName,
+                    }
+                    i += 1;
+                }
+                State::BeforeAttrName => match c {
+                    c if is_space(c) => i += 1,
+                    b'/' | b'>' => self.state = State::AfterAttrName,
+                    // A name may start with `=`.
+                    b'=' => {
+                        self.state = State::AttrName;
+                        i += 1;
+                    }
+                    _ => self.state = State::AttrName,
+                },
+                State::AttrName => {
+                    let n = b[i..]
+                        .iter()
+                        .position(|&c| ends_name(c) || c == b'=')
+                        .unwrap_or(b.len() - i);
+                    i += n;
+                    match b.get(i) {
+                        Some(b'=') => {
+                            self.state = State::BeforeAttrValue;
+                            i += 1;
+                        }
+                        Some(_) => self.state = State::AfterAttrName,
+                        None => {}
+                    }
+                }
+                State::AfterAttrName => match c {
+                    c if is_space(c) => i += 1,
+                    b'/' => {
+                        self.state = State::SelfClosingStartTag;
+                        i += 1;
+                    }
+                    b'=' => {
+                        self.state = State::BeforeAttrValue;
+                        i += 1;
+                    }
+                    b'>' => {
+                        self.emit(b, i, mark);
+                        i += 1;
+                    }
+                    _ => self.state = State::AttrName,
+                },
+                State::BeforeAttrValue => match c {
+                    c if is_space(c) => i += 1,
+                    b'"' | b'\'' => {
+                        self.state = State::AttrValueQuoted(c);
+                        i += 1;
+                    }
+                    b'>' => {
+                        self.emit(b, i, mark);
+                        i += 1;
+                    }
+                    _ => self.state = State::AttrValueUnquoted,
+                },
+                // Everything up to the closing quote is the value: `>`, `<`, `</head>`.
+                State::AttrValueQuoted(quote) => match memchr(quote, &b[i..]) {
+                    Some(q) => {
+                        self.state = State::AfterAttrValueQuoted;
+                        i += q + 1;
+                    }
+                    None => i = b.len(),
+                },
+                State::AttrValueUnquoted => {
+                    let n = b[i..].iter().position(|&c| is_space(c) || c == b'>');
+                    i += n.unwrap_or(b.len() - i);
+                    match b.get(i) {
+                        Some(b'>') => self.emit(b, i, mark),
+                        Some(_) => self.state = State::BeforeAttrName,
+                        None => break,
+                    }
+                    i += 1;
+                }
+                State::AfterAttrValueQuoted => match c {
+                    c if is_space(c) => {
+                        self.state = State::BeforeAttrName;
+                        i += 1;
+                    }
+                    b'/' => {
+                        self.state = State::SelfClosingStartTag;
+                        i += 1;
+                    }
+                    b'>' => {
+                        self.emit(b, i, mark);
+                        i += 1;
+                    }
+                    _ => self.state = State::BeforeAttrName,
+                },
+                State::SelfClosingStartTag => match c {
+                    b'>' => {
+                        self.emit(b, i, mark);
+                        i += 1;
+                    }
+                    _ => self.state = State::BeforeAttrName,
+                },
+                State::MarkupDeclOpen => match c {
+                    b'-' => {
+                        self.state = State::MarkupDeclDash;
+                        i += 1;
+                    }
+                    // `<!DOCTYPE …>` ends at its first `>` too, even inside a quoted identifier.
+                    _ => self.state = State::BogusComment,
+                },
+                State::MarkupDeclDash => match c {
+                    b'-' => {
+                        self.state = State::CommentStart;
+                        i += 1;
+                    }
+                    _ => self.state = State::BogusComment,
+                },
+                State::BogusComment => match memchr(b'>', &b[i..]) {
+                    Some(q) => {
+                        self.state = State::Data;
+                        i += q + 1;
+                    }
+                    None => i = b.len(),
+                },
+                // `<!-->` and `<!--->` are whole (empty) comments.
+                State::CommentStart => match c {
+                    b'-' => {
+                        self.state = State::CommentStartDash;
+                        i += 1;
+                    }
+                    b'>' => {
+                        self.state = State::Data;
+                        i += 1;
+                    }
+                    _ => self.state = State::Comment,
+                },
+                State::CommentStartDash => match c {
+                    b'-' => {
+                        self.state = State::CommentEnd;
+                        i += 1;
+                    }
+                    b'>' => {
+                        self.state = State::Data;
+                        i += 1;
+                    }
+                    _ => self.state = State::Comment,
+                },
+                // A comment ends at `-->` or `--!>` (a nested `<!--` changes nothing).
+                State::Comment => match memchr(b'-', &b[i..]) {
+                    Some(q) => {
+                        self.state = State::CommentEndDash;
+                        i += q + 1;
+                    }
+                    None => i = b.len(),
+                },
+                State::CommentEndDash => match c {
+                    b'-' => {
+                        self.state = State::CommentEnd;
+                        i += 1;
+                    }
+                    _ => self.state = State::Comment,
+                },
+                State::CommentEnd => match c {
+                    b'>' => {
+                        self.state = State::Data;
+                        i += 1;
+                    }
+                    b'!' => {
+                        self.state = State::CommentEndBang;
+                        i += 1;
+                    }
+                    b'-' => i += 1,
+                    _ => self.state = State::Comment,
+                },
+                State::CommentEndBang => match c {
+                    b'-' => {
+                        self.state = State::CommentEndDash;
+                        i += 1;
+                    }
+                    b'>' => {
+                        self.state = State::Data;
+                        i += 1;
+                    }
+                    _ => self.state = State::Comment,
+                },
+                State::RawText(name, at) => match at {
+                    EndTag::Text => match memchr(b'<', &b[i..]) {
+                        Some(q) => {
+                            self.state = State::RawText(name, EndTag::Lt);
+                            i += q + 1;
+                        }
+                        None => i = b.len(),
+                    },
+                    EndTag::Lt if c == b'/' => {
+                        self.state = State::RawText(name, EndTag::Name(0));
+                        i += 1;
+                    }
+                    EndTag::Lt => self.state = State::RawText(name, EndTag::Text),
+                    EndTag::Name(k) => match end_name(name, k, c) {
+                        Step::Letter => {
+                            self.state = State::RawText(name, EndTag::Name(k + 1));
+                            i += 1;
+                        }
+                        Step::Tag => i += self.end_tag(),
+                        Step::No => self.state = State::RawText(name, EndTag::Text),
+                    },
+                },
+                State::Script(s) => i += self.script(s, &b[i..]),
             }
         }
+        if self.copying {
+            self.copy_aside(&b[mark..]);
+        }
+        (None, b.len())
+    }
+
+    /// One step in the script data states, at the start of `b`; returns how many bytes it
+    /// took (none when the byte is reconsumed in another state).
+    fn script(&mut self, s: Script, b: &[u8]) -> usize {
+        use Script::*;
+        let c = b[0];
+        let (next, took) = match s {
+            Data => match memchr(b'<', b) {
+                Some(q) => (Lt, q + 1),
+                None => (Data, b.len()),
+            },
+            Lt => match c {
+                b'/' => (EndName(0), 1),
+                b'!' => (EscapeStart, 1),
+                _ => (Data, 0),
+            },
+            EndName(k) => match end_name(b"script", k, c) {
+                Step::Letter => (EndName(k + 1), 1),
+                Step::Tag => return self.end_tag(),
+                Step::No => (Data, 0),
+            },
+            EscapeStart if c == b'-' => (EscapeStartDash, 1),
+            EscapeStartDash if c == b'-' => (EscapedDashDash, 1),
+            EscapeStart | EscapeStartDash => (Data, 0),
+            Escaped => match memchr2(b'-', b'<', b) {
+                Some(q) if b[q] == b'-' => (EscapedDash, q + 1),
+                Some(q) => (EscapedLt, q + 1),
+                None => (Escaped, b.len()),
+            },
+            EscapedDash | EscapedDashDash => match c {
+                b'-' => (EscapedDashDash, 1),
+                b'<' => (EscapedLt, 1),
+                b'>' if s == EscapedDashDash => (Data, 1),
+                _ => (Escaped, 1),
+            },
+            EscapedLt => match c {
+                b'/' => (EscapedEndName(0), 1),
+                c if c.is_ascii_alphabetic() => (DoubleEscapeStart(0), 0),
+                _ => (Escaped, 0),
+            },
+            EscapedEndName(k) => match end_name(b"script", k, c) {
+                Step::Letter => (EscapedEndName(k + 1), 1),
+                Step::Tag => return self.end_tag(),
+                Step::No => (Escaped, 0),
+            },
+            DoubleEscapeStart(k) => match end_name(b"script", k, c) {
+                Step::Letter => (DoubleEscapeStart(k + 1), 1),
+                Step::Tag => (DoubleEscaped, 1),
+                Step::No => (Escaped, 0),
+            },
+            DoubleEscaped => match memchr2(b'-', b'<', b) {
+                Some(q) if b[q] == b'-' => (DoubleEscapedDash, q + 1),
+                Some(q) => (DoubleEscapedLt, q + 1),
+                None => (DoubleEscaped, b.len()),
+            },
+            DoubleEscapedDash | DoubleEscapedDashDash => match c {
+                b'-' => (DoubleEscapedDashDash, 1),
+                b'<' => (DoubleEscapedLt, 1),
+                b'>' if s == DoubleEscapedDashDash => (Data, 1),
+                _ => (DoubleEscaped, 1),
+            },
+            DoubleEscapedLt => match c {
+                b'/' => (DoubleEscapeEnd(0), 1),
+                _ => (DoubleEscaped, 0),
+            },
+            DoubleEscapeEnd(k) => match end_name(b"script", k, c) {
+                Step::Letter => (DoubleEscapeEnd(k + 1), 1),
+                Step::Tag => (Escaped, 1),
+                Step::No => (DoubleEscaped, 0),
+            },
+        };
+        self.state = State::Script(next);
+        took
+    }
+
+    /// A raw-text element's end tag: its attributes are read like any tag's. Takes no byte.
+    fn end_tag(&mut self) -> usize {
+        self.open = Tag::new(true);
+        self.state = State::BeforeAttrName;
+        0
+    }
+
+    /// The open tag's name ended at `b[at]`.
+    fn name_ends(&mut self, at: usize, mark: &mut usize) {
+        let kind = match self.open.name() {
+            Some(name) if !self.open.end => kind(name),
+            _ => Kind::Other,
+        };
+        self.open.kind = kind;
+        if let (Kind::Meta | Kind::Script, Some(name)) = (kind, self.open.name()) {
+            self.aside.clear();
+            self.aside.push(b'<');
+            self.aside.extend_from_slice(name);
+            self.copying = true;
+            *mark = at;
+        }
+    }
+
+    /// The open tag ends at the `>` at `b[gt]`: look at a `<meta>` or `<script>`, and enter
+    /// the state its element's content is read in.
+    fn emit(&mut self, b: &[u8], gt: usize, mark: usize) {
+        self.state = State::Data;
+        if self.copying {
+            self.copying = false;
+            self.copy_aside(&b[mark..gt]);
+            let seen = &self.aside;
+            let decided = match self.open.kind {
+                Kind::Meta
+                    if contains_ci(seen, b"http-equiv")
+                        && contains_ci(seen, b"content-security-policy") =>
+                {
+                    Some(Outcome::MetaCsp)
+                }
+                Kind::Script if memmem::find(seen, &self.src).is_some() => {
+                    Some(Outcome::AlreadyPresent)
+                }
+                _ => None,
+            };
+            if let Some(outcome) = decided {
+                self.finish(outcome);
+                return;
+            }
+        }
+        if self.open.end {
+            return;
+        }
+        match self.open.kind {
+            Kind::Script => self.state = State::Script(Script::Data),
+            Kind::RawText(name) => self.state = State::RawText(name, EndTag::Text),
+            // Everything after `<plaintext>` is text: no end tag can come.
+            Kind::Plaintext => self.finish(Outcome::NoTag),
+            Kind::Foreign => self.finish(Outcome::ForeignContent),
+            Kind::Other | Kind::Meta => {}
+        }
+    }
+
+    fn copy_aside(&mut self, part: &[u8]) {
+        let room = MAX_TAG.saturating_sub(self.aside.len());
+        self.aside.extend_from_slice(&part[..part.len().min(room)]);
     }
 
     fn finish(&mut self, outcome: Outcome) {
         self.state = State::Done;
         self.outcome = Some(outcome);
+        self.copying = false;
     }
 }
 
-/// `rest` starts with `<name` and a character that ends a tag name.
-fn opens(rest: &[u8], name: &[u8]) -> bool {
-    rest.len() > name.len() + 1
-        && rest[1..=name.len()].eq_ignore_ascii_case(name)
-        && ends_name(rest[name.len() + 1])
+/// Whether `rest`, which starts with a `<` in the data state, is `</head` or `</body` and a
+/// character that ends a tag name. At the end of the page, what is there decides.
+fn lookahead(rest: &[u8], end: bool) -> Lookahead {
+    for (name, outcome) in [(&b"</head"[..], Outcome::Head), (b"</body", Outcome::Body)] {
+        let n = rest.len().min(name.len());
+        if !rest[..n].eq_ignore_ascii_case(&name[..n]) {
+            continue;
+        }
+        match rest.get(name.len()) {
+            Some(&c) if ends_name(c) => return Lookahead::Insert(outcome),
+            Some(_) => {}
+            None if !end => return Lookahead::Undecided,
+            None => {}
+        }
+    }
+    Lookahead::Other
 }
 
-/// `rest` starts with `</name` and a character that ends a tag name.
-fn closes(rest: &[u8], name: &[u8]) -> bool {
-    rest.len() > name.len() + 2
-        && rest[1] == b'/'
-        && rest[2..2 + name.len()].eq_ignore_ascii_case(name)
-        && ends_name(rest[name.len() + 2])
+/// What the start tag named `name` does.
+fn kind(name: &[u8]) -> Kind {
+    if name.eq_ignore_ascii_case(b"meta") {
+        Kind::Meta
+    } else if name.eq_ignore_ascii_case(b"script") {
+        Kind::Script
+    } else if name.eq_ignore_ascii_case(b"plaintext") {
+        Kind::Plaintext
+    } else if name.eq_ignore_ascii_case(b"svg") || name.eq_ignore_ascii_case(b"math") {
+        Kind::Foreign
+    } else {
+        RAW_TEXT
+            .iter()
+            .copied()
+            .find(|n| name.eq_ignore_ascii_case(n))
+            .map_or(Kind::Other, Kind::RawText)
+    }
 }
 
-fn ends_name(b: u8) -> bool {
-    matches!(b, b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+/// One byte after `</` and `k` letters of `name` in raw text.
+enum Step {
+    /// The next letter of the name.
+    Letter,
+    /// The whole name, then a character that ends it: the element's end tag.
+    Tag,
+    /// Not the end tag: still text.
+    No,
+}
+
+fn end_name(name: &[u8], k: u8, c: u8) -> Step {
+    let k = usize::from(k);
+    if k < name.len() && c.to_ascii_lowercase() == name[k] {
+        Step::Letter
+    } else if k == name.len() && ends_name(c) {
+        Step::Tag
+    } else {
+        Step::No
+    }
+}
+
+/// HTML's whitespace in tags (a CR counts: the input stream turns it into a LF).
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+}
+
+fn ends_name(c: u8) -> bool {
+    is_space(c) || c == b'/' || c == b'>'
 }
 
 #[cfg(test)]
@@ -403,22 +907,141 @@ mod tests {
     }
 
     #[test]
-    fn held_back_bytes_are_bounded() {
-        // An unterminated <meta tag is held back only up to MAX_TAG.
+    fn never_inside_an_attribute_value() {
+        // The issue's page: the site reflects `</head><img onerror=…>` into a quoted href of
+        // a tag that is neither `<meta>` nor `<script>`. Then the same in single quotes,
+        // unquoted, with a `>` inside, on end tags and on a raw-text element's tags.
+        let page = concat!(
+            "<html><head><link rel=canonical href=\"/s?q=</head><img src=x onerror=alert(1)>\">",
+            "<a title='</head>' data-x=</body>><p class=\"a>b\" id=</head\">",
+            "</p title=\"</head>\"><title x=\"</head>\">t</title foo=\"</head>\">",
+            "<div\n\"=</head>>x</div></head><body></body></html>"
+        );
+        let want = page.replacen("</head><body>", &format!("{TAG}</head><body>"), 1);
+        check(page, &want, Outcome::Head);
+    }
+
+    #[test]
+    fn a_quoted_gt_does_not_end_a_meta_or_script_tag() {
+        for (page, outcome) in [
+            (
+                "<head><meta content=\"a>b\" http-equiv=\"Content-Security-Policy\"></head>",
+                Outcome::MetaCsp,
+            ),
+            (
+                "<head><script data-x='a>b' src=\"/_tollgate/t.js\"></script></head>",
+                Outcome::AlreadyPresent,
+            ),
+        ] {
+            check(page, page, outcome);
+        }
+        // Each tag is judged alone.
+        let page = "<head><meta name=http-equiv><meta content=content-security-policy></head>";
+        let want = page.replacen("</head>", &format!("{TAG}</head>"), 1);
+        check(page, &want, Outcome::Head);
+    }
+
+    #[test]
+    fn script_escapes() {
+        // `<!--<script>` makes the first `</script>` part of the script; `-->` undoes it. A
+        // style has no such states.
+        let page = concat!(
+            "<head><script><!--<script></script></head>--></script>",
+            "<script>a<!--b-->c<script>d</script><script><!-- x </script>",
+            "<style><!--</style></head><body>"
+        );
+        let want = page.replacen("</head><body>", &format!("{TAG}</head><body>"), 1);
+        check(page, &want, Outcome::Head);
+    }
+
+    #[test]
+    fn comments_and_bogus_comments_end_where_browsers_end_them() {
+        let page = concat!(
+            "<!DOCTYPE html PUBLIC \"a\" \"</head\"><?xml </head ?><![CDATA[</head]]>",
+            "<!--><!---><!----><!-- -- --!><!-- --!-- -></head> -->",
+            "</ head></></3 </head><!x </head></head><body>"
+        );
+        let want = page.replacen("</head><body>", &format!("{TAG}</head><body>"), 1);
+        check(page, &want, Outcome::Head);
+    }
+
+    #[test]
+    fn nothing_after_plaintext_or_inside_an_unended_tag() {
+        for page in [
+            "<head><plaintext></head></body>",
+            "<head><PlainText x=1></head>",
+            "<head><xmp></head>",
+            "<head><a href=\"</head>",
+            "<head><a href='</head>\"></head>",
+        ] {
+            check(page, page, Outcome::NoTag);
+        }
+    }
+
+    #[test]
+    fn nothing_once_svg_or_math_starts() {
+        for page in [
+            "<head><svg><![CDATA[ a > <x y=\"]]><z w=\"></head>\"></z></svg>",
+            "<head><SVG/><style><a title=\"</style>\"></a></style></head>",
+            "<head><math display=block><mi>x</mi></math></head>",
+        ] {
+            check(page, page, Outcome::ForeignContent);
+        }
+        // Only a start tag that ends opens them.
+        let page = "<head><svgx><p title=\"<svg>\"></svg><!--<math>--></head><svg";
+        let want = page.replacen("</head>", &format!("{TAG}</head>"), 1);
+        check(page, &want, Outcome::Head);
+    }
+
+    #[test]
+    fn a_long_tag_streams_through() {
+        // A 100 KB attribute value full of `</head>` passes chunk by chunk, uncopied.
         let mut inj = injector();
         let mut total = 0;
-        let mut body = Some(Bytes::from_static(b"<head><meta name="));
-        inj.filter(&mut body, false);
-        total += body.map_or(0, |b| b.len());
+        let mut feed = |inj: &mut Injector, chunk: Bytes, end: bool| {
+            let mut body = Some(chunk.clone());
+            inj.filter(&mut body, end);
+            let got = body.unwrap_or_default();
+            total += got.len();
+            (got, chunk)
+        };
+        let (got, sent) = feed(
+            &mut inj,
+            Bytes::from("<head><meta name=x content=\""),
+            false,
+        );
+        assert_eq!(got, sent);
         for _ in 0..100 {
-            let mut body = Some(Bytes::from(vec![b'a'; 100]));
-            inj.filter(&mut body, false);
-            total += body.map_or(0, |b| b.len());
-            assert!(inj.carry.len() <= MAX_TAG + 100);
+            let (got, sent) = feed(&mut inj, Bytes::from("</head> ".repeat(125)), false);
+            assert_eq!(got.as_ptr(), sent.as_ptr(), "not copied");
+            assert_eq!(got.len(), 1000);
+            assert!(inj.carry.is_empty());
         }
-        let mut body = Some(Bytes::from_static(b"\"></head>"));
-        inj.filter(&mut body, true);
-        total += body.map_or(0, |b| b.len());
-        assert_eq!(total, 17 + 100 * 100 + 9 + TAG.len());
+        let (got, _) = feed(&mut inj, Bytes::from("\"></head>"), true);
+        assert_eq!(got, format!("\">{TAG}</head>"));
+        assert_eq!(total, 28 + 100 * 1000 + 9 + TAG.len());
+        assert!(inj.aside.len() <= MAX_TAG);
+    }
+
+    #[test]
+    fn only_what_may_be_an_end_of_head_is_held_back() {
+        for (first, held) in [
+            ("<head></hea", 5),
+            ("<head></BODY", 6),
+            ("<head></", 2),
+            ("<head><", 1),
+            ("<head></head", 6),
+            ("<head></headx", 0),
+            ("<head><d", 0),
+            ("<head><!", 0),
+            ("<head></p", 0),
+            ("<head><meta charset=\"", 0),
+        ] {
+            let mut inj = injector();
+            let mut body = Some(Bytes::from(first));
+            inj.filter(&mut body, false);
+            assert_eq!(inj.carry.len(), held, "{first}");
+            assert_eq!(body.map_or(0, |b| b.len()), first.len() - held, "{first}");
+        }
     }
 }
