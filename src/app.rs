@@ -146,6 +146,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
     let admin = AdminServer::spawn(
         settings.admin,
+        crate::admin::Limits::new(&settings),
         Arc::new(AdminState {
             reader: Mutex::new(reader),
             metrics: metrics.clone(),
@@ -159,6 +160,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             sinks: settings.sinks.clone(),
             admin_token: settings.admin_token.clone(),
             timezone: settings.timezone,
+            security: crate::admin::Security::new(&settings),
         }),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
