@@ -161,6 +161,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
     let admin = AdminServer::spawn(
         settings.admin,
+        crate::admin::Limits::new(&settings),
         Arc::new(AdminState {
             reader: Mutex::new(reader),
             metrics: metrics.clone(),
@@ -176,6 +177,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             timezone: settings.timezone,
             api_max_items: settings.ingest.api_max_items,
             console: crate::admin::Console::new(settings.console.clone()),
+            security: crate::admin::Security::new(&settings),
         }),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;

@@ -261,7 +261,7 @@ fn request(
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
-    let addr = info.admin;
+    let addr = reachable(info.admin);
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(300)))?;
     let auth = info
@@ -296,6 +296,20 @@ fn request(
         body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
     }
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A listener on all interfaces (`0.0.0.0`, `::`) is reached, and named in `Host`, by its
+/// loopback address: the admin listener answers to loopback, not to `0.0.0.0`.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
@@ -435,6 +449,14 @@ pub fn render(r: &QueryResult, format: Format) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listener_on_all_interfaces_is_reached_on_loopback() {
+        let r = |a: &str| reachable(a.parse().unwrap()).to_string();
+        assert_eq!(r("0.0.0.0:9080"), "127.0.0.1:9080");
+        assert_eq!(r("[::]:9080"), "[::1]:9080");
+        assert_eq!(r("10.0.0.5:9080"), "10.0.0.5:9080");
+    }
 
     #[test]
     fn chunked_bodies() {

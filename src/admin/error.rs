@@ -21,6 +21,18 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     TooLarge(String),
+    /// 421: the `Host` is not one this admin listener answers to.
+    #[error("{0}")]
+    Misdirected(String),
+    /// 415: a content type or content coding the route does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 429 with `Retry-After`: too many failed sign-ins.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// Retry later: the store is busy or failing, or tollgate is stopping.
     #[error("{0}")]
     Unavailable(String),
@@ -45,12 +57,26 @@ impl From<QueryError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, kind, msg) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "refused", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
+            ApiError::Misdirected(m) => (StatusCode::MISDIRECTED_REQUEST, "misdirected", m),
+            ApiError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m,
+            ),
+            ApiError::TooManyRequests {
+                message,
+                retry_after_secs,
+            } => {
+                retry_after = Some(retry_after_secs);
+                (StatusCode::TOO_MANY_REQUESTS, "throttled", message)
+            }
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             ApiError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, "busy", m),
             ApiError::Timeout(m) => (StatusCode::GATEWAY_TIMEOUT, "timeout", m),
@@ -63,10 +89,15 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (
+        let mut resp = (
             status,
             Json(serde_json::json!({ "error": msg, "kind": kind })),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }

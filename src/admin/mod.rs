@@ -3,20 +3,28 @@
 //!
 //! Routes: the dashboard (`GET /`, `/assets/*`), `GET /api/reports/{name}`, `POST /api/query`,
 //! `POST /api/forget`, `GET /api/sinks`, `POST /api/events`, `POST /api/import`, Segment's
-//! `POST /v1/*`, `POST /api/login`, `GET /healthz`, `GET /readyz`, `GET /metrics`. With an admin
-//! token configured, all but health, the dashboard's files, login and `/v1/*` need it
-//! (`auth.rs`).
+//! `POST /v1/*`, `POST /api/login`, `POST /api/logout`, `GET /healthz`, `GET /readyz`,
+//! `GET /metrics`. Every request passes the Host, Origin and content-type checks first
+//! (`guard.rs`); with an admin token configured, all but health, the dashboard's files, sign-in
+//! and `/v1/*` need it (`auth.rs`); compressed bodies are decoded for the ingestion routes
+//! (`body.rs`). Connections are capped and slow headers timed out (`serve.rs`).
 
 mod auth;
+mod body;
 mod dashboard;
 mod error;
+mod guard;
 mod query;
 mod reports;
 mod segment;
+mod serve;
+mod session;
 
 pub use crate::ingest::Rejected;
 pub use error::ApiError;
+pub use guard::Security;
 pub use query::Console;
+pub use serve::Limits;
 
 use crate::event::{now_us, Source};
 use crate::ingest::{native, IngestReport, IngestSender};
@@ -62,6 +70,8 @@ pub struct AdminState {
     pub timezone: crate::reports::SiteTz,
     /// The SQL console's limits and slots.
     pub console: Console,
+    /// Accepted hosts, trusted proxies, sessions and the sign-in throttle.
+    pub security: Security,
 }
 
 impl AdminState {
@@ -81,6 +91,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/assets/app.js", get(dashboard::app_js))
         .route("/assets/style.css", get(dashboard::style_css))
         .route("/api/login", post(auth::login))
+        .route("/api/logout", post(auth::logout))
         .route("/api/reports/{name}", get(reports::handle))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -92,9 +103,14 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/import", post(import_handler))
         .route("/v1/{kind}", post(segment::handle))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENTS_BODY))
+        .layer(axum::middleware::from_fn(body::decompress))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check,
         ))
         .with_state(state)
 }
@@ -291,7 +307,11 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Bind `addr` now (so a busy port fails start-up) and serve on a thread of its own.
-    pub fn spawn(addr: SocketAddr, state: Arc<AdminState>) -> std::io::Result<Self> {
+    pub fn spawn(
+        addr: SocketAddr,
+        limits: Limits,
+        state: Arc<AdminState>,
+    ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -320,13 +340,10 @@ impl AdminServer {
                         }
                     };
                     info!(%addr, "Admin server listening.");
-                    let serve =
-                        axum::serve(listener, router(state)).with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        });
-                    if let Err(error) = serve.await {
-                        error!(%error, "Admin server failed.");
-                    }
+                    serve::serve(listener, router(state), limits, async {
+                        let _ = rx.await;
+                    })
+                    .await;
                 });
                 rt.shutdown_timeout(std::time::Duration::from_secs(1));
             })?;

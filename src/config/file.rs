@@ -121,10 +121,25 @@ pub struct ServerSection {
     /// set `admin_token`.
     pub admin: String,
     /// The token the dashboard and the admin API ask for (`Authorization: Bearer <token>`, or
-    /// the dashboard's login). Required when `admin` is not a loopback address; empty means
-    /// no token on loopback. `/healthz`, `/readyz` and the Segment `/v1/*` endpoints (which
-    /// have write keys) never need it. Also `TOLLGATE_SERVER_ADMIN_TOKEN`.
+    /// the dashboard's sign-in, which then holds a session cookie). Required when `admin` is
+    /// not a loopback address; empty means no token on loopback. `/healthz`, `/readyz` and
+    /// the Segment `/v1/*` endpoints (which have write keys) never need it. Also
+    /// `TOLLGATE_SERVER_ADMIN_TOKEN`.
     pub admin_token: String,
+    /// Host names (or IP addresses) the admin listener answers to besides loopback
+    /// (`localhost`, `127.0.0.1`, `[::1]`) and the address a connection arrived on, any port:
+    /// the names the dashboard is opened with and SDKs or scripts reach it by, e.g.
+    /// `["analytics.example.com"]`. Any other `Host` gets a 421, so a web page cannot reach the
+    /// admin API by DNS rebinding.
+    #[serde(deserialize_with = "one_or_many")]
+    pub admin_hosts: Vec<String>,
+    /// Lifetime of a dashboard sign-in (the session cookie), in minutes.
+    pub admin_session_mins: u64,
+    /// Most connections the admin listener serves at once; more wait to be accepted.
+    pub admin_max_connections: usize,
+    /// Seconds a client gets to send a request's headers (and an idle keep-alive connection
+    /// to start its next request) before the admin listener closes the connection.
+    pub admin_header_timeout_secs: u64,
     /// Directory that holds `tollgate.duckdb`.
     pub data_dir: String,
     /// Proxy worker threads; 0 means one per core.
@@ -138,7 +153,11 @@ pub struct ServerSection {
     pub keepalive_requests: u32,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
-    /// Clients whose `X-Forwarded-*` headers are trusted, as IPs or CIDRs.
+    /// Clients whose `X-Forwarded-*` headers are trusted, as IPs or CIDRs. On the admin
+    /// listener too: `X-Forwarded-Host` is checked as the `Host`, `X-Forwarded-Proto: https`
+    /// makes the session cookie `Secure`, and `X-Forwarded-For` names the client whose failed
+    /// sign-ins are counted.
+    #[serde(deserialize_with = "one_or_many")]
     pub trusted_proxies: Vec<String>,
     /// Longest a client may take to send a request's header, in seconds, from its first byte
     /// (on a new connection, from the connect). Slower clients are disconnected.
@@ -147,12 +166,42 @@ pub struct ServerSection {
     pub max_connections: usize,
 }
 
+/// A list of strings that may also be written as one string
+/// (`TOLLGATE_SERVER_ADMIN_HOSTS=analytics.example.com`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8080".into(),
             admin: "127.0.0.1:9080".into(),
             admin_token: String::new(),
+            admin_hosts: Vec::new(),
+            admin_session_mins: 720,
+            admin_max_connections: 256,
+            admin_header_timeout_secs: 10,
             data_dir: "./tollgate-data".into(),
             threads: 0,
             work_stealing: false,

@@ -305,6 +305,39 @@ mod tests {
     }
 
     #[test]
+    fn admin_hosts_from_one_or_several_env_values() {
+        let ok = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+        let s = load_str(
+            ok,
+            &[("TOLLGATE_SERVER_ADMIN_HOSTS", "Analytics.Example.com")],
+        )
+        .unwrap();
+        assert_eq!(s.admin_hosts, ["analytics.example.com"]);
+        let s = load_str(ok, &[("TOLLGATE_SERVER_ADMIN_HOSTS", "a.example, [::1]")]).unwrap();
+        assert_eq!(s.admin_hosts, ["a.example", "::1"]);
+        assert_eq!(s.admin_session_ttl.as_secs(), 12 * 3600);
+        let e = load_str(
+            ok,
+            &[
+                ("TOLLGATE_SERVER_ADMIN_HOSTS", "a.example:9080"),
+                ("TOLLGATE_SERVER_ADMIN_SESSION_MINS", "0"),
+                ("TOLLGATE_SERVER_ADMIN_MAX_CONNECTIONS", "0"),
+                ("TOLLGATE_SERVER_ADMIN_HEADER_TIMEOUT_SECS", "0"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "server.admin_hosts[0]",
+            "server.admin_session_mins",
+            "server.admin_max_connections",
+            "server.admin_header_timeout_secs",
+        ] {
+            assert!(e.contains(key), "{key} missing from:\n{e}");
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let e = load_str(
             r#"

@@ -13,6 +13,12 @@ pub struct Settings {
     pub admin: SocketAddr,
     /// The admin token; `None` when not set (allowed on loopback only).
     pub admin_token: Option<String>,
+    /// `server.admin_hosts`: lower-cased host names and IP addresses (IPv6 without brackets),
+    /// without ports.
+    pub admin_hosts: Vec<String>,
+    pub admin_session_ttl: Duration,
+    pub admin_max_connections: usize,
+    pub admin_header_timeout: Duration,
     pub data_dir: PathBuf,
     /// Proxy worker threads, already resolved from 0 to the core count.
     pub threads: usize,
@@ -210,6 +216,34 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
                 "must be at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
             );
         }
+    }
+    let mut admin_hosts = Vec::new();
+    for (i, h) in f.server.admin_hosts.iter().enumerate() {
+        match parse_admin_host(h) {
+            Ok(h) => admin_hosts.push(h),
+            Err(m) => err(&format!("server.admin_hosts[{i}]"), m),
+        }
+    }
+    if !(1..=43_200).contains(&f.server.admin_session_mins) {
+        err(
+            "server.admin_session_mins",
+            format!(
+                "{} is out of range (expected 1 to 43200, 30 days)",
+                f.server.admin_session_mins
+            ),
+        );
+    }
+    if f.server.admin_max_connections == 0 {
+        err("server.admin_max_connections", "must be at least 1".into());
+    }
+    if !(1..=3600).contains(&f.server.admin_header_timeout_secs) {
+        err(
+            "server.admin_header_timeout_secs",
+            format!(
+                "{} is out of range (expected 1 to 3600)",
+                f.server.admin_header_timeout_secs
+            ),
+        );
     }
     let timezone =
         crate::reports::SiteTz::parse(f.site.timezone.trim()).map_err(|m| err("site.timezone", m));
@@ -474,6 +508,10 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
         listen: listen.ok()?,
         admin: admin.ok()?,
         admin_token,
+        admin_hosts,
+        admin_session_ttl: Duration::from_secs(f.server.admin_session_mins * 60),
+        admin_max_connections: f.server.admin_max_connections,
+        admin_header_timeout: Duration::from_secs(f.server.admin_header_timeout_secs),
         data_dir: PathBuf::from(&f.server.data_dir),
         threads: if f.server.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -584,6 +622,34 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| {
         format!("{s:?} is not a socket address (expected host:port, e.g. 127.0.0.1:8080)")
     })
+}
+
+/// One `server.admin_hosts` entry: a host name or an IP address, without scheme or port.
+fn parse_admin_host(s: &str) -> Result<String, String> {
+    const HINT: &str = "expected a host name such as analytics.example.com, or an IP address";
+    let h = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    if let Ok(ip) = h
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(ip.to_string());
+    }
+    if h.contains(':') {
+        return Err(format!(
+            "{s:?} has a scheme or a port; give the host name alone, any port is accepted ({HINT})"
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if h.is_empty() || h.len() > 253 || !h.split('.').all(label_ok) {
+        return Err(format!("{s:?} is not a host name ({HINT})"));
+    }
+    Ok(h)
 }
 
 fn parse_net(s: &str) -> Option<IpNet> {
@@ -754,6 +820,26 @@ mod tests {
         assert_eq!(parse_status("7xx"), None);
         assert_eq!(parse_status("abc"), None);
         assert_eq!(parse_status("300-200"), None);
+    }
+
+    #[test]
+    fn admin_hosts() {
+        assert_eq!(
+            parse_admin_host(" Analytics.Example.com. ").unwrap(),
+            "analytics.example.com"
+        );
+        assert_eq!(parse_admin_host("[::1]").unwrap(), "::1");
+        assert_eq!(parse_admin_host("10.0.0.5").unwrap(), "10.0.0.5");
+        for bad in [
+            "https://a.example",
+            "a.example:9080",
+            "*.example.com",
+            "a b",
+            "",
+            "a/b",
+        ] {
+            assert!(parse_admin_host(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
