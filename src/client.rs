@@ -338,10 +338,12 @@ pub fn render_sinks(sinks: &[SinkStatus]) -> String {
             "{} ({}): {}\n  offset {}  lag {} events, {:.1} s  dead letters {}\n",
             s.name, s.kind, s.target, s.offset, s.lag_events, s.lag_seconds, s.dead_letters
         ));
+        // A warehouse's error can quote the data it refused.
         if let Some(e) = &s.last_error {
             out.push_str(&format!(
-                "  last error ({}): {e}\n",
-                s.last_error_at.as_deref().unwrap_or("?")
+                "  last error ({}): {}\n",
+                s.last_error_at.as_deref().unwrap_or("?"),
+                for_terminal(e)
             ));
         }
     }
@@ -364,8 +366,103 @@ fn cell(v: &serde_json::Value) -> String {
     }
 }
 
+/// `\u{1b}` for a character that must not reach a terminal or a spreadsheet raw.
+fn escaped(c: char) -> String {
+    format!("\\u{{{:x}}}", c as u32)
+}
+
+/// Text for a terminal: every control character (C0, DEL, C1) and every bidirectional
+/// control in a visible form (`\n`, `\t`, `\r`, else `\u{1b}`), so that stored text (a path,
+/// a property, a user id: anyone can send those) can neither drive the terminal with escape
+/// sequences nor reorder or hide what is shown.
+pub fn for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
+    let bidi = |c: char| matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(|c| c.is_control() || bidi(c)) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || bidi(c) => out.push_str(&escaped(c)),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// Whether `s` is a plain number such as `-5`, `+1.5` or `2e10` (which a spreadsheet reads
+/// as that number, not as a formula).
+fn is_number(s: &str) -> bool {
+    let b = s.strip_prefix(['+', '-']).unwrap_or(s).as_bytes();
+    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let int = digits(b);
+    let mut i = int;
+    let mut frac = 0;
+    if b.get(i) == Some(&b'.') {
+        frac = digits(&b[i + 1..]);
+        i += 1 + frac;
+    }
+    if int + frac == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let exp = &b[i + 1..];
+        let exp = exp
+            .strip_prefix(b"+")
+            .or(exp.strip_prefix(b"-"))
+            .unwrap_or(exp);
+        let n = digits(exp);
+        return n > 0 && n == exp.len();
+    }
+    i == b.len()
+}
+
+/// A CSV field for a spreadsheet. A text cell that starts with `=`, `+`, `-`, `@`, a tab or
+/// a carriage return gets a leading `'` (OWASP's advice on CSV injection), unless it is a
+/// plain number: otherwise `=HYPERLINK(…)` in a property would be a live formula where the
+/// file is opened. Control characters other than tab, line feed and carriage return (which
+/// CSV quotes) are escaped as `\u{1b}`. Numbers, booleans and JSON values are left as they
+/// are; `--format json` is the exact form of every value.
+fn csv_field(text: &str, is_text: bool) -> String {
+    let mut s: String = text
+        .chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c.to_string(),
+            c if c.is_control() => escaped(c),
+            c => c.to_string(),
+        })
+        .collect();
+    if is_text && s.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_number(&s) {
+        s.insert(0, '\'');
+    }
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// JSON as serde writes it, with DEL and the C1 controls escaped too (serde escapes only
+/// the C0 ones): outside strings JSON text is ASCII, so this changes only strings.
+fn json_for_terminal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if ('\u{7f}'..='\u{9f}').contains(&c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Render a result for people (`table`), spreadsheets (`csv`) or programs (`json`: an array of
-/// objects).
+/// objects). None of them passes a control character through raw: the table shows them
+/// escaped (`for_terminal`), CSV escapes them and neutralises formulas (`csv_field`), JSON
+/// uses `\u` escapes.
 pub fn render(r: &QueryResult, format: Format) -> String {
     match format {
         Format::Json => {
@@ -374,36 +471,41 @@ pub fn render(r: &QueryResult, format: Format) -> String {
                 .iter()
                 .map(|row| r.columns.iter().cloned().zip(row.iter().cloned()).collect())
                 .collect();
-            let mut s = serde_json::to_string_pretty(&rows).unwrap_or_default();
+            let mut s = json_for_terminal(&serde_json::to_string_pretty(&rows).unwrap_or_default());
             s.push('\n');
             s
         }
         Format::Csv => {
-            let esc = |s: String| {
-                if s.contains([',', '"', '\n', '\r']) {
-                    format!("\"{}\"", s.replace('"', "\"\""))
-                } else {
-                    s
-                }
-            };
             let mut out = String::new();
-            let line =
-                |cells: Vec<String>| cells.into_iter().map(esc).collect::<Vec<_>>().join(",");
-            out.push_str(&line(r.columns.clone()));
+            let header: Vec<String> = r.columns.iter().map(|c| csv_field(c, true)).collect();
+            out.push_str(&header.join(","));
             out.push('\n');
             for row in &r.rows {
-                out.push_str(&line(row.iter().map(cell).collect()));
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|v| csv_field(&cell(v), v.is_string()))
+                    .collect();
+                out.push_str(&cells.join(","));
                 out.push('\n');
             }
             out
         }
         Format::Table => {
+            let columns: Vec<String> = r
+                .columns
+                .iter()
+                .map(|c| for_terminal(c).into_owned())
+                .collect();
             let cells: Vec<Vec<String>> = r
                 .rows
                 .iter()
-                .map(|row| row.iter().map(cell).collect())
+                .map(|row| {
+                    row.iter()
+                        .map(|v| for_terminal(&cell(v)).into_owned())
+                        .collect()
+                })
                 .collect();
-            let mut width: Vec<usize> = r.columns.iter().map(|c| c.chars().count()).collect();
+            let mut width: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
             for row in &cells {
                 for (w, c) in width.iter_mut().zip(row) {
                     *w = (*w).max(c.chars().count().min(60));
@@ -421,7 +523,7 @@ pub fn render(r: &QueryResult, format: Format) -> String {
                     .trim_end()
                     .to_string()
             };
-            let mut out = fmt_row(&r.columns);
+            let mut out = fmt_row(&columns);
             out.push('\n');
             out.push_str(
                 &width
@@ -476,5 +578,84 @@ mod tests {
             truncated_by: None,
         };
         assert_eq!(render(&r, Format::Csv), "a,b\n\"x,y\",\n");
+    }
+
+    fn result(columns: &[&str], rows: Vec<Vec<serde_json::Value>>) -> QueryResult {
+        QueryResult {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows,
+            truncated: false,
+            truncated_by: None,
+        }
+    }
+
+    #[test]
+    fn tables_show_control_characters_escaped() {
+        use serde_json::json;
+        let r = result(
+            &["user\u{1b}[2J"],
+            vec![
+                vec![json!("\u{1b}[31mred\u{7}")],
+                vec![json!("a\nb\tc\rd\u{7f}e\u{9b}f")],
+                vec![json!("abc\u{202e}fed")],
+                vec![json!("plain €")],
+            ],
+        );
+        let out = render(&r, Format::Table);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.starts_with("user\\u{1b}[2J\n"), "{out}");
+        assert!(out.contains("\\u{1b}[31mred\\u{7}\n"), "{out}");
+        assert!(out.contains("a\\nb\\tc\\rd\\u{7f}e\\u{9b}f"), "{out}");
+        assert!(out.contains("abc\\u{202e}fed"), "{out}");
+        assert!(out.contains("plain €"), "{out}");
+    }
+
+    #[test]
+    fn csv_neutralises_formulas_in_text_cells_only() {
+        use serde_json::json;
+        let r = result(
+            &["=col", "n"],
+            vec![
+                vec![json!("=HYPERLINK(\"http://x\",\"y\")"), json!(-5)],
+                vec![json!("+1+cmd|' /C calc'!A0"), json!("-5")],
+                vec![json!("@SUM(A1)"), json!("-1.5e3")],
+                vec![json!("\tx"), json!("- 5")],
+                vec![json!("\u{1b}[31mred"), json!(1.5)],
+            ],
+        );
+        assert_eq!(
+            render(&r, Format::Csv),
+            "'=col,n\n\
+             \"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-5\n\
+             '+1+cmd|' /C calc'!A0,-5\n\
+             '@SUM(A1),-1.5e3\n\
+             '\tx,'- 5\n\
+             \\u{1b}[31mred,1.5\n"
+        );
+    }
+
+    #[test]
+    fn numbers_are_told_from_formulas() {
+        for n in ["-5", "+5", "5", "-1.5", ".5", "-5.", "1e10", "-2E-3"] {
+            assert!(is_number(n), "{n}");
+        }
+        for f in [
+            "-", "+", "-.", "-5+1", "=5", "-1e", "1e+", "-inf", "-NaN", "- 5", "",
+        ] {
+            assert!(!is_number(f), "{f}");
+        }
+    }
+
+    #[test]
+    fn json_escapes_del_and_c1_too() {
+        let r = result(
+            &["v"],
+            vec![vec![serde_json::json!("\u{1b}[31m\u{7f}\u{9b}2J")]],
+        );
+        let out = render(&r, Format::Json);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains(r#""\u001b[31m\u007f\u009b2J""#), "{out}");
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back[0]["v"], "\u{1b}[31m\u{7f}\u{9b}2J");
     }
 }

@@ -57,37 +57,13 @@ pub async fn handle(
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     authorize(&st.write_keys, &headers, &v)?;
 
-    let (messages, sent_at, context) = if batch {
-        let items = match v.get("batch") {
-            Some(Value::Array(items)) => items.clone(),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "\"batch\" must be an array of messages".into(),
-                ))
-            }
-        };
-        (items, v.get("sentAt").cloned(), v.get("context").cloned())
-    } else {
-        (vec![v], None, None)
-    };
-    let mut events = Vec::with_capacity(messages.len());
+    let mut events = Vec::new();
     let mut rejected = Vec::new();
-    for (index, msg) in messages.iter().enumerate() {
-        let size = msg.to_string().len();
-        let res = if batch && size > MAX_MESSAGE_BYTES {
-            Err(format!(
-                "message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}"
-            ))
-        } else {
-            segment::to_event(
-                msg,
-                (!batch).then_some(kind.as_str()),
-                &st.site,
-                received,
-                sent_at.as_ref(),
-                context.as_ref(),
-            )
-        };
+    for (index, res) in segment::request_events(&kind, &v, &st.site, received)
+        .map_err(ApiError::BadRequest)?
+        .into_iter()
+        .enumerate()
+    {
         match res {
             Ok(e) => events.push(e),
             Err(error) => rejected.push(Rejected { index, error }),

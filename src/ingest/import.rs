@@ -106,24 +106,67 @@ pub fn parse(
     };
     let mut out = Parsed::default();
     let mut identical: HashMap<Uuid, u32> = HashMap::new();
+    let mut lines = Lines {
+        data,
+        at: 0,
+        line: 1,
+    };
     for (i, rec) in rdr.records().enumerate() {
-        let line = i as u64 + 2;
+        let line = |pos: Option<&csv::Position>, lines: &mut Lines| {
+            pos.map_or(i as u64 + 2, |p| lines.starting_at(p.byte()))
+        };
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
                 out.bad.push(BadRow {
-                    line: e.position().map_or(line, |p| p.line()),
+                    line: line(e.position(), &mut lines),
                     error: format!("unreadable row: {e}"),
                 });
                 continue;
             }
         };
+        let line = line(rec.position(), &mut lines);
         match row_event(&headers, &rec, &cx, &mut identical) {
             Ok(e) => out.events.push(e),
             Err(error) => out.bad.push(BadRow { line, error }),
         }
     }
     Ok(out)
+}
+
+/// Line numbers of records, from their byte offsets. The csv crate's own line numbers are
+/// one short after a CRLF (it counts the `\n` in the next record), miss the bare CRs that end
+/// its records too, and its records' offsets come before the blank lines it skips; so this
+/// counts line ends (LF, CRLF or CR, as the csv crate takes them) in the bytes, from where the
+/// previous record was (records come in order).
+struct Lines<'a> {
+    data: &'a [u8],
+    at: usize,
+    line: u64,
+}
+
+impl Lines<'_> {
+    /// The line on which the record at byte `offset` starts (its first non-blank line).
+    fn starting_at(&mut self, offset: u64) -> u64 {
+        let d = self.data;
+        let mut to = usize::try_from(offset).map_or(d.len(), |o| o.min(d.len()));
+        while matches!(d.get(to), Some(b'\r' | b'\n')) {
+            to += 1;
+        }
+        if to > self.at {
+            // A CR counts unless an LF follows; `at` and `to` are never inside a CRLF.
+            let ends = d[self.at..to]
+                .iter()
+                .enumerate()
+                .filter(|&(i, &b)| {
+                    b == b'\n' || (b == b'\r' && d.get(self.at + i + 1) != Some(&b'\n'))
+                })
+                .count();
+            self.line += ends as u64;
+            self.at = to;
+        }
+        self.line
+    }
 }
 
 fn row_event(
@@ -263,6 +306,28 @@ mod tests {
         assert!(p.bad[1].error.contains("\"name\" is required"));
         assert!(p.bad[2].error.contains("\"timestamp\""));
         assert!(p.bad[3].error.contains("unreadable"), "{}", p.bad[3].error);
+    }
+
+    /// Excel writes CRLF; people leave blank lines; a quoted cell can span lines. The line of
+    /// a bad row is where it starts in the file, whatever came before it.
+    #[test]
+    fn bad_rows_have_their_own_line_in_any_file() {
+        let lines = |csv: &str| {
+            let p = parse(csv.as_bytes(), &HashMap::new(), "s", NOW).unwrap();
+            p.bad.iter().map(|b| b.line).collect::<Vec<_>>()
+        };
+        assert_eq!(lines("name,timestamp,user_id\r\na,b\r\n"), vec![2]);
+        assert_eq!(
+            lines("name,timestamp,user_id\r\na,2026-11-20,u\r\n\r\nb,x,u\r\nc\r\n"),
+            vec![4, 5]
+        );
+        assert_eq!(
+            lines("name,timestamp,user_id\n\"a\nb\",2026-11-20,u\n,2026-11-20,u\n"),
+            vec![2, 4]
+        );
+        assert_eq!(lines("\u{feff}name,timestamp,user_id\n\n\na,b\n"), vec![4]);
+        // A bare CR ends a record (and a line) too, as old Mac files have it.
+        assert_eq!(lines("name,timestamp,user_id\ra,b\rc\n"), vec![2, 3]);
     }
 
     #[test]

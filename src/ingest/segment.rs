@@ -189,6 +189,46 @@ pub fn to_event(
     Ok(e)
 }
 
+/// The messages of a request to `/v1/{kind}` whose body is the JSON `body`, each as an event
+/// or the reason it is refused, in order. `kind` is `batch` (a `batch` array of typed
+/// messages, with an optional batch-wide `sentAt` and `context`) or a message type. Fails as a
+/// whole only when a batch has no `batch` array.
+pub fn request_events(
+    kind: &str,
+    body: &Value,
+    site: &str,
+    received_us: i64,
+) -> Result<Vec<Result<Event, String>>, String> {
+    let batch = kind == "batch";
+    let (messages, sent_at, context) = if batch {
+        match body.get("batch") {
+            Some(Value::Array(items)) => (&items[..], body.get("sentAt"), body.get("context")),
+            _ => return Err("\"batch\" must be an array of messages".into()),
+        }
+    } else {
+        (std::slice::from_ref(body), None, None)
+    };
+    Ok(messages
+        .iter()
+        .map(|msg| {
+            let size = msg.to_string().len();
+            if batch && size > MAX_MESSAGE_BYTES {
+                return Err(format!(
+                    "message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}"
+                ));
+            }
+            to_event(
+                msg,
+                (!batch).then_some(kind),
+                site,
+                received_us,
+                sent_at,
+                context,
+            )
+        })
+        .collect())
+}
+
 /// When the message happened, per Segment's rules (module docs).
 fn event_time(
     m: &Map<String, Value>,
@@ -339,6 +379,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.props.as_deref(), Some(r#"{"group_id":"7"}"#));
+    }
+
+    #[test]
+    fn requests_become_events_or_reasons_in_order() {
+        let body = json!({"sentAt": "2027-01-15T08:00:10Z", "context": {"ip": "203.0.113.9"},
+            "batch": [{"type": "track", "userId": "u", "event": "a",
+                       "originalTimestamp": "2027-01-15T08:00:00Z"},
+                      {"type": "track", "userId": "u"}]});
+        let r = request_events("batch", &body, "s", NOW).unwrap();
+        assert_eq!(r.len(), 2);
+        let e = r[0].as_ref().unwrap();
+        assert_eq!(
+            (e.ts_us, e.ip.as_deref()),
+            (NOW - 10_000_000, Some("203.0.113.9"))
+        );
+        assert!(r[1].as_ref().unwrap_err().contains("\"event\""));
+        let one = request_events("identify", &json!({"userId": "u"}), "s", NOW).unwrap();
+        assert_eq!(one[0].as_ref().unwrap().name, "identify");
+        assert!(request_events("batch", &json!({"batch": {}}), "s", NOW).is_err());
     }
 
     #[test]

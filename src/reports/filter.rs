@@ -201,12 +201,16 @@ pub fn parse(
         }
     }
     let to = to.unwrap_or_else(|| tz.today());
+    // `date` allows years 0000 to 9999 only, so this and the reports' own arithmetic (a year
+    // of lookback or window at most) stay far from chrono's limits, where it panics.
     let from = from.unwrap_or(to - Duration::days(29));
     if from > to {
         return Err(invalid(format!("from={from} is after to={to}")));
     }
     if (to - from).num_days() > 3660 {
-        return Err(invalid("the range is longer than 10 years".into()));
+        return Err(invalid(format!(
+            "from={from}, to={to}: the range is longer than 10 years"
+        )));
     }
     Ok((
         Filters {
@@ -224,9 +228,23 @@ pub fn parse(
     ))
 }
 
+/// A `YYYY-MM-DD` date. The year is unsigned, so at most four digits: chrono would take
+/// `+99999-01-01` or `-262143-01-01`, and date arithmetic near those limits panics.
 fn date(k: &str, v: &str) -> Result<NaiveDate, ReportError> {
-    NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .map_err(|_| invalid(format!("{k}={v:?}: expected a date as YYYY-MM-DD")))
+    use chrono::format::ParseErrorKind;
+    if v.trim_start().starts_with(['+', '-']) {
+        return Err(invalid(format!(
+            "{k}={v:?}: expected a date as YYYY-MM-DD (a year from 0000 to 9999)"
+        )));
+    }
+    NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|e| {
+        invalid(match e.kind() {
+            ParseErrorKind::OutOfRange | ParseErrorKind::Impossible => {
+                format!("{k}={v:?}: there is no such date")
+            }
+            _ => format!("{k}={v:?}: expected a date as YYYY-MM-DD"),
+        })
+    })
 }
 
 fn invalid(m: String) -> ReportError {
@@ -362,18 +380,21 @@ fn values_json(values: &[Option<String>]) -> serde_json::Value {
 
 /// A duration such as `30m`, `12h` or `7d`, from 1 minute to 365 days.
 pub fn parse_window(key: &str, s: &str) -> Result<Duration, ReportError> {
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = n.parse().map_err(|_| bad_window(key, s))?;
+    // The unit is the last character, not the last byte (`1€`), and the number may be too
+    // large for a duration (chrono's constructors panic then; the `try_` ones do not).
+    let mut chars = s.chars();
+    let unit = chars.next_back();
+    let n: i64 = chars.as_str().parse().map_err(|_| bad_window(key, s))?;
     let d = match unit {
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        _ => return Err(bad_window(key, s)),
+        Some('m') => Duration::try_minutes(n),
+        Some('h') => Duration::try_hours(n),
+        Some('d') => Duration::try_days(n),
+        _ => None,
     };
-    if d < Duration::minutes(1) || d > Duration::days(365) {
-        return Err(bad_window(key, s));
+    match d {
+        Some(d) if d >= Duration::minutes(1) && d <= Duration::days(365) => Ok(d),
+        _ => Err(bad_window(key, s)),
     }
-    Ok(d)
 }
 
 fn bad_window(key: &str, s: &str) -> ReportError {
@@ -407,6 +428,58 @@ mod tests {
             .params
             .contains(&Value::Text("x'; DROP TABLE events--".into())));
         assert_eq!(f.end - f.start, Duration::days(7));
+    }
+
+    /// Values that used to panic (a 500): each is now an error that names its parameter.
+    #[test]
+    fn malformed_values_are_errors_that_name_the_parameter() {
+        let max = NaiveDate::MAX.to_string();
+        let min = NaiveDate::MIN.to_string();
+        for (k, v) in [
+            ("to", max.as_str()),
+            ("to", min.as_str()),
+            ("from", min.as_str()),
+            ("from", "+99999-01-01"),
+            ("from", "-0001-01-01"),
+            ("from", "2026-02-30"),
+            ("from", "99999-01-01"),
+            ("limit", "99999999999999999999999"),
+            ("limit", "-1"),
+        ] {
+            let q = [(k.to_string(), v.to_string())];
+            let e = parse(&q, SiteTz::default(), &[]).unwrap_err();
+            assert!(e.to_string().contains(&format!("{k}=")), "{k}={v}: {e}");
+        }
+        let e = parse(&pairs("from=2026-02-30"), SiteTz::default(), &[]).unwrap_err();
+        assert!(e.to_string().contains("no such date"), "{e}");
+        for s in [
+            "1€",
+            "€",
+            "€d",
+            "1d€",
+            "9223372036854775807d",
+            "9223372036854775807m",
+            "-9223372036854775808h",
+            "",
+            "d",
+        ] {
+            let e = parse_window("window", s).unwrap_err();
+            assert!(e.to_string().contains("window="), "{s:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn four_digit_years_are_all_accepted() {
+        // And every such range leaves room for a year of lookback or window on either side.
+        let (f, _) = parse(
+            &pairs("from=9999-12-01&to=9999-12-31"),
+            SiteTz::default(),
+            &[],
+        )
+        .unwrap();
+        assert!(f.end > f.start);
+        let (f, _) = parse(&pairs("to=0001-01-01"), SiteTz::default(), &[]).unwrap();
+        assert_eq!(f.from, NaiveDate::from_ymd_opt(0, 12, 3).unwrap());
     }
 
     #[test]

@@ -60,62 +60,50 @@ pub struct Table {
     pub rows: Vec<Vec<Value>>,
 }
 
-/// Run report `name` with the request's query pairs.
+/// A report's own parameters, besides the filters (`filter.rs`); `None` for no such report.
+pub fn own_params(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "overview" => &["interval"],
+        "acquisition" => &["dimension"],
+        "events" => &["event", "property"],
+        "funnel" => &["steps", "window", "breakdown"],
+        "attribution" => &["event", "lookback", "by"],
+        "pages" | "audience" | "realtime" | "api" | "retention" => &[],
+        _ => return None,
+    })
+}
+
+/// Run report `name` with the request's query pairs. A bad parameter is
+/// [`ReportError::Invalid`], whose message names it.
 pub fn run(
     conn: &Connection,
     name: &str,
     pairs: &[(String, String)],
     tz: SiteTz,
 ) -> Result<Value, ReportError> {
-    let parse = |extra: &[&str]| filter::parse(pairs, tz, extra);
-    let mut out = match name {
-        "overview" => {
-            let (f, x) = parse(&["interval"])?;
-            traffic::overview(conn, &f, x.get("interval").map(String::as_str))?.with(&f)
-        }
-        "pages" => {
-            let (f, _) = parse(&[])?;
-            traffic::pages(conn, &f)?.with(&f)
-        }
+    let own = own_params(name).ok_or_else(|| ReportError::Unknown(name.into()))?;
+    let (f, x) = filter::parse(pairs, tz, own)?;
+    let out = match name {
+        "overview" => traffic::overview(conn, &f, x.get("interval").map(String::as_str))?,
+        "pages" => traffic::pages(conn, &f)?,
         "acquisition" => {
-            let (f, _) = parse(&["dimension"])?;
             let dims: Vec<String> = pairs
                 .iter()
                 .filter(|(k, _)| k == "dimension")
                 .map(|(_, v)| v.clone())
                 .collect();
-            traffic::acquisition(conn, &f, &dims)?.with(&f)
+            traffic::acquisition(conn, &f, &dims)?
         }
-        "audience" => {
-            let (f, _) = parse(&[])?;
-            traffic::audience(conn, &f)?.with(&f)
-        }
-        "realtime" => {
-            let (f, _) = parse(&[])?;
-            traffic::realtime(conn, &f)?.with(&f)
-        }
-        "api" => {
-            let (f, _) = parse(&[])?;
-            usage::api(conn, &f)?.with(&f)
-        }
-        "events" => {
-            let (f, x) = parse(&["event", "property"])?;
-            usage::events(conn, &f, &x)?.with(&f)
-        }
-        "funnel" => {
-            let (f, x) = parse(&["steps", "window", "breakdown"])?;
-            funnel::run(conn, &f, &x)?.with(&f)
-        }
-        "attribution" => {
-            let (f, x) = parse(&["event", "lookback", "by"])?;
-            attribution::run(conn, &f, &x)?.with(&f)
-        }
-        "retention" => {
-            let (f, _) = parse(&[])?;
-            retention::run(conn, &f)?.with(&f)
-        }
+        "audience" => traffic::audience(conn, &f)?,
+        "realtime" => traffic::realtime(conn, &f)?,
+        "api" => usage::api(conn, &f)?,
+        "events" => usage::events(conn, &f, &x)?,
+        "funnel" => funnel::run(conn, &f, &x)?,
+        "attribution" => attribution::run(conn, &f, &x)?,
+        "retention" => retention::run(conn, &f)?,
         _ => return Err(ReportError::Unknown(name.into())),
     };
+    let mut out = out.with(&f);
     if let Value::Object(m) = &mut out {
         m.insert("report".into(), name.into());
     }
@@ -192,4 +180,17 @@ pub(crate) fn round4(x: f64) -> f64 {
 /// A JSON number as f64 (0 for null).
 pub(crate) fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_report_has_its_parameters_listed() {
+        for n in NAMES {
+            assert!(own_params(n).is_some(), "{n}");
+        }
+        assert!(own_params("nope").is_none());
+    }
 }

@@ -160,7 +160,9 @@
   function downloadCsv(key, table) {
     const cell = (v) => {
       let s = v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
-      if (/^[=+\-@\t\r]/.test(s)) s = "'" + s; // no formulas when opened in a spreadsheet
+      // No formulas when opened in a spreadsheet: a text cell starting with = + - @ tab or CR
+      // gets a leading ' (OWASP), unless it is a plain number; as `tollgate query --format csv`.
+      if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s) && !/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) s = "'" + s;
       return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
     };
     const lines = [table.columns.map(cell).join(',')].concat(table.rows.map((r) => r.map(cell).join(',')));
