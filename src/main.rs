@@ -292,20 +292,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for bad in &r.rejected {
                 eprintln!("{}:{}: {}", file.display(), bad.line, bad.error);
             }
+            // Only the first bad rows are listed; all are counted.
+            let bad = r.rejected_count.max(r.rejected.len());
+            if bad > r.rejected.len() {
+                eprintln!("… and {} more bad rows", bad - r.rejected.len());
+            }
             if r.refused {
                 eprintln!(
-                    "nothing imported: {} bad row{} and --strict",
-                    r.rejected.len(),
-                    if r.rejected.len() == 1 { "" } else { "s" }
+                    "nothing imported: {bad} bad row{} and --strict",
+                    if bad == 1 { "" } else { "s" }
                 );
                 return Ok(ExitCode::FAILURE);
             }
             println!(
-                "imported {} rows: {} written, {} already present; {} bad",
-                r.accepted,
-                r.written,
-                r.duplicates,
-                r.rejected.len()
+                "imported {} rows: {} written, {} already present; {bad} bad",
+                r.accepted, r.written, r.duplicates,
             );
             if r.accepted == 0 {
                 return Ok(ExitCode::FAILURE);

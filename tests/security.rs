@@ -662,7 +662,7 @@ async fn the_browser_endpoint_is_bounded_and_takes_no_forged_history() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_huge_events_body_is_refused_before_it_costs_memory() {
+async fn huge_bodies_cost_bounded_memory() {
     let up = Upstream::start().await;
     let tg = Tollgate::start(&up.url(), "");
     let pid = tg.pid();
@@ -687,6 +687,46 @@ async fn a_huge_events_body_is_refused_before_it_costs_memory() {
     assert!(
         hwm < rss0 + 200,
         "a 16 MiB body cost {} MiB (from {rss0})",
+        hwm - rss0
+    );
+    // A 16 MiB CSV of rows that are all bad: listed up to a thousand, counted, cheaply.
+    let bad_csv = format!(
+        "name,timestamp,user_id\n{}",
+        "x\n".repeat(8 * 1024 * 1024 - 20)
+    );
+    let r = reqwest::Client::new()
+        .post(tg.admin_url("/api/import"))
+        .header("content-type", "text/csv")
+        .body(bad_csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["rejected"].as_array().unwrap().len(), 1000);
+    assert_eq!(report["rejected_count"], json!(8 * 1024 * 1024 - 20));
+    // A CSV of 90,000 good rows is committed in batches, not held whole as events.
+    let mut good = String::from("name,timestamp,user_id\n");
+    for i in 0..90_000 {
+        good.push_str(&format!("n,1700000000000,u{i}\n"));
+    }
+    let r = reqwest::Client::new()
+        .post(tg.admin_url("/api/import"))
+        .header("content-type", "text/csv")
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&report["accepted"], &report["written"]),
+        (&json!(90_000), &json!(90_000))
+    );
+    let (hwm, _) = memory_mib(pid);
+    assert!(
+        hwm < rss0 + 250,
+        "16 MiB bodies cost {} MiB (from {rss0})",
         hwm - rss0
     );
     // 10,000 items are still taken.

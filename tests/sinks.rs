@@ -691,6 +691,24 @@ async fn refused_events_go_to_dead_letter_and_the_rest_flow() {
             assert_eq!(r[4], "/poison");
         }
     }
+    // Forgetting a person removes their refused events from the dead letters too.
+    let r = reqwest::Client::new()
+        .post(tg.admin_url("/api/forget"))
+        .json(&serde_json::json!({"user_id": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let left = tg
+        .query("SELECT sink, seq FROM sink_dead_letter ORDER BY sink, seq")
+        .await;
+    assert_eq!(
+        left,
+        vec![
+            vec![serde_json::json!("postgres"), serde_json::json!(501)],
+            vec![serde_json::json!("postgres"), serde_json::json!(1501)],
+        ]
+    );
     tg.terminate();
 }
 

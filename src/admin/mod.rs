@@ -238,9 +238,10 @@ async fn import_handler(
     let (strict, map_args) = import_params(query.as_deref().unwrap_or(""))?;
     let mut map = st.import_map.clone();
     map.extend(crate::ingest::import::parse_map(&map_args).map_err(ApiError::BadRequest)?);
-    let parsed = crate::ingest::import::parse(&body, &map, &st.site, now_us())
+    let report = crate::ingest::import_file(&st.ingest, &body, &map, &st.site, now_us(), strict)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .map_err(ApiError::BadRequest)?;
-    let report = import_parsed(&st.ingest, parsed, strict).await?;
     let status = if report.accepted == 0 || report.refused {
         axum::http::StatusCode::BAD_REQUEST
     } else {
@@ -277,25 +278,6 @@ fn import_params(query: &str) -> Result<(bool, Vec<String>), ApiError> {
         }
     }
     Ok((strict, map))
-}
-
-/// Commit a parsed CSV file's good rows (none in strict mode when any row is bad).
-pub async fn import_parsed(
-    ingest: &IngestSender,
-    parsed: crate::ingest::import::Parsed,
-    strict: bool,
-) -> Result<crate::ingest::ImportReport, ApiError> {
-    let (mut report, events) = crate::ingest::ImportReport::plan(parsed, strict);
-    if report.refused {
-        return Ok(report);
-    }
-    let c = ingest
-        .submit(events)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    report.written = c.written;
-    report.duplicates = c.duplicates;
-    Ok(report)
 }
 
 /// A running admin server.

@@ -44,11 +44,18 @@ pub struct BadRow {
     pub error: String,
 }
 
+/// Bad rows listed at most (the first ones, by line); the rest are only counted, so that a file
+/// of nothing but bad rows costs no more to answer than this.
+pub const MAX_LISTED_BAD: usize = 1000;
+
 /// The parsed file: good events, and bad rows.
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub events: Vec<Event>,
+    /// The first [`MAX_LISTED_BAD`] bad rows.
     pub bad: Vec<BadRow>,
+    /// Every bad row.
+    pub bad_total: usize,
 }
 
 /// Parse `a=b` mappings (file column `a` is field or prop `b`).
@@ -65,73 +72,134 @@ pub fn parse_map(pairs: &[String]) -> Result<HashMap<String, String>, String> {
     Ok(m)
 }
 
-/// Parse a CSV file. Fails as a whole only when the header is unusable.
+/// Parse a whole CSV file into memory. Fails as a whole only when the header is unusable.
+/// For files of any size, [`Rows`] gives the events a batch at a time.
 pub fn parse(
     data: &[u8],
     map: &HashMap<String, String>,
     site: &str,
     now_us: i64,
 ) -> Result<Parsed, String> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .trim(csv::Trim::All)
-        .from_reader(data);
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| format!("cannot read the header line: {e}"))?
-        .iter()
-        .map(|h| map.get(h).cloned().unwrap_or_else(|| h.to_string()))
-        .collect();
-    for required in ["name", "timestamp"] {
-        if !headers.iter().any(|h| h == required) {
-            return Err(format!(
-                "the header has no {required:?} column (columns: {}; map one with --map 'your column={required}')",
-                headers.join(", ")
-            ));
+    let mut rows = Rows::new(data, map, site, now_us)?;
+    let events = rows.next_batch(usize::MAX);
+    Ok(Parsed {
+        events,
+        bad: rows.bad,
+        bad_total: rows.bad_total,
+    })
+}
+
+/// A CSV file read a batch of events at a time, so that importing it costs the memory of one
+/// batch, not of the whole file as events (a 16 MiB file of short rows is 700,000 events, over a
+/// gigabyte).
+pub struct Rows<'a> {
+    headers: Vec<String>,
+    rdr: csv::Reader<&'a [u8]>,
+    record: csv::StringRecord,
+    cx: Context<'a>,
+    /// How many identical rows came before, by content (their ids count them).
+    identical: HashMap<Uuid, u32>,
+    lines: Lines<'a>,
+    /// Records read so far.
+    read: u64,
+    done: bool,
+    /// The first [`MAX_LISTED_BAD`] bad rows so far.
+    pub bad: Vec<BadRow>,
+    /// Every bad row so far.
+    pub bad_total: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Read the header of `data`; an unusable header fails the whole file.
+    pub fn new(
+        data: &'a [u8],
+        map: &HashMap<String, String>,
+        site: &'a str,
+        now_us: i64,
+    ) -> Result<Self, String> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(false)
+            .trim(csv::Trim::All)
+            .from_reader(data);
+        let headers: Vec<String> = rdr
+            .headers()
+            .map_err(|e| format!("cannot read the header line: {e}"))?
+            .iter()
+            .map(|h| map.get(h).cloned().unwrap_or_else(|| h.to_string()))
+            .collect();
+        for required in ["name", "timestamp"] {
+            if !headers.iter().any(|h| h == required) {
+                return Err(format!(
+                    "the header has no {required:?} column (columns: {}; map one with --map 'your column={required}')",
+                    headers.join(", ")
+                ));
+            }
         }
-    }
-    if !headers.iter().any(|h| h == "visitor_id" || h == "user_id") {
-        return Err("the header has neither a \"visitor_id\" nor a \"user_id\" column".into());
-    }
-    let mut seen = std::collections::HashSet::new();
-    if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
-        return Err(format!("column {dup:?} appears twice (after mapping)"));
+        if !headers.iter().any(|h| h == "visitor_id" || h == "user_id") {
+            return Err("the header has neither a \"visitor_id\" nor a \"user_id\" column".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
+            return Err(format!("column {dup:?} appears twice (after mapping)"));
+        }
+        Ok(Rows {
+            headers,
+            rdr,
+            record: csv::StringRecord::new(),
+            cx: Context {
+                site,
+                source: Source::Import,
+                browser: None,
+                now_us,
+            },
+            identical: HashMap::new(),
+            lines: Lines {
+                data,
+                at: 0,
+                line: 1,
+            },
+            read: 0,
+            done: false,
+            bad: Vec::new(),
+            bad_total: 0,
+        })
     }
 
-    let cx = Context {
-        site,
-        source: Source::Import,
-        browser: None,
-        now_us,
-    };
-    let mut out = Parsed::default();
-    let mut identical: HashMap<Uuid, u32> = HashMap::new();
-    let mut lines = Lines {
-        data,
-        at: 0,
-        line: 1,
-    };
-    for (i, rec) in rdr.records().enumerate() {
-        let line = |pos: Option<&csv::Position>, lines: &mut Lines| {
-            pos.map_or(i as u64 + 2, |p| lines.starting_at(p.byte()))
-        };
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                out.bad.push(BadRow {
-                    line: line(e.position(), &mut lines),
-                    error: format!("unreadable row: {e}"),
-                });
-                continue;
+    /// The events of the next good rows, at most `n`; empty once the file is done. Bad rows on
+    /// the way go to [`Rows::bad`].
+    pub fn next_batch(&mut self, n: usize) -> Vec<Event> {
+        let mut out = Vec::new();
+        while out.len() < n && !self.done {
+            let i = self.read;
+            let res = self.rdr.read_record(&mut self.record);
+            self.read += 1;
+            let lines = &mut self.lines;
+            let mut line =
+                |pos: Option<&csv::Position>| pos.map_or(i + 2, |p| lines.starting_at(p.byte()));
+            match res {
+                Ok(false) => self.done = true,
+                Err(e) => {
+                    let line = line(e.position());
+                    self.bad_row(line, format!("unreadable row: {e}"));
+                }
+                Ok(true) => {
+                    let line = line(self.record.position());
+                    match row_event(&self.headers, &self.record, &self.cx, &mut self.identical) {
+                        Ok(e) => out.push(e),
+                        Err(error) => self.bad_row(line, error),
+                    }
+                }
             }
-        };
-        let line = line(rec.position(), &mut lines);
-        match row_event(&headers, &rec, &cx, &mut identical) {
-            Ok(e) => out.events.push(e),
-            Err(error) => out.bad.push(BadRow { line, error }),
+        }
+        out
+    }
+
+    fn bad_row(&mut self, line: u64, error: String) {
+        self.bad_total += 1;
+        if self.bad.len() < MAX_LISTED_BAD {
+            self.bad.push(BadRow { line, error });
         }
     }
-    Ok(out)
 }
 
 /// Line numbers of records, from their byte offsets. The csv crate's own line numbers are

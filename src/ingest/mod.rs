@@ -127,9 +127,12 @@ pub struct ImportReport {
     pub written: usize,
     /// Good rows whose `event_id` the store already had (a re-import).
     pub duplicates: usize,
-    /// Bad rows by line, with the reason. In strict mode, any of them means nothing was
-    /// imported.
+    /// Bad rows by line, with the reason: the first [`import::MAX_LISTED_BAD`]. In strict mode,
+    /// any bad row means nothing was imported.
     pub rejected: Vec<import::BadRow>,
+    /// Every bad row, listed or not.
+    #[serde(default)]
+    pub rejected_count: usize,
     /// Strict mode refused the file because of `rejected`.
     pub refused: bool,
 }
@@ -138,14 +141,66 @@ impl ImportReport {
     /// The report of `parsed` before anything is committed, and the events to commit: none in
     /// strict mode when any row is bad.
     pub fn plan(parsed: import::Parsed, strict: bool) -> (ImportReport, Vec<Event>) {
-        let refused = strict && !parsed.bad.is_empty();
+        let refused = strict && parsed.bad_total > 0;
         let report = ImportReport {
             accepted: if refused { 0 } else { parsed.events.len() },
             rejected: parsed.bad,
+            rejected_count: parsed.bad_total,
             refused,
             ..Default::default()
         };
         let events = if refused { Vec::new() } else { parsed.events };
         (report, events)
     }
+}
+
+/// Rows of an import committed per submission: the memory an import costs.
+pub const IMPORT_BATCH: usize = 10_000;
+
+/// Import a CSV file through the durable path, [`IMPORT_BATCH`] rows at a time: each batch is
+/// committed before the next is parsed, and the answer comes once all are. In strict mode the
+/// file is read once first, and nothing is committed if any row is bad. A failure part-way
+/// leaves the batches before it committed; retrying the file is safe (row ids are stable, so
+/// they count as duplicates).
+pub async fn import_file(
+    ingest: &IngestSender,
+    data: &[u8],
+    map: &std::collections::HashMap<String, String>,
+    site: &str,
+    now_us: i64,
+    strict: bool,
+) -> Result<Result<ImportReport, String>, IngestError> {
+    if strict {
+        let mut check = match import::Rows::new(data, map, site, now_us) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        while !check.next_batch(IMPORT_BATCH).is_empty() {}
+        if check.bad_total > 0 {
+            return Ok(Ok(ImportReport {
+                rejected: check.bad,
+                rejected_count: check.bad_total,
+                refused: true,
+                ..Default::default()
+            }));
+        }
+    }
+    let mut rows = match import::Rows::new(data, map, site, now_us) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut report = ImportReport::default();
+    loop {
+        let batch = rows.next_batch(IMPORT_BATCH);
+        if batch.is_empty() {
+            break;
+        }
+        report.accepted += batch.len();
+        let c = ingest.submit(batch).await?;
+        report.written += c.written;
+        report.duplicates += c.duplicates;
+    }
+    report.rejected = rows.bad;
+    report.rejected_count = rows.bad_total;
+    Ok(Ok(report))
 }

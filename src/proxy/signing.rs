@@ -45,7 +45,7 @@ impl CookieKey {
             Err(e) => return Err(e),
         }
         let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+        getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
         std::fs::create_dir_all(data_dir)?;
         let tmp = path.with_extension("tmp");
         std::fs::OpenOptions::new()
