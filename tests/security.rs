@@ -25,6 +25,37 @@ async fn console(tg: &Tollgate, body: Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Poll the console with a trivial query until a slot is free (429 until then); fail after
+/// `within`: the query holding the slot was not stopped.
+async fn wait_for_a_console_slot(tg: &Tollgate, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let (status, _) = console(tg, json!({"sql": "SELECT 1"})).await;
+        if status == 200 {
+            return;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            start.elapsed() < within,
+            "the console slot was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The server's metrics have `line`: `name{labels} value` exactly, or, without a value, that
+/// series with any value.
+async fn assert_metric(tg: &Tollgate, line: &str) {
+    let m = tg.metrics().await;
+    let found = if line.contains(' ') {
+        m.lines().any(|l| l == line)
+    } else {
+        m.lines()
+            .any(|l| l.strip_prefix(line).is_some_and(|v| v.starts_with(' ')))
+    };
+    assert!(found, "no `{line}` in:\n{m}");
+}
+
 /// POST NDJSON or JSON to `/api/events`.
 async fn api_events(tg: &Tollgate, body: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -203,19 +234,7 @@ async fn console_queries_are_bounded_in_time_bytes_rows_and_number() {
         .unwrap()
         .contains("console.timeout_secs"));
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    let start = Instant::now();
-    loop {
-        let (status, _) = console(&tg, json!({"sql": "SELECT 1"})).await;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 429);
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "slot not released"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_a_console_slot(&tg, Duration::from_secs(3)).await;
 
     // Number: with one slot busy, another query is told to wait.
     let admin = tg.admin_url("/api/query");
@@ -237,15 +256,8 @@ async fn console_queries_are_bounded_in_time_bytes_rows_and_number() {
         .unwrap()
         .contains("console.max_concurrent"));
     assert_eq!(slow.await.unwrap(), 504);
-    let m = tg.metrics().await;
-    assert!(
-        m.contains("tollgate_console_queries_total{outcome=\"timeout\"} 2"),
-        "{m}"
-    );
-    assert!(
-        m.contains("tollgate_console_queries_total{outcome=\"busy\"}"),
-        "{m}"
-    );
+    assert_metric(&tg, "tollgate_console_queries_total{outcome=\"timeout\"} 2").await;
+    assert_metric(&tg, "tollgate_console_queries_total{outcome=\"busy\"}").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,24 +283,12 @@ async fn an_abandoned_console_query_is_interrupted() {
     assert!(answer.is_empty(), "the cross join finished?");
     drop(s);
     // Its slot comes back long before the two-minute deadline: the query was stopped.
-    let start = Instant::now();
-    loop {
-        let (status, _) = console(&tg, json!({"sql": "SELECT 1"})).await;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 429);
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the abandoned query still holds its slot"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let m = tg.metrics().await;
-    assert!(
-        m.contains("tollgate_console_queries_total{outcome=\"cancelled\"} 1"),
-        "{m}"
-    );
+    wait_for_a_console_slot(&tg, Duration::from_secs(10)).await;
+    assert_metric(
+        &tg,
+        "tollgate_console_queries_total{outcome=\"cancelled\"} 1",
+    )
+    .await;
 }
 
 /// The `event_id` tollgate derives from a backend's `message_id`: a public construction (UUIDv5
@@ -637,15 +637,8 @@ async fn the_browser_endpoint_is_bounded_and_takes_no_forged_history() {
         collect(&anon, &tg, r#"{"name":"click"}"#, &from).await.0,
         200
     );
-    let m = tg.metrics().await;
-    assert!(
-        m.contains("tollgate_refused_total{reason=\"collect_rate\"}"),
-        "{m}"
-    );
-    assert!(
-        m.contains("tollgate_refused_total{reason=\"collect_items\"} 1"),
-        "{m}"
-    );
+    assert_metric(&tg, "tollgate_refused_total{reason=\"collect_rate\"}").await;
+    assert_metric(&tg, "tollgate_refused_total{reason=\"collect_items\"} 1").await;
 
     // What the store holds: the clicks, the one page view the tracker sent, no forgeries.
     let rows = tg
@@ -925,15 +918,8 @@ async fn slow_headers_are_cut_off_and_connections_are_capped() {
         "{}",
         String::from_utf8_lossy(&resp)
     );
-    let m = tg.metrics().await;
-    assert!(
-        m.contains("tollgate_refused_total{reason=\"header_timeout\"} 1"),
-        "{m}"
-    );
-    assert!(
-        m.contains("tollgate_refused_total{reason=\"connection_cap\"} 1"),
-        "{m}"
-    );
+    assert_metric(&tg, "tollgate_refused_total{reason=\"header_timeout\"} 1").await;
+    assert_metric(&tg, "tollgate_refused_total{reason=\"connection_cap\"} 1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -500,10 +500,9 @@ mod tests {
         assert!(err.contains("cannot be set from the browser"), "{err}");
     }
 
-    #[test]
-    fn browser_ids_never_meet_server_ids() {
-        let v = Uuid::new_v4();
-        let mut b = BrowserRequest {
+    /// An identified visitor's collect request, not the tracker's beacon.
+    fn visitor(v: Uuid) -> BrowserRequest<'static> {
+        BrowserRequest {
             visitor_id: Some(v),
             session_id: None,
             privacy: PrivacyMode::Identified,
@@ -512,12 +511,21 @@ mod tests {
             request_id: None,
             beacon: false,
             max_skew_us: 600_000_000,
-        };
-        let cx = |b: &BrowserRequest<'static>| Context {
+        }
+    }
+
+    fn cx(b: &BrowserRequest<'static>) -> Context<'static> {
+        Context {
             browser: Some(b.clone()),
             source: Source::Browser,
             ..server()
-        };
+        }
+    }
+
+    #[test]
+    fn browser_ids_never_meet_server_ids() {
+        let v = Uuid::new_v4();
+        let mut b = visitor(v);
         let server_id = message_event_id("shop", Source::Server, "order-1001");
         let claimed = to_event(
             &json!({"name": "x", "event_id": server_id.to_string()}),
@@ -543,21 +551,7 @@ mod tests {
 
     #[test]
     fn the_browser_cannot_send_reserved_names_or_history() {
-        let mut b = BrowserRequest {
-            visitor_id: Some(Uuid::new_v4()),
-            session_id: None,
-            privacy: PrivacyMode::Identified,
-            user_agent: None,
-            ip: None,
-            request_id: None,
-            beacon: false,
-            max_skew_us: 600_000_000,
-        };
-        let cx = |b: &BrowserRequest<'static>| Context {
-            browser: Some(b.clone()),
-            source: Source::Browser,
-            ..server()
-        };
+        let mut b = visitor(Uuid::new_v4());
         for name in RESERVED_NAMES {
             let err = to_event(&json!({ "name": name }), &cx(&b)).unwrap_err();
             assert!(err.contains("reserved"), "{err}");
