@@ -635,6 +635,27 @@ mod tests {
     }
 
     #[test]
+    fn a_sinks_last_error_is_shown_escaped() {
+        let s = SinkStatus {
+            name: "ch".into(),
+            kind: "clickhouse".into(),
+            target: "http://127.0.0.1:8123".into(),
+            offset: 1,
+            lag_events: 0,
+            lag_seconds: 0.0,
+            last_error: Some("Cannot parse \"\u{1b}]0;pwned\u{7}\"".into()),
+            last_error_at: Some("2026-11-28T12:00:00Z".into()),
+            dead_letters: 0,
+        };
+        let out = render_sinks(&[s]);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(
+            out.contains(r#"Cannot parse "\u{1b}]0;pwned\u{7}""#),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn numbers_are_told_from_formulas() {
         for n in ["-5", "+5", "5", "-1.5", ".5", "-5.", "1e10", "-2E-3"] {
             assert!(is_number(n), "{n}");
