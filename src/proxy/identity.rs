@@ -67,12 +67,14 @@ pub fn resolve(
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_else(|| Uuid::now_v7().to_string());
 
-    let (mut cookie_visitor, mut cookie_session, mut has_consent) = (None, None, false);
+    // The visitor cookie's signature is checked only where the cookie is read (identified
+    // mode): an HMAC per request, spared in the other modes.
+    let (mut visitor_cookie, mut cookie_session, mut has_consent) = (None, None, false);
     for value in req.headers.get_all(http::header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
         for c in Cookie::split_parse(text).flatten() {
             if c.name() == cfg.visitor_cookie {
-                cookie_visitor = keys.cookie.verify(c.value());
+                visitor_cookie = c.value_raw();
             } else if c.name() == cfg.session_cookie {
                 cookie_session = parse_session(c.value());
             } else if consent::is_consent(&s.privacy, c.name(), c.value()) {
@@ -109,6 +111,7 @@ pub fn resolve(
                 .and_then(|h| req.headers.get(h))
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_uuid);
+            let cookie_visitor = visitor_cookie.and_then(|v| keys.cookie.verify(v));
             let (visitor, set_visitor) = match (header_visitor, cookie_visitor) {
                 (Some(h), c) => (h, c != Some(h)),
                 (None, Some(c)) => (c, false),
