@@ -261,10 +261,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let data_dir = data_dir(data, config)?;
             let subject = match (visitor, user) {
-                (Some(v), _) => Subject::Visitor(
-                    uuid::Uuid::try_parse(v.trim())
-                        .map_err(|_| anyhow::anyhow!("--visitor {v:?} is not a UUID"))?,
-                ),
+                (Some(v), _) => Subject::visitor(&v)
+                    .ok_or_else(|| anyhow::anyhow!("--visitor {v:?} is not a UUID"))?,
                 (None, Some(u)) if !u.is_empty() => Subject::User(u),
                 _ => anyhow::bail!("give --visitor ID or --user ID"),
             };

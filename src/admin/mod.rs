@@ -141,9 +141,9 @@ pub struct ForgetRequest {
 impl ForgetRequest {
     pub fn subject(&self) -> Result<Subject, String> {
         match (&self.visitor_id, &self.user_id) {
-            (Some(v), None) => uuid::Uuid::try_parse(v.trim())
-                .map(Subject::Visitor)
-                .map_err(|_| format!("visitor_id {v:?} is not a UUID")),
+            (Some(v), None) => {
+                Subject::visitor(v).ok_or_else(|| format!("visitor_id {v:?} is not a UUID"))
+            }
             (None, Some(u)) if !u.is_empty() => Ok(Subject::User(u.clone())),
             _ => Err("give exactly one of visitor_id or user_id".into()),
         }

@@ -17,6 +17,13 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// A visitor by id, given as the UUID or as the `tg_vid` cookie's whole value
+    /// (`<uuid>.<signature>`, the signature not checked: forgetting needs no proof).
+    pub fn visitor(text: &str) -> Option<Subject> {
+        let id = text.trim().split('.').next().unwrap_or_default();
+        Uuid::try_parse(id).ok().map(Subject::Visitor)
+    }
+
     /// The subject of a `forget_requests` row: its `subject_type` and `subject`.
     pub fn from_row(subject_type: &str, subject: &str) -> Option<Subject> {
         match subject_type {
@@ -120,6 +127,15 @@ fn purge_dead_letters(conn: &Connection, subject: &Subject) -> Result<usize, Sto
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_visitor_is_its_id_or_its_whole_cookie() {
+        let v = Uuid::new_v4();
+        assert_eq!(Subject::visitor(&v.to_string()), Some(Subject::Visitor(v)));
+        let cookie = format!("{v}.AbCdEfGhIjKlMnOpQrStUv");
+        assert_eq!(Subject::visitor(&cookie), Some(Subject::Visitor(v)));
+        assert_eq!(Subject::visitor("nope"), None);
+    }
 
     #[test]
     fn forget_purges_dead_letters_too() {
