@@ -489,6 +489,10 @@ async fn a_flood_of_huge_user_agents_does_not_stall_the_pipeline() {
         flooded += f.await.unwrap();
     }
     assert!(flooded >= 200, "only {flooded} flood requests were sent");
+    println!(
+        "flood: {flooded} requests with ~900 KB UAs; slowest acknowledged submission {worst:?}; \
+         peak RSS {hwm} MiB (from {rss0})"
+    );
     assert!(
         hwm < rss0 + 300,
         "memory grew from {rss0} to a peak of {hwm} MiB during the flood"
@@ -549,6 +553,7 @@ async fn sigterm_finishes_during_a_flood() {
         t.await.unwrap();
     }
     assert!(status.success(), "{status:?}");
+    println!("SIGTERM during a flood: exited in {took:?}");
     assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
     // What was queued was committed on the way out.
     let data = tg.data_dir();
@@ -677,6 +682,7 @@ async fn huge_bodies_cost_bounded_memory() {
     let (status, _) = api_events(&tg, &array).await;
     assert_eq!(status, 413);
     let (hwm, _) = memory_mib(pid);
+    println!("16 MiB /api/events bodies of tiny items: peak RSS {hwm} MiB (from {rss0})");
     assert!(
         hwm < rss0 + 200,
         "a 16 MiB body cost {} MiB (from {rss0})",
@@ -717,6 +723,7 @@ async fn huge_bodies_cost_bounded_memory() {
         (&json!(90_000), &json!(90_000))
     );
     let (hwm, _) = memory_mib(pid);
+    println!("16 MiB bodies (events NDJSON and array, bad CSV) and a 90,000-row CSV: peak RSS {hwm} MiB (from {rss0})");
     assert!(
         hwm < rss0 + 250,
         "16 MiB bodies cost {} MiB (from {rss0})",
