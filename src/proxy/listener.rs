@@ -99,11 +99,13 @@ where
         session.set_keepalive_reuses_remaining(limit);
         // A new connection has no idle wait before its first header.
         let mut deadline = self.header_timeout;
+        // One flag per connection, reset per request: no allocation per request.
+        let read = Arc::new(AtomicBool::new(false));
         loop {
             // Requests a client pipelines are answered one after the other, in order, instead
             // of the second being dropped with the connection (Pingora's default).
             session.set_pipelining_enabled(true);
-            let read = Arc::new(AtomicBool::new(false));
+            read.store(false, Ordering::Relaxed);
             let serve = HEADER_READ.scope(
                 read.clone(),
                 HttpServerApp::process_new_http(&self.inner, session, shutdown),
