@@ -1,5 +1,5 @@
-//! Wires the three planes together: store and pipeline, admin server, and the Pingora proxy;
-//! runs until SIGTERM or SIGINT, then drains and flushes.
+//! Wires the three planes together: store and pipeline, admin server, and the proxy's workers
+//! (Pingora's HTTP proxy, one per core); runs until SIGTERM or SIGINT, then drains and flushes.
 
 use crate::admin::{AdminServer, AdminState};
 use crate::config::Settings;
@@ -12,18 +12,16 @@ use crate::proxy::identity::Keys;
 use crate::proxy::listener::Guarded;
 use crate::proxy::signing::{CookieKey, KEY_FILE};
 use crate::proxy::upstream::UpstreamTarget;
+use crate::proxy::workers::{self, Workers};
 use crate::proxy::Proxy;
 use crate::store::Store;
 use anyhow::Context;
-use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-use pingora::services::listening::Service;
 use serde::{Deserialize, Serialize};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -63,36 +61,40 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write_all(bytes)
 }
 
-/// SIGTERM and SIGINT both drain and flush; SIGQUIT is not used.
-struct Signals;
-
-#[async_trait]
-impl ShutdownSignalWatch for Signals {
-    async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            warn!("Cannot install signal handlers; waiting forever.");
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM received, draining."),
-            _ = int.recv() => info!("SIGINT received, draining."),
-        }
-        ShutdownSignal::GracefulTerminate
-    }
+/// SIGTERM and SIGINT both drain and flush; SIGQUIT is not used. The handlers are installed
+/// when this is built, before the proxy accepts anything, and waited for on the main thread.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
 }
 
-/// Pingora binds its listener itself and cannot report an ephemeral port back, so a port of 0
-/// is resolved here to a free port first.
-fn concrete(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    if addr.port() != 0 {
-        return Ok(addr);
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (term, int) = {
+            let _guard = runtime.enter();
+            (
+                signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            )
+        };
+        Ok(Signals { runtime, term, int })
     }
-    let l = TcpListener::bind(addr).with_context(|| format!("failed to bind {addr}"))?;
-    Ok(l.local_addr()?)
+
+    /// Blocks until one of them arrives.
+    fn wait(mut self) {
+        let (term, int) = (&mut self.term, &mut self.int);
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM received, draining."),
+                _ = int.recv() => info!("SIGINT received, draining."),
+            }
+        });
+    }
 }
 
 /// Run tollgate with `settings` until a shutdown signal. Blocks.
@@ -182,48 +184,55 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
 
-    let listen = concrete(settings.listen)?;
-    let conf = ServerConf {
-        threads: settings.threads,
-        // Off by default: per-thread event loops avoid cross-thread wake-ups, measured
-        // faster under load here (BENCHMARKS.md).
-        work_stealing: settings.work_stealing,
-        grace_period_seconds: Some(settings.shutdown_grace_secs),
-        graceful_shutdown_timeout_seconds: Some(5),
+    let signals = Signals::install()?;
+    let (listen, listeners) = workers::bind(settings.listen, settings.threads)
+        .with_context(|| format!("failed to bind the proxy listener on {}", settings.listen))?;
+    // Each worker's Pingora proxy is configured for the one thread it runs on.
+    let conf = Arc::new(ServerConf {
+        threads: 1,
         upstream_keepalive_pool_size: settings.upstream.pool_size,
         // Retries only cover reused upstream connections that turned out dead.
         max_retries: 2,
-        pid_file: data_path(&settings.data_dir, "tollgate.pid"),
-        upgrade_sock: data_path(&settings.data_dir, "tollgate_upgrade.sock"),
         ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    });
+    if settings.work_stealing {
+        warn!(
+            "server.work_stealing no longer has an effect: the proxy runs one worker per thread."
+        );
+    }
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(settings.keepalive_requests).filter(|n| *n > 0);
-    let mut proxy = pingora::proxy::http_proxy(
-        &server.configuration,
-        Proxy::new(
-            settings.clone(),
-            upstream,
-            events,
-            ingest,
-            metrics.clone(),
-            keys,
-        ),
+    let proxy = Proxy::new(
+        settings.clone(),
+        upstream,
+        events,
+        ingest,
+        metrics.clone(),
+        keys,
     );
-    proxy.server_options = Some(server_options);
-    // Pingora's connection loop, with a connection cap and a header deadline around it.
-    let app = Guarded::new(
-        proxy,
-        settings.max_connections,
-        settings.header_timeout,
-        Duration::from_secs(settings.keepalive_secs),
-        metrics,
-    );
-    let mut service = Service::new("tollgate proxy".to_string(), app);
-    service.add_tcp(&listen.to_string());
-    server.add_service(service);
+    let open = Arc::new(AtomicUsize::new(0));
+    let apps = (0..listeners.len())
+        .map(|_| {
+            let mut http = pingora::proxy::http_proxy(&conf, proxy.clone());
+            http.server_options = Some(server_options.clone());
+            // Pingora's connection loop, with a connection cap and a header deadline around it.
+            Guarded::new(
+                http,
+                open.clone(),
+                settings.max_connections,
+                settings.header_timeout,
+                Duration::from_secs(settings.keepalive_secs),
+                metrics.clone(),
+            )
+        })
+        .collect();
+    let workers = Workers::spawn(
+        listeners,
+        apps,
+        open,
+        Duration::from_secs(settings.shutdown_grace_secs),
+    )
+    .context("failed to start the proxy workers")?;
 
     let runtime_file = settings.data_dir.join(RUNTIME_FILE);
     let info = RuntimeInfo {
@@ -241,9 +250,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         "tollgate is serving."
     );
 
-    server.run(RunArgs {
-        shutdown_signal: Box::new(Signals),
-    });
+    signals.wait();
+    workers.shutdown();
 
     // The proxy has stopped: flush what it captured.
     writer.shutdown();
@@ -257,9 +265,4 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&runtime_file);
     info!("tollgate stopped.");
     Ok(())
-}
-
-fn data_path(dir: &Path, name: &str) -> String {
-    let p: PathBuf = dir.join(name);
-    p.to_string_lossy().into_owned()
 }

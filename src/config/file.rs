@@ -144,8 +144,8 @@ pub struct ServerSection {
     pub data_dir: String,
     /// Proxy worker threads; 0 means one per core.
     pub threads: usize,
-    /// Let idle proxy threads steal work from busy ones (one shared runtime), instead of one
-    /// independent event loop per thread as nginx does.
+    /// No longer has an effect (each proxy thread is a worker of its own since issue 16); still
+    /// accepted so that older config files load, with a warning when set.
     pub work_stealing: bool,
     /// Idle keep-alive timeout for client connections, in seconds.
     pub keepalive_secs: u64,

@@ -22,6 +22,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Proxy worker threads, already resolved from 0 to the core count.
     pub threads: usize,
+    /// Ignored (see `file::ServerSection::work_stealing`); kept to warn when set.
     pub work_stealing: bool,
     pub keepalive_secs: u64,
     pub keepalive_requests: u32,

@@ -32,12 +32,13 @@ pub fn is_ours(path: &str, s: &Settings) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// What the endpoint shares across requests.
+/// What the endpoint shares across requests (and, cloned, across the proxy's workers).
+#[derive(Clone)]
 pub struct Collect {
     pub ingest: IngestSender,
     pub script: Script,
     /// `None` when `ingest.collect_rate` is 0.
-    pub limiter: Option<RateLimiter>,
+    pub limiter: Option<std::sync::Arc<RateLimiter>>,
     pub metrics: std::sync::Arc<Metrics>,
 }
 

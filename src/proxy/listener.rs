@@ -36,7 +36,8 @@ pub fn header_read() {
 /// The proxy app with admission control.
 pub struct Guarded<SV: ProxyHttp> {
     inner: Arc<HttpProxy<SV>>,
-    open: AtomicUsize,
+    /// Shared by every worker's app: the cap is on the whole listener.
+    open: Arc<AtomicUsize>,
     max_connections: usize,
     header_timeout: Duration,
     /// How long a kept-alive connection may idle before its next request.
@@ -47,6 +48,7 @@ pub struct Guarded<SV: ProxyHttp> {
 impl<SV: ProxyHttp> Guarded<SV> {
     pub fn new(
         inner: HttpProxy<SV>,
+        open: Arc<AtomicUsize>,
         max_connections: usize,
         header_timeout: Duration,
         keepalive: Duration,
@@ -54,7 +56,7 @@ impl<SV: ProxyHttp> Guarded<SV> {
     ) -> Self {
         Guarded {
             inner: Arc::new(inner),
-            open: AtomicUsize::new(0),
+            open,
             max_connections,
             header_timeout,
             keepalive,

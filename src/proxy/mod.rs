@@ -25,6 +25,7 @@ pub mod ratelimit;
 pub mod signing;
 pub mod stitch;
 pub mod upstream;
+pub mod workers;
 
 use crate::config::Settings;
 use crate::enrich::bots::RequestSignals;
@@ -72,7 +73,8 @@ impl Ctx {
     }
 }
 
-/// The proxy service.
+/// The proxy service. Each worker gets its own clone: the shared state is behind `Arc`s.
+#[derive(Clone)]
 pub struct Proxy {
     settings: Arc<Settings>,
     upstream: Arc<UpstreamTarget>,
@@ -96,8 +98,9 @@ impl Proxy {
             collect: collect::Collect {
                 ingest,
                 script: inject::Script::new(&settings),
-                limiter: (i.collect_rate > 0)
-                    .then(|| ratelimit::RateLimiter::new(i.collect_rate, i.collect_burst)),
+                limiter: (i.collect_rate > 0).then(|| {
+                    Arc::new(ratelimit::RateLimiter::new(i.collect_rate, i.collect_burst))
+                }),
                 metrics: metrics.clone(),
             },
             settings,

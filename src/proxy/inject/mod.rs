@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const OPT_OUT_HEADER: &str = "x-tollgate-inject";
 
 /// `t.js`, built once from the settings.
+#[derive(Clone)]
 pub struct Script {
     /// The script's URL path, `<collect_prefix>/t.js`.
     pub path: String,
