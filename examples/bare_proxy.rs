@@ -113,25 +113,62 @@ fn reuseport_listener(listen: SocketAddr) -> tokio::net::TcpListener {
     socket.listen(1024).expect("listen")
 }
 
-type Upstreams = std::rc::Rc<
-    std::cell::RefCell<Vec<hyper::client::conn::http1::SendRequest<hyper::body::Incoming>>>,
->;
+type Sender = hyper::client::conn::http1::SendRequest<hyper::body::Incoming>;
+type Upstreams = std::rc::Rc<std::cell::RefCell<Vec<Sender>>>;
+
+/// The upstream's response body; its connection goes back to the pool once the body is done.
+struct Pooled {
+    body: hyper::body::Incoming,
+    back: Option<(Sender, Upstreams)>,
+}
+
+impl Pooled {
+    fn release(&mut self) {
+        if let Some((sender, pool)) = self.back.take() {
+            pool.borrow_mut().push(sender);
+        }
+    }
+}
+
+impl hyper::body::Body for Pooled {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>>
+    {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(None) => self.release(),
+            std::task::Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.release(),
+            std::task::Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 async fn forward(
     pool: Upstreams,
     upstream: SocketAddr,
     req: hyper::Request<hyper::body::Incoming>,
-) -> std::result::Result<hyper::Response<hyper::body::Incoming>, hyper::Error> {
+) -> std::result::Result<hyper::Response<Pooled>, hyper::Error> {
     let idle = {
         let mut p = pool.borrow_mut();
         let mut found = None;
         while let Some(s) = p.pop() {
             if s.is_ready() {
                 found = Some(s);
-                break;
-            }
-            if !s.is_closed() {
-                p.insert(0, s); // still busy with a body: keep it for later
                 break;
             }
         }
@@ -150,9 +187,16 @@ async fn forward(
             sender
         }
     };
-    let resp = sender.send_request(req).await;
-    pool.borrow_mut().push(sender);
-    resp
+    let resp = sender.send_request(req).await?;
+    let (parts, body) = resp.into_parts();
+    let mut body = Pooled {
+        body,
+        back: Some((sender, pool)),
+    };
+    if hyper::body::Body::is_end_stream(&body) {
+        body.release();
+    }
+    Ok(hyper::Response::from_parts(parts, body))
 }
 
 fn hyper_core(listen: SocketAddr, upstream: SocketAddr) {
