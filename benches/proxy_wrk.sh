@@ -12,6 +12,8 @@
 #   h  wrk -> bare hyper 1.x, a thread per core, per-thread upstream pool -> upstream
 #   c  wrk -> tollgate, capture off (TOLLGATE_CAPTURE_ENABLED=false) -> upstream
 #   d  wrk -> tollgate, capture on (the default) -> upstream
+#   i  wrk -> tollgate, capture on, [inject] on -> upstream (wrk's requests are not
+#      navigations, so nothing is injected: the cost of the injection hooks on other traffic)
 # "Bare" is examples/bare_proxy.rs: a ProxyHttp that only picks the upstream, on the same
 # Pingora version and server settings (or hyper's connections in the same layout): it
 # separates what tollgate costs from what its foundation costs.
@@ -34,7 +36,7 @@
 # Environment:
 #   RUNS=5            runs per setup
 #   DURATION=10       seconds per wrk run (integer)
-#   SETUPS="a b p c d"  which setups, in round order (any of a b p s n h c d)
+#   SETUPS="a b p c d"  which setups, in round order (any of a b p s n h c d i)
 #   RATE=10000        paced phase: total req/s per setup (0: skip the phase)
 #   ALLOCS=1          print allocations per request (runs `cargo test --test allocs`; 0: skip)
 #   PROXY_THREADS=2   proxy nginx worker_processes, bare Pingora and tollgate threads
@@ -88,7 +90,7 @@ else
   SETUPS=(a b p c d)
 fi
 for s in "${SETUPS[@]}"; do
-  [[ $s =~ ^[abpsnhcd]$ ]] || die "unknown setup '$s' in SETUPS (any of a b p s n h c d)"
+  [[ $s =~ ^[abpsnhcdi]$ ]] || die "unknown setup '$s' in SETUPS (any of a b p s n h c d i)"
 done
 has() { [[ " ${SETUPS[*]} " == *" $1 "* ]]; }
 [[ " ${SETUPS[*]} " == *" b "* ]] || die "SETUPS must include b (nginx proxy_pass): every ratio is against it"
@@ -104,7 +106,7 @@ TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}
 absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 BIN=$(absolute "${TOLLGATE_BIN:-$TARGET/release/tollgate}")
 BARE=$(absolute "${BARE_BIN:-$TARGET/release/examples/bare_proxy}")
-if has c || has d; then
+if has c || has d || has i; then
   [[ -x $BIN ]] || die "tollgate binary not found at '$BIN': run 'cargo test --release --no-run' first \
 (or set TOLLGATE_BIN, or SETUPS=\"a b\" to benchmark only the nginx setups)"
 fi
@@ -150,16 +152,16 @@ trap 'exit 143' TERM
 # ------------------------------------------------------------------------------- ports
 
 # Bind all sockets at once so the ports are distinct, then release them.
-read -r UP_PORT NGX_PORT P_PORT S_PORT N_PORT H_PORT C_PORT C_ADMIN D_PORT D_ADMIN < <(python3 -c '
+read -r UP_PORT NGX_PORT P_PORT S_PORT N_PORT H_PORT C_PORT C_ADMIN D_PORT D_ADMIN I_PORT I_ADMIN < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(10)]
+ss = [socket.socket() for _ in range(12)]
 for s in ss:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
 for s in ss:
     s.close()
 ')
-[[ -n ${D_ADMIN:-} ]] || die "could not pick free ports"
+[[ -n ${I_ADMIN:-} ]] || die "could not pick free ports"
 
 # ------------------------------------------------------------------------------- nginx
 
@@ -290,10 +292,12 @@ start_bare() {   # setup layout port
 
 # ---------------------------------------------------------------------------- tollgate
 
-start_tollgate() {   # setup listen-port admin-port capture(on|off)
-  local s=$1 port=$2 admin=$3 capture=$4 i pid
-  local envs=(env -u TOLLGATE_CAPTURE_ENABLED TOLLGATE_SERVER_THREADS="$PROXY_THREADS")
+start_tollgate() {   # setup listen-port admin-port capture(on|off) inject(on|off)
+  local s=$1 port=$2 admin=$3 capture=$4 inject=$5 i pid
+  local envs=(env -u TOLLGATE_CAPTURE_ENABLED -u TOLLGATE_INJECT_ENABLED
+    TOLLGATE_SERVER_THREADS="$PROXY_THREADS")
   [[ $capture == off ]] && envs+=(TOLLGATE_CAPTURE_ENABLED=false)
+  [[ $inject == on ]] && envs+=(TOLLGATE_INJECT_ENABLED=true)
   mkdir -p "$TMP/data-$s"
   "${envs[@]}" "$BIN" serve --upstream "http://127.0.0.1:$UP_PORT" --listen "127.0.0.1:$port" \
     --admin "127.0.0.1:$admin" --data "$TMP/data-$s" >"$TMP/tollgate-$s.log" 2>&1 &
@@ -323,8 +327,10 @@ URL[n]="http://127.0.0.1:$N_PORT/index.html"
 URL[h]="http://127.0.0.1:$H_PORT/index.html"
 URL[c]="http://127.0.0.1:$C_PORT/index.html"
 URL[d]="http://127.0.0.1:$D_PORT/index.html"
+URL[i]="http://127.0.0.1:$I_PORT/index.html"
 ADMIN[c]=$C_ADMIN
 ADMIN[d]=$D_ADMIN
+ADMIN[i]=$I_ADMIN
 LABEL[a]="a: nginx upstream direct"
 LABEL[b]="b: nginx proxy_pass (keepalive 64, ${PROXY_THREADS} workers)"
 LABEL[p]="p: bare Pingora, a thread per core (tollgate's layout)"
@@ -333,13 +339,15 @@ LABEL[n]="n: bare Pingora, no work stealing"
 LABEL[h]="h: bare hyper, a thread per core"
 LABEL[c]="c: tollgate, capture off"
 LABEL[d]="d: tollgate, capture on"
+LABEL[i]="i: tollgate, capture on, inject on (not navigations)"
 
 has p && { log "starting bare Pingora (per core) on 127.0.0.1:$P_PORT"; start_bare p percore "$P_PORT"; }
 has s && { log "starting bare Pingora (stealing) on 127.0.0.1:$S_PORT"; start_bare s steal "$S_PORT"; }
 has n && { log "starting bare Pingora (no stealing) on 127.0.0.1:$N_PORT"; start_bare n nosteal "$N_PORT"; }
 has h && { log "starting bare hyper (per core) on 127.0.0.1:$H_PORT"; start_bare h hyper "$H_PORT"; }
-has c && { log "starting tollgate (capture off) on 127.0.0.1:$C_PORT"; start_tollgate c "$C_PORT" "$C_ADMIN" off; }
-has d && { log "starting tollgate (capture on) on 127.0.0.1:$D_PORT"; start_tollgate d "$D_PORT" "$D_ADMIN" on; }
+has c && { log "starting tollgate (capture off) on 127.0.0.1:$C_PORT"; start_tollgate c "$C_PORT" "$C_ADMIN" off off; }
+has d && { log "starting tollgate (capture on) on 127.0.0.1:$D_PORT"; start_tollgate d "$D_PORT" "$D_ADMIN" on off; }
+has i && { log "starting tollgate (capture on, inject on) on 127.0.0.1:$I_PORT"; start_tollgate i "$I_PORT" "$I_ADMIN" on on; }
 
 # ------------------------------------------------------------- cookies + sanity checks
 
@@ -353,7 +361,7 @@ pairs = [l.split(":", 1)[1].split(";", 1)[0].strip() for l in sys.stdin
          if l.lower().startswith("set-cookie:")]
 print("; ".join(pairs))'
 }
-for s in c d; do
+for s in c d i; do
   has "$s" || continue
   COOKIE[$s]=$(cookies_from "${URL[$s]}")
   [[ ${COOKIE[$s]} == *tg_vid=* ]] || die "tollgate ($s) set no visitor cookie (got '${COOKIE[$s]}')"
@@ -368,7 +376,7 @@ for s in "${SETUPS[@]}"; do
     || die "setup $s: expected '200 $PAGE_BYTES' (status, body bytes) from ${URL[$s]}, got '$out'"
 done
 # A returning visitor is not given a new visitor cookie.
-for s in c d; do
+for s in c d i; do
   has "$s" || continue
   again=$(curl -s -D - -o /dev/null --max-time 5 -H "Cookie: ${COOKIE[$s]}" "${URL[$s]}")
   [[ $again != *"tg_vid="* ]] || die "tollgate ($s) did not accept its own visitor cookie"
@@ -540,11 +548,15 @@ if (( RATE > 0 )); then
 fi
 
 # Events lost to a full queue while tollgate captured (must stay 0).
-DROPPED=-
-if has d; then
-  DROPPED=$(curl -s --max-time 5 "http://127.0.0.1:${ADMIN[d]}/metrics" \
+DROPS=()
+for s in d i; do
+  has "$s" || continue
+  n=$(curl -s --max-time 5 "http://127.0.0.1:${ADMIN[$s]}/metrics" \
     | awk '/^tollgate_events_dropped_total/ { s += $2 } END { print s + 0 }')
-fi
+  DROPS+=("$s: $n")
+done
+DROPPED=-
+(( ${#DROPS[@]} )) && { DROPPED=$(printf '%s, ' "${DROPS[@]}"); DROPPED=${DROPPED%, }; }
 
 ALLOC_LINE="not measured (ALLOCS=0)"
 if [[ $ALLOCS == 1 ]]; then
@@ -560,7 +572,7 @@ NGINX_VER=$("$NGINX" -v 2>&1 | head -n1)
 WRK_VER=$(wrk -v 2>&1 | head -n1 || true)
 WRK_VER=${WRK_VER%% Copyright*}
 TG_VER=-
-if has c || has d; then
+if has c || has d || has i; then
   TG_VER=$("$BIN" --version 2>/dev/null | head -n1 || true)
   TG_VER=${TG_VER:-$BIN}
 fi
@@ -621,7 +633,7 @@ print("Medians over the runs. CPU: user + sys ticks of the setup's server proces
       "the requests wrk counted. RSS: max of once-a-second VmRSS samples. Latencies in ms.")
 EOF
   echo
-  echo "- events dropped by tollgate's queue (d, whole benchmark): $DROPPED"
+  echo "- events tollgate dropped (whole benchmark, per capturing setup): $DROPPED"
   echo "- heap allocations: $ALLOC_LINE"
 } >"$REPORT"
 
