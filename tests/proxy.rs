@@ -580,6 +580,61 @@ async fn no_loss_under_load_and_on_sigterm() {
     assert_eq!(out, format!("n,ids,span\n{N},{N},{N}\n"));
 }
 
+/// SIGTERM while a response is streaming: the proxy workers stop accepting, close idle
+/// keep-alive connections at once, and let the response finish within the grace period; its
+/// event is then flushed before exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_responses_finish() {
+    let up = Upstream::start().await;
+    // (The harness starts tollgate with a grace of 0, which cuts the stream: that is its job.)
+    let mut tg = Tollgate::start_with_env(
+        &up.url(),
+        "",
+        &[("TOLLGATE_SERVER_SHUTDOWN_GRACE_SECS", "5")],
+    );
+    // A kept-alive connection with nothing in flight: it must not hold the exit up.
+    let idle = plain_client();
+    idle.get(tg.url("/page/idle"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let c = plain_client();
+    let mut resp = c.get(tg.url("/sse")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp
+        .chunk()
+        .await
+        .unwrap()
+        .expect("the first tick")
+        .to_vec();
+    let signalled = Instant::now();
+    unsafe {
+        libc::kill(tg.pid(), libc::SIGTERM);
+    }
+    // The upstream sends the other two ticks 300 ms apart, after the signal.
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => panic!("the stream was cut: {e:?}\n{}", tg.log()),
+        }
+    }
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "data: tick 0\n\ndata: tick 1\n\ndata: tick 2\n\n"
+    );
+    let status = tg.terminate();
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}:\n{}", tg.log());
+    // Well inside the 5 s grace: only the streaming response was waited for.
+    assert!(took < Duration::from_secs(4), "exit took {took:?}");
+    let out = tg.query_csv("SELECT path FROM events ORDER BY seq");
+    assert_eq!(out, "path\n/page/idle\n/sse\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_store_never_breaks_the_site() {
     let up = Upstream::start().await;
