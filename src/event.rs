@@ -182,6 +182,128 @@ impl Event {
     }
 }
 
+/// A text's place in a [`Hit`]'s buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// The span from `start` to `end` (byte offsets).
+    pub fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    pub fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// What the proxy queues for a request it captured: the scalars of its event and the text it
+/// took from the request, already cut to [`limits`] and made valid UTF-8, as spans of one
+/// shared buffer (the request's, which also holds the header values tollgate wrote). It is
+/// turned into an [`Event`] off the request path, by [`Hit::into_event`], with the same values
+/// `Event` fields would have had if built on the spot.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub event_id: Uuid,
+    pub ts_us: i64,
+    pub received_at_us: i64,
+    pub site: &'static str,
+    pub name: &'static str,
+    pub method: http::Method,
+    pub status: Option<u16>,
+    pub duration_ms: f64,
+    pub bytes_out: u64,
+    pub visitor_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub user_id: Option<String>,
+    pub hints: Hints,
+    /// The buffer the spans point into.
+    pub text: bytes::Bytes,
+    pub request_id: Span,
+    pub host: Option<Span>,
+    pub path: Span,
+    pub query: Option<Span>,
+    pub referrer: Option<Span>,
+    pub user_agent: Option<Span>,
+    pub ip: Option<Span>,
+}
+
+impl Hit {
+    fn str(&self, s: Span) -> &str {
+        // Only UTF-8 is written into the spans; a broken span reads as empty, never panics.
+        std::str::from_utf8(&self.text[s.range()]).unwrap_or("")
+    }
+
+    fn string(&self, s: Option<Span>) -> Option<String> {
+        s.map(|s| self.str(s).to_string())
+    }
+
+    /// The event this hit stands for.
+    pub fn into_event(self) -> Event {
+        Event {
+            event_id: self.event_id,
+            ts_us: self.ts_us,
+            received_at_us: self.received_at_us,
+            site: self.site.to_string(),
+            name: self.name.to_string(),
+            source: Some(Source::Proxy),
+            visitor_id: self.visitor_id,
+            session_id: self.session_id,
+            request_id: self.string(Some(self.request_id)),
+            method: Some(self.method.as_str().to_string()),
+            host: self.string(self.host),
+            path: self.string(Some(self.path)),
+            query: self.string(self.query),
+            status: self.status,
+            duration_ms: Some(self.duration_ms),
+            bytes_out: Some(self.bytes_out),
+            referrer: self.string(self.referrer),
+            user_agent: self.string(self.user_agent),
+            ip: self.string(self.ip),
+            hints: self.hints,
+            user_id: self.user_id,
+            ..Default::default()
+        }
+    }
+
+    /// [`Event::approx_bytes`] of [`Hit::into_event`], without building it: what the queue's
+    /// byte bound counts for this hit.
+    pub fn approx_bytes(&self) -> usize {
+        let span = |s: Option<Span>| s.map_or(0, Span::len);
+        std::mem::size_of::<Event>()
+            + self.site.len()
+            + self.name.len()
+            + self.user_id.as_ref().map_or(0, String::len)
+            + self.method.as_str().len()
+            + self.request_id.len()
+            + self.path.len()
+            + [
+                self.host,
+                self.query,
+                self.referrer,
+                self.user_agent,
+                self.ip,
+            ]
+            .into_iter()
+            .map(span)
+            .sum::<usize>()
+    }
+}
+
 /// Microseconds since the Unix epoch, shifted by [`CLOCK_OFFSET_ENV`] when it is set.
 pub fn now_us() -> i64 {
     let real = std::time::SystemTime::now()
@@ -242,9 +364,42 @@ pub mod limits {
         (text, cut)
     }
 
+    /// [`header_text`] written at the end of `out` instead of into a new string: the same
+    /// text. Returns whether it was cut.
+    pub fn write_header_text(out: &mut Vec<u8>, v: &[u8], max: usize) -> bool {
+        let cut = v.len() > max;
+        let bytes = if cut { &v[..max] } else { v };
+        // As String::from_utf8_lossy: each invalid sequence becomes one U+FFFD.
+        for chunk in bytes.utf8_chunks() {
+            out.extend_from_slice(chunk.valid().as_bytes());
+            if !chunk.invalid().is_empty() {
+                out.extend_from_slice("\u{fffd}".as_bytes());
+            }
+        }
+        cut
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn header_text_in_place_is_the_same_text() {
+            for (v, max) in [
+                (&b"abcdef"[..], 4),
+                (&b"abc"[..], 4),
+                (&[b'a', 0xe2, 0x82][..], 3),
+                (&[0xff, b'a', 0xe2, 0x82, 0xac, 0xc3][..], 16),
+                (&[0xe2, 0x82, 0xac, 0xe2, 0x82, 0xac][..], 4),
+            ] {
+                let mut out = b"x".to_vec();
+                let cut = write_header_text(&mut out, v, max);
+                assert_eq!(
+                    (&out[1..], cut),
+                    (header_text(v, max).0.as_bytes(), header_text(v, max).1)
+                );
+            }
+        }
 
         #[test]
         fn cuts_at_character_boundaries() {

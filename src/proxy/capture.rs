@@ -7,6 +7,7 @@
 use crate::config::{Capture, PathPattern, Rule};
 use crate::metrics::Kind;
 use http::{HeaderMap, Method};
+use std::borrow::Cow;
 
 /// Extensions that mark a static asset when the content type does not.
 const ASSET_EXTENSIONS: &[&str] = &[
@@ -51,12 +52,21 @@ pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// The media type of a `Content-Type` value, lower-cased, without parameters.
-fn media_type(ct: &[u8]) -> String {
+/// The media type of a `Content-Type` value, lower-cased, without parameters. Borrowed unless
+/// it has to be lower-cased or repaired (rare: servers send it lower-case).
+fn media_type(ct: &[u8]) -> Cow<'_, str> {
     let end = ct.iter().position(|&b| b == b';').unwrap_or(ct.len());
-    String::from_utf8_lossy(&ct[..end])
-        .trim()
-        .to_ascii_lowercase()
+    match String::from_utf8_lossy(&ct[..end]) {
+        Cow::Borrowed(t) => {
+            let t = t.trim();
+            if t.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(t.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(t)
+            }
+        }
+        Cow::Owned(t) => Cow::Owned(t.trim().to_ascii_lowercase()),
+    }
 }
 
 fn is_api_media(mt: &str) -> bool {
@@ -198,14 +208,16 @@ pub fn match_rule<'a>(
     path: &str,
     status: u16,
 ) -> Option<&'a str> {
-    rules
-        .iter()
-        .find(|r| {
-            r.method.as_ref().is_none_or(|m| m == method)
-                && r.status.is_none_or(|(lo, hi)| (lo..=hi).contains(&status))
-                && path_matches(&r.path, path)
-        })
-        .map(|r| r.name.as_str())
+    match_rule_index(rules, method, path, status).map(|i| rules[i].name.as_str())
+}
+
+/// The index of the first matching rule.
+pub fn match_rule_index(rules: &[Rule], method: &Method, path: &str, status: u16) -> Option<usize> {
+    rules.iter().position(|r| {
+        r.method.as_ref().is_none_or(|m| m == method)
+            && r.status.is_none_or(|(lo, hi)| (lo..=hi).contains(&status))
+            && path_matches(&r.path, path)
+    })
 }
 
 pub fn path_matches(p: &PathPattern, path: &str) -> bool {

@@ -15,7 +15,7 @@
 use super::identity::{self, Ids};
 use super::inject::Script;
 use super::ratelimit::RateLimiter;
-use super::signing::CookieKey;
+use super::texts::Texts;
 use crate::config::Settings;
 use crate::event::{now_us, PrivacyMode, Source};
 use crate::ingest::{ingest_items, native, IngestSender};
@@ -51,10 +51,10 @@ pub async fn handle(
     session: &mut Session,
     s: &Settings,
     c: &Collect,
-    key: &CookieKey,
     ids: &Ids,
+    texts: &Texts,
+    names: &identity::Names,
     client_ip: Option<IpAddr>,
-    secure: bool,
 ) {
     let script = &c.script;
     let req = session.req_header();
@@ -100,7 +100,7 @@ pub async fn handle(
     if !body_read {
         session.set_keepalive(None);
     }
-    let _ = respond(session, answer, ids, s, key, secure).await;
+    let _ = respond(session, answer, texts, names).await;
 }
 
 /// Take `n` tokens of `ip`'s bucket; `Err` is the wait until they would be there.
@@ -180,7 +180,7 @@ async fn collect(
             privacy: ids.mode,
             user_agent: ua,
             ip: client_ip.map(|ip| ip.to_string()),
-            request_id: Some(&ids.request_id),
+            request_id: Some(ids.request_id.as_str()),
             beacon: is_beacon(req, ids),
             max_skew_us: s.ingest.collect_max_skew.as_micros() as i64,
         }),
@@ -278,10 +278,8 @@ fn accepts_gzip(req: &pingora::http::RequestHeader) -> bool {
 async fn respond(
     session: &mut Session,
     (status, body, retry_after): Answer,
-    ids: &Ids,
-    s: &Settings,
-    key: &CookieKey,
-    secure: bool,
+    texts: &Texts,
+    names: &identity::Names,
 ) -> pingora::Result<()> {
     let mut resp = ResponseHeader::build(status, Some(7))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -290,7 +288,7 @@ async fn respond(
     }
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    identity::add_response_headers(&mut resp, ids, &s.identity, key, secure);
+    identity::add_response_headers(&mut resp, names, texts);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
 }

@@ -1,102 +1,141 @@
 //! `X-Forwarded-For`/`-Proto`/`-Host` and the client's IP, trusting incoming forwarded headers
 //! only from configured proxies.
 
+use http::HeaderValue;
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
+use std::io::Write;
 use std::net::IpAddr;
 
-/// What tollgate tells the upstream about the client.
+/// What tollgate tells the upstream about the client. Its values are the request's own header
+/// values or static ones; `X-Forwarded-For`, the one it composes, is written by [`write_xff`]
+/// into the request's buffer (`texts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarded {
     /// The client as best known: the socket peer, or for a trusted proxy the right-most
     /// untrusted address in its `X-Forwarded-For`.
     pub client_ip: Option<IpAddr>,
-    pub xff: String,
-    pub proto: String,
-    pub host: Option<String>,
+    /// The socket peer; `None` when unknown, and then no `X-Forwarded-For` is sent.
+    pub peer: Option<IpAddr>,
+    /// The peer is a trusted proxy: the `X-Forwarded-For` chain it sent is kept.
+    pub trusted: bool,
+    pub proto: HeaderValue,
+    pub host: Option<HeaderValue>,
 }
+
+const HTTP: HeaderValue = HeaderValue::from_static("http");
 
 fn trusted(ip: IpAddr, nets: &[IpNet]) -> bool {
     nets.iter().any(|n| n.contains(&ip))
 }
 
-/// Work out the forwarded headers for a request that arrived from `peer`.
-pub fn compute(peer: Option<IpAddr>, req: &RequestHeader, nets: &[IpNet]) -> Forwarded {
-    let header = |name: &str| {
-        req.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
-    let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri.authority().map(|a| a.to_string()));
-    let Some(peer) = peer else {
-        return Forwarded {
-            client_ip: None,
-            xff: String::new(),
-            proto: "http".into(),
-            host,
-        };
-    };
-    if !trusted(peer, nets) {
-        return Forwarded {
-            client_ip: Some(peer),
-            xff: peer.to_string(),
-            proto: "http".into(),
-            host,
-        };
-    }
-    let incoming: Vec<&str> = req
-        .headers
+/// The trimmed, non-empty addresses of the incoming `X-Forwarded-For` headers, in order.
+fn incoming(req: &RequestHeader) -> impl DoubleEndedIterator<Item = &str> {
+    req.headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .collect();
-    // Walk from the right: the last hop we do not trust is the client.
-    let client_ip = incoming
-        .iter()
-        .rev()
-        .filter_map(|s| s.parse::<IpAddr>().ok())
-        .find(|ip| !trusted(*ip, nets))
-        .or_else(|| incoming.first().and_then(|s| s.parse().ok()))
-        .or(Some(peer));
-    let mut xff = incoming.join(", ");
-    if !xff.is_empty() {
-        xff.push_str(", ");
-    }
-    xff.push_str(&peer.to_string());
-    Forwarded {
-        client_ip,
-        xff,
-        proto: header("x-forwarded-proto")
-            .map(str::to_string)
-            .unwrap_or_else(|| "http".into()),
-        host: header("x-forwarded-host").map(str::to_string).or(host),
+}
+
+/// A header's value as text, trimmed, if it is visible ASCII and not blank: the value itself
+/// when it needs no trimming (a shared slice of the request), else a trimmed copy.
+fn trimmed(v: &HeaderValue) -> Option<HeaderValue> {
+    let t = v.to_str().ok()?.trim();
+    if t.is_empty() {
+        None
+    } else if t.len() == v.len() {
+        Some(v.clone())
+    } else {
+        HeaderValue::from_str(t).ok()
     }
 }
 
-/// Replace the forwarded headers on the upstream request. Spoofable headers from untrusted
-/// clients never reach the upstream.
-pub fn apply(req: &mut RequestHeader, f: &Forwarded) {
+/// Work out the forwarded headers for a request that arrived from `peer`.
+pub fn compute(peer: Option<IpAddr>, req: &RequestHeader, nets: &[IpNet]) -> Forwarded {
+    let host = match req.headers.get(http::header::HOST) {
+        Some(v) if v.to_str().is_ok() => Some(v.clone()),
+        _ => req
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
+    let untrusted = |client_ip| Forwarded {
+        client_ip,
+        peer,
+        trusted: false,
+        proto: HTTP,
+        host: host.clone(),
+    };
+    let Some(peer_ip) = peer else {
+        return untrusted(None);
+    };
+    if !trusted(peer_ip, nets) {
+        return untrusted(Some(peer_ip));
+    }
+    // Walk from the right: the last hop we do not trust is the client.
+    let client_ip = incoming(req)
+        .rev()
+        .filter_map(|s| s.parse::<IpAddr>().ok())
+        .find(|ip| !trusted(*ip, nets))
+        .or_else(|| incoming(req).next().and_then(|s| s.parse().ok()))
+        .or(Some(peer_ip));
+    let header = |name: &str| req.headers.get(name).and_then(trimmed);
+    Forwarded {
+        client_ip,
+        peer,
+        trusted: true,
+        proto: header("x-forwarded-proto").unwrap_or(HTTP),
+        host: header("x-forwarded-host").or(host),
+    }
+}
+
+/// The longest [`write_xff`] writes for `req`.
+pub fn xff_len(f: &Forwarded, req: &RequestHeader) -> usize {
+    let chain = if f.trusted {
+        incoming(req).map(|s| s.len() + 2).sum()
+    } else {
+        0
+    };
+    // The longest IPv6 address is 45 characters.
+    chain + 45
+}
+
+/// Write the `X-Forwarded-For` value: the trusted proxy's chain, then the peer. Returns false
+/// (and writes nothing) when there is none to send.
+pub fn write_xff(f: &Forwarded, req: &RequestHeader, out: &mut Vec<u8>) -> bool {
+    let Some(peer) = f.peer else {
+        return false;
+    };
+    if f.trusted {
+        for hop in incoming(req) {
+            out.extend_from_slice(hop.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+    }
+    let _ = write!(out, "{peer}");
+    true
+}
+
+/// Replace the forwarded headers on the upstream request, with `xff` from [`write_xff`].
+/// Spoofable headers from untrusted clients never reach the upstream.
+pub fn apply(req: &mut RequestHeader, f: &Forwarded, xff: Option<HeaderValue>) {
     req.remove_header("forwarded");
     req.remove_header("x-real-ip");
-    if f.xff.is_empty() {
-        req.remove_header("x-forwarded-for");
-    } else {
-        let _ = req.insert_header("x-forwarded-for", &f.xff);
+    match xff {
+        Some(v) => {
+            let _ = req.insert_header("x-forwarded-for", v);
+        }
+        None => {
+            req.remove_header("x-forwarded-for");
+        }
     }
-    let _ = req.insert_header("x-forwarded-proto", &f.proto);
+    let _ = req.insert_header("x-forwarded-proto", f.proto.clone());
     match &f.host {
         Some(h) => {
-            let _ = req.insert_header("x-forwarded-host", h);
+            let _ = req.insert_header("x-forwarded-host", h.clone());
         }
         None => {
             req.remove_header("x-forwarded-host");
@@ -117,35 +156,42 @@ mod tests {
         r
     }
 
+    fn xff(f: &Forwarded, req: &RequestHeader) -> String {
+        let mut out = Vec::new();
+        write_xff(f, req, &mut out);
+        assert!(out.len() <= xff_len(f, req));
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn untrusted_client_cannot_spoof() {
-        let f = compute(
-            Some("203.0.113.9".parse().unwrap()),
-            &req(&[
-                ("x-forwarded-for", "1.2.3.4"),
-                ("x-forwarded-proto", "https"),
-            ]),
-            &[],
-        );
+        let r = req(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let f = compute(Some("203.0.113.9".parse().unwrap()), &r, &[]);
         assert_eq!(f.client_ip, Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(f.xff, "203.0.113.9");
+        assert_eq!(xff(&f, &r), "203.0.113.9");
         assert_eq!(f.proto, "http");
-        assert_eq!(f.host.as_deref(), Some("shop.test"));
+        assert_eq!(f.host.as_ref().unwrap(), "shop.test");
     }
 
     #[test]
     fn trusted_proxy_chain_is_kept() {
         let nets = vec!["10.0.0.0/8".parse().unwrap()];
-        let f = compute(
-            Some("10.0.0.2".parse().unwrap()),
-            &req(&[
-                ("x-forwarded-for", "198.51.100.7, 10.0.0.9"),
-                ("x-forwarded-proto", "https"),
-            ]),
-            &nets,
-        );
+        let r = req(&[
+            ("x-forwarded-for", "198.51.100.7, 10.0.0.9"),
+            ("x-forwarded-for", " ,10.0.0.8 "),
+            ("x-forwarded-proto", " https "),
+            ("x-forwarded-host", "www.shop.test"),
+        ]);
+        let f = compute(Some("10.0.0.2".parse().unwrap()), &r, &nets);
         assert_eq!(f.client_ip, Some("198.51.100.7".parse().unwrap()));
-        assert_eq!(f.xff, "198.51.100.7, 10.0.0.9, 10.0.0.2");
+        assert_eq!(xff(&f, &r), "198.51.100.7, 10.0.0.9, 10.0.0.8, 10.0.0.2");
         assert_eq!(f.proto, "https");
+        assert_eq!(f.host.as_ref().unwrap(), "www.shop.test");
+        // No peer (not a socket): nothing to forward.
+        let f = compute(None, &r, &nets);
+        assert_eq!((f.client_ip, xff(&f, &r).as_str()), (None, ""));
     }
 }

@@ -7,18 +7,20 @@
 
 use super::consent::{self, Salt};
 use super::signing::CookieKey;
+use super::texts::Texts;
 use crate::config::{Identity, Settings};
 use crate::enrich::campaign;
 use crate::event::PrivacyMode;
-use cookie::{Cookie, SameSite};
+use cookie::Cookie;
 use pingora::http::{RequestHeader, ResponseHeader};
+use std::io::Write;
 use std::net::IpAddr;
 use uuid::Uuid;
 
 /// The identity of one request.
 #[derive(Debug, Clone)]
 pub struct Ids {
-    pub request_id: String,
+    pub request_id: RequestId,
     pub mode: PrivacyMode,
     /// `None` for an opted-out request.
     pub visitor: Option<Uuid>,
@@ -34,6 +36,83 @@ pub struct Ids {
 
 /// Longest accepted incoming request id.
 const MAX_REQUEST_ID: usize = 128;
+
+/// A request id as text, kept inline: the client's, or a new UUIDv7.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    len: u8,
+    bytes: [u8; MAX_REQUEST_ID],
+}
+
+impl RequestId {
+    /// `v` if it is a [`valid_request_id`].
+    pub fn parse(v: &[u8]) -> Option<RequestId> {
+        if !valid_request_id(v) {
+            return None;
+        }
+        let mut id = RequestId {
+            len: v.len() as u8,
+            bytes: [0; MAX_REQUEST_ID],
+        };
+        id.bytes[..v.len()].copy_from_slice(v);
+        Some(id)
+    }
+
+    /// A new UUIDv7.
+    pub fn mint() -> RequestId {
+        let mut id = RequestId {
+            len: uuid::fmt::Hyphenated::LENGTH as u8,
+            bytes: [0; MAX_REQUEST_ID],
+        };
+        Uuid::now_v7().hyphenated().encode_lower(&mut id.bytes);
+        id
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII gets in (valid_request_id, or a UUID).
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl PartialEq<&str> for RequestId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The configured names of the identity headers tollgate sets, as static text: Pingora copies a
+/// name it is given any other way on every insert, and clones of static text touch no counter
+/// that other threads share. Leaked once per proxy (a few bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Names {
+    pub request_id: &'static str,
+    pub visitor_id: &'static str,
+    pub session_id: &'static str,
+}
+
+impl Names {
+    pub fn new(cfg: &Identity) -> Names {
+        let leak = |n: &http::HeaderName| &*Box::leak(n.as_str().to_owned().into_boxed_str());
+        Names {
+            request_id: leak(&cfg.request_id_header),
+            visitor_id: leak(&cfg.visitor_id_header),
+            session_id: leak(&cfg.session_id_header),
+        }
+    }
+}
 
 /// True for 1 to 128 characters of `[A-Za-z0-9._:-]`.
 pub fn valid_request_id(v: &[u8]) -> bool {
@@ -61,11 +140,8 @@ pub fn resolve(
     let request_id = req
         .headers
         .get(&cfg.request_id_header)
-        .map(|v| v.as_bytes())
-        .filter(|v| valid_request_id(v))
-        // valid_request_id admits only ASCII
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_else(|| Uuid::now_v7().to_string());
+        .and_then(|v| RequestId::parse(v.as_bytes()))
+        .unwrap_or_else(RequestId::mint);
 
     // The visitor cookie's signature is checked only where the cookie is read (identified
     // mode): an HMAC per request, spared in the other modes.
@@ -147,23 +223,108 @@ fn parse_uuid(s: &str) -> Option<Uuid> {
     Uuid::try_parse(s.trim()).ok().filter(|u| !u.is_nil())
 }
 
+/// The longest text [`write_cookies`] writes.
+pub fn cookies_len(cfg: &Identity) -> usize {
+    // name=value and the attributes, with room for a 20-digit Max-Age.
+    let attrs = "; HttpOnly; SameSite=Lax; Secure; Path=/; Domain=; Max-Age=".len()
+        + 20
+        + cfg.cookie_domain.as_ref().map_or(0, String::len);
+    let visitor = cfg.visitor_cookie.len() + 1 + super::signing::VALUE_LEN + attrs;
+    let session = cfg.session_cookie.len() + 1 + 36 + 1 + 16 + attrs;
+    visitor + session
+}
+
+/// The `Set-Cookie` values an identified request gets, written at the end of `out`: the
+/// visitor cookie when it must be (re)issued, and the session cookie, whose expiry slides with
+/// every response. Returns the ends of each within `out` (`None` when not issued).
+///
+/// The text is what the `cookie` crate writes for `Path=/`, `Max-Age`, `SameSite=Lax`,
+/// `HttpOnly`, `Secure` on HTTPS and the configured domain (see the tests).
+pub fn write_cookies(
+    out: &mut Vec<u8>,
+    ids: &Ids,
+    cfg: &Identity,
+    key: &CookieKey,
+    secure: bool,
+) -> (Option<usize>, Option<usize>) {
+    if ids.mode != PrivacyMode::Identified {
+        return (None, None);
+    }
+    let mut visitor = None;
+    if let (true, Some(v)) = (ids.set_visitor, ids.visitor) {
+        write_cookie(
+            out,
+            &cfg.visitor_cookie,
+            |out| key.sign_into(&v, out),
+            cfg.visitor_max_age.as_secs(),
+            cfg,
+            secure,
+        );
+        visitor = Some(out.len());
+    }
+    let mut session = None;
+    if let Some(sid) = ids.session {
+        let value = |out: &mut Vec<u8>| {
+            let _ = match ids.session_campaign {
+                Some(fp) => write!(out, "{sid}.{fp:016x}"),
+                None => write!(out, "{sid}"),
+            };
+        };
+        write_cookie(
+            out,
+            &cfg.session_cookie,
+            value,
+            cfg.session_timeout.as_secs(),
+            cfg,
+            secure,
+        );
+        session = Some(out.len());
+    }
+    (visitor, session)
+}
+
+fn write_cookie(
+    out: &mut Vec<u8>,
+    name: &str,
+    value: impl FnOnce(&mut Vec<u8>),
+    max_age_secs: u64,
+    cfg: &Identity,
+    secure: bool,
+) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    value(out);
+    out.extend_from_slice(b"; HttpOnly; SameSite=Lax");
+    if secure {
+        out.extend_from_slice(b"; Secure");
+    }
+    out.extend_from_slice(b"; Path=/");
+    if let Some(d) = &cfg.cookie_domain {
+        out.extend_from_slice(b"; Domain=");
+        out.extend_from_slice(d.strip_prefix('.').unwrap_or(d).as_bytes());
+    }
+    let _ = write!(out, "; Max-Age={}", max_age_secs as i64);
+}
+
 /// Headers the upstream gets, so the backend can tie its own records to this visitor. Identity
 /// headers the client sent itself are removed when tollgate has no value for them, so they
-/// cannot be spoofed.
-pub fn add_upstream_headers(req: &mut RequestHeader, ids: &Ids, cfg: &Identity) {
+/// cannot be spoofed. The values are `texts`'.
+pub fn add_upstream_headers(req: &mut RequestHeader, cfg: &Identity, names: &Names, texts: &Texts) {
     // insert_header only fails on invalid values; ours are UUIDs and validated ids.
-    let _ = req.insert_header(cfg.request_id_header.clone(), &ids.request_id);
-    match ids.visitor {
+    if let Some(v) = texts.request_id() {
+        let _ = req.insert_header(names.request_id, v);
+    }
+    match texts.visitor_id() {
         Some(v) => {
-            let _ = req.insert_header(cfg.visitor_id_header.clone(), v.to_string());
+            let _ = req.insert_header(names.visitor_id, v);
         }
         None => {
             req.remove_header(&cfg.visitor_id_header);
         }
     }
-    match ids.session {
+    match texts.session_id() {
         Some(v) => {
-            let _ = req.insert_header(cfg.session_id_header.clone(), v.to_string());
+            let _ = req.insert_header(names.session_id, v);
         }
         None => {
             req.remove_header(&cfg.session_id_header);
@@ -171,70 +332,104 @@ pub fn add_upstream_headers(req: &mut RequestHeader, ids: &Ids, cfg: &Identity) 
     }
 }
 
-/// Echo the request id and, for identified requests, append tollgate's cookies after any
-/// `Set-Cookie` of the upstream. Opted-out and cookieless requests get no cookie.
-///
-/// The session cookie is re-issued on every response: that is what makes its expiry slide.
-pub fn add_response_headers(
-    resp: &mut ResponseHeader,
-    ids: &Ids,
-    cfg: &Identity,
-    key: &CookieKey,
-    secure: bool,
-) {
-    let _ = resp.insert_header(cfg.request_id_header.clone(), &ids.request_id);
-    if ids.mode != PrivacyMode::Identified {
-        return;
+/// Echo the request id and, for identified requests, append tollgate's cookies
+/// ([`write_cookies`]) after any `Set-Cookie` of the upstream. Opted-out and cookieless
+/// requests get no cookie.
+pub fn add_response_headers(resp: &mut ResponseHeader, names: &Names, texts: &Texts) {
+    if let Some(v) = texts.request_id() {
+        let _ = resp.insert_header(names.request_id, v);
     }
-    if let (true, Some(v)) = (ids.set_visitor, ids.visitor) {
-        let visitor = build_cookie(
-            &cfg.visitor_cookie,
-            key.sign(&v),
-            cfg.visitor_max_age.as_secs(),
-            cfg,
-            secure,
-        );
-        let _ = resp.append_header(http::header::SET_COOKIE, visitor);
+    for cookie in [texts.visitor_cookie(), texts.session_cookie()]
+        .into_iter()
+        .flatten()
+    {
+        let _ = resp.append_header(http::header::SET_COOKIE, cookie);
     }
-    if let Some(sid) = ids.session {
-        let value = match ids.session_campaign {
-            Some(fp) => format!("{sid}.{fp:016x}"),
-            None => sid.to_string(),
-        };
-        let session = build_cookie(
-            &cfg.session_cookie,
-            value,
-            cfg.session_timeout.as_secs(),
-            cfg,
-            secure,
-        );
-        let _ = resp.append_header(http::header::SET_COOKIE, session);
-    }
-}
-
-fn build_cookie(
-    name: &str,
-    value: String,
-    max_age_secs: u64,
-    cfg: &Identity,
-    secure: bool,
-) -> String {
-    let mut c = Cookie::build((name.to_string(), value))
-        .path("/")
-        .max_age(cookie::time::Duration::seconds(max_age_secs as i64))
-        .same_site(SameSite::Lax)
-        .http_only(true)
-        .secure(secure);
-    if let Some(d) = &cfg.cookie_domain {
-        c = c.domain(d.clone());
-    }
-    c.build().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Consent;
+    use crate::proxy::forwarded;
+    use cookie::SameSite;
+
+    /// What the proxy adds to a response for `ids`, over HTTPS when `secure`.
+    fn respond(resp: &mut ResponseHeader, s: &Settings, ids: &Ids, secure: bool) {
+        let mut r = req("/", &[]);
+        if secure {
+            r.insert_header("x-forwarded-proto", "https").unwrap();
+        }
+        let nets = ["127.0.0.0/8".parse().unwrap()];
+        let fwd = forwarded::compute("127.0.0.1".parse().ok(), &r, &nets);
+        let texts = Texts::build(&r, ids, &fwd, s, &keys().cookie, false);
+        add_response_headers(resp, &Names::new(&s.identity), &texts);
+    }
+
+    /// The cookie as the `cookie` crate writes it (what tollgate used before writing its own).
+    fn cookie_crate(
+        name: &str,
+        value: String,
+        max_age: u64,
+        cfg: &Identity,
+        secure: bool,
+    ) -> String {
+        let mut c = Cookie::build((name.to_string(), value))
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(max_age as i64))
+            .same_site(SameSite::Lax)
+            .http_only(true)
+            .secure(secure);
+        if let Some(d) = &cfg.cookie_domain {
+            c = c.domain(d.clone());
+        }
+        c.build().to_string()
+    }
+
+    #[test]
+    fn cookies_are_written_as_the_cookie_crate_writes_them() {
+        let mut s = settings();
+        for domain in [None, Some("shop.test"), Some(".shop.test")] {
+            s.identity.cookie_domain = domain.map(str::to_string);
+            for secure in [false, true] {
+                for campaign in [None, Some(0x00ab_cdef_0123_4567_u64)] {
+                    let mut ids = resolve_with(&s, &req("/", &[]));
+                    ids.session_campaign = campaign;
+                    assert!(ids.set_visitor);
+                    let mut resp = ResponseHeader::build(200, None).unwrap();
+                    respond(&mut resp, &s, &ids, secure);
+                    let (v, sid) = (ids.visitor.unwrap(), ids.session.unwrap());
+                    let sid_value = match campaign {
+                        Some(fp) => format!("{sid}.{fp:016x}"),
+                        None => sid.to_string(),
+                    };
+                    let cfg = &s.identity;
+                    assert_eq!(
+                        set_cookies(&resp),
+                        [
+                            cookie_crate(
+                                "tg_vid",
+                                keys().cookie.sign(&v),
+                                cfg.visitor_max_age.as_secs(),
+                                cfg,
+                                secure
+                            ),
+                            cookie_crate(
+                                "tg_sid",
+                                sid_value,
+                                cfg.session_timeout.as_secs(),
+                                cfg,
+                                secure
+                            ),
+                        ]
+                    );
+                    let mut buf = Vec::new();
+                    write_cookies(&mut buf, &ids, cfg, &keys().cookie, secure);
+                    assert!(buf.len() <= cookies_len(cfg));
+                }
+            }
+        }
+    }
 
     fn settings() -> Settings {
         Settings::defaults("http://127.0.0.1:1").unwrap()
@@ -333,7 +528,7 @@ mod tests {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         resp.append_header("set-cookie", "app=1").unwrap();
         let ids = resolve_with(&s, &req("/", &[]));
-        add_response_headers(&mut resp, &ids, &s.identity, &keys().cookie, false);
+        respond(&mut resp, &s, &ids, false);
         let all = set_cookies(&resp);
         assert_eq!(all.len(), 3);
         assert_eq!(all[0], "app=1");
@@ -361,7 +556,7 @@ mod tests {
         assert_ne!(ids.session, Some(sid));
         let fp = ids.session_campaign.expect("campaign fingerprint");
         let mut resp = ResponseHeader::build(200, None).unwrap();
-        add_response_headers(&mut resp, &ids, &s.identity, &keys().cookie, false);
+        respond(&mut resp, &s, &ids, false);
         let value = format!("{}.{fp:016x}", ids.session.unwrap());
         assert!(set_cookies(&resp)
             .iter()
@@ -396,7 +591,7 @@ mod tests {
             assert_eq!(ids.mode, PrivacyMode::Anonymous);
             assert_eq!((ids.visitor, ids.session), (None, None));
             let mut resp = ResponseHeader::build(200, None).unwrap();
-            add_response_headers(&mut resp, &ids, &s.identity, &keys().cookie, false);
+            respond(&mut resp, &s, &ids, false);
             assert!(set_cookies(&resp).is_empty());
             assert!(resp.headers.get("x-request-id").is_some());
         }
@@ -427,7 +622,7 @@ mod tests {
         );
         assert_eq!((yes.mode, yes.visitor), (PrivacyMode::Identified, Some(v)));
         let mut resp = ResponseHeader::build(200, None).unwrap();
-        add_response_headers(&mut resp, &a, &s.identity, &keys().cookie, false);
+        respond(&mut resp, &s, &a, false);
         assert!(set_cookies(&resp).is_empty());
     }
 }

@@ -24,18 +24,20 @@ pub mod listener;
 pub mod ratelimit;
 pub mod signing;
 pub mod stitch;
+pub mod texts;
 pub mod upstream;
 pub mod workers;
 
 use crate::config::Settings;
 use crate::enrich::bots::RequestSignals;
-use crate::event::{limits, now_us, Event, Source};
+use crate::event::{now_us, Hit};
 use crate::ingest::IngestSender;
 use crate::metrics::{Kind, Metrics};
 use crate::pipeline::EventSender;
 use async_trait::async_trait;
 use bytes::Bytes;
 use forwarded::Forwarded;
+use http::HeaderValue;
 use identity::{Ids, Keys};
 use inject::Outcome;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -47,7 +49,9 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 use std::sync::Arc;
 use std::time::Instant;
+use texts::Texts;
 use upstream::UpstreamTarget;
+use uuid::Uuid;
 
 /// Per-request state shared between the phases.
 pub struct Ctx {
@@ -55,6 +59,8 @@ pub struct Ctx {
     ts_us: i64,
     ids: Option<Ids>,
     fwd: Option<Forwarded>,
+    /// Every text the request's headers and event get ([`texts`]), once ids and fwd are known.
+    texts: Option<Texts>,
     /// Answered by [`collect`]: not the site's request, so not captured as one.
     collected: bool,
     /// What the backend's `X-Tollgate-User`/`X-Tollgate-Event` headers said.
@@ -82,6 +88,17 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     keys: Arc<Keys>,
     collect: collect::Collect,
+    names: identity::Names,
+    /// `Host` for the upstream when `preserve_host` is off.
+    authority: Option<HeaderValue>,
+    /// The site id and the capture rules' names, for the events: static text, leaked once per
+    /// proxy, so that a captured hit carries them without a copy or a shared counter.
+    site: &'static str,
+    rule_names: Vec<&'static str>,
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
 }
 
 impl Proxy {
@@ -94,7 +111,24 @@ impl Proxy {
         keys: Arc<Keys>,
     ) -> Self {
         let i = &settings.ingest;
+        let u = &settings.upstream;
         Proxy {
+            names: identity::Names::new(&settings.identity),
+            authority: (!u.preserve_host)
+                .then(|| {
+                    HeaderValue::from_maybe_shared(bytes::Bytes::from_static(
+                        leak(&u.authority).as_bytes(),
+                    ))
+                    .ok()
+                })
+                .flatten(),
+            site: leak(&settings.site_id),
+            rule_names: settings
+                .capture
+                .rules
+                .iter()
+                .map(|r| leak(&r.name))
+                .collect(),
             collect: collect::Collect {
                 ingest,
                 script: inject::Script::new(&settings),
@@ -134,6 +168,24 @@ impl Proxy {
         }
         ctx.ids.as_ref().expect("set above")
     }
+
+    fn texts<'a>(&self, session: &Session, ctx: &'a mut Ctx, capture: bool) -> &'a Texts {
+        if ctx.texts.is_none() {
+            self.ids(session, ctx);
+            let (Some(ids), Some(fwd)) = (&ctx.ids, &ctx.fwd) else {
+                unreachable!("ids() sets both")
+            };
+            ctx.texts = Some(Texts::build(
+                session.req_header(),
+                ids,
+                fwd,
+                &self.settings,
+                &self.keys.cookie,
+                capture,
+            ));
+        }
+        ctx.texts.as_ref().expect("set above")
+    }
 }
 
 /// Response headers that describe one hop, never the resource.
@@ -143,23 +195,41 @@ fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
         return; // Connection/Upgrade carry the protocol switch itself
     }
-    let listed: Vec<String> = resp
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
-        .collect();
-    for name in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(listed.iter().map(String::as_str))
-    {
-        resp.remove_header(name);
+    for name in HOP_BY_HOP {
+        resp.remove_header(*name);
+    }
+    // The headers that Connection lists. Its values are shared slices of the response header:
+    // a clone costs a counter, not a copy.
+    let mut connection = resp.headers.get_all(http::header::CONNECTION).iter();
+    if let Some(first) = connection.next() {
+        let rest = connection.next().is_some();
+        if rest {
+            // Rare: several Connection headers; copy them once.
+            let all: Vec<HeaderValue> = resp
+                .headers
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            for v in &all {
+                remove_listed(resp, v);
+            }
+        } else {
+            let v = first.clone();
+            remove_listed(resp, &v);
+        }
     }
     resp.remove_header(&http::header::UPGRADE);
+}
+
+/// Remove the headers a `Connection` value lists (not `close`).
+fn remove_listed(resp: &mut ResponseHeader, connection: &HeaderValue) {
+    let Ok(v) = connection.to_str() else { return };
+    for t in v.split(',').map(str::trim) {
+        if !t.is_empty() && !t.eq_ignore_ascii_case("close") {
+            resp.remove_header(t);
+        }
+    }
 }
 
 /// The status tollgate answers when the upstream fails: 504 when it timed out, 502 when it
@@ -203,6 +273,7 @@ impl ProxyHttp for Proxy {
             inject_wanted: false,
             inject_plan: None,
             injector: None,
+            texts: None,
         }
     }
 
@@ -234,21 +305,25 @@ impl ProxyHttp for Proxy {
         self.ids(session, ctx);
         if collect::is_ours(session.req_header().uri.path(), &self.settings) {
             let ip = self.fwd(session, ctx).client_ip;
-            let secure = ctx.secure();
-            let ids = self.ids(session, ctx).clone();
+            // Not the site's request: nothing of it is captured.
+            self.texts(session, ctx, false);
+            let (Some(ids), Some(texts)) = (&ctx.ids, &ctx.texts) else {
+                unreachable!("set above")
+            };
             collect::handle(
                 session,
                 &self.settings,
                 &self.collect,
-                &self.keys.cookie,
-                &ids,
+                ids,
+                texts,
+                &self.names,
                 ip,
-                secure,
             )
             .await;
             ctx.collected = true;
             return Ok(true);
         }
+        self.texts(session, ctx, self.settings.capture.enabled);
         Ok(false)
     }
 
@@ -288,14 +363,14 @@ impl ProxyHttp for Proxy {
             // gzip only to encode it again would double the work (see inject's module docs).
             let _ = req.remove_header(&http::header::ACCEPT_ENCODING);
         }
-        if let Some(ids) = &ctx.ids {
-            identity::add_upstream_headers(req, ids, &s.identity);
+        if let Some(texts) = &ctx.texts {
+            identity::add_upstream_headers(req, &s.identity, &self.names, texts);
+            if let Some(f) = &ctx.fwd {
+                forwarded::apply(req, f, texts.xff());
+            }
         }
-        if let Some(f) = &ctx.fwd {
-            forwarded::apply(req, f);
-        }
-        if !s.upstream.preserve_host {
-            req.insert_header(http::header::HOST, &s.upstream.authority)?;
+        if let Some(host) = &self.authority {
+            req.insert_header(http::header::HOST, host.clone())?;
         }
         Ok(())
     }
@@ -361,15 +436,8 @@ impl ProxyHttp for Proxy {
             }
         }
         ctx.backend = stitch::take(resp, &self.settings);
-        let secure = ctx.secure();
-        if let Some(ids) = &ctx.ids {
-            identity::add_response_headers(
-                resp,
-                ids,
-                &self.settings.identity,
-                &self.keys.cookie,
-                secure,
-            );
+        if let Some(texts) = &ctx.texts {
+            identity::add_response_headers(resp, &self.names, texts);
         }
         Ok(())
     }
@@ -417,15 +485,8 @@ impl ProxyHttp for Proxy {
                 let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
                 let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
                 let _ = resp.insert_header(http::header::CACHE_CONTROL, "no-store");
-                let secure = ctx.secure();
-                let ids = self.ids(session, ctx).clone();
-                identity::add_response_headers(
-                    &mut resp,
-                    &ids,
-                    &self.settings.identity,
-                    &self.keys.cookie,
-                    secure,
-                );
+                let texts = self.texts(session, ctx, self.settings.capture.enabled);
+                identity::add_response_headers(&mut resp, &self.names, texts);
                 if session
                     .write_response_header(Box::new(resp), false)
                     .await
@@ -465,49 +526,19 @@ impl ProxyHttp for Proxy {
         if !s.capture.enabled {
             return;
         }
-        let rule = capture::match_rule(&s.capture.rules, &req.method, path, status);
+        let rule = capture::match_rule_index(&s.capture.rules, &req.method, path, status);
         // An uncaptured asset is not stored, unless the backend attached events to it.
         let store_request = rule.is_some() || kind != Kind::Asset || s.capture.assets;
         if !store_request && ctx.backend.events.is_empty() {
             return;
         }
-        // Every value taken from the request is cut to its limit here, before it is queued.
-        let header = |name: http::header::HeaderName, max: usize| {
-            req.headers
-                .get(name)
-                .map(|v| limits::header_text(v.as_bytes(), max))
+        // Every value taken from the request was cut to its limit when the request's texts
+        // were written, before anything is queued.
+        let name = match rule {
+            Some(i) => self.rule_names[i],
+            None => kind.as_str(),
         };
-        let mut e = Box::new(Event::now(
-            rule.unwrap_or(kind.as_str()),
-            &s.site_id,
-            Source::Proxy,
-        ));
-        e.ts_us = ctx.ts_us;
-        e.method = Some(req.method.as_str().to_string());
-        e.host = header(http::header::HOST, limits::HOST)
-            .map(|(h, _)| h)
-            .or_else(|| {
-                req.uri
-                    .host()
-                    .map(|h| limits::cap(h, limits::HOST).0.to_string())
-            });
-        // Raw path, query and referrer, and the full IP: the pipeline parses campaigns and
-        // geo from them, then redacts and anonymises before anything is stored.
-        e.path = Some(limits::cap(path, limits::PATH).0.to_string());
-        e.query = req
-            .uri
-            .query()
-            .filter(|q| !q.is_empty())
-            .map(|q| limits::cap(q, limits::QUERY).0.to_string());
-        e.status = (status > 0).then_some(status);
-        // Whole microseconds (the resolution that means anything here), as one division:
-        // a short decimal form in every text format the sinks write.
-        e.duration_ms = Some(ctx.start.elapsed().as_micros() as f64 / 1000.0);
-        e.bytes_out = Some(session.body_bytes_sent() as u64);
-        e.referrer = header(http::header::REFERER, limits::REFERRER).map(|(r, _)| r);
-        // A cut UA is still over bots::MALFORMED_MIN_LEN: marked malformed, never parsed.
-        e.user_agent = header(http::header::USER_AGENT, limits::USER_AGENT).map(|(u, _)| u);
-        e.hints.signals = RequestSignals {
+        let signals = RequestSignals {
             page_view: kind == Kind::PageView,
             accept_language: req.headers.contains_key(http::header::ACCEPT_LANGUAGE),
             sec_ch_ua_headless: req
@@ -515,19 +546,64 @@ impl ProxyHttp for Proxy {
                 .get("sec-ch-ua")
                 .is_some_and(|v| capture::contains_ci(v.as_bytes(), b"headless")),
         };
-        let ip = self.fwd(session, ctx).client_ip;
-        e.ip = ip.map(|ip| ip.to_string());
-        let ids = self.ids(session, ctx);
-        e.hints.privacy = ids.mode;
-        e.request_id = Some(ids.request_id.clone());
-        e.visitor_id = ids.visitor;
-        e.session_id = ids.session;
-        e.user_id = ctx.backend.user_id.clone();
+        let method = req.method.clone();
+        // Whole microseconds (the resolution that means anything here), as one division:
+        // a short decimal form in every text format the sinks write.
+        let duration_ms = ctx.start.elapsed().as_micros() as f64 / 1000.0;
+        let bytes_out = session.body_bytes_sent() as u64;
+        let texts = self.texts(session, ctx, true);
+        let (captured, text, request_id) =
+            (texts.captured, texts.buf().clone(), texts.request_id_span());
+        // Always there: texts are written with the captured fields whenever capture is on.
+        let Some(c) = captured else { return };
+        let ids = ctx.ids.as_ref().expect("texts() sets ids");
+        // The backend's user goes with the event; backend events (rare) need it too.
+        let user_id = if ctx.backend.events.is_empty() {
+            ctx.backend.user_id.take()
+        } else {
+            ctx.backend.user_id.clone()
+        };
+        // Raw path, query and referrer, and the full IP: the pipeline parses campaigns and
+        // geo from them, then redacts and anonymises before anything is stored.
+        let hit = Hit {
+            event_id: Uuid::now_v7(),
+            ts_us: ctx.ts_us,
+            received_at_us: now_us(),
+            site: self.site,
+            name,
+            method,
+            status: (status > 0).then_some(status),
+            duration_ms,
+            bytes_out,
+            visitor_id: ids.visitor,
+            session_id: ids.session,
+            user_id,
+            hints: crate::event::Hints {
+                privacy: ids.mode,
+                signals,
+            },
+            text,
+            request_id,
+            host: c.host,
+            path: c.path,
+            query: c.query,
+            referrer: c.referrer,
+            user_agent: c.user_agent,
+            ip: c.ip,
+        };
+        if ctx.backend.events.is_empty() {
+            if store_request {
+                self.events.send_hit(Box::new(hit));
+            }
+            return;
+        }
+        // Events from the backend (rare) are built from the request's own.
+        let e = hit.into_event();
         for custom in stitch::events(&ctx.backend, &e, s) {
             self.events.send(Box::new(custom));
         }
         if store_request {
-            self.events.send(e);
+            self.events.send(Box::new(e));
         }
     }
 }

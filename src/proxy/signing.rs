@@ -23,6 +23,8 @@ pub const KEY_FILE: &str = "identity.key";
 const TAG_BYTES: usize = 16;
 /// base64url characters of the tag.
 const TAG_CHARS: usize = 22;
+/// The length of a signed value: the UUID, a dot and the tag.
+pub const VALUE_LEN: usize = 36 + 1 + TAG_CHARS;
 
 /// The key that signs visitor cookies.
 pub struct CookieKey(ring::hmac::Key);
@@ -76,13 +78,26 @@ impl CookieKey {
 
     /// The cookie value for `id`.
     pub fn sign(&self, id: &Uuid) -> String {
+        let mut out = Vec::with_capacity(VALUE_LEN);
+        self.sign_into(id, &mut out);
+        // sign_into writes ASCII only.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`CookieKey::sign`], written at the end of `out`.
+    pub fn sign_into(&self, id: &Uuid, out: &mut Vec<u8>) {
         let tag = self.tag(id);
-        let mut out = String::with_capacity(36 + 1 + TAG_CHARS);
-        out.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
-        out.push('.');
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode_string(&tag.as_ref()[..TAG_BYTES], &mut out);
-        out
+        out.extend_from_slice(
+            id.hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        out.push(b'.');
+        let mut text = [0u8; TAG_CHARS];
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode_slice(&tag.as_ref()[..TAG_BYTES], &mut text)
+            .unwrap_or(0);
+        out.extend_from_slice(&text[..n]);
     }
 
     /// The id of a cookie value this key signed; `None` for anything else (unsigned, another

@@ -1,0 +1,203 @@
+//! The request's texts: one buffer for every value tollgate writes into the request's and the
+//! response's headers (request, visitor and session ids, `X-Forwarded-For`, the cookies), and
+//! for every field capture takes from the request.
+//!
+//! One allocation per request, plus the shared counter `Bytes` adds when it is first sliced,
+//! instead of one (or several) per value: header values are slices of it
+//! (`HeaderValue::from_maybe_shared`), and the captured [`Hit`](crate::event::Hit) keeps it
+//! until the writer has turned the hit into an event. Built once the request's identity and
+//! forwarded addresses are known (`request_filter`), since everything in it follows from them
+//! and the request header.
+
+use super::forwarded::{self, Forwarded};
+use super::identity::{self, Ids};
+use super::signing::CookieKey;
+use crate::config::Settings;
+use crate::event::{limits, Span};
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+use std::io::Write;
+
+/// The texts of one request.
+pub struct Texts {
+    buf: Bytes,
+    request_id: Span,
+    visitor_id: Option<Span>,
+    session_id: Option<Span>,
+    xff: Option<Span>,
+    visitor_cookie: Option<Span>,
+    session_cookie: Option<Span>,
+    /// What capture takes from the request; `None` when capture is off.
+    pub captured: Option<Captured>,
+}
+
+/// The request's fields for its event, each cut to its [`limits`] and made valid UTF-8 as the
+/// event's `String`s would be.
+#[derive(Debug, Clone, Copy)]
+pub struct Captured {
+    pub host: Option<Span>,
+    pub path: Span,
+    pub query: Option<Span>,
+    pub referrer: Option<Span>,
+    pub user_agent: Option<Span>,
+    pub ip: Option<Span>,
+}
+
+/// Appends texts to a buffer, each as a [`Span`].
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn text(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> Span {
+        let start = self.0.len();
+        f(&mut self.0);
+        Span::new(start, self.0.len())
+    }
+
+    /// A text that may not be there: `f` returns false when it wrote none.
+    fn maybe(&mut self, f: impl FnOnce(&mut Vec<u8>) -> bool) -> Option<Span> {
+        let start = self.0.len();
+        f(&mut self.0).then(|| Span::new(start, self.0.len()))
+    }
+}
+
+impl Texts {
+    /// Write the texts of `req`, from its `ids` and `fwd`; with the captured fields when
+    /// `capture` is set.
+    pub fn build(
+        req: &RequestHeader,
+        ids: &Ids,
+        fwd: &Forwarded,
+        s: &Settings,
+        key: &CookieKey,
+        capture: bool,
+    ) -> Texts {
+        let cfg = &s.identity;
+        let secure = fwd.proto == "https";
+        let header = |name| req.headers.get(name).map(HeaderValue::as_bytes);
+        let (host, referrer, user_agent) = (
+            header(http::header::HOST),
+            header(http::header::REFERER),
+            header(http::header::USER_AGENT),
+        );
+        let path = limits::cap(req.uri.path(), limits::PATH).0;
+        let query = req
+            .uri
+            .query()
+            .filter(|q| !q.is_empty())
+            .map(|q| limits::cap(q, limits::QUERY).0);
+
+        // Exact for valid UTF-8 (invalid bytes in captured headers make it grow once).
+        let mut len = ids.request_id.len() + 2 * 36 + forwarded::xff_len(fwd, req);
+        if ids.mode == crate::event::PrivacyMode::Identified {
+            len += identity::cookies_len(cfg);
+        }
+        if capture {
+            let capped = |v: Option<&[u8]>, max: usize| v.map_or(0, |v| v.len().min(max));
+            len += capped(host.or(req.uri.host().map(str::as_bytes)), limits::HOST)
+                + path.len()
+                + query.map_or(0, str::len)
+                + capped(referrer, limits::REFERRER)
+                + capped(user_agent, limits::USER_AGENT)
+                + 45;
+        }
+        let mut w = Writer(Vec::with_capacity(len));
+
+        let request_id = w.text(|b| b.extend_from_slice(ids.request_id.as_bytes()));
+        let uuid = |v: Option<uuid::Uuid>| {
+            move |b: &mut Vec<u8>| {
+                v.is_some_and(|v| {
+                    b.extend_from_slice(v.hyphenated().encode_lower(&mut [0; 36]).as_bytes());
+                    true
+                })
+            }
+        };
+        let visitor_id = w.maybe(uuid(ids.visitor));
+        let session_id = w.maybe(uuid(ids.session));
+        let xff = w.maybe(|b| forwarded::write_xff(fwd, req, b));
+        let start = w.0.len();
+        let (visitor_end, session_end) = identity::write_cookies(&mut w.0, ids, cfg, key, secure);
+        let visitor_cookie = visitor_end.map(|end| Span::new(start, end));
+        let session_cookie = session_end.map(|end| Span::new(visitor_end.unwrap_or(start), end));
+
+        let captured = capture.then(|| Captured {
+            host: match host {
+                Some(h) => Some(w.text(|b| {
+                    limits::write_header_text(b, h, limits::HOST);
+                })),
+                None => req.uri.host().map(|h| {
+                    w.text(|b| b.extend_from_slice(limits::cap(h, limits::HOST).0.as_bytes()))
+                }),
+            },
+            path: w.text(|b| b.extend_from_slice(path.as_bytes())),
+            query: query.map(|q| w.text(|b| b.extend_from_slice(q.as_bytes()))),
+            referrer: referrer.map(|r| {
+                w.text(|b| {
+                    limits::write_header_text(b, r, limits::REFERRER);
+                })
+            }),
+            // A cut UA is still over bots::MALFORMED_MIN_LEN: marked malformed, never parsed.
+            user_agent: user_agent.map(|u| {
+                w.text(|b| {
+                    limits::write_header_text(b, u, limits::USER_AGENT);
+                })
+            }),
+            ip: fwd.client_ip.map(|ip| {
+                w.text(|b| {
+                    let _ = write!(b, "{ip}");
+                })
+            }),
+        });
+
+        Texts {
+            buf: Bytes::from(w.0),
+            request_id,
+            visitor_id,
+            session_id,
+            xff,
+            visitor_cookie,
+            session_cookie,
+            captured,
+        }
+    }
+
+    /// The buffer the spans point into (cheap to clone: a shared counter).
+    pub fn buf(&self) -> &Bytes {
+        &self.buf
+    }
+
+    /// `None` only for text that is no header value, which tollgate never writes (the old
+    /// code's `insert_header` would have refused it the same way).
+    fn value(&self, s: Span) -> Option<HeaderValue> {
+        HeaderValue::from_maybe_shared(self.buf.slice(s.range())).ok()
+    }
+
+    pub fn request_id(&self) -> Option<HeaderValue> {
+        self.value(self.request_id)
+    }
+
+    pub fn request_id_span(&self) -> Span {
+        self.request_id
+    }
+
+    pub fn visitor_id(&self) -> Option<HeaderValue> {
+        self.visitor_id.and_then(|s| self.value(s))
+    }
+
+    pub fn session_id(&self) -> Option<HeaderValue> {
+        self.session_id.and_then(|s| self.value(s))
+    }
+
+    /// `X-Forwarded-For`; `None` when it is to be removed.
+    pub fn xff(&self) -> Option<HeaderValue> {
+        self.xff.and_then(|s| self.value(s))
+    }
+
+    pub fn visitor_cookie(&self) -> Option<HeaderValue> {
+        self.visitor_cookie.and_then(|s| self.value(s))
+    }
+
+    pub fn session_cookie(&self) -> Option<HeaderValue> {
+        self.session_cookie.and_then(|s| self.value(s))
+    }
+}
