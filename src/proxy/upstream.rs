@@ -69,7 +69,9 @@ impl UpstreamTarget {
             .unwrap_or_else(|p| p.into_inner().clone());
         let addr = addrs[self.next.fetch_add(1, Ordering::Relaxed) % addrs.len()];
         let c = &self.cfg;
-        let mut peer = HttpPeer::new(addr, c.tls, c.host.clone());
+        // The SNI is only sent over TLS; for plain HTTP an empty one costs no allocation.
+        let sni = if c.tls { c.host.clone() } else { String::new() };
+        let mut peer = HttpPeer::new(addr, c.tls, sni);
         let o = &mut peer.options;
         o.connection_timeout = Some(c.connect_timeout);
         o.total_connection_timeout = Some(c.connect_timeout * 2);
