@@ -28,7 +28,7 @@ pub struct FileConfig {
     pub ingest: IngestSection,
     /// The tracker script injected into HTML pages (off by default).
     pub inject: InjectSection,
-    /// The embedded store: retention.
+    /// The embedded store: retention, DuckDB's memory limit and threads.
     pub store: StoreSection,
     /// The read-only SQL console (`POST /api/query`, `tollgate query`): its limits.
     pub console: ConsoleSection,
@@ -44,6 +44,12 @@ pub struct StoreSection {
     pub retention_days: u32,
     /// Seconds between retention passes.
     pub prune_interval_secs: u64,
+    /// Most memory DuckDB's buffer manager holds (cached blocks of the store and the working
+    /// memory of queries), as `<n>B`, `<n>KiB`, `<n>MiB` or `<n>GiB`. A query that needs more
+    /// spills to `<data_dir>/tollgate.duckdb.tmp`. DuckDB's own default is 80 % of RAM.
+    pub memory_limit: String,
+    /// DuckDB's worker threads, for reports and queries (writes use one); 0: one per core.
+    pub threads: usize,
 }
 
 impl Default for StoreSection {
@@ -51,6 +57,8 @@ impl Default for StoreSection {
         Self {
             retention_days: 0,
             prune_interval_secs: 3600,
+            memory_limit: format!("{}MiB", crate::store::DEFAULT_MEMORY_LIMIT_MIB),
+            threads: crate::store::DEFAULT_THREADS,
         }
     }
 }

@@ -267,6 +267,34 @@ mod tests {
     }
 
     #[test]
+    fn store_memory_limit_and_threads() {
+        let up = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+        let s = load_str(up, &[]).unwrap();
+        assert_eq!(s.store.duckdb, crate::store::StoreOptions::default());
+        assert_eq!(s.store.duckdb.memory_limit, 512 << 20);
+        let s = load_str(
+            &format!("{up}[store]\nmemory_limit = \"2GiB\"\n"),
+            &[("TOLLGATE_STORE_THREADS", "1")],
+        )
+        .unwrap();
+        assert_eq!(s.store.duckdb.memory_limit, 2 << 30);
+        assert_eq!(s.store.duckdb.threads, 1);
+        let e = load_str(
+            &format!("{up}[store]\nmemory_limit = \"512MB\"\nthreads = 5000\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|m| m.starts_with("store.memory_limit: \"512MB\" is not a size")),
+            "{e}"
+        );
+        assert!(e.0.iter().any(|m| m.starts_with("store.threads")), "{e}");
+        let e = load_str(up, &[("TOLLGATE_STORE_MEMORY_LIMIT", "1MiB")]).unwrap_err();
+        assert!(e.0.iter().any(|m| m.contains("too small")), "{e}");
+    }
+
+    #[test]
     fn missing_upstream_is_an_error_naming_the_key() {
         let e = load_str("", &[]).unwrap_err();
         assert!(e.0.iter().any(|m| m.starts_with("upstream.url")), "{e}");

@@ -1,15 +1,17 @@
-//! Validating `[store]` retention and the `[[sinks]]` tables.
+//! Validating `[store]` (retention, DuckDB's memory and threads) and the `[[sinks]]` tables.
 
 use super::file::{SinkSection, StoreSection};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Retention of the local store.
+/// Retention of the local store, and how DuckDB is opened.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     /// `None` keeps events forever.
     pub retention: Option<Duration>,
     pub prune_interval: Duration,
+    /// DuckDB's memory limit and threads.
+    pub duckdb: crate::store::StoreOptions,
 }
 
 /// One validated sink.
@@ -87,11 +89,66 @@ pub(super) fn validate_store(
     if s.prune_interval_secs == 0 {
         err("store.prune_interval_secs", "must be at least 1".into());
     }
+    let memory_limit = match parse_size(&s.memory_limit) {
+        Some(b) if b >= MIN_MEMORY_LIMIT => b,
+        Some(_) => {
+            err(
+                "store.memory_limit",
+                format!(
+                    "{:?} is too small (DuckDB needs at least 16MiB)",
+                    s.memory_limit
+                ),
+            );
+            MIN_MEMORY_LIMIT
+        }
+        None => {
+            err(
+                "store.memory_limit",
+                format!(
+                    "{:?} is not a size (expected a number with B, KiB, MiB or GiB, e.g. \"256MiB\")",
+                    s.memory_limit
+                ),
+            );
+            MIN_MEMORY_LIMIT
+        }
+    };
+    if s.threads > 1024 {
+        err(
+            "store.threads",
+            format!(
+                "{} is too many (expected 0 for one per core, or 1 to 1024)",
+                s.threads
+            ),
+        );
+    }
     StoreSettings {
         retention: (s.retention_days > 0)
             .then(|| Duration::from_secs(u64::from(s.retention_days) * 86_400)),
         prune_interval: Duration::from_secs(s.prune_interval_secs.max(1)),
+        duckdb: crate::store::StoreOptions {
+            memory_limit,
+            threads: s.threads.min(1024),
+        },
     }
+}
+
+/// DuckDB refuses to run most queries below a few MiB; below this a store is useless.
+const MIN_MEMORY_LIMIT: u64 = 16 << 20;
+
+/// `"256MiB"` → bytes. Binary units only, so that `MB` (which DuckDB reads as 10^6 and people
+/// often mean as 2^20) is an error rather than a guess.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let shift = match s[digits..].trim() {
+        "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
 }
 
 pub(super) fn validate_sinks(
@@ -262,6 +319,25 @@ fn valid_table(t: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(super::parse_size(" 2GiB "), Some(2 << 30));
+        assert_eq!(super::parse_size("64 KiB"), Some(64 << 10));
+        assert_eq!(super::parse_size("1000B"), Some(1000));
+        for bad in [
+            "",
+            "MiB",
+            "512",
+            "512MB",
+            "1.5GiB",
+            "-1MiB",
+            "99999999999999GiB",
+        ] {
+            assert_eq!(super::parse_size(bad), None, "{bad:?}");
+        }
+    }
+
     use super::*;
 
     fn check(sinks: &[SinkSection]) -> (Vec<SinkSettings>, Vec<String>) {

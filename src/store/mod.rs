@@ -25,6 +25,37 @@ use std::path::{Path, PathBuf};
 /// File name of the store inside the data directory.
 pub const DB_FILE: &str = "tollgate.duckdb";
 
+/// `store.memory_limit` by default, in MiB. DuckDB's own default is 80 % of RAM, and its
+/// buffer manager evicts only under its limit: a store being written keeps the blocks it wrote
+/// cached, about 6.5 MiB per 100k events (BENCHMARKS.md, issue 16). The limit is what a
+/// report-shaped query (distinct visitors per path) over 100M rows needs: it failed with an
+/// out-of-memory error at 128 MiB and ran in 18 s at 512 MiB (`tests/store_memory.rs`).
+/// Queries that need more than the limit spill to disk where DuckDB can, and fail where it
+/// cannot (large `count(DISTINCT …)`).
+pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 512;
+
+/// `store.threads` by default (0: one per core, DuckDB's default).
+pub const DEFAULT_THREADS: usize = 0;
+
+/// How DuckDB is opened: `[store]` `memory_limit` and `threads`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bytes DuckDB's buffer manager may hold.
+    pub memory_limit: u64,
+    /// DuckDB worker threads; 0 leaves DuckDB's default, one per core.
+    pub threads: usize,
+}
+
+impl Default for StoreOptions {
+    /// [`DEFAULT_MEMORY_LIMIT_MIB`] and [`DEFAULT_THREADS`].
+    fn default() -> Self {
+        StoreOptions {
+            memory_limit: DEFAULT_MEMORY_LIMIT_MIB << 20,
+            threads: DEFAULT_THREADS,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("failed to create data directory {path}: {source}")]
@@ -57,14 +88,19 @@ pub struct Store {
 
 impl Store {
     /// Open (creating if needed) the store in `data_dir` for reading and writing, and bring its
-    /// schema up to date.
+    /// schema up to date, with the default [`StoreOptions`].
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Store::open_with(data_dir, &StoreOptions::default())
+    }
+
+    /// [`Store::open`] with `options` (`[store]` `memory_limit` and `threads`).
+    pub fn open_with(data_dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        let conn = open_conn(&path, false)?;
+        let conn = open_conn(&path, false, options)?;
         schema::migrate(&conn)?;
         lock_down(&conn)?;
         Ok(Store { conn, path })
@@ -76,7 +112,7 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::NotInitialised { path });
         }
-        let conn = open_conn(&path, true)?;
+        let conn = open_conn(&path, true, &StoreOptions::default())?;
         lock_down(&conn)?;
         Ok(Store { conn, path })
     }
@@ -223,12 +259,23 @@ pub fn append_rows<'a>(
     Ok(())
 }
 
-fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+fn open_conn(
+    path: &Path,
+    read_only: bool,
+    options: &StoreOptions,
+) -> Result<Connection, StoreError> {
+    fixed_mmap_threshold();
     let mut config = Config::default()
         // Queries may not read or write files, attach databases or load extensions: the
-        // read-only SQL console relies on this as its last line of defence.
+        // read-only SQL console relies on this as its last line of defence. (Spilling to the
+        // temp directory is DuckDB's own and still works.)
         .enable_external_access(false)
         .and_then(|c| c.enable_autoload_extension(false))
+        .and_then(|c| c.max_memory(&format!("{}KiB", options.memory_limit / 1024)))
+        .and_then(|c| match options.threads {
+            0 => Ok(c),
+            n => c.threads(n as i64),
+        })
         .map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -254,6 +301,25 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
             }
         }
     })
+}
+
+/// DuckDB allocates with the C library's malloc (tollgate's own Rust code uses mimalloc), and
+/// most of what it allocates is 256 KiB blocks. glibc serves those from mmap at first, but its
+/// threshold adapts upward each time such a block is freed, after which blocks come from the
+/// per-thread arenas, whose free memory fragments and is rarely given back: measured here, a
+/// store taking 10k events/s grew by 40-50 MiB of freed-but-kept heap within a minute. A fixed
+/// threshold (which also turns off the adaptation) keeps blocks in their own mappings, so a
+/// freed block goes back to the OS at once. Process-wide, set once, before DuckDB's first
+/// allocation.
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // 128 KiB is glibc's own starting value.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        });
+    }
 }
 
 /// Make the configuration immutable, so that no query can turn file access back on.

@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# proxy_rss.sh: how much memory does tollgate hold under steady proxied traffic, and does it grow?
+#
+# One nginx upstream (1 worker) serves a generated 2 KiB page (/index.html, 2048 bytes). One
+# tollgate, default config (no config file; capture on) and an empty data dir, sits in front of
+# it. wrk drives a paced RATE req/s for DURATION s through tollgate: wrk has no rate flag, so a
+# Lua `delay()` hands out send slots on a fixed schedule (start + i / RATE), which CONNS
+# keep-alive connections take in turn. Every request carries a desktop Chrome UA (so enrichment
+# parses a real UA, once, then hits its cache) and Accept-Language.
+#
+# Printed: VmRSS of the tollgate process before load and every SAMPLE_SECS during it, the
+# achieved rate, the final RSS with its anonymous/file split (/proc/PID/smaps_rollup), the
+# growth over the last 30 s, the peak (VmHWM), and tollgate's own counters from the admin
+# /metrics: events captured, written and dropped (tollgate_events_dropped_total, all reasons;
+# it must stay 0). Exit status 1 when events were dropped or the achieved rate is under 90 %
+# of RATE; the figures are printed either way.
+#
+# Usage:
+#   cargo test --release --no-run && benches/proxy_rss.sh
+#   DURATION=20 RATE=5000 OUT=rss.md benches/proxy_rss.sh
+#
+# Environment:
+#   DURATION=60       seconds of paced load (integer, >= SAMPLE_SECS)
+#   RATE=10000        target requests per second
+#   CONNS=32          wrk connections (wrk -t1)
+#   SAMPLE_SECS=5     seconds between RSS samples
+#   TOLLGATE_BIN      default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate
+#   OUT=FILE          also write the report to FILE
+#   KEEP_TMP=1        keep the temp dir (configs, logs, wrk output, /metrics)
+# Anything else tollgate reads from the environment (TOLLGATE_STORE_MEMORY_LIMIT, ...) passes
+# through, to compare settings; the report lists the TOLLGATE_* variables that were set.
+#
+# Needs bash, coreutils, python3, curl, nginx, wrk; installs nginx and wrk with .ci/deps bench
+# if they are missing. nginx and tollgate are stopped on exit by their pids only.
+
+set -euo pipefail
+
+DURATION=${DURATION:-60}
+RATE=${RATE:-10000}
+CONNS=${CONNS:-32}
+SAMPLE_SECS=${SAMPLE_SECS:-5}
+PAGE_BYTES=2048
+UA='Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+
+CMDLINE="$(printf '%q ' env DURATION="$DURATION" RATE="$RATE" CONNS="$CONNS" \
+  SAMPLE_SECS="$SAMPLE_SECS" ${TOLLGATE_BIN:+TOLLGATE_BIN="$TOLLGATE_BIN"} \
+  ${OUT:+OUT="$OUT"} "$0" "$@")"
+CMDLINE=${CMDLINE% }
+
+log() { printf '[proxy_rss] %s\n' "$*" >&2; }
+die() { printf '[proxy_rss] ERROR: %s\n' "$*" >&2; exit 2; }
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+for v in DURATION RATE CONNS SAMPLE_SECS; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+done
+(( DURATION <= 3600 && CONNS <= 1000 )) || die "DURATION <= 3600 and CONNS <= 1000, please"
+(( SAMPLE_SECS <= DURATION )) || die "SAMPLE_SECS must not exceed DURATION"
+
+for t in python3 curl; do
+  command -v "$t" >/dev/null || die "$t is required"
+done
+need_nginx_wrk
+need_tollgate
+
+# ------------------------------------------------------------------------- temp + cleanup
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/proxy_rss.XXXXXX")
+chmod 755 "$TMP"   # nginx workers may run as another user
+UP_DIR=$TMP/nginx-upstream
+TG_PID=
+WRK_PID=
+
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  set +e
+  if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
+  if [[ -n $TG_PID ]]; then
+    kill -TERM "$TG_PID" 2>/dev/null && { wait_gone "$TG_PID" 100 || kill -KILL "$TG_PID" 2>/dev/null; }
+    wait "$TG_PID" 2>/dev/null
+  fi
+  if [[ -s $UP_DIR/nginx.pid ]]; then
+    pid=$(<"$UP_DIR/nginx.pid")
+    [[ $pid =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null \
+      && { wait_gone "$pid" 50 || kill -TERM "$pid" 2>/dev/null; }
+  fi
+  if [[ ${KEEP_TMP:-0} == 1 || $rc == 2 ]]; then
+    log "temp dir kept: $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+read -r UP_PORT TG_PORT TG_ADMIN < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])
+for s in ss:
+    s.close()
+')
+[[ -n ${TG_ADMIN:-} ]] || die "could not pick free ports"
+
+# ---------------------------------------------------------------------------- upstream
+
+mkdir -p "$UP_DIR/html" "$UP_DIR/tmp"
+python3 - "$UP_DIR/html/index.html" "$PAGE_BYTES" <<'EOF'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+head = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<title>tollgate bench page</title></head>\n<body>\n<h1>Bench</h1>\n<p>')
+tail = '</p>\n</body></html>\n'
+fill = ('Lorem ipsum dolor sit amet, consectetur adipiscing elit. ' * 64)[: n - len(head) - len(tail)]
+page = (head + fill + tail).encode()
+assert len(page) == n, len(page)
+open(path, 'wb').write(page)
+EOF
+chmod -R a+rX "$TMP"
+
+NGINX_USER_LINE=""
+(( EUID == 0 )) && NGINX_USER_LINE="user root;"   # the worker must read the temp dir
+cat >"$UP_DIR/nginx.conf" <<EOF
+$NGINX_USER_LINE
+error_log $UP_DIR/error.log warn;
+worker_processes 1;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $UP_DIR/tmp/client_body;
+    proxy_temp_path       $UP_DIR/tmp/proxy;
+    fastcgi_temp_path     $UP_DIR/tmp/fastcgi;
+    uwsgi_temp_path       $UP_DIR/tmp/uwsgi;
+    scgi_temp_path        $UP_DIR/tmp/scgi;
+    types { text/html html; }
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$UP_PORT;
+        root $UP_DIR/html;
+        location / { }
+    }
+}
+EOF
+errlog=()
+[[ $("$NGINX" -h 2>&1 || true) == *"-e filename"* ]] && errlog=(-e "$UP_DIR/error.log")
+"$NGINX" -p "$UP_DIR" "${errlog[@]}" -c "$UP_DIR/nginx.conf" -g "daemon on; pid $UP_DIR/nginx.pid;" \
+  >"$UP_DIR/start.log" 2>&1 || { cat "$UP_DIR/start.log" >&2; die "nginx failed to start"; }
+for (( i = 0; i < 50; i++ )); do [[ -s $UP_DIR/nginx.pid ]] && break; sleep 0.1; done
+[[ -s $UP_DIR/nginx.pid ]] || die "nginx wrote no pid file"
+
+# ---------------------------------------------------------------------------- tollgate
+
+log "starting tollgate on 127.0.0.1:$TG_PORT (admin $TG_ADMIN), upstream nginx on 127.0.0.1:$UP_PORT"
+mkdir -p "$TMP/data"
+# Default config: no --config, and no TOLLGATE_CONFIG from the caller's shell.
+env -u TOLLGATE_CONFIG "$BIN" serve --upstream "http://127.0.0.1:$UP_PORT" \
+  --listen "127.0.0.1:$TG_PORT" --admin "127.0.0.1:$TG_ADMIN" --data "$TMP/data" \
+  >"$TMP/tollgate.log" 2>&1 &
+TG_PID=$!
+for (( i = 0; i < 150; i++ )); do   # 30 s
+  [[ -d /proc/$TG_PID ]] || { tail -n 40 "$TMP/tollgate.log" >&2; die "tollgate exited during startup; log above"; }
+  curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$TG_ADMIN/readyz" && break
+  sleep 0.2
+done
+curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$TG_ADMIN/readyz" \
+  || { tail -n 40 "$TMP/tollgate.log" >&2; die "tollgate not ready after 30 s; log above"; }
+
+URL="http://127.0.0.1:$TG_PORT/index.html"
+out=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "$URL") \
+  || die "request to $URL failed"
+[[ $out == "200 $PAGE_BYTES" ]] || die "expected '200 $PAGE_BYTES' from $URL, got '$out'"
+
+status_kib() {   # field -> KiB from /proc/TG/status
+  local key val _
+  while read -r key val _; do
+    [[ $key == "$1:" ]] && { echo "$val"; return 0; }
+  done <"/proc/$TG_PID/status"
+  echo 0
+}
+
+# ---------------------------------------------------------------------------------- wrk
+
+# Send slots on one schedule for all connections: slot i is at t0 + i * 1000 / RATE ms, and
+# delay() (called before each request) waits for the next free slot. wrk takes integer ms, so
+# single requests go up to 1 ms early or late; the schedule keeps the average exact. If
+# tollgate falls behind, the slots pile up in the past and requests go out back to back:
+# the achieved rate then says so.
+cat >"$TMP/paced.lua" <<EOF
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } tg_timespec;
+int clock_gettime(int clk, tg_timespec *tp);
+]]
+local ts = ffi.new("tg_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)   -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local period = 1000 / $RATE
+local next_slot = nil
+wrk.headers["User-Agent"] = "$UA"
+wrk.headers["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+wrk.headers["Accept-Language"] = "en-US,en;q=0.9"
+function delay()
+  local now = now_ms()
+  if next_slot == nil then next_slot = now end
+  local wait = next_slot - now
+  next_slot = next_slot + period
+  if wait < 0.5 then return 0 end
+  return math.floor(wait + 0.5)
+end
+EOF
+
+log "paced load: $RATE req/s for ${DURATION}s over $CONNS connections; RSS every ${SAMPLE_SECS}s"
+SAMPLES=("0 $(status_kib VmRSS)")
+wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$TMP/paced.lua" "$URL" >"$TMP/wrk.txt" 2>&1 &
+WRK_PID=$!
+T0=$(date +%s%N)
+for (( t = SAMPLE_SECS; t <= DURATION; t += SAMPLE_SECS )); do
+  # Sleep to the sample's time on the clock, not SAMPLE_SECS after the last sample.
+  now=$(date +%s%N)
+  sl=$(( T0 + t * 1000000000 - now ))
+  (( sl > 0 )) && sleep "$(( sl / 1000000000 )).$(printf '%09d' $(( sl % 1000000000 )))"
+  [[ -d /proc/$TG_PID ]] || { tail -n 40 "$TMP/tollgate.log" >&2; die "tollgate died under load; log above"; }
+  SAMPLES+=("$t $(status_kib VmRSS)")
+done
+cp "/proc/$TG_PID/smaps_rollup" "$TMP/smaps_rollup.txt"
+HWM=$(status_kib VmHWM)
+THREADS=$(awk '/^Threads:/ {print $2}' "/proc/$TG_PID/status")
+rc=0
+wait "$WRK_PID" || rc=$?
+WRK_PID=
+(( rc == 0 )) || { cat "$TMP/wrk.txt" >&2; die "wrk failed (exit $rc)"; }
+[[ -d /proc/$TG_PID ]] || die "tollgate died under load"
+# The last batch is committed within flush_interval_ms (1 s by default).
+sleep 1.5
+curl -sf --max-time 5 "http://127.0.0.1:$TG_ADMIN/metrics" >"$TMP/metrics.txt" \
+  || die "could not read http://127.0.0.1:$TG_ADMIN/metrics"
+
+# ------------------------------------------------------------------------------ report
+
+TG_VER=$("$BIN" --version 2>/dev/null | head -n1 || true)
+TG_ENV=$(env | grep '^TOLLGATE_' | grep -v '^TOLLGATE_BIN=' | sort | tr '\n' ' ' || true)
+REPORT=$TMP/report.md
+set +e
+python3 - "$TMP/wrk.txt" "$TMP/metrics.txt" "$TMP/smaps_rollup.txt" "$RATE" "$DURATION" \
+  "$HWM" "$THREADS" "${SAMPLES[@]}" >"$TMP/body.md" <<'EOF'
+import re, sys
+wrk_path, metrics_path, smaps_path = sys.argv[1:4]
+rate, duration, hwm, threads = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+samples = [tuple(int(x) for x in s.split()) for s in sys.argv[8:]]
+text = open(wrk_path).read()
+m = re.search(r"(\d+) requests in ([0-9.]+)(us|ms|s|m)", text)
+if not m:
+    sys.exit("[proxy_rss] ERROR: no request count in wrk output")
+secs = float(m.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(3)]
+achieved = int(m.group(1)) / secs
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+def lat(p):
+    m = re.search(r"^\s*%s%%\s+([0-9.]+)(us|ms|s|m)\s*$" % p, text, re.M)
+    return float(m.group(1)) * UNIT[m.group(2)] if m else float("nan")
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+non2xx = int(non2xx.group(1)) if non2xx else 0
+sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+sock = sum(int(x) for x in sock.groups()) if sock else 0
+metrics = {}
+for line in open(metrics_path):
+    if line.startswith("#") or not line.strip():
+        continue
+    name, _, val = line.rpartition(" ")
+    metrics[name] = float(val)
+def total(prefix):
+    return int(sum(v for k, v in metrics.items() if k == prefix or k.startswith(prefix + "{")))
+dropped = {k: int(v) for k, v in metrics.items() if k.startswith("tollgate_events_dropped_total")}
+smaps = {}
+for line in open(smaps_path):
+    parts = line.split()
+    if len(parts) >= 3 and parts[2] == "kB":
+        smaps[parts[0].rstrip(":")] = int(parts[1])
+mib = lambda kib: kib / 1024
+final = samples[-1][1]
+# Growth over the last 30 s: the final sample against the one 30 s before it (or the first
+# sample under load when the run is shorter).
+t_end = samples[-1][0]
+base = next((s for s in samples if s[0] >= t_end - 30 and s[0] > 0), samples[-1])
+print(f"- achieved: {achieved:.0f} req/s of {rate} ({100 * achieved / rate:.1f} %), "
+      f"p50 {lat(50):.2f} ms, p99 {lat(99):.2f} ms, non-2xx {non2xx}, socket errors {sock}")
+print()
+print("| t (s) | " + " | ".join(str(t) for t, _ in samples) + " |")
+print("|---|" + "---:|" * len(samples))
+print("| VmRSS MiB | " + " | ".join(f"{mib(r):.1f}" for _, r in samples) + " |")
+print()
+print(f"- **final RSS: {mib(final):.1f} MiB** (anonymous {mib(smaps.get('Anonymous', 0)):.1f}, "
+      f"file-backed {mib(smaps.get('Rss', 0) - smaps.get('Anonymous', 0)):.1f}); peak (VmHWM) {mib(hwm):.1f} MiB; "
+      f"{threads} threads")
+print(f"- **growth over the last {t_end - base[0]} s: {mib(final - base[1]):+.1f} MiB** "
+      f"({base[0]} s → {t_end} s)")
+print(f"- events captured {total('tollgate_events_captured_total')}, "
+      f"written {total('tollgate_events_written_total')}, "
+      f"**dropped {sum(dropped.values())}**"
+      + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()) if v) + ")" if any(dropped.values()) else ""))
+bad = []
+if sum(dropped.values()):
+    bad.append("events were dropped")
+if achieved < 0.9 * rate:
+    bad.append(f"achieved rate {achieved:.0f} is under 90 % of {rate}")
+if non2xx:
+    bad.append(f"{non2xx} non-2xx responses")
+if bad:
+    print()
+    print("**FAILED: " + "; ".join(bad) + "**")
+    sys.exit(1)
+EOF
+prc=$?
+set -e
+{
+  echo "## tollgate RSS under paced load"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+  echo "- machine: $(nproc) CPUs, $(cpu_model), kernel $(uname -r)"
+  echo "- command: \`$CMDLINE\`"
+  echo "- load: wrk -t1 -c$CONNS, paced to $RATE req/s (Lua delay()), ${DURATION}s, 2048-byte page from nginx (1 worker)"
+  echo "- tollgate: ${TG_VER:-$BIN}, default config, empty data dir${TG_ENV:+; env: $TG_ENV}"
+  echo
+  cat "$TMP/body.md"
+} >"$REPORT"
+cat "$REPORT"
+if [[ -n ${OUT:-} ]]; then
+  cp "$REPORT" "$OUT" || die "cannot write report to $OUT"
+  log "report written to $OUT"
+fi
+(( prc == 0 || prc == 1 )) || die "report failed (exit $prc)"
+exit "$prc"
