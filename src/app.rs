@@ -107,7 +107,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
 
     let enricher = Enricher::new(&settings)?;
-    let store = Store::open(&settings.data_dir)?;
+    let store = Store::open_with(&settings.data_dir, &settings.store.duckdb)?;
     info!(path = %store.path().display(), "Store open.");
     let reader = store.reader().context("failed to open a store reader")?;
     // Each sink, and retention, works on a connection of its own.

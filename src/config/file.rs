@@ -57,8 +57,8 @@ impl Default for StoreSection {
         Self {
             retention_days: 0,
             prune_interval_secs: 3600,
-            memory_limit: format!("{}MiB", crate::store::DEFAULT_MEMORY_LIMIT_MIB),
-            threads: crate::store::DEFAULT_THREADS,
+            memory_limit: format!("{}MiB", super::sinks::DEFAULT_MEMORY_LIMIT_MIB),
+            threads: super::sinks::DEFAULT_THREADS,
         }
     }
 }

@@ -9,7 +9,10 @@ mod sinks;
 
 pub use file::*;
 pub use settings::*;
-pub use sinks::{without_password, FileFormat, SinkSettings, SinkTarget, StoreSettings};
+pub use sinks::{
+    without_password, FileFormat, SinkSettings, SinkTarget, StoreOptions, StoreSettings,
+    DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_THREADS,
+};
 
 use std::fmt;
 use std::path::Path;
@@ -270,7 +273,7 @@ mod tests {
     fn store_memory_limit_and_threads() {
         let up = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
         let s = load_str(up, &[]).unwrap();
-        assert_eq!(s.store.duckdb, crate::store::StoreOptions::default());
+        assert_eq!(s.store.duckdb, StoreOptions::default());
         assert_eq!(s.store.duckdb.memory_limit, 512 << 20);
         let s = load_str(
             &format!("{up}[store]\nmemory_limit = \"2GiB\"\n"),

@@ -4,6 +4,37 @@ use super::file::{SinkSection, StoreSection};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `store.memory_limit` by default, in MiB. DuckDB's own default is 80 % of RAM, and its
+/// buffer manager evicts only under its limit: a store being written keeps the blocks it wrote
+/// cached, about 6.5 MiB per 100k events (BENCHMARKS.md, issue 16). The limit is what a
+/// report-shaped query (distinct visitors per path) over 100M rows needs: it failed with an
+/// out-of-memory error at 128 MiB and ran in 18 s at 512 MiB (`tests/store_memory.rs`).
+/// Queries that need more than the limit spill to disk where DuckDB can, and fail where it
+/// cannot (large `count(DISTINCT …)`).
+pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 512;
+
+/// `store.threads` by default (0: one per core, DuckDB's default).
+pub const DEFAULT_THREADS: usize = 0;
+
+/// How DuckDB is opened: `[store]` `memory_limit` and `threads`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bytes DuckDB's buffer manager may hold.
+    pub memory_limit: u64,
+    /// DuckDB worker threads; 0 leaves DuckDB's default, one per core.
+    pub threads: usize,
+}
+
+impl Default for StoreOptions {
+    /// [`DEFAULT_MEMORY_LIMIT_MIB`] and [`DEFAULT_THREADS`].
+    fn default() -> Self {
+        StoreOptions {
+            memory_limit: DEFAULT_MEMORY_LIMIT_MIB << 20,
+            threads: DEFAULT_THREADS,
+        }
+    }
+}
+
 /// Retention of the local store, and how DuckDB is opened.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
@@ -11,7 +42,7 @@ pub struct StoreSettings {
     pub retention: Option<Duration>,
     pub prune_interval: Duration,
     /// DuckDB's memory limit and threads.
-    pub duckdb: crate::store::StoreOptions,
+    pub duckdb: StoreOptions,
 }
 
 /// One validated sink.
@@ -125,7 +156,7 @@ pub(super) fn validate_store(
         retention: (s.retention_days > 0)
             .then(|| Duration::from_secs(u64::from(s.retention_days) * 86_400)),
         prune_interval: Duration::from_secs(s.prune_interval_secs.max(1)),
-        duckdb: crate::store::StoreOptions {
+        duckdb: StoreOptions {
             memory_limit,
             threads: s.threads.min(1024),
         },

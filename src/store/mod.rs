@@ -25,36 +25,8 @@ use std::path::{Path, PathBuf};
 /// File name of the store inside the data directory.
 pub const DB_FILE: &str = "tollgate.duckdb";
 
-/// `store.memory_limit` by default, in MiB. DuckDB's own default is 80 % of RAM, and its
-/// buffer manager evicts only under its limit: a store being written keeps the blocks it wrote
-/// cached, about 6.5 MiB per 100k events (BENCHMARKS.md, issue 16). The limit is what a
-/// report-shaped query (distinct visitors per path) over 100M rows needs: it failed with an
-/// out-of-memory error at 128 MiB and ran in 18 s at 512 MiB (`tests/store_memory.rs`).
-/// Queries that need more than the limit spill to disk where DuckDB can, and fail where it
-/// cannot (large `count(DISTINCT …)`).
-pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 512;
-
-/// `store.threads` by default (0: one per core, DuckDB's default).
-pub const DEFAULT_THREADS: usize = 0;
-
-/// How DuckDB is opened: `[store]` `memory_limit` and `threads`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreOptions {
-    /// Bytes DuckDB's buffer manager may hold.
-    pub memory_limit: u64,
-    /// DuckDB worker threads; 0 leaves DuckDB's default, one per core.
-    pub threads: usize,
-}
-
-impl Default for StoreOptions {
-    /// [`DEFAULT_MEMORY_LIMIT_MIB`] and [`DEFAULT_THREADS`].
-    fn default() -> Self {
-        StoreOptions {
-            memory_limit: DEFAULT_MEMORY_LIMIT_MIB << 20,
-            threads: DEFAULT_THREADS,
-        }
-    }
-}
+/// How DuckDB is opened; defined with the `[store]` settings it comes from.
+pub use crate::config::{StoreOptions, DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_THREADS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
