@@ -63,11 +63,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r UP OFF OFF_ADMIN ON ON_ADMIN < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(5)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])')
+read -r UP OFF OFF_ADMIN ON ON_ADMIN < <(free_ports 5)
 
 # ------------------------------------------------------------------------- upstream nginx
 

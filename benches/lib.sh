@@ -45,3 +45,33 @@ cpu_model() {
   done </proc/cpuinfo
   echo unknown
 }
+
+# Distinct free loopback ports: count -> space-separated. They are bound all at once (so they
+# differ), then released.
+free_ports() {
+  python3 -c '
+import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])
+for s in ss:
+    s.close()
+' "$1"
+}
+
+# The benchmark page: path, bytes. A plain HTML page of exactly that many bytes.
+bench_page() {
+  python3 - "$1" "$2" <<'EOF'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+head = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<title>tollgate bench page</title></head>\n<body>\n<h1>Bench</h1>\n<p>')
+tail = '</p>\n</body></html>\n'
+fill = ('Lorem ipsum dolor sit amet, consectetur adipiscing elit. ' * 64)[: n - len(head) - len(tail)]
+page = (head + fill + tail).encode()
+assert len(page) == n, len(page)
+open(path, 'wb').write(page)
+EOF
+  [[ $(wc -c <"$1") -eq $2 ]] || die "generated page is not $2 bytes"
+}

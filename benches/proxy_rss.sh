@@ -97,31 +97,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r UP_PORT TG_PORT TG_ADMIN < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])
-for s in ss:
-    s.close()
-')
+read -r UP_PORT TG_PORT TG_ADMIN < <(free_ports 3)
 [[ -n ${TG_ADMIN:-} ]] || die "could not pick free ports"
 
 # ---------------------------------------------------------------------------- upstream
 
 mkdir -p "$UP_DIR/html" "$UP_DIR/tmp"
-python3 - "$UP_DIR/html/index.html" "$PAGE_BYTES" <<'EOF'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-head = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<title>tollgate bench page</title></head>\n<body>\n<h1>Bench</h1>\n<p>')
-tail = '</p>\n</body></html>\n'
-fill = ('Lorem ipsum dolor sit amet, consectetur adipiscing elit. ' * 64)[: n - len(head) - len(tail)]
-page = (head + fill + tail).encode()
-assert len(page) == n, len(page)
-open(path, 'wb').write(page)
-EOF
+bench_page "$UP_DIR/html/index.html" "$PAGE_BYTES"
 chmod -R a+rX "$TMP"
 
 NGINX_USER_LINE=""

@@ -152,15 +152,7 @@ trap 'exit 143' TERM
 # ------------------------------------------------------------------------------- ports
 
 # Bind all sockets at once so the ports are distinct, then release them.
-read -r UP_PORT NGX_PORT P_PORT S_PORT N_PORT H_PORT C_PORT C_ADMIN D_PORT D_ADMIN I_PORT I_ADMIN < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(12)]
-for s in ss:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])
-for s in ss:
-    s.close()
-')
+read -r UP_PORT NGX_PORT P_PORT S_PORT N_PORT H_PORT C_PORT C_ADMIN D_PORT D_ADMIN I_PORT I_ADMIN < <(free_ports 12)
 [[ -n ${I_ADMIN:-} ]] || die "could not pick free ports"
 
 # ------------------------------------------------------------------------------- nginx
@@ -210,18 +202,7 @@ UP_DIR=$TMP/nginx-upstream
 NGX_DIR=$TMP/nginx-proxy
 mkdir -p "$UP_DIR/html" "$UP_DIR/tmp" "$NGX_DIR/tmp"
 
-python3 - "$UP_DIR/html/index.html" "$PAGE_BYTES" <<'EOF'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-head = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<title>tollgate bench page</title></head>\n<body>\n<h1>Bench</h1>\n<p>')
-tail = '</p>\n</body></html>\n'
-fill = ('Lorem ipsum dolor sit amet, consectetur adipiscing elit. ' * 64)[: n - len(head) - len(tail)]
-page = (head + fill + tail).encode()
-assert len(page) == n, len(page)
-open(path, 'wb').write(page)
-EOF
-[[ $(wc -c <"$UP_DIR/html/index.html") -eq $PAGE_BYTES ]] || die "generated page is not $PAGE_BYTES bytes"
+bench_page "$UP_DIR/html/index.html" "$PAGE_BYTES"
 chmod -R a+rX "$TMP"
 
 {

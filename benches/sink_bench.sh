@@ -158,17 +158,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_ports() {   # count -> distinct free loopback ports, space-separated
-  python3 -c '
-import socket, sys
-ss = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])
-for s in ss:
-    s.close()
-' "$1"
-}
 
 # ------------------------------------------------------------------------- python helper
 
@@ -700,15 +689,7 @@ helper() { python3 "$HELPER" "$@"; }
 read -r UP_PORT CH_HTTP CH_TCP PG_PORT < <(free_ports 4)
 UP_DIR=$TMP/nginx
 mkdir -p "$UP_DIR/html" "$UP_DIR/tmp"
-python3 - "$UP_DIR/html/index.html" "$PAGE_BYTES" <<'EOF'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-head = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<title>tollgate bench page</title></head>\n<body>\n<h1>Bench</h1>\n<p>')
-tail = '</p>\n</body></html>\n'
-fill = ('Lorem ipsum dolor sit amet, consectetur adipiscing elit. ' * 64)[: n - len(head) - len(tail)]
-open(path, 'wb').write((head + fill + tail).encode())
-EOF
+bench_page "$UP_DIR/html/index.html" "$PAGE_BYTES"
 chmod -R a+rX "$UP_DIR"
 NGINX_USER_LINE=""
 (( EUID == 0 )) && NGINX_USER_LINE="user root;"

@@ -211,6 +211,18 @@ impl Span {
     }
 }
 
+/// The request's fields for its event, as spans of the request's text buffer, each cut to its
+/// [`limits`] and made valid UTF-8 as the event's `String`s would be.
+#[derive(Debug, Clone, Copy)]
+pub struct Captured {
+    pub host: Option<Span>,
+    pub path: Span,
+    pub query: Option<Span>,
+    pub referrer: Option<Span>,
+    pub user_agent: Option<Span>,
+    pub ip: Option<Span>,
+}
+
 /// What the proxy queues for a request it captured: the scalars of its event and the text it
 /// took from the request, already cut to [`limits`] and made valid UTF-8, as spans of one
 /// shared buffer (the request's, which also holds the header values tollgate wrote). It is
@@ -234,12 +246,7 @@ pub struct Hit {
     /// The buffer the spans point into.
     pub text: bytes::Bytes,
     pub request_id: Span,
-    pub host: Option<Span>,
-    pub path: Span,
-    pub query: Option<Span>,
-    pub referrer: Option<Span>,
-    pub user_agent: Option<Span>,
-    pub ip: Option<Span>,
+    pub captured: Captured,
 }
 
 impl Hit {
@@ -265,15 +272,15 @@ impl Hit {
             session_id: self.session_id,
             request_id: self.string(Some(self.request_id)),
             method: Some(self.method.as_str().to_string()),
-            host: self.string(self.host),
-            path: self.string(Some(self.path)),
-            query: self.string(self.query),
+            host: self.string(self.captured.host),
+            path: self.string(Some(self.captured.path)),
+            query: self.string(self.captured.query),
             status: self.status,
             duration_ms: Some(self.duration_ms),
             bytes_out: Some(self.bytes_out),
-            referrer: self.string(self.referrer),
-            user_agent: self.string(self.user_agent),
-            ip: self.string(self.ip),
+            referrer: self.string(self.captured.referrer),
+            user_agent: self.string(self.captured.user_agent),
+            ip: self.string(self.captured.ip),
             hints: self.hints,
             user_id: self.user_id,
             ..Default::default()
@@ -284,23 +291,18 @@ impl Hit {
     /// byte bound counts for this hit.
     pub fn approx_bytes(&self) -> usize {
         let span = |s: Option<Span>| s.map_or(0, Span::len);
+        let c = &self.captured;
         std::mem::size_of::<Event>()
             + self.site.len()
             + self.name.len()
             + self.user_id.as_ref().map_or(0, String::len)
             + self.method.as_str().len()
             + self.request_id.len()
-            + self.path.len()
-            + [
-                self.host,
-                self.query,
-                self.referrer,
-                self.user_agent,
-                self.ip,
-            ]
-            .into_iter()
-            .map(span)
-            .sum::<usize>()
+            + c.path.len()
+            + [c.host, c.query, c.referrer, c.user_agent, c.ip]
+                .into_iter()
+                .map(span)
+                .sum::<usize>()
     }
 }
 

@@ -146,13 +146,7 @@ impl ProxyHttp for Bare {
     async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
         let mut peer = HttpPeer::new(self.upstream, false, String::new());
         if let Some(c) = &self.timeouts {
-            // As proxy::upstream sets them.
-            let o = &mut peer.options;
-            o.connection_timeout = Some(c.connect_timeout);
-            o.total_connection_timeout = Some(c.connect_timeout * 2);
-            o.read_timeout = Some(c.read_timeout);
-            o.write_timeout = Some(c.write_timeout);
-            o.idle_timeout = Some(c.idle_timeout);
+            tollgate::proxy::upstream::set_timeouts(&mut peer.options, c);
         }
         Ok(Box::new(peer))
     }

@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_hit_is_counted_as_the_event_it_becomes() {
-        use crate::event::{Hit, Span};
+        use crate::event::{Captured, Hit, Span};
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = channel(100, 1 << 20, metrics);
         let text = bytes::Bytes::from_static(b"r-1shop.test/p?q=1https://ref/UA 1.0203.0.113.9");
@@ -176,12 +176,14 @@ mod tests {
             hints: Default::default(),
             text,
             request_id: Span::new(0, 3),
-            host: Some(Span::new(3, 12)),
-            path: Span::new(12, 14),
-            query: Some(Span::new(15, 18)),
-            referrer: Some(Span::new(18, 30)),
-            user_agent: Some(Span::new(30, 36)),
-            ip: Some(Span::new(36, 47)),
+            captured: Captured {
+                host: Some(Span::new(3, 12)),
+                path: Span::new(12, 14),
+                query: Some(Span::new(15, 18)),
+                referrer: Some(Span::new(18, 30)),
+                user_agent: Some(Span::new(30, 36)),
+                ip: Some(Span::new(36, 47)),
+            },
         };
         let want = hit.clone().into_event();
         assert_eq!(

@@ -584,12 +584,7 @@ impl ProxyHttp for Proxy {
             },
             text,
             request_id,
-            host: c.host,
-            path: c.path,
-            query: c.query,
-            referrer: c.referrer,
-            user_agent: c.user_agent,
-            ip: c.ip,
+            captured: c,
         };
         if ctx.backend.events.is_empty() {
             if store_request {

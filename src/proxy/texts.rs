@@ -13,7 +13,7 @@ use super::forwarded::{self, Forwarded};
 use super::identity::{self, Ids};
 use super::signing::CookieKey;
 use crate::config::Settings;
-use crate::event::{limits, Span};
+use crate::event::{limits, Captured, Span};
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -30,18 +30,6 @@ pub struct Texts {
     session_cookie: Option<Span>,
     /// What capture takes from the request; `None` when capture is off.
     pub captured: Option<Captured>,
-}
-
-/// The request's fields for its event, each cut to its [`limits`] and made valid UTF-8 as the
-/// event's `String`s would be.
-#[derive(Debug, Clone, Copy)]
-pub struct Captured {
-    pub host: Option<Span>,
-    pub path: Span,
-    pub query: Option<Span>,
-    pub referrer: Option<Span>,
-    pub user_agent: Option<Span>,
-    pub ip: Option<Span>,
 }
 
 /// Appends texts to a buffer, each as a [`Span`].

@@ -4,7 +4,7 @@
 //! resolve at start-up and refresh in a background thread, and give Pingora a `SocketAddr`.
 
 use crate::config::Upstream;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, PeerOptions};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -72,14 +72,9 @@ impl UpstreamTarget {
         // The SNI is only sent over TLS; for plain HTTP an empty one costs no allocation.
         let sni = if c.tls { c.host.clone() } else { String::new() };
         let mut peer = HttpPeer::new(addr, c.tls, sni);
-        let o = &mut peer.options;
-        o.connection_timeout = Some(c.connect_timeout);
-        o.total_connection_timeout = Some(c.connect_timeout * 2);
-        o.read_timeout = Some(c.read_timeout);
-        o.write_timeout = Some(c.write_timeout);
-        o.idle_timeout = Some(c.idle_timeout);
-        o.verify_cert = c.verify_tls;
-        o.verify_hostname = c.verify_tls;
+        set_timeouts(&mut peer.options, c);
+        peer.options.verify_cert = c.verify_tls;
+        peer.options.verify_hostname = c.verify_tls;
         Box::new(peer)
     }
 
@@ -91,6 +86,15 @@ impl UpstreamTarget {
     pub fn config(&self) -> &Upstream {
         &self.cfg
     }
+}
+
+/// The configured upstream timeouts on a peer's options.
+pub fn set_timeouts(o: &mut PeerOptions, c: &Upstream) {
+    o.connection_timeout = Some(c.connect_timeout);
+    o.total_connection_timeout = Some(c.connect_timeout * 2);
+    o.read_timeout = Some(c.read_timeout);
+    o.write_timeout = Some(c.write_timeout);
+    o.idle_timeout = Some(c.idle_timeout);
 }
 
 fn lookup(cfg: &Upstream) -> Result<Vec<SocketAddr>, ResolveError> {
