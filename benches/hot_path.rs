@@ -3,7 +3,6 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::Method;
-use pingora::http::RequestHeader;
 use std::hint::black_box;
 use tollgate::config::Settings;
 use tollgate::proxy::consent::Salt;
@@ -14,8 +13,8 @@ fn settings() -> Settings {
     Settings::defaults("http://127.0.0.1:3000").expect("default settings")
 }
 
-fn request() -> RequestHeader {
-    let mut r = RequestHeader::build("GET", b"/products/42?utm_source=fb&token=abc", None).unwrap();
+fn request() -> tollgate::proxy::head::RequestHead {
+    let mut r = http::Request::builder().uri("/products/42?utm_source=fb&token=abc");
     for (k, v) in [
         ("host", "shop.example"),
         ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"),
@@ -23,9 +22,9 @@ fn request() -> RequestHeader {
         ("cookie", "_ga=GA1.2.3; tg_vid=5b3c1e5e-8f3a-4e2b-9a5c-2f1d7e6a9b01; tg_sid=0190c9a4-8a0b-7cc2-9d1e-3f4a5b6c7d8e; theme=dark"),
         ("referer", "https://www.facebook.com/"),
     ] {
-        r.insert_header(k, v).unwrap();
+        r = r.header(k, v);
     }
-    r
+    r.body(()).unwrap().into_parts().0
 }
 
 fn bench(c: &mut Criterion) {
@@ -42,13 +41,14 @@ fn bench(c: &mut Criterion) {
     let vid = keys
         .cookie
         .sign(&"5b3c1e5e-8f3a-4e2b-9a5c-2f1d7e6a9b01".parse().unwrap());
-    req.insert_header(
+    req.headers.insert(
         "cookie",
         format!(
             "_ga=GA1.2.3; tg_vid={vid}; tg_sid=0190c9a4-8a0b-7cc2-9d1e-3f4a5b6c7d8e; theme=dark"
-        ),
-    )
-    .unwrap();
+        )
+        .parse()
+        .unwrap(),
+    );
     let ip = "203.0.113.7".parse().ok();
     g.bench_function("identity_resolve", |b| {
         b.iter(|| identity::resolve(black_box(&req), &s, &keys, ip, 1_000))

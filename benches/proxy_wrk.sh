@@ -1,27 +1,25 @@
 #!/usr/bin/env bash
 # proxy_wrk.sh: what does tollgate cost on the request path, compared with nginx, and what
-# does its foundation (Pingora) cost by itself?
+# does its foundation (hyper) cost by itself?
 #
 # Setups, all on 127.0.0.1, all in front of the same nginx upstream that serves a generated
 # 2 KiB HTML page (/index.html, exactly 2048 bytes):
 #   a  wrk -> upstream nginx (1 worker)                               the ceiling
 #   b  wrk -> proxy nginx (proxy_pass, keepalive 64) -> upstream        the reference proxy
-#   p  wrk -> bare Pingora, tollgate's layout (one thread per core, nothing shared) -> upstream
-#   s  wrk -> bare Pingora, one service, work stealing (Pingora's default) -> upstream
-#   n  wrk -> bare Pingora, one service, no work stealing -> upstream
-#   h  wrk -> bare hyper 1.x, a thread per core, per-thread upstream pool -> upstream
+#   h  wrk -> bare hyper 1.x, tollgate's layout (a thread per core, nothing shared, a
+#      per-thread upstream pool) -> upstream
 #   c  wrk -> tollgate, capture off (TOLLGATE_CAPTURE_ENABLED=false) -> upstream
 #   d  wrk -> tollgate, capture on (the default) -> upstream
 #   i  wrk -> tollgate, capture on, [inject] on -> upstream (wrk's requests are not
 #      navigations, so nothing is injected: the cost of the injection hooks on other traffic)
-# "Bare" is examples/bare_proxy.rs: a ProxyHttp that only picks the upstream, on the same
-# Pingora version and server settings (or hyper's connections in the same layout): it
-# separates what tollgate costs from what its foundation costs.
+# "Bare" is examples/bare_proxy.rs: a proxy that only forwards, on the same hyper version and
+# layout as tollgate's: it separates what tollgate costs from what its foundation costs. (Until
+# issue 16 tollgate ran on Pingora, and this script measured bare Pingora too: BENCHMARKS.md.)
 #
 # Saturation: each run is `wrk -t1 -c32 -d${DURATION}s --latency URL` (keep-alive), every
 # request with a returning visitor's cookies (taken from each tollgate's first answer; the
 # same header goes to the nginx and bare setups so that every request has the same bytes).
-# Setups are interleaved per round (a b p c d, a b p c d, ...) so that drift hits all alike.
+# Setups are interleaved per round (a b h c d, a b h c d, ...) so that drift hits all alike.
 # Paced (RATE > 0): the same, at a fixed rate below saturation (wrk's Lua delay() per
 # connection), where the p99 is what users feel.
 #
@@ -36,10 +34,10 @@
 # Environment:
 #   RUNS=5            runs per setup
 #   DURATION=10       seconds per wrk run (integer)
-#   SETUPS="a b p c d"  which setups, in round order (any of a b p s n h c d i)
+#   SETUPS="a b h c d"  which setups, in round order (any of a b h c d i)
 #   RATE=10000        paced phase: total req/s per setup (0: skip the phase)
 #   ALLOCS=1          print allocations per request (runs `cargo test --test allocs`; 0: skip)
-#   PROXY_THREADS=2   proxy nginx worker_processes, bare Pingora and tollgate threads
+#   PROXY_THREADS=2   proxy nginx worker_processes, bare hyper and tollgate threads
 #   TOLLGATE_BIN      default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate
 #   BARE_BIN          default ${CARGO_TARGET_DIR:-...}/release/examples/bare_proxy
 #   SKIP_TOLLGATE=1   the same as SETUPS="a b" (no binaries needed)
@@ -87,10 +85,10 @@ if [[ -n $SETUPS_ENV ]]; then
 elif [[ $SKIP_TOLLGATE == 1 ]]; then
   SETUPS=(a b)
 else
-  SETUPS=(a b p c d)
+  SETUPS=(a b h c d)
 fi
 for s in "${SETUPS[@]}"; do
-  [[ $s =~ ^[abpsnhcdi]$ ]] || die "unknown setup '$s' in SETUPS (any of a b p s n h c d i)"
+  [[ $s =~ ^[abhcdi]$ ]] || die "unknown setup '$s' in SETUPS (any of a b h c d i)"
 done
 has() { [[ " ${SETUPS[*]} " == *" $1 "* ]]; }
 [[ " ${SETUPS[*]} " == *" b "* ]] || die "SETUPS must include b (nginx proxy_pass): every ratio is against it"
@@ -110,8 +108,8 @@ if has c || has d || has i; then
   [[ -x $BIN ]] || die "tollgate binary not found at '$BIN': run 'cargo test --release --no-run' first \
 (or set TOLLGATE_BIN, or SETUPS=\"a b\" to benchmark only the nginx setups)"
 fi
-if has p || has s || has n || has h; then
-  [[ -x $BARE ]] || die "bare Pingora not found at '$BARE': run 'cargo test --release --no-run' first (or set BARE_BIN)"
+if has h; then
+  [[ -x $BARE ]] || die "bare proxy not found at '$BARE': run 'cargo test --release --no-run' first (or set BARE_BIN)"
 fi
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -152,7 +150,7 @@ trap 'exit 143' TERM
 # ------------------------------------------------------------------------------- ports
 
 # Bind all sockets at once so the ports are distinct, then release them.
-read -r UP_PORT NGX_PORT P_PORT S_PORT N_PORT H_PORT C_PORT C_ADMIN D_PORT D_ADMIN I_PORT I_ADMIN < <(free_ports 12)
+read -r UP_PORT NGX_PORT H_PORT C_PORT C_ADMIN D_PORT D_ADMIN I_PORT I_ADMIN < <(free_ports 9)
 [[ -n ${I_ADMIN:-} ]] || die "could not pick free ports"
 
 # ------------------------------------------------------------------------------- nginx
@@ -254,12 +252,12 @@ log "starting upstream nginx on 127.0.0.1:$UP_PORT, proxy nginx on 127.0.0.1:$NG
 start_nginx upstream "$UP_DIR"
 start_nginx proxy "$NGX_DIR"
 
-# ------------------------------------------------------------------------ bare Pingora
+# -------------------------------------------------------------------------- bare hyper
 
 declare -A PID_OF
-start_bare() {   # setup layout port
-  local s=$1 layout=$2 port=$3 i
-  "$BARE" "$layout" "$PROXY_THREADS" "127.0.0.1:$port" "127.0.0.1:$UP_PORT" \
+start_bare() {   # setup port
+  local s=$1 port=$2 i
+  "$BARE" "$PROXY_THREADS" "127.0.0.1:$port" "127.0.0.1:$UP_PORT" \
     >"$TMP/bare-$s.log" 2>&1 &
   PID_OF[$s]=$!
   SERVER_PIDS+=("$!")
@@ -302,9 +300,6 @@ start_tollgate() {   # setup listen-port admin-port capture(on|off) inject(on|of
 declare -A URL LABEL ADMIN
 URL[a]="http://127.0.0.1:$UP_PORT/index.html"
 URL[b]="http://127.0.0.1:$NGX_PORT/index.html"
-URL[p]="http://127.0.0.1:$P_PORT/index.html"
-URL[s]="http://127.0.0.1:$S_PORT/index.html"
-URL[n]="http://127.0.0.1:$N_PORT/index.html"
 URL[h]="http://127.0.0.1:$H_PORT/index.html"
 URL[c]="http://127.0.0.1:$C_PORT/index.html"
 URL[d]="http://127.0.0.1:$D_PORT/index.html"
@@ -314,18 +309,12 @@ ADMIN[d]=$D_ADMIN
 ADMIN[i]=$I_ADMIN
 LABEL[a]="a: nginx upstream direct"
 LABEL[b]="b: nginx proxy_pass (keepalive 64, ${PROXY_THREADS} workers)"
-LABEL[p]="p: bare Pingora, a thread per core (tollgate's layout)"
-LABEL[s]="s: bare Pingora, work stealing"
-LABEL[n]="n: bare Pingora, no work stealing"
-LABEL[h]="h: bare hyper, a thread per core"
+LABEL[h]="h: bare hyper, a thread per core (tollgate's layout)"
 LABEL[c]="c: tollgate, capture off"
 LABEL[d]="d: tollgate, capture on"
 LABEL[i]="i: tollgate, capture on, inject on (not navigations)"
 
-has p && { log "starting bare Pingora (per core) on 127.0.0.1:$P_PORT"; start_bare p percore "$P_PORT"; }
-has s && { log "starting bare Pingora (stealing) on 127.0.0.1:$S_PORT"; start_bare s steal "$S_PORT"; }
-has n && { log "starting bare Pingora (no stealing) on 127.0.0.1:$N_PORT"; start_bare n nosteal "$N_PORT"; }
-has h && { log "starting bare hyper (per core) on 127.0.0.1:$H_PORT"; start_bare h hyper "$H_PORT"; }
+has h && { log "starting bare hyper (per core) on 127.0.0.1:$H_PORT"; start_bare h "$H_PORT"; }
 has c && { log "starting tollgate (capture off) on 127.0.0.1:$C_PORT"; start_tollgate c "$C_PORT" "$C_ADMIN" off off; }
 has d && { log "starting tollgate (capture on) on 127.0.0.1:$D_PORT"; start_tollgate d "$D_PORT" "$D_ADMIN" on off; }
 has i && { log "starting tollgate (capture on, inject on) on 127.0.0.1:$I_PORT"; start_tollgate i "$I_PORT" "$I_ADMIN" on on; }
@@ -571,7 +560,7 @@ REPORT=$TMP/report.md
   echo "- saturated: \`$WRK_CMD_DESC\`, $RUNS run(s) per setup, interleaved ${SETUPS[*]} per round, ${WARMUP}s warm-up each"
   (( RATE > 0 )) && echo "- paced: ~$RATE req/s: $PACED_CONNS connections, each waiting ${PACED_DELAY_MS} ms before each request (wrk Lua \`delay()\`)"
   echo "- page: /index.html, $PAGE_BYTES bytes, from nginx upstream (1 worker); requests carry a returning visitor's cookies"
-  echo "- versions: $NGINX_VER; $WRK_VER; tollgate: $TG_VER; Pingora: $(grep -m1 -A1 'name = "pingora-core"' "$REPO/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p')"
+  echo "- versions: $NGINX_VER; $WRK_VER; tollgate: $TG_VER; hyper: $(grep -m1 -A1 '^name = "hyper"$' "$REPO/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p')"
   echo
   python3 - "$RESULTS" "$LABELS" <<'EOF'
 import statistics, sys
@@ -610,7 +599,7 @@ for phase, title in (("sat", "Saturated"), ("paced", "Paced")):
         print(f"- d/c median req/s: {ratio(med('sat', 'd', 0), med('sat', 'c', 0))}")
         print()
 print("Medians over the runs. CPU: user + sys ticks of the setup's server processes (nginx "
-      "workers; the bare Pingora or tollgate process, all its threads) during the run, over "
+      "workers; the bare hyper or tollgate process, all its threads) during the run, over "
       "the requests wrk counted. RSS: max of once-a-second VmRSS samples. Latencies in ms.")
 EOF
   echo

@@ -1,107 +1,46 @@
-//! The ceiling under tollgate: a proxy that does nothing but pick the upstream, built on the
-//! same Pingora as tollgate, so that `benches/proxy_wrk.sh` can tell what tollgate costs from
-//! what its foundation costs.
+//! The ceiling under tollgate: a proxy that does nothing but pick the upstream, on the same
+//! foundation as tollgate's (hyper 1.x's HTTP/1 server and client connections, one
+//! current-thread runtime per core with its own `SO_REUSEPORT` listener and its own pool of
+//! upstream connections), so that `benches/proxy_wrk.sh` can tell what tollgate costs from what
+//! its foundation costs.
 //!
 //! ```text
-//! bare_proxy LAYOUT THREADS LISTEN UPSTREAM
+//! bare_proxy THREADS LISTEN UPSTREAM
 //! ```
 //!
-//! Layouts:
-//! - `steal`: one Pingora service, `THREADS` threads, work stealing (Pingora's default);
-//! - `nosteal`: the same without work stealing (tollgate's setting until issue 16);
-//! - `percore`: `THREADS` threads, each a current-thread runtime with its own `SO_REUSEPORT`
-//!   listener and its own upstream pool, nothing shared (as nginx workers are). This is the
-//!   layout tollgate's proxy runs in (`proxy::workers`).
-//! - `hyper`: not Pingora: the same per-core layout with hyper 1.x's HTTP/1 server and client
-//!   connections and a per-thread pool of upstream connections. A candidate foundation.
+//! Until issue 16 it also had Pingora layouts; their figures are in BENCHMARKS.md.
 
-use async_trait::async_trait;
-use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
-use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
-use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 // The allocator tollgate runs with, so that the ceiling is measured on equal terms.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct Bare {
-    upstream: SocketAddr,
-}
-
-#[async_trait]
-impl ProxyHttp for Bare {
-    type CTX = ();
-    fn new_ctx(&self) {}
-
-    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
-    }
-}
-
-fn conf(threads: usize, work_stealing: bool) -> ServerConf {
-    ServerConf {
-        threads,
-        work_stealing,
-        upstream_keepalive_pool_size: 128,
-        ..ServerConf::default()
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [layout, threads, listen, upstream] = &args[..] else {
-        eprintln!("usage: bare_proxy steal|nosteal|percore|hyper THREADS LISTEN UPSTREAM");
+    // `hyper` as a first argument: the layout's old name, still taken.
+    let args = if args.first().is_some_and(|a| a == "hyper") {
+        &args[1..]
+    } else {
+        &args[..]
+    };
+    let [threads, listen, upstream] = args else {
+        eprintln!("usage: bare_proxy THREADS LISTEN UPSTREAM");
         std::process::exit(2);
     };
     let threads: usize = threads.parse().expect("THREADS is a number");
     let listen: SocketAddr = listen.parse().expect("LISTEN is ip:port");
     let upstream: SocketAddr = upstream.parse().expect("UPSTREAM is ip:port");
-    match layout.as_str() {
-        "steal" | "nosteal" => {
-            let mut server = Server::new_with_opt_and_conf(None, conf(threads, layout == "steal"));
-            server.bootstrap();
-            let mut service =
-                pingora::proxy::http_proxy_service(&server.configuration, Bare { upstream });
-            service.add_tcp(&listen.to_string());
-            server.add_service(service);
-            server.run_forever();
-        }
-        "percore" => {
-            let conf = Arc::new(conf(1, false));
-            let handles: Vec<_> = (0..threads)
-                .map(|i| {
-                    let conf = conf.clone();
-                    std::thread::Builder::new()
-                        .name(format!("bare-{i}"))
-                        .spawn(move || percore(conf, listen, upstream))
-                        .expect("spawn")
-                })
-                .collect();
-            for h in handles {
-                h.join().expect("worker");
-            }
-        }
-        "hyper" => {
-            let handles: Vec<_> = (0..threads)
-                .map(|i| {
-                    std::thread::Builder::new()
-                        .name(format!("bare-{i}"))
-                        .spawn(move || hyper_core(listen, upstream))
-                        .expect("spawn")
-                })
-                .collect();
-            for h in handles {
-                h.join().expect("worker");
-            }
-        }
-        other => {
-            eprintln!("unknown layout {other:?}");
-            std::process::exit(2);
-        }
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            std::thread::Builder::new()
+                .name(format!("bare-{i}"))
+                .spawn(move || hyper_core(listen, upstream))
+                .expect("spawn")
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("worker");
     }
 }
 
@@ -188,7 +127,9 @@ async fn forward(
         }
     };
     let resp = sender.send_request(req).await?;
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    // The upstream's `Connection: close` is about its own connection, not the client's.
+    parts.headers.remove(hyper::header::CONNECTION);
     let mut body = Pooled {
         body,
         back: Some((sender, pool)),
@@ -218,29 +159,6 @@ fn hyper_core(listen: SocketAddr, upstream: SocketAddr) {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
                     .await;
-            });
-        }
-    });
-}
-
-fn percore(conf: Arc<ServerConf>, listen: SocketAddr, upstream: SocketAddr) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let listener = reuseport_listener(listen);
-        let app = Arc::new(pingora::proxy::http_proxy(&conf, Bare { upstream }));
-        let (_tx, shutdown) = tokio::sync::watch::channel(false);
-        loop {
-            let (tcp, _) = listener.accept().await.expect("accept");
-            let _ = tcp.set_nodelay(true);
-            let app = app.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let stream: pingora::protocols::Stream =
-                    Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
-                let _ = pingora::apps::ServerApp::process_new(&app, stream, &shutdown).await;
             });
         }
     });

@@ -1,5 +1,5 @@
 //! Wires the three planes together: store and pipeline, admin server, and the proxy's workers
-//! (Pingora's HTTP proxy, one per core); runs until SIGTERM or SIGINT, then drains and flushes.
+//! (hyper, one worker per core); runs until SIGTERM or SIGINT, then drains and flushes.
 
 use crate::admin::{AdminServer, AdminState};
 use crate::config::Settings;
@@ -9,19 +9,17 @@ use crate::metrics::Metrics;
 use crate::pipeline;
 use crate::proxy::consent::{day_of, Salt};
 use crate::proxy::identity::Keys;
-use crate::proxy::listener::Guarded;
+use crate::proxy::listener;
 use crate::proxy::signing::{CookieKey, KEY_FILE};
 use crate::proxy::upstream::UpstreamTarget;
 use crate::proxy::workers::{self, Workers};
 use crate::proxy::Proxy;
 use crate::store::Store;
 use anyhow::Context;
-use pingora::apps::HttpServerOptions;
-use pingora::server::configuration::ServerConf;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -187,21 +185,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let signals = Signals::install()?;
     let (listen, listeners) = workers::bind(settings.listen, settings.threads)
         .with_context(|| format!("failed to bind the proxy listener on {}", settings.listen))?;
-    // Each worker's Pingora proxy is configured for the one thread it runs on.
-    let conf = Arc::new(ServerConf {
-        threads: 1,
-        upstream_keepalive_pool_size: settings.upstream.pool_size,
-        // Retries only cover reused upstream connections that turned out dead.
-        max_retries: 2,
-        ..ServerConf::default()
-    });
     if settings.work_stealing {
         warn!(
             "server.work_stealing no longer has an effect: the proxy runs one worker per thread."
         );
     }
-    let mut server_options = HttpServerOptions::default();
-    server_options.keepalive_request_limit = Some(settings.keepalive_requests).filter(|n| *n > 0);
     let proxy = Proxy::new(
         settings.clone(),
         upstream,
@@ -210,26 +198,16 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         metrics.clone(),
         keys,
     );
-    let open = Arc::new(AtomicUsize::new(0));
-    let apps = (0..listeners.len())
-        .map(|_| {
-            let mut http = pingora::proxy::http_proxy(&conf, proxy.clone());
-            http.server_options = Some(server_options.clone());
-            // Pingora's connection loop, with a connection cap and a header deadline around it.
-            Guarded::new(
-                http,
-                open.clone(),
-                settings.max_connections,
-                settings.header_timeout,
-                Duration::from_secs(settings.keepalive_secs),
-                metrics.clone(),
-            )
-        })
-        .collect();
+    let limits = listener::Limits {
+        max_connections: settings.max_connections,
+        header_timeout: settings.header_timeout,
+        keepalive: Duration::from_secs(settings.keepalive_secs),
+        keepalive_requests: settings.keepalive_requests,
+    };
     let workers = Workers::spawn(
         listeners,
-        apps,
-        open,
+        proxy,
+        limits,
         Duration::from_secs(settings.shutdown_grace_secs),
     )
     .context("failed to start the proxy workers")?;

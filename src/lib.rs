@@ -16,7 +16,7 @@
 //!
 //! | module | what it is |
 //! |---|---|
-//! | [`app`] | builds the Pingora server, pipeline and admin server; runs and shuts down |
+//! | [`app`] | builds the proxy workers, pipeline and admin server; runs and shuts down |
 //! | [`config`] | file, env and CLI configuration, validated into [`config::Settings`] |
 //! | [`proxy`] | the data plane: `ProxyHttp` phases, [`proxy::identity`], [`proxy::consent`], [`proxy::capture`], [`proxy::forwarded`], [`proxy::upstream`] |
 //! | [`enrich`] | the pipeline's enrichment: campaign, channel, device, bot, geo, privacy |

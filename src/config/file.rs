@@ -509,10 +509,10 @@ pub struct InjectSection {
     pub exclude_paths: Vec<String>,
     /// The tracker also sends scroll depth and engaged time per page (`engagement` events).
     pub engagement: bool,
-    /// gzip (or zstd) level for encoding injected pages, 1-9. 1, as nginx's default, is
-    /// zlib-ng's fast path (pages about 30 % larger than nginx's level 1); 2 matches nginx's size
-    /// at about 10 % less throughput, 5 costs about 40 % of it (BENCHMARKS.md). Never
-    /// brotli: Pingora 0.9 leaves brotli streams unfinished (cloudflare/pingora#1013).
+    /// gzip level for encoding injected pages, 1-9. 1, as nginx's default, is zlib-ng's fast
+    /// path (pages about 30 % larger than nginx's level 1); 2 matches nginx's size at about
+    /// 10 % less throughput, 5 costs about 40 % of it (BENCHMARKS.md). Only gzip: every
+    /// browser takes it.
     pub compression_level: u32,
 }
 

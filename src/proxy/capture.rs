@@ -97,6 +97,50 @@ fn extension(path: &str) -> Option<&str> {
     Some(ext)
 }
 
+/// What classification (and the bot heuristics) need from the request's headers, read once
+/// before those headers go upstream: a few flags instead of a copy of the headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts {
+    /// `Sec-Purpose`/`Purpose: prefetch|prerender`, or `X-Moz: prefetch`.
+    prefetch: bool,
+    /// `X-Requested-With: XMLHttpRequest`, or `Sec-Fetch-Dest: empty` outside a navigation.
+    xhr: bool,
+    /// No `Sec-Fetch-Dest`, or a document, iframe or frame.
+    navigation: bool,
+    /// `Accept` names `text/html`.
+    accepts_html: bool,
+    pub accept_language: bool,
+    /// `Sec-CH-UA` names a headless browser.
+    pub headless: bool,
+}
+
+impl Facts {
+    pub fn of(req: &HeaderMap) -> Facts {
+        let purpose = header(req, "sec-purpose");
+        let purpose = if purpose.is_empty() {
+            header(req, "purpose")
+        } else {
+            purpose
+        };
+        let dest = header(req, "sec-fetch-dest");
+        Facts {
+            prefetch: contains_ci(purpose, b"prefetch")
+                || contains_ci(purpose, b"prerender")
+                || header(req, "x-moz").eq_ignore_ascii_case(b"prefetch"),
+            xhr: header(req, "x-requested-with").eq_ignore_ascii_case(b"xmlhttprequest")
+                || (dest.eq_ignore_ascii_case(b"empty")
+                    && !header(req, "sec-fetch-mode").eq_ignore_ascii_case(b"navigate")),
+            navigation: dest.is_empty()
+                || dest.eq_ignore_ascii_case(b"document")
+                || dest.eq_ignore_ascii_case(b"iframe")
+                || dest.eq_ignore_ascii_case(b"frame"),
+            accepts_html: contains_ci(header(req, "accept"), b"text/html"),
+            accept_language: req.contains_key(http::header::ACCEPT_LANGUAGE),
+            headless: contains_ci(header(req, "sec-ch-ua"), b"headless"),
+        }
+    }
+}
+
 /// Classify a finished request.
 ///
 /// - HEAD, and prefetch/prerender requests, are never page views.
@@ -111,23 +155,32 @@ pub fn classify(
     status: u16,
     cfg: &Capture,
 ) -> Kind {
-    let purpose = header(req, "sec-purpose");
-    let purpose = if purpose.is_empty() {
-        header(req, "purpose")
-    } else {
-        purpose
-    };
-    if contains_ci(purpose, b"prefetch")
-        || contains_ci(purpose, b"prerender")
-        || header(req, "x-moz").eq_ignore_ascii_case(b"prefetch")
-    {
+    classify_facts(
+        &Facts::of(req),
+        method,
+        path,
+        resp_content_type,
+        status,
+        cfg,
+    )
+}
+
+/// [`classify`], with the request's headers already read into [`Facts`].
+pub fn classify_facts(
+    f: &Facts,
+    method: &Method,
+    path: &str,
+    resp_content_type: &[u8],
+    status: u16,
+    cfg: &Capture,
+) -> Kind {
+    if f.prefetch {
         return Kind::Prefetch;
     }
     if method == Method::HEAD {
         return Kind::Request;
     }
     let mt = media_type(resp_content_type);
-    let dest = header(req, "sec-fetch-dest");
     if cfg
         .api_prefixes
         .iter()
@@ -141,28 +194,17 @@ pub fn classify(
     if is_asset_media(&mt) || (is_asset_ext && mt != "text/html") {
         return Kind::Asset;
     }
-    let xhr = header(req, "x-requested-with").eq_ignore_ascii_case(b"xmlhttprequest")
-        || (dest.eq_ignore_ascii_case(b"empty")
-            && !header(req, "sec-fetch-mode").eq_ignore_ascii_case(b"navigate"));
-    if xhr {
+    if f.xhr {
         return Kind::ApiCall;
     }
-    let navigation = dest.is_empty()
-        || dest.eq_ignore_ascii_case(b"document")
-        || dest.eq_ignore_ascii_case(b"iframe")
-        || dest.eq_ignore_ascii_case(b"frame");
     // A failed navigation (tollgate's own 502/504 has no HTML) still counts as a page view:
     // the visitor tried to see the page.
     let html =
-        mt == "text/html" || mt == "application/xhtml+xml" || (status >= 500 && accepts_html(req));
-    if method == Method::GET && navigation && html && !(300..400).contains(&status) {
+        mt == "text/html" || mt == "application/xhtml+xml" || (status >= 500 && f.accepts_html);
+    if method == Method::GET && f.navigation && html && !(300..400).contains(&status) {
         return Kind::PageView;
     }
     Kind::Request
-}
-
-fn accepts_html(req: &HeaderMap) -> bool {
-    contains_ci(header(req, "accept"), b"text/html")
 }
 
 /// True when `seg` looks like an identifier: a number, a UUID, a long hex string, or a long

@@ -12,7 +12,10 @@
 //! ([`super::ratelimit`]), and [`native`] takes less on trust from here than from the backend
 //! (reserved names, timestamps, ids).
 
+use super::body::Body;
+use super::head::RequestHead;
 use super::identity::{self, Ids};
+use super::inject::codec;
 use super::inject::Script;
 use super::ratelimit::RateLimiter;
 use super::texts::Texts;
@@ -21,8 +24,9 @@ use crate::event::{now_us, PrivacyMode, Source};
 use crate::ingest::{ingest_items, native, IngestSender};
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use hyper::body::Incoming;
 use std::net::IpAddr;
 
 /// True when `path` is tollgate's own, not the site's.
@@ -45,24 +49,23 @@ pub struct Collect {
 /// One answer: status, JSON body, and the seconds to wait before a retry (429s).
 type Answer = (u16, Bytes, Option<u64>);
 
-/// Answer a request under the collect prefix. Errors writing the answer are the client's
-/// (it went away); there is nothing else to do about them.
+/// Answer a request under the collect prefix.
+#[allow(clippy::too_many_arguments)]
 pub async fn handle(
-    session: &mut Session,
+    req: &RequestHead,
+    body: Incoming,
     s: &Settings,
     c: &Collect,
     ids: &Ids,
     texts: &Texts,
     names: &identity::Names,
     client_ip: Option<IpAddr>,
-) {
+) -> Response<Body> {
     let script = &c.script;
-    let req = session.req_header();
     if req.uri.path() == script.path && matches!(req.method, http::Method::GET | http::Method::HEAD)
     {
         // GET and HEAD carry no body to drain.
-        let _ = serve_script(session, script).await;
-        return;
+        return serve_script(req, script);
     }
     let endpoint = format!("{}/e", s.ingest.collect_prefix);
     // Whether the request body was read to its end: if not, what is left of it would be
@@ -77,7 +80,7 @@ pub async fn handle(
         c.metrics.refused("collect_rate");
         rate_limited(wait)
     } else {
-        match read_body(session, s.ingest.collect_max_bytes).await {
+        match read_body(body, s.ingest.collect_max_bytes).await {
             Err(413) => (
                 413,
                 error_json(&format!(
@@ -93,14 +96,11 @@ pub async fn handle(
             ),
             Ok(raw) => {
                 body_read = true;
-                collect(session, s, c, ids, client_ip, &raw).await
+                collect(req, s, c, ids, client_ip, &raw).await
             }
         }
     };
-    if !body_read {
-        session.set_keepalive(None);
-    }
-    let _ = respond(session, answer, texts, names).await;
+    respond(answer, texts, names, !body_read)
 }
 
 /// Take `n` tokens of `ip`'s bucket; `Err` is the wait until they would be there.
@@ -128,7 +128,7 @@ fn rate_limited(wait: std::time::Duration) -> Answer {
 
 /// The tracker's own beacon: same-origin by fetch metadata, from a visitor tollgate identified
 /// (a visitor cookie it issued, or the cookieless id). Only such a request may send page views.
-fn is_beacon(req: &pingora::http::RequestHeader, ids: &Ids) -> bool {
+fn is_beacon(req: &RequestHead, ids: &Ids) -> bool {
     let same_origin = req
         .headers
         .get("sec-fetch-site")
@@ -142,7 +142,7 @@ fn is_beacon(req: &pingora::http::RequestHeader, ids: &Ids) -> bool {
 }
 
 async fn collect(
-    session: &Session,
+    req: &RequestHead,
     s: &Settings,
     c: &Collect,
     ids: &Ids,
@@ -166,7 +166,6 @@ async fn collect(
         c.metrics.refused("collect_rate");
         return rate_limited(wait);
     }
-    let req = session.req_header();
     let ua = req
         .headers
         .get(http::header::USER_AGENT)
@@ -197,20 +196,19 @@ async fn collect(
 }
 
 /// The whole body, or the status to answer when it is larger than `max`.
-async fn read_body(session: &mut Session, max: usize) -> Result<Vec<u8>, u16> {
-    let mut body = Vec::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > max {
-                    return Err(413);
-                }
-                body.extend_from_slice(&chunk);
+async fn read_body(mut body: Incoming, max: usize) -> Result<Vec<u8>, u16> {
+    use http_body_util::BodyExt;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Err(400) };
+        if let Ok(chunk) = frame.into_data() {
+            if out.len() + chunk.len() > max {
+                return Err(413);
             }
-            Ok(None) => return Ok(body),
-            Err(_) => return Err(400),
+            out.extend_from_slice(&chunk);
         }
     }
+    Ok(out)
 }
 
 fn error_json(msg: &str) -> Bytes {
@@ -219,76 +217,74 @@ fn error_json(msg: &str) -> Bytes {
 
 /// `t.js`: cacheable for an hour, revalidated by its `ETag` (it changes with the settings and
 /// the tollgate version). No cookies are set on it.
-async fn serve_script(session: &mut Session, script: &Script) -> pingora::Result<()> {
-    let req = session.req_header();
+fn serve_script(req: &RequestHead, script: &Script) -> Response<Body> {
     let head = req.method == http::Method::HEAD;
     let fresh = req
         .headers
-        .get_all(http::header::IF_NONE_MATCH)
+        .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().trim_start_matches("W/") == script.etag);
-    let gzip = accepts_gzip(req);
-    let status = if fresh { 304 } else { 200 };
-    let mut resp = ResponseHeader::build(status, Some(7))?;
-    resp.insert_header(http::header::CACHE_CONTROL, "public, max-age=3600")?;
-    resp.insert_header(http::header::ETAG, &script.etag)?;
-    resp.insert_header(http::header::VARY, "Accept-Encoding")?;
-    if fresh {
-        return session.write_response_header(Box::new(resp), true).await;
+    let mut resp = Response::new(Body::empty());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&script.etag) {
+        h.insert(header::ETAG, etag);
     }
-    let body = if gzip {
-        resp.insert_header(http::header::CONTENT_ENCODING, "gzip")?;
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if fresh {
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        return resp;
+    }
+    let body = if codec::accepts_gzip(&req.headers) {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         script.gzip.clone()
     } else {
         script.body.clone()
     };
-    resp.insert_header(http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header("x-content-type-options", "nosniff")?;
-    session.write_response_header(Box::new(resp), head).await?;
-    if head {
-        return Ok(());
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    if !head {
+        *resp.body_mut() = Body::full(body);
     }
-    session.write_response_body(Some(body), true).await
+    resp
 }
 
-/// Whether `Accept-Encoding` takes gzip (`gzip` or `*`, without `q=0`).
-fn accepts_gzip(req: &pingora::http::RequestHeader) -> bool {
-    req.headers
-        .get_all(http::header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            let mut parts = t.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or_default();
-            let refused = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-        })
-}
-
-/// Built by hand, not with `respond_error`, which would close the connection and drop the
-/// identity cookies.
-async fn respond(
-    session: &mut Session,
+/// The answer, with the request id and the identity cookies. `close` when the request's body
+/// was left unread.
+fn respond(
     (status, body, retry_after): Answer,
     texts: &Texts,
     names: &identity::Names,
-) -> pingora::Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(7))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    close: bool,
+) -> Response<Body> {
+    let mut resp = Response::new(());
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(secs) = retry_after {
-        resp.insert_header(http::header::RETRY_AFTER, secs)?;
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    identity::add_response_headers(&mut resp, names, texts);
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let (mut head, ()) = resp.into_parts();
+    identity::add_response_headers(&mut head, names, texts);
+    Response::from_parts(head, Body::full(body))
 }

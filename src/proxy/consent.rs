@@ -4,9 +4,9 @@
 //! Runs in the request path: two header lookups, and for cookieless requests one SipHash over
 //! about 200 bytes under an uncontended read lock.
 
+use super::head::RequestHead;
 use crate::config::Privacy;
 use crate::event::PrivacyMode;
-use pingora::http::RequestHeader;
 use siphasher::sip128::{Hasher128, SipHasher13};
 use std::hash::Hasher;
 use std::io::Write;
@@ -21,7 +21,7 @@ use uuid::Uuid;
 pub const SALT_FILE: &str = "cookieless.salt";
 
 /// True when the request carries `Sec-GPC: 1` or `DNT: 1` and those are honoured.
-pub fn opted_out(req: &RequestHeader, cfg: &Privacy) -> bool {
+pub fn opted_out(req: &RequestHead, cfg: &Privacy) -> bool {
     let is_one = |name: &str| {
         req.headers
             .get(name)
@@ -31,7 +31,7 @@ pub fn opted_out(req: &RequestHeader, cfg: &Privacy) -> bool {
 }
 
 /// The mode of a request, given whether it carries the consent cookie.
-pub fn mode(req: &RequestHeader, cfg: &Privacy, has_consent: bool) -> PrivacyMode {
+pub fn mode(req: &RequestHead, cfg: &Privacy, has_consent: bool) -> PrivacyMode {
     if opted_out(req, cfg) {
         PrivacyMode::Anonymous
     } else if cfg.cookieless || (cfg.consent.is_some() && !has_consent) {

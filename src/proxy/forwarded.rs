@@ -1,9 +1,9 @@
 //! `X-Forwarded-For`/`-Proto`/`-Host` and the client's IP, trusting incoming forwarded headers
 //! only from configured proxies.
 
+use super::head::RequestHead;
 use http::HeaderValue;
 use ipnet::IpNet;
-use pingora::http::RequestHeader;
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -30,7 +30,7 @@ fn trusted(ip: IpAddr, nets: &[IpNet]) -> bool {
 }
 
 /// The trimmed, non-empty addresses of the incoming `X-Forwarded-For` headers, in order.
-fn incoming(req: &RequestHeader) -> impl DoubleEndedIterator<Item = &str> {
+fn incoming(req: &RequestHead) -> impl DoubleEndedIterator<Item = &str> {
     req.headers
         .get_all("x-forwarded-for")
         .iter()
@@ -54,7 +54,7 @@ fn trimmed(v: &HeaderValue) -> Option<HeaderValue> {
 }
 
 /// Work out the forwarded headers for a request that arrived from `peer`.
-pub fn compute(peer: Option<IpAddr>, req: &RequestHeader, nets: &[IpNet]) -> Forwarded {
+pub fn compute(peer: Option<IpAddr>, req: &RequestHead, nets: &[IpNet]) -> Forwarded {
     let host = match req.headers.get(http::header::HOST) {
         Some(v) if v.to_str().is_ok() => Some(v.clone()),
         _ => req
@@ -93,7 +93,7 @@ pub fn compute(peer: Option<IpAddr>, req: &RequestHeader, nets: &[IpNet]) -> For
 }
 
 /// The longest [`write_xff`] writes for `req`.
-pub fn xff_len(f: &Forwarded, req: &RequestHeader) -> usize {
+pub fn xff_len(f: &Forwarded, req: &RequestHead) -> usize {
     let chain = if f.trusted {
         incoming(req).map(|s| s.len() + 2).sum()
     } else {
@@ -105,7 +105,7 @@ pub fn xff_len(f: &Forwarded, req: &RequestHeader) -> usize {
 
 /// Write the `X-Forwarded-For` value: the trusted proxy's chain, then the peer. Returns false
 /// (and writes nothing) when there is none to send.
-pub fn write_xff(f: &Forwarded, req: &RequestHeader, out: &mut Vec<u8>) -> bool {
+pub fn write_xff(f: &Forwarded, req: &RequestHead, out: &mut Vec<u8>) -> bool {
     let Some(peer) = f.peer else {
         return false;
     };
@@ -121,42 +121,36 @@ pub fn write_xff(f: &Forwarded, req: &RequestHeader, out: &mut Vec<u8>) -> bool 
 
 /// Replace the forwarded headers on the upstream request, with `xff` from [`write_xff`].
 /// Spoofable headers from untrusted clients never reach the upstream.
-pub fn apply(req: &mut RequestHeader, f: &Forwarded, xff: Option<HeaderValue>) {
-    req.remove_header("forwarded");
-    req.remove_header("x-real-ip");
+pub fn apply(req: &mut RequestHead, f: &Forwarded, xff: Option<HeaderValue>) {
+    let h = &mut req.headers;
+    h.remove(http::header::FORWARDED);
+    h.remove("x-real-ip");
     match xff {
-        Some(v) => {
-            let _ = req.insert_header("x-forwarded-for", v);
-        }
-        None => {
-            req.remove_header("x-forwarded-for");
-        }
-    }
-    let _ = req.insert_header("x-forwarded-proto", f.proto.clone());
+        Some(v) => h.insert(X_FORWARDED_FOR, v),
+        None => h.remove(X_FORWARDED_FOR),
+    };
+    h.insert(X_FORWARDED_PROTO, f.proto.clone());
     match &f.host {
-        Some(h) => {
-            let _ = req.insert_header("x-forwarded-host", h.clone());
-        }
-        None => {
-            req.remove_header("x-forwarded-host");
-        }
-    }
+        Some(v) => h.insert(X_FORWARDED_HOST, v.clone()),
+        None => h.remove(X_FORWARDED_HOST),
+    };
 }
+
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn req(h: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        r.insert_header("host", "shop.test").unwrap();
-        for (k, v) in h {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
+    fn req(h: &[(&str, &str)]) -> RequestHead {
+        let mut all = vec![("host", "shop.test")];
+        all.extend_from_slice(h);
+        crate::proxy::head::request("GET", "/", &all)
     }
 
-    fn xff(f: &Forwarded, req: &RequestHeader) -> String {
+    fn xff(f: &Forwarded, req: &RequestHead) -> String {
         let mut out = Vec::new();
         write_xff(f, req, &mut out);
         assert!(out.len() <= xff_len(f, req));

@@ -6,13 +6,14 @@
 //! session at all, a cookieless one a hashed visitor id and no cookies.
 
 use super::consent::{self, Salt};
+use super::head::{RequestHead, ResponseHead};
 use super::signing::CookieKey;
 use super::texts::Texts;
 use crate::config::{Identity, Settings};
 use crate::enrich::campaign;
 use crate::event::PrivacyMode;
 use cookie::Cookie;
-use pingora::http::{RequestHeader, ResponseHeader};
+use http::HeaderName;
 use std::io::Write;
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -93,19 +94,21 @@ impl PartialEq<&str> for RequestId {
     }
 }
 
-/// The configured names of the identity headers tollgate sets, as static text: Pingora copies a
-/// name it is given any other way on every insert, and clones of static text touch no counter
-/// that other threads share. Leaked once per proxy (a few bytes).
-#[derive(Debug, Clone, Copy)]
+/// The configured names of the identity headers tollgate sets, made once from static text
+/// (leaked once per proxy, a few bytes), so that a clone per request copies nothing and touches
+/// no counter that other threads share.
+#[derive(Debug, Clone)]
 pub struct Names {
-    pub request_id: &'static str,
-    pub visitor_id: &'static str,
-    pub session_id: &'static str,
+    pub request_id: HeaderName,
+    pub visitor_id: HeaderName,
+    pub session_id: HeaderName,
 }
 
 impl Names {
     pub fn new(cfg: &Identity) -> Names {
-        let leak = |n: &http::HeaderName| &*Box::leak(n.as_str().to_owned().into_boxed_str());
+        let leak = |n: &HeaderName| {
+            HeaderName::from_static(Box::leak(n.as_str().to_owned().into_boxed_str()))
+        };
         Names {
             request_id: leak(&cfg.request_id_header),
             visitor_id: leak(&cfg.visitor_id_header),
@@ -130,7 +133,7 @@ pub struct Keys {
 /// Read the identity of `req`, minting what is missing, malformed or not signed by `keys`.
 /// `client_ip` and `ts_us` feed the cookieless hash.
 pub fn resolve(
-    req: &RequestHeader,
+    req: &RequestHead,
     s: &Settings,
     keys: &Keys,
     client_ip: Option<IpAddr>,
@@ -309,25 +312,24 @@ fn write_cookie(
 /// Headers the upstream gets, so the backend can tie its own records to this visitor. Identity
 /// headers the client sent itself are removed when tollgate has no value for them, so they
 /// cannot be spoofed. The values are `texts`'.
-pub fn add_upstream_headers(req: &mut RequestHeader, cfg: &Identity, names: &Names, texts: &Texts) {
-    // insert_header only fails on invalid values; ours are UUIDs and validated ids.
+pub fn add_upstream_headers(req: &mut RequestHead, cfg: &Identity, names: &Names, texts: &Texts) {
     if let Some(v) = texts.request_id() {
-        let _ = req.insert_header(names.request_id, v);
+        let _ = req.headers.insert(names.request_id.clone(), v);
     }
     match texts.visitor_id() {
         Some(v) => {
-            let _ = req.insert_header(names.visitor_id, v);
+            let _ = req.headers.insert(names.visitor_id.clone(), v);
         }
         None => {
-            req.remove_header(&cfg.visitor_id_header);
+            req.headers.remove(&cfg.visitor_id_header);
         }
     }
     match texts.session_id() {
         Some(v) => {
-            let _ = req.insert_header(names.session_id, v);
+            let _ = req.headers.insert(names.session_id.clone(), v);
         }
         None => {
-            req.remove_header(&cfg.session_id_header);
+            req.headers.remove(&cfg.session_id_header);
         }
     }
 }
@@ -335,15 +337,15 @@ pub fn add_upstream_headers(req: &mut RequestHeader, cfg: &Identity, names: &Nam
 /// Echo the request id and, for identified requests, append tollgate's cookies
 /// ([`write_cookies`]) after any `Set-Cookie` of the upstream. Opted-out and cookieless
 /// requests get no cookie.
-pub fn add_response_headers(resp: &mut ResponseHeader, names: &Names, texts: &Texts) {
+pub fn add_response_headers(resp: &mut ResponseHead, names: &Names, texts: &Texts) {
     if let Some(v) = texts.request_id() {
-        let _ = resp.insert_header(names.request_id, v);
+        let _ = resp.headers.insert(names.request_id.clone(), v);
     }
     for cookie in [texts.visitor_cookie(), texts.session_cookie()]
         .into_iter()
         .flatten()
     {
-        let _ = resp.append_header(http::header::SET_COOKIE, cookie);
+        let _ = resp.headers.append(http::header::SET_COOKIE, cookie);
     }
 }
 
@@ -355,10 +357,11 @@ mod tests {
     use cookie::SameSite;
 
     /// What the proxy adds to a response for `ids`, over HTTPS when `secure`.
-    fn respond(resp: &mut ResponseHeader, s: &Settings, ids: &Ids, secure: bool) {
+    fn respond(resp: &mut ResponseHead, s: &Settings, ids: &Ids, secure: bool) {
         let mut r = req("/", &[]);
         if secure {
-            r.insert_header("x-forwarded-proto", "https").unwrap();
+            r.headers
+                .insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
         }
         let nets = ["127.0.0.0/8".parse().unwrap()];
         let fwd = forwarded::compute("127.0.0.1".parse().ok(), &r, &nets);
@@ -396,7 +399,7 @@ mod tests {
                     let mut ids = resolve_with(&s, &req("/", &[]));
                     ids.session_campaign = campaign;
                     assert!(ids.set_visitor);
-                    let mut resp = ResponseHeader::build(200, None).unwrap();
+                    let mut resp = crate::proxy::head::response(200, &[]);
                     respond(&mut resp, &s, &ids, secure);
                     let (v, sid) = (ids.visitor.unwrap(), ids.session.unwrap());
                     let sid_value = match campaign {
@@ -435,12 +438,8 @@ mod tests {
         Settings::defaults("http://127.0.0.1:1").unwrap()
     }
 
-    fn req(uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
+    fn req(uri: &str, headers: &[(&str, &str)]) -> RequestHead {
+        crate::proxy::head::request("GET", uri, headers)
     }
 
     fn keys() -> &'static Keys {
@@ -451,7 +450,7 @@ mod tests {
         })
     }
 
-    fn resolve_with(s: &Settings, r: &RequestHeader) -> Ids {
+    fn resolve_with(s: &Settings, r: &RequestHead) -> Ids {
         resolve(r, s, keys(), "203.0.113.5".parse().ok(), 1_000)
     }
 
@@ -460,7 +459,7 @@ mod tests {
         keys().cookie.sign(&v)
     }
 
-    fn set_cookies(resp: &ResponseHeader) -> Vec<String> {
+    fn set_cookies(resp: &ResponseHead) -> Vec<String> {
         resp.headers
             .get_all("set-cookie")
             .iter()
@@ -525,8 +524,9 @@ mod tests {
     #[test]
     fn set_cookie_is_appended() {
         let s = settings();
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        resp.append_header("set-cookie", "app=1").unwrap();
+        let mut resp = crate::proxy::head::response(200, &[]);
+        resp.headers
+            .append("set-cookie", http::HeaderValue::from_static("app=1"));
         let ids = resolve_with(&s, &req("/", &[]));
         respond(&mut resp, &s, &ids, false);
         let all = set_cookies(&resp);
@@ -555,7 +555,7 @@ mod tests {
         );
         assert_ne!(ids.session, Some(sid));
         let fp = ids.session_campaign.expect("campaign fingerprint");
-        let mut resp = ResponseHeader::build(200, None).unwrap();
+        let mut resp = crate::proxy::head::response(200, &[]);
         respond(&mut resp, &s, &ids, false);
         let value = format!("{}.{fp:016x}", ids.session.unwrap());
         assert!(set_cookies(&resp)
@@ -590,7 +590,7 @@ mod tests {
             let ids = resolve_with(&s, &req("/", &[h, ("cookie", &with_cookie)]));
             assert_eq!(ids.mode, PrivacyMode::Anonymous);
             assert_eq!((ids.visitor, ids.session), (None, None));
-            let mut resp = ResponseHeader::build(200, None).unwrap();
+            let mut resp = crate::proxy::head::response(200, &[]);
             respond(&mut resp, &s, &ids, false);
             assert!(set_cookies(&resp).is_empty());
             assert!(resp.headers.get("x-request-id").is_some());
@@ -621,7 +621,7 @@ mod tests {
             ),
         );
         assert_eq!((yes.mode, yes.visitor), (PrivacyMode::Identified, Some(v)));
-        let mut resp = ResponseHeader::build(200, None).unwrap();
+        let mut resp = crate::proxy::head::response(200, &[]);
         respond(&mut resp, &s, &a, false);
         assert!(set_cookies(&resp).is_empty());
     }

@@ -1,68 +1,51 @@
-//! Admission to the proxy listener, around Pingora's HTTP/1 connection loop: a cap on the
-//! client connections open at once (`server.max_connections`), a deadline for each request's
-//! header (`server.header_timeout_secs`), and HTTP/1.1 pipelining served in order.
+//! One client connection: admission (`server.max_connections` open at once), then hyper's
+//! HTTP/1.1 connection with tollgate's limits:
 //!
-//! Pingora times out each `read()` of a header, not the whole: a client sending a byte every
-//! few seconds would hold its connection (and a task) forever, and a thousand such clients the
-//! listener. Here the connection's task races a timer against the header: the proxy's
-//! `new_ctx`, which Pingora calls as soon as a header is parsed, marks it read
-//! ([`header_read`]); if the timer fires first, the connection is dropped.
-//!
-//! The loop itself is Pingora's (`impl ServerApp for HttpServerApp` in pingora-core 0.9.1,
-//! HTTP/1 only: tollgate's listener is plain HTTP/1.1), with these three additions.
+//! - the first request's header within `server.header_timeout_secs` of the accept, each later
+//!   one within `server.keepalive_secs` plus that (idle wait included), else the connection is
+//!   closed: a client sending a byte every few seconds cannot hold it;
+//! - at most `server.keepalive_requests` requests, then `Connection: close`;
+//! - header case passes through as the client and the upstream wrote it, and no `Date` is
+//!   added to a response that has none (passthrough is byte-exact);
+//! - pipelined requests are answered in order;
+//! - at shutdown, idle connections close at once and busy ones after their response.
 
-use crate::metrics::Metrics;
-use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
-use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
-use pingora::proxy::{HttpProxy, ProxyHttp};
-use pingora::server::ShutdownWatch;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use super::body::Body;
+use super::Worker;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 
-tokio::task_local! {
-    /// Set by [`header_read`] on the connection's task.
-    static HEADER_READ: Arc<AtomicBool>;
+/// The largest request header block taken (431 beyond), as Pingora and nginx's
+/// `large_client_header_buffers` allow in order of magnitude: capture cuts every field it keeps
+/// far below this (`event::limits`), and a connection holds at most this much unparsed.
+pub const MAX_HEADER_BYTES: usize = (1 << 20) + (64 << 10);
+
+/// The limits of one listener, from `[server]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub keepalive: Duration,
+    /// 0: no limit.
+    pub keepalive_requests: u32,
 }
 
-/// Called by the proxy when a request's header has been read (from `new_ctx`, the first thing
-/// Pingora does after parsing it). A no-op outside a [`Guarded`] connection.
-pub fn header_read() {
-    let _ = HEADER_READ.try_with(|f| f.store(true, Ordering::Relaxed));
-}
-
-/// The proxy app with admission control.
-pub struct Guarded<SV: ProxyHttp> {
-    inner: Arc<HttpProxy<SV>>,
-    /// Shared by every worker's app: the cap is on the whole listener.
+/// What a worker needs to serve its connections.
+pub struct Listener {
+    worker: Rc<Worker>,
+    http: http1::Builder,
+    limits: Limits,
+    /// Shared by every worker: the cap is on the whole listener.
     open: Arc<AtomicUsize>,
-    max_connections: usize,
-    header_timeout: Duration,
-    /// How long a kept-alive connection may idle before its next request.
-    keepalive: Duration,
-    metrics: Arc<Metrics>,
-}
-
-impl<SV: ProxyHttp> Guarded<SV> {
-    pub fn new(
-        inner: HttpProxy<SV>,
-        open: Arc<AtomicUsize>,
-        max_connections: usize,
-        header_timeout: Duration,
-        keepalive: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Guarded {
-            inner: Arc::new(inner),
-            open,
-            max_connections,
-            header_timeout,
-            keepalive,
-            metrics,
-        }
-    }
 }
 
 /// One open connection, counted until dropped.
@@ -74,70 +57,90 @@ impl Drop for Open<'_> {
     }
 }
 
-#[async_trait]
-impl<SV> ServerApp for Guarded<SV>
-where
-    SV: ProxyHttp + Send + Sync + 'static,
-    SV::CTX: Send + Sync,
-{
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            self.metrics.refused("connection_cap");
-            return None; // dropped: closed at once
-        }
-        let _open = Open(&self.open);
-        let limit = self
-            .inner
-            .server_options
-            .as_ref()
-            .and_then(|o| o.keepalive_request_limit);
-        let mut session = ServerSession::new_http1(stream);
-        session.set_keepalive((!*shutdown.borrow()).then_some(60));
-        session.set_keepalive_reuses_remaining(limit);
-        // A new connection has no idle wait before its first header.
-        let mut deadline = self.header_timeout;
-        // One flag per connection, reset per request: no allocation per request.
-        let read = Arc::new(AtomicBool::new(false));
-        loop {
-            // Requests a client pipelines are answered one after the other, in order, instead
-            // of the second being dropped with the connection (Pingora's default).
-            session.set_pipelining_enabled(true);
-            read.store(false, Ordering::Relaxed);
-            let serve = HEADER_READ.scope(
-                read.clone(),
-                HttpServerApp::process_new_http(&self.inner, session, shutdown),
-            );
-            tokio::pin!(serve);
-            let timer = tokio::time::sleep(deadline);
-            tokio::pin!(timer);
-            let reused = tokio::select! {
-                biased;
-                r = &mut serve => r,
-                () = &mut timer, if !read.load(Ordering::Relaxed) => {
-                    // Checked again: the header may have been read since the timer was armed.
-                    if read.load(Ordering::Relaxed) {
-                        serve.await
-                    } else {
-                        self.metrics.refused("header_timeout");
-                        return None;
-                    }
-                }
-            };
-            let (stream, persistent) = reused?.consume();
-            session = ServerSession::new_http1(stream);
-            if let Some(p) = persistent {
-                p.apply_to_session(&mut session);
-            }
-            deadline = self.keepalive + self.header_timeout;
+impl Listener {
+    pub fn new(worker: Rc<Worker>, limits: Limits, open: Arc<AtomicUsize>) -> Listener {
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            // Restarted whenever hyper waits for a request header: the idle wait and the header.
+            .header_read_timeout(limits.keepalive + limits.header_timeout)
+            .preserve_header_case(true)
+            .auto_date_header(false)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .pipeline_flush(true);
+        Listener {
+            worker,
+            http,
+            limits,
+            open,
         }
     }
 
-    async fn cleanup(&self) {
-        self.inner.http_cleanup().await;
+    /// Serve one accepted connection until it closes.
+    pub async fn serve(
+        self: Rc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let metrics = self.worker.proxy().metrics().clone();
+        if self.open.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            metrics.refused("connection_cap");
+            return; // dropped: closed at once
+        }
+        let _open = Open(&self.open);
+        let served = Rc::new(Cell::new(0u32));
+        let svc = {
+            let worker = self.worker.clone();
+            let served = served.clone();
+            let limit = self.limits.keepalive_requests;
+            hyper::service::service_fn(move |req| {
+                let n = served.get() + 1;
+                served.set(n);
+                let worker = worker.clone();
+                async move {
+                    let mut resp: http::Response<Body> = worker.handle(req, peer).await;
+                    if limit > 0 && n >= limit {
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        };
+        let conn = self
+            .http
+            .serve_connection(TokioIo::new(tcp), svc)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let first = tokio::time::sleep(self.limits.header_timeout);
+        tokio::pin!(first);
+        let mut draining = *shutdown.borrow();
+        if draining {
+            conn.as_mut().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut conn => {
+                    if let Err(e) = r {
+                        if e.is_timeout() {
+                            metrics.refused("header_timeout");
+                        }
+                    }
+                    return;
+                }
+                () = &mut first, if served.get() == 0 => {
+                    metrics.refused("header_timeout");
+                    return;
+                }
+                _ = shutdown.changed(), if !draining => {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
     }
 }

@@ -1,26 +1,28 @@
-//! The data plane: tollgate's [`ProxyHttp`] implementation.
+//! The data plane: a reverse proxy on hyper 1.x, one worker per core ([`workers`]), each
+//! serving its own connections ([`listener`]) with its own upstream pool ([`pool`]).
 //!
-//! Each phase delegates to a named module, so this file reads like Pingora's phase chart:
+//! One request, in order ([`Worker::handle`]):
 //!
-//! | phase                     | work                                                      |
-//! |---------------------------|-----------------------------------------------------------|
-//! | `early_request_filter`    | bound downstream keep-alive; arm compression for [`inject`] |
-//! | `request_filter`          | [`forwarded`], then [`identity`] under [`consent`]; [`collect`] answers tollgate's own endpoints |
-//! | `upstream_peer`           | [`upstream`]: a pre-resolved address                      |
-//! | `upstream_request_filter` | identity and forwarded headers for the backend           |
-//! | `adjust_upstream_modules` | [`inject`]: does this page get the tracker (decode gzip/br if so) |
-//! | `response_filter`         | strip hop-by-hop headers, echo request id, set cookies; [`stitch`] takes the backend's user and event headers; [`inject`] fixes an injected page's headers |
-//! | `response_body_filter`    | [`inject`]: insert the script tag while streaming         |
-//! | `fail_to_proxy`           | 502 (unreachable) or 504 (timed out), keeping the ids     |
-//! | `logging`                 | [`capture`]: one raw event, `try_send` onto the pipeline   |
+//! | step                 | work                                                           |
+//! |----------------------|----------------------------------------------------------------|
+//! | read the request     | [`forwarded`], then [`identity`] under [`consent`]; the request's [`texts`] |
+//! | tollgate's own paths | [`collect`] answers them; never forwarded                      |
+//! | to the upstream      | hop-by-hop headers out; identity and forwarded headers in; a navigation that may be injected goes without `Accept-Encoding` ([`inject`]) |
+//! | from the upstream    | hop-by-hop headers out; [`stitch`] takes the backend's user and event headers; request id and cookies in; [`inject`] plans the page |
+//! | the body             | streamed ([`body`]): as is, or decoded, injected and gzipped    |
+//! | upstream failure     | 502 (unreachable) or 504 (timed out), keeping the ids           |
+//! | when the body is sent | [`capture`]: one raw event, `try_send` onto the pipeline       |
 
+pub mod body;
 pub mod capture;
 pub mod collect;
 pub mod consent;
 pub mod forwarded;
+pub mod head;
 pub mod identity;
 pub mod inject;
 pub mod listener;
+pub mod pool;
 pub mod ratelimit;
 pub mod signing;
 pub mod stitch;
@@ -34,52 +36,29 @@ use crate::event::{now_us, Hit};
 use crate::ingest::IngestSender;
 use crate::metrics::{Kind, Metrics};
 use crate::pipeline::EventSender;
-use async_trait::async_trait;
+use body::Body;
 use bytes::Bytes;
 use forwarded::Forwarded;
-use http::HeaderValue;
+use head::{RequestHead, ResponseHead};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
 use identity::{Ids, Keys};
+use inject::codec::{self, Decoder, GzipEncoder};
 use inject::Outcome;
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::modules::http::compression::ResponseCompressionBuilder;
-use pingora::modules::http::HttpModules;
-use pingora::prelude::*;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType};
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 use texts::Texts;
 use upstream::UpstreamTarget;
 use uuid::Uuid;
 
-/// Per-request state shared between the phases.
-pub struct Ctx {
-    start: Instant,
-    ts_us: i64,
-    ids: Option<Ids>,
-    fwd: Option<Forwarded>,
-    /// Every text the request's headers and event get ([`texts`]), once ids and fwd are known.
-    texts: Option<Texts>,
-    /// Answered by [`collect`]: not the site's request, so not captured as one.
-    collected: bool,
-    /// What the backend's `X-Tollgate-User`/`X-Tollgate-Event` headers said.
-    backend: stitch::FromBackend,
-    /// The request may get the tracker ([`inject::wanted`]).
-    inject_wanted: bool,
-    /// The page gets it: decided on the upstream header, applied in `response_filter`.
-    inject_plan: Option<inject::Plan>,
-    injector: Option<inject::Injector>,
-}
+/// The most a page the upstream compressed may decode to before injection gives up on it (the
+/// client gets a broken page rather than tollgate running out of memory on a decompression bomb).
+const MAX_DECODED: usize = 64 << 20;
 
-impl Ctx {
-    /// The client reached the site over HTTPS (as forwarded by a trusted proxy).
-    fn secure(&self) -> bool {
-        self.fwd.as_ref().is_some_and(|f| f.proto == "https")
-    }
-}
-
-/// The proxy service. Each worker gets its own clone: the shared state is behind `Arc`s.
+/// The proxy's shared part. Each worker gets its own clone: the shared state is behind `Arc`s.
 #[derive(Clone)]
 pub struct Proxy {
     settings: Arc<Settings>,
@@ -116,7 +95,7 @@ impl Proxy {
             names: identity::Names::new(&settings.identity),
             authority: (!u.preserve_host)
                 .then(|| {
-                    HeaderValue::from_maybe_shared(bytes::Bytes::from_static(
+                    HeaderValue::from_maybe_shared(Bytes::from_static(
                         leak(&u.authority).as_bytes(),
                     ))
                     .ok()
@@ -145,391 +124,369 @@ impl Proxy {
         }
     }
 
-    fn fwd<'a>(&self, session: &Session, ctx: &'a mut Ctx) -> &'a Forwarded {
-        ctx.fwd.get_or_insert_with(|| {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
-            forwarded::compute(peer, session.req_header(), &self.settings.trusted_proxies)
-        })
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
-    fn ids<'a>(&self, session: &Session, ctx: &'a mut Ctx) -> &'a Ids {
-        if ctx.ids.is_none() {
-            let ip = self.fwd(session, ctx).client_ip;
-            ctx.ids = Some(identity::resolve(
-                session.req_header(),
-                &self.settings,
-                &self.keys,
-                ip,
-                ctx.ts_us,
-            ));
-        }
-        ctx.ids.as_ref().expect("set above")
-    }
-
-    fn texts<'a>(&self, session: &Session, ctx: &'a mut Ctx, capture: bool) -> &'a Texts {
-        if ctx.texts.is_none() {
-            self.ids(session, ctx);
-            let (Some(ids), Some(fwd)) = (&ctx.ids, &ctx.fwd) else {
-                unreachable!("ids() sets both")
-            };
-            ctx.texts = Some(Texts::build(
-                session.req_header(),
-                ids,
-                fwd,
-                &self.settings,
-                &self.keys.cookie,
-                capture,
-            ));
-        }
-        ctx.texts.as_ref().expect("set above")
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 
-/// Response headers that describe one hop, never the resource.
-const HOP_BY_HOP: &[&str] = &["keep-alive", "proxy-connection", "te", "trailer"];
+/// One worker's proxy: the shared part and the worker's own upstream connections.
+pub struct Worker {
+    proxy: Proxy,
+    pool: pool::Pool,
+}
 
-fn strip_hop_by_hop(resp: &mut ResponseHeader) {
-    if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
-        return; // Connection/Upgrade carry the protocol switch itself
+/// Request headers that describe one hop, never the resource (RFC 9110, 7.6.1).
+const HOP_BY_HOP: [HeaderName; 4] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+];
+
+/// Remove the hop-by-hop headers, and those that `Connection` lists. Kept for a protocol
+/// switch (`upgrade`): `Connection` and `Upgrade` carry it.
+fn strip_hop_by_hop(h: &mut http::HeaderMap, upgrade: bool) {
+    if upgrade {
+        return;
     }
-    for name in HOP_BY_HOP {
-        resp.remove_header(*name);
+    for name in &HOP_BY_HOP {
+        if h.contains_key(name) {
+            h.remove(name);
+        }
     }
-    // The headers that Connection lists. Its values are shared slices of the response header:
-    // a clone costs a counter, not a copy.
-    let mut connection = resp.headers.get_all(http::header::CONNECTION).iter();
-    if let Some(first) = connection.next() {
-        let rest = connection.next().is_some();
-        if rest {
-            // Rare: several Connection headers; copy them once.
-            let all: Vec<HeaderValue> = resp
-                .headers
-                .get_all(http::header::CONNECTION)
-                .iter()
-                .cloned()
-                .collect();
-            for v in &all {
-                remove_listed(resp, v);
-            }
+    if let Some(first) = h.get(header::CONNECTION) {
+        // Usually one value: a clone of it is a counter, not a copy.
+        let listed: Vec<HeaderValue> = if h.get_all(header::CONNECTION).iter().nth(1).is_some() {
+            h.get_all(header::CONNECTION).iter().cloned().collect()
         } else {
-            let v = first.clone();
-            remove_listed(resp, &v);
-        }
-    }
-    resp.remove_header(&http::header::UPGRADE);
-}
-
-/// Remove the headers a `Connection` value lists (not `close`).
-fn remove_listed(resp: &mut ResponseHeader, connection: &HeaderValue) {
-    let Ok(v) = connection.to_str() else { return };
-    for t in v.split(',').map(str::trim) {
-        if !t.is_empty() && !t.eq_ignore_ascii_case("close") {
-            resp.remove_header(t);
-        }
-    }
-}
-
-/// The status tollgate answers when the upstream fails: 504 when it timed out, 502 when it
-/// could not be reached or broke the exchange.
-fn failure_status(e: &Error) -> u16 {
-    match e.etype() {
-        ErrorType::HTTPStatus(code) => *code,
-        ErrorType::ConnectTimedout
-        | ErrorType::ReadTimedout
-        | ErrorType::WriteTimedout
-        | ErrorType::TLSHandshakeTimedout
-            if e.esource() == &ErrorSource::Upstream =>
-        {
-            504
-        }
-        _ => match e.esource() {
-            ErrorSource::Upstream => 502,
-            ErrorSource::Downstream => match e.etype() {
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                _ => 400,
-            },
-            ErrorSource::Internal | ErrorSource::Unset => 500,
-        },
-    }
-}
-
-#[async_trait]
-impl ProxyHttp for Proxy {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
-        // Pingora calls this as soon as a request's header is parsed.
-        listener::header_read();
-        Ctx {
-            start: Instant::now(),
-            ts_us: now_us(),
-            ids: None,
-            fwd: None,
-            collected: false,
-            backend: stitch::FromBackend::default(),
-            inject_wanted: false,
-            inject_plan: None,
-            injector: None,
-            texts: None,
-        }
-    }
-
-    fn init_downstream_modules(&self, modules: &mut HttpModules) {
-        if self.settings.inject.enabled {
-            // Off (level 0) until a request arms it: everything else passes byte for byte.
-            modules.add_module(ResponseCompressionBuilder::enable(0));
-        }
-    }
-
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        // Pingora keeps idle client connections forever unless told otherwise.
-        session.set_keepalive(Some(self.settings.keepalive_secs));
-        let s = &self.settings;
-        if s.inject.enabled {
-            let req = session.req_header();
-            ctx.inject_wanted = inject::wanted(req, s);
-            // Pingora reads Accept-Encoding right after this phase: arm compression now for
-            // pages that may be injected (they are fetched uncompressed).
-            if ctx.inject_wanted {
-                inject::downstream_compression(session, s.inject.compression_level);
-                inject::hide_brotli(session.req_header_mut());
+            vec![first.clone()]
+        };
+        for v in &listed {
+            let Ok(v) = v.to_str() else { continue };
+            for t in v.split(',').map(str::trim) {
+                if !t.is_empty() && !t.eq_ignore_ascii_case("close") {
+                    h.remove(t);
+                }
             }
         }
-        Ok(())
+        h.remove(header::CONNECTION);
+    }
+    if h.contains_key(header::UPGRADE) {
+        h.remove(header::UPGRADE);
+    }
+}
+
+/// A request that asks to switch protocols (WebSocket): `Connection: upgrade` and `Upgrade`.
+fn is_upgrade(h: &http::HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+/// What the request's capture needs once its response has been sent.
+pub struct Capture {
+    worker: Rc<Worker>,
+    start: Instant,
+    ts_us: i64,
+    method: Method,
+    uri: Uri,
+    facts: capture::Facts,
+    ids: Ids,
+    texts: Texts,
+    backend: stitch::FromBackend,
+    status: u16,
+    content_type: Option<HeaderValue>,
+}
+
+impl Capture {
+    /// The response has been sent (or abandoned) after `bytes_out` bytes of body.
+    fn done(self, bytes_out: u64) {
+        let w = self.worker.clone();
+        w.proxy.log(self, bytes_out);
+    }
+}
+
+impl Worker {
+    pub fn new(proxy: Proxy) -> Rc<Worker> {
+        let pool = pool::Pool::new(proxy.upstream.clone());
+        Rc::new(Worker { proxy, pool })
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        self.ids(session, ctx);
-        if collect::is_ours(session.req_header().uri.path(), &self.settings) {
-            let ip = self.fwd(session, ctx).client_ip;
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// Answer one request from `peer`.
+    pub async fn handle(
+        self: Rc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let start = Instant::now();
+        let ts_us = now_us();
+        let p = &self.proxy;
+        let s = &*p.settings;
+        let (mut head, body) = req.into_parts();
+        let fwd = forwarded::compute(Some(peer.ip()), &head, &s.trusted_proxies);
+        let ids = identity::resolve(&head, s, &p.keys, fwd.client_ip, ts_us);
+
+        if collect::is_ours(head.uri.path(), s) {
             // Not the site's request: nothing of it is captured.
-            self.texts(session, ctx, false);
-            let (Some(ids), Some(texts)) = (&ctx.ids, &ctx.texts) else {
-                unreachable!("set above")
-            };
-            collect::handle(
-                session,
-                &self.settings,
-                &self.collect,
-                ids,
-                texts,
-                &self.names,
-                ip,
+            let texts = Texts::build(&head, &ids, &fwd, s, &p.keys.cookie, false);
+            return collect::handle(
+                &head,
+                body,
+                s,
+                &p.collect,
+                &ids,
+                &texts,
+                &p.names,
+                fwd.client_ip,
             )
             .await;
-            ctx.collected = true;
-            return Ok(true);
         }
-        self.texts(session, ctx, self.settings.capture.enabled);
-        Ok(false)
-    }
+        let texts = Texts::build(&head, &ids, &fwd, s, &p.keys.cookie, s.capture.enabled);
+        let inject_wanted = s.inject.enabled && inject::wanted(&head, s);
+        let gzip_ok = inject_wanted
+            && s.inject.compression_level > 0
+            && codec::accepts_gzip(&head.headers)
+            && head.method != Method::HEAD;
+        let facts = capture::Facts::of(&head.headers);
+        let upgrade = is_upgrade(&head.headers);
+        // The client's side of a protocol switch, taken before the head goes upstream.
+        let down_upgrade = upgrade
+            .then(|| head.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            .flatten();
+        let method = head.method.clone();
+        let uri = head.uri.clone();
+        let inject_req = inject_wanted.then(|| inject::Request::of(&head, &fwd));
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Ok(self.upstream.peer())
-    }
+        self.upstream_head(&mut head, &fwd, &texts, inject_wanted);
+        let mut capture = Capture {
+            worker: self.clone(),
+            start,
+            ts_us,
+            method,
+            uri,
+            facts,
+            ids,
+            texts,
+            backend: stitch::FromBackend::default(),
+            status: 0,
+            content_type: None,
+        };
+        let resp = match self.pool.send(Request::from_parts(head, body)).await {
+            Ok(r) => r,
+            Err(failure) => {
+                if failure.is_connect() {
+                    p.metrics.upstream_connect_errors.inc();
+                }
+                let code = failure.status();
+                if code == 504 {
+                    p.metrics.upstream_timeouts.inc();
+                }
+                tracing::debug!(%failure, "The upstream failed.");
+                return self.failure(code, capture);
+            }
+        };
+        let (mut rhead, rbody) = resp.into_parts();
 
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        _ctx: &mut Ctx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        // With one address, trying it again at once only delays the 502. With several
-        // (`localhost` is often ::1 and 127.0.0.1), the retry goes to the next one.
-        e.set_retry(self.upstream.addr_count() > 1);
-        // Timeouts are counted once, in fail_to_proxy, where they become a 504.
-        if !matches!(
-            e.etype(),
-            ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout
-        ) {
-            self.metrics.upstream_connect_errors.inc();
+        if rhead.status == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(down) = down_upgrade {
+                let mut r = Response::from_parts(rhead, rbody);
+                let up = hyper::upgrade::on(&mut r);
+                let (mut rhead, _) = r.into_parts();
+                tokio::task::spawn_local(async move {
+                    if let (Ok(down), Ok(up)) = (down.await, up.await) {
+                        let mut down = hyper_util::rt::TokioIo::new(down);
+                        let mut up = hyper_util::rt::TokioIo::new(up);
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                identity::add_response_headers(&mut rhead, &p.names, &capture.texts);
+                capture.status = 101;
+                return Response::from_parts(rhead, Body::empty()).with_done(capture);
+            }
         }
-        e
+
+        strip_hop_by_hop(&mut rhead.headers, false);
+        let out = match &inject_req {
+            Some(req) if !rhead.status.is_informational() => {
+                self.page(req, &mut rhead, rbody, gzip_ok)
+            }
+            _ => {
+                if s.inject.enabled {
+                    inject::strip_control(&mut rhead);
+                }
+                Body::upstream(rbody)
+            }
+        };
+        capture.backend = stitch::take(&mut rhead, s);
+        identity::add_response_headers(&mut rhead, &p.names, &capture.texts);
+        capture.status = rhead.status.as_u16();
+        capture.content_type = rhead.headers.get(header::CONTENT_TYPE).cloned();
+        Response::from_parts(rhead, out).with_done(capture)
     }
 
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        req: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        let s = &self.settings;
-        if ctx.inject_wanted {
+    /// The request head as the upstream gets it.
+    fn upstream_head(&self, head: &mut RequestHead, fwd: &Forwarded, texts: &Texts, inject: bool) {
+        let p = &self.proxy;
+        let s = &*p.settings;
+        let upgrade = is_upgrade(&head.headers);
+        strip_hop_by_hop(&mut head.headers, upgrade);
+        if inject {
             // A page that may be injected is asked for uncompressed: decoding the upstream's
             // gzip only to encode it again would double the work (see inject's module docs).
-            let _ = req.remove_header(&http::header::ACCEPT_ENCODING);
+            head.headers.remove(header::ACCEPT_ENCODING);
         }
-        if let Some(texts) = &ctx.texts {
-            identity::add_upstream_headers(req, &s.identity, &self.names, texts);
-            if let Some(f) = &ctx.fwd {
-                forwarded::apply(req, f, texts.xff());
+        identity::add_upstream_headers(head, &s.identity, &p.names, texts);
+        forwarded::apply(head, fwd, texts.xff());
+        if let Some(host) = &p.authority {
+            head.headers.insert(header::HOST, host.clone());
+        }
+        // Origin form, and HTTP/1.1 so that the upstream connection is kept alive.
+        if head.uri.scheme().is_some() || head.uri.authority().is_some() {
+            if let Some(pq) = head.uri.path_and_query() {
+                if let Ok(u) = Uri::try_from(pq.as_str()) {
+                    head.uri = u;
+                }
             }
         }
-        if let Some(host) = &self.authority {
-            req.insert_header(http::header::HOST, host.clone())?;
-        }
-        Ok(())
+        head.version = Version::HTTP_11;
     }
 
-    async fn adjust_upstream_modules(
+    /// A navigation's answer: injected when [`inject::plan`] says so; gzipped for the client
+    /// when the upstream's answer was asked for uncompressed, as it was.
+    fn page(
         &self,
-        session: &mut Session,
-        resp: &ResponseHeader,
-        end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        if !ctx.inject_wanted || resp.status.is_informational() {
-            return Ok(());
-        }
-        let scheme = if ctx.secure() { "https" } else { "http" };
-        let req = session.req_header();
-        match inject::plan(
-            resp,
-            end_of_stream,
-            req,
-            scheme,
-            &self.collect.script,
-            &self.settings,
-        ) {
+        req: &inject::Request,
+        rhead: &mut ResponseHead,
+        upstream: pool::Pooled,
+        gzip_ok: bool,
+    ) -> Body {
+        let p = &self.proxy;
+        let s = &*p.settings;
+        let end = hyper::body::Body::is_end_stream(&upstream);
+        match inject::plan(rhead, end, req, &p.collect.script, s) {
             Ok(plan) => {
-                if plan.decompress {
-                    // Before Pingora's upstream module reads this header: decode gzip/br.
-                    session.upstream_compression.adjust_decompression(true);
-                }
-                ctx.inject_plan = Some(plan);
-            }
-            Err(Some(reason)) => {
-                self.metrics.inject(reason);
-                inject::log(reason, session.req_header().uri.path());
-            }
-            Err(None) => {}
-        }
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        strip_hop_by_hop(resp);
-        // An informational (1xx) header is not the answer: the decision waits for the final one.
-        if self.settings.inject.enabled && !resp.status.is_informational() {
-            match &ctx.inject_plan {
-                Some(plan) => {
-                    inject::apply(resp, plan);
-                    ctx.injector = Some(self.collect.script.injector(plan));
-                }
-                // Not injected: the compression armed for a navigation stays on, since the
-                // upstream was asked for an uncompressed answer; unless it must not transform.
-                None => {
-                    inject::strip_control(resp);
-                    if inject::no_transform(resp) {
-                        inject::downstream_compression(session, 0);
+                let decoder = match plan.decompress {
+                    Some(coding) => {
+                        rhead.headers.remove(header::CONTENT_ENCODING);
+                        Some(Decoder::new(coding, MAX_DECODED))
                     }
-                }
-            }
-        }
-        ctx.backend = stitch::take(resp, &self.settings);
-        if let Some(texts) = &ctx.texts {
-            identity::add_response_headers(resp, &self.names, texts);
-        }
-        Ok(())
-    }
-
-    fn response_body_filter(
-        &self,
-        session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<Option<std::time::Duration>> {
-        if let Some(inj) = ctx.injector.as_mut() {
-            let before = inj.outcome();
-            inj.filter(body, end_of_stream);
-            if let (None, Some(outcome)) = (before, inj.outcome()) {
-                let rewrote = ctx.inject_plan.as_ref().is_some_and(|p| p.rewrote_csp());
-                let label = match outcome {
-                    Outcome::Head | Outcome::Body if rewrote => "injected_csp_nonce",
-                    o => o.as_str(),
+                    None => None,
                 };
-                self.metrics.inject(label);
-                inject::log(label, session.req_header().uri.path());
+                inject::apply(rhead, &plan);
+                let encoder = gzip_ok.then(|| {
+                    rhead
+                        .headers
+                        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    GzipEncoder::new(s.inject.compression_level)
+                });
+                let metrics = p.metrics.clone();
+                let rewrote = plan.rewrote_csp();
+                let path = req.path().to_owned();
+                let on_outcome = Box::new(move |outcome: Outcome| {
+                    let label = match outcome {
+                        Outcome::Head | Outcome::Body if rewrote => "injected_csp_nonce",
+                        o => o.as_str(),
+                    };
+                    metrics.inject(label);
+                    inject::log(label, &path);
+                });
+                let injector = p.collect.script.injector(&plan);
+                Body::rewrite(body::Rewrite::new(
+                    upstream, decoder, injector, encoder, on_outcome,
+                ))
             }
-        }
-        Ok(None)
-    }
-
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let code = failure_status(e);
-        if code == 504 {
-            self.metrics.upstream_timeouts.inc();
-        }
-        if code > 0 && session.response_written().is_none() {
-            if self.settings.inject.enabled {
-                inject::downstream_compression(session, 0);
-            }
-            // Built by hand rather than with respond_error(), so the client still gets its
-            // request id and cookies.
-            let reason = http::StatusCode::from_u16(code)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("Error");
-            let body = Bytes::from(format!("{code} {reason}\n"));
-            if let Ok(mut resp) = ResponseHeader::build(code, Some(6)) {
-                let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
-                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
-                let _ = resp.insert_header(http::header::CACHE_CONTROL, "no-store");
-                let texts = self.texts(session, ctx, self.settings.capture.enabled);
-                identity::add_response_headers(&mut resp, &self.names, texts);
-                if session
-                    .write_response_header(Box::new(resp), false)
-                    .await
-                    .is_ok()
-                {
-                    let _ = session.write_response_body(Some(body), true).await;
+            Err(skip) => {
+                if let Some(reason) = skip {
+                    p.metrics.inject(reason);
+                    inject::log(reason, req.path());
                 }
+                inject::strip_control(rhead);
+                // Not injected, but asked for uncompressed: encoded here as the upstream would
+                // have, unless the answer must not be transformed or is already encoded.
+                let compress = gzip_ok
+                    && !end
+                    && inject::compressible(rhead)
+                    && !inject::no_transform(rhead)
+                    && !rhead.headers.contains_key(header::CONTENT_ENCODING)
+                    && !matches!(rhead.status.as_u16(), 204 | 206 | 304)
+                    && !rhead.status.is_informational();
+                if !compress {
+                    return Body::upstream(upstream);
+                }
+                rhead.headers.remove(header::CONTENT_LENGTH);
+                rhead.headers.remove(header::ACCEPT_RANGES);
+                rhead
+                    .headers
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                inject::vary_accept_encoding(rhead);
+                Body::gzip(upstream, GzipEncoder::new(s.inject.compression_level))
             }
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        if ctx.collected {
-            return;
-        }
-        let s = &self.settings;
-        let req = session.req_header();
-        let resp = session.response_written();
-        let status = resp.map_or(0, |r| r.status.as_u16());
-        let content_type = resp
-            .and_then(|r| r.headers.get(http::header::CONTENT_TYPE))
-            .map_or(&[][..], |v| v.as_bytes());
-        let path = req.uri.path();
-        let kind = capture::classify(
-            &req.method,
-            path,
-            &req.headers,
-            content_type,
-            status,
-            &s.capture,
+    /// tollgate's own 502 or 504, with the request id and cookies.
+    fn failure(&self, code: u16, mut capture: Capture) -> Response<Body> {
+        let reason = StatusCode::from_u16(code)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        let text = format!("{code} {reason}\n");
+        let mut resp = Response::new(());
+        *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let (mut rhead, ()) = resp.into_parts();
+        identity::add_response_headers(&mut rhead, &self.proxy.names, &capture.texts);
+        capture.status = code;
+        Response::from_parts(rhead, Body::full(text)).with_done(capture)
+    }
+}
+
+/// Attach the capture to a response's body.
+trait WithDone {
+    fn with_done(self, c: Capture) -> Response<Body>;
+}
+
+impl WithDone for Response<Body> {
+    fn with_done(self, c: Capture) -> Response<Body> {
+        self.map(|b| b.on_done(c))
+    }
+}
+
+impl Proxy {
+    /// The capture of a request whose response has been sent: classify, then one raw event
+    /// onto the pipeline (never waits).
+    fn log(&self, mut c: Capture, bytes_out: u64) {
+        let s = &*self.settings;
+        let status = c.status;
+        let content_type = c.content_type.as_ref().map_or(&[][..], |v| v.as_bytes());
+        let path = c.uri.path();
+        let kind =
+            capture::classify_facts(&c.facts, &c.method, path, content_type, status, &s.capture);
         self.metrics.request(kind);
         if !s.capture.enabled {
             return;
         }
-        let rule = capture::match_rule_index(&s.capture.rules, &req.method, path, status);
+        let rule = capture::match_rule_index(&s.capture.rules, &c.method, path, status);
         // An uncaptured asset is not stored, unless the backend attached events to it.
         let store_request = rule.is_some() || kind != Kind::Asset || s.capture.assets;
-        if !store_request && ctx.backend.events.is_empty() {
+        if !store_request && c.backend.events.is_empty() {
             return;
         }
         // Every value taken from the request was cut to its limit when the request's texts
@@ -540,38 +497,32 @@ impl ProxyHttp for Proxy {
         };
         let signals = RequestSignals {
             page_view: kind == Kind::PageView,
-            accept_language: req.headers.contains_key(http::header::ACCEPT_LANGUAGE),
-            sec_ch_ua_headless: req
-                .headers
-                .get("sec-ch-ua")
-                .is_some_and(|v| capture::contains_ci(v.as_bytes(), b"headless")),
+            accept_language: c.facts.accept_language,
+            sec_ch_ua_headless: c.facts.headless,
         };
-        let method = req.method.clone();
         // Whole microseconds (the resolution that means anything here), as one division:
         // a short decimal form in every text format the sinks write.
-        let duration_ms = ctx.start.elapsed().as_micros() as f64 / 1000.0;
-        let bytes_out = session.body_bytes_sent() as u64;
-        let texts = self.texts(session, ctx, true);
-        let (captured, text, request_id) =
-            (texts.captured, texts.buf().clone(), texts.request_id_span());
+        let duration_ms = c.start.elapsed().as_micros() as f64 / 1000.0;
         // Always there: texts are written with the captured fields whenever capture is on.
-        let Some(c) = captured else { return };
-        let ids = ctx.ids.as_ref().expect("texts() sets ids");
+        let Some(captured) = c.texts.captured else {
+            return;
+        };
+        let ids = &c.ids;
         // The backend's user goes with the event; backend events (rare) need it too.
-        let user_id = if ctx.backend.events.is_empty() {
-            ctx.backend.user_id.take()
+        let user_id = if c.backend.events.is_empty() {
+            c.backend.user_id.take()
         } else {
-            ctx.backend.user_id.clone()
+            c.backend.user_id.clone()
         };
         // Raw path, query and referrer, and the full IP: the pipeline parses campaigns and
         // geo from them, then redacts and anonymises before anything is stored.
         let hit = Hit {
             event_id: Uuid::now_v7(),
-            ts_us: ctx.ts_us,
+            ts_us: c.ts_us,
             received_at_us: now_us(),
             site: self.site,
             name,
-            method,
+            method: c.method.clone(),
             status: (status > 0).then_some(status),
             duration_ms,
             bytes_out,
@@ -582,11 +533,11 @@ impl ProxyHttp for Proxy {
                 privacy: ids.mode,
                 signals,
             },
-            text,
-            request_id,
-            captured: c,
+            text: c.texts.buf().clone(),
+            request_id: c.texts.request_id_span(),
+            captured,
         };
-        if ctx.backend.events.is_empty() {
+        if c.backend.events.is_empty() {
             if store_request {
                 self.events.send_hit(Box::new(hit));
             }
@@ -594,7 +545,7 @@ impl ProxyHttp for Proxy {
         }
         // Events from the backend (rare) are built from the request's own.
         let e = hit.into_event();
-        for custom in stitch::events(&ctx.backend, &e, s) {
+        for custom in stitch::events(&c.backend, &e, s) {
             self.events.send(Box::new(custom));
         }
         if store_request {

@@ -10,10 +10,10 @@
 //! Both headers are removed before the client sees the response, whether or not capture is
 //! on. A malformed value is logged and counted, never passed on, and never breaks the response.
 
+use super::head::ResponseHead;
 use crate::config::Settings;
 use crate::event::{Event, Source};
 use crate::ingest::native;
-use pingora::http::ResponseHeader;
 use tracing::warn;
 
 /// What the backend said about this request.
@@ -25,10 +25,10 @@ pub struct FromBackend {
 }
 
 /// Take tollgate's headers out of `resp`. Returns what they said.
-pub fn take(resp: &mut ResponseHeader, s: &Settings) -> FromBackend {
+pub fn take(resp: &mut ResponseHead, s: &Settings) -> FromBackend {
     let id = &s.identity;
     let mut out = FromBackend::default();
-    if let Some(v) = resp.remove_header(&id.user_header) {
+    if let Some(v) = resp.headers.remove(&id.user_header) {
         match v.to_str().map(str::trim) {
             Ok(u) if !u.is_empty() && u.chars().count() <= native::MAX_ID => {
                 out.user_id = Some(u.to_string());
@@ -43,7 +43,7 @@ pub fn take(resp: &mut ResponseHeader, s: &Settings) -> FromBackend {
         .iter()
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect();
-    resp.remove_header(&id.event_header);
+    resp.headers.remove(&id.event_header);
     out
 }
 

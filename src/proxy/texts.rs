@@ -10,13 +10,13 @@
 //! and the request header.
 
 use super::forwarded::{self, Forwarded};
+use super::head::RequestHead;
 use super::identity::{self, Ids};
 use super::signing::CookieKey;
 use crate::config::Settings;
 use crate::event::{limits, Captured, Span};
 use bytes::Bytes;
 use http::HeaderValue;
-use pingora::http::RequestHeader;
 use std::io::Write;
 
 /// The texts of one request.
@@ -53,7 +53,7 @@ impl Texts {
     /// Write the texts of `req`, from its `ids` and `fwd`; with the captured fields when
     /// `capture` is set.
     pub fn build(
-        req: &RequestHeader,
+        req: &RequestHead,
         ids: &Ids,
         fwd: &Forwarded,
         s: &Settings,

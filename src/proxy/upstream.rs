@@ -1,10 +1,9 @@
 //! The upstream: its addresses, resolved off the request path, and the peer for each request.
 //!
-//! `HttpPeer::new` with a host name does a blocking DNS lookup and panics when it fails, so we
-//! resolve at start-up and refresh in a background thread, and give Pingora a `SocketAddr`.
+//! Resolved at start-up and refreshed in a background thread, so that no request waits on DNS;
+//! the workers' pools ([`super::pool`]) connect to [`UpstreamTarget::next_addr`].
 
 use crate::config::Upstream;
-use pingora::upstreams::peer::{HttpPeer, PeerOptions};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -60,22 +59,12 @@ impl UpstreamTarget {
             });
     }
 
-    /// The peer for one request: the next address, round-robin, with the configured timeouts.
-    pub fn peer(&self) -> Box<HttpPeer> {
-        let addrs = self
-            .addrs
-            .read()
-            .map(|g| g.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
-        let addr = addrs[self.next.fetch_add(1, Ordering::Relaxed) % addrs.len()];
-        let c = &self.cfg;
-        // The SNI is only sent over TLS; for plain HTTP an empty one costs no allocation.
-        let sni = if c.tls { c.host.clone() } else { String::new() };
-        let mut peer = HttpPeer::new(addr, c.tls, sni);
-        set_timeouts(&mut peer.options, c);
-        peer.options.verify_cert = c.verify_tls;
-        peer.options.verify_hostname = c.verify_tls;
-        Box::new(peer)
+    /// The address for the next connection: round-robin over the resolved addresses (shared by
+    /// every worker, so that each spreads its connections too).
+    pub fn next_addr(&self) -> SocketAddr {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let addrs = self.addrs.read().unwrap_or_else(|p| p.into_inner());
+        addrs[i % addrs.len()]
     }
 
     /// How many addresses the upstream host has now.
@@ -86,15 +75,6 @@ impl UpstreamTarget {
     pub fn config(&self) -> &Upstream {
         &self.cfg
     }
-}
-
-/// The configured upstream timeouts on a peer's options.
-pub fn set_timeouts(o: &mut PeerOptions, c: &Upstream) {
-    o.connection_timeout = Some(c.connect_timeout);
-    o.total_connection_timeout = Some(c.connect_timeout * 2);
-    o.read_timeout = Some(c.read_timeout);
-    o.write_timeout = Some(c.write_timeout);
-    o.idle_timeout = Some(c.idle_timeout);
 }
 
 fn lookup(cfg: &Upstream) -> Result<Vec<SocketAddr>, ResolveError> {

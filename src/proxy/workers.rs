@@ -3,23 +3,24 @@
 //! and so its own upstream connection pool. Nothing on the request path crosses threads, as
 //! with nginx's worker processes.
 //!
-//! Pingora's `Server` runs a service on one runtime for all threads: a connection is accepted
-//! on one thread and served on another (its no-stealing runtime picks a thread at random), and
-//! every thread shares one upstream pool whose idle watchers wake whichever thread holds them.
-//! The cross-thread wake-ups cost more CPU per request than the proxying itself on a small
-//! machine (`benches/proxy_wrk.sh`, setups n and p; BENCHMARKS.md).
+//! Pingora's `Server`, which tollgate used before, ran a service on one runtime for all
+//! threads: a connection was accepted on one thread and served on another, and every thread
+//! shared one upstream pool whose idle watchers woke whichever thread held them. The
+//! cross-thread wake-ups cost more CPU per request than the proxying itself on a small machine
+//! (BENCHMARKS.md, issue 16).
 //!
-//! Shutdown: [`Workers::shutdown`] stops the accept loops, tells idle keep-alive connections to
-//! close (the app's `cleanup`), lets in-flight requests finish within the grace period, then
-//! drops what is left with the runtimes.
+//! Each worker runs a `LocalSet`: its connections, its upstream pool and its requests live on
+//! its thread alone, so they share state with `Rc` and `Cell`, not atomics.
+//!
+//! Shutdown: [`Workers::shutdown`] stops the accept loops, tells every connection to close once
+//! idle, lets in-flight requests finish within the grace period, then drops what is left with
+//! the runtimes.
 
-use pingora::apps::ServerApp;
-use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
-use pingora::protocols::l4::stream::Stream;
-use pingora::protocols::{GetSocketDigest, SocketDigest};
+use super::listener::{Limits, Listener};
+use super::{Proxy, Worker};
 use socket2::{Domain, Socket, Type};
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -58,24 +59,22 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts one worker thread per listener, each serving with its own app. `open` counts the
-    /// connections the apps hold open (the apps increment and decrement it); shutdown waits for
-    /// it to reach zero, at most `grace`.
-    pub fn spawn<A>(
+    /// Starts one worker thread per listener, each serving with its own clone of `proxy`.
+    /// Shutdown waits for the connections open on all of them to close, at most `grace`.
+    pub fn spawn(
         listeners: Vec<StdListener>,
-        apps: Vec<A>,
-        open: Arc<AtomicUsize>,
+        proxy: Proxy,
+        limits: Limits,
         grace: Duration,
-    ) -> std::io::Result<Workers>
-    where
-        A: ServerApp + Send + Sync + 'static,
-    {
-        assert_eq!(listeners.len(), apps.len(), "one app per listener");
+    ) -> std::io::Result<Workers> {
         let (shutdown, watch) = watch::channel(false);
+        let open = Arc::new(AtomicUsize::new(0));
         let mut handles = Vec::with_capacity(listeners.len());
-        for (i, (listener, app)) in listeners.into_iter().zip(apps).enumerate() {
+        for (i, listener) in listeners.into_iter().enumerate() {
             let watch = watch.clone();
             let open = open.clone();
+            let proxy = proxy.clone();
+            let limits = limits.clone();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .thread_name(format!("tollgate-proxy-{i}"))
@@ -83,8 +82,14 @@ impl Workers {
             let handle = std::thread::Builder::new()
                 .name(format!("tollgate-proxy-{i}"))
                 .spawn(move || {
-                    runtime.block_on(serve(listener, Arc::new(app), watch, open, grace));
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&runtime, async move {
+                        let worker = Worker::new(proxy);
+                        let app = Rc::new(Listener::new(worker, limits, open.clone()));
+                        serve(listener, app, watch, open, grace).await;
+                    });
                     // In-flight connections past the grace period are dropped here.
+                    drop(local);
                     runtime.shutdown_timeout(Duration::from_millis(100));
                 })?;
             handles.push(handle);
@@ -104,9 +109,9 @@ impl Workers {
 }
 
 /// One worker: the accept loop, then the drain.
-async fn serve<A: ServerApp + Send + Sync + 'static>(
+async fn serve(
     listener: StdListener,
-    app: Arc<A>,
+    app: Rc<Listener>,
     mut shutdown: watch::Receiver<bool>,
     open: Arc<AtomicUsize>,
     grace: Duration,
@@ -118,7 +123,6 @@ async fn serve<A: ServerApp + Send + Sync + 'static>(
             return;
         }
     };
-    let local: Option<PingoraAddr> = listener.local_addr().ok().map(Into::into);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -128,18 +132,7 @@ async fn serve<A: ServerApp + Send + Sync + 'static>(
         match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                let mut stream = Stream::from(tcp);
-                // What Pingora's own listener records: the session's client and server address,
-                // known here without a system call.
-                let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
-                let _ = digest.peer_addr.set(Some(peer.into()));
-                let _ = digest.local_addr.set(local.clone());
-                stream.set_socket_digest(digest);
-                let app = app.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    app.process_new(Box::new(stream), &shutdown).await;
-                });
+                tokio::task::spawn_local(app.clone().serve(tcp, peer, shutdown.clone()));
             }
             Err(error) => {
                 // Out of file descriptors (or memory): accept() would fail again at once.
@@ -155,8 +148,7 @@ async fn serve<A: ServerApp + Send + Sync + 'static>(
         }
     }
     drop(listener);
-    // Idle keep-alive connections waiting for a request close now.
-    app.cleanup().await;
+    // Every connection has been told to close once idle (it watches `shutdown`).
     let deadline = Instant::now() + grace;
     while open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,24 +1,22 @@
 //! The tracker in HTML pages (`[inject]`, off by default): which responses get
 //! `<script src="<collect_prefix>/t.js" defer>`, what their headers need, and `t.js` itself.
 //!
-//! The phases, in the order Pingora runs them:
-//! 1. `early_request_filter`: [`wanted`] looks at the request: a browser navigation (GET with
-//!    `Accept: text/html`, HTTP/1.1 or later, no `Range`), not an excluded path, no GPC/DNT
-//!    opt-out. If so, downstream compression is armed here, because Pingora reads
-//!    `Accept-Encoding` right after this phase.
-//! 2. `upstream_request_filter`: such a request goes upstream without `Accept-Encoding`. Decoding
-//!    the upstream's gzip only to encode it again doubled the cost per page (BENCHMARKS.md); this
-//!    way the page is compressed once, by tollgate, as the upstream would have.
-//! 3. `adjust_upstream_modules`: [`plan`] reads the upstream's header before Pingora's upstream
-//!    decompression does: a 200 `text/html` page that has not opted out, in identity, gzip or
-//!    br (an upstream may compress anyway), whose CSP can allow the script. Only then is
-//!    upstream decompression switched on.
-//! 4. `response_filter`: [`apply`] fixes the headers (length, `ETag`, `Vary`, CSP).
-//! 5. `response_body_filter`: the [`Injector`] streams the body, and the compression module
-//!    encodes it to what the client accepts.
+//! The steps, in the order the proxy takes them:
+//! 1. [`wanted`] looks at the request: a browser navigation (GET with `Accept: text/html`,
+//!    HTTP/1.1 or later, no `Range`), not an excluded path, no GPC/DNT opt-out.
+//! 2. Such a request goes upstream without `Accept-Encoding`. Decoding the upstream's gzip only
+//!    to encode it again doubled the cost per page (BENCHMARKS.md); this way the page is
+//!    compressed once, by tollgate, as the upstream would have.
+//! 3. [`plan`] reads the upstream's header: a 200 `text/html` page that has not opted out, in
+//!    identity, gzip or br (an upstream may compress anyway), whose CSP can allow the script.
+//!    Only then is the body decoded ([`codec`]).
+//! 4. [`apply`] fixes the headers (length, `ETag`, `Vary`, CSP).
+//! 5. The [`Injector`] streams the body, and [`codec`] gzips it when the client takes gzip
+//!    (only gzip: one encoder to get right, and every browser takes it).
 //!
 //! Requests that are not navigations never see any of this: they pass byte for byte.
 
+pub mod codec;
 mod csp;
 mod scan;
 
@@ -27,11 +25,9 @@ pub use scan::{Injector, Outcome, MAX_TAG};
 use crate::config::Settings;
 use crate::proxy::capture::{contains_ci, path_matches};
 use crate::proxy::consent;
+use crate::proxy::head::{RequestHead, ResponseHead};
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::modules::http::compression::ResponseCompression;
-use pingora::proxy::Session;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The response header an upstream sends to keep a page free of the tracker.
@@ -89,7 +85,7 @@ impl Script {
 }
 
 /// Whether the answer to this request may get the tracker. Checked before the upstream is asked.
-pub fn wanted(req: &RequestHeader, s: &Settings) -> bool {
+pub fn wanted(req: &RequestHead, s: &Settings) -> bool {
     s.inject.enabled
         && req.method == http::Method::GET
         // HTTP/1.0 clients cannot take the chunked body an injected page needs.
@@ -111,42 +107,29 @@ pub fn wanted(req: &RequestHeader, s: &Settings) -> bool {
         && !consent::opted_out(req, &s.privacy)
 }
 
-/// Arm or disarm the downstream compression module for this response, at `level` (0: off).
-/// It must be armed in `early_request_filter` to see the client's `Accept-Encoding`.
-pub fn downstream_compression(session: &mut Session, level: u32) {
-    if let Some(c) = session
-        .downstream_modules_ctx
-        .get_mut::<ResponseCompression>()
-    {
-        if c.is_header_phase() && (level > 0 || c.is_enabled()) {
-            c.adjust_level(level);
-        }
-    }
+/// What [`plan`] needs of the client's request, read before its head goes upstream.
+pub struct Request {
+    /// The client's `Host` (or the URI's authority).
+    host: Option<HeaderValue>,
+    secure: bool,
+    uri: http::Uri,
 }
 
-/// Hide `br` from the `Accept-Encoding` the downstream compression module reads, so pages are
-/// re-encoded as gzip (or zstd) instead: Pingora 0.9's brotli encoder never finishes its
-/// stream (cloudflare/pingora#1013), which strict decoders such as Node's `fetch` reject. The
-/// request is one that does not reach the upstream with its own `Accept-Encoding` anyway.
-pub fn hide_brotli(req: &mut RequestHeader) {
-    let is_br = |t: &str| {
-        t.split(';')
-            .next()
-            .is_some_and(|c| c.trim().eq_ignore_ascii_case("br"))
-    };
-    let values = req.headers.get_all(header::ACCEPT_ENCODING);
-    let tokens = || {
-        values
-            .iter()
-            .flat_map(|v| v.to_str().unwrap_or_default().split(','))
-            .map(str::trim)
-    };
-    if !tokens().any(is_br) {
-        return;
+impl Request {
+    pub fn of(req: &RequestHead, fwd: &crate::proxy::forwarded::Forwarded) -> Request {
+        Request {
+            host: req.headers.get(header::HOST).cloned().or_else(|| {
+                req.uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            }),
+            secure: fwd.proto == "https",
+            uri: req.uri.clone(),
+        }
     }
-    let kept: Vec<&str> = tokens().filter(|t| !t.is_empty() && !is_br(t)).collect();
-    if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
-        let _ = req.insert_header(header::ACCEPT_ENCODING, v);
+
+    pub fn path(&self) -> &str {
+        self.uri.path()
     }
 }
 
@@ -156,7 +139,7 @@ pub struct Plan {
     /// CSP headers to replace, each with its full new list of values.
     csp: Vec<(HeaderName, Vec<HeaderValue>)>,
     /// The upstream body is gzip or br and must be decoded first.
-    pub decompress: bool,
+    pub decompress: Option<codec::Coding>,
 }
 
 impl Plan {
@@ -172,10 +155,9 @@ pub type Skip = Option<&'static str>;
 /// Decide whether this upstream response gets the tracker. `Err(None)` means it is not an
 /// HTML page at all; `Err(Some(reason))` is a page left alone on purpose.
 pub fn plan(
-    resp: &ResponseHeader,
+    resp: &ResponseHead,
     end_of_stream: bool,
-    req: &RequestHeader,
-    scheme: &str,
+    req: &Request,
     script: &Script,
     s: &Settings,
 ) -> Result<Plan, Skip> {
@@ -203,17 +185,20 @@ pub fn plan(
         return Err(Some("skipped_charset"));
     }
     let decompress = match text(&header::CONTENT_ENCODING).trim_ascii() {
-        b"" => false,
-        e if e.eq_ignore_ascii_case(b"identity") => false,
-        e if e.eq_ignore_ascii_case(b"gzip") || e.eq_ignore_ascii_case(b"br") => true,
+        b"" => None,
+        e if e.eq_ignore_ascii_case(b"identity") => None,
+        e if e.eq_ignore_ascii_case(b"gzip") || e.eq_ignore_ascii_case(b"x-gzip") => {
+            Some(codec::Coding::Gzip)
+        }
+        e if e.eq_ignore_ascii_case(b"br") => Some(codec::Coding::Br),
         _ => return Err(Some("skipped_encoding")),
     };
+    let scheme = if req.secure { "https" } else { "http" };
 
     let host = req
-        .headers
-        .get(header::HOST)
+        .host
+        .as_ref()
         .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
     let mut rewrites = Vec::new();
     let has_csp = h.contains_key(header::CONTENT_SECURITY_POLICY)
@@ -278,49 +263,85 @@ pub fn plan(
 }
 
 /// Fix the headers of a page that gets the tracker.
-pub fn apply(resp: &mut ResponseHeader, plan: &Plan) {
-    let _ = resp.remove_header(OPT_OUT_HEADER);
+pub fn apply(resp: &mut ResponseHead, plan: &Plan) {
+    let _ = resp.headers.remove(OPT_OUT_HEADER);
     // The length changes, byte ranges no longer line up, and the body streams.
-    let _ = resp.remove_header(&header::CONTENT_LENGTH);
-    let _ = resp.remove_header(&header::ACCEPT_RANGES);
+    let _ = resp.headers.remove(&header::CONTENT_LENGTH);
+    let _ = resp.headers.remove(&header::ACCEPT_RANGES);
     if !resp.headers.contains_key(header::TRANSFER_ENCODING) {
-        let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
+        let _ = resp.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
     }
     // Same resource, different bytes: the validator becomes weak (as nginx's gzip does).
     if let Some(etag) = resp.headers.get(header::ETAG).cloned() {
         let e = etag.as_bytes();
         if e.starts_with(b"\"") {
             if let Ok(weak) = HeaderValue::from_bytes(&[b"W/", e].concat()) {
-                let _ = resp.insert_header(header::ETAG, weak);
+                let _ = resp.headers.insert(header::ETAG, weak);
             }
         } else if !e.starts_with(b"W/") {
-            let _ = resp.remove_header(&header::ETAG);
+            let _ = resp.headers.remove(&header::ETAG);
         }
     }
+    vary_accept_encoding(resp);
+    if !plan.csp.is_empty() {
+        // The nonce is this response's alone: a 304 would pair the cached page with the
+        // upstream's policy again, so the page is not revalidated.
+        let _ = resp.headers.remove(&header::ETAG);
+        let _ = resp.headers.remove(&header::LAST_MODIFIED);
+    }
+    for (name, values) in &plan.csp {
+        let _ = resp.headers.remove(name);
+        for v in values {
+            let _ = resp.headers.append(name.clone(), v.clone());
+        }
+    }
+}
+
+/// Add `Vary: Accept-Encoding` unless the response already varies on it (or on everything).
+pub fn vary_accept_encoding(resp: &mut ResponseHead) {
     let varies = resp.headers.get_all(header::VARY).iter().any(|v| {
         v.as_bytes().split(|&b| b == b',').any(|t| {
             t.trim_ascii() == b"*" || t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding")
         })
     });
     if !varies {
-        let _ = resp.append_header(header::VARY, "Accept-Encoding");
-    }
-    if !plan.csp.is_empty() {
-        // The nonce is this response's alone: a 304 would pair the cached page with the
-        // upstream's policy again, so the page is not revalidated.
-        let _ = resp.remove_header(&header::ETAG);
-        let _ = resp.remove_header(&header::LAST_MODIFIED);
-    }
-    for (name, values) in &plan.csp {
-        let _ = resp.remove_header(name);
-        for v in values {
-            let _ = resp.append_header(name.clone(), v.clone());
-        }
+        resp.headers
+            .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
 }
 
+/// Whether the response's type is text that gzip shrinks (HTML, CSS, scripts, JSON, XML, SVG),
+/// not media that is compressed already.
+pub fn compressible(resp: &ResponseHead) -> bool {
+    let ct = resp
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let media = ct
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let m = media.to_ascii_lowercase();
+    m.starts_with(b"text/")
+        || m.ends_with(b"+json")
+        || m.ends_with(b"+xml")
+        || matches!(
+            &m[..],
+            b"application/json"
+                | b"application/javascript"
+                | b"application/xml"
+                | b"application/wasm"
+                | b"image/svg+xml"
+        )
+}
+
 /// `Cache-Control: no-transform`: a proxy must not change the body, its encoding included.
-pub fn no_transform(resp: &ResponseHeader) -> bool {
+pub fn no_transform(resp: &ResponseHead) -> bool {
     resp.headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -328,9 +349,9 @@ pub fn no_transform(resp: &ResponseHeader) -> bool {
 }
 
 /// Remove the opt-out header from a response tollgate did not inject.
-pub fn strip_control(resp: &mut ResponseHeader) {
+pub fn strip_control(resp: &mut ResponseHead) {
     if resp.headers.contains_key(OPT_OUT_HEADER) {
-        let _ = resp.remove_header(OPT_OUT_HEADER);
+        let _ = resp.headers.remove(OPT_OUT_HEADER);
     }
 }
 
@@ -401,48 +422,38 @@ mod tests {
         assert!(!text.contains("/*CONFIG*/"));
     }
 
-    #[test]
-    fn brotli_is_hidden_from_the_compressor() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.insert_header("accept-encoding", "br;q=1.0, gzip, zstd")
-            .unwrap();
-        hide_brotli(&mut req);
-        assert_eq!(req.headers["accept-encoding"], "gzip, zstd");
-        req.insert_header("accept-encoding", "gzip").unwrap();
-        hide_brotli(&mut req);
-        assert_eq!(req.headers["accept-encoding"], "gzip");
+    fn page(headers: &[(&str, &str)]) -> ResponseHead {
+        let mut all = vec![("content-type", "text/html; charset=utf-8")];
+        all.extend_from_slice(headers);
+        crate::proxy::head::response(200, &all)
     }
 
-    fn page(headers: &[(&str, &str)]) -> ResponseHeader {
-        let mut r = ResponseHeader::build(200, None).unwrap();
-        r.insert_header("content-type", "text/html; charset=utf-8")
-            .unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
-
-    fn judge(resp: &ResponseHeader) -> Result<Plan, Skip> {
+    fn judge(resp: &ResponseHead) -> Result<Plan, Skip> {
         let s = settings();
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.insert_header("host", "shop.example").unwrap();
-        plan(resp, false, &req, "https", &Script::new(&s), &s)
+        let req = crate::proxy::head::request("GET", "/", &[("host", "shop.example")]);
+        let fwd = crate::proxy::forwarded::compute(
+            "127.0.0.1".parse().ok(),
+            &crate::proxy::head::request(
+                "GET",
+                "/",
+                &[("host", "shop.example"), ("x-forwarded-proto", "https")],
+            ),
+            &["0.0.0.0/0".parse().unwrap()],
+        );
+        plan(resp, false, &Request::of(&req, &fwd), &Script::new(&s), &s)
     }
 
     #[test]
     fn which_pages_get_the_tracker() {
         assert!(judge(&page(&[])).is_ok());
-        assert!(
-            judge(&page(&[("content-encoding", "gzip")]))
-                .unwrap()
-                .decompress
-        );
-        assert!(
-            judge(&page(&[("content-encoding", "br")]))
-                .unwrap()
-                .decompress
-        );
+        assert!(judge(&page(&[("content-encoding", "gzip")]))
+            .unwrap()
+            .decompress
+            .is_some());
+        assert!(judge(&page(&[("content-encoding", "br")]))
+            .unwrap()
+            .decompress
+            .is_some());
         for (headers, why) in [
             (&[("x-tollgate-inject", "off")][..], "skipped_opt_out"),
             (
@@ -458,11 +469,11 @@ mod tests {
             assert_eq!(judge(&page(headers)).err(), Some(Some(why)), "{headers:?}");
         }
         let mut json = page(&[]);
-        json.insert_header("content-type", "application/json")
-            .unwrap();
+        json.headers
+            .insert("content-type", HeaderValue::from_static("application/json"));
         assert_eq!(judge(&json).err(), Some(None));
         let mut partial = page(&[]);
-        partial.set_status(206).unwrap();
+        partial.status = http::StatusCode::PARTIAL_CONTENT;
         assert_eq!(judge(&partial).err(), Some(None));
     }
 
