@@ -42,7 +42,7 @@ fn aggregation_larger_than_memory_limit_spills() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         memory_limit: 32 << 20,
-        threads: 0,
+        ..StoreOptions::default()
     };
     let store = Store::open_with(dir.path(), &options).unwrap();
     let (groups, temp): (i64, String) = store

@@ -50,6 +50,10 @@ pub struct StoreSection {
     pub memory_limit: String,
     /// DuckDB's worker threads, for reports and queries (writes use one); 0: one per core.
     pub threads: usize,
+    /// Write-ahead log DuckDB lets grow before it checkpoints (compresses the newest rows into
+    /// the file), as a size like `memory_limit`. Larger: less writer CPU per event, more log to
+    /// replay after a crash. DuckDB's own default is 16MiB.
+    pub checkpoint_threshold: String,
 }
 
 impl Default for StoreSection {
@@ -59,6 +63,7 @@ impl Default for StoreSection {
             prune_interval_secs: 3600,
             memory_limit: format!("{}MiB", super::sinks::DEFAULT_MEMORY_LIMIT_MIB),
             threads: super::sinks::DEFAULT_THREADS,
+            checkpoint_threshold: format!("{}MiB", super::sinks::DEFAULT_CHECKPOINT_THRESHOLD_MIB),
         }
     }
 }
@@ -230,13 +235,16 @@ pub struct UpstreamSection {
     pub url: String,
     /// Send the client's `Host` header upstream (true), or the upstream URL's authority (false).
     pub preserve_host: bool,
-    /// TCP (and TLS) connect timeout, in milliseconds. A dead upstream answers 502 after this.
+    /// TCP (and then TLS) connect timeout, in milliseconds. An upstream that does not accept in
+    /// time answers 504; one that refuses, 502 at once.
     pub connect_timeout_ms: u64,
-    /// Longest wait for the upstream between reads, in milliseconds. A hung upstream answers 504.
+    /// Longest wait for the upstream's response header (from the request being handed to it),
+    /// and for each read of its body, in milliseconds. A hung upstream answers 504.
     pub read_timeout_ms: u64,
     /// Longest wait for the upstream to accept a write, in milliseconds.
     pub write_timeout_ms: u64,
-    /// How long an idle pooled upstream connection is kept, in seconds.
+    /// How long an idle pooled upstream connection is kept, in seconds (at most `pool_size` per
+    /// proxy thread).
     pub idle_timeout_secs: u64,
     /// Idle upstream connections kept in the pool.
     pub pool_size: usize,

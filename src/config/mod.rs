@@ -270,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn store_memory_limit_and_threads() {
+    fn store_memory_limit_threads_and_checkpoints() {
         let up = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
         let s = load_str(up, &[]).unwrap();
         assert_eq!(s.store.duckdb, StoreOptions::default());
@@ -295,6 +295,17 @@ mod tests {
         assert!(e.0.iter().any(|m| m.starts_with("store.threads")), "{e}");
         let e = load_str(up, &[("TOLLGATE_STORE_MEMORY_LIMIT", "1MiB")]).unwrap_err();
         assert!(e.0.iter().any(|m| m.contains("too small")), "{e}");
+        assert_eq!(s.store.duckdb.checkpoint_threshold, 64 << 20);
+        let s = load_str(up, &[("TOLLGATE_STORE_CHECKPOINT_THRESHOLD", "256MiB")]).unwrap();
+        assert_eq!(s.store.duckdb.checkpoint_threshold, 256 << 20);
+        for bad in ["2GiB", "512KiB", "lots"] {
+            let e = load_str(up, &[("TOLLGATE_STORE_CHECKPOINT_THRESHOLD", bad)]).unwrap_err();
+            assert!(
+                e.0.iter()
+                    .any(|m| m.starts_with("store.checkpoint_threshold")),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

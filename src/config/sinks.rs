@@ -1,4 +1,5 @@
-//! Validating `[store]` (retention, DuckDB's memory and threads) and the `[[sinks]]` tables.
+//! Validating `[store]` (retention, DuckDB's memory, threads and checkpoints) and the
+//! `[[sinks]]` tables.
 
 use super::file::{SinkSection, StoreSection};
 use std::path::PathBuf;
@@ -16,13 +17,24 @@ pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 512;
 /// `store.threads` by default (0: one per core, DuckDB's default).
 pub const DEFAULT_THREADS: usize = 0;
 
-/// How DuckDB is opened: `[store]` `memory_limit` and `threads`.
+/// `store.checkpoint_threshold` by default, in MiB: how much write-ahead log DuckDB lets grow
+/// before it checkpoints (writes the appended rows into the file, compressed). DuckDB's own
+/// default is 16 MiB, which at 30k events/s is a checkpoint a second, each compressing the
+/// table's last row group again: at saturation the checkpoints took about a third of the
+/// writer's CPU and the queue overflowed. At 64 MiB the writer costs about a quarter less per
+/// event and keeps up; the price is up to that much more log to replay after a crash and more
+/// of the newest rows held uncompressed in memory (BENCHMARKS.md, issue 16).
+pub const DEFAULT_CHECKPOINT_THRESHOLD_MIB: u64 = 64;
+
+/// How DuckDB is opened: `[store]` `memory_limit`, `threads` and `checkpoint_threshold`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// Bytes DuckDB's buffer manager may hold.
     pub memory_limit: u64,
     /// DuckDB worker threads; 0 leaves DuckDB's default, one per core.
     pub threads: usize,
+    /// Bytes of write-ahead log after which DuckDB checkpoints.
+    pub checkpoint_threshold: u64,
 }
 
 impl Default for StoreOptions {
@@ -31,6 +43,7 @@ impl Default for StoreOptions {
         StoreOptions {
             memory_limit: DEFAULT_MEMORY_LIMIT_MIB << 20,
             threads: DEFAULT_THREADS,
+            checkpoint_threshold: DEFAULT_CHECKPOINT_THRESHOLD_MIB << 20,
         }
     }
 }
@@ -143,6 +156,25 @@ pub(super) fn validate_store(
             MIN_MEMORY_LIMIT
         }
     };
+    let checkpoint_threshold = match parse_size(&s.checkpoint_threshold) {
+        Some(b) if (MIN_CHECKPOINT_THRESHOLD..=MAX_CHECKPOINT_THRESHOLD).contains(&b) => b,
+        parsed => {
+            err(
+                "store.checkpoint_threshold",
+                match parsed {
+                    Some(_) => format!(
+                        "{:?} is out of range (expected 1MiB to 1GiB)",
+                        s.checkpoint_threshold
+                    ),
+                    None => format!(
+                        "{:?} is not a size (expected a number with B, KiB, MiB or GiB, e.g. \"64MiB\")",
+                        s.checkpoint_threshold
+                    ),
+                },
+            );
+            DEFAULT_CHECKPOINT_THRESHOLD_MIB << 20
+        }
+    };
     if s.threads > 1024 {
         err(
             "store.threads",
@@ -159,9 +191,15 @@ pub(super) fn validate_store(
         duckdb: StoreOptions {
             memory_limit,
             threads: s.threads.min(1024),
+            checkpoint_threshold,
         },
     }
 }
+
+/// Bounds of `store.checkpoint_threshold`: below 1 MiB DuckDB checkpoints nearly every commit;
+/// above 1 GiB a crash leaves minutes of log to replay.
+const MIN_CHECKPOINT_THRESHOLD: u64 = 1 << 20;
+const MAX_CHECKPOINT_THRESHOLD: u64 = 1 << 30;
 
 /// DuckDB refuses to run most queries below a few MiB; below this a store is useless.
 const MIN_MEMORY_LIMIT: u64 = 16 << 20;

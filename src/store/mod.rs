@@ -244,6 +244,12 @@ fn open_conn(
         .enable_external_access(false)
         .and_then(|c| c.enable_autoload_extension(false))
         .and_then(|c| c.max_memory(&format!("{}KiB", options.memory_limit / 1024)))
+        .and_then(|c| {
+            c.with(
+                "checkpoint_threshold",
+                format!("{}KiB", options.checkpoint_threshold / 1024),
+            )
+        })
         .and_then(|c| match options.threads {
             0 => Ok(c),
             n => c.threads(n as i64),
