@@ -105,7 +105,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
 
     let enricher = Enricher::new(&settings)?;
-    let store = Store::open_with(&settings.data_dir, &settings.store.duckdb)?;
+    // DuckDB's threads are created here, and take the priority of the thread that opens it.
+    let nice = settings.pipeline.background_nice;
+    let store = crate::priority::background(nice, || {
+        Store::open_with(&settings.data_dir, &settings.store.duckdb)
+    })?;
     info!(path = %store.path().display(), "Store open.");
     let reader = store.reader().context("failed to open a store reader")?;
     // Each sink, and retention, works on a connection of its own.
@@ -124,25 +128,30 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         metrics.clone(),
     );
     let (ingest, ingest_rx) = crate::ingest::channel();
-    let writer = pipeline::spawn_writer(
-        store,
-        enricher,
-        rx,
-        ingest_rx,
-        settings.pipeline.clone(),
-        metrics.clone(),
-    )
-    .context("failed to start the store writer")?;
-    let sinks = crate::sinks::spawn(&settings.sinks, sink_conns, writer.health.clone(), &metrics)
-        .context("failed to start the sinks")?;
+    // The analytics threads start from a thread at `pipeline.background_nice`, and keep it.
     let stop_retention = Arc::new(AtomicBool::new(false));
-    let retention = crate::sinks::spawn_retention(
-        retention_conn,
-        settings.store.clone(),
-        settings.sinks.iter().map(|s| s.name.clone()).collect(),
-        stop_retention.clone(),
-    )
-    .context("failed to start retention")?;
+    let (writer, sinks, retention) = crate::priority::background(nice, || {
+        let writer = pipeline::spawn_writer(
+            store,
+            enricher,
+            rx,
+            ingest_rx,
+            settings.pipeline.clone(),
+            metrics.clone(),
+        )
+        .context("failed to start the store writer")?;
+        let sinks =
+            crate::sinks::spawn(&settings.sinks, sink_conns, writer.health.clone(), &metrics)
+                .context("failed to start the sinks")?;
+        let retention = crate::sinks::spawn_retention(
+            retention_conn,
+            settings.store.clone(),
+            settings.sinks.iter().map(|s| s.name.clone()).collect(),
+            stop_retention.clone(),
+        )
+        .context("failed to start retention")?;
+        anyhow::Ok((writer, sinks, retention))
+    })?;
     // The salt file is written only where cookieless ids can be minted.
     let p = &settings.privacy;
     let salt_dir = (p.cookieless || p.consent.is_some()).then_some(settings.data_dir.as_path());

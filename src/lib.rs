@@ -18,7 +18,7 @@
 //! |---|---|
 //! | [`app`] | builds the proxy workers, pipeline and admin server; runs and shuts down |
 //! | [`config`] | file, env and CLI configuration, validated into [`config::Settings`] |
-//! | [`proxy`] | the data plane: `ProxyHttp` phases, [`proxy::identity`], [`proxy::consent`], [`proxy::capture`], [`proxy::forwarded`], [`proxy::upstream`] |
+//! | [`proxy`] | the data plane on hyper: [`proxy::Worker`], [`proxy::identity`], [`proxy::consent`], [`proxy::capture`], [`proxy::forwarded`], [`proxy::upstream`] |
 //! | [`enrich`] | the pipeline's enrichment: campaign, channel, device, bot, geo, privacy |
 //! | [`event`] | the [`event::Event`] row and its schema version |
 //! | [`ingest`] | custom events from clients: JSON → events, and the durable submit path |
@@ -27,6 +27,7 @@
 //! | [`admin`] | the control plane: dashboard, reports and query API, health, metrics, auth |
 //! | [`reports`] | the reports (overview, pages, funnels, attribution, …) as SQL over the store |
 //! | [`metrics`] | Prometheus counters |
+//! | [`priority`] | analytics threads behind the proxy's on the CPU (nice) |
 //! | [`client`] | `tollgate query` and `tollgate forget`, direct or through a running server |
 //! | [`demo`] | the demo shop behind `tollgate demo` |
 //! | [`generate`] | the synthetic dataset behind `tollgate generate` (tests, benchmarks) |
@@ -42,6 +43,7 @@ pub mod generate;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod priority;
 pub mod proxy;
 pub mod reports;
 pub mod sinks;

@@ -842,3 +842,61 @@ status = "7xx"
     let (ok, _, err) = tollgate_cmd(&["check", "--config", shipped]);
     assert!(ok, "config/tollgate.toml: {err}");
 }
+
+/// Each of `pid`'s threads: its id, name and nice value (field 19 of its stat).
+fn thread_nice(pid: i32) -> Vec<(i32, String, i64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = t.unwrap().path();
+        let tid = dir.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // The fields after the parenthesised name start with the state, field 3.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        out.push((tid, comm.trim().to_string(), nice));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_threads_can_run_behind_the_proxy() {
+    let up = Upstream::start().await;
+    let c = plain_client();
+    // Default: everything at the process's own priority.
+    let tg = Tollgate::start(&up.url(), "");
+    assert_eq!(c.get(tg.url("/page/1")).send().await.unwrap().status(), 200);
+    let threads = thread_nice(tg.pid());
+    assert!(threads.iter().all(|(_, _, n)| *n == 0), "{threads:?}");
+    drop(tg);
+
+    let tg = Tollgate::start(&up.url(), "[pipeline]\nbackground_nice = 10\n");
+    assert_eq!(c.get(tg.url("/page/1")).send().await.unwrap().status(), 200);
+    let threads = thread_nice(tg.pid());
+    let nice_of = |name: &dyn Fn(i32, &str) -> bool| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(tid, n, _)| name(*tid, n))
+            .map(|(_, _, v)| *v)
+            .collect()
+    };
+    assert_eq!(nice_of(&|_, n| n == "tollgate-writer"), [10], "{threads:?}");
+    let proxy = nice_of(&|_, n| n.starts_with("tollgate-proxy"));
+    assert!(
+        !proxy.is_empty() && proxy.iter().all(|n| *n == 0),
+        "{threads:?}"
+    );
+    // DuckDB's worker threads carry the process's name, as the main thread does: all but the
+    // main thread (whose id is the pid) run behind the proxy.
+    let duckdb = nice_of(&|tid, n| n == "tollgate" && tid != tg.pid());
+    assert!(
+        !duckdb.is_empty() && duckdb.iter().all(|n| *n == 10),
+        "DuckDB's threads: {threads:?}"
+    );
+    // Events are still captured.
+    assert_eq!(
+        tg.wait_count("SELECT count(*) FROM events WHERE path = '/page/1'", 1)
+            .await,
+        1
+    );
+}

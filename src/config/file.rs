@@ -403,6 +403,12 @@ pub struct PipelineSection {
     /// Bytes the queue holds at most (the events' text), whatever their count; when full, new
     /// events are dropped and counted, as for `queue_capacity`.
     pub queue_max_bytes: usize,
+    /// Nice value (0-19) of the analytics threads: the writer, DuckDB's threads, the sinks. 0
+    /// (the default) shares the CPU evenly with the proxy, so the writer keeps up even at
+    /// saturation. Higher puts analytics behind the site: under contention responses come
+    /// first (a lower p99), and a sustained overload fills the queue, whose overflow is dropped
+    /// and counted (BENCHMARKS.md, issue 16).
+    pub background_nice: i32,
 }
 
 impl Default for PipelineSection {
@@ -412,6 +418,7 @@ impl Default for PipelineSection {
             batch_size: 5_000,
             flush_interval_ms: 1_000,
             queue_max_bytes: 32 * 1024 * 1024,
+            background_nice: 0,
         }
     }
 }

@@ -187,6 +187,8 @@ pub struct Pipeline {
     pub queue_max_bytes: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    /// Nice value of the analytics threads (0-19).
+    pub background_nice: i32,
 }
 
 /// Validate `f` into [`Settings`], pushing one message per problem onto `errors`.
@@ -466,6 +468,15 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             err(key, "must be at least 1 (seconds)".into());
         }
     }
+    if !(0..=19).contains(&p.background_nice) {
+        err(
+            "pipeline.background_nice",
+            format!(
+                "{} is out of range (expected 0, the proxy's own priority, to 19, the lowest)",
+                p.background_nice
+            ),
+        );
+    }
     if ing.collect_rate > 0 && ing.collect_burst == 0 {
         err(
             "ingest.collect_burst",
@@ -561,6 +572,7 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             queue_max_bytes: p.queue_max_bytes,
             batch_size: p.batch_size,
             flush_interval: Duration::from_millis(p.flush_interval_ms),
+            background_nice: p.background_nice.clamp(0, 19),
         },
         site_id: f.site.id.clone(),
         timezone: timezone.ok()?,

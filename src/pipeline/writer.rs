@@ -363,6 +363,7 @@ mod tests {
             queue_max_bytes: 1 << 20,
             batch_size: 1000,
             flush_interval: Duration::from_millis(100),
+            background_nice: 0,
         };
         let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
         let enricher = Enricher::new(&settings).unwrap();
