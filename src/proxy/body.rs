@@ -8,7 +8,7 @@
 
 use super::inject::codec::{Decoder, GzipEncoder};
 use super::inject::{Injector, Outcome};
-use super::pool::Pooled;
+use super::pool::{Pooled, ReqBody};
 use super::Capture;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
@@ -27,13 +27,13 @@ pub struct Body {
 
 enum Inner {
     Full(Option<Bytes>),
-    Upstream(Pooled),
+    Upstream(Pooled<ReqBody>),
     Rewrite(Box<Rewrite>),
 }
 
 /// A page on its way through the tracker's insertion.
 pub struct Rewrite {
-    upstream: Pooled,
+    upstream: Pooled<ReqBody>,
     decoder: Option<Decoder>,
     injector: Option<Injector>,
     encoder: Option<GzipEncoder>,
@@ -44,7 +44,7 @@ pub struct Rewrite {
 
 impl Rewrite {
     pub fn new(
-        upstream: Pooled,
+        upstream: Pooled<ReqBody>,
         decoder: Option<Decoder>,
         injector: Injector,
         encoder: Option<GzipEncoder>,
@@ -152,7 +152,7 @@ impl Body {
     }
 
     /// The upstream's body, byte for byte.
-    pub fn upstream(b: Pooled) -> Body {
+    pub fn upstream(b: Pooled<ReqBody>) -> Body {
         Body::new(Inner::Upstream(b))
     }
 
@@ -162,7 +162,7 @@ impl Body {
     }
 
     /// The upstream's body, gzipped.
-    pub fn gzip(upstream: Pooled, encoder: GzipEncoder) -> Body {
+    pub fn gzip(upstream: Pooled<ReqBody>, encoder: GzipEncoder) -> Body {
         Body::new(Inner::Rewrite(Box::new(Rewrite {
             upstream,
             decoder: None,

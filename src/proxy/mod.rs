@@ -136,7 +136,7 @@ impl Proxy {
 /// One worker's proxy: the shared part and the worker's own upstream connections.
 pub struct Worker {
     proxy: Proxy,
-    pool: pool::Pool,
+    pool: pool::Pool<pool::ReqBody>,
 }
 
 /// Request headers that describe one hop, never the resource (RFC 9110, 7.6.1).
@@ -282,7 +282,7 @@ impl Worker {
             status: 0,
             content_type: None,
         };
-        let resp = match self.pool.send(Request::from_parts(head, body)).await {
+        let resp = match self.pool.forward(Request::from_parts(head, body)).await {
             Ok(r) => r,
             Err(failure) => {
                 if failure.is_connect() {
@@ -368,7 +368,7 @@ impl Worker {
         &self,
         req: &inject::Request,
         rhead: &mut ResponseHead,
-        upstream: pool::Pooled,
+        upstream: pool::Pooled<pool::ReqBody>,
         gzip_ok: bool,
     ) -> Body {
         let p = &self.proxy;

@@ -117,6 +117,95 @@ impl Failure {
     }
 }
 
+/// How long a connection must have sat idle before a request on it keeps a copy for a second
+/// try: upstreams close idle connections after their keep-alive timeout (Node's is 5 s), so a
+/// connection used again within a second is not one they are closing.
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
+
+/// The upstream closed the connection under the request (end of file, or a reset), rather
+/// than the exchange failing some other way.
+fn closed_early<T>(e: &hyper::client::conn::TrySendError<T>) -> bool {
+    let e = e.error();
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut cause: Option<&(dyn StdError + 'static)> = e.source();
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionAborted
+            );
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// The body of a request the proxy forwards: the client's, or none, for a request sent again.
+#[derive(Debug)]
+pub enum ReqBody {
+    Client(Incoming),
+    Empty,
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Client(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Client(b) => b.is_end_stream(),
+            ReqBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Client(b) => b.size_hint(),
+            ReqBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl Pool<ReqBody> {
+    /// Forward a client's request. One that may be repeated (GET, HEAD, OPTIONS, with no body)
+    /// is sent again on a new connection if the idle one it went out on turns out closed.
+    pub async fn forward(
+        &self,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Pooled<ReqBody>>, Failure> {
+        self.send_with(req.map(ReqBody::Client), |r| {
+            let repeatable = matches!(
+                *r.method(),
+                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+            ) && r.body().is_end_stream();
+            repeatable.then(|| {
+                let mut copy = http::Request::new(ReqBody::Empty);
+                *copy.method_mut() = r.method().clone();
+                *copy.uri_mut() = r.uri().clone();
+                *copy.version_mut() = r.version();
+                *copy.headers_mut() = r.headers().clone();
+                *copy.extensions_mut() = r.extensions().clone();
+                copy
+            })
+        })
+        .await
+    }
+}
+
 /// One worker's upstream connections. Cheap to clone (an `Rc`); not `Send`.
 ///
 /// `B` is the request body type (the downstream's [`Incoming`] by default).
@@ -186,11 +275,27 @@ where
     ///
     /// The response body is [`Pooled`]: read it to its end to give the connection back.
     pub async fn send(&self, req: http::Request<B>) -> Result<http::Response<Pooled<B>>, Failure> {
+        self.send_with(req, |_| None).await
+    }
+
+    /// [`send`](Self::send), with `again` asked for a copy of the request when it goes out on a
+    /// connection that sat idle for [`STALE_AFTER`] or longer: if the upstream closed that
+    /// connection as the request was written (its keep-alive timeout ran out at that moment),
+    /// the copy is sent once more on a new connection. Only for requests that may be repeated
+    /// (an idempotent method, no body): `again` says which.
+    async fn send_with(
+        &self,
+        req: http::Request<B>,
+        again: impl Fn(&http::Request<B>) -> Option<http::Request<B>>,
+    ) -> Result<http::Response<Pooled<B>>, Failure> {
         let cfg = self.inner.target.config();
         let (mut conn, mut reused) = match self.checkout() {
             Some(c) => (c, true),
             None => (self.connect().await?, false),
         };
+        let mut copy = (reused && conn.idle_since.elapsed() >= STALE_AFTER)
+            .then(|| again(&req))
+            .flatten();
         let mut req = req;
         let resp = loop {
             conn.timer.as_mut().reset(Instant::now() + cfg.read_timeout);
@@ -201,19 +306,26 @@ where
             };
             match sent {
                 Ok(resp) => break resp,
-                Err(mut e) => match e.take_message() {
+                Err(mut e) => match (e.take_message(), copy.take()) {
                     // Closed before any of the request was written: once more, afresh.
-                    Some(back) if reused => {
+                    (Some(back), _) if reused => {
                         debug!(error = %e.into_error(), "Idle upstream connection was closed; retrying on a new one.");
                         #[cfg(test)]
                         self.inner.retries.set(self.inner.retries.get() + 1);
                         req = back;
-                        reused = false;
-                        conn = self.connect().await?;
+                    }
+                    // Closed as it was written, after a long idle: the copy, afresh.
+                    (None, Some(c)) if reused && closed_early(&e) => {
+                        debug!(error = %e.into_error(), "Stale upstream connection closed under a request; sending it again on a new one.");
+                        #[cfg(test)]
+                        self.inner.retries.set(self.inner.retries.get() + 1);
+                        req = c;
                     }
                     _ => return Err(Failure::exchange(e.into_error(), cfg.write_timeout)),
                 },
             }
+            reused = false;
+            conn = self.connect().await?;
         };
         let (parts, body) = resp.into_parts();
         let mut pooled = Pooled {
@@ -1172,6 +1284,77 @@ mod tests {
                 assert!(got.contains("GET /case HTTP/1.1\r\n"), "{got}");
                 // And the upstream's answer's header case comes back.
                 assert!(got.contains("\r\nX-Upstream-CASE: 2\r\n"), "{got}");
+            })
+            .await;
+    }
+
+    /// An upstream that answers the first request on its first connection, then closes that
+    /// connection as the second request arrives (its keep-alive timeout running out just then),
+    /// and answers on any later connection. Returns its address and the connections accepted.
+    async fn closes_under_the_second_request() -> (SocketAddr, Rc<Cell<usize>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Rc::new(Cell::new(0));
+        let count = accepted.clone();
+        spawn_local(async move {
+            loop {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                count.set(count.get() + 1);
+                let first = count.get() == 1;
+                spawn_local(async move {
+                    let mut buf = [0u8; 4096];
+                    for n in 0.. {
+                        if tcp.read(&mut buf).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if first && n == 1 {
+                            return; // closed under the request, no answer
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if tcp.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_repeatable_request_on_a_stale_connection_is_sent_again() {
+        LocalSet::new()
+            .run_until(async {
+                let (addr, accepted) = closes_under_the_second_request().await;
+                let pool = Pool::new(upstream(addr, |_| {}));
+                let again = |r: &http::Request<Empty<Bytes>>| Some(get(r.uri().path()));
+                assert_eq!(
+                    text(pool.send_with(get("/1"), again).await.unwrap()).await,
+                    "ok"
+                );
+                tokio::time::sleep(STALE_AFTER + Duration::from_millis(100)).await;
+                // The idle connection is closed as the request goes out: sent again, on a new one.
+                let resp = pool.send_with(get("/2"), again).await.unwrap();
+                assert_eq!(text(resp).await, "ok");
+                assert_eq!(accepted.get(), 2);
+                assert_eq!(pool.inner.retries.get(), 1);
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_request_that_may_not_be_repeated_is_not() {
+        LocalSet::new()
+            .run_until(async {
+                let (addr, accepted) = closes_under_the_second_request().await;
+                let pool = Pool::new(upstream(addr, |_| {}));
+                assert_eq!(text(pool.send(get("/1")).await.unwrap()).await, "ok");
+                tokio::time::sleep(STALE_AFTER + Duration::from_millis(100)).await;
+                // No copy (a POST, or a body): the failure is the client's answer.
+                let e = pool.send(get("/2")).await.unwrap_err();
+                assert_eq!(e.status(), 502, "{e}");
+                assert_eq!(accepted.get(), 1);
+                assert_eq!(pool.inner.retries.get(), 0);
             })
             .await;
     }
