@@ -824,9 +824,14 @@ mod tests {
         String::from_utf8(body.to_vec()).unwrap()
     }
 
-    /// A hyper server on 127.0.0.1 (in the current `LocalSet`); counts accepted connections.
-    /// `/slow` answers after 200 ms, `/empty` with 204, `/big` with 1 MiB.
-    async fn serve() -> (SocketAddr, Rc<Cell<usize>>) {
+    /// An upstream on 127.0.0.1 (in the current `LocalSet`) that hands each connection it
+    /// accepts to `conn`, with its number (1 for the first). Returns its address and the count
+    /// of connections accepted.
+    async fn upstream_with<F, Fut>(conn: F) -> (SocketAddr, Rc<Cell<usize>>)
+    where
+        F: Fn(TcpStream, usize) -> Fut + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Rc::new(Cell::new(0));
@@ -835,34 +840,40 @@ mod tests {
             loop {
                 let (tcp, _) = listener.accept().await.unwrap();
                 count.set(count.get() + 1);
-                spawn_local(async move {
-                    let svc =
-                        hyper::service::service_fn(|req: http::Request<Incoming>| async move {
-                            let resp = match req.uri().path() {
-                                "/slow" => {
-                                    tokio::time::sleep(Duration::from_millis(200)).await;
-                                    http::Response::new(Full::from("slow"))
-                                }
-                                "/empty" => http::Response::builder()
-                                    .status(204)
-                                    .body(Full::default())
-                                    .unwrap(),
-                                "/big" => http::Response::new(Full::from(vec![b'x'; 1 << 20])),
-                                "/echo" => upgrade_echo(req),
-                                // An error: hyper closes the connection without an answer.
-                                "/fail" => return Err("fail"),
-                                p => http::Response::new(Full::from(p.to_owned())),
-                            };
-                            Ok::<_, &str>(resp)
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .with_upgrades()
-                        .await;
-                });
+                spawn_local(conn(tcp, count.get()));
             }
         });
         (addr, accepted)
+    }
+
+    /// A hyper server on 127.0.0.1 (in the current `LocalSet`); counts accepted connections.
+    /// `/slow` answers after 200 ms, `/empty` with 204, `/big` with 1 MiB.
+    async fn serve() -> (SocketAddr, Rc<Cell<usize>>) {
+        upstream_with(|tcp, _| async move {
+            let svc = hyper::service::service_fn(|req: http::Request<Incoming>| async move {
+                let resp = match req.uri().path() {
+                    "/slow" => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        http::Response::new(Full::from("slow"))
+                    }
+                    "/empty" => http::Response::builder()
+                        .status(204)
+                        .body(Full::default())
+                        .unwrap(),
+                    "/big" => http::Response::new(Full::from(vec![b'x'; 1 << 20])),
+                    "/echo" => upgrade_echo(req),
+                    // An error: hyper closes the connection without an answer.
+                    "/fail" => return Err("fail"),
+                    p => http::Response::new(Full::from(p.to_owned())),
+                };
+                Ok::<_, &str>(resp)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .with_upgrades()
+                .await;
+        })
+        .await
     }
 
     /// 101, then echo whatever the client sends on the upgraded connection.
@@ -1038,14 +1049,12 @@ mod tests {
     async fn no_response_header_is_504_after_read_timeout() {
         LocalSet::new()
             .run_until(async {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = listener.local_addr().unwrap();
                 // Accepts, reads, never answers.
-                spawn_local(async move {
-                    let (mut tcp, _) = listener.accept().await.unwrap();
+                let (addr, _) = upstream_with(|mut tcp, _| async move {
                     let mut buf = [0u8; 1024];
                     while tcp.read(&mut buf).await.unwrap_or(0) > 0 {}
-                });
+                })
+                .await;
                 let pool = Pool::new(upstream(addr, |c| {
                     c.read_timeout = Duration::from_millis(300)
                 }));
@@ -1068,18 +1077,16 @@ mod tests {
     async fn a_body_that_stalls_fails_after_read_timeout() {
         LocalSet::new()
             .run_until(async {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = listener.local_addr().unwrap();
                 // Promises 10 bytes, sends 5, then holds the connection.
-                spawn_local(async move {
-                    let (mut tcp, _) = listener.accept().await.unwrap();
+                let (addr, _) = upstream_with(|mut tcp, _| async move {
                     let mut buf = [0u8; 1024];
                     let _ = tcp.read(&mut buf).await.unwrap();
                     tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
                         .await
                         .unwrap();
                     tokio::time::sleep(Duration::from_secs(10)).await;
-                });
+                })
+                .await;
                 let pool = Pool::new(upstream(addr, |c| {
                     c.read_timeout = Duration::from_millis(300)
                 }));
@@ -1105,13 +1112,12 @@ mod tests {
     async fn a_write_that_stalls_fails_after_write_timeout() {
         LocalSet::new()
             .run_until(async {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = listener.local_addr().unwrap();
                 // Accepts and never reads: the socket buffers fill up.
-                spawn_local(async move {
-                    let (_tcp, _) = listener.accept().await.unwrap();
+                let (addr, _) = upstream_with(|tcp, _| async move {
                     tokio::time::sleep(Duration::from_secs(10)).await;
-                });
+                    drop(tcp);
+                })
+                .await;
                 let pool = Pool::new(upstream(addr, |c| {
                     c.write_timeout = Duration::from_millis(300)
                 }));
@@ -1292,33 +1298,19 @@ mod tests {
     /// connection as the second request arrives (its keep-alive timeout running out just then),
     /// and answers on any later connection. Returns its address and the connections accepted.
     async fn closes_under_the_second_request() -> (SocketAddr, Rc<Cell<usize>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Rc::new(Cell::new(0));
-        let count = accepted.clone();
-        spawn_local(async move {
-            loop {
-                let (mut tcp, _) = listener.accept().await.unwrap();
-                count.set(count.get() + 1);
-                let first = count.get() == 1;
-                spawn_local(async move {
-                    let mut buf = [0u8; 4096];
-                    for n in 0.. {
-                        if tcp.read(&mut buf).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if first && n == 1 {
-                            return; // closed under the request, no answer
-                        }
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if tcp.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+        upstream_with(|mut tcp, nth| async move {
+            let mut buf = [0u8; 4096];
+            for n in 0.. {
+                if tcp.read(&mut buf).await.unwrap_or(0) == 0 || (nth == 1 && n == 1) {
+                    return; // the second request on the first connection: closed, no answer
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if tcp.write_all(answer).await.is_err() {
+                    return;
+                }
             }
-        });
-        (addr, accepted)
+        })
+        .await
     }
 
     #[tokio::test]
