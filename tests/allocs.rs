@@ -294,7 +294,7 @@ impl Client {
 
 /// Allocations per request on the proxy thread for `N` requests with `cookie`, after a
 /// warm-up on the same connection. `settle` is called after each batch, until the proxy has
-/// finished with the last request (its `logging` phase runs after the response is sent).
+/// finished with the last request (its capture runs once the response body has been sent).
 fn measure(proxy: SocketAddr, cookie: Option<&str>, page: &[u8], settle: &dyn Fn(u64)) -> f64 {
     let mut c = Client::connect(proxy);
     for _ in 0..WARM_UP {

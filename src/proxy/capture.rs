@@ -1,4 +1,5 @@
-//! Capture: turn a finished request into one event. Called from the logging phase.
+//! Capture: turn a finished request into one event. Called once its response body has been
+//! sent (`proxy::body`).
 //!
 //! Classification, route templating and rule matching live here; redaction is enrichment's job
 //! ([`crate::enrich::privacy`]), off the request path. All of it is

@@ -6,8 +6,8 @@
 //! instead of one (or several) per value: header values are slices of it
 //! (`HeaderValue::from_maybe_shared`), and the captured [`Hit`](crate::event::Hit) keeps it
 //! until the writer has turned the hit into an event. Built once the request's identity and
-//! forwarded addresses are known (`request_filter`), since everything in it follows from them
-//! and the request header.
+//! forwarded addresses are known (first thing in `Worker::handle`), since everything in it
+//! follows from them and the request header.
 
 use super::forwarded::{self, Forwarded};
 use super::head::RequestHead;
