@@ -75,3 +75,69 @@ open(path, 'wb').write(page)
 EOF
   [[ $(wc -c <"$1") -eq $2 ]] || die "generated page is not $2 bytes"
 }
+
+# nginx configuration shared by the benchmarks' servers: the main context for a prefix dir
+# (as root, workers run as root: they must read the temp dir).
+nginx_common() {   # prefix dir
+  local user=""
+  (( EUID == 0 )) && user="user root;"
+  cat <<EOF
+$user
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+
+# The http context's common part: no access log, temp paths under the prefix dir.
+nginx_http_common() {   # prefix dir
+  cat <<EOF
+    access_log off;
+    client_body_temp_path $1/tmp/client_body;
+    proxy_temp_path       $1/tmp/proxy;
+    fastcgi_temp_path     $1/tmp/fastcgi;
+    uwsgi_temp_path       $1/tmp/uwsgi;
+    scgi_temp_path        $1/tmp/scgi;
+    types { text/html html; }
+    default_type application/octet-stream;
+EOF
+}
+
+# Start nginx on prefix-dir/nginx.conf (config-tested first) and wait for its pid file; the
+# pid file is added to NGINX_PIDFILES.
+start_nginx() {   # name prefix-dir
+  local name=$1 dir=$2 i
+  local errlog=()
+  [[ $("$NGINX" -h 2>&1 || true) == *"-e filename"* ]] && errlog=(-e "$dir/error.log")
+  "$NGINX" -p "$dir" "${errlog[@]}" -c "$dir/nginx.conf" -t >"$dir/configtest.log" 2>&1 \
+    || { cat "$dir/configtest.log" >&2; die "nginx config test failed for $name"; }
+  NGINX_PIDFILES+=("$dir/nginx.pid")
+  "$NGINX" -p "$dir" "${errlog[@]}" -c "$dir/nginx.conf" -g "daemon on; pid $dir/nginx.pid;" \
+    >"$dir/start.log" 2>&1 \
+    || { cat "$dir/start.log" "$dir/error.log" >&2 2>/dev/null; die "nginx ($name) failed to start"; }
+  for (( i = 0; i < 50; i++ )); do
+    [[ -s $dir/nginx.pid ]] && break
+    sleep 0.1
+  done
+  [[ -s $dir/nginx.pid ]] || die "nginx ($name) wrote no pid file"
+}
+
+# The benchmarks' upstream: one worker serving prefix-dir/html on 127.0.0.1:port, keep-alive
+# connections reused (nearly) forever so that proxies in front of it need not reconnect.
+upstream_nginx_conf() {   # prefix-dir port
+  nginx_common "$1"
+  cat <<EOF
+worker_processes 1;
+http {
+$(nginx_http_common "$1")
+    sendfile on;
+    keepalive_timeout 75s;
+    # Let proxies reuse their upstream connections instead of reconnecting every 1000.
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$2;
+        root $1/html;
+        location / { }
+    }
+}
+EOF
+}

@@ -106,38 +106,8 @@ mkdir -p "$UP_DIR/html" "$UP_DIR/tmp"
 bench_page "$UP_DIR/html/index.html" "$PAGE_BYTES"
 chmod -R a+rX "$TMP"
 
-NGINX_USER_LINE=""
-(( EUID == 0 )) && NGINX_USER_LINE="user root;"   # the worker must read the temp dir
-cat >"$UP_DIR/nginx.conf" <<EOF
-$NGINX_USER_LINE
-error_log $UP_DIR/error.log warn;
-worker_processes 1;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $UP_DIR/tmp/client_body;
-    proxy_temp_path       $UP_DIR/tmp/proxy;
-    fastcgi_temp_path     $UP_DIR/tmp/fastcgi;
-    uwsgi_temp_path       $UP_DIR/tmp/uwsgi;
-    scgi_temp_path        $UP_DIR/tmp/scgi;
-    types { text/html html; }
-    default_type application/octet-stream;
-    sendfile on;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        root $UP_DIR/html;
-        location / { }
-    }
-}
-EOF
-errlog=()
-[[ $("$NGINX" -h 2>&1 || true) == *"-e filename"* ]] && errlog=(-e "$UP_DIR/error.log")
-"$NGINX" -p "$UP_DIR" "${errlog[@]}" -c "$UP_DIR/nginx.conf" -g "daemon on; pid $UP_DIR/nginx.pid;" \
-  >"$UP_DIR/start.log" 2>&1 || { cat "$UP_DIR/start.log" >&2; die "nginx failed to start"; }
-for (( i = 0; i < 50; i++ )); do [[ -s $UP_DIR/nginx.pid ]] && break; sleep 0.1; done
-[[ -s $UP_DIR/nginx.pid ]] || die "nginx wrote no pid file"
+upstream_nginx_conf "$UP_DIR" "$UP_PORT" >"$UP_DIR/nginx.conf"
+start_nginx upstream "$UP_DIR"
 
 # ---------------------------------------------------------------------------- tollgate
 

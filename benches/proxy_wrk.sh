@@ -155,47 +155,6 @@ read -r UP_PORT NGX_PORT H_PORT C_PORT C_ADMIN D_PORT D_ADMIN I_PORT I_ADMIN < <
 
 # ------------------------------------------------------------------------------- nginx
 
-NGINX_USER_LINE=""
-(( EUID == 0 )) && NGINX_USER_LINE="user root;"   # workers must read the temp dir
-
-nginx_common() {   # prefix dir
-  cat <<EOF
-$NGINX_USER_LINE
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-EOF
-}
-
-nginx_http_common() {   # prefix dir
-  cat <<EOF
-    access_log off;
-    client_body_temp_path $1/tmp/client_body;
-    proxy_temp_path       $1/tmp/proxy;
-    fastcgi_temp_path     $1/tmp/fastcgi;
-    uwsgi_temp_path       $1/tmp/uwsgi;
-    scgi_temp_path        $1/tmp/scgi;
-    types { text/html html; }
-    default_type application/octet-stream;
-EOF
-}
-
-start_nginx() {   # name prefix-dir
-  local name=$1 dir=$2 i
-  local errlog=()
-  [[ $("$NGINX" -h 2>&1 || true) == *"-e filename"* ]] && errlog=(-e "$dir/error.log")
-  "$NGINX" -p "$dir" "${errlog[@]}" -c "$dir/nginx.conf" -t >"$dir/configtest.log" 2>&1 \
-    || { cat "$dir/configtest.log" >&2; die "nginx config test failed for $name"; }
-  NGINX_PIDFILES+=("$dir/nginx.pid")
-  "$NGINX" -p "$dir" "${errlog[@]}" -c "$dir/nginx.conf" -g "daemon on; pid $dir/nginx.pid;" \
-    >"$dir/start.log" 2>&1 \
-    || { cat "$dir/start.log" "$dir/error.log" >&2 2>/dev/null; die "nginx ($name) failed to start"; }
-  for (( i = 0; i < 50; i++ )); do
-    [[ -s $dir/nginx.pid ]] && break
-    sleep 0.1
-  done
-  [[ -s $dir/nginx.pid ]] || die "nginx ($name) wrote no pid file"
-}
-
 UP_DIR=$TMP/nginx-upstream
 NGX_DIR=$TMP/nginx-proxy
 mkdir -p "$UP_DIR/html" "$UP_DIR/tmp" "$NGX_DIR/tmp"
@@ -203,24 +162,7 @@ mkdir -p "$UP_DIR/html" "$UP_DIR/tmp" "$NGX_DIR/tmp"
 bench_page "$UP_DIR/html/index.html" "$PAGE_BYTES"
 chmod -R a+rX "$TMP"
 
-{
-  nginx_common "$UP_DIR"
-  cat <<EOF
-worker_processes 1;
-http {
-$(nginx_http_common "$UP_DIR")
-    sendfile on;
-    keepalive_timeout 75s;
-    # Let proxies reuse their upstream connections instead of reconnecting every 1000.
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        root $UP_DIR/html;
-        location / { }
-    }
-}
-EOF
-} >"$UP_DIR/nginx.conf"
+upstream_nginx_conf "$UP_DIR" "$UP_PORT" >"$UP_DIR/nginx.conf"
 
 {
   nginx_common "$NGX_DIR"

@@ -207,12 +207,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         metrics.clone(),
         keys,
     );
-    let limits = listener::Limits {
-        max_connections: settings.max_connections,
-        header_timeout: settings.header_timeout,
-        keepalive: Duration::from_secs(settings.keepalive_secs),
-        keepalive_requests: settings.keepalive_requests,
-    };
+    let limits = listener::Limits::new(&settings);
     let workers = Workers::spawn(
         listeners,
         proxy,

@@ -182,13 +182,7 @@ fn spawn_bare(upstream: Arc<UpstreamTarget>) -> SocketAddr {
 
 /// Tollgate's worker, as `serve` runs it on each proxy thread.
 fn spawn_tollgate(proxy: Proxy) -> SocketAddr {
-    let s = proxy.settings();
-    let limits = Limits {
-        max_connections: s.max_connections,
-        header_timeout: s.header_timeout,
-        keepalive: Duration::from_secs(s.keepalive_secs),
-        keepalive_requests: s.keepalive_requests,
-    };
+    let limits = Limits::new(proxy.settings());
     let (_tx, shutdown) = tokio::sync::watch::channel(false);
     std::mem::forget(_tx);
     let open = Arc::new(AtomicUsize::new(0));

@@ -39,6 +39,18 @@ pub struct Limits {
     pub keepalive_requests: u32,
 }
 
+impl Limits {
+    /// The limits `[server]` sets.
+    pub fn new(s: &crate::config::Settings) -> Limits {
+        Limits {
+            max_connections: s.max_connections,
+            header_timeout: s.header_timeout,
+            keepalive: Duration::from_secs(s.keepalive_secs),
+            keepalive_requests: s.keepalive_requests,
+        }
+    }
+}
+
 /// What a worker needs to serve its connections.
 pub struct Listener {
     worker: Rc<Worker>,
@@ -58,6 +70,11 @@ impl Drop for Open<'_> {
 }
 
 impl Listener {
+    /// Connections open on every worker's listener together.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     pub fn new(worker: Rc<Worker>, limits: Limits, open: Arc<AtomicUsize>) -> Listener {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())

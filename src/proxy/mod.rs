@@ -158,25 +158,35 @@ fn strip_hop_by_hop(h: &mut http::HeaderMap, upgrade: bool) {
             h.remove(name);
         }
     }
-    if let Some(first) = h.get(header::CONNECTION) {
-        // Usually one value: a clone of it is a counter, not a copy.
-        let listed: Vec<HeaderValue> = if h.get_all(header::CONNECTION).iter().nth(1).is_some() {
-            h.get_all(header::CONNECTION).iter().cloned().collect()
-        } else {
-            vec![first.clone()]
-        };
-        for v in &listed {
-            let Ok(v) = v.to_str() else { continue };
-            for t in v.split(',').map(str::trim) {
-                if !t.is_empty() && !t.eq_ignore_ascii_case("close") {
-                    h.remove(t);
-                }
+    // The headers that `Connection` lists. Usually one value (browsers send
+    // `Connection: keep-alive`), taken out as is; several are copied first (rare).
+    match h.get_all(header::CONNECTION).iter().count() {
+        0 => {}
+        1 => {
+            if let Some(v) = h.remove(header::CONNECTION) {
+                remove_listed(h, &v);
             }
         }
-        h.remove(header::CONNECTION);
+        _ => {
+            let all: Vec<HeaderValue> = h.get_all(header::CONNECTION).iter().cloned().collect();
+            h.remove(header::CONNECTION);
+            for v in &all {
+                remove_listed(h, v);
+            }
+        }
     }
     if h.contains_key(header::UPGRADE) {
         h.remove(header::UPGRADE);
+    }
+}
+
+/// Remove the headers a `Connection` value lists (not `close`).
+fn remove_listed(h: &mut http::HeaderMap, connection: &HeaderValue) {
+    let Ok(v) = connection.to_str() else { return };
+    for t in v.split(',').map(str::trim) {
+        if !t.is_empty() && !t.eq_ignore_ascii_case("close") {
+            h.remove(t);
+        }
     }
 }
 
@@ -268,7 +278,7 @@ impl Worker {
         let uri = head.uri.clone();
         let inject_req = inject_wanted.then(|| inject::Request::of(&head, &fwd));
 
-        self.upstream_head(&mut head, &fwd, &texts, inject_wanted);
+        self.upstream_head(&mut head, &fwd, &texts, inject_wanted, upgrade);
         let mut capture = Capture {
             worker: self.clone(),
             start,
@@ -336,10 +346,16 @@ impl Worker {
     }
 
     /// The request head as the upstream gets it.
-    fn upstream_head(&self, head: &mut RequestHead, fwd: &Forwarded, texts: &Texts, inject: bool) {
+    fn upstream_head(
+        &self,
+        head: &mut RequestHead,
+        fwd: &Forwarded,
+        texts: &Texts,
+        inject: bool,
+        upgrade: bool,
+    ) {
         let p = &self.proxy;
         let s = &*p.settings;
-        let upgrade = is_upgrade(&head.headers);
         strip_hop_by_hop(&mut head.headers, upgrade);
         if inject {
             // A page that may be injected is asked for uncompressed: decoding the upstream's

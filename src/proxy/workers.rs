@@ -21,7 +21,7 @@ use super::{Proxy, Worker};
 use socket2::{Domain, Socket, Type};
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -85,8 +85,8 @@ impl Workers {
                     let local = tokio::task::LocalSet::new();
                     local.block_on(&runtime, async move {
                         let worker = Worker::new(proxy);
-                        let app = Rc::new(Listener::new(worker, limits, open.clone()));
-                        serve(listener, app, watch, open, grace).await;
+                        let app = Rc::new(Listener::new(worker, limits, open));
+                        serve(listener, app, watch, grace).await;
                     });
                     // In-flight connections past the grace period are dropped here.
                     drop(local);
@@ -113,7 +113,6 @@ async fn serve(
     listener: StdListener,
     app: Rc<Listener>,
     mut shutdown: watch::Receiver<bool>,
-    open: Arc<AtomicUsize>,
     grace: Duration,
 ) {
     let listener = match TcpListener::from_std(listener) {
@@ -150,7 +149,7 @@ async fn serve(
     drop(listener);
     // Every connection has been told to close once idle (it watches `shutdown`).
     let deadline = Instant::now() + grace;
-    while open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+    while app.open_connections() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
