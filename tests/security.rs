@@ -929,6 +929,88 @@ async fn slow_headers_are_cut_off_and_connections_are_capped() {
     assert_metric(&tg, "tollgate_refused_total{reason=\"connection_cap\"} 1").await;
 }
 
+/// Read one response from `s` into `buf` until `end` shows up in it.
+fn read_to(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.windows(end.len()).any(|w| w == end) {
+        let n = s.read(&mut buf).expect("the response in time");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// After a response, the next request's header must arrive within `keepalive_secs` plus
+/// `header_timeout_secs`: an idle keep-alive connection is closed then, and so is one that
+/// starts its next header and never finishes it. The clock runs only while tollgate waits for
+/// a header: a response that takes longer than that to arrive and be sent is not cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_wait_a_bounded_time_for_the_next_header() {
+    let up = Upstream::start().await;
+    let tg = Tollgate::start(
+        &up.url(),
+        "[server]\nheader_timeout_secs = 1\nkeepalive_secs = 1\n",
+    );
+    let bound = Duration::from_secs(2);
+
+    // Idle after one response.
+    let mut s = raw(&tg);
+    s.write_all(b"GET /page/idle HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    read_to(&mut s, b"</html>\n");
+    let served = Instant::now();
+    let (rest, closed) = read_until_close(&mut s, Duration::from_secs(6));
+    let idle = served.elapsed();
+    assert!(closed && rest.is_empty(), "an idle connection was kept");
+    assert!(
+        idle >= bound - Duration::from_millis(300) && idle < bound + Duration::from_millis(1500),
+        "idle connection closed after {idle:?}"
+    );
+
+    // A second header that never ends.
+    let mut s = raw(&tg);
+    s.write_all(b"GET /page/one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    read_to(&mut s, b"</html>\n");
+    let served = Instant::now();
+    s.write_all(b"GET /page/two HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let mut closed_after = None;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(300));
+        let (_, closed) = read_until_close(&mut s, Duration::from_millis(1));
+        if closed || s.write_all(b"a").is_err() {
+            closed_after = Some(served.elapsed());
+            break;
+        }
+    }
+    let closed_after = closed_after.expect("a slow second header kept its connection for 9 s");
+    assert!(
+        closed_after < bound + Duration::from_millis(1500),
+        "closed after {closed_after:?}"
+    );
+
+    // A response that takes 3.25 s, longer than the bound, then the next request on the same
+    // connection.
+    let mut s = raw(&tg);
+    let start = Instant::now();
+    s.write_all(b"GET /drip/14 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let resp = read_to(&mut s, b"drip 13\n");
+    assert!(start.elapsed() > bound, "the slow response was quick");
+    assert!(resp.starts_with(b"HTTP/1.1 200"));
+    s.write_all(b"GET /page/after HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let resp = read_to(&mut s, b"</html>\n");
+    assert!(
+        String::from_utf8_lossy(&resp).contains("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_all_answered_in_order() {
     let up = Upstream::start().await;

@@ -8,11 +8,13 @@
 
 use super::inject::codec::{Decoder, GzipEncoder};
 use super::inject::{Injector, Outcome};
+use super::listener::Turns;
 use super::pool::{Pooled, ReqBody};
 use super::Capture;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 /// The error a response body can end with: the upstream's, mid-stream.
@@ -23,6 +25,9 @@ pub struct Body {
     sent: u64,
     /// Held inline, not boxed: one allocation less per request.
     done: Option<Capture>,
+    /// The connection's turns: told when this response has been sent, so that the wait for the
+    /// next request's header starts.
+    turns: Option<Rc<Turns>>,
 }
 
 enum Inner {
@@ -178,6 +183,7 @@ impl Body {
             inner,
             sent: 0,
             done: None,
+            turns: None,
         }
     }
 
@@ -187,6 +193,16 @@ impl Body {
         if self.ended() {
             // Nothing left to send: hyper may never poll an empty body.
             self.finish();
+        }
+        self
+    }
+
+    /// Tell the connection's `turns` once this body has been sent or dropped.
+    pub fn on_sent(mut self, turns: Rc<Turns>) -> Body {
+        if self.ended() {
+            turns.sent();
+        } else {
+            self.turns = Some(turns);
         }
         self
     }
@@ -202,6 +218,9 @@ impl Body {
     fn finish(&mut self) {
         if let Some(c) = self.done.take() {
             c.done(self.sent);
+        }
+        if let Some(t) = self.turns.take() {
+            t.sent();
         }
     }
 }

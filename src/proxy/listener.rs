@@ -2,8 +2,10 @@
 //! HTTP/1.1 connection with tollgate's limits:
 //!
 //! - the first request's header within `server.header_timeout_secs` of the accept, each later
-//!   one within `server.keepalive_secs` plus that (idle wait included), else the connection is
-//!   closed: a client sending a byte every few seconds cannot hold it;
+//!   one within `server.keepalive_secs` plus that of the previous response's end (idle wait
+//!   included), else the connection is closed: a client sending a byte every few seconds
+//!   cannot hold it. The clock runs only while the client has the turn ([`Turns`]): a
+//!   response, however long it takes to arrive and be sent, is never cut by it;
 //! - at most `server.keepalive_requests` requests, then `Connection: close`;
 //! - header case passes through as the client and the upstream wrote it, and no `Date` is
 //!   added to a response that has none (passthrough is byte-exact);
@@ -13,16 +15,20 @@
 use super::body::Body;
 use super::Worker;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::cell::Cell;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 
 /// The largest request header block taken (431 beyond), as Pingora and nginx's
 /// `large_client_header_buffers` allow in order of magnitude: capture cuts every field it keeps
@@ -77,9 +83,9 @@ impl Listener {
 
     pub fn new(worker: Rc<Worker>, limits: Limits, open: Arc<AtomicUsize>) -> Listener {
         let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            // Restarted whenever hyper waits for a request header: the idle wait and the header.
-            .header_read_timeout(limits.keepalive + limits.header_timeout)
+        // The header deadlines are the connection's own ([`Turns`]): one timer per connection,
+        // moved rather than made anew for each request as hyper's would be.
+        http.header_read_timeout(None)
             .preserve_header_case(true)
             .auto_date_header(false)
             .max_buf_size(MAX_HEADER_BYTES)
@@ -106,15 +112,19 @@ impl Listener {
             return; // dropped: closed at once
         }
         let _open = Open(&self.open);
-        let served = Rc::new(Cell::new(0u32));
+        let turns = Rc::new(Turns {
+            due: Cell::new(Some(Instant::now() + self.limits.header_timeout)),
+            served: Cell::new(0),
+            next: self.limits.keepalive + self.limits.header_timeout,
+        });
         let svc = {
             let worker = self.worker.clone();
-            let served = served.clone();
+            let turns = turns.clone();
             let limit = self.limits.keepalive_requests;
             hyper::service::service_fn(move |req| {
-                let n = served.get() + 1;
-                served.set(n);
+                let n = turns.started();
                 let worker = worker.clone();
+                let turns = turns.clone();
                 async move {
                     let mut resp: http::Response<Body> = worker.handle(req, peer).await;
                     if limit > 0 && n >= limit {
@@ -123,7 +133,7 @@ impl Listener {
                             http::HeaderValue::from_static("close"),
                         );
                     }
-                    Ok::<_, Infallible>(resp)
+                    Ok::<_, Infallible>(resp.map(|b| b.on_sent(turns)))
                 }
             })
         };
@@ -132,8 +142,8 @@ impl Listener {
             .serve_connection(TokioIo::new(tcp), svc)
             .with_upgrades();
         tokio::pin!(conn);
-        let first = tokio::time::sleep(self.limits.header_timeout);
-        tokio::pin!(first);
+        let clock = tokio::time::sleep(self.limits.header_timeout);
+        tokio::pin!(clock);
         let mut draining = *shutdown.borrow();
         if draining {
             conn.as_mut().graceful_shutdown();
@@ -141,16 +151,13 @@ impl Listener {
         loop {
             tokio::select! {
                 biased;
-                r = &mut conn => {
-                    if let Err(e) = r {
-                        if e.is_timeout() {
-                            metrics.refused("header_timeout");
-                        }
+                _ = &mut conn => return,
+                () = Late { clock: clock.as_mut(), turns: &turns } => {
+                    // A late first header is a slow client; a connection left idle after its
+                    // responses is a browser keeping it for later, closed without a count.
+                    if turns.served.get() == 0 {
+                        metrics.refused("header_timeout");
                     }
-                    return;
-                }
-                () = &mut first, if served.get() == 0 => {
-                    metrics.refused("header_timeout");
                     return;
                 }
                 _ = shutdown.changed(), if !draining => {
@@ -159,5 +166,53 @@ impl Listener {
                 }
             }
         }
+    }
+}
+
+/// Whose turn it is on one connection: the client's, to send its next request header before
+/// `due`, or tollgate's, serving a request (`due` is `None`).
+pub struct Turns {
+    due: Cell<Option<Instant>>,
+    /// Requests started on the connection.
+    served: Cell<u32>,
+    /// How long the client may take for its next header once a response has been sent: the
+    /// keep-alive idle wait and the header's own time.
+    next: Duration,
+}
+
+impl Turns {
+    /// A request header has come: no deadline while it is served. Returns its number on the
+    /// connection.
+    fn started(&self) -> u32 {
+        self.due.set(None);
+        let n = self.served.get() + 1;
+        self.served.set(n);
+        n
+    }
+
+    /// The response has been sent (or given up): the client's turn again.
+    pub(super) fn sent(&self) {
+        self.due.set(Some(Instant::now() + self.next));
+    }
+}
+
+/// Ready when the client's turn has run out. Polled after the connection on every wake-up, so
+/// it follows `due` as requests come and go, moving the connection's one timer.
+struct Late<'a> {
+    clock: Pin<&'a mut Sleep>,
+    turns: &'a Turns,
+}
+
+impl Future for Late<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(due) = self.turns.due.get() else {
+            return Poll::Pending;
+        };
+        if self.clock.deadline() != due {
+            self.clock.as_mut().reset(due);
+        }
+        self.clock.as_mut().poll(cx)
     }
 }

@@ -44,6 +44,23 @@ pub fn gzip_html() -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// A body of `n` pieces, `gap` apart, the first at once.
+fn ticks(
+    n: u32,
+    gap: Duration,
+    piece: fn(u32) -> String,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold(0u32, move |i| async move {
+        if i == n {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        Some((Ok(Bytes::from(piece(i))), i + 1))
+    })
+}
+
 async fn record(State(seen): State<Arc<Mutex<Vec<Seen>>>>, req: Request, next: Next) -> Response {
     seen.lock().unwrap().push(Seen {
         method: req.method().to_string(),
@@ -112,17 +129,8 @@ fn router(seen: Arc<Mutex<Vec<Seen>>>) -> Router {
         .route(
             "/sse",
             get(|| async {
-                let s = futures_util::stream::unfold(0u32, |i| async move {
-                    if i == 3 {
-                        return None;
-                    }
-                    if i > 0 {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                    Some((
-                        Ok::<_, std::io::Error>(Bytes::from(format!("data: tick {i}\n\n"))),
-                        i + 1,
-                    ))
+                let s = ticks(3, Duration::from_millis(300), |i| {
+                    format!("data: tick {i}\n\n")
                 });
                 (
                     [
@@ -210,6 +218,14 @@ fn router(seen: Arc<Mutex<Vec<Seen>>>) -> Router {
                 );
                 h.append("x-tollgate-event", "not json".parse().unwrap());
                 (h, axum::Json(serde_json::json!({ "ok": true })))
+            }),
+        )
+        // `n` chunks of text, 250 ms apart: a response that takes its time.
+        .route(
+            "/drip/{n}",
+            get(|Path(n): Path<u32>| async move {
+                let s = ticks(n, Duration::from_millis(250), |i| format!("drip {i}\n"));
+                ([(header::CONTENT_TYPE, "text/plain")], Body::from_stream(s))
             }),
         )
         .route(
