@@ -5,6 +5,9 @@
 
 use uuid::Uuid;
 
+pub mod columns;
+pub use columns::{Column, Get, COLUMNS};
+
 /// Version of the `events` schema. Bumped on every column change.
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -175,22 +175,16 @@ fn canon(rel: &str) -> String {
 
 /// A `read_json` column spec for JSON lines with the canonical columns (times as `_us`).
 fn json_columns() -> String {
-    let cols: Vec<String> = tollgate::store::EVENT_COLUMNS
+    use tollgate::event::Get;
+    let cols: Vec<String> = tollgate::event::COLUMNS
         .iter()
-        .map(|(name, ty)| {
-            let name = match *name {
-                "ts" => "ts_us",
-                "received_at" => "received_at_us",
-                n => n,
+        .map(|c| {
+            let (name, t) = match c.get {
+                Get::Timestamp(_) => (format!("{}_us", c.name), "BIGINT"),
+                Get::Seq | Get::BigInt(_) | Get::Int(_) => (c.name.to_string(), "BIGINT"),
+                Get::Double(_) => (c.name.to_string(), "DOUBLE"),
+                _ => (c.name.to_string(), "VARCHAR"),
             };
-            let t =
-                if name.ends_with("_us") || ty.starts_with("BIGINT") || ty.starts_with("INTEGER") {
-                    "BIGINT"
-                } else if ty.starts_with("DOUBLE") {
-                    "DOUBLE"
-                } else {
-                    "VARCHAR"
-                };
             format!("'{name}': '{t}'")
         })
         .collect();

@@ -8,6 +8,7 @@
 
 use super::{ForgetRequest, Outcome, Range, Sink};
 use crate::config::FileFormat;
+use crate::event::{Get, COLUMNS};
 use crate::store::{append_rows, events_ddl, Record};
 use async_trait::async_trait;
 use duckdb::Connection;
@@ -49,14 +50,12 @@ impl Files {
             FileFormat::Parquet => format!("{c}::TIMESTAMPTZ AS {c}"),
             FileFormat::Ndjson => format!("strftime({c}, '%Y-%m-%dT%H:%M:%S.%fZ') AS {c}"),
         };
-        crate::store::EVENT_COLUMNS
+        COLUMNS
             .iter()
-            .map(|(c, _)| match *c {
-                "ts" | "received_at" => ts(c),
-                "event_id" | "visitor_id" | "session_id" | "props" => {
-                    format!("{c}::VARCHAR AS {c}")
-                }
-                _ => c.to_string(),
+            .map(|c| match c.get {
+                Get::Timestamp(_) => ts(c.name),
+                Get::Uuid(_) | Get::Json(_) => format!("{0}::VARCHAR AS {0}", c.name),
+                _ => c.name.to_string(),
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -172,22 +171,18 @@ fn replace_file(
 
 /// The BigQuery JSON schema of the files (`bq load --schema bigquery_schema.json`).
 pub fn bigquery_schema() -> serde_json::Value {
-    let fields: Vec<serde_json::Value> = crate::store::EVENT_COLUMNS
+    let fields: Vec<serde_json::Value> = COLUMNS
         .iter()
-        .map(|(name, ty)| {
-            let bq = match ty.split(' ').next().unwrap_or("") {
-                "BIGINT" | "INTEGER" => "INTEGER",
-                "DOUBLE" => "FLOAT",
-                "BOOLEAN" => "BOOLEAN",
-                "TIMESTAMP" => "TIMESTAMP",
-                _ => "STRING",
+        .map(|c| {
+            let bq = match c.get {
+                Get::Seq | Get::BigInt(_) | Get::Int(_) => "INTEGER",
+                Get::Double(_) => "FLOAT",
+                Get::Bool(_) => "BOOLEAN",
+                Get::Timestamp(_) => "TIMESTAMP",
+                Get::Uuid(_) | Get::Text(_) | Get::Json(_) => "STRING",
             };
-            let mode = if ty.contains("NOT NULL") {
-                "REQUIRED"
-            } else {
-                "NULLABLE"
-            };
-            serde_json::json!({"name": name, "type": bq, "mode": mode})
+            let mode = if c.nullable { "NULLABLE" } else { "REQUIRED" };
+            serde_json::json!({"name": c.name, "type": bq, "mode": mode})
         })
         .collect();
     serde_json::Value::Array(fields)

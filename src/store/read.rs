@@ -13,7 +13,7 @@ pub struct Record {
 }
 
 /// The select list that turns a row of `events` back into an [`Event`], in
-/// [`super::EVENT_COLUMNS`] order.
+/// [`crate::event::COLUMNS`] order.
 const SELECT: &str = "seq, event_id::VARCHAR, epoch_us(ts), epoch_us(received_at), site, name, \
     source, visitor_id::VARCHAR, session_id::VARCHAR, user_id, request_id, method, host, path, \
     route, query, status, duration_ms, bytes_out, referrer, referrer_host, channel, utm_source, \
@@ -81,4 +81,104 @@ pub fn read_events(conn: &Connection, after: i64, upto: i64) -> Result<Vec<Recor
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::COLUMNS;
+    use crate::store::Store;
+
+    /// Every field set, with text that is long (stored out of line), short (inline), empty and
+    /// not ASCII.
+    fn full(n: u16) -> Event {
+        let s = |v: &str| Some(format!("{v}-{n}"));
+        Event {
+            event_id: Uuid::now_v7(),
+            ts_us: 1_764_900_000_123_456 + i64::from(n),
+            received_at_us: -86_400_000_000,
+            site: "shop.example".into(),
+            name: "purchase — €".into(),
+            source: Some(Source::Server),
+            visitor_id: Some(Uuid::new_v4()),
+            session_id: Some(Uuid::from_u128(u128::MAX - u128::from(n))),
+            user_id: s("user"),
+            request_id: s("0123456789abcdef0123456789abcdef"),
+            method: Some("POST".into()),
+            host: s("shop.example"),
+            path: s("/checkout/ünïcode"),
+            route: s("/checkout/:id"),
+            query: Some(String::new()),
+            status: Some(599),
+            duration_ms: Some(0.125),
+            bytes_out: Some(u64::from(u32::MAX) * 3),
+            referrer: s("https://www.facebook.com/some/long/path?with=query"),
+            referrer_host: s("facebook.com"),
+            channel: s("Social"),
+            utm_source: s("fb"),
+            utm_medium: s("paid"),
+            utm_campaign: s("black friday"),
+            utm_term: s("shoes"),
+            utm_content: s("a"),
+            click_id_type: s("fbclid"),
+            click_id: s("IwAR0"),
+            user_agent: s("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+            browser: s("Firefox"),
+            browser_version: s("128.0"),
+            os: s("Linux"),
+            device_type: s("desktop"),
+            is_bot: Some(n.is_multiple_of(2)),
+            bot_reason: s("ua:pattern"),
+            ip: s("192.0.2.0"),
+            country: s("DE"),
+            region: s("BE"),
+            city: s("Berlin"),
+            props: Some(format!(r#"{{"n":{n},"s":"x\"y","a":[1,2]}}"#)),
+            hints: Default::default(),
+        }
+    }
+
+    #[test]
+    fn events_read_back_as_they_were_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        // More rows than one DuckDB vector (2,048), full and sparse ones mixed.
+        let events: Vec<Event> = (0..2500u16)
+            .map(|n| {
+                if n.is_multiple_of(3) {
+                    Event::now(format!("sparse {n}"), "s", Source::Proxy)
+                } else {
+                    full(n)
+                }
+            })
+            .collect();
+        store.append(7, &events).unwrap();
+        let back = read_events(store.connection(), 0, i64::MAX).unwrap();
+        assert_eq!(back.len(), events.len());
+        for (i, (r, e)) in back.iter().zip(&events).enumerate() {
+            assert_eq!(r.seq, 7 + i as i64);
+            assert_eq!(&r.event, e, "row {i}");
+        }
+        // The columns are the table's, in its order, with its types.
+        let described: Vec<(String, String, String)> = store
+            .connection()
+            .prepare("SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'events' ORDER BY ordinal_position")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected: Vec<(String, String, String)> = COLUMNS
+            .iter()
+            .map(|c| {
+                let nullable = if c.nullable { "YES" } else { "NO" };
+                (
+                    c.name.into(),
+                    crate::store::duckdb_type(c.get).into(),
+                    nullable.into(),
+                )
+            })
+            .collect();
+        assert_eq!(described, expected);
+    }
 }

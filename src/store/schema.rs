@@ -1,53 +1,22 @@
 //! The store's DDL and migrations. `docs/schema.md` documents every column.
 
 use super::StoreError;
-use crate::event::SCHEMA_VERSION;
+use crate::event::{Get, COLUMNS, SCHEMA_VERSION};
 use duckdb::Connection;
 
-/// The `events` columns in table order; [`super::Store::append`] writes values in this order.
-pub const EVENT_COLUMNS: [(&str, &str); 41] = [
-    ("seq", "BIGINT NOT NULL"),
-    ("event_id", "UUID NOT NULL"),
-    ("ts", "TIMESTAMP NOT NULL"),
-    ("received_at", "TIMESTAMP NOT NULL"),
-    ("site", "VARCHAR NOT NULL"),
-    ("name", "VARCHAR NOT NULL"),
-    ("source", "VARCHAR"),
-    ("visitor_id", "UUID"),
-    ("session_id", "UUID"),
-    ("user_id", "VARCHAR"),
-    ("request_id", "VARCHAR"),
-    ("method", "VARCHAR"),
-    ("host", "VARCHAR"),
-    ("path", "VARCHAR"),
-    ("route", "VARCHAR"),
-    ("query", "VARCHAR"),
-    ("status", "INTEGER"),
-    ("duration_ms", "DOUBLE"),
-    ("bytes_out", "BIGINT"),
-    ("referrer", "VARCHAR"),
-    ("referrer_host", "VARCHAR"),
-    ("channel", "VARCHAR"),
-    ("utm_source", "VARCHAR"),
-    ("utm_medium", "VARCHAR"),
-    ("utm_campaign", "VARCHAR"),
-    ("utm_term", "VARCHAR"),
-    ("utm_content", "VARCHAR"),
-    ("click_id_type", "VARCHAR"),
-    ("click_id", "VARCHAR"),
-    ("user_agent", "VARCHAR"),
-    ("browser", "VARCHAR"),
-    ("browser_version", "VARCHAR"),
-    ("os", "VARCHAR"),
-    ("device_type", "VARCHAR"),
-    ("is_bot", "BOOLEAN"),
-    ("bot_reason", "VARCHAR"),
-    ("ip", "VARCHAR"),
-    ("country", "VARCHAR"),
-    ("region", "VARCHAR"),
-    ("city", "VARCHAR"),
-    ("props", "JSON"),
-];
+/// The store's type for a column of [`COLUMNS`].
+pub fn duckdb_type(get: Get) -> &'static str {
+    match get {
+        Get::Seq | Get::BigInt(_) => "BIGINT",
+        Get::Uuid(_) => "UUID",
+        Get::Timestamp(_) => "TIMESTAMP",
+        Get::Text(_) => "VARCHAR",
+        Get::Json(_) => "JSON",
+        Get::Int(_) => "INTEGER",
+        Get::Double(_) => "DOUBLE",
+        Get::Bool(_) => "BOOLEAN",
+    }
+}
 
 /// Create missing tables and record the schema version.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -129,9 +98,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
 
 /// `CREATE TABLE IF NOT EXISTS <table>` with the `events` columns.
 pub fn events_ddl(table: &str) -> String {
-    let cols: Vec<String> = EVENT_COLUMNS
+    let cols: Vec<String> = COLUMNS
         .iter()
-        .map(|(n, t)| format!("  {n} {t}"))
+        .map(|c| {
+            let not_null = if c.nullable { "" } else { " NOT NULL" };
+            format!("  {} {}{not_null}", c.name, duckdb_type(c.get))
+        })
         .collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (\n{}\n);",
