@@ -112,8 +112,9 @@ impl Listener {
             return; // dropped: closed at once
         }
         let _open = Open(&self.open);
+        let first_due = Instant::now() + self.limits.header_timeout;
         let turns = Rc::new(Turns {
-            due: Cell::new(Some(Instant::now() + self.limits.header_timeout)),
+            due: Cell::new(Some(first_due)),
             served: Cell::new(0),
             next: self.limits.keepalive + self.limits.header_timeout,
         });
@@ -142,7 +143,7 @@ impl Listener {
             .serve_connection(TokioIo::new(tcp), svc)
             .with_upgrades();
         tokio::pin!(conn);
-        let clock = tokio::time::sleep(self.limits.header_timeout);
+        let clock = tokio::time::sleep_until(first_due);
         tokio::pin!(clock);
         let mut draining = *shutdown.borrow();
         if draining {
