@@ -6,7 +6,7 @@
 use uuid::Uuid;
 
 pub mod columns;
-pub use columns::{Column, Get, COLUMNS};
+pub use columns::{Column, Field, Kind, COLUMNS, EVENT_ID};
 
 /// Version of the `events` schema. Bumped on every column change.
 pub const SCHEMA_VERSION: u32 = 1;

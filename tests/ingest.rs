@@ -201,7 +201,7 @@ async fn server_events_bulk_api_dedup_and_bad_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_after_a_2xx_loses_nothing() {
     let up = Upstream::start().await;
-    let tg = Tollgate::start(&up.url(), "[pipeline]\nflush_interval_ms = 60000\n");
+    let mut tg = Tollgate::start(&up.url(), "[pipeline]\nflush_interval_ms = 60000\n");
     let c = reqwest::Client::new();
     let mut tasks = Vec::new();
     for batch in 0..20 {
@@ -220,10 +220,7 @@ async fn kill_9_after_a_2xx_loses_nothing() {
     }
     assert_eq!(acknowledged, 2000);
     // No flush is due for a minute: only the commit behind each answer made them durable.
-    unsafe {
-        libc::kill(tg.pid(), libc::SIGKILL);
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    tg.kill9();
     let out = tg.query_csv(
         "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM events WHERE name = 'offline'",
     );

@@ -407,7 +407,7 @@ async fn oversized_request_fields_are_cut_at_capture() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_huge_user_agents_does_not_stall_the_pipeline() {
     let up = Upstream::start().await;
-    let tg = Tollgate::start(&up.url(), "[pipeline]\nflush_interval_ms = 500\n");
+    let mut tg = Tollgate::start(&up.url(), "[pipeline]\nflush_interval_ms = 500\n");
     let pid = tg.pid();
     let base = jar_client();
     base.get(tg.url("/page/warm")).send().await.unwrap();
@@ -480,9 +480,7 @@ async fn a_flood_of_huge_user_agents_does_not_stall_the_pipeline() {
     // page view sent more than a flush interval (0.5 s) before the kill.
     let (hwm, _) = memory_mib(pid);
     let data = tg.data_dir();
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    }
+    tg.kill9();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut flooded = 0;
     for f in flooders {

@@ -175,14 +175,14 @@ fn canon(rel: &str) -> String {
 
 /// A `read_json` column spec for JSON lines with the canonical columns (times as `_us`).
 fn json_columns() -> String {
-    use tollgate::event::Get;
+    use tollgate::event::Kind;
     let cols: Vec<String> = tollgate::event::COLUMNS
         .iter()
         .map(|c| {
-            let (name, t) = match c.get {
-                Get::Timestamp(_) => (format!("{}_us", c.name), "BIGINT"),
-                Get::Seq | Get::BigInt(_) | Get::Int(_) => (c.name.to_string(), "BIGINT"),
-                Get::Double(_) => (c.name.to_string(), "DOUBLE"),
+            let (name, t) = match c.kind() {
+                Kind::Timestamp => (format!("{}_us", c.name), "BIGINT"),
+                Kind::BigInt | Kind::Int => (c.name.to_string(), "BIGINT"),
+                Kind::Double => (c.name.to_string(), "DOUBLE"),
                 _ => (c.name.to_string(), "VARCHAR"),
             };
             format!("'{name}': '{t}'")

@@ -1,9 +1,10 @@
 //! The stored columns of an event, in table order: each column's name, whether it may be
-//! null, and how its value is read from an [`Event`]. The store's DDL and appender and the file
-//! sinks' schemas derive from this one table, so a new column is one entry here (plus its
-//! field on [`Event`], a migration and `docs/schema.md`).
+//! null, its type, and how its value is read from and written back into an [`Event`]. The
+//! store's DDL, appender and read-back, the ClickHouse and PostgreSQL tables and rows, the
+//! file sinks' schemas and the dead-letter JSON derive from this one table, so a new column is
+//! one entry here (plus its field on [`Event`], a migration and `docs/schema.md`).
 
-use super::Event;
+use super::{Event, Source};
 use uuid::Uuid;
 
 /// One stored column.
@@ -11,56 +12,148 @@ pub struct Column {
     pub name: &'static str,
     /// False for the columns every event has (`NOT NULL` in the store).
     pub nullable: bool,
-    pub get: Get,
+    pub field: Field,
 }
 
-/// How a column's value is read from an event; the variant is the column's type.
-#[derive(Clone, Copy)]
-pub enum Get {
-    /// The `seq` the store assigned; not a field of the event.
-    Seq,
-    Uuid(fn(&Event) -> Option<Uuid>),
-    /// UTC microseconds since the epoch.
-    Timestamp(fn(&Event) -> Option<i64>),
-    Text(fn(&Event) -> Option<&str>),
-    /// A JSON document, as text.
-    Json(fn(&Event) -> Option<&str>),
-    Int(fn(&Event) -> Option<i32>),
-    BigInt(fn(&Event) -> Option<i64>),
-    Double(fn(&Event) -> Option<f64>),
-    Bool(fn(&Event) -> Option<bool>),
-}
-
-const fn col(name: &'static str, nullable: bool, get: Get) -> Column {
-    Column {
-        name,
-        nullable,
-        get,
+impl Column {
+    pub fn kind(&self) -> Kind {
+        match self.field {
+            Field::Seq | Field::BigInt(_) => Kind::BigInt,
+            Field::Uuid(_) => Kind::Uuid,
+            Field::Timestamp(_) => Kind::Timestamp,
+            Field::Text(_) => Kind::Text,
+            Field::Json(_) => Kind::Json,
+            Field::Int(_) => Kind::Int,
+            Field::Double(_) => Kind::Double,
+            Field::Bool(_) => Kind::Bool,
+        }
     }
 }
 
-/// An optional text field.
+/// A column's type; each backend maps it to its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 64-bit signed integer.
+    BigInt,
+    /// 32-bit signed integer.
+    Int,
+    Double,
+    Bool,
+    /// UTC microseconds since the epoch.
+    Timestamp,
+    Text,
+    /// A JSON document, as text.
+    Json,
+    Uuid,
+}
+
+/// Where a column's value lives on an [`Event`]; the variant is the column's type.
+pub enum Field {
+    /// The `seq` the store assigned; not a field of the event.
+    Seq,
+    Uuid(Access<Uuid>),
+    Timestamp(Access<i64>),
+    Text(TextAccess),
+    Json(TextAccess),
+    Int(Access<i32>),
+    BigInt(Access<i64>),
+    Double(Access<f64>),
+    Bool(Access<bool>),
+}
+
+/// Reads a value from an event, and writes one back (`None`: null).
+pub struct Access<T> {
+    pub get: fn(&Event) -> Option<T>,
+    pub set: fn(&mut Event, Option<T>),
+}
+
+/// [`Access`] for text: read borrowed, written owned.
+pub struct TextAccess {
+    pub get: fn(&Event) -> Option<&str>,
+    pub set: fn(&mut Event, Option<String>),
+}
+
+const fn col(name: &'static str, nullable: bool, field: Field) -> Column {
+    Column {
+        name,
+        nullable,
+        field,
+    }
+}
+
+/// An optional text field of the same name.
 macro_rules! text {
     ($name:ident) => {
-        col(stringify!($name), true, Get::Text(|e| e.$name.as_deref()))
+        col(
+            stringify!($name),
+            true,
+            Field::Text(TextAccess {
+                get: |e| e.$name.as_deref(),
+                set: |e, v| e.$name = v,
+            }),
+        )
     };
 }
 
+/// An optional field of the same name whose type is the column's.
+macro_rules! optional {
+    ($name:ident, $kind:ident) => {
+        col(
+            stringify!($name),
+            true,
+            Field::$kind(Access {
+                get: |e| e.$name,
+                set: |e, v| e.$name = v,
+            }),
+        )
+    };
+}
+
+/// A field every event has, as column `$col`.
+macro_rules! required {
+    ($col:expr, $name:ident, Text) => {
+        col(
+            $col,
+            false,
+            Field::Text(TextAccess {
+                get: |e| Some(&e.$name),
+                set: |e, v| e.$name = v.unwrap_or_default(),
+            }),
+        )
+    };
+    ($col:expr, $name:ident, $kind:ident) => {
+        col(
+            $col,
+            false,
+            Field::$kind(Access {
+                get: |e| Some(e.$name),
+                set: |e, v| e.$name = v.unwrap_or_default(),
+            }),
+        )
+    };
+}
+
+/// The column every sink deduplicates on.
+pub const EVENT_ID: &str = "event_id";
+
 /// The `events` columns, in table order.
 pub const COLUMNS: [Column; 41] = [
-    col("seq", false, Get::Seq),
-    col("event_id", false, Get::Uuid(|e| Some(e.event_id))),
-    col("ts", false, Get::Timestamp(|e| Some(e.ts_us))),
+    col("seq", false, Field::Seq),
+    required!(EVENT_ID, event_id, Uuid),
+    required!("ts", ts_us, Timestamp),
+    required!("received_at", received_at_us, Timestamp),
+    required!("site", site, Text),
+    required!("name", name, Text),
     col(
-        "received_at",
-        false,
-        Get::Timestamp(|e| Some(e.received_at_us)),
+        "source",
+        true,
+        Field::Text(TextAccess {
+            get: |e| e.source.map(Source::as_str),
+            set: |e, v| e.source = v.and_then(|s| Source::parse(&s)),
+        }),
     ),
-    col("site", false, Get::Text(|e| Some(&e.site))),
-    col("name", false, Get::Text(|e| Some(&e.name))),
-    col("source", true, Get::Text(|e| e.source.map(|s| s.as_str()))),
-    col("visitor_id", true, Get::Uuid(|e| e.visitor_id)),
-    col("session_id", true, Get::Uuid(|e| e.session_id)),
+    optional!(visitor_id, Uuid),
+    optional!(session_id, Uuid),
     text!(user_id),
     text!(request_id),
     text!(method),
@@ -68,12 +161,22 @@ pub const COLUMNS: [Column; 41] = [
     text!(path),
     text!(route),
     text!(query),
-    col("status", true, Get::Int(|e| e.status.map(i32::from))),
-    col("duration_ms", true, Get::Double(|e| e.duration_ms)),
+    col(
+        "status",
+        true,
+        Field::Int(Access {
+            get: |e| e.status.map(i32::from),
+            set: |e, v| e.status = v.and_then(|s| u16::try_from(s).ok()),
+        }),
+    ),
+    optional!(duration_ms, Double),
     col(
         "bytes_out",
         true,
-        Get::BigInt(|e| e.bytes_out.map(|b| b as i64)),
+        Field::BigInt(Access {
+            get: |e| e.bytes_out.and_then(|b| i64::try_from(b).ok()),
+            set: |e, v| e.bytes_out = v.and_then(|b| u64::try_from(b).ok()),
+        }),
     ),
     text!(referrer),
     text!(referrer_host),
@@ -90,13 +193,20 @@ pub const COLUMNS: [Column; 41] = [
     text!(browser_version),
     text!(os),
     text!(device_type),
-    col("is_bot", true, Get::Bool(|e| e.is_bot)),
+    optional!(is_bot, Bool),
     text!(bot_reason),
     text!(ip),
     text!(country),
     text!(region),
     text!(city),
-    col("props", true, Get::Json(|e| e.props.as_deref())),
+    col(
+        "props",
+        true,
+        Field::Json(TextAccess {
+            get: |e| e.props.as_deref(),
+            set: |e, v| e.props = v,
+        }),
+    ),
 ];
 
 #[cfg(test)]
@@ -111,15 +221,14 @@ mod tests {
         assert_eq!(names.len(), COLUMNS.len());
         let e = Event::default();
         for c in COLUMNS.iter().filter(|c| !c.nullable) {
-            let set = match c.get {
-                Get::Seq => true,
-                Get::Uuid(f) => f(&e).is_some(),
-                Get::Timestamp(f) => f(&e).is_some(),
-                Get::Text(f) | Get::Json(f) => f(&e).is_some(),
-                Get::Int(f) => f(&e).is_some(),
-                Get::BigInt(f) => f(&e).is_some(),
-                Get::Double(f) => f(&e).is_some(),
-                Get::Bool(f) => f(&e).is_some(),
+            let set = match &c.field {
+                Field::Seq => true,
+                Field::Uuid(a) => (a.get)(&e).is_some(),
+                Field::Timestamp(a) | Field::BigInt(a) => (a.get)(&e).is_some(),
+                Field::Text(a) | Field::Json(a) => (a.get)(&e).is_some(),
+                Field::Int(a) => (a.get)(&e).is_some(),
+                Field::Double(a) => (a.get)(&e).is_some(),
+                Field::Bool(a) => (a.get)(&e).is_some(),
             };
             assert!(set, "{} is NOT NULL but can be missing", c.name);
         }

@@ -7,63 +7,58 @@
 //! exact microseconds.
 
 use super::{ForgetRequest, Outcome, Range, Sink};
+use crate::event::{Field, Kind, COLUMNS, EVENT_ID};
 use crate::store::Record;
 use crate::store::Subject;
 use async_trait::async_trait;
-use serde::Serialize;
 use std::time::Duration;
-use uuid::Uuid;
 
-/// The table tollgate creates when it is missing; `docs/warehouses.md` shows it too.
+/// ClickHouse's type for a column; a timestamp is two columns (see [`create_table`]).
+fn ch_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::BigInt => "Int64",
+        Kind::Int => "Int32",
+        Kind::Double => "Float64",
+        Kind::Bool => "UInt8",
+        Kind::Timestamp => "DateTime('UTC')",
+        Kind::Text | Kind::Json => "String",
+        Kind::Uuid => "UUID",
+    }
+}
+
+/// The table tollgate creates when it is missing; `docs/warehouses.md` shows it too. Each
+/// timestamp column is a `DateTime` of whole seconds, which every version has, and a
+/// `<name>_us` column with the exact microseconds.
 pub fn create_table(table: &str) -> String {
+    let nullable = |nullable: bool, ty: &str| {
+        if nullable {
+            format!("Nullable({ty})")
+        } else {
+            ty.to_string()
+        }
+    };
+    let mut columns = Vec::with_capacity(COLUMNS.len() + 2);
+    for c in &COLUMNS {
+        columns.push(format!(
+            "    {} {}",
+            c.name,
+            nullable(c.nullable, ch_type(c.kind()))
+        ));
+        if c.kind() == Kind::Timestamp {
+            columns.push(format!(
+                "    {}_us {}",
+                c.name,
+                nullable(c.nullable, "Int64")
+            ));
+        }
+    }
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (
-    seq Int64,
-    event_id UUID,
-    ts DateTime('UTC'),
-    ts_us Int64,
-    received_at DateTime('UTC'),
-    received_at_us Int64,
-    site String,
-    name String,
-    source Nullable(String),
-    visitor_id Nullable(UUID),
-    session_id Nullable(UUID),
-    user_id Nullable(String),
-    request_id Nullable(String),
-    method Nullable(String),
-    host Nullable(String),
-    path Nullable(String),
-    route Nullable(String),
-    query Nullable(String),
-    status Nullable(Int32),
-    duration_ms Nullable(Float64),
-    bytes_out Nullable(Int64),
-    referrer Nullable(String),
-    referrer_host Nullable(String),
-    channel Nullable(String),
-    utm_source Nullable(String),
-    utm_medium Nullable(String),
-    utm_campaign Nullable(String),
-    utm_term Nullable(String),
-    utm_content Nullable(String),
-    click_id_type Nullable(String),
-    click_id Nullable(String),
-    user_agent Nullable(String),
-    browser Nullable(String),
-    browser_version Nullable(String),
-    os Nullable(String),
-    device_type Nullable(String),
-    is_bot Nullable(UInt8),
-    bot_reason Nullable(String),
-    ip Nullable(String),
-    country Nullable(String),
-    region Nullable(String),
-    city Nullable(String),
-    props Nullable(String)
+{}
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(ts)
-ORDER BY (site, toDate(ts), name, event_id)"
+ORDER BY (site, toDate(ts), name, {EVENT_ID})",
+        columns.join(",\n")
     )
 }
 
@@ -174,7 +169,7 @@ impl Sink for ClickHouse {
         }
         let mut body = Vec::with_capacity(records.len() * 700);
         for r in records {
-            if let Err(e) = serde_json::to_writer(&mut body, &Row::from(r)) {
+            if let Err(e) = write_row(&mut body, r) {
                 return Outcome::Reject(format!("cannot encode the event: {e}"));
             }
             body.push(b'\n');
@@ -213,52 +208,40 @@ fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
-/// One JSONEachRow line.
-#[derive(Serialize)]
-struct Row<'a> {
-    seq: i64,
-    event_id: &'a Uuid,
-    ts: String,
-    ts_us: i64,
-    received_at: String,
-    received_at_us: i64,
-    site: &'a str,
-    name: &'a str,
-    source: Option<&'static str>,
-    visitor_id: &'a Option<Uuid>,
-    session_id: &'a Option<Uuid>,
-    user_id: &'a Option<String>,
-    request_id: &'a Option<String>,
-    method: &'a Option<String>,
-    host: &'a Option<String>,
-    path: &'a Option<String>,
-    route: &'a Option<String>,
-    query: &'a Option<String>,
-    status: Option<u16>,
-    duration_ms: Option<f64>,
-    bytes_out: Option<u64>,
-    referrer: &'a Option<String>,
-    referrer_host: &'a Option<String>,
-    channel: &'a Option<String>,
-    utm_source: &'a Option<String>,
-    utm_medium: &'a Option<String>,
-    utm_campaign: &'a Option<String>,
-    utm_term: &'a Option<String>,
-    utm_content: &'a Option<String>,
-    click_id_type: &'a Option<String>,
-    click_id: &'a Option<String>,
-    user_agent: &'a Option<String>,
-    browser: &'a Option<String>,
-    browser_version: &'a Option<String>,
-    os: &'a Option<String>,
-    device_type: &'a Option<String>,
-    is_bot: Option<u8>,
-    bot_reason: &'a Option<String>,
-    ip: &'a Option<String>,
-    country: &'a Option<String>,
-    region: &'a Option<String>,
-    city: &'a Option<String>,
-    props: &'a Option<String>,
+/// One event as a JSONEachRow line (without its newline), keyed by column name.
+fn write_row(out: &mut Vec<u8>, r: &Record) -> serde_json::Result<()> {
+    let e = &r.event;
+    let key = |out: &mut Vec<u8>, name: &str, suffix: &str| {
+        out.extend_from_slice(b"\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(suffix.as_bytes());
+        out.extend_from_slice(b"\":");
+    };
+    out.push(b'{');
+    for (i, c) in COLUMNS.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        key(out, c.name, "");
+        match &c.field {
+            Field::Seq => serde_json::to_writer(&mut *out, &r.seq)?,
+            Field::Uuid(a) => serde_json::to_writer(&mut *out, &(a.get)(e))?,
+            Field::Timestamp(a) => {
+                let us = (a.get)(e);
+                serde_json::to_writer(&mut *out, &us.map(datetime))?;
+                out.push(b',');
+                key(out, c.name, "_us");
+                serde_json::to_writer(&mut *out, &us)?;
+            }
+            Field::Text(a) | Field::Json(a) => serde_json::to_writer(&mut *out, &(a.get)(e))?,
+            Field::Int(a) => serde_json::to_writer(&mut *out, &(a.get)(e))?,
+            Field::BigInt(a) => serde_json::to_writer(&mut *out, &(a.get)(e))?,
+            Field::Double(a) => serde_json::to_writer(&mut *out, &(a.get)(e))?,
+            Field::Bool(a) => serde_json::to_writer(&mut *out, &(a.get)(e).map(u8::from))?,
+        }
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// `YYYY-MM-DD hh:mm:ss` in UTC, which every ClickHouse version parses into a `DateTime`.
@@ -266,57 +249,6 @@ fn datetime(us: i64) -> String {
     chrono::DateTime::from_timestamp(us.div_euclid(1_000_000), 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "1970-01-01 00:00:00".into())
-}
-
-impl<'a> From<&'a Record> for Row<'a> {
-    fn from(r: &'a Record) -> Self {
-        let e = &r.event;
-        Row {
-            seq: r.seq,
-            event_id: &e.event_id,
-            ts: datetime(e.ts_us),
-            ts_us: e.ts_us,
-            received_at: datetime(e.received_at_us),
-            received_at_us: e.received_at_us,
-            site: &e.site,
-            name: &e.name,
-            source: e.source.map(|s| s.as_str()),
-            visitor_id: &e.visitor_id,
-            session_id: &e.session_id,
-            user_id: &e.user_id,
-            request_id: &e.request_id,
-            method: &e.method,
-            host: &e.host,
-            path: &e.path,
-            route: &e.route,
-            query: &e.query,
-            status: e.status,
-            duration_ms: e.duration_ms,
-            bytes_out: e.bytes_out,
-            referrer: &e.referrer,
-            referrer_host: &e.referrer_host,
-            channel: &e.channel,
-            utm_source: &e.utm_source,
-            utm_medium: &e.utm_medium,
-            utm_campaign: &e.utm_campaign,
-            utm_term: &e.utm_term,
-            utm_content: &e.utm_content,
-            click_id_type: &e.click_id_type,
-            click_id: &e.click_id,
-            user_agent: &e.user_agent,
-            browser: &e.browser,
-            browser_version: &e.browser_version,
-            os: &e.os,
-            device_type: &e.device_type,
-            is_bot: e.is_bot.map(u8::from),
-            bot_reason: &e.bot_reason,
-            ip: &e.ip,
-            country: &e.country,
-            region: &e.region,
-            city: &e.city,
-            props: &e.props,
-        }
-    }
 }
 
 /// The `Code: N` of a ClickHouse exception text.

@@ -8,7 +8,7 @@
 
 use super::{ForgetRequest, Outcome, Range, Sink};
 use crate::config::FileFormat;
-use crate::event::{Get, COLUMNS};
+use crate::event::{Kind, COLUMNS};
 use crate::store::{append_rows, events_ddl, Record};
 use async_trait::async_trait;
 use duckdb::Connection;
@@ -52,9 +52,9 @@ impl Files {
         };
         COLUMNS
             .iter()
-            .map(|c| match c.get {
-                Get::Timestamp(_) => ts(c.name),
-                Get::Uuid(_) | Get::Json(_) => format!("{0}::VARCHAR AS {0}", c.name),
+            .map(|c| match c.kind() {
+                Kind::Timestamp => ts(c.name),
+                Kind::Uuid | Kind::Json => format!("{0}::VARCHAR AS {0}", c.name),
                 _ => c.name.to_string(),
             })
             .collect::<Vec<_>>()
@@ -174,12 +174,12 @@ pub fn bigquery_schema() -> serde_json::Value {
     let fields: Vec<serde_json::Value> = COLUMNS
         .iter()
         .map(|c| {
-            let bq = match c.get {
-                Get::Seq | Get::BigInt(_) | Get::Int(_) => "INTEGER",
-                Get::Double(_) => "FLOAT",
-                Get::Bool(_) => "BOOLEAN",
-                Get::Timestamp(_) => "TIMESTAMP",
-                Get::Uuid(_) | Get::Text(_) | Get::Json(_) => "STRING",
+            let bq = match c.kind() {
+                Kind::BigInt | Kind::Int => "INTEGER",
+                Kind::Double => "FLOAT",
+                Kind::Bool => "BOOLEAN",
+                Kind::Timestamp => "TIMESTAMP",
+                Kind::Uuid | Kind::Text | Kind::Json => "STRING",
             };
             let mode = if c.nullable { "NULLABLE" } else { "REQUIRED" };
             serde_json::json!({"name": c.name, "type": bq, "mode": mode})

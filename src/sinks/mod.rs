@@ -31,6 +31,7 @@ pub use retention::{prune, spawn_retention, PruneReport};
 pub use runner::{spawn, Sinks};
 pub use state::{status, ForgetRequest, SinkStatus};
 
+use crate::event::{Field, COLUMNS};
 use crate::store::Record;
 use async_trait::async_trait;
 
@@ -86,52 +87,66 @@ pub(crate) fn build(
 
 /// One record as a JSON object with the store's column names: the dead-letter payload.
 pub(crate) fn record_json(r: &Record) -> serde_json::Value {
+    use serde_json::json;
     let e = &r.event;
     let ts = |us: i64| {
         chrono::DateTime::from_timestamp_micros(us)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
     };
-    serde_json::json!({
-        "seq": r.seq,
-        "event_id": e.event_id,
-        "ts": ts(e.ts_us),
-        "received_at": ts(e.received_at_us),
-        "site": e.site,
-        "name": e.name,
-        "source": e.source.map(|s| s.as_str()),
-        "visitor_id": e.visitor_id,
-        "session_id": e.session_id,
-        "user_id": e.user_id,
-        "request_id": e.request_id,
-        "method": e.method,
-        "host": e.host,
-        "path": e.path,
-        "route": e.route,
-        "query": e.query,
-        "status": e.status,
-        "duration_ms": e.duration_ms,
-        "bytes_out": e.bytes_out,
-        "referrer": e.referrer,
-        "referrer_host": e.referrer_host,
-        "channel": e.channel,
-        "utm_source": e.utm_source,
-        "utm_medium": e.utm_medium,
-        "utm_campaign": e.utm_campaign,
-        "utm_term": e.utm_term,
-        "utm_content": e.utm_content,
-        "click_id_type": e.click_id_type,
-        "click_id": e.click_id,
-        "user_agent": e.user_agent,
-        "browser": e.browser,
-        "browser_version": e.browser_version,
-        "os": e.os,
-        "device_type": e.device_type,
-        "is_bot": e.is_bot,
-        "bot_reason": e.bot_reason,
-        "ip": e.ip,
-        "country": e.country,
-        "region": e.region,
-        "city": e.city,
-        "props": e.props,
-    })
+    let object = COLUMNS
+        .iter()
+        .map(|c| {
+            let value = match &c.field {
+                Field::Seq => json!(r.seq),
+                Field::Uuid(a) => json!((a.get)(e)),
+                Field::Timestamp(a) => json!((a.get)(e).and_then(ts)),
+                Field::Text(a) | Field::Json(a) => json!((a.get)(e)),
+                Field::Int(a) => json!((a.get)(e)),
+                Field::BigInt(a) => json!((a.get)(e)),
+                Field::Double(a) => json!((a.get)(e)),
+                Field::Bool(a) => json!((a.get)(e)),
+            };
+            (c.name.to_string(), value)
+        })
+        .collect();
+    serde_json::Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Source};
+
+    #[test]
+    fn the_dead_letter_payload_has_every_column_with_its_value() {
+        let r = Record {
+            seq: 9,
+            event: Event {
+                ts_us: 1_000_001,
+                user_id: Some("u1".into()),
+                status: Some(404),
+                bytes_out: Some(12),
+                is_bot: Some(true),
+                props: Some(r#"{"a":1}"#.into()),
+                ..Event::now("signup", "shop", Source::Server)
+            },
+        };
+        let v = record_json(&r);
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+        keys.sort_unstable();
+        names.sort_unstable();
+        assert_eq!(keys, names);
+        assert_eq!(v["seq"], 9);
+        assert_eq!(v["event_id"], r.event.event_id.to_string());
+        assert_eq!(v["ts"], "1970-01-01T00:00:01.000001Z");
+        assert_eq!(v["name"], "signup");
+        assert_eq!(v["source"], "server");
+        assert_eq!(v["user_id"], "u1");
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["bytes_out"], 12);
+        assert_eq!(v["is_bot"], true);
+        assert_eq!(v["props"], r#"{"a":1}"#);
+        assert!(v["visitor_id"].is_null() && v["duration_ms"].is_null());
+    }
 }

@@ -2,74 +2,69 @@
 //! `INSERT … ON CONFLICT (event_id) DO NOTHING`, in one transaction per batch.
 
 use super::{ForgetRequest, Outcome, Range, Sink};
+use crate::event::{Field, Kind, COLUMNS, EVENT_ID};
 use crate::store::Record;
 use crate::store::Subject;
 use async_trait::async_trait;
 use bytes::{BufMut, BytesMut};
 use std::error::Error as _;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{IsNull, ToSql, Type, WrongType};
 use tokio_postgres::{Client, NoTls};
 
-/// The column list, in the order values are copied.
-const COLUMNS: &str = "seq, event_id, ts, received_at, site, name, source, visitor_id, \
-    session_id, user_id, request_id, method, host, path, route, query, status, duration_ms, \
-    bytes_out, referrer, referrer_host, channel, utm_source, utm_medium, utm_campaign, utm_term, \
-    utm_content, click_id_type, click_id, user_agent, browser, browser_version, os, device_type, \
-    is_bot, bot_reason, ip, country, region, city, props";
+/// The column list, in the order values are copied: the store's.
+fn column_list() -> &'static str {
+    static LIST: OnceLock<String> = OnceLock::new();
+    LIST.get_or_init(|| {
+        COLUMNS
+            .iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// PostgreSQL's type for a column.
+fn pg_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::BigInt => "bigint",
+        Kind::Int => "integer",
+        Kind::Double => "double precision",
+        Kind::Bool => "boolean",
+        Kind::Timestamp => "timestamptz",
+        Kind::Text => "text",
+        Kind::Json => "jsonb",
+        Kind::Uuid => "uuid",
+    }
+}
 
 /// The table tollgate creates when it is missing, with its indexes; `docs/warehouses.md`
 /// shows it too.
 pub fn create_table(table: &str) -> String {
     let short = table.rsplit('.').next().unwrap_or(table);
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| {
+            let constraint = if c.name == EVENT_ID {
+                " PRIMARY KEY"
+            } else if c.nullable {
+                ""
+            } else {
+                " NOT NULL"
+            };
+            format!("    {} {}{constraint}", c.name, pg_type(c.kind()))
+        })
+        .collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (
-    seq bigint NOT NULL,
-    event_id uuid PRIMARY KEY,
-    ts timestamptz NOT NULL,
-    received_at timestamptz NOT NULL,
-    site text NOT NULL,
-    name text NOT NULL,
-    source text,
-    visitor_id uuid,
-    session_id uuid,
-    user_id text,
-    request_id text,
-    method text,
-    host text,
-    path text,
-    route text,
-    query text,
-    status integer,
-    duration_ms double precision,
-    bytes_out bigint,
-    referrer text,
-    referrer_host text,
-    channel text,
-    utm_source text,
-    utm_medium text,
-    utm_campaign text,
-    utm_term text,
-    utm_content text,
-    click_id_type text,
-    click_id text,
-    user_agent text,
-    browser text,
-    browser_version text,
-    os text,
-    device_type text,
-    is_bot boolean,
-    bot_reason text,
-    ip text,
-    country text,
-    region text,
-    city text,
-    props jsonb
+{}
 );
 CREATE INDEX IF NOT EXISTS {short}_ts_idx ON {table} (ts);
 CREATE INDEX IF NOT EXISTS {short}_visitor_idx ON {table} (visitor_id, ts);
-CREATE INDEX IF NOT EXISTS {short}_site_name_ts_idx ON {table} (site, name, ts);"
+CREATE INDEX IF NOT EXISTS {short}_site_name_ts_idx ON {table} (site, name, ts);",
+        columns.join(",\n")
     )
 }
 
@@ -112,7 +107,11 @@ impl Postgres {
             .await
             .map_err(|e| format!("creating table {}: {}", self.table, describe(&e)))?;
         let stmt = client
-            .prepare(&format!("SELECT {COLUMNS} FROM {} LIMIT 0", self.table))
+            .prepare(&format!(
+                "SELECT {} FROM {} LIMIT 0",
+                column_list(),
+                self.table
+            ))
             .await
             .map_err(|e| format!("reading the columns of {}: {}", self.table, describe(&e)))?;
         let types = stmt.columns().iter().map(|c| c.type_().clone()).collect();
@@ -136,69 +135,23 @@ impl Postgres {
         let tx = client.transaction().await?;
         let sink = tx
             .copy_in(&format!(
-                "COPY tollgate_staging ({COLUMNS}) FROM STDIN (FORMAT binary)"
+                "COPY tollgate_staging ({}) FROM STDIN (FORMAT binary)",
+                column_list()
             ))
             .await?;
         let writer = BinaryCopyInWriter::new(sink, types);
         futures_util::pin_mut!(writer);
         for r in records {
-            let e = &r.event;
-            let ts = at(e.ts_us);
-            let received_at = at(e.received_at_us);
-            let source = e.source.map(|s| s.as_str());
-            let status = e.status.map(i32::from);
-            let bytes_out = e.bytes_out.map(|b| b as i64);
-            let props = Json(e.props.as_deref());
-            let values: [&(dyn ToSql + Sync); 41] = [
-                &r.seq,
-                &e.event_id,
-                &ts,
-                &received_at,
-                &e.site,
-                &e.name,
-                &source,
-                &e.visitor_id,
-                &e.session_id,
-                &e.user_id,
-                &e.request_id,
-                &e.method,
-                &e.host,
-                &e.path,
-                &e.route,
-                &e.query,
-                &status,
-                &e.duration_ms,
-                &bytes_out,
-                &e.referrer,
-                &e.referrer_host,
-                &e.channel,
-                &e.utm_source,
-                &e.utm_medium,
-                &e.utm_campaign,
-                &e.utm_term,
-                &e.utm_content,
-                &e.click_id_type,
-                &e.click_id,
-                &e.user_agent,
-                &e.browser,
-                &e.browser_version,
-                &e.os,
-                &e.device_type,
-                &e.is_bot,
-                &e.bot_reason,
-                &e.ip,
-                &e.country,
-                &e.region,
-                &e.city,
-                &props,
-            ];
-            writer.as_mut().write(&values).await?;
+            let values = COLUMNS.each_ref().map(|c| Value::of(&c.field, r));
+            let refs = values.each_ref().map(|v| v as &(dyn ToSql + Sync));
+            writer.as_mut().write(&refs).await?;
         }
         writer.finish().await?;
         tx.execute(
             &format!(
-                "INSERT INTO {table} ({COLUMNS}) SELECT {COLUMNS} FROM tollgate_staging
-                 ON CONFLICT (event_id) DO NOTHING"
+                "INSERT INTO {table} ({0}) SELECT {0} FROM tollgate_staging
+                 ON CONFLICT ({EVENT_ID}) DO NOTHING",
+                column_list()
             ),
             &[],
         )
@@ -330,6 +283,77 @@ fn at(us: i64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_micros(us as u64)
     } else {
         SystemTime::UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
+    }
+}
+
+/// One value of a row, as its column's type.
+#[derive(Debug)]
+enum Value<'a> {
+    BigInt(Option<i64>),
+    Int(Option<i32>),
+    Double(Option<f64>),
+    Bool(Option<bool>),
+    Time(Option<SystemTime>),
+    Text(Option<&'a str>),
+    Json(Json<'a>),
+    Uuid(Option<uuid::Uuid>),
+}
+
+impl<'a> Value<'a> {
+    fn of(field: &Field, r: &'a Record) -> Value<'a> {
+        let e = &r.event;
+        match field {
+            Field::Seq => Value::BigInt(Some(r.seq)),
+            Field::BigInt(a) => Value::BigInt((a.get)(e)),
+            Field::Int(a) => Value::Int((a.get)(e)),
+            Field::Double(a) => Value::Double((a.get)(e)),
+            Field::Bool(a) => Value::Bool((a.get)(e)),
+            Field::Timestamp(a) => Value::Time((a.get)(e).map(at)),
+            Field::Text(a) => Value::Text((a.get)(e)),
+            Field::Json(a) => Value::Json(Json((a.get)(e))),
+            Field::Uuid(a) => Value::Uuid((a.get)(e)),
+        }
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::BigInt(v) => v.to_sql(ty, out),
+            Value::Int(v) => v.to_sql(ty, out),
+            Value::Double(v) => v.to_sql(ty, out),
+            Value::Bool(v) => v.to_sql(ty, out),
+            Value::Time(v) => v.to_sql(ty, out),
+            Value::Text(v) => v.to_sql(ty, out),
+            Value::Json(v) => v.to_sql(ty, out),
+            Value::Uuid(v) => v.to_sql(ty, out),
+        }
+    }
+
+    /// Any type here: each value checks its own against the column in `to_sql_checked`.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn to_sql_checked(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::BigInt(v) => v.to_sql_checked(ty, out),
+            Value::Int(v) => v.to_sql_checked(ty, out),
+            Value::Double(v) => v.to_sql_checked(ty, out),
+            Value::Bool(v) => v.to_sql_checked(ty, out),
+            Value::Time(v) => v.to_sql_checked(ty, out),
+            Value::Text(v) => v.to_sql_checked(ty, out),
+            Value::Json(v) => v.to_sql_checked(ty, out),
+            Value::Uuid(v) => v.to_sql_checked(ty, out),
+        }
     }
 }
 

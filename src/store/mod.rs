@@ -17,12 +17,13 @@ pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryErro
 pub use read::{read_events, Record};
 pub use schema::{duckdb_type, events_ddl};
 
-use crate::event::{Event, Get, COLUMNS};
+use crate::event::{Event, Field, Kind, COLUMNS};
+use duckdb::arrow;
 use duckdb::arrow::array::{
     ArrayRef, BooleanArray, FixedSizeBinaryArray, Float64Array, Int32Array, Int64Array,
     StringArray, TimestampMicrosecondArray,
 };
-use duckdb::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use duckdb::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use duckdb::arrow::error::ArrowError;
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Config, Connection};
@@ -242,7 +243,7 @@ pub fn append_rows<'a>(
     }
     let columns = COLUMNS
         .iter()
-        .map(|c| column(c.get, &rows))
+        .map(|c| column(&c.field, &rows))
         .collect::<Result<Vec<_>, _>>()?;
     let batch = RecordBatch::try_new(arrow_schema().clone(), columns)?;
     let mut app = conn.appender(table)?;
@@ -255,22 +256,22 @@ pub fn append_rows<'a>(
 fn arrow_schema() -> &'static SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let fields: Vec<Field> = COLUMNS
+        let fields: Vec<arrow::datatypes::Field> = COLUMNS
             .iter()
             .map(|c| {
-                let ty = match c.get {
-                    Get::Seq | Get::BigInt(_) => DataType::Int64,
-                    Get::Int(_) => DataType::Int32,
-                    Get::Double(_) => DataType::Float64,
-                    Get::Bool(_) => DataType::Boolean,
-                    Get::Timestamp(_) => DataType::Timestamp(TimeUnit::Microsecond, None),
-                    Get::Text(_) | Get::Json(_) => DataType::Utf8,
-                    Get::Uuid(_) => DataType::FixedSizeBinary(16),
+                let ty = match c.kind() {
+                    Kind::BigInt => DataType::Int64,
+                    Kind::Int => DataType::Int32,
+                    Kind::Double => DataType::Float64,
+                    Kind::Bool => DataType::Boolean,
+                    Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+                    Kind::Text | Kind::Json => DataType::Utf8,
+                    Kind::Uuid => DataType::FixedSizeBinary(16),
                 };
-                let field = Field::new(c.name, ty, c.nullable);
-                match c.get {
+                let field = arrow::datatypes::Field::new(c.name, ty, c.nullable);
+                match c.kind() {
                     // DuckDB reads Arrow's canonical UUID extension type as its UUID.
-                    Get::Uuid(_) => field.with_metadata(HashMap::from([(
+                    Kind::Uuid => field.with_metadata(HashMap::from([(
                         "ARROW:extension:name".to_string(),
                         "arrow.uuid".to_string(),
                     )])),
@@ -283,18 +284,18 @@ fn arrow_schema() -> &'static SchemaRef {
 }
 
 /// One column of `rows` as an Arrow array.
-fn column(get: Get, rows: &[(i64, &Event)]) -> Result<ArrayRef, ArrowError> {
+fn column(field: &Field, rows: &[(i64, &Event)]) -> Result<ArrayRef, ArrowError> {
     let events = || rows.iter().map(|(_, e)| *e);
-    Ok(match get {
-        Get::Seq => Arc::new(Int64Array::from_iter_values(rows.iter().map(|(s, _)| *s))),
-        Get::BigInt(f) => Arc::new(events().map(f).collect::<Int64Array>()),
-        Get::Int(f) => Arc::new(events().map(f).collect::<Int32Array>()),
-        Get::Double(f) => Arc::new(events().map(f).collect::<Float64Array>()),
-        Get::Bool(f) => Arc::new(events().map(f).collect::<BooleanArray>()),
-        Get::Timestamp(f) => Arc::new(events().map(f).collect::<TimestampMicrosecondArray>()),
-        Get::Text(f) | Get::Json(f) => Arc::new(events().map(f).collect::<StringArray>()),
-        Get::Uuid(f) => Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-            events().map(|e| f(e).map(|u| u.into_bytes())),
+    Ok(match field {
+        Field::Seq => Arc::new(Int64Array::from_iter_values(rows.iter().map(|(s, _)| *s))),
+        Field::BigInt(a) => Arc::new(events().map(a.get).collect::<Int64Array>()),
+        Field::Int(a) => Arc::new(events().map(a.get).collect::<Int32Array>()),
+        Field::Double(a) => Arc::new(events().map(a.get).collect::<Float64Array>()),
+        Field::Bool(a) => Arc::new(events().map(a.get).collect::<BooleanArray>()),
+        Field::Timestamp(a) => Arc::new(events().map(a.get).collect::<TimestampMicrosecondArray>()),
+        Field::Text(a) | Field::Json(a) => Arc::new(events().map(a.get).collect::<StringArray>()),
+        Field::Uuid(a) => Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+            events().map(|e| (a.get)(e).map(|u| u.into_bytes())),
             16,
         )?),
     })

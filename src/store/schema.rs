@@ -1,20 +1,20 @@
 //! The store's DDL and migrations. `docs/schema.md` documents every column.
 
 use super::StoreError;
-use crate::event::{Get, COLUMNS, SCHEMA_VERSION};
+use crate::event::{Kind, COLUMNS, SCHEMA_VERSION};
 use duckdb::Connection;
 
 /// The store's type for a column of [`COLUMNS`].
-pub fn duckdb_type(get: Get) -> &'static str {
-    match get {
-        Get::Seq | Get::BigInt(_) => "BIGINT",
-        Get::Uuid(_) => "UUID",
-        Get::Timestamp(_) => "TIMESTAMP",
-        Get::Text(_) => "VARCHAR",
-        Get::Json(_) => "JSON",
-        Get::Int(_) => "INTEGER",
-        Get::Double(_) => "DOUBLE",
-        Get::Bool(_) => "BOOLEAN",
+pub fn duckdb_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::BigInt => "BIGINT",
+        Kind::Uuid => "UUID",
+        Kind::Timestamp => "TIMESTAMP",
+        Kind::Text => "VARCHAR",
+        Kind::Json => "JSON",
+        Kind::Int => "INTEGER",
+        Kind::Double => "DOUBLE",
+        Kind::Bool => "BOOLEAN",
     }
 }
 
@@ -102,7 +102,7 @@ pub fn events_ddl(table: &str) -> String {
         .iter()
         .map(|c| {
             let not_null = if c.nullable { "" } else { " NOT NULL" };
-            format!("  {} {}{not_null}", c.name, duckdb_type(c.get))
+            format!("  {} {}{not_null}", c.name, duckdb_type(c.kind()))
         })
         .collect();
     format!(

@@ -220,6 +220,15 @@ impl Tollgate {
         out
     }
 
+    /// SIGKILL, and wait until the process is gone: its store lock goes with it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+
     /// Send SIGTERM and wait for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
