@@ -110,3 +110,55 @@ pub fn events_ddl(table: &str) -> String {
         cols.join(",\n")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/schema.md`'s column table documents every column of [`COLUMNS`], in table order,
+    /// with its store type, and no other. A row may name several columns (`a`, `b`) or a run
+    /// of them (`a` … `b`).
+    #[test]
+    fn the_schema_doc_lists_every_column_with_its_type() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema.md"),
+        )
+        .unwrap();
+        let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+        let position = |n: &str| {
+            names
+                .iter()
+                .position(|c| *c == n)
+                .unwrap_or_else(|| panic!("docs/schema.md documents `{n}`, which is no column"))
+        };
+        let mut documented = Vec::new();
+        for row in doc
+            .lines()
+            .skip_while(|l| !l.starts_with("| column | type |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+        {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let (first, ty) = (cells[1], cells[2]);
+            let quoted: Vec<&str> = first.split('`').skip(1).step_by(2).collect();
+            let run: Vec<usize> = if first.contains('…') {
+                (position(quoted[0])..=position(quoted[1])).collect()
+            } else {
+                quoted.iter().map(|n| position(n)).collect()
+            };
+            for i in run {
+                assert_eq!(
+                    ty,
+                    duckdb_type(COLUMNS[i].kind()),
+                    "the type docs/schema.md gives `{}`",
+                    names[i]
+                );
+                documented.push(names[i]);
+            }
+        }
+        assert_eq!(
+            documented, names,
+            "docs/schema.md's columns, in table order"
+        );
+    }
+}
