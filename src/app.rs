@@ -183,7 +183,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             write_keys: settings.ingest.write_keys.clone(),
             sinks: settings.sinks.clone(),
             admin_token: settings.admin_token.clone(),
-            timezone: settings.timezone,
+            timezone: crate::reports::SiteTz(settings.timezone),
             api_max_items: settings.ingest.api_max_items,
             console: crate::admin::Console::new(settings.console.clone()),
             security: crate::admin::Security::new(&settings),

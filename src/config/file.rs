@@ -56,14 +56,35 @@ pub struct StoreSection {
     pub checkpoint_threshold: String,
 }
 
+/// `store.memory_limit` by default, in MiB. DuckDB's own default is 80 % of RAM, and its
+/// buffer manager evicts only under its limit: a store being written keeps the blocks it wrote
+/// cached, about 6.5 MiB per 100k events (BENCHMARKS.md, issue 16). The limit is what a
+/// report-shaped query (distinct visitors per path) over 100M rows needs: it failed with an
+/// out-of-memory error at 128 MiB and ran in 18 s at 512 MiB (`tests/store_memory.rs`).
+/// Queries that need more than the limit spill to disk where DuckDB can, and fail where it
+/// cannot (large `count(DISTINCT …)`).
+pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 512;
+
+/// `store.threads` by default (0: one per core, DuckDB's default).
+pub const DEFAULT_THREADS: usize = 0;
+
+/// `store.checkpoint_threshold` by default, in MiB: how much write-ahead log DuckDB lets grow
+/// before it checkpoints (writes the appended rows into the file, compressed). DuckDB's own
+/// default is 16 MiB, which at 30k events/s is a checkpoint a second, each compressing the
+/// table's last row group again: at saturation the checkpoints took about a third of the
+/// writer's CPU and the queue overflowed. At 64 MiB the writer costs about a quarter less per
+/// event and keeps up; the price is up to that much more log to replay after a crash and more
+/// of the newest rows held uncompressed in memory (BENCHMARKS.md, issue 16).
+pub const DEFAULT_CHECKPOINT_THRESHOLD_MIB: u64 = 64;
+
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
             retention_days: 0,
             prune_interval_secs: 3600,
-            memory_limit: format!("{}MiB", super::sinks::DEFAULT_MEMORY_LIMIT_MIB),
-            threads: super::sinks::DEFAULT_THREADS,
-            checkpoint_threshold: format!("{}MiB", super::sinks::DEFAULT_CHECKPOINT_THRESHOLD_MIB),
+            memory_limit: format!("{}MiB", DEFAULT_MEMORY_LIMIT_MIB),
+            threads: DEFAULT_THREADS,
+            checkpoint_threshold: format!("{}MiB", DEFAULT_CHECKPOINT_THRESHOLD_MIB),
         }
     }
 }

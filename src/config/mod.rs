@@ -11,7 +11,6 @@ pub use file::*;
 pub use settings::*;
 pub use sinks::{
     without_password, FileFormat, SinkSettings, SinkTarget, StoreOptions, StoreSettings,
-    DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_THREADS,
 };
 
 use std::fmt;

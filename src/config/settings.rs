@@ -36,7 +36,8 @@ pub struct Settings {
     pub pipeline: Pipeline,
     pub site_id: String,
     /// The reports' time zone.
-    pub timezone: crate::reports::SiteTz,
+    /// `site.timezone`: the zone reports count days in.
+    pub timezone: chrono_tz::Tz,
     pub privacy: Privacy,
     pub enrich: Enrich,
     pub ingest: Ingest,
@@ -248,8 +249,7 @@ pub(super) fn validate(f: &FileConfig, errors: &mut Vec<String>) -> Option<Setti
             ),
         );
     }
-    let timezone =
-        crate::reports::SiteTz::parse(f.site.timezone.trim()).map_err(|m| err("site.timezone", m));
+    let timezone = parse_timezone(f.site.timezone.trim()).map_err(|m| err("site.timezone", m));
     if f.server.data_dir.trim().is_empty() {
         err("server.data_dir", "must not be empty".into());
     }
@@ -819,6 +819,13 @@ fn parse_status(s: &str) -> Option<(u16, u16)> {
     }
     let n: u16 = s.parse().ok()?;
     valid(n).then_some((n, n))
+}
+
+/// An IANA time zone name such as `Europe/Berlin`.
+pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("{name:?} is not an IANA time zone (expected e.g. \"UTC\" or \"Europe/Berlin\")")
+    })
 }
 
 #[cfg(test)]

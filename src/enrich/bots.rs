@@ -25,8 +25,6 @@
 
 use std::net::IpAddr;
 
-use crate::enrich::useragent::Device;
-
 /// isbot's pattern list (npm `isbot`, see `data/README.md`): JavaScript regex sources, matched
 /// case-insensitively.
 const ISBOT_LIST: &str = include_str!("data/isbot-list.json");
@@ -150,10 +148,10 @@ impl BotRules {
         })
     }
 
-    /// Reason if the UA alone says bot, else `None`. `device` is uap-core's reading of the same
-    /// UA. Rules run in this order, and the first that fires gives the reason: empty, headless,
-    /// isbot list, spider, malformed.
-    pub fn check_ua(&self, ua: &str, device: &Device) -> Option<String> {
+    /// Reason if the UA alone says bot, else `None`. `spider`: uap-core read the same UA as a
+    /// `Spider` device. Rules run in this order, and the first that fires gives the reason:
+    /// empty, headless, isbot list, spider, malformed.
+    pub fn check_ua(&self, ua: &str, spider: bool) -> Option<String> {
         if ua.trim().is_empty() {
             return Some("ua:empty".to_owned());
         }
@@ -164,7 +162,7 @@ impl BotRules {
             let cut: String = pattern.chars().take(REASON_PATTERN_CHARS).collect();
             return Some(format!("ua:list:{cut}"));
         }
-        if device.spider {
+        if spider {
             return Some("ua:spider".to_owned());
         }
         if is_malformed(ua) {

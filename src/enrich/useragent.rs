@@ -315,7 +315,7 @@ impl UaAnalyzer {
             };
         }
         let mut device = self.parser.parse(ua);
-        let bot = self.rules.check_ua(ua, &device);
+        let bot = self.rules.check_ua(ua, device.spider);
         if bot.is_some() {
             device.device_type = DeviceType::Bot;
         }

@@ -8,8 +8,8 @@
 
 use super::inject::codec::{Decoder, GzipEncoder};
 use super::inject::{Injector, Outcome};
-use super::listener::Turns;
 use super::pool::{Pooled, ReqBody};
+use super::turns::Turns;
 use super::Capture;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};

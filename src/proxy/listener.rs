@@ -13,22 +13,19 @@
 //! - at shutdown, idle connections close at once and busy ones after their response.
 
 use super::body::Body;
+use super::turns::{Late, Turns};
 use super::Worker;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use std::cell::Cell;
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// The largest request header block taken (431 beyond), as Pingora and nginx's
 /// `large_client_header_buffers` allow in order of magnitude: capture cuts every field it keeps
@@ -113,11 +110,10 @@ impl Listener {
         }
         let _open = Open(&self.open);
         let first_due = Instant::now() + self.limits.header_timeout;
-        let turns = Rc::new(Turns {
-            due: Cell::new(Some(first_due)),
-            served: Cell::new(0),
-            next: self.limits.keepalive + self.limits.header_timeout,
-        });
+        let turns = Rc::new(Turns::new(
+            first_due,
+            self.limits.keepalive + self.limits.header_timeout,
+        ));
         let svc = {
             let worker = self.worker.clone();
             let turns = turns.clone();
@@ -153,10 +149,10 @@ impl Listener {
             tokio::select! {
                 biased;
                 _ = &mut conn => return,
-                () = Late { clock: clock.as_mut(), turns: &turns } => {
+                () = Late::new(clock.as_mut(), &turns) => {
                     // A late first header is a slow client; a connection left idle after its
                     // responses is a browser keeping it for later, closed without a count.
-                    if turns.served.get() == 0 {
+                    if turns.served() == 0 {
                         metrics.refused("header_timeout");
                     }
                     return;
@@ -167,53 +163,5 @@ impl Listener {
                 }
             }
         }
-    }
-}
-
-/// Whose turn it is on one connection: the client's, to send its next request header before
-/// `due`, or tollgate's, serving a request (`due` is `None`).
-pub struct Turns {
-    due: Cell<Option<Instant>>,
-    /// Requests started on the connection.
-    served: Cell<u32>,
-    /// How long the client may take for its next header once a response has been sent: the
-    /// keep-alive idle wait and the header's own time.
-    next: Duration,
-}
-
-impl Turns {
-    /// A request header has come: no deadline while it is served. Returns its number on the
-    /// connection.
-    fn started(&self) -> u32 {
-        self.due.set(None);
-        let n = self.served.get() + 1;
-        self.served.set(n);
-        n
-    }
-
-    /// The response has been sent (or given up): the client's turn again.
-    pub(super) fn sent(&self) {
-        self.due.set(Some(Instant::now() + self.next));
-    }
-}
-
-/// Ready when the client's turn has run out. Polled after the connection on every wake-up, so
-/// it follows `due` as requests come and go, moving the connection's one timer.
-struct Late<'a> {
-    clock: Pin<&'a mut Sleep>,
-    turns: &'a Turns,
-}
-
-impl Future for Late<'_> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(due) = self.turns.due.get() else {
-            return Poll::Pending;
-        };
-        if self.clock.deadline() != due {
-            self.clock.as_mut().reset(due);
-        }
-        self.clock.as_mut().poll(cx)
     }
 }

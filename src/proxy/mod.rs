@@ -27,6 +27,7 @@ pub mod ratelimit;
 pub mod signing;
 pub mod stitch;
 pub mod texts;
+pub mod turns;
 pub mod upstream;
 pub mod workers;
 

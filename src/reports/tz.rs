@@ -17,11 +17,7 @@ impl Default for SiteTz {
 impl SiteTz {
     /// Parse an IANA name such as `Europe/Berlin`.
     pub fn parse(name: &str) -> Result<Self, String> {
-        name.parse::<Tz>().map(SiteTz).map_err(|_| {
-            format!(
-                "{name:?} is not an IANA time zone (expected e.g. \"UTC\" or \"Europe/Berlin\")"
-            )
-        })
+        crate::config::parse_timezone(name).map(SiteTz)
     }
 
     pub fn name(&self) -> &'static str {

@@ -12,9 +12,24 @@
 //!    database itself runs with `enable_external_access = false` and a locked configuration
 //!    (see `Store::open`): even a statement that slipped past the guard cannot write.
 
-use super::query::QueryError;
 use duckdb::Connection;
 use serde_json::Value;
+
+/// Why a console query was not answered: the guard refused it, or it failed to run.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query would write, or touch files, the network or extensions.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The query is not valid SQL or failed to run.
+    #[error("{0}")]
+    Invalid(String),
+    /// Interrupted (its deadline passed, or its client went away).
+    #[error("the query was interrupted")]
+    Interrupted,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
 
 /// Table functions a query may use. Anything else (readers, scanners, `query()`) is refused.
 const ALLOWED_TABLE_FUNCTIONS: &[&str] = &[

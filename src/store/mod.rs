@@ -12,8 +12,8 @@ mod read;
 mod schema;
 
 pub use forget::{forget, forget_again, ForgetReport, Subject};
-pub use guard::check_read_only;
-pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryError, QueryResult};
+pub use guard::{check_read_only, QueryError};
+pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryResult};
 pub use read::{read_events, Record};
 pub use schema::{duckdb_type, events_ddl};
 

@@ -1,6 +1,6 @@
 //! Running a guarded read-only query and turning its rows into JSON values.
 
-use super::guard::check_read_only;
+use super::guard::{check_read_only, QueryError};
 use duckdb::types::{TimeUnit, ValueRef};
 use duckdb::Connection;
 use serde::{Deserialize, Serialize};
@@ -25,21 +25,6 @@ pub struct Limits {
     pub max_rows: usize,
     /// Bytes of the rows as JSON.
     pub max_bytes: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    /// The query would write, or touch files, the network or extensions.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// The query is not valid SQL or failed to run.
-    #[error("{0}")]
-    Invalid(String),
-    /// Interrupted (its deadline passed, or its client went away).
-    #[error("the query was interrupted")]
-    Interrupted,
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 /// Check `sql` with the read-only guard, then run it in a transaction DuckDB itself holds read
