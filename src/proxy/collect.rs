@@ -285,6 +285,6 @@ fn respond(
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let (mut head, ()) = resp.into_parts();
-    identity::add_response_headers(&mut head, names, texts);
+    texts.add_response_headers(&mut head, names);
     Response::from_parts(head, Body::full(body))
 }

@@ -6,9 +6,8 @@
 //! session at all, a cookieless one a hashed visitor id and no cookies.
 
 use super::consent::{self, Salt};
-use super::head::{RequestHead, ResponseHead};
+use super::head::RequestHead;
 use super::signing::CookieKey;
-use super::texts::Texts;
 use crate::config::{Identity, Settings};
 use crate::enrich::campaign;
 use crate::event::PrivacyMode;
@@ -309,51 +308,13 @@ fn write_cookie(
     let _ = write!(out, "; Max-Age={}", max_age_secs as i64);
 }
 
-/// Headers the upstream gets, so the backend can tie its own records to this visitor. Identity
-/// headers the client sent itself are removed when tollgate has no value for them, so they
-/// cannot be spoofed. The values are `texts`'.
-pub fn add_upstream_headers(req: &mut RequestHead, cfg: &Identity, names: &Names, texts: &Texts) {
-    if let Some(v) = texts.request_id() {
-        let _ = req.headers.insert(names.request_id.clone(), v);
-    }
-    match texts.visitor_id() {
-        Some(v) => {
-            let _ = req.headers.insert(names.visitor_id.clone(), v);
-        }
-        None => {
-            req.headers.remove(&cfg.visitor_id_header);
-        }
-    }
-    match texts.session_id() {
-        Some(v) => {
-            let _ = req.headers.insert(names.session_id.clone(), v);
-        }
-        None => {
-            req.headers.remove(&cfg.session_id_header);
-        }
-    }
-}
-
-/// Echo the request id and, for identified requests, append tollgate's cookies
-/// ([`write_cookies`]) after any `Set-Cookie` of the upstream. Opted-out and cookieless
-/// requests get no cookie.
-pub fn add_response_headers(resp: &mut ResponseHead, names: &Names, texts: &Texts) {
-    if let Some(v) = texts.request_id() {
-        let _ = resp.headers.insert(names.request_id.clone(), v);
-    }
-    for cookie in [texts.visitor_cookie(), texts.session_cookie()]
-        .into_iter()
-        .flatten()
-    {
-        let _ = resp.headers.append(http::header::SET_COOKIE, cookie);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Consent;
     use crate::proxy::forwarded;
+    use crate::proxy::head::ResponseHead;
+    use crate::proxy::texts::Texts;
     use cookie::SameSite;
 
     /// What the proxy adds to a response for `ids`, over HTTPS when `secure`.
@@ -366,7 +327,7 @@ mod tests {
         let nets = ["127.0.0.0/8".parse().unwrap()];
         let fwd = forwarded::compute("127.0.0.1".parse().ok(), &r, &nets);
         let texts = Texts::build(&r, ids, &fwd, s, &keys().cookie, false);
-        add_response_headers(resp, &Names::new(&s.identity), &texts);
+        texts.add_response_headers(resp, &Names::new(&s.identity));
     }
 
     /// The cookie as the `cookie` crate writes it (what tollgate used before writing its own).

@@ -321,7 +321,7 @@ impl Worker {
                         let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
                     }
                 });
-                identity::add_response_headers(&mut rhead, &p.names, &capture.texts);
+                capture.texts.add_response_headers(&mut rhead, &p.names);
                 capture.status = 101;
                 return Response::from_parts(rhead, Body::empty()).with_done(capture);
             }
@@ -340,7 +340,7 @@ impl Worker {
             }
         };
         capture.backend = stitch::take(&mut rhead, s);
-        identity::add_response_headers(&mut rhead, &p.names, &capture.texts);
+        capture.texts.add_response_headers(&mut rhead, &p.names);
         capture.status = rhead.status.as_u16();
         capture.content_type = rhead.headers.get(header::CONTENT_TYPE).cloned();
         Response::from_parts(rhead, out).with_done(capture)
@@ -363,7 +363,7 @@ impl Worker {
             // gzip only to encode it again would double the work (see inject's module docs).
             head.headers.remove(header::ACCEPT_ENCODING);
         }
-        identity::add_upstream_headers(head, &s.identity, &p.names, texts);
+        texts.add_upstream_headers(head, &s.identity, &p.names);
         forwarded::apply(head, fwd, texts.xff());
         if let Some(host) = &p.authority {
             head.headers.insert(header::HOST, host.clone());
@@ -469,7 +469,9 @@ impl Worker {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let (mut rhead, ()) = resp.into_parts();
-        identity::add_response_headers(&mut rhead, &self.proxy.names, &capture.texts);
+        capture
+            .texts
+            .add_response_headers(&mut rhead, &self.proxy.names);
         capture.status = code;
         Response::from_parts(rhead, Body::full(text)).with_done(capture)
     }

@@ -10,10 +10,10 @@
 //! follows from them and the request header.
 
 use super::forwarded::{self, Forwarded};
-use super::head::RequestHead;
-use super::identity::{self, Ids};
+use super::head::{RequestHead, ResponseHead};
+use super::identity::{self, Ids, Names};
 use super::signing::CookieKey;
-use crate::config::Settings;
+use crate::config::{Identity, Settings};
 use crate::event::{limits, Captured, Span};
 use bytes::Bytes;
 use http::HeaderValue;
@@ -187,5 +187,48 @@ impl Texts {
 
     pub fn session_cookie(&self) -> Option<HeaderValue> {
         self.session_cookie.and_then(|s| self.value(s))
+    }
+}
+
+/// The headers tollgate adds, with these texts as values.
+impl Texts {
+    /// Headers the upstream gets, so the backend can tie its own records to this visitor.
+    /// Identity headers the client sent itself are removed when tollgate has no value for them,
+    /// so they cannot be spoofed.
+    pub fn add_upstream_headers(&self, req: &mut RequestHead, cfg: &Identity, names: &Names) {
+        if let Some(v) = self.request_id() {
+            let _ = req.headers.insert(names.request_id.clone(), v);
+        }
+        match self.visitor_id() {
+            Some(v) => {
+                let _ = req.headers.insert(names.visitor_id.clone(), v);
+            }
+            None => {
+                req.headers.remove(&cfg.visitor_id_header);
+            }
+        }
+        match self.session_id() {
+            Some(v) => {
+                let _ = req.headers.insert(names.session_id.clone(), v);
+            }
+            None => {
+                req.headers.remove(&cfg.session_id_header);
+            }
+        }
+    }
+
+    /// Echo the request id and, for identified requests, append tollgate's cookies
+    /// ([`identity::write_cookies`]) after any `Set-Cookie` of the upstream. Opted-out and
+    /// cookieless requests get no cookie.
+    pub fn add_response_headers(&self, resp: &mut ResponseHead, names: &Names) {
+        if let Some(v) = self.request_id() {
+            let _ = resp.headers.insert(names.request_id.clone(), v);
+        }
+        for cookie in [self.visitor_cookie(), self.session_cookie()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = resp.headers.append(http::header::SET_COOKIE, cookie);
+        }
     }
 }
