@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("route", |b| {
-        b.iter(|| capture::route(black_box("/api/products/42/reviews")))
+        b.iter(|| tollgate::enrich::route::route(black_box("/api/products/42/reviews")))
     });
     g.finish();
 }

@@ -11,11 +11,11 @@ pub mod campaign;
 pub mod geo;
 pub mod privacy;
 pub mod referrer;
+pub mod route;
 pub mod useragent;
 
 use crate::config::{IpHandling, Settings};
 use crate::event::{Event, PrivacyMode, Source};
-use crate::proxy::capture;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -143,7 +143,7 @@ impl Enricher {
         // Privacy: redact, then anonymise.
         if let Some(p) = e.path.as_deref() {
             let p = self.redactor.path(p);
-            e.route = Some(capture::route(&p));
+            e.route = Some(route::route(&p));
             if let std::borrow::Cow::Owned(p) = p {
                 e.path = Some(p);
             }
