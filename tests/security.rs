@@ -927,7 +927,7 @@ async fn slow_headers_are_cut_off_and_connections_are_capped() {
     assert_metric(&tg, "tollgate_refused_total{reason=\"connection_cap\"} 1").await;
 }
 
-/// Read one response from `s` into `buf` until `end` shows up in it.
+/// Read from `s` until `end` shows up in what was read; returns it all.
 fn read_to(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut out = Vec::new();

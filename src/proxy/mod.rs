@@ -155,9 +155,7 @@ fn strip_hop_by_hop(h: &mut http::HeaderMap, upgrade: bool) {
         return;
     }
     for name in &HOP_BY_HOP {
-        if h.contains_key(name) {
-            h.remove(name);
-        }
+        h.remove(name);
     }
     // The headers that `Connection` lists. Usually one value (browsers send
     // `Connection: keep-alive`), taken out as is; several are copied first (rare).
@@ -176,9 +174,7 @@ fn strip_hop_by_hop(h: &mut http::HeaderMap, upgrade: bool) {
             }
         }
     }
-    if h.contains_key(header::UPGRADE) {
-        h.remove(header::UPGRADE);
-    }
+    h.remove(header::UPGRADE);
 }
 
 /// Remove the headers a `Connection` value lists (not `close`).
