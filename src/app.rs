@@ -1,7 +1,7 @@
 //! Wires the three planes together: store and pipeline, admin server, and the proxy's workers
 //! (hyper, one worker per core); runs until SIGTERM or SIGINT, then drains and flushes.
 
-use crate::admin::{AdminServer, AdminState};
+use crate::admin::{self, Admin, AdminServer, Console, Forget, Health, Reader, Reports, Security};
 use crate::config::Settings;
 use crate::enrich::Enricher;
 use crate::event::now_us;
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -171,23 +171,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let admin = AdminServer::spawn(
         settings.admin,
         crate::admin::Limits::new(&settings),
-        Arc::new(AdminState {
-            reader: Mutex::new(reader),
-            metrics: metrics.clone(),
-            events: events.clone(),
-            health: writer.health.clone(),
-            flush_interval: settings.pipeline.flush_interval,
-            ingest: ingest.clone(),
-            site: settings.site_id.clone(),
-            import_map: settings.ingest.import_map.clone(),
-            write_keys: settings.ingest.write_keys.clone(),
-            sinks: settings.sinks.clone(),
-            admin_token: settings.admin_token.clone(),
-            timezone: crate::reports::SiteTz(settings.timezone),
-            api_max_items: settings.ingest.api_max_items,
-            console: crate::admin::Console::new(settings.console.clone()),
-            security: crate::admin::Security::new(&settings),
-        }),
+        admin_plane(&settings, reader, &metrics, &events, &writer, &ingest),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
 
@@ -247,4 +231,42 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&runtime_file);
     info!("tollgate stopped.");
     Ok(())
+}
+
+/// The admin plane's parts, each with only what its routes need.
+fn admin_plane(
+    settings: &Settings,
+    reader: duckdb::Connection,
+    metrics: &Arc<Metrics>,
+    events: &pipeline::EventSender,
+    writer: &pipeline::Writer,
+    ingest: &crate::ingest::IngestSender,
+) -> Admin {
+    let reader = Reader::new(reader);
+    Admin {
+        console: Console::new(reader.clone(), metrics.clone(), settings.console.clone()),
+        reports: Reports {
+            reader: reader.clone(),
+            timezone: crate::reports::SiteTz(settings.timezone),
+        },
+        ingest: admin::Ingest {
+            sender: ingest.clone(),
+            site: settings.site_id.clone(),
+            api_max_items: settings.ingest.api_max_items,
+            import_map: settings.ingest.import_map.clone(),
+            write_keys: settings.ingest.write_keys.clone(),
+        },
+        forget: Forget {
+            reader: reader.clone(),
+            flush_interval: settings.pipeline.flush_interval,
+        },
+        health: Health {
+            reader,
+            metrics: metrics.clone(),
+            events: events.clone(),
+            writer: writer.health.clone(),
+            sinks: settings.sinks.clone(),
+        },
+        security: Security::new(settings),
+    }
 }

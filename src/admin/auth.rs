@@ -10,18 +10,26 @@
 //! budget gets 429 before its token is even compared.
 
 use super::guard::Client;
-use super::{AdminState, ApiError};
+use super::{ApiError, Security};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The dashboard's session cookie.
 pub const COOKIE: &str = "tollgate_admin";
+
+pub fn routes(security: Arc<Security>) -> Router {
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .with_state(security)
+}
 
 /// Paths open without a token.
 fn is_open(path: &str) -> bool {
@@ -80,8 +88,8 @@ fn throttled(wait: Duration) -> ApiError {
 }
 
 /// Check `given` against the token, within the client's budget of failed attempts.
-fn verify(st: &AdminState, client: &Client, token: &str, given: &str) -> Result<(), ApiError> {
-    let throttle = &st.security.throttle;
+fn verify(st: &Security, client: &Client, token: &str, given: &str) -> Result<(), ApiError> {
+    let throttle = &st.throttle;
     let now = Instant::now();
     throttle.check(client.ip, now).map_err(throttled)?;
     if same(given.as_bytes(), token.as_bytes()) {
@@ -94,12 +102,8 @@ fn verify(st: &AdminState, client: &Client, token: &str, given: &str) -> Result<
 
 /// Middleware: let the request through when no token is configured, the path is open, or the
 /// request carries the token or a live session.
-pub async fn require_token(
-    State(st): State<Arc<AdminState>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = &st.admin_token else {
+pub async fn require_token(State(st): State<Arc<Security>>, req: Request, next: Next) -> Response {
+    let Some(token) = &st.token else {
         return next.run(req).await;
     };
     if is_open(req.uri().path()) {
@@ -115,7 +119,7 @@ pub async fn require_token(
             Ok(()) => return next.run(req).await,
             Err(e) => e,
         },
-        Credential::Session(id) if st.security.sessions.check(&id, Instant::now()) => {
+        Credential::Session(id) if st.sessions.check(&id, Instant::now()) => {
             return next.run(req).await
         }
         Credential::Session(_) => ApiError::Unauthorized(
@@ -155,23 +159,20 @@ fn cookie(id: Option<&str>, ttl: Duration, secure: bool) -> String {
 
 /// `POST /api/login {"token": "…"}`: when the token is right, start a session and set its
 /// cookie. Without a configured token there is nothing to sign in to, and no cookie.
-pub async fn login(
-    State(st): State<Arc<AdminState>>,
+async fn login(
+    State(st): State<Arc<Security>>,
     Extension(client): Extension<Client>,
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Some(token) = &st.admin_token else {
+    let Some(token) = &st.token else {
         let _ = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
         return Ok((StatusCode::OK, Json(serde_json::json!({"ok": true}))).into_response());
     };
     let now = Instant::now();
-    st.security
-        .throttle
-        .check(client.ip, now)
-        .map_err(throttled)?;
+    st.throttle.check(client.ip, now).map_err(throttled)?;
     let Json(login) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     verify(&st, &client, token, &login.token)?;
-    let sessions = &st.security.sessions;
+    let sessions = &st.sessions;
     let id = sessions
         .create(now)
         .map_err(|e| ApiError::Internal(format!("no randomness for a session id: {e}")))?;
@@ -187,19 +188,19 @@ pub async fn login(
 }
 
 /// `POST /api/logout`: end the session in the cookie, if any, and delete the cookie.
-pub async fn logout(
-    State(st): State<Arc<AdminState>>,
+async fn logout(
+    State(st): State<Arc<Security>>,
     Extension(client): Extension<Client>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(id) = session_id(&headers) {
-        st.security.sessions.remove(&id);
+        st.sessions.remove(&id);
     }
     (
         StatusCode::OK,
         [(
             header::SET_COOKIE,
-            cookie(None, st.security.sessions.ttl(), client.https),
+            cookie(None, st.sessions.ttl(), client.https),
         )],
         Json(serde_json::json!({"ok": true})),
     )

@@ -3,6 +3,8 @@
 
 use axum::http::header;
 use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
@@ -14,7 +16,14 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
                    img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; \
                    base-uri 'none'; form-action 'self'";
 
-pub async fn index() -> impl IntoResponse {
+pub fn routes() -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/app.js", get(app_js))
+        .route("/assets/style.css", get(style_css))
+}
+
+async fn index() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -27,7 +36,7 @@ pub async fn index() -> impl IntoResponse {
     )
 }
 
-pub async fn app_js() -> impl IntoResponse {
+async fn app_js() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
@@ -37,7 +46,7 @@ pub async fn app_js() -> impl IntoResponse {
     )
 }
 
-pub async fn style_css() -> impl IntoResponse {
+async fn style_css() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),

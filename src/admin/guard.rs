@@ -20,7 +20,7 @@
 
 use super::serve::Conn;
 use super::session::{Sessions, Throttle};
-use super::{AdminState, ApiError};
+use super::ApiError;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
@@ -31,6 +31,8 @@ use std::sync::Arc;
 
 /// The admin plane's security settings and state.
 pub struct Security {
+    /// `server.admin_token`; `None` leaves the admin API open (loopback only).
+    pub token: Option<String>,
     /// `server.admin_hosts`, as validated (lower case, IPs canonical, no port).
     pub hosts: Vec<String>,
     /// `server.trusted_proxies`.
@@ -42,6 +44,7 @@ pub struct Security {
 impl Security {
     pub fn new(settings: &crate::config::Settings) -> Self {
         Security {
+            token: settings.admin_token.clone(),
             hosts: settings.admin_hosts.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
             sessions: Sessions::new(settings.admin_session_ttl),
@@ -72,8 +75,7 @@ pub fn content_types(path: &str) -> Option<&'static [&'static str]> {
 
 /// Middleware: the Host, Origin and content-type checks; then the request goes on with its
 /// [`Client`].
-pub async fn check(State(st): State<Arc<AdminState>>, mut req: Request, next: Next) -> Response {
-    let sec = &st.security;
+pub async fn check(State(sec): State<Arc<Security>>, mut req: Request, next: Next) -> Response {
     let conn = req.extensions().get::<Conn>().copied();
     let from_proxy = conn.is_some_and(|c| trusted(c.peer.ip(), &sec.trusted_proxies));
     let headers = req.headers();

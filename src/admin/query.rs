@@ -9,28 +9,41 @@
 //!   its client goes away (the handler's future is dropped).
 //! - Rows and bytes are limited while they stream (`console.max_rows`, `console.max_bytes`).
 
-use super::{AdminState, ApiError};
+use super::{ApiError, Reader};
+use crate::metrics::Metrics;
 use crate::store::{run_query, Limits, QueryError, QueryResult};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::Json;
+use axum::routing::post;
+use axum::{Json, Router};
 use duckdb::InterruptHandle;
 use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// The console's limits and its free slots.
+/// The console: the store, its limits and its free slots.
 pub struct Console {
-    pub slots: Arc<Semaphore>,
-    pub limits: crate::config::Console,
+    reader: Arc<Reader>,
+    metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
+    limits: crate::config::Console,
 }
 
 impl Console {
-    pub fn new(limits: crate::config::Console) -> Self {
+    pub fn new(reader: Arc<Reader>, metrics: Arc<Metrics>, limits: crate::config::Console) -> Self {
         Console {
+            reader,
+            metrics,
             slots: Arc::new(Semaphore::new(limits.max_concurrent)),
             limits,
         }
     }
+}
+
+pub fn routes(console: Console) -> Router {
+    Router::new()
+        .route("/api/query", post(handle))
+        .with_state(Arc::new(console))
 }
 
 #[derive(Deserialize)]
@@ -44,7 +57,7 @@ pub struct QueryRequest {
 
 /// Interrupts the query when dropped before [`Cancel::disarm`]: the handler's future is
 /// dropped when the client goes away.
-struct Cancel(Option<(Arc<InterruptHandle>, Arc<crate::metrics::Metrics>)>);
+struct Cancel(Option<(Arc<InterruptHandle>, Arc<Metrics>)>);
 
 impl Cancel {
     fn disarm(mut self) {
@@ -61,23 +74,22 @@ impl Drop for Cancel {
     }
 }
 
-pub async fn handle(
-    State(st): State<Arc<AdminState>>,
-    body: Result<Json<QueryRequest>, axum::extract::rejection::JsonRejection>,
+async fn handle(
+    State(c): State<Arc<Console>>,
+    body: Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<Json<QueryResult>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let c = &st.console;
     let Ok(slot) = c.slots.clone().try_acquire_owned() else {
-        st.metrics.console("busy");
+        c.metrics.console("busy");
         return Err(ApiError::TooMany(format!(
             "{} console queries are running already (console.max_concurrent); retry when one \
              has finished",
             c.limits.max_concurrent
         )));
     };
-    let conn = st.connection()?;
+    let conn = c.reader.connection()?;
     let interrupt = conn.interrupt_handle();
-    let cancel = Cancel(Some((interrupt.clone(), st.metrics.clone())));
+    let cancel = Cancel(Some((interrupt.clone(), c.metrics.clone())));
     let limits = Limits {
         max_rows: req
             .max_rows
@@ -96,7 +108,7 @@ pub async fn handle(
         Ok(joined) => joined.map_err(|e| ApiError::Internal(e.to_string()))?,
         Err(_) => {
             interrupt.interrupt();
-            st.metrics.console("timeout");
+            c.metrics.console("timeout");
             return Err(ApiError::Timeout(format!(
                 "the query ran longer than {} s and was stopped (console.timeout_secs); \
                  narrow it (a date range, a LIMIT) or raise the limit",
@@ -104,7 +116,7 @@ pub async fn handle(
             )));
         }
     };
-    st.metrics.console(match &res {
+    c.metrics.console(match &res {
         Ok(r) if r.truncated => "truncated",
         Ok(_) => "ok",
         Err(QueryError::Refused(_)) => "refused",

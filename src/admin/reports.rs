@@ -1,10 +1,24 @@
 //! `GET /api/reports/{name}`: the reports (`crate::reports`) as JSON.
 
-use super::{AdminState, ApiError};
-use crate::reports::{self, ReportError};
-use axum::extract::{Path, RawQuery, State};
-use axum::Json;
+use super::{ApiError, Reader};
+use crate::reports::{self, ReportError, SiteTz};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
 use std::sync::Arc;
+
+/// What the reports need: the store and the site's time zone.
+pub struct Reports {
+    pub reader: Arc<Reader>,
+    pub timezone: SiteTz,
+}
+
+pub fn routes(reports: Reports) -> Router {
+    Router::new()
+        .route("/api/reports/{name}", get(handle))
+        .with_state(Arc::new(reports))
+}
 
 impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
@@ -16,15 +30,13 @@ impl From<ReportError> for ApiError {
     }
 }
 
-pub async fn handle(
-    State(st): State<Arc<AdminState>>,
+async fn handle(
+    State(st): State<Arc<Reports>>,
     Path(name): Path<String>,
-    RawQuery(query): RawQuery,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-            .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
-    let conn = st.connection()?;
+    let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let conn = st.reader.connection()?;
     let tz = st.timezone;
     let out = tokio::task::spawn_blocking(move || reports::run(&conn, &name, &pairs, tz))
         .await

@@ -7,9 +7,10 @@
 //! Messages are validated one by one: the good ones of a batch are committed, the bad ones
 //! listed by index with the reason. The answer comes after the commit.
 
-use super::{AdminState, ApiError, Rejected};
+use super::{ApiError, Ingest};
 use crate::event::now_us;
 use crate::ingest::segment::{self, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
+use crate::ingest::Rejected;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -29,7 +30,7 @@ pub struct SegmentReport {
 }
 
 pub async fn handle(
-    State(st): State<Arc<AdminState>>,
+    State(st): State<Arc<Ingest>>,
     Path(kind): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -86,7 +87,7 @@ pub async fn handle(
         }));
     }
     let c = st
-        .ingest
+        .sender
         .submit(events)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
