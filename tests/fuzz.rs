@@ -1330,12 +1330,14 @@ fn report_value(rng: &mut Rng, key: &str) -> String {
 
 /// A report's query pairs, or a raw query string decoded as the handler decodes it.
 fn report_pairs(rng: &mut Rng, name: &str) -> (String, Vec<(String, String)>) {
-    let own = reports::own_params(name).unwrap_or(&[]);
+    let own = reports::find(name)
+        .map(|d| d.param_names())
+        .unwrap_or_default();
     let dims: Vec<&str> = filter::DIMENSIONS.iter().map(|(n, _)| *n).collect();
     let mut pairs = Vec::new();
     for _ in 0..rng.below(7) {
         let key = match rng.below(10) {
-            0..=2 if !own.is_empty() => rng.pick(own).to_string(),
+            0..=2 if !own.is_empty() => rng.pick(&own).to_string(),
             3 => rng.pick(&["from", "to"]).to_string(),
             4 => rng.pick(&["limit", "bots"]).to_string(),
             5 => format!("prop.{}", text(rng, PROP_KEYS)),
@@ -1380,7 +1382,7 @@ fn report_name(rng: &mut Rng) -> String {
     if rng.one_in(30) {
         text(rng, &["Overview", "overview "])
     } else {
-        rng.pick(reports::NAMES).to_string()
+        rng.pick(&reports::names()).to_string()
     }
 }
 
@@ -1445,8 +1447,8 @@ fn report_parameters() {
         if let Err(e) = filter::parse_window("window", &window) {
             reason(&e.to_string(), "a refused window")?;
         }
-        let own = reports::own_params(&name);
-        check_filters(&pairs, tz, own.unwrap_or(&[]))?;
+        let own = reports::find(&name).map(|d| d.param_names());
+        check_filters(&pairs, tz, own.as_deref().unwrap_or(&[]))?;
         // The whole report, 1 case in 4 (the SQL is the slow part).
         if !rng.one_in(4) {
             return Ok(());
@@ -1463,7 +1465,7 @@ fn report_parameters() {
                 reason(&m, "an invalid parameter")?;
                 // The message names a parameter the request had, or one it lacked.
                 let named = pairs.iter().any(|(k, _)| m.contains(k.as_str()))
-                    || own.unwrap_or(&[]).iter().any(|k| m.contains(k))
+                    || own.as_deref().unwrap_or(&[]).iter().any(|k| m.contains(k))
                     || ["from", "to", "property key"].iter().any(|k| m.contains(k));
                 if named {
                     Ok(())

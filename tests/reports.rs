@@ -639,6 +639,70 @@ async fn filter_values_are_data_and_bad_parameters_are_explained() {
     }
 }
 
+/// `GET /api/reports` is the catalog every report runs from: each one it lists answers, and
+/// its own parameters are taken (not refused as unknown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_lists_every_report_with_its_parameters() {
+    let f = Fixture::start(2_000, 2, 17, "").await;
+    let catalog: Value = reqwest::get(f.tg.admin_url("/api/reports"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reports = catalog["reports"].as_array().unwrap();
+    let names: Vec<&str> = reports
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "overview",
+            "pages",
+            "acquisition",
+            "audience",
+            "api",
+            "events",
+            "funnel",
+            "attribution",
+            "retention",
+            "realtime"
+        ]
+    );
+    for r in reports {
+        let name = r["name"].as_str().unwrap();
+        let (status, body) = f.report_status(name, &[]).await;
+        // Funnel and attribution need a parameter of theirs, and say which.
+        let wants = match name {
+            "funnel" => Some("steps"),
+            "attribution" => Some("event"),
+            _ => None,
+        };
+        match wants {
+            None => assert_eq!(body["report"], name, "{status}: {body}"),
+            Some(p) => {
+                assert_eq!(status, 400, "{name}: {body}");
+                assert!(body["error"].as_str().unwrap().contains(p), "{body}");
+            }
+        }
+        for p in r["params"].as_array().unwrap() {
+            let p = p["name"].as_str().unwrap();
+            let (_, body) = f.report_status(name, &[(p, "x")]).await;
+            let msg = body["error"].as_str().unwrap_or("");
+            assert!(!msg.contains("unknown parameter"), "{name} {p}: {msg}");
+        }
+    }
+    let dims = catalog["dimensions"].as_array().unwrap();
+    assert!(dims
+        .iter()
+        .any(|d| d["name"] == "utm_source" && d["scope"] == "session"));
+    assert!(dims
+        .iter()
+        .any(|d| d["name"] == "path" && d["scope"] == "event"));
+    assert_eq!(catalog["none"], "(none)");
+}
+
 /// Realtime counts the last five minutes, through the proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realtime_counts_visitors_of_the_last_five_minutes() {

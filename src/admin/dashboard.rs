@@ -23,6 +23,17 @@ pub fn routes() -> Router {
         .route("/assets/style.css", get(style_css))
 }
 
+/// The page, with the reports' catalog (`crate::reports::catalog`) in a JSON data block that
+/// `app.js` reads: the dashboard knows the reports and dimensions from the same list as the
+/// API. (A data block is not a script: the CSP does not apply to it.)
+static PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let catalog = crate::reports::catalog().to_string().replace("</", "<\\/");
+    INDEX.replace(
+        "</head>",
+        &format!("<script type=\"application/json\" id=\"catalog\">{catalog}</script>\n</head>"),
+    )
+});
+
 async fn index() -> impl IntoResponse {
     (
         [
@@ -32,7 +43,7 @@ async fn index() -> impl IntoResponse {
             (header::REFERRER_POLICY, "no-referrer"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        INDEX,
+        PAGE.as_str(),
     )
 }
 

@@ -1,4 +1,5 @@
-//! `GET /api/reports/{name}`: the reports (`crate::reports`) as JSON.
+//! `GET /api/reports/{name}`: the reports (`crate::reports`) as JSON; `GET /api/reports`: their
+//! catalog (names, parameters, dimensions).
 
 use super::{ApiError, Reader};
 use crate::reports::{self, ReportError, SiteTz};
@@ -16,6 +17,7 @@ pub struct Reports {
 
 pub fn routes(reports: Reports) -> Router {
     Router::new()
+        .route("/api/reports", get(|| async { Json(reports::catalog()) }))
         .route("/api/reports/{name}", get(handle))
         .with_state(Arc::new(reports))
 }
@@ -26,6 +28,7 @@ impl From<ReportError> for ApiError {
             ReportError::Invalid(m) => ApiError::BadRequest(m),
             ReportError::Unknown(_) => ApiError::NotFound(e.to_string()),
             ReportError::Store(e) => ApiError::Internal(e.to_string()),
+            ReportError::Internal(m) => ApiError::Internal(m),
         }
     }
 }

@@ -7,38 +7,34 @@
 //! that is not Direct, or the latest Direct one when there is no other, as GA does. People
 //! with no touch are credited to `(none)`.
 
-use super::filter::{parse_window, Extra, Filters, Sql};
+use super::defs::AttributionParams;
+use super::filter::{Filters, Sql};
 use super::funnel::{IDENTITIES, PERSON};
-use super::{rows, table, ReportError};
+use super::{num, rows, table, ReportError, Table};
 use duckdb::Connection;
-use serde_json::{json, Value};
+use serde::Serialize;
 
-/// Columns that can take the credit.
-const BY: &[&str] = &[
-    "channel",
-    "referrer_host",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "click_id_type",
-];
+/// `attribution`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Attribution {
+    pub event: String,
+    /// As given, e.g. `30d`.
+    pub lookback: String,
+    pub by: &'static str,
+    /// People with the conversion event.
+    pub conversions: u64,
+    /// `<by>, first_touch, last_touch`.
+    pub table: Table,
+}
 
-pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportError> {
-    let event = x.get("event").filter(|e| !e.is_empty()).ok_or_else(|| {
-        ReportError::Invalid("event (the conversion event's name) is required".into())
-    })?;
-    let lookback_text = x.get("lookback").map_or("30d", String::as_str);
-    let lookback = parse_window("lookback", lookback_text)?;
+pub fn run(
+    conn: &Connection,
+    f: &Filters,
+    p: &AttributionParams,
+) -> Result<Attribution, ReportError> {
+    let (event, by) = (p.event.as_str(), p.by);
+    let lookback = p.lookback.span;
     let lookback_us = lookback.num_microseconds().unwrap_or(i64::MAX);
-    let by = x.get("by").map_or("channel", String::as_str);
-    if !BY.contains(&by) {
-        return Err(ReportError::Invalid(format!(
-            "by={by:?}: expected one of {}",
-            BY.join(", ")
-        )));
-    }
 
     let mut sql = Sql::default();
     sql.push("WITH ").push(IDENTITIES);
@@ -79,8 +75,8 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
     total.push(" SELECT count(*) FROM c");
     let conversions = rows(conn, &total)?
         .pop()
-        .and_then(|r| r.into_iter().next())
-        .unwrap_or(Value::Null);
+        .and_then(|r| r.first().map(num))
+        .unwrap_or(0.0) as u64;
     sql.push(&format!(
         " SELECT v, count(*) FILTER (kind = 'first') AS first_touch, \
            count(*) FILTER (kind = 'last') AS last_touch FROM ( \
@@ -89,11 +85,11 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
          GROUP BY v ORDER BY last_touch DESC, first_touch DESC, v NULLS LAST LIMIT {}",
         f.limit
     ));
-    Ok(json!({
-        "event": event,
-        "lookback": lookback_text,
-        "by": by,
-        "conversions": conversions,
-        "table": table(conn, &sql, Some(by), &[by, "first_touch", "last_touch"])?,
-    }))
+    Ok(Attribution {
+        event: event.to_string(),
+        lookback: p.lookback.text.clone(),
+        by,
+        conversions,
+        table: table(conn, &sql, Some(by), &[by, "first_touch", "last_touch"])?,
+    })
 }

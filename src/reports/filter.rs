@@ -6,7 +6,6 @@ use super::tz::SiteTz;
 use super::ReportError;
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use duckdb::types::Value;
-use std::collections::BTreeMap;
 
 /// Where a dimension's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,8 +129,29 @@ pub struct Filters {
     pub limit: usize,
 }
 
-/// Query parameters that are not filters, for the report itself (`interval`, `steps`, …).
-pub type Extra = BTreeMap<String, String>;
+/// Query parameters that are not filters, for the report itself (`interval`, `steps`, …), in
+/// the order given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra(Vec<(String, String)>);
+
+impl Extra {
+    /// The last value of `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// Default and largest `limit`.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -150,7 +170,7 @@ pub fn parse(
     let mut limit = DEFAULT_LIMIT;
     let mut dims: Vec<(&'static str, Scope, Vec<Option<String>>)> = Vec::new();
     let mut props: Vec<(String, Vec<Option<String>>)> = Vec::new();
-    let mut extra = Extra::new();
+    let mut extra = Extra::default();
     for (k, v) in pairs {
         let value = || (v != NONE).then(|| v.clone());
         match k.as_str() {
@@ -178,7 +198,7 @@ pub fn parse(
                 }
             }
             _ if extra_keys.contains(&k.as_str()) => {
-                extra.insert(k.clone(), v.clone());
+                extra.0.push((k.clone(), v.clone()));
             }
             _ => match dimension(k) {
                 Some((col, scope)) => match dims.iter_mut().find(|(c, _, _)| *c == col) {

@@ -7,12 +7,37 @@
 //! the start that got furthest (the earliest of those). The breakdown value and the times
 //! between steps are that start's.
 
-use super::filter::{any_of, dimension, parse_window, prop_path, Extra, Filters, Scope, Sql};
+use super::defs::FunnelParams;
+use super::filter::{any_of, dimension, prop_path, ts_value, Filters, Scope, Sql};
 use super::{num, ratio, rows, ReportError, Table};
 use duckdb::Connection;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// `funnel`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Funnel {
+    /// As given, e.g. `1d`.
+    pub window: String,
+    pub steps: Vec<StepCount>,
+    /// `<breakdown>, 1. <step>, 2. <step>, …, conversion`, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<Table>,
+}
+
+/// How many people reached one step.
+#[derive(Debug, Serialize)]
+pub struct StepCount {
+    pub label: String,
+    pub people: u64,
+    /// From the first step.
+    pub conversion: f64,
+    /// From the previous step.
+    pub step_conversion: f64,
+    /// The median time from the previous step; `None` for the first.
+    pub median_seconds: Option<f64>,
+}
 
 /// Visitors tied to a user (stitched), for counting people rather than browsers.
 pub(crate) const IDENTITIES: &str =
@@ -117,7 +142,7 @@ pub fn parse_steps(s: &str) -> Result<Vec<Step>, ReportError> {
 
 /// The breakdown expression for a step-1 event (`e`) and whether it needs the session's
 /// first page view (`sa`).
-fn breakdown_expr(name: &str) -> Result<(String, Option<&'static str>), ReportError> {
+pub(super) fn breakdown_expr(name: &str) -> Result<(String, Option<&'static str>), ReportError> {
     if let Some(key) = name.strip_prefix("prop.") {
         return Ok((
             format!("json_extract_string(e.props, '{}')", prop_path(key)?),
@@ -133,25 +158,61 @@ fn breakdown_expr(name: &str) -> Result<(String, Option<&'static str>), ReportEr
     }
 }
 
-pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportError> {
-    let steps = parse_steps(
-        x.get("steps")
-            .ok_or_else(|| ReportError::Invalid("steps is required".into()))?,
-    )?;
-    let window_text = x.get("window").map_or("1d", String::as_str);
-    let window = parse_window("window", window_text)?;
-    let window_us = window.num_microseconds().unwrap_or(i64::MAX);
-    let breakdown = x.get("breakdown").filter(|b| !b.is_empty());
-    let (bd, session_col) = match breakdown {
+pub fn run(conn: &Connection, f: &Filters, p: &FunnelParams) -> Result<Funnel, ReportError> {
+    let (bd, session_col) = match &p.breakdown {
         Some(b) => breakdown_expr(b)?,
         None => ("CAST(NULL AS VARCHAR)".into(), None),
     };
-
     let mut sql = Sql::default();
+    steps_sql(&mut sql, f, p, &bd, session_col)?;
+    let n = p.steps.len();
+    let window_us = p.window.span.num_microseconds().unwrap_or(i64::MAX);
+    best_sql(&mut sql, n, window_us);
+    counts_sql(&mut sql, n, p.breakdown.is_some());
+    let mut all = rows(conn, &sql)?;
+    let at = all.iter().position(|r| r[0] == 1).unwrap_or(0);
+    let t: Vec<Value> = all.swap_remove(at).split_off(2);
+    let first = num(&t[0]);
+    let steps = p
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let people = num(&t[i]);
+            let prev = if i == 0 { people } else { num(&t[i - 1]) };
+            StepCount {
+                label: s.label(),
+                people: people as u64,
+                conversion: ratio(people, first),
+                step_conversion: ratio(people, prev),
+                median_seconds: if i == 0 { None } else { t[n + i - 1].as_f64() },
+            }
+        })
+        .collect();
+    Ok(Funnel {
+        window: p.window.text.clone(),
+        steps,
+        breakdown: p
+            .breakdown
+            .as_ref()
+            .map(|b| breakdown_table(b, &p.steps, all, f.limit)),
+    })
+}
+
+/// `WITH idm, [sa,] s1, later, s2 … sn`: the step-1 events (in the range, matching the
+/// filters) with their breakdown value `bd`, and the later steps' events of the same people.
+fn steps_sql(
+    sql: &mut Sql,
+    f: &Filters,
+    p: &FunnelParams,
+    bd: &str,
+    session_col: Option<&str>,
+) -> Result<(), ReportError> {
+    let steps = &p.steps;
     sql.push("WITH ").push(IDENTITIES);
     if let Some(col) = session_col {
         sql.push(", sa AS (");
-        f.sessions_sql(&mut sql, &[col]);
+        f.sessions_sql(sql, &[col]);
         sql.push(")");
     }
     // Step 1: in the range and matching the filters.
@@ -164,7 +225,7 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
         sql.push(" LEFT JOIN sa ON sa.session_id = e.session_id");
     }
     sql.push(" WHERE ");
-    steps[0].sql(&mut sql)?;
+    steps[0].sql(sql)?;
     sql.push(&format!(" AND {PERSON} IS NOT NULL)"));
     // Later steps: any event of the person up to the end of the range plus the window, from
     // one scan of the events that match any of them.
@@ -173,13 +234,13 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
     ));
     for (i, step) in steps.iter().enumerate().skip(1) {
         sql.push(", ");
-        step.sql(&mut sql)?;
+        step.sql(sql)?;
         sql.push(&format!(" AS p{}", i + 1));
     }
     sql.push(" FROM events e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE e.ts >= ")
-        .bind(super::filter::ts_value(f.start))
+        .bind(ts_value(f.start))
         .push(" AND e.ts < ")
-        .bind(super::filter::ts_value(f.end + window));
+        .bind(ts_value(f.end + p.window.span));
     if !f.bots {
         sql.push(" AND e.is_bot IS NOT TRUE");
     }
@@ -188,7 +249,7 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
         if i > 1 {
             sql.push(" OR ");
         }
-        step.sql(&mut sql)?;
+        step.sql(sql)?;
     }
     sql.push(&format!(") AND {PERSON} IS NOT NULL)"));
     for k in 2..=steps.len() {
@@ -196,7 +257,12 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
             ", s{k} AS (SELECT person, ts FROM later WHERE p{k})"
         ));
     }
-    let n = steps.len();
+    Ok(())
+}
+
+/// `, g, cand, j, moved, best`: each person's furthest start (the earliest of those), with
+/// its step times and `level`, the steps reached within the window.
+fn best_sql(sql: &mut Sql, n: usize, window_us: i64) {
     let times: Vec<String> = (2..=n).map(|k| format!("s{k}.ts AS t{k}")).collect();
     // Only people with a step-2 event can get past step 1: the joins run on their starts
     // alone, and everyone else counts at step 1 by their first start. One pass over the
@@ -239,7 +305,11 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
             .join(", "),
         nulls.join(", ")
     ));
+}
 
+/// The final `SELECT g, bd, people at each step, median seconds from each previous step`: the
+/// total (`g` = 1) and, with a breakdown, a row per value (`g` = 0), in one query.
+fn counts_sql(sql: &mut Sql, n: usize, breakdown: bool) {
     let counts: Vec<String> = (1..=n)
         .map(|k| format!("count(*) FILTER (level >= {k})"))
         .collect();
@@ -251,8 +321,7 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
             )
         })
         .collect();
-    // One query: the total (grouping 1) and, with a breakdown, a row per value (grouping 0).
-    let (head, tail) = if breakdown.is_some() {
+    let (head, tail) = if breakdown {
         (
             "grouping(bd) AS g, bd",
             " GROUP BY GROUPING SETS ((), (bd))",
@@ -265,59 +334,40 @@ pub fn run(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportErr
         counts.join(", "),
         medians.join(", ")
     ));
-    let mut all = rows(conn, &sql)?;
-    let at = all.iter().position(|r| r[0] == 1).unwrap_or(0);
-    let t: Vec<Value> = all.swap_remove(at).split_off(2);
-    let first = num(&t[0]);
-    let out_steps: Vec<Value> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let people = num(&t[i]);
-            let prev = if i == 0 { people } else { num(&t[i - 1]) };
-            json!({
-                "label": s.label(),
-                "people": t[i],
-                "conversion": ratio(people, first),
-                "step_conversion": ratio(people, prev),
-                "median_seconds": if i == 0 { Value::Null } else { t[n + i - 1].clone() },
-            })
+}
+
+/// The breakdown rows (`g` = 0) as a table: value, people per step, conversion; the most
+/// people first, cut to `limit`.
+fn breakdown_table(b: &str, steps: &[Step], rows: Vec<Vec<Value>>, limit: usize) -> Table {
+    let n = steps.len();
+    let mut by: Vec<Vec<Value>> = rows
+        .into_iter()
+        .map(|r| {
+            let mut row = vec![r[1].clone()];
+            row.extend_from_slice(&r[2..2 + n]);
+            row.push(ratio(num(&r[1 + n]), num(&r[2])).into());
+            row
         })
         .collect();
-    let mut out = json!({ "window": window_text, "steps": out_steps });
-
-    if let Some(b) = breakdown {
-        let mut by: Vec<Vec<Value>> = all
-            .into_iter()
-            .map(|r| {
-                let mut row = vec![r[1].clone()];
-                row.extend_from_slice(&r[2..2 + n]);
-                row.push(ratio(num(&r[1 + n]), num(&r[2])).into());
-                row
-            })
-            .collect();
-        by.sort_by(|a, b| {
-            (-(num(&a[1]) as i64))
-                .cmp(&-(num(&b[1]) as i64))
-                .then_with(|| super::traffic::null_last(&a[0], &b[0]))
-        });
-        by.truncate(f.limit);
-        let mut columns: Vec<String> = vec![b.clone()];
-        columns.extend(
-            steps
-                .iter()
-                .enumerate()
-                .map(|(i, s)| format!("{}. {}", i + 1, s.label())),
-        );
-        columns.push("conversion".into());
-        out["breakdown"] = serde_json::to_value(Table {
-            dimension: Some(b.clone()),
-            columns,
-            rows: by,
-        })
-        .unwrap_or_default();
+    by.sort_by(|a, b| {
+        (-(num(&a[1]) as i64))
+            .cmp(&-(num(&b[1]) as i64))
+            .then_with(|| super::traffic::null_last(&a[0], &b[0]))
+    });
+    by.truncate(limit);
+    let mut columns: Vec<String> = vec![b.to_string()];
+    columns.extend(
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{}. {}", i + 1, s.label())),
+    );
+    columns.push("conversion".into());
+    Table {
+        dimension: Some(b.to_string()),
+        columns,
+        rows: by,
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! `docs/api.md` documents each report's parameters, answer and definitions.
 //!
 //! # Layout
+//! - `defs`: every report, defined once (name, docs, own parameters, typed answer): the list
+//!   the API, the dashboard and the docs read.
 //! - `filter`: parameters, the dimension list, and the SQL they become (values always bound).
 //! - `tz`: the site time zone.
 //! - `traffic`: overview, pages, acquisition, audience, realtime.
@@ -12,6 +14,7 @@
 //! - `funnel`, `attribution`, `retention`: the people-based reports.
 
 mod attribution;
+pub mod defs;
 pub mod filter;
 mod funnel;
 mod retention;
@@ -19,6 +22,7 @@ mod traffic;
 pub mod tz;
 mod usage;
 
+pub use defs::{catalog, find, Def, REPORTS};
 pub use tz::SiteTz;
 
 use duckdb::Connection;
@@ -31,25 +35,19 @@ pub enum ReportError {
     /// A parameter is wrong; the message names it.
     #[error("{0}")]
     Invalid(String),
-    #[error("unknown report {0:?} (expected one of {list})", list = NAMES.join(", "))]
+    #[error("unknown report {0:?} (expected one of {list})", list = names().join(", "))]
     Unknown(String),
     #[error("store: {0}")]
     Store(#[from] duckdb::Error),
+    /// An answer that could not be put as JSON.
+    #[error("{0}")]
+    Internal(String),
 }
 
-/// The reports, by URL name.
-pub const NAMES: &[&str] = &[
-    "overview",
-    "pages",
-    "acquisition",
-    "audience",
-    "api",
-    "events",
-    "funnel",
-    "attribution",
-    "retention",
-    "realtime",
-];
+/// The reports' URL names, in [`REPORTS`]' order.
+pub fn names() -> Vec<&'static str> {
+    REPORTS.iter().map(|d| d.name).collect()
+}
 
 /// A table of a report: the dimension its first column holds (so that a row can become a
 /// filter), the column names, and rows of JSON values.
@@ -60,19 +58,6 @@ pub struct Table {
     pub rows: Vec<Vec<Value>>,
 }
 
-/// A report's own parameters, besides the filters (`filter.rs`); `None` for no such report.
-pub fn own_params(name: &str) -> Option<&'static [&'static str]> {
-    Some(match name {
-        "overview" => &["interval"],
-        "acquisition" => &["dimension"],
-        "events" => &["event", "property"],
-        "funnel" => &["steps", "window", "breakdown"],
-        "attribution" => &["event", "lookback", "by"],
-        "pages" | "audience" | "realtime" | "api" | "retention" => &[],
-        _ => return None,
-    })
-}
-
 /// Run report `name` with the request's query pairs. A bad parameter is
 /// [`ReportError::Invalid`], whose message names it.
 pub fn run(
@@ -81,29 +66,9 @@ pub fn run(
     pairs: &[(String, String)],
     tz: SiteTz,
 ) -> Result<Value, ReportError> {
-    let own = own_params(name).ok_or_else(|| ReportError::Unknown(name.into()))?;
-    let (f, x) = filter::parse(pairs, tz, own)?;
-    let out = match name {
-        "overview" => traffic::overview(conn, &f, x.get("interval").map(String::as_str))?,
-        "pages" => traffic::pages(conn, &f)?,
-        "acquisition" => {
-            let dims: Vec<String> = pairs
-                .iter()
-                .filter(|(k, _)| k == "dimension")
-                .map(|(_, v)| v.clone())
-                .collect();
-            traffic::acquisition(conn, &f, &dims)?
-        }
-        "audience" => traffic::audience(conn, &f)?,
-        "realtime" => traffic::realtime(conn, &f)?,
-        "api" => usage::api(conn, &f)?,
-        "events" => usage::events(conn, &f, &x)?,
-        "funnel" => funnel::run(conn, &f, &x)?,
-        "attribution" => attribution::run(conn, &f, &x)?,
-        "retention" => retention::run(conn, &f)?,
-        _ => return Err(ReportError::Unknown(name.into())),
-    };
-    let mut out = out.with(&f);
+    let def = find(name).ok_or_else(|| ReportError::Unknown(name.into()))?;
+    let (f, x) = filter::parse(pairs, tz, &def.param_names())?;
+    let mut out = def.run(conn, &f, &x)?.with(&f);
     if let Value::Object(m) = &mut out {
         m.insert("report".into(), name.into());
     }
@@ -187,10 +152,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_report_has_its_parameters_listed() {
-        for n in NAMES {
-            assert!(own_params(n).is_some(), "{n}");
+    fn reports_have_unique_names_and_documented_parameters() {
+        let mut seen = std::collections::HashSet::new();
+        for d in REPORTS {
+            assert!(seen.insert(d.name), "{} twice", d.name);
+            assert!(!d.doc.is_empty(), "{}", d.name);
+            for p in d.params {
+                assert!(!p.doc.is_empty(), "{}.{}", d.name, p.name);
+            }
         }
-        assert!(own_params("nope").is_none());
+        assert!(find("funnel").is_some() && find("nope").is_none());
+    }
+
+    /// docs/api.md names every report, has a section for each, and mentions each one's own
+    /// parameters in it.
+    #[test]
+    fn the_api_doc_has_every_report_and_parameter() {
+        let doc = include_str!("../../docs/api.md");
+        let names: Vec<String> = REPORTS.iter().map(|d| format!("`{}`", d.name)).collect();
+        let intro = doc
+            .split("Report names:")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .expect("docs/api.md lists the report names");
+        let listed: Vec<&str> = intro
+            .split(|c: char| c == ',' || c.is_whitespace() || c == '.')
+            .filter(|w| w.starts_with('`'))
+            .collect();
+        assert_eq!(
+            listed, names,
+            "the names after \"Report names:\" in docs/api.md"
+        );
+        for d in REPORTS {
+            let head = format!("### `{}`\n", d.name);
+            let section = doc
+                .split(&head)
+                .nth(1)
+                .unwrap_or_else(|| panic!("docs/api.md has no section {head:?}"));
+            let section = section.split("\n#").next().unwrap_or(section);
+            for p in d.params {
+                assert!(
+                    section.contains(&format!("`{}", p.name))
+                        || section.contains(&format!("&{}=", p.name)),
+                    "docs/api.md's {} section does not mention `{}`",
+                    d.name,
+                    p.name
+                );
+            }
+        }
     }
 }

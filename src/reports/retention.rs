@@ -9,10 +9,18 @@ use super::funnel::{IDENTITIES, PERSON};
 use super::{rows, ReportError, Table};
 use chrono::{Datelike, Duration, NaiveDate};
 use duckdb::Connection;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
-pub fn run(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+/// `retention`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Retention {
+    /// `cohort, people, week 0, week 1, …`; weeks after the range are null.
+    pub cohorts: Table,
+}
+
+pub fn run(conn: &Connection, f: &Filters) -> Result<Retention, ReportError> {
     let mut sql = Sql::default();
     sql.push("WITH ").push(IDENTITIES).push(&format!(
         ", pv AS (SELECT {PERSON} AS person, \
@@ -61,5 +69,5 @@ pub fn run(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
             })
             .collect(),
     };
-    Ok(json!({ "cohorts": table }))
+    Ok(Retention { cohorts: table })
 }

@@ -5,11 +5,60 @@
 //! bounces when it has exactly one page view; its duration is last minus first page view; its
 //! source (channel, referrer, campaign) is its first page view's.
 
-use super::filter::{Filters, Scope, Sql, DIMENSIONS};
+use super::defs::Interval;
+use super::filter::{Filters, Sql};
 use super::{num, ratio, round4, rows, table, ReportError, Table};
 use chrono::{Duration, NaiveDateTime};
 use duckdb::Connection;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// `overview`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    /// `hour` or `day`.
+    pub interval: &'static str,
+    pub totals: OverviewTotals,
+    /// `t, visitors, sessions, pageviews` for every bucket of the range, zero-filled.
+    pub series: Table,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OverviewTotals {
+    pub visitors: u64,
+    pub sessions: u64,
+    pub pageviews: u64,
+    pub views_per_session: f64,
+    pub bounce_rate: f64,
+    pub avg_session_seconds: f64,
+}
+
+/// `pages`' answer.
+#[derive(Debug, Serialize)]
+pub struct Pages {
+    /// `path, visitors, pageviews`.
+    pub top: Table,
+    /// `path, sessions`: the first page of each session.
+    pub entry: Table,
+    /// `path, sessions`: the last page of each session.
+    pub exit: Table,
+}
+
+/// `acquisition`'s and `audience`'s answer: a table a dimension.
+#[derive(Debug, Serialize)]
+pub struct Tables {
+    pub tables: BTreeMap<String, Table>,
+}
+
+/// `realtime`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Realtime {
+    pub visitors: u64,
+    pub pageviews: u64,
+    /// `path, visitors`.
+    pub pages: Table,
+}
 
 /// Page views matching the filters, with the columns the traffic reports use.
 fn page_views(f: &Filters) -> Sql {
@@ -19,17 +68,11 @@ fn page_views(f: &Filters) -> Sql {
 pub fn overview(
     conn: &Connection,
     f: &Filters,
-    interval: Option<&str>,
-) -> Result<Value, ReportError> {
+    interval: Option<Interval>,
+) -> Result<Overview, ReportError> {
     let hourly = match interval {
-        Some("hour") => true,
-        Some("day") => false,
+        Some(i) => i == Interval::Hour,
         None => (f.to - f.from).num_days() < 2,
-        Some(other) => {
-            return Err(ReportError::Invalid(format!(
-                "interval={other:?}: expected hour or day"
-            )))
-        }
     };
     if hourly && (f.to - f.from).num_days() > 92 {
         return Err(ReportError::Invalid(
@@ -95,25 +138,27 @@ pub fn overview(
         }
         day += Duration::days(1);
     }
-    Ok(json!({
-        "interval": trunc,
-        "totals": {
-            "visitors": t[1],
-            "sessions": t[2],
-            "pageviews": t[3],
-            "views_per_session": ratio(pageviews, sessions),
-            "bounce_rate": ratio(bounces, sessions),
-            "avg_session_seconds": round4(duration),
+    Ok(Overview {
+        interval: trunc,
+        totals: OverviewTotals {
+            visitors: num(&t[1]) as u64,
+            sessions: sessions as u64,
+            pageviews: pageviews as u64,
+            views_per_session: ratio(pageviews, sessions),
+            bounce_rate: ratio(bounces, sessions),
+            avg_session_seconds: round4(duration),
         },
-        "series": Table {
+        series: Table {
             dimension: None,
-            columns: ["t", "visitors", "sessions", "pageviews"].map(Into::into).to_vec(),
+            columns: ["t", "visitors", "sessions", "pageviews"]
+                .map(Into::into)
+                .to_vec(),
             rows: series,
         },
-    }))
+    })
 }
 
-pub fn pages(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
     let mut top = Sql::default();
     top.push("SELECT path, count(DISTINCT visitor_id) AS visitors, count(*) AS pageviews FROM (")
         .append(&page_views(f))
@@ -154,11 +199,11 @@ pub fn pages(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
             rows,
         }
     };
-    Ok(json!({
-        "top": table(conn, &top, Some("path"), &["path", "visitors", "pageviews"])?,
-        "entry": sorted(entry),
-        "exit": sorted(exit),
-    }))
+    Ok(Pages {
+        top: table(conn, &top, Some("path"), &["path", "visitors", "pageviews"])?,
+        entry: sorted(entry),
+        exit: sorted(exit),
+    })
 }
 
 /// One GROUPING SETS query over `from` (a subquery), split into a table per column, each
@@ -169,7 +214,7 @@ fn breakdowns(
     cols: &[&str],
     metrics: [(&str, &str); 2],
     limit: usize,
-) -> Result<serde_json::Map<String, Value>, ReportError> {
+) -> Result<BTreeMap<String, Table>, ReportError> {
     let mut sql = Sql::default();
     sql.push(&format!(
         "SELECT grouping({list}) AS g, {list}, {m0} AS {n0}, {m1} AS {n1} FROM (",
@@ -197,7 +242,7 @@ fn breakdowns(
         };
         tables[i].push(vec![r[1 + i].clone(), r[1 + n].clone(), r[2 + n].clone()]);
     }
-    let mut out = serde_json::Map::new();
+    let mut out = BTreeMap::new();
     for (i, mut rows) in tables.into_iter().enumerate() {
         rows.sort_by(|a, b| {
             let key = |r: &Vec<Value>| (-(num(&r[2]) as i64), -(num(&r[1]) as i64));
@@ -209,7 +254,7 @@ fn breakdowns(
             columns: vec![cols[i].into(), metrics[0].0.into(), metrics[1].0.into()],
             rows,
         };
-        out.insert(cols[i].into(), serde_json::to_value(t).unwrap_or_default());
+        out.insert(cols[i].into(), t);
     }
     Ok(out)
 }
@@ -238,59 +283,24 @@ fn filtered_sessions(f: &Filters, cols: &[&str]) -> Sql {
     sql
 }
 
-/// The dimensions that describe where a session came from.
-fn session_dims() -> Vec<&'static str> {
-    DIMENSIONS
-        .iter()
-        .filter(|(_, s)| *s == Scope::Session)
-        .map(|(c, _)| *c)
-        .collect()
-}
-
-/// Sessions and visitors by where each session came from. `dimension` names the tables
-/// (repeatable or comma-separated; `all` for every one); default `channel`. Each table is a
-/// count of distinct visitors over every session, so asking for one at a time keeps the
-/// answer fast on large stores.
-pub fn acquisition(
-    conn: &Connection,
-    f: &Filters,
-    dimensions: &[String],
-) -> Result<Value, ReportError> {
-    let all = session_dims();
-    let mut cols: Vec<&str> = Vec::new();
-    for d in dimensions.iter().flat_map(|d| d.split(',')).map(str::trim) {
-        match d {
-            "all" => cols.extend(&all),
-            _ => match all.iter().find(|c| **c == d) {
-                Some(c) => cols.push(c),
-                None => {
-                    return Err(ReportError::Invalid(format!(
-                        "dimension={d:?}: expected all or one of {}",
-                        all.join(", ")
-                    )))
-                }
-            },
-        }
-    }
-    if cols.is_empty() {
-        cols.push("channel");
-    }
-    cols.sort_by_key(|c| all.iter().position(|a| a == c));
-    cols.dedup();
+/// Sessions and visitors by where each session came from, a table for each of `cols` (session
+/// dimensions, from [`super::defs::Acquisition`]). Each table is a count of distinct visitors
+/// over every session, so asking for one at a time keeps the answer fast on large stores.
+pub fn acquisition(conn: &Connection, f: &Filters, cols: &[&str]) -> Result<Tables, ReportError> {
     let tables = breakdowns(
         conn,
-        &filtered_sessions(f, &cols),
-        &cols,
+        &filtered_sessions(f, cols),
+        cols,
         [
             ("visitors", "count(DISTINCT visitor_id)"),
             ("sessions", "count(*)"),
         ],
         f.limit,
     )?;
-    Ok(json!({ "tables": tables }))
+    Ok(Tables { tables })
 }
 
-pub fn audience(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+pub fn audience(conn: &Connection, f: &Filters) -> Result<Tables, ReportError> {
     let from = f.base(
         "visitor_id, device_type, browser, os, country",
         Some("page_view"),
@@ -305,11 +315,11 @@ pub fn audience(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
         ],
         f.limit,
     )?;
-    Ok(json!({ "tables": tables }))
+    Ok(Tables { tables })
 }
 
 /// The last five minutes: visitors (any event), page views, and the pages being viewed.
-pub fn realtime(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+pub fn realtime(conn: &Connection, f: &Filters) -> Result<Realtime, ReportError> {
     let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
         .unwrap_or_default()
         .naive_utc();
@@ -330,9 +340,9 @@ pub fn realtime(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
             ") GROUP BY path ORDER BY visitors DESC, path NULLS LAST LIMIT {}",
             f.limit
         ));
-    Ok(json!({
-        "visitors": t[0],
-        "pageviews": t[1],
-        "pages": table(conn, &pages, Some("path"), &["path", "visitors"])?,
-    }))
+    Ok(Realtime {
+        visitors: num(&t[0]) as u64,
+        pageviews: num(&t[1]) as u64,
+        pages: table(conn, &pages, Some("path"), &["path", "visitors"])?,
+    })
 }

@@ -1,13 +1,43 @@
 //! API health (what only a proxy sees: every call's status and latency) and custom events.
 
-use super::filter::{prop_path, Extra, Filters, Sql};
-use super::{num, ratio, rows, table, ReportError};
+use super::defs::Breakdown;
+use super::filter::{Filters, Sql};
+use super::{num, ratio, rows, table, ReportError, Table};
 use duckdb::Connection;
-use serde_json::{json, Value};
+use serde::Serialize;
+
+/// `api`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Api {
+    pub totals: ApiTotals,
+    /// `route, method, calls, errors, error_rate, p50_ms, p95_ms, p99_ms`.
+    pub routes: Table,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApiTotals {
+    pub calls: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    /// Latency percentiles; `None` without calls.
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// `events`' answer.
+#[derive(Debug, Serialize)]
+pub struct Events {
+    /// `name, events, visitors`.
+    pub events: Table,
+    /// `<key>, events, visitors` for one event by a property's values, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<Table>,
+}
 
 /// Calls, errors (status ≥ 500), error rate and latency percentiles of `api_call` events,
 /// in total and per route and method.
-pub fn api(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
+pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
     let calls = f.base("route, method, status, duration_ms", Some("api_call"));
     let metrics = "count(*) AS calls, count(*) FILTER (status >= 500) AS errors, \
                    quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS q";
@@ -33,22 +63,31 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Value, ReportError> {
              LIMIT {}",
             f.limit
         ));
-    Ok(json!({
-        "totals": {
-            "calls": t[0],
-            "errors": t[1],
-            "error_rate": ratio(num(&t[1]), num(&t[0])),
-            "p50_ms": t[2],
-            "p95_ms": t[3],
-            "p99_ms": t[4],
+    Ok(Api {
+        totals: ApiTotals {
+            calls: num(&t[0]) as u64,
+            errors: num(&t[1]) as u64,
+            error_rate: ratio(num(&t[1]), num(&t[0])),
+            p50_ms: t[2].as_f64(),
+            p95_ms: t[3].as_f64(),
+            p99_ms: t[4].as_f64(),
         },
-        "routes": table(
+        routes: table(
             conn,
             &routes,
             Some("route"),
-            &["route", "method", "calls", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms"],
+            &[
+                "route",
+                "method",
+                "calls",
+                "errors",
+                "error_rate",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+            ],
         )?,
-    }))
+    })
 }
 
 /// The people a custom event counts: its visitor, or its user when it has no visitor.
@@ -56,7 +95,11 @@ const VISITOR: &str = "coalesce(CAST(visitor_id AS VARCHAR), 'user:' || user_id)
 
 /// Custom events (everything not captured by the proxy): count and visitors per name; with
 /// `event` and `property`, that event broken down by the property's values.
-pub fn events(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportError> {
+pub fn events(
+    conn: &Connection,
+    f: &Filters,
+    breakdown: Option<&Breakdown>,
+) -> Result<Events, ReportError> {
     let mut sql = Sql::default();
     sql.push(&format!(
         "SELECT name, count(*) AS events, count(DISTINCT {VISITOR}) AS visitors FROM ("
@@ -67,33 +110,25 @@ pub fn events(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, Report
          ORDER BY events DESC, name LIMIT {}",
         f.limit
     ));
-    let mut out = json!({
-        "events": table(conn, &sql, Some("name"), &["name", "events", "visitors"])?,
-    });
-    match (x.get("event"), x.get("property")) {
-        (Some(event), Some(key)) => {
-            let path = prop_path(key)?;
+    let events = table(conn, &sql, Some("name"), &["name", "events", "visitors"])?;
+    let breakdown = match breakdown {
+        Some(b) => {
             let mut sql = Sql::default();
             sql.push(&format!(
-                "SELECT json_extract_string(props, '{path}') AS v, count(*) AS events, \
-                   count(DISTINCT {VISITOR}) AS visitors FROM ("
+                "SELECT json_extract_string(props, '{}') AS v, count(*) AS events, \
+                   count(DISTINCT {VISITOR}) AS visitors FROM (",
+                b.path
             ))
-            .append(&f.base("props, visitor_id, user_id", Some(event)))
+            .append(&f.base("props, visitor_id, user_id", Some(&b.event)))
             .push(&format!(
                 ") GROUP BY v ORDER BY events DESC, v NULLS LAST LIMIT {}",
                 f.limit
             ));
-            let dim = format!("prop.{key}");
-            out["breakdown"] =
-                serde_json::to_value(table(conn, &sql, Some(&dim), &[key, "events", "visitors"])?)
-                    .unwrap_or_default();
+            let dim = format!("prop.{}", b.property);
+            let cols = [b.property.as_str(), "events", "visitors"];
+            Some(table(conn, &sql, Some(&dim), &cols)?)
         }
-        (None, None) => {}
-        _ => {
-            return Err(ReportError::Invalid(
-                "give both event and property for a breakdown".into(),
-            ))
-        }
-    }
-    Ok(out)
+        None => None,
+    };
+    Ok(Events { events, breakdown })
 }

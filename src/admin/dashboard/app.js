@@ -6,18 +6,19 @@
 // attributes, never as HTML.
 'use strict';
 (() => {
-  const DIMENSIONS = ['path', 'route', 'host', 'name', 'method', 'status', 'source', 'channel',
-    'referrer_host', 'utm_source', 'utm_medium', 'utm_campaign', 'utm_term', 'utm_content',
-    'click_id_type', 'browser', 'os', 'device_type', 'country', 'region', 'city'];
-  const SOURCES = ['channel', 'referrer_host', 'utm_source', 'utm_medium', 'utm_campaign',
-    'utm_term', 'utm_content', 'click_id_type'];
+  // The reports and dimensions, from the server's one list (src/reports/defs.rs), embedded in
+  // the page as it is served; GET /api/reports answers the same.
+  const CATALOG = JSON.parse(document.getElementById('catalog').textContent);
+  const DIMENSIONS = CATALOG.dimensions.map((d) => d.name);
+  // Where a session came from: the session-scoped dimensions.
+  const SOURCES = CATALOG.dimensions.filter((d) => d.scope === 'session').map((d) => d.name);
   const TITLES = {
     channel: 'Channels', referrer_host: 'Referrers', utm_source: 'Sources (utm_source)',
     utm_medium: 'Mediums', utm_campaign: 'Campaigns', utm_term: 'Terms', utm_content: 'Content',
     click_id_type: 'Ad click ids', device_type: 'Devices', browser: 'Browsers', os: 'Operating systems',
     country: 'Countries',
   };
-  const NONE = '(none)';
+  const NONE = CATALOG.none;
   const $ = (sel) => document.querySelector(sel);
   const view = $('#view');
   let state = new URLSearchParams(location.search);
@@ -297,12 +298,12 @@
     acquisition() {
       // One request per table: each counts distinct visitors over every session.
       view.append(el('div', { class: 'grid' }, SOURCES.map((d) =>
-        tableCard(TITLES[d], 'acquisition.' + d, report('acquisition', filterParams({ dimension: d })).then(learnRange), (x) => x.tables[d]))));
+        tableCard(TITLES[d] || d, 'acquisition.' + d, report('acquisition', filterParams({ dimension: d })).then(learnRange), (x) => x.tables[d]))));
     },
     audience() {
       const a = report('audience', filterParams()).then(learnRange);
       view.append(el('div', { class: 'grid' }, ['device_type', 'browser', 'os', 'country'].map((d) =>
-        tableCard(TITLES[d], 'audience.' + d, a, (x) => x.tables[d]))));
+        tableCard(TITLES[d] || d, 'audience.' + d, a, (x) => x.tables[d]))));
     },
     api() {
       const a = report('api', filterParams()).then(learnRange);
