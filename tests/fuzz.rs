@@ -738,8 +738,8 @@ fn browser_event_body() {
                         continue;
                     }
                 };
-                match native::to_event(v, cx) {
-                    Err(e) => reason(&e, "a refused event")?,
+                match native::to_event(v.clone(), cx) {
+                    Err(e) => reason(&e.to_string(), "a refused event")?,
                     Ok(mut e) => {
                         check_event(&e, source, now)?;
                         if source == Source::Browser {

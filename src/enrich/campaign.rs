@@ -155,8 +155,9 @@ pub fn fingerprint(query: &str) -> Option<u64> {
 }
 
 /// Lower-case per character, the same way [`fingerprint`] hashes it (so no special final-sigma
-/// rule, unlike `str::to_lowercase`).
-fn lower_case(value: &str) -> String {
+/// rule, unlike `str::to_lowercase`). The one rule for `utm_source` and `utm_medium`, whether
+/// they come from a URL or a client states them (`crate::ingest::draft`).
+pub fn lower_case(value: &str) -> String {
     if value.is_ascii() {
         value.to_ascii_lowercase()
     } else {

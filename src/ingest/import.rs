@@ -15,7 +15,8 @@
 //!   a UUIDv5 of its `message_id`, or of its content (and, for rows that are identical, of how
 //!   many came before it), so the same rows always get the same ids.
 
-use super::native::{self, Context};
+use super::draft::{EventDraft, Field, Naming};
+use super::native::Context;
 use crate::event::{Event, Source};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -243,31 +244,47 @@ fn row_event(
     cx: &Context,
     identical: &mut HashMap<Uuid, u32>,
 ) -> Result<Event, String> {
-    let mut item = Map::new();
+    let mut draft = EventDraft::default();
+    // The row's content as it has always been hashed into its id (below): changing it would
+    // give a re-imported file new ids.
+    let mut content = Map::new();
     let mut props = Map::new();
     for (h, v) in headers.iter().zip(rec.iter()) {
         if v.is_empty() {
             continue;
         }
         if h == "timestamp" {
-            item.insert("ts".into(), Value::from(parse_ts_text(v, cx.now_us)?));
-        } else if FIELDS.contains(&h.as_str()) {
-            item.insert(h.clone(), Value::String(v.to_string()));
+            let us = parse_ts_text(v)?;
+            draft.ts_us = Some(us);
+            content.insert("ts".into(), Value::from(us.div_euclid(1000)));
+        } else if let Some(field) = FIELDS
+            .contains(&h.as_str())
+            .then(|| Field::native(h))
+            .flatten()
+        {
+            draft
+                .set_text(field, v.to_string())
+                .map_err(|e| e.describe(Naming::Csv))?;
+            content.insert(h.clone(), Value::String(v.to_string()));
         } else {
             props.insert(h.clone(), cell(v));
         }
     }
-    if !item.contains_key("ts") {
+    if draft.ts_us.is_none() {
         return Err("\"timestamp\" is empty".into());
     }
     if !props.is_empty() {
-        item.insert("props".into(), Value::Object(props));
+        content.insert("props".into(), Value::Object(props.clone()));
+        draft.props = Some(props);
     }
-    let has_id = item.contains_key("event_id") || item.contains_key("message_id");
-    let mut e = native::to_event(&Value::Object(item.clone()), cx)?;
+    let has_id = draft.event_id.is_some() || draft.message_id.is_some();
+    let mut e = draft.into_event(cx).map_err(|e| e.describe(Naming::Csv))?;
     if !has_id {
         // The row's content names it; the n-th identical row gets n in its name too.
-        let content = Uuid::new_v5(&ROW_NAMESPACE, Value::Object(item).to_string().as_bytes());
+        let content = Uuid::new_v5(
+            &ROW_NAMESPACE,
+            Value::Object(content).to_string().as_bytes(),
+        );
         let n = identical.entry(content).or_insert(0);
         *n += 1;
         e.event_id = Uuid::new_v5(&content, n.to_string().as_bytes());
@@ -292,35 +309,33 @@ fn cell(v: &str) -> Value {
     }
 }
 
-/// A CSV timestamp as epoch milliseconds (for [`native::parse_ts`], which checks the range).
-fn parse_ts_text(v: &str, now_us: i64) -> Result<i64, String> {
+/// A CSV timestamp as microseconds (the range is checked with every other source's, in
+/// [`EventDraft::into_event`]).
+fn parse_ts_text(v: &str) -> Result<i64, String> {
     use chrono::{NaiveDate, NaiveDateTime};
-    let us = if let Ok(ms) = v.parse::<i64>() {
+    if let Ok(ms) = v.parse::<i64>() {
         ms.checked_mul(1000)
-            .ok_or("\"timestamp\" is out of range")?
+            .ok_or_else(|| "\"timestamp\" is out of range".into())
     } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
-        t.timestamp_micros()
+        Ok(t.timestamp_micros())
     } else if let Ok(t) = NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f") {
-        t.and_utc().timestamp_micros()
+        Ok(t.and_utc().timestamp_micros())
     } else if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-        d.and_hms_opt(0, 0, 0)
+        Ok(d.and_hms_opt(0, 0, 0)
             .ok_or("\"timestamp\" is not a date")?
             .and_utc()
-            .timestamp_micros()
+            .timestamp_micros())
     } else {
-        return Err(format!(
+        Err(format!(
             "\"timestamp\" {v:?} is not RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or epoch milliseconds"
-        ));
-    };
-    // Through the same range check as every other event.
-    native::parse_ts(&Value::from(us / 1000), now_us)
-        .map(|_| us / 1000)
-        .map_err(|e| e.replace("field \"ts\"", "\"timestamp\""))
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::native;
 
     const NOW: i64 = 1_800_000_000_000_000;
 
@@ -429,5 +444,22 @@ mod tests {
             m.events[0].event_id,
             native::message_event_id("shop", Source::Import, "o-1")
         );
+    }
+
+    /// A row's id is a UUIDv5 of its content as it has always been written (`ts` in epoch
+    /// milliseconds, the field columns as text, the rest in `props`), so a file imported
+    /// before keeps its ids; the time itself is kept to the microsecond.
+    #[test]
+    fn row_ids_hash_the_content_as_before_and_times_keep_microseconds() {
+        let p = run(
+            "name,timestamp,user_id,amount\npurchase,2026-11-20 15:30:00.123456,u-1,12\n",
+            &[],
+        );
+        let e = &p.events[0];
+        assert_eq!(e.ts_us, 1_795_188_600_123_456);
+        let content =
+            r#"{"name":"purchase","props":{"amount":12},"ts":1795188600123,"user_id":"u-1"}"#;
+        let content = Uuid::new_v5(&ROW_NAMESPACE, content.as_bytes());
+        assert_eq!(e.event_id, Uuid::new_v5(&content, b"1"));
     }
 }

@@ -2,11 +2,13 @@
 //! durable path they take: unlike proxy events, a submission is acknowledged only once the
 //! writer has committed it.
 //!
-//! The handler builds [`Event`]s ([`native`]), then [`IngestSender::submit`] hands them to the
+//! The handler builds [`Event`]s (each source fills a [`draft::EventDraft`], which checks and
+//! settles it the same way for all), then [`IngestSender::submit`] hands them to the
 //! writer thread and waits. The writer enriches them, drops those whose `event_id` the store has
 //! already seen, appends the rest in one transaction, and answers. So a 2xx means committed,
 //! and a retried submission does not count twice.
 
+pub mod draft;
 pub mod import;
 pub mod native;
 pub mod segment;
@@ -104,7 +106,7 @@ pub async fn ingest_items(
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        match item.and_then(|v| native::to_event(&v, cx)) {
+        match item.and_then(|v| native::to_event(v, cx).map_err(|e| e.to_string())) {
             Ok(e) => events.push(e),
             Err(error) => rejected.push(Rejected { index, error }),
         }

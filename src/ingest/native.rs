@@ -29,16 +29,12 @@
 //! Unknown fields are refused, so a typo (`"user"` for `"user_id"`) is an error rather than a
 //! silently lost value.
 
-use crate::event::{limits, Event, PrivacyMode, Source};
-use serde_json::{Map, Value};
-use uuid::Uuid;
+pub use super::draft::{MAX_ID, MAX_NAME, MAX_TEXT};
 
-/// Longest event name.
-pub const MAX_NAME: usize = 128;
-/// Longest `user_id` and `message_id`.
-pub const MAX_ID: usize = 256;
-/// Longest `url`, `referrer` and `user_agent`.
-pub const MAX_TEXT: usize = 4096;
+use super::draft::{DraftError, EventDraft};
+use crate::event::{Event, PrivacyMode, Source};
+use serde_json::Value;
+use uuid::Uuid;
 
 /// Namespace of `event_id`s derived from a `message_id` (UUIDv5). Fixed forever: changing it
 /// would make every retried message look new.
@@ -190,196 +186,9 @@ impl<'de> serde::de::Visitor<'de> for Limited {
     }
 }
 
-/// Validate one item into an event.
-pub fn to_event(item: &Value, cx: &Context) -> Result<Event, String> {
-    let Value::Object(m) = item else {
-        return Err("an event must be a JSON object".into());
-    };
-    let browser = cx.browser.as_ref();
-    for key in m.keys() {
-        let allowed = match key.as_str() {
-            "name" | "ts" | "event_id" | "message_id" | "url" | "referrer" | "props" => true,
-            "visitor_id" | "session_id" | "user_id" | "user_agent" | "ip" => browser.is_none(),
-            _ => false,
-        };
-        if !allowed {
-            return Err(if browser.is_some() && is_server_field(key) {
-                format!("field {key:?} cannot be set from the browser (it comes from the request)")
-            } else {
-                format!("unknown field {key:?}")
-            });
-        }
-    }
-
-    let name = string(m, "name", MAX_NAME)?.ok_or("field \"name\" is required")?;
-    if name.trim().is_empty() {
-        return Err("field \"name\" must be non-empty printable text".into());
-    }
-    // The browser endpoint is the public port: less is taken from it on trust.
-    let from_browser = cx.source == Source::Browser;
-    if let (true, Some(b)) = (from_browser, browser) {
-        if RESERVED_NAMES.contains(&name.as_str()) && !(name == "page_view" && b.beacon) {
-            return Err(format!(
-                "event name {name:?} is reserved for the events tollgate records itself \
-                 (page views come from the proxy, or from its tracker's same-origin beacon \
-                 for a visitor it identified); pick another name"
-            ));
-        }
-    }
-    let mut e = Event::now(name, cx.site, cx.source);
-    e.received_at_us = cx.now_us;
-    e.ts_us = match (m.get("ts"), browser.filter(|_| from_browser)) {
-        (None | Some(Value::Null), _) => cx.now_us,
-        (Some(v), Some(b)) => parse_browser_ts(v, cx.now_us, b.max_skew_us)?,
-        (Some(v), None) => parse_ts(v, cx.now_us)?,
-    };
-    let id = uuid_field(m, "event_id")?;
-    let message = string(m, "message_id", MAX_ID)?;
-    e.event_id = match (browser.filter(|_| from_browser), id, message) {
-        // A browser's key is its own: derived into the browser namespace, with the visitor.
-        (Some(b), id, msg) => match (b.visitor_id, id.map(|u| u.to_string()).or(msg)) {
-            (Some(v), Some(key)) => browser_event_id(cx.site, v, &key),
-            // No visitor (opted out): no key can be tied to anyone, so none is trusted.
-            _ => e.event_id,
-        },
-        (None, Some(id), _) => id,
-        (None, None, Some(msg)) => message_event_id(cx.site, cx.source, &msg),
-        (None, None, None) => e.event_id,
-    };
-    if let Some(url) = string(m, "url", MAX_TEXT)? {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|_| format!("field \"url\" is not a URL or path: {url:?}"))?;
-        e.host = uri
-            .host()
-            .map(|h| limits::cap(h, limits::HOST).0.to_string());
-        e.path =
-            Some(limits::cap(uri.path(), limits::PATH).0.to_string()).filter(|p| !p.is_empty());
-        e.query = uri
-            .query()
-            .filter(|q| !q.is_empty())
-            .map(|q| limits::cap(q, limits::QUERY).0.to_string());
-    }
-    e.referrer = string(m, "referrer", MAX_TEXT)?
-        .filter(|r| !r.is_empty())
-        .map(|r| limits::cap(&r, limits::REFERRER).0.to_string());
-    match m.get("props") {
-        None | Some(Value::Null) => {}
-        Some(p @ Value::Object(_)) => e.props = Some(p.to_string()),
-        Some(_) => return Err("field \"props\" must be a JSON object".into()),
-    }
-
-    match browser {
-        Some(b) => {
-            e.visitor_id = b.visitor_id;
-            e.session_id = b.session_id;
-            e.hints.privacy = b.privacy;
-            e.user_agent = b
-                .user_agent
-                .map(|u| limits::cap(u, limits::USER_AGENT).0.to_string());
-            e.ip = b.ip.clone();
-            e.request_id = b.request_id.map(str::to_string);
-        }
-        None => {
-            e.visitor_id = uuid_field(m, "visitor_id")?;
-            e.session_id = uuid_field(m, "session_id")?;
-            e.user_id = string(m, "user_id", MAX_ID)?.filter(|u| !u.is_empty());
-            if e.visitor_id.is_none() && e.user_id.is_none() {
-                return Err("one of \"visitor_id\" or \"user_id\" is required".into());
-            }
-            e.user_agent = string(m, "user_agent", MAX_TEXT)?
-                .map(|u| limits::cap(&u, limits::USER_AGENT).0.to_string());
-            e.ip = match string(m, "ip", 64)? {
-                Some(ip) => Some(
-                    ip.parse::<std::net::IpAddr>()
-                        .map_err(|_| format!("field \"ip\" is not an IP address: {ip:?}"))?
-                        .to_string(),
-                ),
-                None => None,
-            };
-        }
-    }
-    Ok(e)
-}
-
-fn is_server_field(key: &str) -> bool {
-    matches!(
-        key,
-        "visitor_id" | "session_id" | "user_id" | "user_agent" | "ip"
-    )
-}
-
-/// A text field: at most `max` characters, and no control characters (they would reach
-/// terminals and spreadsheets that read the store). Props are JSON, escaped when stored.
-fn string(m: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, String> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > max => {
-            Err(format!("field {key:?} is longer than {max} characters"))
-        }
-        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(format!(
-            "field {key:?} contains control characters (only printable text is stored)"
-        )),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("field {key:?} must be a string")),
-    }
-}
-
-fn uuid_field(m: &Map<String, Value>, key: &str) -> Result<Option<Uuid>, String> {
-    match string(m, key, 64)? {
-        None => Ok(None),
-        Some(s) => Uuid::try_parse(s.trim())
-            .map(Some)
-            .map_err(|_| format!("field {key:?} is not a UUID: {s:?}")),
-    }
-}
-
-/// Earliest accepted timestamp: 2000-01-01T00:00:00Z.
-const MIN_TS_US: i64 = 946_684_800_000_000;
-/// Latest accepted timestamp, relative to now: clocks drift, but not by a day.
-const MAX_AHEAD_US: i64 = 86_400_000_000;
-
-/// A browser event's `ts`: as [`parse_ts`], and within `max_skew_us` of now. A browser has no
-/// business back-dating events (the tracker sends none), so forged history is refused.
-fn parse_browser_ts(v: &Value, now_us: i64, max_skew_us: i64) -> Result<i64, String> {
-    let us = parse_ts_value(v)?;
-    if (us - now_us).abs() > max_skew_us {
-        return Err(format!(
-            "field \"ts\" is more than {} s from now: {v} (leave it out; the browser endpoint \
-             takes events as they happen)",
-            max_skew_us / 1_000_000
-        ));
-    }
-    Ok(us)
-}
-
-/// An RFC 3339 string or epoch milliseconds, within [2000, now + 1 day].
-pub fn parse_ts(v: &Value, now_us: i64) -> Result<i64, String> {
-    let us = parse_ts_value(v)?;
-    if us < MIN_TS_US {
-        return Err(format!("field \"ts\" is before the year 2000: {v}"));
-    }
-    if us > now_us + MAX_AHEAD_US {
-        return Err(format!(
-            "field \"ts\" is more than a day in the future: {v}"
-        ));
-    }
-    Ok(us)
-}
-
-/// An RFC 3339 string or epoch milliseconds, as microseconds.
-fn parse_ts_value(v: &Value) -> Result<i64, String> {
-    let us = match v {
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
-            .map_err(|e| format!("field \"ts\" is not an RFC 3339 timestamp ({e}): {s:?}"))?
-            .timestamp_micros(),
-        Value::Number(n) => n
-            .as_i64()
-            .and_then(|ms| ms.checked_mul(1000))
-            .ok_or_else(|| format!("field \"ts\" is not whole epoch milliseconds: {n}"))?,
-        _ => return Err("field \"ts\" must be an RFC 3339 string or epoch milliseconds".into()),
-    };
-    Ok(us)
+/// Validate one item into an event (through an [`EventDraft`], as every source does).
+pub fn to_event(item: Value, cx: &Context) -> Result<Event, DraftError> {
+    EventDraft::from_json(item, cx.browser.is_some())?.into_event(cx)
 }
 
 #[cfg(test)]
@@ -427,7 +236,7 @@ mod tests {
     fn server_events() {
         let cx = server();
         let e = to_event(
-            &json!({"name": "purchase", "user_id": "u1", "ts": "2026-11-28T12:00:00Z",
+            json!({"name": "purchase", "user_id": "u1", "ts": "2026-11-28T12:00:00Z",
                     "message_id": "o-1", "props": {"value": 5}, "url": "https://shop.example/p?utm_source=x"}),
             &cx,
         )
@@ -443,7 +252,7 @@ mod tests {
         assert_eq!(e.query.as_deref(), Some("utm_source=x"));
         assert_eq!(e.props.as_deref(), Some(r#"{"value":5}"#));
         let id = to_event(
-            &json!({"name": "x", "user_id": "u", "ts": 1_700_000_000_000i64}),
+            json!({"name": "x", "user_id": "u", "ts": 1_700_000_000_000i64}),
             &cx,
         )
         .unwrap();
@@ -453,7 +262,7 @@ mod tests {
     #[test]
     fn bad_items_say_why() {
         let cx = server();
-        let err = |v: Value| to_event(&v, &cx).unwrap_err();
+        let err = |v: Value| to_event(v, &cx).map_err(|e| e.to_string()).unwrap_err();
         assert!(err(json!({"user_id": "u"})).contains("\"name\" is required"));
         assert!(err(json!({"name": "", "user_id": "u"})).contains("non-empty"));
         assert!(err(json!({"name": "a"})).contains("visitor_id"));
@@ -491,12 +300,14 @@ mod tests {
             source: Source::Browser,
             ..server()
         };
-        let e = to_event(&json!({"name": "click", "props": {"id": "buy"}}), &cx).unwrap();
+        let e = to_event(json!({"name": "click", "props": {"id": "buy"}}), &cx).unwrap();
         assert_eq!(
             (e.visitor_id, e.user_agent.as_deref()),
             (Some(v), Some("UA"))
         );
-        let err = to_event(&json!({"name": "click", "user_id": "x"}), &cx).unwrap_err();
+        let err = to_event(json!({"name": "click", "user_id": "x"}), &cx)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot be set from the browser"), "{err}");
     }
 
@@ -528,22 +339,22 @@ mod tests {
         let mut b = visitor(v);
         let server_id = message_event_id("shop", Source::Server, "order-1001");
         let claimed = to_event(
-            &json!({"name": "x", "event_id": server_id.to_string()}),
+            json!({"name": "x", "event_id": server_id.to_string()}),
             &cx(&b),
         )
         .unwrap();
         assert_ne!(claimed.event_id, server_id);
-        let by_message = to_event(&json!({"name": "x", "message_id": "order-1001"}), &cx(&b));
+        let by_message = to_event(json!({"name": "x", "message_id": "order-1001"}), &cx(&b));
         assert_ne!(by_message.unwrap().event_id, server_id);
         // Still a stable retry key for the same visitor, and another visitor's differs.
         let again = to_event(
-            &json!({"name": "y", "event_id": server_id.to_string()}),
+            json!({"name": "y", "event_id": server_id.to_string()}),
             &cx(&b),
         );
         assert_eq!(again.unwrap().event_id, claimed.event_id);
         b.visitor_id = Some(Uuid::new_v4());
         let other = to_event(
-            &json!({"name": "x", "event_id": server_id.to_string()}),
+            json!({"name": "x", "event_id": server_id.to_string()}),
             &cx(&b),
         );
         assert_ne!(other.unwrap().event_id, claimed.event_id);
@@ -553,24 +364,31 @@ mod tests {
     fn the_browser_cannot_send_reserved_names_or_history() {
         let mut b = visitor(Uuid::new_v4());
         for name in RESERVED_NAMES {
-            let err = to_event(&json!({ "name": name }), &cx(&b)).unwrap_err();
+            let err = to_event(json!({ "name": name }), &cx(&b))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("reserved"), "{err}");
         }
         b.beacon = true;
-        assert!(to_event(&json!({"name": "page_view"}), &cx(&b)).is_ok());
-        assert!(to_event(&json!({"name": "api_call"}), &cx(&b)).is_err());
+        assert!(to_event(json!({"name": "page_view"}), &cx(&b)).is_ok());
+        assert!(to_event(json!({"name": "api_call"}), &cx(&b)).is_err());
         let now = server().now_us;
         let old = json!({"name": "x", "ts": (now / 1000) - 3_600_000});
-        assert!(to_event(&old, &cx(&b)).unwrap_err().contains("from now"));
+        assert!(to_event(old, &cx(&b))
+            .unwrap_err()
+            .to_string()
+            .contains("from now"));
         let near = json!({"name": "x", "ts": (now / 1000) - 60_000});
-        assert!(to_event(&near, &cx(&b)).is_ok());
+        assert!(to_event(near, &cx(&b)).is_ok());
         // The backend may back-date and name its own events.
         assert!(to_event(
-            &json!({"name": "page_view", "user_id": "u", "ts": (now / 1000) - 3_600_000}),
+            json!({"name": "page_view", "user_id": "u", "ts": (now / 1000) - 3_600_000}),
             &server()
         )
         .is_ok());
-        let ctl = to_event(&json!({"name": "x", "url": "/a\u{1b}[2J"}), &cx(&b)).unwrap_err();
+        let ctl = to_event(json!({"name": "x", "url": "/a\u{1b}[2J"}), &cx(&b))
+            .unwrap_err()
+            .to_string();
         assert!(ctl.contains("control characters"), "{ctl}");
     }
 }

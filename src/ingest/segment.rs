@@ -19,6 +19,7 @@
 //! for the client's clock skew (`receivedAt - (sentAt - originalTimestamp)`); otherwise
 //! `receivedAt`.
 
+use super::draft::{check_ts, ts_value, EventDraft, Field, Naming};
 use super::native;
 use crate::event::{Event, Source};
 use serde_json::{Map, Value};
@@ -136,57 +137,41 @@ pub fn to_event(
         (None, None) => None,
     };
 
-    // Built through the native format, so the same validation and limits apply.
-    let mut item = Map::new();
-    item.insert("name".into(), Value::String(name));
-    if let Some(u) = &user_id {
-        item.insert("user_id".into(), Value::String(u.clone()));
+    // The same draft as every other source: the same checks and limits apply.
+    let mut d = EventDraft {
+        name: Some(name),
+        ts_us: Some(event_time(m, received_us, batch_sent_at)?),
+        visitor_id,
+        user_id,
+        message_id: text(m.get("messageId")).map(str::to_string),
+        url,
+        referrer,
+        user_agent: text(context.get("userAgent")).map(str::to_string),
+        ip: text(context.get("ip")).map(str::to_string),
+        props: (!props.is_empty()).then_some(props),
+        ..EventDraft::default()
+    };
+    if let Some(c) = context.get("campaign").and_then(Value::as_object) {
+        for (key, field) in [
+            ("source", Field::UtmSource),
+            ("medium", Field::UtmMedium),
+            ("name", Field::UtmCampaign),
+            ("term", Field::UtmTerm),
+            ("content", Field::UtmContent),
+        ] {
+            if let Some(v) = text(c.get(key)) {
+                d.set_text(field, v.to_string())
+                    .map_err(|e| e.describe(Naming::Segment))?;
+            }
+        }
     }
-    if let Some(v) = visitor_id {
-        item.insert("visitor_id".into(), Value::String(v.to_string()));
-    }
-    if let Some(id) = text(m.get("messageId")) {
-        item.insert("message_id".into(), Value::String(id.to_string()));
-    }
-    if let Some(u) = url {
-        item.insert("url".into(), Value::String(u));
-    }
-    if let Some(r) = referrer {
-        item.insert("referrer".into(), Value::String(r));
-    }
-    if let Some(ua) = text(context.get("userAgent")) {
-        item.insert("user_agent".into(), Value::String(ua.to_string()));
-    }
-    if let Some(ip) = text(context.get("ip")) {
-        item.insert("ip".into(), Value::String(ip.to_string()));
-    }
-    if !props.is_empty() {
-        item.insert("props".into(), Value::Object(props));
-    }
-    let ts = event_time(m, received_us, batch_sent_at)?;
-    item.insert("ts".into(), Value::from(ts / 1000));
     let cx = native::Context {
         site,
         source: Source::Segment,
         browser: None,
         now_us: received_us,
     };
-    let mut e = native::to_event(&Value::Object(item), &cx)
-        .map_err(|err| err.replace("field \"message_id\"", "\"messageId\""))?;
-    e.ts_us = ts;
-    if let Some(c) = context.get("campaign").and_then(Value::as_object) {
-        let field = |k: &str| {
-            text(c.get(k))
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        e.utm_source = field("source").map(|s| s.to_lowercase());
-        e.utm_medium = field("medium").map(|s| s.to_lowercase());
-        e.utm_campaign = field("name");
-        e.utm_term = field("term");
-        e.utm_content = field("content");
-    }
-    Ok(e)
+    d.into_event(&cx).map_err(|e| e.describe(Naming::Segment))
 }
 
 /// The messages of a request to `/v1/{kind}` whose body is the JSON `body`, each as an event
@@ -236,7 +221,9 @@ fn event_time(
     batch_sent_at: Option<&Value>,
 ) -> Result<i64, String> {
     let parse = |k: &str, v: &Value| {
-        native::parse_ts(v, received_us).map_err(|e| e.replace("field \"ts\"", &format!("\"{k}\"")))
+        ts_value(v)
+            .and_then(|us| check_ts(us, received_us))
+            .map_err(|problem| format!("\"{k}\" {problem}"))
     };
     if let Some(v) = m.get("timestamp").filter(|v| !v.is_null()) {
         return parse("timestamp", v);
@@ -418,5 +405,34 @@ mod tests {
         )
         .contains("properties"));
         assert!(err(json!({"userId": "u"}), Some("alias")).contains("previousId"));
+    }
+
+    /// Segment's messages go through the same draft as every other source, and its errors
+    /// name Segment's fields.
+    #[test]
+    fn errors_name_segment_fields_and_campaigns_are_checked_too() {
+        let err = |m: Value| to_event(&m, Some("track"), "s", NOW, None, None).unwrap_err();
+        let long = "u".repeat(257);
+        assert_eq!(
+            err(json!({"userId": long, "event": "x"})),
+            "\"userId\" is longer than 256 characters"
+        );
+        assert_eq!(
+            err(json!({"userId": "u", "event": "x", "messageId": "m\u{7}"})),
+            "\"messageId\" contains control characters (only printable text is stored)"
+        );
+        assert_eq!(
+            err(json!({"userId": "u", "event": "x", "context": {"ip": "nope"}})),
+            "\"context.ip\" is not an IP address: \"nope\""
+        );
+        let ctl = json!({"userId": "u", "event": "x", "context": {"campaign": {"source": "fb\u{1b}[2J"}}});
+        assert!(err(ctl).starts_with("\"context.campaign.source\" contains control"));
+        // Source and medium are lower-cased per character, as those from a URL are.
+        let sigma = json!({"userId": "u", "event": "x", "context": {"campaign": {"source": " ΟΔΟΣ ", "medium": "CPC"}}});
+        let e = to_event(&sigma, Some("track"), "s", NOW, None, None).unwrap();
+        assert_eq!(
+            (e.utm_source.as_deref(), e.utm_medium.as_deref()),
+            (Some("οδοσ"), Some("cpc"))
+        );
     }
 }

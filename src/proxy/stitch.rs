@@ -30,7 +30,7 @@ pub fn take(resp: &mut ResponseHead, s: &Settings) -> FromBackend {
     let mut out = FromBackend::default();
     if let Some(v) = resp.headers.remove(&id.user_header) {
         match v.to_str().map(str::trim) {
-            Ok(u) if !u.is_empty() && u.chars().count() <= native::MAX_ID => {
+            Ok(u) if !u.is_empty() && u.chars().count() <= crate::ingest::draft::MAX_ID => {
                 out.user_id = Some(u.to_string());
             }
             _ => warn!(header = %id.user_header, "Ignored a malformed user id from the backend."),
@@ -77,7 +77,7 @@ pub fn events(backend: &FromBackend, base: &Event, s: &Settings) -> Vec<Event> {
                 }),
                 now_us: base.ts_us,
             };
-            match native::to_event(&item, &cx) {
+            match native::to_event(item, &cx) {
                 Ok(mut e) => {
                     e.user_id = backend.user_id.clone();
                     if e.path.is_none() {
