@@ -49,6 +49,13 @@ impl std::error::Error for ConfigErrors {}
 /// Comma-separated Segment write keys; sets `ingest.write_keys`.
 pub const WRITE_KEYS_ENV: &str = "TOLLGATE_WRITE_KEYS";
 
+/// A testing aid: `TOLLGATE_CLOCK_OFFSET_SECS=-259200` runs tollgate three days in the past, so
+/// that end-to-end tests can play out "visited on Monday, bought on Wednesday" in seconds.
+/// Read by `event::now_us`, once; unset (or not an integer) means no offset. Never set it in
+/// production. Defined here, with the other `TOLLGATE_*` names, so that `load` knows it is not
+/// a `TOLLGATE_<SECTION>_<KEY>`.
+pub const CLOCK_OFFSET_ENV: &str = "TOLLGATE_CLOCK_OFFSET_SECS";
+
 /// Environment variables that map to CLI flags (handled by clap), not to `section_key`.
 const CLI_ENV: &[&str] = &[
     "TOLLGATE_UPSTREAM",
@@ -57,7 +64,7 @@ const CLI_ENV: &[&str] = &[
     "TOLLGATE_DATA",
     "TOLLGATE_CONFIG",
     "TOLLGATE_LOG",
-    crate::event::CLOCK_OFFSET_ENV,
+    CLOCK_OFFSET_ENV,
 ];
 
 const SECTIONS: &[&str] = &[
