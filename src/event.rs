@@ -317,10 +317,8 @@ pub fn now_us() -> i64 {
     real + clock_offset_us()
 }
 
-/// A testing aid: `TOLLGATE_CLOCK_OFFSET_SECS=-259200` runs tollgate three days in the past, so
-/// that end-to-end tests can play out "visited on Monday, bought on Wednesday" in seconds.
-/// Read once; unset (or not an integer) means no offset. Never set it in production.
-pub const CLOCK_OFFSET_ENV: &str = "TOLLGATE_CLOCK_OFFSET_SECS";
+/// The clock offset's variable; config owns the `TOLLGATE_*` names.
+pub use crate::config::CLOCK_OFFSET_ENV;
 
 fn clock_offset_us() -> i64 {
     static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();

@@ -115,25 +115,36 @@ impl Default for ConsoleSection {
     }
 }
 
-/// One `[[sinks]]` table. Which keys apply depends on `type`.
+/// One `[[sinks]]` table: `type` says which destination it is, and so which keys it takes. A
+/// key of another type (`dir` on a ClickHouse sink) is refused when the table is read.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(tag = "type")]
+pub enum SinkSection {
+    /// `type = "clickhouse"`: `url` is ClickHouse's HTTP interface, `http://host:8123` (user and
+    /// password may be in the URL); `table` may be `database.table`.
+    #[serde(rename = "clickhouse")]
+    ClickHouse(TableSink),
+    /// `type = "postgres"`: `url` is `postgres://user:password@host:5432/db`; `table` may be
+    /// `schema.table`.
+    #[serde(rename = "postgres")]
+    Postgres(TableSink),
+    /// `type = "files"`.
+    #[serde(rename = "files")]
+    Files(FilesSink),
+    /// A table that could not be read (its problems are reported); it holds the place, so that
+    /// the sinks after it keep their `sinks[i]` in messages.
+    #[serde(skip)]
+    Unreadable,
+}
+
+/// The keys every sink takes.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SinkSection {
-    /// `clickhouse`, `postgres` or `files`.
-    #[serde(rename = "type")]
-    pub kind: String,
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(default)]
+pub struct SinkCommon {
     /// A name for offsets, metrics and `tollgate sinks`; defaults to the type. Unique.
     pub name: String,
-    /// ClickHouse: `http://host:8123` (user and password may be in the URL). PostgreSQL:
-    /// `postgres://user:password@host:5432/db`.
-    pub url: String,
-    /// ClickHouse and PostgreSQL: the table, optionally `database.table` / `schema.table`;
-    /// created when missing. Default `events`.
-    pub table: String,
-    /// Files: the output directory.
-    pub dir: String,
-    /// Files: `parquet` (zstd) or `ndjson` (gzip). Default `parquet`.
-    pub format: String,
     /// Most events per batch. Default 10000.
     pub batch_size: Option<usize>,
     /// Longest an event waits for its batch to fill, in milliseconds. Default 1000.
@@ -145,6 +156,67 @@ pub struct SinkSection {
     /// Timeout of one delivery attempt, in seconds. Default 30.
     pub timeout_secs: Option<u64>,
 }
+
+/// A ClickHouse or PostgreSQL sink.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct TableSink {
+    /// The database's URL (see the variants of [`SinkSection`]).
+    pub url: String,
+    /// The table, optionally `database.table` / `schema.table`; created when missing. Default
+    /// `events`.
+    pub table: String,
+    /// Name, batching and retries.
+    #[serde(flatten)]
+    pub common: SinkCommon,
+}
+
+/// A sink that writes files.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesSink {
+    /// The output directory. Required.
+    pub dir: String,
+    /// `parquet` (zstd) or `ndjson` (gzip). Default `parquet`.
+    pub format: String,
+    /// Name, batching and retries.
+    #[serde(flatten)]
+    pub common: SinkCommon,
+}
+
+/// The values of `type` in a `[[sinks]]` table, with the keys each takes besides `type`, in
+/// the order the documentation gives them. They say what a table may hold before serde reads
+/// it, so that every wrong key of every sink is named at once, with the type it belongs to; a
+/// test keeps them equal to the fields above.
+pub const SINK_KEYS: &[(&str, &[&str])] = &[
+    ("clickhouse", TABLE_SINK_KEYS),
+    ("postgres", TABLE_SINK_KEYS),
+    ("files", FILES_SINK_KEYS),
+];
+
+const TABLE_SINK_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "table",
+    "batch_size",
+    "batch_age_ms",
+    "retry_initial_ms",
+    "retry_max_ms",
+    "timeout_secs",
+];
+
+const FILES_SINK_KEYS: &[&str] = &[
+    "name",
+    "dir",
+    "format",
+    "batch_size",
+    "batch_age_ms",
+    "retry_initial_ms",
+    "retry_max_ms",
+    "timeout_secs",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -602,6 +674,58 @@ impl Default for IngestSection {
             api_max_items: 10_000,
             import_map: Default::default(),
             write_keys: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`SINK_KEYS`] names exactly the keys each sink type's struct takes.
+    #[test]
+    fn sink_keys_match_the_sink_types() {
+        let common = SinkCommon {
+            name: "n".into(),
+            batch_size: Some(1),
+            batch_age_ms: Some(1),
+            retry_initial_ms: Some(1),
+            retry_max_ms: Some(1),
+            timeout_secs: Some(1),
+        };
+        let table = TableSink {
+            url: "u".into(),
+            table: "t".into(),
+            common: common.clone(),
+        };
+        let files = FilesSink {
+            dir: "d".into(),
+            format: "f".into(),
+            common,
+        };
+        let all = [
+            SinkSection::ClickHouse(table.clone()),
+            SinkSection::Postgres(table),
+            SinkSection::Files(files),
+        ];
+        assert_eq!(all.len(), SINK_KEYS.len());
+        for sink in all {
+            let value = toml::Value::try_from(&sink).unwrap();
+            let kind = value["type"].as_str().unwrap().to_string();
+            let mut keys: Vec<&str> = value
+                .as_table()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "type")
+                .collect();
+            let (_, want) = SINK_KEYS.iter().find(|(t, _)| *t == kind).unwrap();
+            let mut want = want.to_vec();
+            keys.sort();
+            want.sort();
+            assert_eq!(keys, want, "{kind}");
+            let back: SinkSection = value.try_into().unwrap();
+            assert!(!matches!(back, SinkSection::Unreadable));
         }
     }
 }

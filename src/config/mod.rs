@@ -4,14 +4,13 @@
 //! Precedence is CLI over environment over file over defaults.
 
 mod file;
+mod problems;
 mod settings;
-mod sinks;
 
 pub use file::*;
 pub use settings::*;
-pub use sinks::{
-    without_password, FileFormat, SinkSettings, SinkTarget, StoreOptions, StoreSettings,
-};
+
+use problems::Problems;
 
 use std::fmt;
 use std::path::Path;
@@ -49,6 +48,13 @@ impl std::error::Error for ConfigErrors {}
 /// Comma-separated Segment write keys; sets `ingest.write_keys`.
 pub const WRITE_KEYS_ENV: &str = "TOLLGATE_WRITE_KEYS";
 
+/// A testing aid: `TOLLGATE_CLOCK_OFFSET_SECS=-259200` runs tollgate three days in the past, so
+/// that end-to-end tests can play out "visited on Monday, bought on Wednesday" in seconds.
+/// Read by `event::now_us`, once; unset (or not an integer) means no offset. Never set it in
+/// production. Defined here, with the other `TOLLGATE_*` names, so that `load` knows it is not
+/// a `TOLLGATE_<SECTION>_<KEY>`.
+pub const CLOCK_OFFSET_ENV: &str = "TOLLGATE_CLOCK_OFFSET_SECS";
+
 /// Environment variables that map to CLI flags (handled by clap), not to `section_key`.
 const CLI_ENV: &[&str] = &[
     "TOLLGATE_UPSTREAM",
@@ -57,7 +63,7 @@ const CLI_ENV: &[&str] = &[
     "TOLLGATE_DATA",
     "TOLLGATE_CONFIG",
     "TOLLGATE_LOG",
-    crate::event::CLOCK_OFFSET_ENV,
+    CLOCK_OFFSET_ENV,
 ];
 
 const SECTIONS: &[&str] = &[
@@ -95,11 +101,12 @@ pub fn load(
         },
     };
 
-    apply_env(&mut table, env, &mut errors);
+    let mut problems = Problems::new(&mut errors);
+    apply_env(&mut table, env, &mut problems);
     apply_overrides(&mut table, overrides);
 
-    let file = parse_sections(table, &mut errors);
-    let settings = settings::validate(&file, &mut errors);
+    let file = parse_sections(table, &mut problems);
+    let settings = settings::validate(&file, &mut problems);
     if errors.is_empty() {
         Ok(settings.expect("validate returns settings when no errors were found"))
     } else {
@@ -122,8 +129,9 @@ impl Settings {
     }
 }
 
-/// Deserialize section by section, so that a mistake in one section does not hide the others.
-fn parse_sections(table: toml::Table, errors: &mut Vec<String>) -> FileConfig {
+/// Deserialize section by section (and sink by sink), so that a mistake in one does not hide
+/// the others.
+fn parse_sections(table: toml::Table, problems: &mut Problems) -> FileConfig {
     let mut file = FileConfig::default();
     for (name, value) in table {
         let res = match name.as_str() {
@@ -139,17 +147,20 @@ fn parse_sections(table: toml::Table, errors: &mut Vec<String>) -> FileConfig {
             "inject" => value.try_into().map(|v| file.inject = v),
             "store" => value.try_into().map(|v| file.store = v),
             "console" => value.try_into().map(|v| file.console = v),
-            "sinks" => value.try_into().map(|v| file.sinks = v),
+            "sinks" => {
+                file.sinks = settings::sinks::parse(value, &mut problems.under("sinks"));
+                continue;
+            }
             other => {
-                errors.push(format!(
-                    "{other}: unknown section (expected one of: {})",
-                    SECTIONS.join(", ")
-                ));
+                problems.report(
+                    other,
+                    format!("unknown section (expected one of: {})", SECTIONS.join(", ")),
+                );
                 continue;
             }
         };
         if let Err(e) = res {
-            errors.push(format!("{name}: {}", e.to_string().trim_end()));
+            problems.report(&name, e.to_string().trim_end());
         }
     }
     file
@@ -158,7 +169,7 @@ fn parse_sections(table: toml::Table, errors: &mut Vec<String>) -> FileConfig {
 fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
-    errors: &mut Vec<String>,
+    problems: &mut Problems,
 ) {
     for (var, val) in env {
         if var == WRITE_KEYS_ENV {
@@ -194,9 +205,10 @@ fn apply_env(
             continue;
         }
         if section == "sinks" {
-            errors.push(format!(
-                "{var}: sinks cannot be set from the environment; use [[sinks]] tables in the configuration file"
-            ));
+            problems.report(
+                &var,
+                "sinks cannot be set from the environment; use [[sinks]] tables in the configuration file",
+            );
             continue;
         }
         let entry = table
@@ -206,7 +218,7 @@ fn apply_env(
             toml::Value::Table(t) => {
                 t.insert(key.to_string(), env_value(&val));
             }
-            _ => errors.push(format!("{section}: must be a table")),
+            _ => problems.report(section, "must be a table"),
         }
     }
 }
@@ -428,5 +440,83 @@ batch_size = 0
             "{text}"
         );
         assert!(text.contains("serverr: unknown section"), "{text}");
+    }
+
+    const UP: &str = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+
+    #[test]
+    fn a_sink_cannot_carry_another_types_keys() {
+        let e = load_str(
+            &format!(
+                "{UP}
+[[sinks]]
+type = \"clickhouse\"
+name = \"ch\"
+url = \"http://127.0.0.1:8123\"
+dir = \"/tmp/export\"
+
+[[sinks]]
+type = \"postgres\"
+url = \"postgres://u@h/db\"
+format = \"ndjson\"
+
+[[sinks]]
+type = \"files\"
+name = \"lake\"
+dir = \"/tmp/export\"
+table = \"events\"
+"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        for want in [
+            r#"sinks[0].dir: not a key of clickhouse sink "ch""#,
+            r#"sinks[1].format: not a key of postgres sink "postgres""#,
+            r#"sinks[2].table: not a key of files sink "lake""#,
+            r#"`dir` is for type = "files""#,
+            r#"`table` is for type = "clickhouse" or "postgres""#,
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        assert_eq!(e.0.len(), 3, "{text}");
+    }
+
+    #[test]
+    fn sink_mistakes_are_all_reported_at_once() {
+        let e = load_str(
+            &format!(
+                "{UP}
+[[sinks]]
+type = \"kafka\"
+
+[[sinks]]
+type = \"clickhouse\"
+urll = \"http://127.0.0.1:8123\"
+batch_sise = 5
+
+[[sinks]]
+type = \"postgres\"
+url = \"127.0.0.1\"
+
+[[sinks]]
+url = \"http://127.0.0.1:8123\"
+"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        for want in [
+            r#"sinks[0].type: "kafka" is not a sink type (expected clickhouse, postgres or files)"#,
+            r#"sinks[1].urll: not a key of clickhouse sink "clickhouse" (expected one of name, url, table, batch_size,"#,
+            r#"sinks[1].batch_sise: not a key of clickhouse sink"#,
+            "sinks[2].url",
+            "sinks[3].type: required (expected clickhouse, postgres or files)",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        assert_eq!(e.0.len(), 5, "{text}");
     }
 }
