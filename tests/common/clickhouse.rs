@@ -90,44 +90,16 @@ impl ClickHouse {
         unreachable!()
     }
 
+    /// `config.xml` and `users.xml` from `tests/fixtures/clickhouse/`, shared with
+    /// `benches/sink_bench.sh`.
     fn write_config(&self) {
         let d = self.process.dir();
-        let data = d.join("data");
-        fs::create_dir_all(&data).expect("create ClickHouse data dir");
-        let config = format!(
-            r#"<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>information</level>
-        <log>{dir}/clickhouse-server.log</log>
-        <errorlog>{dir}/clickhouse-server.err.log</errorlog>
-        <size>100M</size>
-        <count>1</count>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <http_port>{http}</http_port>
-    <tcp_port>{tcp}</tcp_port>
-    <path>{data}/</path>
-    <tmp_path>{data}/tmp/</tmp_path>
-    <user_files_path>{data}/user_files/</user_files_path>
-    <format_schema_path>{data}/format_schemas/</format_schema_path>
-    <users_config>{dir}/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <max_connections>256</max_connections>
-    <keep_alive_timeout>3</keep_alive_timeout>
-    <max_concurrent_queries>100</max_concurrent_queries>
-    <uncompressed_cache_size>67108864</uncompressed_cache_size>
-    <mark_cache_size>67108864</mark_cache_size>
-    <mlock_executable>false</mlock_executable>
-</yandex>
-"#,
-            dir = d.display(),
-            data = data.display(),
-            http = self.http_port,
-            tcp = self.tcp_port,
-        );
+        fs::create_dir_all(d.join("data")).expect("create ClickHouse data dir");
+        let config = CONFIG_XML
+            .replace("@DIR@", &d.display().to_string())
+            .replace("@HTTP_PORT@", &self.http_port.to_string())
+            .replace("@TCP_PORT@", &self.tcp_port.to_string())
+            .replace("@LOG_LEVEL@", "information");
         fs::write(d.join("config.xml"), config).expect("write ClickHouse config.xml");
         fs::write(d.join("users.xml"), USERS_XML).expect("write ClickHouse users.xml");
     }
@@ -209,38 +181,5 @@ impl ClickHouse {
 const SERVER_LOG: &str = "clickhouse-server.log";
 const ERROR_LOG: &str = "clickhouse-server.err.log";
 
-/// One user, `default`, without a password, from loopback only.
-const USERS_XML: &str = r#"<?xml version="1.0"?>
-<yandex>
-    <profiles>
-        <default>
-            <max_memory_usage>2000000000</max_memory_usage>
-            <use_uncompressed_cache>0</use_uncompressed_cache>
-            <load_balancing>random</load_balancing>
-        </default>
-    </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>127.0.0.1</ip>
-                <ip>::1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-    <quotas>
-        <default>
-            <interval>
-                <duration>3600</duration>
-                <queries>0</queries>
-                <errors>0</errors>
-                <result_rows>0</result_rows>
-                <read_rows>0</read_rows>
-                <execution_time>0</execution_time>
-            </interval>
-        </default>
-    </quotas>
-</yandex>
-"#;
+const CONFIG_XML: &str = include_str!("../fixtures/clickhouse/config.xml");
+const USERS_XML: &str = include_str!("../fixtures/clickhouse/users.xml");
