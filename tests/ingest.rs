@@ -399,17 +399,14 @@ async fn csv_import_reports_bad_rows_and_strict_is_all_or_nothing() {
     let file = tg.dir().join("offline.csv");
     std::fs::write(&file, csv).unwrap();
     let data = tg.data_dir();
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "import",
-            "--data",
-            data.to_str().unwrap(),
-            "--map",
-            "amount=value",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = common::tollgate_output(&[
+        "import",
+        "--data",
+        data.to_str().unwrap(),
+        "--map",
+        "amount=value",
+        file.to_str().unwrap(),
+    ]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -225,9 +225,17 @@ pub fn generated_store(events: u64, days: u32, seed: u64) -> tempfile::TempDir {
     data
 }
 
+/// Run the `tollgate` binary with `args` to completion; its exit status and output as bytes.
+pub fn tollgate_output<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run the tollgate binary")
+}
+
 /// Run the `tollgate` binary with `args`; returns (exit success, stdout, stderr).
 pub fn tollgate_cmd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = tollgate_output(args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
