@@ -53,12 +53,10 @@ cleanup() {
   set +e
   for pid in "${PIDS[@]}"; do stop_pid "$pid" 100; done
   for pf in "${NGINX_PIDFILES[@]}"; do stop_nginx "$pf"; done
-  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+  keep_or_remove_tmp "$(( rc != 0 ))"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 read -r UP OFF OFF_ADMIN ON ON_ADMIN < <(free_ports 5)
 

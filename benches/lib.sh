@@ -80,6 +80,19 @@ tollgate_ready() {   # admin-address
   curl -sf -o /dev/null --max-time 2 "http://$1/readyz"
 }
 
+# The end of a script's cleanup: keep $TMP when asked (KEEP_TMP=1) or when keep is 1 (after a
+# failure), else remove it.
+keep_or_remove_tmp() {   # keep(0|1)
+  if [[ ${KEEP_TMP:-0} == 1 || $1 == 1 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+}
+
+# Run the script's cleanup() on exit, and exit (so run it) on INT and TERM.
+trap_cleanup() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
 # "model name" of the first CPU.
 cpu_model() {
   local key val

@@ -79,16 +79,10 @@ cleanup() {
   if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
   stop_pid "$TG_PID" 100
   stop_nginx "$UP_DIR/nginx.pid"
-  if [[ ${KEEP_TMP:-0} == 1 || $rc == 2 ]]; then
-    log "temp dir kept: $TMP"
-  else
-    rm -rf "$TMP"
-  fi
+  keep_or_remove_tmp "$(( rc == 2 ))"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 read -r UP_PORT TG_PORT TG_ADMIN < <(free_ports 3)
 [[ -n ${TG_ADMIN:-} ]] || die "could not pick free ports"

@@ -128,16 +128,10 @@ cleanup() {
   if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
   for pid in "${SERVER_PIDS[@]}"; do stop_pid "$pid" 100; done
   for pf in "${NGINX_PIDFILES[@]}"; do stop_nginx "$pf"; done
-  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then
-    log "temp dir kept: $TMP"
-  else
-    rm -rf "$TMP"
-  fi
+  keep_or_remove_tmp "$(( rc != 0 ))"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ------------------------------------------------------------------------------- ports
 

@@ -139,16 +139,10 @@ cleanup() {
       [[ $pid =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null
     }
   fi
-  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then
-    log "temp dir kept: $TMP"
-  else
-    rm -rf "$TMP"
-  fi
+  keep_or_remove_tmp "$(( rc != 0 ))"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 
 # ------------------------------------------------------------------------- python helper
