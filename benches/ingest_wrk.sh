@@ -12,11 +12,15 @@
 set -euo pipefail
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-4}
-BIN=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate}
+log() { printf '[ingest_wrk] %s\n' "$*" >&2; }
+die() { printf '[ingest_wrk] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_tollgate
 command -v wrk >/dev/null || bash "$(dirname "$0")/../.ci/deps" bench
 tmp=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; sleep 1; rm -rf "$tmp"; }
+cleanup() { stop_pid "$pid" 100; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 python3 - "$tmp" <<'PY'
@@ -43,11 +47,12 @@ for name, path, ctype, auth in [("batch", "batch.json", "application/json", True
     open("%s/%s.lua" % (d, name), "w").write(lua)
 PY
 
+read -r listen admin < <(free_ports 2)
+listen=127.0.0.1:$listen admin=127.0.0.1:$admin
 TOLLGATE_WRITE_KEYS=bench-key "$BIN" serve --upstream http://127.0.0.1:9 \
-  --listen 127.0.0.1:0 --admin 127.0.0.1:0 --data "$tmp/data" >"$tmp/log" 2>&1 &
+  --listen "$listen" --admin "$admin" --data "$tmp/data" >"$tmp/log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do [ -f "$tmp/data/tollgate.runtime.json" ] && break; sleep 0.1; done
-read -r listen admin < <(python3 -c "import json,sys; r=json.load(open('$tmp/data/tollgate.runtime.json')); print(r['listen'], r['admin'])")
+wait_ready tollgate "$pid" "$tmp/log" 300 tollgate_ready "$admin"
 sleep 1
 
 run() { # name url events-per-request

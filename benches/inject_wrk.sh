@@ -46,22 +46,17 @@ need_tollgate
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/inject_wrk.XXXXXX")
 chmod 755 "$TMP"
 PIDS=()
-UP_PIDFILE=$TMP/nginx/nginx.pid
+NGINX_PIDFILES=()
 cleanup() {
-  local rc=$? pid
+  local rc=$? pid pf
   trap - EXIT INT TERM
   set +e
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null && { wait_gone "$pid" 100 || kill -KILL "$pid" 2>/dev/null; }
-    wait "$pid" 2>/dev/null
-  done
-  [[ -s $UP_PIDFILE ]] && kill -QUIT "$(<"$UP_PIDFILE")" 2>/dev/null
-  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+  for pid in "${PIDS[@]}"; do stop_pid "$pid" 100; done
+  for pf in "${NGINX_PIDFILES[@]}"; do stop_nginx "$pf"; done
+  keep_or_remove_tmp "$(( rc != 0 ))"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 read -r UP OFF OFF_ADMIN ON ON_ADMIN < <(free_ports 5)
 
@@ -85,20 +80,12 @@ while len(head) + len(tail) + sum(map(len, cards)) < n:
 body = (head + ''.join(cards))[: n - len(tail)] + tail
 open(path, 'w').write(body)
 EOF
-NGINX_USER_LINE=""
-(( EUID == 0 )) && NGINX_USER_LINE="user root;"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-$NGINX_USER_LINE
+{
+  nginx_common "$TMP/nginx"
+  cat <<EOF
 worker_processes 1;
-error_log $TMP/nginx/error.log warn;
-pid $UP_PIDFILE;
-events { worker_connections 4096; }
 http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/tmp/body; proxy_temp_path $TMP/nginx/tmp/proxy;
-    fastcgi_temp_path $TMP/nginx/tmp/fcgi; uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
-    scgi_temp_path $TMP/nginx/tmp/scgi;
-    types { text/html html; }
+$(nginx_http_common "$TMP/nginx")
     keepalive_requests 1000000;
     gzip on;
     gzip_types text/html;
@@ -106,14 +93,14 @@ http {
     server { listen 127.0.0.1:$UP; root $TMP/nginx/html; }
 }
 EOF
+} >"$TMP/nginx/nginx.conf"
 chmod -R a+rX "$TMP"
-"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g "daemon on;" >"$TMP/nginx/start.log" 2>&1 \
-  || { cat "$TMP/nginx/start.log" >&2; die "nginx failed to start"; }
+start_nginx upstream "$TMP/nginx"
 
 # ------------------------------------------------------------------------------ tollgates
 
 start_tollgate() {   # name port admin inject(true|false)
-  local pid i
+  local pid
   mkdir -p "$TMP/data-$1"
   env TOLLGATE_SERVER_THREADS="$PROXY_THREADS" TOLLGATE_INJECT_ENABLED="$4" \
     TOLLGATE_INJECT_COMPRESSION_LEVEL="$LEVEL" \
@@ -121,12 +108,7 @@ start_tollgate() {   # name port admin inject(true|false)
     --data "$TMP/data-$1" >"$TMP/tollgate-$1.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
-  for (( i = 0; i < 150; i++ )); do
-    [[ -d /proc/$pid ]] || { tail -n 30 "$TMP/tollgate-$1.log" >&2; die "tollgate ($1) exited"; }
-    curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$3/readyz" && return 0
-    sleep 0.2
-  done
-  die "tollgate ($1) not ready after 30 s"
+  wait_ready "tollgate ($1)" "$pid" "$TMP/tollgate-$1.log" 300 tollgate_ready "127.0.0.1:$3"
 }
 start_tollgate off "$OFF" "$OFF_ADMIN" false
 start_tollgate on "$ON" "$ON_ADMIN" true

@@ -37,6 +37,62 @@ wait_gone() {
   return 1
 }
 
+# Stop a process: signal (default TERM), wait up to tenths of a second, then SIGKILL; reaped
+# when it is this shell's child.
+stop_pid() {   # pid tenths [signal]
+  [[ $1 =~ ^[0-9]+$ ]] || return 0
+  kill -"${3:-TERM}" "$1" 2>/dev/null && { wait_gone "$1" "$2" || kill -KILL "$1" 2>/dev/null; }
+  wait "$1" 2>/dev/null
+  return 0
+}
+
+# Stop the nginx of a pid file: QUIT (finish what it serves), TERM after 5 s.
+stop_nginx() {   # pid-file
+  local pid
+  [[ -s $1 ]] || return 0
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null && { wait_gone "$pid" 50 || kill -TERM "$pid" 2>/dev/null; }
+  return 0
+}
+
+# Wait until a server just started answers, that is until the probe (a command and its
+# arguments) succeeds. Dies with the tail of its log when the process exits first, or after
+# tenths of a second. The log may be a glob (several logs).
+wait_ready() {   # name pid log tenths probe...
+  local name=$1 pid=$2 log=$3 tenths=$4 i
+  shift 4
+  for (( i = 0; i < tenths; i++ )); do
+    if [[ ! -d /proc/$pid ]]; then
+      # shellcheck disable=SC2086  # a glob
+      tail -n 40 $log >&2 2>/dev/null
+      die "$name exited during start-up; log above"
+    fi
+    "$@" && return 0
+    sleep 0.1
+  done
+  # shellcheck disable=SC2086  # a glob
+  tail -n 40 $log >&2 2>/dev/null
+  die "$name not ready after $(( tenths / 10 )) s; log above"
+}
+
+# The probe for a tollgate: its admin listener (host:port) answers /readyz.
+tollgate_ready() {   # admin-address
+  curl -sf -o /dev/null --max-time 2 "http://$1/readyz"
+}
+
+# The end of a script's cleanup: keep $TMP when asked (KEEP_TMP=1) or when keep is 1 (after a
+# failure), else remove it.
+keep_or_remove_tmp() {   # keep(0|1)
+  if [[ ${KEEP_TMP:-0} == 1 || $1 == 1 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+}
+
+# Run the script's cleanup() on exit, and exit (so run it) on INT and TERM.
+trap_cleanup() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
 # "model name" of the first CPU.
 cpu_model() {
   local key val
@@ -122,8 +178,9 @@ start_nginx() {   # name prefix-dir
 }
 
 # The benchmarks' upstream: one worker serving prefix-dir/html on 127.0.0.1:port, keep-alive
-# connections reused (nearly) forever so that proxies in front of it need not reconnect.
-upstream_nginx_conf() {   # prefix-dir port
+# connections reused (nearly) forever so that proxies in front of it need not reconnect. The
+# optional third argument goes into `location / { }`.
+upstream_nginx_conf() {   # prefix-dir port [location-directives]
   nginx_common "$1"
   cat <<EOF
 worker_processes 1;
@@ -136,7 +193,7 @@ $(nginx_http_common "$1")
     server {
         listen 127.0.0.1:$2;
         root $1/html;
-        location / { }
+        location / { ${3:-} }
     }
 }
 EOF

@@ -73,29 +73,16 @@ TG_PID=
 WRK_PID=
 
 cleanup() {
-  local rc=$? pid
+  local rc=$?
   trap - EXIT INT TERM
   set +e
   if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
-  if [[ -n $TG_PID ]]; then
-    kill -TERM "$TG_PID" 2>/dev/null && { wait_gone "$TG_PID" 100 || kill -KILL "$TG_PID" 2>/dev/null; }
-    wait "$TG_PID" 2>/dev/null
-  fi
-  if [[ -s $UP_DIR/nginx.pid ]]; then
-    pid=$(<"$UP_DIR/nginx.pid")
-    [[ $pid =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null \
-      && { wait_gone "$pid" 50 || kill -TERM "$pid" 2>/dev/null; }
-  fi
-  if [[ ${KEEP_TMP:-0} == 1 || $rc == 2 ]]; then
-    log "temp dir kept: $TMP"
-  else
-    rm -rf "$TMP"
-  fi
+  stop_pid "$TG_PID" 100
+  stop_nginx "$UP_DIR/nginx.pid"
+  keep_or_remove_tmp "$(( rc == 2 ))"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 read -r UP_PORT TG_PORT TG_ADMIN < <(free_ports 3)
 [[ -n ${TG_ADMIN:-} ]] || die "could not pick free ports"
@@ -118,13 +105,7 @@ env -u TOLLGATE_CONFIG "$BIN" serve --upstream "http://127.0.0.1:$UP_PORT" \
   --listen "127.0.0.1:$TG_PORT" --admin "127.0.0.1:$TG_ADMIN" --data "$TMP/data" \
   >"$TMP/tollgate.log" 2>&1 &
 TG_PID=$!
-for (( i = 0; i < 150; i++ )); do   # 30 s
-  [[ -d /proc/$TG_PID ]] || { tail -n 40 "$TMP/tollgate.log" >&2; die "tollgate exited during startup; log above"; }
-  curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$TG_ADMIN/readyz" && break
-  sleep 0.2
-done
-curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$TG_ADMIN/readyz" \
-  || { tail -n 40 "$TMP/tollgate.log" >&2; die "tollgate not ready after 30 s; log above"; }
+wait_ready tollgate "$TG_PID" "$TMP/tollgate.log" 300 tollgate_ready "127.0.0.1:$TG_ADMIN"
 
 URL="http://127.0.0.1:$TG_PORT/index.html"
 out=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "$URL") \

@@ -126,26 +126,12 @@ cleanup() {
   trap - EXIT INT TERM
   set +e
   if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
-  for pid in "${SERVER_PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null && { wait_gone "$pid" 100 || kill -KILL "$pid" 2>/dev/null; }
-    wait "$pid" 2>/dev/null
-  done
-  for pf in "${NGINX_PIDFILES[@]}"; do
-    [[ -s $pf ]] || continue
-    pid=$(<"$pf")
-    [[ $pid =~ ^[0-9]+$ ]] || continue
-    kill -QUIT "$pid" 2>/dev/null && { wait_gone "$pid" 50 || kill -TERM "$pid" 2>/dev/null; }
-  done
-  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then
-    log "temp dir kept: $TMP"
-  else
-    rm -rf "$TMP"
-  fi
+  for pid in "${SERVER_PIDS[@]}"; do stop_pid "$pid" 100; done
+  for pf in "${NGINX_PIDFILES[@]}"; do stop_nginx "$pf"; done
+  keep_or_remove_tmp "$(( rc != 0 ))"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ------------------------------------------------------------------------------- ports
 
@@ -198,23 +184,19 @@ start_nginx proxy "$NGX_DIR"
 
 declare -A PID_OF
 start_bare() {   # setup port
-  local s=$1 port=$2 i
+  local s=$1 port=$2
   "$BARE" "$PROXY_THREADS" "127.0.0.1:$port" "127.0.0.1:$UP_PORT" \
     >"$TMP/bare-$s.log" 2>&1 &
   PID_OF[$s]=$!
   SERVER_PIDS+=("$!")
-  for (( i = 0; i < 100; i++ )); do
-    [[ -d /proc/${PID_OF[$s]} ]] || { cat "$TMP/bare-$s.log" >&2; die "bare proxy ($s) exited"; }
-    curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/index.html" && return 0
-    sleep 0.1
-  done
-  die "bare proxy ($s) not answering on 127.0.0.1:$port after 10 s"
+  wait_ready "bare proxy ($s)" "${PID_OF[$s]}" "$TMP/bare-$s.log" 100 \
+    curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/index.html"
 }
 
 # ---------------------------------------------------------------------------- tollgate
 
 start_tollgate() {   # setup listen-port admin-port capture(on|off) inject(on|off)
-  local s=$1 port=$2 admin=$3 capture=$4 inject=$5 i pid
+  local s=$1 port=$2 admin=$3 capture=$4 inject=$5 pid
   local envs=(env -u TOLLGATE_CAPTURE_ENABLED -u TOLLGATE_INJECT_ENABLED
     TOLLGATE_SERVER_THREADS="$PROXY_THREADS")
   [[ $capture == off ]] && envs+=(TOLLGATE_CAPTURE_ENABLED=false)
@@ -225,18 +207,7 @@ start_tollgate() {   # setup listen-port admin-port capture(on|off) inject(on|of
   pid=$!
   PID_OF[$s]=$pid
   SERVER_PIDS+=("$pid")
-  for (( i = 0; i < 150; i++ )); do   # 30 s
-    if [[ ! -d /proc/$pid ]]; then
-      tail -n 40 "$TMP/tollgate-$s.log" >&2 || true
-      die "tollgate ($s) exited during startup; log above"
-    fi
-    curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$admin/readyz" && break
-    sleep 0.2
-  done
-  curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$admin/readyz" || {
-    tail -n 40 "$TMP/tollgate-$s.log" >&2 || true
-    die "tollgate ($s) not ready on 127.0.0.1:$admin/readyz after 30 s; log above"
-  }
+  wait_ready "tollgate ($s)" "$pid" "$TMP/tollgate-$s.log" 300 tollgate_ready "127.0.0.1:$admin"
 }
 
 declare -A URL LABEL ADMIN

@@ -26,9 +26,12 @@ set -euo pipefail
 N=${N:-10000000}
 RUNS=${RUNS:-7}
 DATA=${DATA:-$HOME/.cache/tollgate/bench-reports-$N}
-BIN=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate}
-[ -x "$BIN" ] || { echo "no tollgate binary at $BIN: run cargo test --release --no-run" >&2; exit 1; }
-command -v curl >/dev/null || { echo "curl is needed (apt-get install curl)" >&2; exit 1; }
+log() { printf '[reports_bench] %s\n' "$*" >&2; }
+die() { printf '[reports_bench] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_tollgate
+command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 
 if [ ! -f "$DATA/tollgate.duckdb" ]; then
   echo "Generating $N events into $DATA ..." >&2
@@ -37,12 +40,13 @@ fi
 rows=$("$BIN" query --data "$DATA" --format csv "SELECT count(*) FROM events" | tail -1)
 
 tmp=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_ports 1)
 TOLLGATE_LOG=warn "$BIN" serve --upstream http://127.0.0.1:9 --data "$DATA" \
   --listen 127.0.0.1:0 --admin "127.0.0.1:$port" >"$tmp/tollgate.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+trap 'stop_pid "$pid" 600; rm -rf "$tmp"' EXIT
+healthz() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz"; }
+wait_ready tollgate "$pid" "$tmp/tollgate.log" 300 healthz
 
 to=$(date -u +%F)
 from=$(date -u -d "$to - 29 days" +%F)

@@ -2,7 +2,7 @@
 # sink_bench.sh: how fast do the sinks ship, and how far behind are they under live traffic?
 #
 # Real servers on 127.0.0.1, free ports, everything in one temp dir: ClickHouse
-# (/usr/sbin/clickhouse-server, generated XML config, as tests/common/services.rs), PostgreSQL
+# (/usr/sbin/clickhouse-server, the tests' XML config from tests/fixtures/clickhouse/), PostgreSQL
 # (/usr/lib/postgresql/*/bin, initdb + pg_ctl, as the `postgres` user when root; trust auth,
 # fsync=off, synchronous_commit=off, full_page_writes=off as the test suite runs it), and an
 # nginx upstream (1 worker) answering every path with the same 2 KiB HTML page.
@@ -82,6 +82,7 @@ log() { printf '[sink_bench] %s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf '[sink_bench] ERROR: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+FIXTURES=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/fixtures" && pwd)
 
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer (got '$2')"; }
 posint N "$N"; posint RUNS "$RUNS"; posint SINK_BATCH_SIZE "$SINK_BATCH_SIZE"; posint BATCH "$BATCH"
@@ -129,34 +130,19 @@ cleanup() {
   for pid in "$WRK_PID" "$SAMPLER_PID"; do
     [[ -n $pid ]] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }
   done
-  if [[ -n $TG_PID ]]; then
-    kill -TERM "$TG_PID" 2>/dev/null && { wait_gone "$TG_PID" 300 || kill -KILL "$TG_PID" 2>/dev/null; }
-    wait "$TG_PID" 2>/dev/null
-  fi
-  if [[ -n $UP_PIDFILE && -s $UP_PIDFILE ]]; then
-    pid=$(<"$UP_PIDFILE")
-    [[ $pid =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null && { wait_gone "$pid" 50 || kill -TERM "$pid" 2>/dev/null; }
-  fi
-  if [[ -n $CH_PID ]]; then
-    kill -TERM "$CH_PID" 2>/dev/null && { wait_gone "$CH_PID" 300 || kill -KILL "$CH_PID" 2>/dev/null; }
-    wait "$CH_PID" 2>/dev/null
-  fi
+  stop_pid "$TG_PID" 300
+  stop_nginx "$UP_PIDFILE"
+  stop_pid "$CH_PID" 300
   if [[ -n $PG_DATA && -s $PG_DATA/postmaster.pid ]]; then
     "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null 2>&1 || {
       pid=$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null)
       [[ $pid =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null
     }
   fi
-  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then
-    log "temp dir kept: $TMP"
-  else
-    rm -rf "$TMP"
-  fi
+  keep_or_remove_tmp "$(( rc != 0 ))"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 
 # ------------------------------------------------------------------------- python helper
@@ -691,40 +677,10 @@ UP_DIR=$TMP/nginx
 mkdir -p "$UP_DIR/html" "$UP_DIR/tmp"
 bench_page "$UP_DIR/html/index.html" "$PAGE_BYTES"
 chmod -R a+rX "$UP_DIR"
-NGINX_USER_LINE=""
-(( EUID == 0 )) && NGINX_USER_LINE="user root;"
-cat >"$UP_DIR/nginx.conf" <<EOF
-$NGINX_USER_LINE
-worker_processes 1;
-error_log $UP_DIR/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $UP_DIR/tmp/client_body;
-    proxy_temp_path       $UP_DIR/tmp/proxy;
-    fastcgi_temp_path     $UP_DIR/tmp/fastcgi;
-    uwsgi_temp_path       $UP_DIR/tmp/uwsgi;
-    scgi_temp_path        $UP_DIR/tmp/scgi;
-    types { text/html html; }
-    default_type text/html;
-    sendfile on;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        root $UP_DIR/html;
-        location / { try_files \$uri /index.html; }
-    }
-}
-EOF
-NGINX_ERRLOG=()
-[[ $("$NGINX" -h 2>&1 || true) == *"-e filename"* ]] && NGINX_ERRLOG=(-e "$UP_DIR/error.log")
-"$NGINX" -p "$UP_DIR" "${NGINX_ERRLOG[@]}" -c "$UP_DIR/nginx.conf" -t >"$UP_DIR/configtest.log" 2>&1 \
-  || { cat "$UP_DIR/configtest.log" >&2; die "nginx config test failed"; }
+# Every path answers with the page.
+upstream_nginx_conf "$UP_DIR" "$UP_PORT" 'try_files $uri /index.html;' >"$UP_DIR/nginx.conf"
 UP_PIDFILE=$UP_DIR/nginx.pid
-"$NGINX" -p "$UP_DIR" "${NGINX_ERRLOG[@]}" -c "$UP_DIR/nginx.conf" -g "daemon on; pid $UP_PIDFILE;" \
-  >"$UP_DIR/start.log" 2>&1 || { cat "$UP_DIR/start.log" >&2; die "nginx failed to start"; }
-for (( i = 0; i < 50; i++ )); do [[ -s $UP_PIDFILE ]] && break; sleep 0.1; done
+start_nginx upstream "$UP_DIR"
 out=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "http://127.0.0.1:$UP_PORT/p/1?x=1") || true
 [[ $out == "200 $PAGE_BYTES" ]] || die "nginx upstream answered '$out' (status, bytes), expected '200 $PAGE_BYTES'"
 UPSTREAM=http://127.0.0.1:$UP_PORT
@@ -734,73 +690,15 @@ log "nginx upstream on $UPSTREAM"
 
 CH_DIR=$TMP/clickhouse
 mkdir -p "$CH_DIR/data"
-cat >"$CH_DIR/config.xml" <<EOF
-<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>warning</level>
-        <log>$CH_DIR/clickhouse-server.log</log>
-        <errorlog>$CH_DIR/clickhouse-server.err.log</errorlog>
-        <size>100M</size>
-        <count>1</count>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <http_port>$CH_HTTP</http_port>
-    <tcp_port>$CH_TCP</tcp_port>
-    <path>$CH_DIR/data/</path>
-    <tmp_path>$CH_DIR/data/tmp/</tmp_path>
-    <user_files_path>$CH_DIR/data/user_files/</user_files_path>
-    <format_schema_path>$CH_DIR/data/format_schemas/</format_schema_path>
-    <users_config>$CH_DIR/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <max_connections>256</max_connections>
-    <keep_alive_timeout>3</keep_alive_timeout>
-    <max_concurrent_queries>100</max_concurrent_queries>
-    <uncompressed_cache_size>67108864</uncompressed_cache_size>
-    <mark_cache_size>67108864</mark_cache_size>
-    <mlock_executable>false</mlock_executable>
-</yandex>
-EOF
-cat >"$CH_DIR/users.xml" <<'EOF'
-<?xml version="1.0"?>
-<yandex>
-    <profiles>
-        <default>
-            <max_memory_usage>2000000000</max_memory_usage>
-            <use_uncompressed_cache>0</use_uncompressed_cache>
-            <load_balancing>random</load_balancing>
-        </default>
-    </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-    <quotas>
-        <default>
-            <interval>
-                <duration>3600</duration>
-                <queries>0</queries><errors>0</errors><result_rows>0</result_rows>
-                <read_rows>0</read_rows><execution_time>0</execution_time>
-            </interval>
-        </default>
-    </quotas>
-</yandex>
-EOF
+# The test suite's ClickHouse config (tests/common/clickhouse.rs), quieter.
+sed -e "s|@DIR@|$CH_DIR|g" -e "s|@HTTP_PORT@|$CH_HTTP|g" -e "s|@TCP_PORT@|$CH_TCP|g" \
+  -e "s|@LOG_LEVEL@|warning|g" "$FIXTURES/clickhouse/config.xml" >"$CH_DIR/config.xml"
+cp "$FIXTURES/clickhouse/users.xml" "$CH_DIR/users.xml"
 ( cd "$CH_DIR" && exec "$CH_BIN" --config-file="$CH_DIR/config.xml" >"$CH_DIR/stdout.log" 2>&1 ) &
 CH_PID=$!
 CH_URL=http://127.0.0.1:$CH_HTTP
-for (( i = 0; i < 300; i++ )); do
-  [[ -d /proc/$CH_PID ]] || { tail -n 30 "$CH_DIR"/*.log >&2; die "ClickHouse exited during start-up"; }
-  [[ $(curl -s --max-time 2 "$CH_URL/ping" || true) == "Ok." ]] && break
-  sleep 0.1
-done
-[[ $(curl -s --max-time 2 "$CH_URL/ping" || true) == "Ok." ]] || die "ClickHouse not ready on $CH_URL after 30 s"
+ch_ping() { [[ $(curl -s --max-time 2 "$CH_URL/ping" || true) == "Ok." ]]; }
+wait_ready ClickHouse "$CH_PID" "$CH_DIR/*.log" 300 ch_ping
 ch() { curl -sS --fail-with-body --max-time 120 --data-binary "$1" "$CH_URL/"; }
 CH_VER=$(ch 'SELECT version()')
 log "ClickHouse $CH_VER on $CH_URL"
@@ -837,15 +735,8 @@ start_tollgate() {   # tag data-dir config
   TG_PID=$!
 }
 
-wait_ready() {
-  local i
-  for (( i = 0; i < 300; i++ )); do
-    [[ -d /proc/$TG_PID ]] || { tail -n 40 "$TG_LOG" >&2; die "tollgate exited during start-up; log above"; }
-    curl -sf -o /dev/null --max-time 2 "http://$TG_ADMIN/readyz" && return 0
-    sleep 0.1
-  done
-  tail -n 40 "$TG_LOG" >&2
-  die "tollgate not ready on $TG_ADMIN after 30 s"
+tollgate_up() {
+  wait_ready tollgate "$TG_PID" "$TG_LOG" 300 tollgate_ready "$TG_ADMIN"
 }
 
 stop_tollgate() {
@@ -906,7 +797,7 @@ if [[ $SKIP_BACKLOG != 1 ]]; then
   base_config "$CFG"
   check_config "$CFG"
   start_tollgate ingest "$DATA" "$CFG"
-  wait_ready
+  tollgate_up
   log "ingesting the backlog through http://$TG_ADMIN/api/events"
   total=0
   t_ing=$(date +%s.%N)
@@ -1002,7 +893,7 @@ if [[ $SKIP_LIVE != 1 ]]; then
   } >>"$CFG"
   check_config "$CFG"
   start_tollgate live "$DATA" "$CFG"
-  wait_ready
+  tollgate_up
   URL=http://$TG_LISTEN/
   for (( i = 0; i < 50; i++ )); do
     out=$(curl -sS -o /dev/null --max-time 5 -H 'accept: text/html' -w '%{http_code} %{size_download}' "$URL" 2>"$TMP/curl.err") || true

@@ -167,7 +167,7 @@ async fn only_loopback_the_listener_address_and_admin_hosts_are_answered() {
     assert_eq!(r.status, 200, "{}", r.head);
 
     // A bad entry is named at start-up.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let config = dir.path().join("t.toml");
     std::fs::write(
         &config,

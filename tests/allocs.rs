@@ -313,7 +313,7 @@ fn measure(proxy: SocketAddr, cookie: Option<&str>, page: &[u8], settle: &dyn Fn
 
 #[test]
 fn allocations_per_proxied_request() {
-    let root = tempfile::tempdir().unwrap();
+    let root = common::temp_dir();
     // A 2 KiB HTML page.
     let mut page = b"<!doctype html><html><head><title>Shop</title></head><body>\n".to_vec();
     while page.len() < 2048 - 16 {
@@ -328,7 +328,7 @@ fn allocations_per_proxied_request() {
 
     // Tollgate as `serve` builds it: default settings, capture on, the real queue (drained
     // here instead of by the store writer).
-    let data = tempfile::tempdir().unwrap();
+    let data = common::temp_dir();
     let mut settings = Settings::defaults(&format!("http://{}", nginx.addr)).unwrap();
     settings.data_dir = data.path().to_path_buf();
     // One connection for all the requests measured: no `Connection: close` after 1,000.

@@ -15,7 +15,7 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_token_guards_everything_but_health_and_the_static_files() {
     // A token is required beyond loopback, and must be long enough.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let config = dir.path().join("t.toml");
     for (server, says) in [
         (

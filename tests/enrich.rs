@@ -350,7 +350,7 @@ async fn forget_removes_exactly_that_visitor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrichment_through_the_proxy() {
     let up = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let mmdb = dir.path().join("city.mmdb");
     write_city_db(
         &mmdb,
@@ -518,7 +518,7 @@ async fn enrichment_through_the_proxy() {
 
 #[test]
 fn a_broken_geo_database_fails_start_up_clearly() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let bad = dir.path().join("bad.mmdb");
     std::fs::write(&bad, b"not a database").unwrap();
     let conf = dir.path().join("t.toml");

@@ -70,7 +70,7 @@ fn city_db(dir: &Path) -> PathBuf {
 
 #[test]
 fn finds_ipv4_and_ipv6_networks_with_both_record_sizes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     for record_size in [24, 28, 32] {
         let path = dir.path().join(format!("city-{record_size}.mmdb"));
         let records: Vec<_> = entries()
@@ -95,7 +95,7 @@ fn finds_ipv4_and_ipv6_networks_with_both_record_sizes() {
 
 #[test]
 fn most_specific_network_wins() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let geo = Geo::open(&city_db(dir.path())).unwrap();
 
     let edinburgh = loc("GB", Some("Scotland"), Some("Edinburgh"));
@@ -117,7 +117,7 @@ fn most_specific_network_wins() {
 
 #[test]
 fn address_in_no_network_gives_empty_location() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let geo = Geo::open(&city_db(dir.path())).unwrap();
     for address in [
         "198.51.101.0",
@@ -144,7 +144,7 @@ fn address_in_no_network_gives_empty_location() {
 fn ipv4_mapped_ipv6_address_is_looked_up_as_ipv4() {
     // The writer, unlike MaxMind, does not alias ::ffff:0:0/96 to the IPv4 networks, so this
     // is found only because Geo unmaps the address.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let geo = Geo::open(&city_db(dir.path())).unwrap();
     assert_eq!(
         geo.lookup(ip("::ffff:198.51.100.200")),
@@ -154,7 +154,7 @@ fn ipv4_mapped_ipv6_address_is_looked_up_as_ipv4() {
 
 #[test]
 fn fallbacks_and_unusual_records() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let path = dir.path().join("GeoIP2-City.mmdb");
     let names = |en: &str| map([("de", s("x")), ("en", s(en)), ("fr", s("y"))]);
     let records = vec![
@@ -213,7 +213,7 @@ fn fallbacks_and_unusual_records() {
 #[test]
 fn long_strings_use_the_longer_size_encodings() {
     // Sizes 29..=284 take one extra size byte, 285..=65820 two.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let path = dir.path().join("long.mmdb");
     let city = "Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch";
     let region = "R".repeat(300);
@@ -238,7 +238,7 @@ fn data_beyond_24_bits_uses_the_high_nibbles_of_28_bit_records() {
     // A 16.8 MB filler string (the longest size encoding) pushes the last record's pointer
     // past 2^24 while its sibling's stays below: the shared nibble byte holds 0 and 1.
     // (Records are laid out in entry order among networks of the same prefix length.)
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let path = dir.path().join("big.mmdb");
     let filler = s(&"x".repeat(16_800_000));
     let country = |code: &str| map([("country", map([("iso_code", s(code))]))]);
@@ -264,7 +264,7 @@ fn data_beyond_24_bits_uses_the_high_nibbles_of_28_bit_records() {
 
 #[test]
 fn accepts_city_and_country_editions_of_maxmind_and_dbip() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     for database_type in [
         "GeoLite2-City",
         "GeoLite2-Country",
@@ -297,7 +297,7 @@ fn assert_names_path(error: &GeoError, path: &Path) {
 
 #[test]
 fn missing_file_is_an_error_naming_the_path() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let path = dir.path().join("nope.mmdb");
     let error = Geo::open(&path).unwrap_err();
     assert!(matches!(error, GeoError::Read { .. }), "{error:?}");
@@ -311,7 +311,7 @@ fn missing_file_is_an_error_naming_the_path() {
 
 #[test]
 fn non_mmdb_file_is_an_error_naming_the_path() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let path = dir.path().join("GeoLite2-City.tar.gz");
     // Arbitrary bytes from a fixed-seed generator, so a failure can be reproduced.
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
@@ -337,7 +337,7 @@ fn non_mmdb_file_is_an_error_naming_the_path() {
 
 #[test]
 fn asn_database_is_rejected_with_its_type_and_path() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     for database_type in [
         "GeoLite2-ASN",
         "GeoIP2-ISP",
@@ -356,7 +356,7 @@ fn asn_database_is_rejected_with_its_type_and_path() {
 /// The file is a valid MaxMind DB by the reader's own standards, not just ours.
 #[test]
 fn writer_output_is_a_valid_maxmind_db() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let path = city_db(dir.path());
     let reader = maxminddb::Reader::open_readfile(&path).unwrap();
     reader.verify().unwrap();

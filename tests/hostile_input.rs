@@ -5,9 +5,8 @@
 mod common;
 
 use common::upstream::Upstream;
-use common::{Tollgate, BIN};
+use common::Tollgate;
 use serde_json::{json, Value};
-use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_report_parameters_are_400s_that_name_them() {
@@ -67,13 +66,8 @@ async fn malformed_report_parameters_are_400s_that_name_them() {
 
 /// `tollgate query` on the data directory, as the bytes it prints.
 fn query(data: &std::path::Path, format: &str, sql: &str) -> Vec<u8> {
-    let out = Command::new(BIN)
-        .arg("query")
-        .arg("--data")
-        .arg(data)
-        .args(["--format", format, sql])
-        .output()
-        .unwrap();
+    let data = data.to_str().unwrap();
+    let out = common::tollgate_output(&["query", "--data", data, "--format", format, sql]);
     assert!(
         out.status.success(),
         "tollgate query --format {format} failed: {}",

@@ -396,20 +396,17 @@ async fn csv_import_reports_bad_rows_and_strict_is_all_or_nothing() {
     // The CLI on a stopped server's directory: same rows, nothing new; exit status 2 for the
     // bad rows, which are listed with their lines.
     tg.terminate();
-    let file = tg.dir.path().join("offline.csv");
+    let file = tg.dir().join("offline.csv");
     std::fs::write(&file, csv).unwrap();
     let data = tg.data_dir();
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "import",
-            "--data",
-            data.to_str().unwrap(),
-            "--map",
-            "amount=value",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = common::tollgate_output(&[
+        "import",
+        "--data",
+        data.to_str().unwrap(),
+        "--map",
+        "amount=value",
+        file.to_str().unwrap(),
+    ]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -305,7 +305,7 @@ async fn byte_exact_passthrough() {
     assert_eq!(h["transfer-encoding"], "chunked");
 
     // The same against nginx serving static files (sendfile, ETag, Last-Modified, ranges).
-    let root = tempfile::tempdir().unwrap();
+    let root = common::temp_dir();
     std::fs::write(root.path().join("index.html"), upstream::html("nginx")).unwrap();
     std::fs::write(root.path().join("data.json"), r#"{"a":1}"#).unwrap();
     std::fs::write(
@@ -467,9 +467,9 @@ fn test_pki(dir: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_upstream_with_sni_and_verification() {
-    let pki = tempfile::tempdir().unwrap();
+    let pki = common::temp_dir();
     test_pki(pki.path());
-    let root = tempfile::tempdir().unwrap();
+    let root = common::temp_dir();
     std::fs::write(root.path().join("index.html"), upstream::html("tls")).unwrap();
     let nginx = Nginx::serve_tls(
         root.path(),
@@ -611,9 +611,7 @@ async fn sigterm_lets_in_flight_responses_finish() {
         .expect("the first tick")
         .to_vec();
     let signalled = Instant::now();
-    unsafe {
-        libc::kill(tg.pid(), libc::SIGTERM);
-    }
+    tg.signal(libc::SIGTERM);
     // The upstream sends the other two ticks 300 ms apart, after the signal.
     loop {
         match resp.chunk().await {
@@ -807,7 +805,7 @@ async fn read_only_sql() {
 
 #[test]
 fn config_errors_are_all_reported() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_dir();
     let p = dir.path().join("bad.toml");
     std::fs::write(
         &p,

@@ -135,7 +135,7 @@ async fn facebook_visit_registration_and_offline_purchase() {
         ts(-1),
         ts(-1)
     );
-    let file = tg2.dir.path().join("purchases.csv");
+    let file = tg2.dir().join("purchases.csv");
     std::fs::write(&file, csv).unwrap();
     let data = tg2.data_dir();
     let args = [

@@ -1,5 +1,5 @@
 //! Shipping to real ClickHouse and PostgreSQL servers (Debian's packages, started on loopback
-//! by `common::services`) and to Parquet and NDJSON files, from a real tollgate process.
+//! by `common::clickhouse` and `common::postgres`) and to Parquet and NDJSON files, from a real tollgate process.
 //!
 //! What arrived is compared with the store column by column: each destination is read back
 //! into an in-memory DuckDB (ClickHouse and PostgreSQL as JSON lines, the files directly),
@@ -7,7 +7,8 @@
 
 mod common;
 
-use common::services::{ClickHouse, Postgres};
+use common::clickhouse::ClickHouse;
+use common::postgres::Postgres;
 use common::upstream::Upstream;
 use common::{jar_client, tollgate_cmd, Tollgate};
 use serde_json::Value;
@@ -310,7 +311,7 @@ fn count(db: &duckdb::Connection, sql: &str) -> i64 {
 /// exactly once (ClickHouse after `FINAL`; files with no duplicates at all), equal column by
 /// column.
 fn check_destinations(data: &Path, ch: &ClickHouse, pg: &Postgres, files: &Path, want: i64) {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = common::temp_dir();
     let db = comparer(data);
     assert_eq!(count(&db, "SELECT count(*) FROM store.events"), want);
 
@@ -368,7 +369,7 @@ fn check_destinations(data: &Path, ch: &ClickHouse, pg: &Postgres, files: &Path,
 async fn delivery_of_100k_events_to_every_sink() {
     let ch = ClickHouse::start();
     let pg = Postgres::start();
-    let files = tempfile::tempdir().unwrap();
+    let files = common::temp_dir();
     let up = Upstream::start().await;
     let mut tg = Tollgate::start(&up.url(), &sinks_toml(&ch, &pg, files.path(), 10_000));
 
@@ -424,7 +425,7 @@ async fn delivery_of_100k_events_to_every_sink() {
     tg.terminate();
 
     // The CLI on the stopped server's files reads the sinks from the configuration.
-    let config = tg.dir.path().join("tollgate.toml");
+    let config = tg.dir().join("tollgate.toml");
     let (ok, out, err) = tollgate_cmd(&[
         "sinks",
         "--json",
@@ -474,7 +475,7 @@ fn offsets(data: &Path) -> Vec<(String, i64)> {
 async fn sink_outages_lose_nothing() {
     let mut ch = ClickHouse::start();
     let mut pg = Postgres::start();
-    let files = tempfile::tempdir().unwrap();
+    let files = common::temp_dir();
     let mut tg = Tollgate::start(
         "http://127.0.0.1:1",
         &sinks_toml(&ch, &pg, files.path(), 1_000),
@@ -540,8 +541,8 @@ async fn sink_outages_lose_nothing() {
 async fn kill_9_while_shipping_resumes_exactly() {
     let ch = ClickHouse::start();
     let pg = Postgres::start();
-    let files = tempfile::tempdir().unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
+    let files = common::temp_dir();
+    let data_dir = common::temp_dir();
     let data = data_dir.path().join("data");
     // Events first, with no sinks: a backlog to ship.
     let mut tg = Tollgate::start_on("http://127.0.0.1:1", "", &data);
@@ -550,7 +551,7 @@ async fn kill_9_while_shipping_resumes_exactly() {
 
     // Small batches, so that the kill lands mid-way.
     let toml = sinks_toml(&ch, &pg, files.path(), 500);
-    let tg = Tollgate::start_on("http://127.0.0.1:1", &toml, &data);
+    let mut tg = Tollgate::start_on("http://127.0.0.1:1", &toml, &data);
     let start = Instant::now();
     loop {
         // The table appears with the first batch.
@@ -570,9 +571,7 @@ async fn kill_9_while_shipping_resumes_exactly() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    unsafe {
-        libc::kill(tg.pid(), libc::SIGKILL);
-    }
+    tg.kill9();
     drop(tg);
     let before = offsets(&data);
     assert!(
@@ -609,7 +608,7 @@ async fn refused_events_go_to_dead_letter_and_the_rest_flow() {
         "{}; ALTER TABLE events ADD CONSTRAINT no_poison CHECK (path NOT LIKE '%poison%');",
         tollgate_pg_ddl()
     ));
-    let files = tempfile::tempdir().unwrap();
+    let files = common::temp_dir();
     let mut tg = Tollgate::start(
         "http://127.0.0.1:1",
         &sinks_toml(&ch, &pg, files.path(), 1_000),
@@ -735,7 +734,7 @@ fn documented_tables_are_the_real_ones() {
 async fn retention_waits_for_every_sink() {
     let mut ch = ClickHouse::start();
     ch.stop();
-    let files = tempfile::tempdir().unwrap();
+    let files = common::temp_dir();
     let toml = format!(
         r#"
 [store]
@@ -839,7 +838,7 @@ batch_age_ms = 100
 async fn forget_is_repeated_downstream() {
     let ch = ClickHouse::start();
     let pg = Postgres::start();
-    let files = tempfile::tempdir().unwrap();
+    let files = common::temp_dir();
     let tg = Tollgate::start(
         "http://127.0.0.1:1",
         &sinks_toml(&ch, &pg, files.path(), 1_000),

@@ -2,13 +2,15 @@
 //! for the dashboard tests: navigate, click with real mouse events, type, evaluate, screenshot.
 #![allow(dead_code)]
 
+use super::deps::find_installed;
+use super::http1;
+use super::process::{temp_dir_in, Process};
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,8 +23,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
 pub struct Browser {
-    child: Child,
-    _profile: tempfile::TempDir,
+    /// Chromium, with its profile and log; killed when the browser is dropped.
+    _process: Process,
     out: mpsc::UnboundedSender<Message>,
     pending: Pending,
     next_id: AtomicU64,
@@ -36,53 +38,7 @@ impl Browser {
     /// Start Chromium with a fresh profile and attach to its page. A missing Chromium fails
     /// the test: it is installed by `bash .ci/deps test`.
     pub async fn launch() -> Browser {
-        assert!(
-            Path::new(CHROMIUM).exists(),
-            "chromium not found at {CHROMIUM}: run `bash .ci/deps test`"
-        );
-        let profile = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(profile.path().join("stderr.log")).unwrap();
-        let child = Command::new(CHROMIUM)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-default-browser-check",
-                // This machine has no outside network: no background traffic at all.
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                "--remote-debugging-port=0",
-                "--window-size=1280,900",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start chromium");
-        // Until the Browser owns it, a failed start must not leave Chromium running.
-        let mut child = Reaper(Some(child));
-        let port_file = profile.path().join("DevToolsActivePort");
-        let start = Instant::now();
-        let port: u16 = loop {
-            if let Some(p) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
-            {
-                break p;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let err =
-                    std::fs::read_to_string(profile.path().join("stderr.log")).unwrap_or_default();
-                panic!("chromium did not open its DevTools port within 30 s:\n{err}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let (process, port) = start_chromium();
         let ws_url = page_target(port);
         let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
             .await
@@ -112,44 +68,11 @@ impl Browser {
                     }
                     continue;
                 }
-                match v["method"].as_str() {
-                    Some("Page.loadEventFired") => {
-                        l.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Some("Runtime.consoleAPICalled") if v["params"]["type"] == "error" => {
-                        let args: Vec<String> = v["params"]["args"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|a| a["value"].as_str().map_or(a.to_string(), str::to_string))
-                            .collect();
-                        e.lock()
-                            .unwrap()
-                            .push(format!("console.error: {}", args.join(" ")));
-                    }
-                    Some("Runtime.exceptionThrown") => {
-                        let d = &v["params"]["exceptionDetails"];
-                        let text = d["exception"]["description"]
-                            .as_str()
-                            .or(d["text"].as_str())
-                            .unwrap_or("exception");
-                        e.lock().unwrap().push(format!("uncaught: {text}"));
-                    }
-                    Some("Log.entryAdded") if v["params"]["entry"]["level"] == "error" => {
-                        let entry = &v["params"]["entry"];
-                        e.lock().unwrap().push(format!(
-                            "log: {} {}",
-                            entry["text"].as_str().unwrap_or(""),
-                            entry["url"].as_str().unwrap_or("")
-                        ));
-                    }
-                    _ => {}
-                }
+                on_page_event(&v, &l, &e);
             }
         });
         let b = Browser {
-            child: child.0.take().expect("chromium process"),
-            _profile: profile,
+            _process: process,
             out,
             pending,
             next_id: AtomicU64::new(1),
@@ -318,22 +241,73 @@ impl Browser {
     }
 }
 
-/// Kills and reaps a child process when dropped.
-struct Reaper(Option<Child>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Chromium, headless on a fresh profile, and the DevTools port it opened.
+fn start_chromium() -> (Process, u16) {
+    let bin = find_installed("Chromium", "chromium", &[CHROMIUM]);
+    let mut process = Process::new("chromium", temp_dir_in(&std::env::temp_dir(), "chromium"));
+    let profile = process.dir().join("profile");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        // This machine has no outside network: no background traffic at all.
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--remote-debugging-port=0",
+        "--window-size=1280,900",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg("about:blank");
+    process.spawn(cmd);
+    let port_file = profile.join("DevToolsActivePort");
+    let port: u16 = process.wait_ready(Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&port_file).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    });
+    (process, port)
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Count the page's load events, and keep its console errors and uncaught exceptions.
+fn on_page_event(v: &Value, loads: &AtomicU64, errors: &Mutex<Vec<String>>) {
+    match v["method"].as_str() {
+        Some("Page.loadEventFired") => {
+            loads.fetch_add(1, Ordering::SeqCst);
+        }
+        Some("Runtime.consoleAPICalled") if v["params"]["type"] == "error" => {
+            let args: Vec<String> = v["params"]["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| a["value"].as_str().map_or(a.to_string(), str::to_string))
+                .collect();
+            errors
+                .lock()
+                .unwrap()
+                .push(format!("console.error: {}", args.join(" ")));
+        }
+        Some("Runtime.exceptionThrown") => {
+            let d = &v["params"]["exceptionDetails"];
+            let text = d["exception"]["description"]
+                .as_str()
+                .or(d["text"].as_str())
+                .unwrap_or("exception");
+            errors.lock().unwrap().push(format!("uncaught: {text}"));
+        }
+        Some("Log.entryAdded") if v["params"]["entry"]["level"] == "error" => {
+            let entry = &v["params"]["entry"];
+            errors.lock().unwrap().push(format!(
+                "log: {} {}",
+                entry["text"].as_str().unwrap_or(""),
+                entry["url"].as_str().unwrap_or("")
+            ));
+        }
+        _ => {}
     }
 }
 
@@ -341,9 +315,9 @@ impl Drop for Browser {
 fn page_target(port: u16) -> String {
     let start = Instant::now();
     loop {
-        let body = http_get(port, "/json/list");
-        let body = body.as_str();
-        let targets: Vec<Value> = serde_json::from_str(body).unwrap_or_default();
+        let answer = http1::get(([127, 0, 0, 1], port).into(), "/json/list");
+        let body = answer.expect("the DevTools endpoint answers").text();
+        let targets: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
         if let Some(url) = targets
             .iter()
             .find(|t| t["type"] == "page")
@@ -357,36 +331,4 @@ fn page_target(port: u16) -> String {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A GET on the DevTools HTTP endpoint (HTTP/1.1: it ignores HTTP/1.0 requests), read up to
-/// its Content-Length.
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("DevTools port");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = s.read(&mut buf).expect("read the DevTools answer");
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&raw);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if raw.len() >= end + 4 + len {
-                return String::from_utf8_lossy(&raw[end + 4..end + 4 + len]).into_owned();
-            }
-        }
-    }
-    String::new()
 }

@@ -155,6 +155,8 @@ pub fn page(r: &mut Rng) -> Vec<u8> {
     out
 }
 
+/// One random piece of a document, appended to `out`. Long, but one flat `match` of cases:
+/// split up, the cases would only be harder to compare.
 fn piece(r: &mut Rng, out: &mut Vec<u8>) {
     match r.below(100) {
         0..=11 => text(r, out),

@@ -1,19 +1,32 @@
 //! Test harness: a real tollgate process, a real upstream (axum in the test process, or nginx),
 //! each on its own loopback port and temp directory.
+//!
+//! # Layout
+//! * `process`: the one supervisor every server below runs under (temp dir, free port, spawn,
+//!   wait until ready, log tail on failure, stop on drop); `deps` finds their binaries.
+//! * this file: [`Tollgate`] and [`Nginx`]; `upstream`: an axum upstream in the test process.
+//! * `clickhouse`, `postgres`: database servers for the sinks; `browser`: headless Chromium.
+//! * `http1`: a tiny blocking HTTP/1.1 client; `html`, `mmdb`: generated test inputs.
 
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod clickhouse;
+pub mod deps;
 pub mod html;
+pub mod http1;
 pub mod mmdb;
-pub mod services;
+pub mod postgres;
+pub mod process;
 pub mod upstream;
 
+pub use process::{free_port, temp_dir};
+
+use process::{port_open, temp_dir_in, Process};
 use serde_json::Value;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
@@ -27,31 +40,9 @@ pub fn jar_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Wait until `addr` accepts TCP connections.
-pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 /// A running `tollgate serve`.
 pub struct Tollgate {
-    child: Option<Child>,
-    pub dir: tempfile::TempDir,
+    process: Process,
     data: PathBuf,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
@@ -73,22 +64,22 @@ impl Tollgate {
         Self::start_full(upstream, extra_toml, &[], Some(data))
     }
 
+    /// Start, and wait until the ports in its runtime file are open.
     pub fn start_full(
         upstream: &str,
         extra_toml: &str,
         env: &[(&str, &str)],
         data: Option<&Path>,
     ) -> Tollgate {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("tollgate.toml");
+        let mut process = Process::new("tollgate", temp_dir_in(&std::env::temp_dir(), "tollgate"));
+        let config = process.dir().join("tollgate.toml");
         let toml = if extra_toml.contains("[pipeline]") {
             extra_toml.to_string()
         } else {
             format!("[pipeline]\nflush_interval_ms = 100\n{extra_toml}")
         };
         std::fs::write(&config, toml).unwrap();
-        let data = data.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
-        let log = std::fs::File::create(dir.path().join("tollgate.log")).unwrap();
+        let data = data.map_or_else(|| process.dir().join("data"), Path::to_path_buf);
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--upstream", upstream])
             .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
@@ -99,48 +90,23 @@ impl Tollgate {
             .env("TOLLGATE_SERVER_SHUTDOWN_GRACE_SECS", "0")
             .env("TOLLGATE_SERVER_THREADS", "2")
             .env("TOLLGATE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+            .envs(env.iter().copied());
         // A killed tollgate leaves its runtime file behind; wait for the new one's.
-        let _ = std::fs::remove_file(data.join("tollgate.runtime.json"));
-        let child = cmd.spawn().expect("spawn tollgate");
-        let mut tg = Tollgate {
-            child: Some(child),
-            dir,
-            data: data.clone(),
-            proxy: "127.0.0.1:1".parse().unwrap(),
-            admin: "127.0.0.1:1".parse().unwrap(),
-        };
         let runtime = data.join("tollgate.runtime.json");
-        let start = Instant::now();
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&runtime) {
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                    tg.proxy = v["listen"].as_str().unwrap().parse().unwrap();
-                    tg.admin = v["admin"].as_str().unwrap().parse().unwrap();
-                    break;
-                }
-            }
-            if let Some(status) = tg.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("tollgate exited early ({status}):\n{}", tg.log());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "tollgate did not start:\n{}",
-                tg.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let _ = std::fs::remove_file(&runtime);
+        process.spawn(cmd);
+        let (proxy, admin) = process.wait_ready(Duration::from_secs(40), || {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&runtime).ok()?).ok()?;
+            let proxy: SocketAddr = v["listen"].as_str()?.parse().ok()?;
+            let admin: SocketAddr = v["admin"].as_str()?.parse().ok()?;
+            port_open(proxy).then_some((proxy, admin))
+        });
+        Tollgate {
+            process,
+            data,
+            proxy,
+            admin,
         }
-        assert!(
-            wait_for_port(tg.proxy, Duration::from_secs(20)),
-            "proxy port never opened:\n{}",
-            tg.log()
-        );
-        tg
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -151,22 +117,23 @@ impl Tollgate {
         format!("http://{}{path}", self.admin)
     }
 
+    /// Its own temp directory (config, log, and the data directory unless given one).
+    pub fn dir(&self) -> &Path {
+        self.process.dir()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data.clone()
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
+        self.process.pid().expect("tollgate is not running") as i32
     }
 
+    /// Everything it has logged so far.
     pub fn log(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("tollgate.log")) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
+        self.process.log()
     }
-
     /// Rows of a read-only query through the admin API.
     pub async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
         let resp = reqwest::Client::new()
@@ -222,48 +189,27 @@ impl Tollgate {
 
     /// SIGKILL, and wait until the process is gone: its store lock goes with it.
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().unwrap();
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGKILL);
-        }
-        let _ = child.wait();
+        self.process.kill9();
+    }
+
+    /// Send `signal` (SIGTERM, SIGKILL, ...) without waiting.
+    pub fn signal(&self, signal: i32) {
+        self.process.signal(signal);
     }
 
     /// Send SIGTERM and wait for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap();
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!(
-                    "tollgate did not exit within 30 s of SIGTERM:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Tollgate {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        match self.process.stop(libc::SIGTERM, Duration::from_secs(30)) {
+            Ok(Some(status)) => status,
+            Ok(None) => panic!("tollgate was not running"),
+            Err(why) => panic!("{why}"),
         }
     }
 }
 
 /// A data directory holding a store made by `tollgate generate` (`src/generate.rs`).
 pub fn generated_store(events: u64, days: u32, seed: u64) -> tempfile::TempDir {
-    let data = tempfile::tempdir().unwrap();
+    let data = temp_dir();
     let (ok, out, err) = tollgate_cmd(&[
         "generate",
         "--data",
@@ -279,9 +225,17 @@ pub fn generated_store(events: u64, days: u32, seed: u64) -> tempfile::TempDir {
     data
 }
 
+/// Run the `tollgate` binary with `args` to completion; its exit status and output as bytes.
+pub fn tollgate_output<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run the tollgate binary")
+}
+
 /// Run the `tollgate` binary with `args`; returns (exit success, stdout, stderr).
 pub fn tollgate_cmd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = tollgate_output(args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -291,9 +245,8 @@ pub fn tollgate_cmd(args: &[&str]) -> (bool, String, String) {
 
 /// A real nginx from Debian's package serving the files in `root`, on its own port.
 pub struct Nginx {
-    child: Child,
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    process: Process,
 }
 
 impl Nginx {
@@ -307,23 +260,44 @@ impl Nginx {
     }
 
     fn start(root: &Path, tls: Option<(&Path, &Path)>) -> Nginx {
-        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("nginx is not installed: run `bash .ci/test` (it installs nginx-light), or apt-get install nginx-light");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let tls = match tls {
-            Some((cert, key)) => format!(
-                "ssl_certificate {}; ssl_certificate_key {};",
-                cert.display(),
-                key.display()
-            ),
-            None => String::new(),
-        };
-        let ssl = if tls.is_empty() { "" } else { " ssl" };
-        let conf = format!(
-            r#"worker_processes 1;
+        let bin = deps::find_installed(
+            "nginx",
+            "nginx-light",
+            &["/usr/sbin/nginx", "/usr/bin/nginx"],
+        );
+        let dir = temp_dir_in(&std::env::temp_dir(), "nginx");
+        let d = dir.path().to_path_buf();
+        let mut process = Process::new("nginx", dir)
+            .tail_also(d.join("error.log"))
+            // SIGTERM: the master stops its workers (SIGKILL would leave them running, orphaned).
+            .on_drop(libc::SIGTERM, Duration::from_secs(5));
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        std::fs::write(d.join("nginx.conf"), nginx_conf(&d, addr, root, tls)).unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.arg("-p")
+            .arg(&d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .args(["-g", "daemon off;"]);
+        process.spawn(cmd);
+        process.wait_ready(Duration::from_secs(10), || port_open(addr).then_some(()));
+        Nginx { addr, process }
+    }
+}
+
+/// One worker serving `root` on `addr`, with everything it writes under `dir`.
+fn nginx_conf(dir: &Path, addr: SocketAddr, root: &Path, tls: Option<(&Path, &Path)>) -> String {
+    let tls = match tls {
+        Some((cert, key)) => format!(
+            "ssl_certificate {}; ssl_certificate_key {};",
+            cert.display(),
+            key.display()
+        ),
+        None => String::new(),
+    };
+    let ssl = if tls.is_empty() { "" } else { " ssl" };
+    format!(
+        r#"worker_processes 1;
 error_log {d}/error.log;
 pid {d}/nginx.pid;
 events {{ worker_connections 256; }}
@@ -333,55 +307,15 @@ http {{
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   types {{ text/html html; application/json json; application/octet-stream bin; }}
   server {{
-    listen 127.0.0.1:{port}{ssl};
+    listen {addr}{ssl};
     {tls}
     root {root};
   }}
 }}
 "#,
-            d = dir.path().display(),
-            root = root.display()
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(bin)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        assert!(
-            wait_for_port(addr, Duration::from_secs(10)),
-            "nginx did not start"
-        );
-        Nginx {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers (SIGKILL would leave them running, orphaned).
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        d = dir.display(),
+        root = root.display()
+    )
 }
 
 /// FNV-1a, to compare large bodies without a hashing dependency.

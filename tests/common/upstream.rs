@@ -70,6 +70,7 @@ async fn record(State(seen): State<Arc<Mutex<Vec<Seen>>>>, req: Request, next: N
     next.run(req).await
 }
 
+/// Every route the tests use. Long, but a table: one `.route` per path, each a few lines.
 fn router(seen: Arc<Mutex<Vec<Seen>>>) -> Router {
     Router::new()
         .route(
