@@ -318,6 +318,49 @@ pub fn now_us() -> i64 {
 }
 
 /// The clock offset's variable; config owns the `TOLLGATE_*` names.
+/// What a proxied request is: the name of its event, and the `kind` label of
+/// `tollgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    PageView,
+    ApiCall,
+    Asset,
+    Prefetch,
+    Request,
+}
+
+impl RequestKind {
+    pub const ALL: [RequestKind; 5] = [
+        RequestKind::PageView,
+        RequestKind::ApiCall,
+        RequestKind::Asset,
+        RequestKind::Prefetch,
+        RequestKind::Request,
+    ];
+
+    /// The event name for this kind.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::PageView => "page_view",
+            RequestKind::ApiCall => "api_call",
+            RequestKind::Asset => "asset",
+            RequestKind::Prefetch => "prefetch",
+            RequestKind::Request => "request",
+        }
+    }
+
+    /// The event names, in [`RequestKind::ALL`]'s order.
+    pub const NAMES: [&'static str; 5] = {
+        let mut out = [""; 5];
+        let mut i = 0;
+        while i < 5 {
+            out[i] = RequestKind::ALL[i].as_str();
+            i += 1;
+        }
+        out
+    };
+}
+
 pub use crate::config::CLOCK_OFFSET_ENV;
 
 fn clock_offset_us() -> i64 {

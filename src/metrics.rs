@@ -2,41 +2,11 @@
 //!
 //! Hot-path counters are resolved once at start-up, so recording one is a single atomic add.
 
+use crate::event::RequestKind as Kind;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-
-/// Request kinds, as in the `kind` label of `tollgate_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    PageView,
-    ApiCall,
-    Asset,
-    Prefetch,
-    Request,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::PageView,
-        Kind::ApiCall,
-        Kind::Asset,
-        Kind::Prefetch,
-        Kind::Request,
-    ];
-
-    /// The event name for this kind.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::PageView => "page_view",
-            Kind::ApiCall => "api_call",
-            Kind::Asset => "asset",
-            Kind::Prefetch => "prefetch",
-            Kind::Request => "request",
-        }
-    }
-}
 
 pub struct Metrics {
     registry: Registry,

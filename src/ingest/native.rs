@@ -29,71 +29,13 @@
 //! Unknown fields are refused, so a typo (`"user"` for `"user_id"`) is an error rather than a
 //! silently lost value.
 
-pub use super::draft::{MAX_ID, MAX_NAME, MAX_TEXT};
+pub use super::draft::{
+    browser_event_id, message_event_id, BrowserRequest, Context, DraftError, EventDraft,
+    DEFAULT_BROWSER_SKEW_SECS, MAX_ID, MAX_NAME, MAX_TEXT, RESERVED_NAMES,
+};
 
-use super::draft::{DraftError, EventDraft};
-use crate::event::{Event, PrivacyMode, Source};
+use crate::event::Event;
 use serde_json::Value;
-use uuid::Uuid;
-
-/// Namespace of `event_id`s derived from a `message_id` (UUIDv5). Fixed forever: changing it
-/// would make every retried message look new.
-const MESSAGE_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_3d3a_5b1e_4c7e_9a51_7d2f_0c44_e1a9);
-
-/// Namespace of `event_id`s derived from a browser's retry key. A different namespace from
-/// [`MESSAGE_NAMESPACE`], and the visitor id in the name: a browser can neither hit a server
-/// event's id nor another visitor's.
-const BROWSER_NAMESPACE: Uuid = Uuid::from_u128(0x2b0e_9c41_07d6_4f55_b3a8_51c6_9e2d_7f13);
-
-/// Event names tollgate gives proxied requests. The browser endpoint refuses them, but for the
-/// tracker's own `page_view` beacon ([`BrowserRequest::beacon`]): an anonymous client cannot
-/// add page views or API calls.
-pub const RESERVED_NAMES: &[&str] = &["page_view", "api_call", "asset", "prefetch", "request"];
-
-/// Most minutes a browser event's `ts` may be from now, either way, by default.
-pub const DEFAULT_BROWSER_SKEW_SECS: u64 = 600;
-
-/// The deduplication id of a message of `site`, from a client's own message id.
-pub fn message_event_id(site: &str, source: Source, message_id: &str) -> Uuid {
-    let name = format!("{site}\u{0}{}\u{0}{message_id}", source.as_str());
-    Uuid::new_v5(&MESSAGE_NAMESPACE, name.as_bytes())
-}
-
-/// The `event_id` of a browser event that `visitor` sent with its own retry key `key` (an
-/// `event_id` or `message_id` field): stable, so a retried beacon is stored once, and never
-/// equal to an id of another source or another visitor.
-pub fn browser_event_id(site: &str, visitor: Uuid, key: &str) -> Uuid {
-    let name = format!("{site}\u{0}{visitor}\u{0}{key}");
-    Uuid::new_v5(&BROWSER_NAMESPACE, name.as_bytes())
-}
-
-/// What the endpoint knows that the item does not carry.
-#[derive(Debug, Clone)]
-pub struct Context<'a> {
-    pub site: &'a str,
-    pub source: Source,
-    /// Browser events: identity and request facts come from here and may not be sent in the
-    /// item. Server events: the item carries them.
-    pub browser: Option<BrowserRequest<'a>>,
-    pub now_us: i64,
-}
-
-/// The collect request a browser event arrived with.
-#[derive(Debug, Clone)]
-pub struct BrowserRequest<'a> {
-    pub visitor_id: Option<Uuid>,
-    pub session_id: Option<Uuid>,
-    pub privacy: PrivacyMode,
-    pub user_agent: Option<&'a str>,
-    pub ip: Option<String>,
-    pub request_id: Option<&'a str>,
-    /// The tracker's own beacon: a same-origin request (fetch metadata) from a visitor tollgate
-    /// already identified (a valid visitor cookie, or the cookieless id). Only such a request
-    /// may send a `page_view`.
-    pub beacon: bool,
-    /// Most microseconds a browser event's `ts` may be from now, either way.
-    pub max_skew_us: i64,
-}
 
 /// Why a body could not be split into items.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,7 +136,9 @@ pub fn to_event(item: Value, cx: &Context) -> Result<Event, DraftError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{PrivacyMode, Source};
     use serde_json::json;
+    use uuid::Uuid;
 
     fn server() -> Context<'static> {
         Context {

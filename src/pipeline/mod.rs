@@ -5,6 +5,7 @@
 //! events hold (`pipeline.queue_max_bytes`), so that a flood of large requests cannot make it
 //! grow past a known size. Either bound full means the event is dropped and counted.
 
+pub mod submit;
 mod writer;
 
 pub use writer::{spawn_writer, Writer, WriterHealth};

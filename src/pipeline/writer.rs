@@ -1,11 +1,11 @@
 //! The store writer: one thread that enriches each event as it leaves the queue, owns the write
 //! connection, and commits events in groups, by size or by age, in one transaction per group.
 
+use super::submit::{Committed, Submission};
 use super::EventReceiver;
 use crate::config::Pipeline;
 use crate::enrich::Enricher;
 use crate::event::Event;
-use crate::ingest::{Committed, Submission};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crossbeam_channel::Receiver;
@@ -367,7 +367,7 @@ mod tests {
         };
         let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
         let enricher = Enricher::new(&settings).unwrap();
-        let (_ingest_tx, ingest_rx) = crate::ingest::channel();
+        let (_ingest_tx, ingest_rx) = crate::pipeline::submit::channel();
         let writer = spawn_writer(store, enricher, rx, ingest_rx, cfg, metrics).unwrap();
         for round in 1..=3 {
             tx.send(Box::new(Event::now("page_view", "t", Source::Proxy)));

@@ -6,7 +6,7 @@
 //! string scanning with no allocation beyond the event's own fields.
 
 use crate::config::{Capture, PathPattern, Rule};
-use crate::metrics::Kind;
+use crate::event::RequestKind as Kind;
 use http::{HeaderMap, Method};
 use std::borrow::Cow;
 

@@ -33,9 +33,10 @@ pub mod workers;
 
 use crate::config::Settings;
 use crate::enrich::bots::RequestSignals;
+use crate::event::RequestKind as Kind;
 use crate::event::{now_us, Hit};
 use crate::ingest::IngestSender;
-use crate::metrics::{Kind, Metrics};
+use crate::metrics::Metrics;
 use crate::pipeline::EventSender;
 use body::Body;
 use bytes::Bytes;

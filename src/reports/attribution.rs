@@ -7,12 +7,32 @@
 //! that is not Direct, or the latest Direct one when there is no other, as GA does. People
 //! with no touch are credited to `(none)`.
 
-use super::defs::AttributionParams;
-use super::filter::{Filters, Sql};
+use super::filter::{Filters, Sql, Window};
 use super::funnel::{IDENTITIES, PERSON};
 use super::{num, rows, table, ReportError, Table};
 use duckdb::Connection;
 use serde::Serialize;
+
+/// Columns that can take the credit.
+pub const BY: &[&str] = &[
+    "channel",
+    "referrer_host",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "click_id_type",
+];
+
+/// The conversion event, the lookback and what takes the credit.
+#[derive(Debug, Clone)]
+pub struct AttributionParams {
+    pub event: String,
+    pub lookback: Window,
+    /// One of [`BY`].
+    pub by: &'static str,
+}
 
 /// `attribution`'s answer.
 #[derive(Debug, Serialize)]

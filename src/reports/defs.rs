@@ -5,10 +5,15 @@
 //! and the dashboard (which gets it embedded in its page) read it as [`catalog`], and a test
 //! holds `docs/api.md` to it.
 
-use super::filter::{parse_window, prop_path, Extra, Filters, Scope, DIMENSIONS, NONE};
-use super::funnel::{parse_steps, Step};
+use super::attribution::AttributionParams;
+use super::filter::{
+    prop_path, session_dimensions, Extra, Filters, Scope, Window, DIMENSIONS, NONE,
+};
+use super::funnel::parse_steps;
+use super::funnel::FunnelParams;
+use super::traffic::Interval;
+use super::usage::Breakdown;
 use super::{attribution, funnel, retention, traffic, usage, ReportError};
-use chrono::Duration;
 use duckdb::Connection;
 use serde::Serialize;
 use serde_json::Value;
@@ -108,23 +113,6 @@ pub fn catalog() -> Value {
     serde_json::json!({ "reports": reports, "dimensions": dimensions, "none": NONE })
 }
 
-/// A duration parameter (`30m`, `12h`, `7d`) as given and as parsed.
-#[derive(Debug, Clone)]
-pub struct Window {
-    pub text: String,
-    pub span: Duration,
-}
-
-impl Window {
-    fn parse(x: &Extra, key: &str, default: &str) -> Result<Window, ReportError> {
-        let text = x.get(key).unwrap_or(default);
-        Ok(Window {
-            span: parse_window(key, text)?,
-            text: text.to_string(),
-        })
-    }
-}
-
 fn invalid(m: impl Into<String>) -> ReportError {
     ReportError::Invalid(m.into())
 }
@@ -189,13 +177,6 @@ plain!(
 );
 
 pub struct Overview;
-
-/// `interval`: `None` picks hours for ranges of 2 days or less.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interval {
-    Hour,
-    Day,
-}
 
 impl Report for Overview {
     const NAME: &'static str = "overview";
@@ -265,25 +246,7 @@ impl Report for Acquisition {
     }
 }
 
-/// The dimensions that describe where a session came from.
-pub fn session_dimensions() -> Vec<&'static str> {
-    DIMENSIONS
-        .iter()
-        .filter(|(_, s)| *s == Scope::Session)
-        .map(|(c, _)| *c)
-        .collect()
-}
-
 pub struct Events;
-
-/// An event broken down by a property's values.
-#[derive(Debug, Clone)]
-pub struct Breakdown {
-    pub event: String,
-    pub property: String,
-    /// The property's JSON path.
-    pub path: String,
-}
 
 impl Report for Events {
     const NAME: &'static str = "events";
@@ -320,15 +283,6 @@ impl Report for Events {
 }
 
 pub struct Funnel;
-
-/// A funnel's steps, window and breakdown.
-#[derive(Debug, Clone)]
-pub struct FunnelParams {
-    pub steps: Vec<Step>,
-    pub window: Window,
-    /// A dimension or `prop.<key>`, checked when the SQL is built.
-    pub breakdown: Option<String>,
-}
 
 impl Report for Funnel {
     const NAME: &'static str = "funnel";
@@ -371,27 +325,6 @@ impl Report for Funnel {
 
 pub struct Attribution;
 
-/// Columns that can take the credit.
-pub const ATTRIBUTION_BY: &[&str] = &[
-    "channel",
-    "referrer_host",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "click_id_type",
-];
-
-/// The conversion event, the lookback and what takes the credit.
-#[derive(Debug, Clone)]
-pub struct AttributionParams {
-    pub event: String,
-    pub lookback: Window,
-    /// One of [`ATTRIBUTION_BY`].
-    pub by: &'static str,
-}
-
 impl Report for Attribution {
     const NAME: &'static str = "attribution";
     const DOC: &'static str = "first- and last-touch credit for a conversion event";
@@ -419,10 +352,10 @@ impl Report for Attribution {
             .ok_or_else(|| invalid("event (the conversion event's name) is required"))?;
         let lookback = Window::parse(x, "lookback", "30d")?;
         let by = x.get("by").unwrap_or("channel");
-        let by = ATTRIBUTION_BY.iter().find(|b| **b == by).ok_or_else(|| {
+        let by = attribution::BY.iter().find(|b| **b == by).ok_or_else(|| {
             invalid(format!(
                 "by={by:?}: expected one of {}",
-                ATTRIBUTION_BY.join(", ")
+                attribution::BY.join(", ")
             ))
         })?;
         Ok(AttributionParams {

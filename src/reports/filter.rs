@@ -398,6 +398,33 @@ fn values_json(values: &[Option<String>]) -> serde_json::Value {
         .into()
 }
 
+/// A duration parameter (`30m`, `12h`, `7d`) as given and as parsed.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub text: String,
+    pub span: Duration,
+}
+
+impl Window {
+    /// The value of `key` in `x`, or `default`.
+    pub fn parse(x: &Extra, key: &str, default: &str) -> Result<Window, ReportError> {
+        let text = x.get(key).unwrap_or(default);
+        Ok(Window {
+            span: parse_window(key, text)?,
+            text: text.to_string(),
+        })
+    }
+}
+
+/// The dimensions that describe where a session came from.
+pub fn session_dimensions() -> Vec<&'static str> {
+    DIMENSIONS
+        .iter()
+        .filter(|(_, s)| *s == Scope::Session)
+        .map(|(c, _)| *c)
+        .collect()
+}
+
 /// A duration such as `30m`, `12h` or `7d`, from 1 minute to 365 days.
 pub fn parse_window(key: &str, s: &str) -> Result<Duration, ReportError> {
     // The unit is the last character, not the last byte (`1€`), and the number may be too

@@ -7,13 +7,21 @@
 //! the start that got furthest (the earliest of those). The breakdown value and the times
 //! between steps are that start's.
 
-use super::defs::FunnelParams;
-use super::filter::{any_of, dimension, prop_path, ts_value, Filters, Scope, Sql};
+use super::filter::{any_of, dimension, prop_path, ts_value, Filters, Scope, Sql, Window};
 use super::{num, ratio, rows, ReportError, Table};
 use duckdb::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// A funnel's steps, window and breakdown.
+#[derive(Debug, Clone)]
+pub struct FunnelParams {
+    pub steps: Vec<Step>,
+    pub window: Window,
+    /// A dimension or `prop.<key>`, checked when the SQL is built.
+    pub breakdown: Option<String>,
+}
 
 /// `funnel`'s answer.
 #[derive(Debug, Serialize)]

@@ -5,7 +5,6 @@
 //! bounces when it has exactly one page view; its duration is last minus first page view; its
 //! source (channel, referrer, campaign) is its first page view's.
 
-use super::defs::Interval;
 use super::filter::{Filters, Sql};
 use super::{num, ratio, round4, rows, table, ReportError, Table};
 use chrono::{Duration, NaiveDateTime};
@@ -13,6 +12,13 @@ use duckdb::Connection;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// `interval`: `None` picks hours for ranges of 2 days or less.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Hour,
+    Day,
+}
 
 /// `overview`'s answer.
 #[derive(Debug, Serialize)]

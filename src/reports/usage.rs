@@ -1,10 +1,18 @@
 //! API health (what only a proxy sees: every call's status and latency) and custom events.
 
-use super::defs::Breakdown;
 use super::filter::{Filters, Sql};
 use super::{num, ratio, rows, table, ReportError, Table};
 use duckdb::Connection;
 use serde::Serialize;
+
+/// An event broken down by a property's values.
+#[derive(Debug, Clone)]
+pub struct Breakdown {
+    pub event: String,
+    pub property: String,
+    /// The property's JSON path.
+    pub path: String,
+}
 
 /// `api`'s answer.
 #[derive(Debug, Serialize)]

@@ -260,7 +260,9 @@ fn exception_code(text: &str) -> Option<u32> {
 
 /// Percent-decode a URL's user or password (where `+` is a plus, not a space).
 fn decode(s: &str) -> String {
-    crate::enrich::privacy::percent_decode(&s.replace('+', "%2B")).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// An error and its causes on one line ("error sending request: connection refused").
@@ -299,5 +301,11 @@ mod tests {
     fn datetimes_are_utc_seconds() {
         assert_eq!(datetime(1_764_348_000_123_456), "2025-11-28 16:40:00");
         assert_eq!(datetime(0), "1970-01-01 00:00:00");
+    }
+
+    #[test]
+    fn url_credentials_are_percent_decoded_and_plus_is_a_plus() {
+        assert_eq!(decode("p%40ss+w%C3%B6rd%2F"), "p@ss+wörd/");
+        assert_eq!(decode("plain"), "plain");
     }
 }
