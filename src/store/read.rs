@@ -160,4 +160,59 @@ mod tests {
             .collect();
         assert_eq!(described, expected);
     }
+
+    /// A store written by tollgate before its columns came from `COLUMNS` (the table as the
+    /// hand-written DDL of that version made it, a row inserted as its appender wrote it)
+    /// opens, reads back, and takes new rows.
+    #[test]
+    fn a_store_from_the_hand_written_schema_opens_reads_and_appends() {
+        const OLD_DDL: &str = "CREATE TABLE events (seq BIGINT NOT NULL, event_id UUID NOT NULL, \
+            ts TIMESTAMP NOT NULL, received_at TIMESTAMP NOT NULL, site VARCHAR NOT NULL, \
+            name VARCHAR NOT NULL, source VARCHAR, visitor_id UUID, session_id UUID, \
+            user_id VARCHAR, request_id VARCHAR, method VARCHAR, host VARCHAR, path VARCHAR, \
+            route VARCHAR, query VARCHAR, status INTEGER, duration_ms DOUBLE, bytes_out BIGINT, \
+            referrer VARCHAR, referrer_host VARCHAR, channel VARCHAR, utm_source VARCHAR, \
+            utm_medium VARCHAR, utm_campaign VARCHAR, utm_term VARCHAR, utm_content VARCHAR, \
+            click_id_type VARCHAR, click_id VARCHAR, user_agent VARCHAR, browser VARCHAR, \
+            browser_version VARCHAR, os VARCHAR, device_type VARCHAR, is_bot BOOLEAN, \
+            bot_reason VARCHAR, ip VARCHAR, country VARCHAR, region VARCHAR, city VARCHAR, \
+            props JSON)";
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let old = Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+            old.execute_batch(&format!(
+                "CREATE TABLE tollgate_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL); \
+                 INSERT INTO tollgate_meta VALUES ('schema_version', '1'); {OLD_DDL}; \
+                 INSERT INTO events (seq, event_id, ts, received_at, site, name, source, \
+                   visitor_id, status, bytes_out, utm_source, is_bot, props) VALUES \
+                   (1, '0b6a4c1e-4c8b-4c1a-9d0e-2f1e7a3b5c6d', '2026-11-20 15:30:00.123456', \
+                   '2026-11-20 15:30:01', 'shop', 'purchase', 'import', \
+                   '3f1e7a3b-5c6d-4c1a-9d0e-0b6a4c1e4c8b', 200, 5000000000, 'facebook', false, \
+                   '{{\"amount\":12}}')"
+            ))
+            .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let new = full(1);
+        store.append(2, std::slice::from_ref(&new)).unwrap();
+        let back = read_events(store.connection(), 0, i64::MAX).unwrap();
+        assert_eq!(back.len(), 2);
+        let old = &back[0].event;
+        assert_eq!(
+            (old.name.as_str(), old.site.as_str(), old.source),
+            ("purchase", "shop", Some(Source::Import))
+        );
+        assert_eq!(old.ts_us, 1_795_188_600_123_456);
+        assert_eq!(
+            old.visitor_id.map(|v| v.to_string()).as_deref(),
+            Some("3f1e7a3b-5c6d-4c1a-9d0e-0b6a4c1e4c8b")
+        );
+        assert_eq!(
+            (old.status, old.bytes_out, old.is_bot),
+            (Some(200), Some(5_000_000_000), Some(false))
+        );
+        assert_eq!(old.utm_source.as_deref(), Some("facebook"));
+        assert_eq!(old.props.as_deref(), Some(r#"{"amount":12}"#));
+        assert_eq!((back[1].seq, &back[1].event), (2, &new));
+    }
 }
