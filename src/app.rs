@@ -106,64 +106,19 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
     let enricher = Enricher::new(&settings)?;
     // DuckDB's threads are created here, and take the priority of the thread that opens it.
-    let nice = settings.pipeline.background_nice;
-    let store = crate::priority::background(nice, || {
+    let store = crate::priority::background(settings.pipeline.background_nice, || {
         Store::open_with(&settings.data_dir, &settings.store.duckdb)
     })?;
     info!(path = %store.path().display(), "Store open.");
     let reader = store.reader().context("failed to open a store reader")?;
-    // Each sink, and retention, works on a connection of its own.
-    let sink_conns = settings
-        .sinks
-        .iter()
-        .map(|_| store.reader())
-        .collect::<Result<Vec<_>, _>>()
-        .context("failed to open store connections for the sinks")?;
-    let retention_conn = store
-        .reader()
-        .context("failed to open a store connection")?;
     let (events, rx) = pipeline::channel(
         settings.pipeline.queue_capacity,
         settings.pipeline.queue_max_bytes,
         metrics.clone(),
     );
     let (ingest, ingest_rx) = crate::ingest::channel();
-    // The analytics threads start from a thread at `pipeline.background_nice`, and keep it.
-    let stop_retention = Arc::new(AtomicBool::new(false));
-    let (writer, sinks, retention) = crate::priority::background(nice, || {
-        let writer = pipeline::spawn_writer(
-            store,
-            enricher,
-            rx,
-            ingest_rx,
-            settings.pipeline.clone(),
-            metrics.clone(),
-        )
-        .context("failed to start the store writer")?;
-        let sinks =
-            crate::sinks::spawn(&settings.sinks, sink_conns, writer.health.clone(), &metrics)
-                .context("failed to start the sinks")?;
-        let retention = crate::sinks::spawn_retention(
-            retention_conn,
-            settings.store.clone(),
-            settings.sinks.iter().map(|s| s.name.clone()).collect(),
-            stop_retention.clone(),
-        )
-        .context("failed to start retention")?;
-        anyhow::Ok((writer, sinks, retention))
-    })?;
-    // The salt file is written only where cookieless ids can be minted.
-    let p = &settings.privacy;
-    let salt_dir = (p.cookieless || p.consent.is_some()).then_some(settings.data_dir.as_path());
-    let keys = Arc::new(Keys {
-        salt: Salt::load(salt_dir, day_of(now_us())),
-        cookie: CookieKey::load_or_create(&settings.data_dir).with_context(|| {
-            format!(
-                "failed to read or create the visitor cookie key {}",
-                settings.data_dir.join(KEY_FILE).display()
-            )
-        })?,
-    });
+    let analytics = Analytics::spawn(&settings, store, enricher, rx, ingest_rx, &metrics)?;
+    let keys = load_keys(&settings)?;
 
     let upstream = UpstreamTarget::resolve(settings.upstream.clone())?;
     upstream.spawn_refresh(Duration::from_secs(30));
@@ -171,18 +126,18 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let admin = AdminServer::spawn(
         settings.admin,
         crate::admin::Limits::new(&settings),
-        admin_plane(&settings, reader, &metrics, &events, &writer, &ingest),
+        admin_plane(
+            &settings,
+            reader,
+            &metrics,
+            &events,
+            &analytics.writer,
+            &ingest,
+        ),
     )
     .with_context(|| format!("failed to bind the admin listener on {}", settings.admin))?;
 
     let signals = Signals::install()?;
-    let (listen, listeners) = workers::bind(settings.listen, settings.threads)
-        .with_context(|| format!("failed to bind the proxy listener on {}", settings.listen))?;
-    if settings.work_stealing {
-        warn!(
-            "server.work_stealing no longer has an effect: the proxy runs one worker per thread."
-        );
-    }
     let proxy = Proxy::new(
         settings.clone(),
         upstream,
@@ -191,24 +146,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         metrics.clone(),
         keys,
     );
-    let limits = listener::Limits::new(&settings);
-    let workers = Workers::spawn(
-        listeners,
-        proxy,
-        limits,
-        Duration::from_secs(settings.shutdown_grace_secs),
-    )
-    .context("failed to start the proxy workers")?;
+    let (listen, workers) = start_proxy(&settings, proxy)?;
 
-    let runtime_file = settings.data_dir.join(RUNTIME_FILE);
-    let info = RuntimeInfo {
-        pid: std::process::id(),
-        listen,
-        admin: admin.addr,
-        admin_token: settings.admin_token.clone(),
-    };
-    write_private(&runtime_file, &serde_json::to_vec(&info)?)
-        .with_context(|| format!("failed to write {}", runtime_file.display()))?;
+    let runtime_file = write_runtime_file(&settings, listen, admin.addr)?;
     info!(
         %listen,
         admin = %admin.addr,
@@ -218,19 +158,139 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
     signals.wait();
     workers.shutdown();
-
     // The proxy has stopped: flush what it captured.
-    writer.shutdown();
-    // Sinks stop after their current attempt; what they had not shipped goes at the next start.
-    sinks.shutdown(Duration::from_secs(5));
-    stop_retention.store(true, Ordering::SeqCst);
-    if let Some(r) = retention {
-        let _ = r.join();
-    }
+    analytics.shutdown();
     admin.shutdown();
     let _ = std::fs::remove_file(&runtime_file);
     info!("tollgate stopped.");
     Ok(())
+}
+
+/// Bind the proxy listener and start one worker per thread; returns the address bound.
+fn start_proxy(settings: &Settings, proxy: Proxy) -> anyhow::Result<(SocketAddr, Workers)> {
+    let (listen, listeners) = workers::bind(settings.listen, settings.threads)
+        .with_context(|| format!("failed to bind the proxy listener on {}", settings.listen))?;
+    if settings.work_stealing {
+        warn!(
+            "server.work_stealing no longer has an effect: the proxy runs one worker per thread."
+        );
+    }
+    let limits = listener::Limits::new(settings);
+    let workers = Workers::spawn(
+        listeners,
+        proxy,
+        limits,
+        Duration::from_secs(settings.shutdown_grace_secs),
+    )
+    .context("failed to start the proxy workers")?;
+    Ok((listen, workers))
+}
+
+/// The threads behind the proxy: the store writer, the sinks and retention.
+struct Analytics {
+    writer: pipeline::Writer,
+    sinks: crate::sinks::Sinks,
+    retention: Option<std::thread::JoinHandle<()>>,
+    stop_retention: Arc<AtomicBool>,
+}
+
+impl Analytics {
+    /// Start the writer on `store`, the sinks and retention. Each sink, and retention, works on
+    /// a connection of its own. The threads start from a thread at
+    /// `pipeline.background_nice`, and keep it.
+    fn spawn(
+        settings: &Settings,
+        store: Store,
+        enricher: Enricher,
+        rx: pipeline::EventReceiver,
+        ingest_rx: crossbeam_channel::Receiver<crate::ingest::Submission>,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Analytics> {
+        let sink_conns = settings
+            .sinks
+            .iter()
+            .map(|_| store.reader())
+            .collect::<Result<Vec<_>, _>>()
+            .context("failed to open store connections for the sinks")?;
+        let retention_conn = store
+            .reader()
+            .context("failed to open a store connection")?;
+        let stop_retention = Arc::new(AtomicBool::new(false));
+        crate::priority::background(settings.pipeline.background_nice, || {
+            let writer = pipeline::spawn_writer(
+                store,
+                enricher,
+                rx,
+                ingest_rx,
+                settings.pipeline.clone(),
+                metrics.clone(),
+            )
+            .context("failed to start the store writer")?;
+            let sinks =
+                crate::sinks::spawn(&settings.sinks, sink_conns, writer.health.clone(), metrics)
+                    .context("failed to start the sinks")?;
+            let retention = crate::sinks::spawn_retention(
+                retention_conn,
+                settings.store.clone(),
+                settings.sinks.iter().map(|s| s.name.clone()).collect(),
+                stop_retention.clone(),
+            )
+            .context("failed to start retention")?;
+            anyhow::Ok(Analytics {
+                writer,
+                sinks,
+                retention,
+                stop_retention,
+            })
+        })
+    }
+
+    /// Commit what is queued, then stop the sinks and retention. Sinks stop after their
+    /// current attempt; what they had not shipped goes at the next start.
+    fn shutdown(self) {
+        self.writer.shutdown();
+        self.sinks.shutdown(Duration::from_secs(5));
+        self.stop_retention.store(true, Ordering::SeqCst);
+        if let Some(r) = self.retention {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The visitor-id keys: the daily salt and the cookie key, read from the data directory or
+/// created there.
+fn load_keys(settings: &Settings) -> anyhow::Result<Arc<Keys>> {
+    // The salt file is written only where cookieless ids can be minted.
+    let p = &settings.privacy;
+    let salt_dir = (p.cookieless || p.consent.is_some()).then_some(settings.data_dir.as_path());
+    Ok(Arc::new(Keys {
+        salt: Salt::load(salt_dir, day_of(now_us())),
+        cookie: CookieKey::load_or_create(&settings.data_dir).with_context(|| {
+            format!(
+                "failed to read or create the visitor cookie key {}",
+                settings.data_dir.join(KEY_FILE).display()
+            )
+        })?,
+    }))
+}
+
+/// Write [`RUNTIME_FILE`] for the CLI commands that look for a running server; returns its
+/// path, for removal at shutdown.
+fn write_runtime_file(
+    settings: &Settings,
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> anyhow::Result<std::path::PathBuf> {
+    let runtime_file = settings.data_dir.join(RUNTIME_FILE);
+    let info = RuntimeInfo {
+        pid: std::process::id(),
+        listen,
+        admin,
+        admin_token: settings.admin_token.clone(),
+    };
+    write_private(&runtime_file, &serde_json::to_vec(&info)?)
+        .with_context(|| format!("failed to write {}", runtime_file.display()))?;
+    Ok(runtime_file)
 }
 
 /// The admin plane's parts, each with only what its routes need.

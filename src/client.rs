@@ -465,87 +465,97 @@ fn json_for_terminal(s: &str) -> String {
 /// uses `\u` escapes.
 pub fn render(r: &QueryResult, format: Format) -> String {
     match format {
-        Format::Json => {
-            let rows: Vec<serde_json::Map<String, serde_json::Value>> = r
-                .rows
-                .iter()
-                .map(|row| r.columns.iter().cloned().zip(row.iter().cloned()).collect())
-                .collect();
-            let mut s = json_for_terminal(&serde_json::to_string_pretty(&rows).unwrap_or_default());
-            s.push('\n');
-            s
-        }
-        Format::Csv => {
-            let mut out = String::new();
-            let header: Vec<String> = r.columns.iter().map(|c| csv_field(c, true)).collect();
-            out.push_str(&header.join(","));
-            out.push('\n');
-            for row in &r.rows {
-                let cells: Vec<String> = row
-                    .iter()
-                    .map(|v| csv_field(&cell(v), v.is_string()))
-                    .collect();
-                out.push_str(&cells.join(","));
-                out.push('\n');
-            }
-            out
-        }
-        Format::Table => {
-            let columns: Vec<String> = r
-                .columns
-                .iter()
-                .map(|c| for_terminal(c).into_owned())
-                .collect();
-            let cells: Vec<Vec<String>> = r
-                .rows
-                .iter()
-                .map(|row| {
-                    row.iter()
-                        .map(|v| for_terminal(&cell(v)).into_owned())
-                        .collect()
-                })
-                .collect();
-            let mut width: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
-            for row in &cells {
-                for (w, c) in width.iter_mut().zip(row) {
-                    *w = (*w).max(c.chars().count().min(60));
-                }
-            }
-            let fmt_row = |row: &[String]| {
-                row.iter()
-                    .zip(&width)
-                    .map(|(c, w)| {
-                        let c: String = c.chars().take(60).collect();
-                        format!("{c:<w$}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-                    .trim_end()
-                    .to_string()
-            };
-            let mut out = fmt_row(&columns);
-            out.push('\n');
-            out.push_str(
-                &width
-                    .iter()
-                    .map(|w| "-".repeat(*w))
-                    .collect::<Vec<_>>()
-                    .join("-+-"),
-            );
-            out.push('\n');
-            for row in &cells {
-                out.push_str(&fmt_row(row));
-                out.push('\n');
-            }
-            let n = r.rows.len();
-            out.push_str(&format!(
-                "({n} row{}{})\n",
-                if n == 1 { "" } else { "s" },
-                if r.truncated { ", truncated" } else { "" }
-            ));
-            out
+        Format::Json => render_json(r),
+        Format::Csv => render_csv(r),
+        Format::Table => render_table(r),
+    }
+}
+
+/// An array of objects, one a row, keyed by column name.
+fn render_json(r: &QueryResult) -> String {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = r
+        .rows
+        .iter()
+        .map(|row| r.columns.iter().cloned().zip(row.iter().cloned()).collect())
+        .collect();
+    let mut s = json_for_terminal(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+    s.push('\n');
+    s
+}
+
+/// A header line, then a line a row.
+fn render_csv(r: &QueryResult) -> String {
+    let mut out = String::new();
+    let header: Vec<String> = r.columns.iter().map(|c| csv_field(c, true)).collect();
+    out.push_str(&header.join(","));
+    out.push('\n');
+    for row in &r.rows {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|v| csv_field(&cell(v), v.is_string()))
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Aligned columns (each at most 60 characters wide), a rule under the header, and the row
+/// count.
+fn render_table(r: &QueryResult) -> String {
+    let columns: Vec<String> = r
+        .columns
+        .iter()
+        .map(|c| for_terminal(c).into_owned())
+        .collect();
+    let cells: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| for_terminal(&cell(v)).into_owned())
+                .collect()
+        })
+        .collect();
+    let mut width: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count().min(60));
         }
     }
+    let fmt_row = |row: &[String]| {
+        row.iter()
+            .zip(&width)
+            .map(|(c, w)| {
+                let c: String = c.chars().take(60).collect();
+                format!("{c:<w$}")
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = fmt_row(&columns);
+    out.push('\n');
+    out.push_str(
+        &width
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-"),
+    );
+    out.push('\n');
+    for row in &cells {
+        out.push_str(&fmt_row(row));
+        out.push('\n');
+    }
+    let n = r.rows.len();
+    out.push_str(&format!(
+        "({n} row{}{})\n",
+        if n == 1 { "" } else { "s" },
+        if r.truncated { ", truncated" } else { "" }
+    ));
+    out
 }
 
 #[cfg(test)]

@@ -332,19 +332,18 @@ impl Gen<'_> {
         e
     }
 
+    /// One session of `v` from `start_us`: its page views (and their API calls), then, for a
+    /// person, its conversions.
     fn session(&mut self, v: &mut Visitor, start_us: i64, returning_session: bool) {
         let session = self.rng.uuid();
-        let src = if returning_session {
-            0 // came back directly
+        let o = if returning_session {
+            &ORIGINS[0] // came back directly
         } else {
-            self.rng
-                .pick(&ORIGINS.iter().map(|o| o.weight).collect::<Vec<_>>())
+            &ORIGINS[self
+                .rng
+                .pick(&ORIGINS.iter().map(|o| o.weight).collect::<Vec<_>>())]
         };
-        let o = &ORIGINS[src];
-        let (channel, ref_host, utm_source, utm_medium, campaign, click) = (
-            o.channel, o.referrer, o.source, o.medium, o.campaign, o.click_id,
-        );
-        let campaign = campaign.map(|c| {
+        let campaign = o.campaign.map(|c| {
             let theme = CAMPAIGN_THEMES[self.rng.pick(&[5.0, 3.0, 2.0, 2.0, 1.0])];
             format!("{c}_{theme}")
         });
@@ -371,25 +370,7 @@ impl Gen<'_> {
             e.duration_ms = Some(((5.0 + self.rng.exp(25.0)) * 1000.0).round() / 1000.0);
             e.route = Some(path.clone());
             if i == 0 {
-                e.channel = Some(channel.into());
-                e.referrer_host = ref_host.map(Into::into);
-                e.referrer = ref_host.map(|h| format!("https://{h}/"));
-                e.utm_source = utm_source.map(Into::into);
-                e.utm_medium = utm_medium.map(Into::into);
-                e.utm_campaign = campaign.clone();
-                if utm_source.is_some() && self.rng.chance(0.3) {
-                    e.utm_content = Some(format!("creative_{}", self.rng.below(4)));
-                }
-                if utm_medium == Some("cpc") {
-                    e.utm_term = Some(
-                        ["camera", "mirrorless camera", "lens 50mm"][self.rng.below(3) as usize]
-                            .into(),
-                    );
-                }
-                if let Some(c) = click {
-                    e.click_id_type = Some(c.into());
-                    e.click_id = Some(format!("{:016x}", self.rng.next()));
-                }
+                self.attribute(&mut e, o, &campaign);
             } else {
                 e.referrer_host = Some("shop.example".into());
             }
@@ -409,7 +390,43 @@ impl Gen<'_> {
         if v.bot.is_some() {
             return;
         }
-        // Conversions, as server events right after the session's pages.
+        self.conversions(v, session, ts, visited_register, visited_checkout);
+    }
+
+    /// The traffic source of a session's first page view `e`: channel, referrer, campaign
+    /// parameters and click id, from its origin `o` and `campaign` (the completed name).
+    fn attribute(&mut self, e: &mut Event, o: &Origin, campaign: &Option<String>) {
+        e.channel = Some(o.channel.into());
+        e.referrer_host = o.referrer.map(Into::into);
+        e.referrer = o.referrer.map(|h| format!("https://{h}/"));
+        e.utm_source = o.source.map(Into::into);
+        e.utm_medium = o.medium.map(Into::into);
+        e.utm_campaign = campaign.clone();
+        if o.source.is_some() && self.rng.chance(0.3) {
+            e.utm_content = Some(format!("creative_{}", self.rng.below(4)));
+        }
+        if o.medium == Some("cpc") {
+            e.utm_term = Some(
+                ["camera", "mirrorless camera", "lens 50mm"][self.rng.below(3) as usize].into(),
+            );
+        }
+        if let Some(c) = o.click_id {
+            e.click_id_type = Some(c.into());
+            e.click_id = Some(format!("{:016x}", self.rng.next()));
+        }
+    }
+
+    /// Conversions, as server events right after the session's pages (which ended at `ts`):
+    /// registering (likelier after visiting /register), purchasing (likelier after /checkout),
+    /// a newsletter click.
+    fn conversions(
+        &mut self,
+        v: &mut Visitor,
+        session: Uuid,
+        mut ts: i64,
+        visited_register: bool,
+        visited_checkout: bool,
+    ) {
         let registers =
             v.user.is_none() && (visited_register && self.rng.chance(0.5) || self.rng.chance(0.03));
         if registers {

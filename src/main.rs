@@ -214,192 +214,239 @@ fn main() -> ExitCode {
     }
 }
 
+/// One function a subcommand; each says how the process exits.
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(a) => {
-            let settings = load(
-                a.config.as_deref(),
-                Overrides {
-                    upstream: a.upstream,
-                    listen: a.listen,
-                    admin: a.admin,
-                    data_dir: a.data,
-                },
-            )?;
-            init_tracing();
-            tollgate::app::run(settings)?;
-        }
+        Command::Serve(a) => serve(a),
         Command::Query {
             data,
             config,
             format,
             max_rows,
             sql,
-        } => {
-            let data_dir = data_dir(data, config)?;
-            let result = client::query(&data_dir, &sql, max_rows)
-                .with_context(|| format!("query on {} failed", data_dir.display()))?;
-            print!("{}", client::render(&result, format));
-        }
-        Command::Sinks { data, config, json } => {
-            let settings = load_offline(config.as_deref(), data)?;
-            let status = client::sinks(&settings.data_dir, &settings).with_context(|| {
-                format!("reading sinks on {} failed", settings.data_dir.display())
-            })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                print!("{}", client::render_sinks(&status));
-            }
-        }
+        } => query(data, config, format, max_rows, &sql),
+        Command::Sinks { data, config, json } => sinks(data, config, json),
         Command::Forget {
             data,
             config,
             visitor,
             user,
-        } => {
-            let data_dir = data_dir(data, config)?;
-            let subject = match (visitor, user) {
-                (Some(v), _) => Subject::visitor(&v)
-                    .ok_or_else(|| anyhow::anyhow!("--visitor {v:?} is not a UUID"))?,
-                (None, Some(u)) if !u.is_empty() => Subject::User(u),
-                _ => anyhow::bail!("give --visitor ID or --user ID"),
-            };
-            let report = client::forget(&data_dir, &subject)
-                .with_context(|| format!("forget on {} failed", data_dir.display()))?;
-            println!(
-                "deleted {} event{}; request {} recorded in forget_requests",
-                report.rows_deleted,
-                if report.rows_deleted == 1 { "" } else { "s" },
-                report.request_id
-            );
-        }
+        } => forget(data, config, visitor, user),
         Command::Import {
             data,
             config,
             strict,
             map,
             file,
-        } => {
-            let settings = load_offline(config.as_deref(), data)?;
-            let csv =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let r = client::import_csv(&settings, &settings.data_dir, &csv, &map, strict)
-                .with_context(|| format!("import of {} failed", file.display()))?;
-            for bad in &r.rejected {
-                eprintln!("{}:{}: {}", file.display(), bad.line, bad.error);
-            }
-            // Only the first bad rows are listed; all are counted.
-            let bad = r.rejected_count.max(r.rejected.len());
-            if bad > r.rejected.len() {
-                eprintln!("… and {} more bad rows", bad - r.rejected.len());
-            }
-            if r.refused {
-                eprintln!(
-                    "nothing imported: {bad} bad row{} and --strict",
-                    if bad == 1 { "" } else { "s" }
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            println!(
-                "imported {} rows: {} written, {} already present; {bad} bad",
-                r.accepted, r.written, r.duplicates,
-            );
-            if r.accepted == 0 {
-                return Ok(ExitCode::FAILURE);
-            }
-            if !r.rejected.is_empty() {
-                return Ok(ExitCode::from(2));
-            }
-        }
+        } => import(data, config, strict, &map, &file),
         Command::Generate {
             data,
             config,
             events,
             days,
             seed,
-        } => {
-            if days == 0 {
-                anyhow::bail!("--days must be at least 1");
-            }
-            let settings = load_offline(config.as_deref(), data)?;
-            let mut store =
-                tollgate::store::Store::open(&settings.data_dir).with_context(|| {
-                    format!(
-                        "failed to open the store in {}",
-                        settings.data_dir.display()
-                    )
-                })?;
-            let started = std::time::Instant::now();
-            let spec = tollgate::generate::Spec {
-                events,
-                days,
-                seed,
-                end_us: tollgate::event::now_us(),
-                site: settings.site_id.clone(),
-            };
-            let n = tollgate::generate::generate(&mut store, &spec).context("generate failed")?;
-            println!(
-                "wrote {n} events over {days} days into {} in {:.1} s",
-                store.path().display(),
-                started.elapsed().as_secs_f64()
-            );
-        }
-        Command::Check { config } => {
-            match config::load(Some(&config), std::env::vars(), &Overrides::default()) {
-                // Opening the geo database and compiling the UA rules is what start-up does
-                // next; a bad .mmdb should fail here, not at deploy time.
-                Ok(s) => match tollgate::enrich::Enricher::new(&s) {
-                    Ok(_) => println!("{}: ok", config.display()),
-                    Err(e) => {
-                        eprintln!("{}: {e}", config.display());
-                        return Ok(ExitCode::FAILURE);
-                    }
-                },
-                Err(e) => {
-                    eprint!("{}: {e}", config.display());
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-        }
+        } => generate(data, config, events, days, seed),
+        Command::Check { config } => check(&config),
         Command::Demo {
             listen,
             admin,
             data,
-        } => {
-            init_tracing();
-            let shop = tollgate::demo::spawn("127.0.0.1:0".parse()?)
-                .context("failed to start the demo shop")?;
-            let mut settings = load(
-                None,
-                Overrides {
-                    upstream: Some(format!("http://{shop}")),
-                    listen: Some(listen.clone()),
-                    admin: Some(admin.clone()),
-                    data_dir: Some(data.clone()),
-                },
-            )?;
-            settings.capture.rules.push(Rule {
-                name: "register".into(),
-                method: Some(http::Method::POST),
-                path: PathPattern::Exact("/api/register".into()),
-                status: Some((200, 299)),
-            });
-            // The demo shows the injected tracker too: clicks, form submits, engagement.
-            settings.inject.enabled = true;
-            let exe = std::env::current_exe()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| "tollgate".into());
-            println!(
-                "\nDemo camera shop:  http://{shop}/  (direct, not tracked)\n\
-                 Through tollgate:  http://{listen}/  (open this one)\n\
-                 Dashboard:         http://{admin}/\n\
-                 Metrics:           http://{admin}/metrics\n\
-                 Query the events:  {exe} query --data {data} \"SELECT name, path, status, visitor_id FROM events ORDER BY seq DESC LIMIT 20\"\n\
-                 Stop with Ctrl-C.\n"
-            );
-            tollgate::app::run(settings)?;
+        } => demo(listen, admin, data),
+    }
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = load(
+        a.config.as_deref(),
+        Overrides {
+            upstream: a.upstream,
+            listen: a.listen,
+            admin: a.admin,
+            data_dir: a.data,
+        },
+    )?;
+    init_tracing();
+    tollgate::app::run(settings)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn query(
+    data: Option<String>,
+    config: Option<PathBuf>,
+    format: Format,
+    max_rows: usize,
+    sql: &str,
+) -> anyhow::Result<ExitCode> {
+    let data_dir = data_dir(data, config)?;
+    let result = client::query(&data_dir, sql, max_rows)
+        .with_context(|| format!("query on {} failed", data_dir.display()))?;
+    print!("{}", client::render(&result, format));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sinks(data: Option<String>, config: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let settings = load_offline(config.as_deref(), data)?;
+    let status = client::sinks(&settings.data_dir, &settings)
+        .with_context(|| format!("reading sinks on {} failed", settings.data_dir.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", client::render_sinks(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn forget(
+    data: Option<String>,
+    config: Option<PathBuf>,
+    visitor: Option<String>,
+    user: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let data_dir = data_dir(data, config)?;
+    let subject = match (visitor, user) {
+        (Some(v), _) => {
+            Subject::visitor(&v).ok_or_else(|| anyhow::anyhow!("--visitor {v:?} is not a UUID"))?
+        }
+        (None, Some(u)) if !u.is_empty() => Subject::User(u),
+        _ => anyhow::bail!("give --visitor ID or --user ID"),
+    };
+    let report = client::forget(&data_dir, &subject)
+        .with_context(|| format!("forget on {} failed", data_dir.display()))?;
+    println!(
+        "deleted {} event{}; request {} recorded in forget_requests",
+        report.rows_deleted,
+        if report.rows_deleted == 1 { "" } else { "s" },
+        report.request_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exits 0 when every row was imported, 2 when some were bad and the rest imported, 1 when
+/// nothing was (the exit status `Command::Import` documents).
+fn import(
+    data: Option<String>,
+    config: Option<PathBuf>,
+    strict: bool,
+    map: &[String],
+    file: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let settings = load_offline(config.as_deref(), data)?;
+    let csv = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let r = client::import_csv(&settings, &settings.data_dir, &csv, map, strict)
+        .with_context(|| format!("import of {} failed", file.display()))?;
+    for bad in &r.rejected {
+        eprintln!("{}:{}: {}", file.display(), bad.line, bad.error);
+    }
+    // Only the first bad rows are listed; all are counted.
+    let bad = r.rejected_count.max(r.rejected.len());
+    if bad > r.rejected.len() {
+        eprintln!("… and {} more bad rows", bad - r.rejected.len());
+    }
+    if r.refused {
+        eprintln!(
+            "nothing imported: {bad} bad row{} and --strict",
+            if bad == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "imported {} rows: {} written, {} already present; {bad} bad",
+        r.accepted, r.written, r.duplicates,
+    );
+    if r.accepted == 0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    if !r.rejected.is_empty() {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(
+    data: Option<String>,
+    config: Option<PathBuf>,
+    events: u64,
+    days: u32,
+    seed: u64,
+) -> anyhow::Result<ExitCode> {
+    if days == 0 {
+        anyhow::bail!("--days must be at least 1");
+    }
+    let settings = load_offline(config.as_deref(), data)?;
+    let mut store = tollgate::store::Store::open(&settings.data_dir).with_context(|| {
+        format!(
+            "failed to open the store in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let started = std::time::Instant::now();
+    let spec = tollgate::generate::Spec {
+        events,
+        days,
+        seed,
+        end_us: tollgate::event::now_us(),
+        site: settings.site_id.clone(),
+    };
+    let n = tollgate::generate::generate(&mut store, &spec).context("generate failed")?;
+    println!(
+        "wrote {n} events over {days} days into {} in {:.1} s",
+        store.path().display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match config::load(Some(config), std::env::vars(), &Overrides::default()) {
+        // Opening the geo database and compiling the UA rules is what start-up does
+        // next; a bad .mmdb should fail here, not at deploy time.
+        Ok(s) => match tollgate::enrich::Enricher::new(&s) {
+            Ok(_) => println!("{}: ok", config.display()),
+            Err(e) => {
+                eprintln!("{}: {e}", config.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Err(e) => {
+            eprint!("{}: {e}", config.display());
+            return Ok(ExitCode::FAILURE);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(listen: String, admin: String, data: String) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let shop =
+        tollgate::demo::spawn("127.0.0.1:0".parse()?).context("failed to start the demo shop")?;
+    let mut settings = load(
+        None,
+        Overrides {
+            upstream: Some(format!("http://{shop}")),
+            listen: Some(listen.clone()),
+            admin: Some(admin.clone()),
+            data_dir: Some(data.clone()),
+        },
+    )?;
+    settings.capture.rules.push(Rule {
+        name: "register".into(),
+        method: Some(http::Method::POST),
+        path: PathPattern::Exact("/api/register".into()),
+        status: Some((200, 299)),
+    });
+    // The demo shows the injected tracker too: clicks, form submits, engagement.
+    settings.inject.enabled = true;
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "tollgate".into());
+    println!(
+        "\nDemo camera shop:  http://{shop}/  (direct, not tracked)\n\
+         Through tollgate:  http://{listen}/  (open this one)\n\
+         Dashboard:         http://{admin}/\n\
+         Metrics:           http://{admin}/metrics\n\
+         Query the events:  {exe} query --data {data} \"SELECT name, path, status, visitor_id FROM events ORDER BY seq DESC LIMIT 20\"\n\
+         Stop with Ctrl-C.\n"
+    );
+    tollgate::app::run(settings)?;
     Ok(ExitCode::SUCCESS)
 }

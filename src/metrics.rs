@@ -120,6 +120,8 @@ impl SinkVecs {
 }
 
 impl Metrics {
+    // Long on purpose: it is the flat list of every metric's name, help and labels, read best
+    // as one list (like the /metrics page it produces); split, it would only be scattered.
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests_vec = IntCounterVec::new(

@@ -68,8 +68,28 @@ impl Enricher {
     /// set (a server-side event's own `utm_source`, say) are kept.
     pub fn enrich(&mut self, e: &mut Event) {
         let ip: Option<IpAddr> = e.ip.as_deref().and_then(|s| s.parse().ok());
+        self.traffic_source(e);
+        self.device_and_bot(e, ip);
+        // Geo, from the full address, before it is anonymised.
+        if let (Some(g), Some(ip)) = (&self.geo, ip) {
+            let loc = g.lookup(ip);
+            e.country = loc.country;
+            e.region = loc.region;
+            e.city = loc.city;
+        }
+        // Sessions of cookieless visitors, which have no session cookie.
+        if e.hints.privacy == PrivacyMode::Cookieless && e.session_id.is_none() {
+            if let Some(v) = e.visitor_id {
+                let fp = e.query.as_deref().and_then(campaign::fingerprint);
+                e.session_id = Some(self.sessions.session(v, e.ts_us, fp));
+            }
+        }
+        self.redact_and_anonymise(e, ip);
+        scrub_controls(e);
+    }
 
-        // Campaign and channel, from the raw query and referrer.
+    /// Campaign and channel, from the raw query and referrer.
+    fn traffic_source(&self, e: &mut Event) {
         let c = e.query.as_deref().map(campaign::parse).unwrap_or_default();
         fill(&mut e.utm_source, c.source.as_ref());
         fill(&mut e.utm_medium, c.medium.as_ref());
@@ -97,10 +117,12 @@ impl Enricher {
         if e.referrer_host.is_none() {
             e.referrer_host = ref_host;
         }
+    }
 
-        // Device and bot, from the UA (cached) and the request's own signals. An event a
-        // backend sent about a person (server, import) without a UA says nothing about a
-        // device, and is not a bot for lacking one.
+    /// Device and bot, from the UA (cached) and the request's own signals. An event a backend
+    /// sent about a person (server, import) without a UA says nothing about a device, and is
+    /// not a bot for lacking one.
+    fn device_and_bot(&mut self, e: &mut Event, ip: Option<IpAddr>) {
         let from_client = matches!(e.source, Some(Source::Proxy | Source::Browser));
         if from_client || e.user_agent.is_some() {
             let ua_text = e.user_agent.as_deref().unwrap_or("");
@@ -123,24 +145,12 @@ impl Enricher {
         } else {
             e.is_bot = Some(false);
         }
+    }
 
-        // Geo, from the full address, before it is anonymised.
-        if let (Some(g), Some(ip)) = (&self.geo, ip) {
-            let loc = g.lookup(ip);
-            e.country = loc.country;
-            e.region = loc.region;
-            e.city = loc.city;
-        }
-
-        // Sessions of cookieless visitors, which have no session cookie.
-        if e.hints.privacy == PrivacyMode::Cookieless && e.session_id.is_none() {
-            if let Some(v) = e.visitor_id {
-                let fp = e.query.as_deref().and_then(campaign::fingerprint);
-                e.session_id = Some(self.sessions.session(v, e.ts_us, fp));
-            }
-        }
-
-        // Privacy: redact, then anonymise.
+    /// Privacy: redact the path, query and referrer (and derive the route from the redacted
+    /// path), then anonymise the IP (`ip`, the full address) and, for anonymous events, drop
+    /// every identifier.
+    fn redact_and_anonymise(&self, e: &mut Event, ip: Option<IpAddr>) {
         if let Some(p) = e.path.as_deref() {
             let p = self.redactor.path(p);
             e.route = Some(route::route(&p));
@@ -174,7 +184,6 @@ impl Enricher {
             e.city = None;
             e.user_agent = None;
         }
-        scrub_controls(e);
     }
 }
 

@@ -132,6 +132,8 @@ pub fn is_internal(ref_host: &str, request_host: Option<&str>, site_domains: &[S
 ///
 /// The rules are GA4's, in GA4's order, with AI Assistants inserted after Paid Other (see the
 /// module docs); the first that matches wins, and "Unassigned" is the fallback.
+// Long on purpose: past the source and medium, it is GA4's rule table, whose order is its
+// meaning (the first match wins); kept whole, it reads in the order GA4 documents it.
 pub fn channel(c: &Campaign, ref_host: Option<&str>) -> &'static str {
     let ref_host = ref_host.map(str::trim).filter(|h| !h.is_empty());
     let utm_source = c

@@ -444,14 +444,8 @@ impl EventDraft {
 
     /// The event: every text checked, the time and the id settled, the browser's limits
     /// applied. `cx` says what the endpoint knows that the draft does not.
-    pub fn into_event(self, cx: &Context) -> Result<Event, DraftError> {
-        let name = self
-            .name
-            .ok_or(DraftError::field(Field::Name, Problem::Required))?;
-        check_text(Field::Name, &name)?;
-        if name.trim().is_empty() {
-            return Err(DraftError::field(Field::Name, Problem::Blank));
-        }
+    pub fn into_event(mut self, cx: &Context) -> Result<Event, DraftError> {
+        let name = checked_name(self.name.take())?;
         // The browser endpoint is the public port: less is taken from it on trust.
         let browser = cx.browser.as_ref();
         let from_browser = browser.filter(|_| cx.source == Source::Browser);
@@ -469,87 +463,133 @@ impl EventDraft {
                 check_ts(us, cx.now_us).map_err(|p| DraftError::field(Field::Ts, p))?
             }
         };
-        let message = checked(Field::MessageId, self.message_id)?;
-        e.event_id = match (from_browser, self.event_id, message) {
-            // A browser's key is its own: derived into the browser namespace, with the visitor.
-            (Some(b), id, msg) => match (b.visitor_id, id.map(|u| u.to_string()).or(msg)) {
-                (Some(v), Some(key)) => browser_event_id(cx.site, v, &key),
-                // No visitor (opted out): no key can be tied to anyone, so none is trusted.
-                _ => e.event_id,
-            },
-            (None, Some(id), _) => id,
-            (None, None, Some(msg)) => message_event_id(cx.site, cx.source, &msg),
-            (None, None, None) => e.event_id,
-        };
-        if let Some(url) = checked(Field::Url, self.url)? {
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|_| DraftError::field(Field::Url, Problem::NotUrl(url.clone())))?;
-            e.host = uri.host().map(|h| capped(h, limits::HOST));
-            e.path = Some(capped(uri.path(), limits::PATH)).filter(|p| !p.is_empty());
-            e.query = uri
-                .query()
-                .filter(|q| !q.is_empty())
-                .map(|q| capped(q, limits::QUERY));
+        let message = checked(Field::MessageId, self.message_id.take())?;
+        if let Some(id) = event_id(cx, from_browser, self.event_id, message) {
+            e.event_id = id;
         }
-        e.referrer = checked(Field::Referrer, self.referrer)?
+        if let Some(url) = checked(Field::Url, self.url.take())? {
+            set_url(&mut e, url)?;
+        }
+        e.referrer = checked(Field::Referrer, self.referrer.take())?
             .filter(|r| !r.is_empty())
             .map(|r| capped(&r, limits::REFERRER));
-        e.props = self.props.map(|p| Value::Object(p).to_string());
-        let campaign = [
-            &mut e.utm_source,
-            &mut e.utm_medium,
-            &mut e.utm_campaign,
-            &mut e.utm_term,
-            &mut e.utm_content,
-        ];
-        for ((slot, field), value) in campaign.into_iter().zip(CAMPAIGN).zip(self.campaign) {
-            let lower = matches!(field, Field::UtmSource | Field::UtmMedium);
-            *slot = checked(field, value)?
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .map(|v| if lower { lower_case(&v) } else { v });
-        }
+        e.props = self.props.take().map(|p| Value::Object(p).to_string());
+        set_campaign(&mut e, std::mem::take(&mut self.campaign))?;
         match browser {
-            Some(b) => {
-                let sent = [
-                    (Field::VisitorId, self.visitor_id.is_some()),
-                    (Field::SessionId, self.session_id.is_some()),
-                    (Field::UserId, self.user_id.is_some()),
-                    (Field::UserAgent, self.user_agent.is_some()),
-                    (Field::Ip, self.ip.is_some()),
-                ];
-                if let Some((f, _)) = sent.into_iter().find(|(_, set)| *set) {
-                    return Err(DraftError::FromRequest(f));
-                }
-                e.visitor_id = b.visitor_id;
-                e.session_id = b.session_id;
-                e.hints.privacy = b.privacy;
-                e.user_agent = b.user_agent.map(|u| capped(u, limits::USER_AGENT));
-                e.ip = b.ip.clone();
-                e.request_id = b.request_id.map(str::to_string);
-            }
-            None => {
-                e.visitor_id = self.visitor_id;
-                e.session_id = self.session_id;
-                e.user_id = checked(Field::UserId, self.user_id)?.filter(|u| !u.is_empty());
-                if e.visitor_id.is_none() && e.user_id.is_none() {
-                    return Err(DraftError::NoIdentity);
-                }
-                e.user_agent = checked(Field::UserAgent, self.user_agent)?
-                    .map(|u| capped(&u, limits::USER_AGENT));
-                e.ip = match checked(Field::Ip, self.ip)? {
-                    Some(ip) => Some(
-                        ip.parse::<std::net::IpAddr>()
-                            .map_err(|_| DraftError::field(Field::Ip, Problem::NotIp(ip)))?
-                            .to_string(),
-                    ),
-                    None => None,
-                };
-            }
+            Some(b) => self.browser_identity(&mut e, b)?,
+            None => self.stated_identity(&mut e)?,
         }
         Ok(e)
     }
+
+    /// A browser event's identity and request fields, which come from the request: the draft
+    /// may not state any of them.
+    fn browser_identity(&self, e: &mut Event, b: &BrowserRequest) -> Result<(), DraftError> {
+        let sent = [
+            (Field::VisitorId, self.visitor_id.is_some()),
+            (Field::SessionId, self.session_id.is_some()),
+            (Field::UserId, self.user_id.is_some()),
+            (Field::UserAgent, self.user_agent.is_some()),
+            (Field::Ip, self.ip.is_some()),
+        ];
+        if let Some((f, _)) = sent.into_iter().find(|(_, set)| *set) {
+            return Err(DraftError::FromRequest(f));
+        }
+        e.visitor_id = b.visitor_id;
+        e.session_id = b.session_id;
+        e.hints.privacy = b.privacy;
+        e.user_agent = b.user_agent.map(|u| capped(u, limits::USER_AGENT));
+        e.ip = b.ip.clone();
+        e.request_id = b.request_id.map(str::to_string);
+        Ok(())
+    }
+
+    /// A server-side event's identity and request fields, as the draft states them: a visitor
+    /// or a user is required.
+    fn stated_identity(self, e: &mut Event) -> Result<(), DraftError> {
+        e.visitor_id = self.visitor_id;
+        e.session_id = self.session_id;
+        e.user_id = checked(Field::UserId, self.user_id)?.filter(|u| !u.is_empty());
+        if e.visitor_id.is_none() && e.user_id.is_none() {
+            return Err(DraftError::NoIdentity);
+        }
+        e.user_agent =
+            checked(Field::UserAgent, self.user_agent)?.map(|u| capped(&u, limits::USER_AGENT));
+        e.ip = match checked(Field::Ip, self.ip)? {
+            Some(ip) => Some(
+                ip.parse::<std::net::IpAddr>()
+                    .map_err(|_| DraftError::field(Field::Ip, Problem::NotIp(ip)))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(())
+    }
+}
+
+/// The event's name: required, checked, not blank.
+fn checked_name(name: Option<String>) -> Result<String, DraftError> {
+    let name = name.ok_or(DraftError::field(Field::Name, Problem::Required))?;
+    check_text(Field::Name, &name)?;
+    if name.trim().is_empty() {
+        return Err(DraftError::field(Field::Name, Problem::Blank));
+    }
+    Ok(name)
+}
+
+/// The event id the draft's keys settle on (`id` its `event_id`, `message` its message id),
+/// or `None` for the event's own random one.
+fn event_id(
+    cx: &Context,
+    from_browser: Option<&BrowserRequest>,
+    id: Option<Uuid>,
+    message: Option<String>,
+) -> Option<Uuid> {
+    match (from_browser, id, message) {
+        // A browser's key is its own: derived into the browser namespace, with the visitor.
+        (Some(b), id, msg) => match (b.visitor_id, id.map(|u| u.to_string()).or(msg)) {
+            (Some(v), Some(key)) => Some(browser_event_id(cx.site, v, &key)),
+            // No visitor (opted out): no key can be tied to anyone, so none is trusted.
+            _ => None,
+        },
+        (None, Some(id), _) => Some(id),
+        (None, None, Some(msg)) => Some(message_event_id(cx.site, cx.source, &msg)),
+        (None, None, None) => None,
+    }
+}
+
+/// The event's host, path and query, from the URL the draft gives.
+fn set_url(e: &mut Event, url: String) -> Result<(), DraftError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| DraftError::field(Field::Url, Problem::NotUrl(url.clone())))?;
+    e.host = uri.host().map(|h| capped(h, limits::HOST));
+    e.path = Some(capped(uri.path(), limits::PATH)).filter(|p| !p.is_empty());
+    e.query = uri
+        .query()
+        .filter(|q| !q.is_empty())
+        .map(|q| capped(q, limits::QUERY));
+    Ok(())
+}
+
+/// The event's `utm_*` fields from the draft's `campaign` (in [`CAMPAIGN`]'s order): trimmed,
+/// empty ones dropped, source and medium lower-cased.
+fn set_campaign(e: &mut Event, campaign: [Option<String>; 5]) -> Result<(), DraftError> {
+    let slots = [
+        &mut e.utm_source,
+        &mut e.utm_medium,
+        &mut e.utm_campaign,
+        &mut e.utm_term,
+        &mut e.utm_content,
+    ];
+    for ((slot, field), value) in slots.into_iter().zip(CAMPAIGN).zip(campaign) {
+        let lower = matches!(field, Field::UtmSource | Field::UtmMedium);
+        *slot = checked(field, value)?
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .map(|v| if lower { lower_case(&v) } else { v });
+    }
+    Ok(())
 }
 
 /// `s` cut to `max` bytes, owned.

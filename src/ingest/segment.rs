@@ -59,24 +59,7 @@ pub fn to_event(
     let Value::Object(m) = msg else {
         return Err("a message must be a JSON object".into());
     };
-    let kind = match (kind, m.get("type").and_then(Value::as_str)) {
-        (Some(k), _) => k,
-        (None, Some(t)) => t,
-        (None, None) => return Err("\"type\" is required in a batch message".into()),
-    };
-    let fixed = kind_name(kind).ok_or_else(|| {
-        format!("\"type\" {kind:?} is not one of track, page, screen, identify, group, alias")
-    })?;
-    let name = if kind == "track" {
-        let ev = m.get("event").and_then(Value::as_str).unwrap_or("");
-        if ev.trim().is_empty() {
-            return Err("\"event\" is required for a track call".into());
-        }
-        ev.to_string()
-    } else {
-        fixed.to_string()
-    };
-
+    let (kind, name) = kind_and_name(m, kind)?;
     let user_id = id_text(m.get("userId"), "userId")?;
     let anon = id_text(m.get("anonymousId"), "anonymousId")?;
     if user_id.is_none() && anon.is_none() {
@@ -92,48 +75,17 @@ pub fn to_event(
         .get("page")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
-    let body_key = if matches!(kind, "identify" | "group") {
-        "traits"
-    } else {
-        "properties"
-    };
-    let mut props = match m.get(body_key) {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(p)) => p.clone(),
-        Some(_) => return Err(format!("{body_key:?} must be a JSON object")),
-    };
+    let mut props = body_props(m, kind)?;
     let url = text(props.get("url"))
         .or_else(|| text(page.get("url")))
         .map(str::to_string);
     let referrer = text(props.get("referrer"))
         .or_else(|| text(page.get("referrer")))
         .map(str::to_string);
-    if kind == "page" || kind == "screen" {
-        if let Some(n) = text(m.get("name")) {
-            props.insert("name".into(), Value::String(n.to_string()));
-        }
-    }
-    if kind == "group" {
-        let g = id_text(m.get("groupId"), "groupId")?
-            .ok_or("\"groupId\" is required for a group call")?;
-        props.insert("group_id".into(), Value::String(g));
-    }
-    let mut previous_visitor = None;
-    if kind == "alias" {
-        let p = id_text(m.get("previousId"), "previousId")?
-            .ok_or("\"previousId\" is required for an alias call")?;
-        previous_visitor = Uuid::try_parse(&p).ok();
-        props.insert("previous_id".into(), Value::String(p));
-        if user_id.is_none() {
-            return Err("\"userId\" is required for an alias call".into());
-        }
-    }
+    let previous_visitor = add_kind_props(m, kind, user_id.is_some(), &mut props)?;
     let visitor_id = match (&anon, previous_visitor) {
         (_, Some(v)) => Some(v),
-        (Some(a), None) => Some(Uuid::try_parse(a).unwrap_or_else(|_| {
-            props.insert("_anonymous_id".into(), Value::String(a.clone()));
-            Uuid::new_v5(&ANON_NAMESPACE, format!("{site}\u{0}{a}").as_bytes())
-        })),
+        (Some(a), None) => Some(anonymous_visitor(a, site, &mut props)),
         (None, None) => None,
     };
 
@@ -152,18 +104,7 @@ pub fn to_event(
         ..EventDraft::default()
     };
     if let Some(c) = context.get("campaign").and_then(Value::as_object) {
-        for (key, field) in [
-            ("source", Field::UtmSource),
-            ("medium", Field::UtmMedium),
-            ("name", Field::UtmCampaign),
-            ("term", Field::UtmTerm),
-            ("content", Field::UtmContent),
-        ] {
-            if let Some(v) = text(c.get(key)) {
-                d.set_text(field, v.to_string())
-                    .map_err(|e| e.describe(Naming::Segment))?;
-            }
-        }
+        set_campaign(&mut d, c)?;
     }
     let cx = native::Context {
         site,
@@ -172,6 +113,105 @@ pub fn to_event(
         now_us: received_us,
     };
     d.into_event(&cx).map_err(|e| e.describe(Naming::Segment))
+}
+
+/// The message's type (the endpoint's `kind`, else its own `type`) and the event name it
+/// becomes.
+fn kind_and_name<'a>(
+    m: &'a Map<String, Value>,
+    kind: Option<&'a str>,
+) -> Result<(&'a str, String), String> {
+    let kind = match (kind, m.get("type").and_then(Value::as_str)) {
+        (Some(k), _) => k,
+        (None, Some(t)) => t,
+        (None, None) => return Err("\"type\" is required in a batch message".into()),
+    };
+    let fixed = kind_name(kind).ok_or_else(|| {
+        format!("\"type\" {kind:?} is not one of track, page, screen, identify, group, alias")
+    })?;
+    let name = if kind == "track" {
+        let ev = m.get("event").and_then(Value::as_str).unwrap_or("");
+        if ev.trim().is_empty() {
+            return Err("\"event\" is required for a track call".into());
+        }
+        ev.to_string()
+    } else {
+        fixed.to_string()
+    };
+    Ok((kind, name))
+}
+
+/// The message's `traits` (identify, group) or `properties` (the other types), empty when
+/// absent.
+fn body_props(m: &Map<String, Value>, kind: &str) -> Result<Map<String, Value>, String> {
+    let body_key = if matches!(kind, "identify" | "group") {
+        "traits"
+    } else {
+        "properties"
+    };
+    match m.get(body_key) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(p)) => Ok(p.clone()),
+        Some(_) => Err(format!("{body_key:?} must be a JSON object")),
+    }
+}
+
+/// Add what the message's type carries besides its body to `props`: a page's or screen's
+/// `name`, a group's `groupId`, an alias's `previousId`. Returns the visitor an alias's UUID
+/// `previousId` names.
+fn add_kind_props(
+    m: &Map<String, Value>,
+    kind: &str,
+    has_user_id: bool,
+    props: &mut Map<String, Value>,
+) -> Result<Option<Uuid>, String> {
+    if kind == "page" || kind == "screen" {
+        if let Some(n) = text(m.get("name")) {
+            props.insert("name".into(), Value::String(n.to_string()));
+        }
+    }
+    if kind == "group" {
+        let g = id_text(m.get("groupId"), "groupId")?
+            .ok_or("\"groupId\" is required for a group call")?;
+        props.insert("group_id".into(), Value::String(g));
+    }
+    let mut previous_visitor = None;
+    if kind == "alias" {
+        let p = id_text(m.get("previousId"), "previousId")?
+            .ok_or("\"previousId\" is required for an alias call")?;
+        previous_visitor = Uuid::try_parse(&p).ok();
+        props.insert("previous_id".into(), Value::String(p));
+        if !has_user_id {
+            return Err("\"userId\" is required for an alias call".into());
+        }
+    }
+    Ok(previous_visitor)
+}
+
+/// The visitor an `anonymousId` names: a UUID as is, any other string as a stable UUIDv5 of
+/// it, the original kept in `props._anonymous_id`.
+fn anonymous_visitor(anon: &str, site: &str, props: &mut Map<String, Value>) -> Uuid {
+    Uuid::try_parse(anon).unwrap_or_else(|_| {
+        props.insert("_anonymous_id".into(), Value::String(anon.to_string()));
+        Uuid::new_v5(&ANON_NAMESPACE, format!("{site}\u{0}{anon}").as_bytes())
+    })
+}
+
+/// `context.campaign` into the draft's `utm_*` fields (`name` is the campaign).
+fn set_campaign(d: &mut EventDraft, c: &Map<String, Value>) -> Result<(), String> {
+    for (key, field) in [
+        ("source", Field::UtmSource),
+        ("medium", Field::UtmMedium),
+        ("name", Field::UtmCampaign),
+        ("term", Field::UtmTerm),
+        ("content", Field::UtmContent),
+    ] {
+        if let Some(v) = text(c.get(key)) {
+            d.set_text(field, v.to_string())
+                .map_err(|e| e.describe(Naming::Segment))?;
+        }
+    }
+    Ok(())
 }
 
 /// The messages of a request to `/v1/{kind}` whose body is the JSON `body`, each as an event

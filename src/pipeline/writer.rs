@@ -137,33 +137,9 @@ fn run(
         }
         submissions.extend(ingest.try_iter());
         let stopping = stop.load(Ordering::SeqCst);
-        // Take what is queued, committing whenever a batch is full; but for no longer than a
-        // tick at a time, so that under a flood waiting submissions and the age of the batch
-        // are still seen to (and acknowledged API events are not held up behind it).
-        let pass = Instant::now();
-        behind = false;
-        let disconnected = loop {
-            if !stopping && pass.elapsed() >= tick {
-                behind = true;
-                break false;
-            }
-            match rx.try_recv() {
-                Ok(mut e) => {
-                    if oldest.is_none() {
-                        oldest = Some(Instant::now());
-                    }
-                    if !st.enrich(&mut e) {
-                        continue;
-                    }
-                    batch.push(e);
-                    if batch.len() >= cfg.batch_size {
-                        st.commit(&mut batch);
-                        oldest = None;
-                    }
-                }
-                Err(e) => break e.is_disconnected(),
-            }
-        };
+        let taken = st.take_queued(&rx, &mut batch, &mut oldest, &cfg, tick, stopping);
+        behind = taken == Taken::TickOver;
+        let disconnected = taken == Taken::Disconnected;
         st.metrics.queue_depth.set(rx.len() as i64);
         if !submissions.is_empty() {
             // Proxy events first, so that `seq` keeps arrival order across both paths.
@@ -194,9 +170,58 @@ fn run(
     }
 }
 
+/// How [`State::take_queued`] ended.
+#[derive(PartialEq, Eq)]
+enum Taken {
+    /// The queue is empty.
+    Empty,
+    /// The queue is empty and every sender is gone.
+    Disconnected,
+    /// The tick ran out with events still queued.
+    TickOver,
+}
+
 // Events arrive boxed from the queue; moving them out of their boxes would copy each one.
 #[allow(clippy::vec_box)]
 impl State {
+    /// Take what is queued into `batch`, committing whenever it is full; but for no longer
+    /// than a tick at a time (unless `stopping`), so that under a flood waiting submissions
+    /// and the age of the batch are still seen to (and acknowledged API events are not held up
+    /// behind it). `oldest` is when the pending batch's first event was seen.
+    fn take_queued(
+        &mut self,
+        rx: &EventReceiver,
+        batch: &mut Vec<Box<Event>>,
+        oldest: &mut Option<Instant>,
+        cfg: &Pipeline,
+        tick: Duration,
+        stopping: bool,
+    ) -> Taken {
+        let pass = Instant::now();
+        loop {
+            if !stopping && pass.elapsed() >= tick {
+                return Taken::TickOver;
+            }
+            match rx.try_recv() {
+                Ok(mut e) => {
+                    if oldest.is_none() {
+                        *oldest = Some(Instant::now());
+                    }
+                    if !self.enrich(&mut e) {
+                        continue;
+                    }
+                    batch.push(e);
+                    if batch.len() >= cfg.batch_size {
+                        self.commit(batch);
+                        *oldest = None;
+                    }
+                }
+                Err(e) if e.is_disconnected() => return Taken::Disconnected,
+                Err(_) => return Taken::Empty,
+            }
+        }
+    }
+
     /// Enrich one event. A panic in enrichment (a bug) drops that event and counts it: storing
     /// it half-done could keep the raw query or IP that enrichment exists to remove.
     fn enrich(&mut self, e: &mut Event) -> bool {

@@ -176,20 +176,8 @@ pub fn parse(
         match k.as_str() {
             "from" => from = Some(date(k, v)?),
             "to" => to = Some(date(k, v)?),
-            "bots" => {
-                bots = match v.as_str() {
-                    "include" | "true" | "1" => true,
-                    "exclude" | "false" | "0" | "" => false,
-                    _ => return Err(invalid(format!("bots={v:?}: expected include or exclude"))),
-                }
-            }
-            "limit" => {
-                limit = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| invalid(format!("limit={v:?}: expected 1 to {MAX_LIMIT}")))?
-            }
+            "bots" => bots = parse_bots(v)?,
+            "limit" => limit = parse_limit(v)?,
             _ if k.starts_with("prop.") => {
                 let path = prop_path(&k["prop.".len()..])?;
                 match props.iter_mut().find(|(p, _)| *p == path) {
@@ -205,33 +193,11 @@ pub fn parse(
                     Some((_, _, vs)) => vs.push(value()),
                     None => dims.push((col, scope, vec![value()])),
                 },
-                None => {
-                    let own = if extra_keys.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; this report also takes {}", extra_keys.join(", "))
-                    };
-                    return Err(invalid(format!(
-                        "unknown parameter {k:?}: filters are from, to, bots, limit, prop.<key> \
-                         and the dimensions {}{own}",
-                        dimension_list()
-                    )));
-                }
+                None => return Err(unknown_parameter(k, extra_keys)),
             },
         }
     }
-    let to = to.unwrap_or_else(|| tz.today());
-    // `date` allows years 0000 to 9999 only, so this and the reports' own arithmetic (a year
-    // of lookback or window at most) stay far from chrono's limits, where it panics.
-    let from = from.unwrap_or(to - Duration::days(29));
-    if from > to {
-        return Err(invalid(format!("from={from} is after to={to}")));
-    }
-    if (to - from).num_days() > 3660 {
-        return Err(invalid(format!(
-            "from={from}, to={to}: the range is longer than 10 years"
-        )));
-    }
+    let (from, to) = range(from, to, &tz)?;
     Ok((
         Filters {
             from,
@@ -246,6 +212,60 @@ pub fn parse(
         },
         extra,
     ))
+}
+
+/// `bots=`: whether to include events flagged as bots.
+fn parse_bots(v: &str) -> Result<bool, ReportError> {
+    match v {
+        "include" | "true" | "1" => Ok(true),
+        "exclude" | "false" | "0" | "" => Ok(false),
+        _ => Err(invalid(format!("bots={v:?}: expected include or exclude"))),
+    }
+}
+
+/// `limit=`: rows per table, 1 to [`MAX_LIMIT`].
+fn parse_limit(v: &str) -> Result<usize, ReportError> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| invalid(format!("limit={v:?}: expected 1 to {MAX_LIMIT}")))
+}
+
+/// The error for a key that is neither a filter nor one of the report's `extra_keys`: it
+/// lists what is allowed.
+fn unknown_parameter(k: &str, extra_keys: &[&str]) -> ReportError {
+    let own = if extra_keys.is_empty() {
+        String::new()
+    } else {
+        format!("; this report also takes {}", extra_keys.join(", "))
+    };
+    invalid(format!(
+        "unknown parameter {k:?}: filters are from, to, bots, limit, prop.<key> \
+         and the dimensions {}{own}",
+        dimension_list()
+    ))
+}
+
+/// The range's first and last dates: `to` defaults to today in `tz`, `from` to 29 days
+/// before `to`; at most 10 years, and not backwards.
+fn range(
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    tz: &SiteTz,
+) -> Result<(NaiveDate, NaiveDate), ReportError> {
+    let to = to.unwrap_or_else(|| tz.today());
+    // `date` allows years 0000 to 9999 only, so this and the reports' own arithmetic (a year
+    // of lookback or window at most) stay far from chrono's limits, where it panics.
+    let from = from.unwrap_or(to - Duration::days(29));
+    if from > to {
+        return Err(invalid(format!("from={from} is after to={to}")));
+    }
+    if (to - from).num_days() > 3660 {
+        return Err(invalid(format!(
+            "from={from}, to={to}: the range is longer than 10 years"
+        )));
+    }
+    Ok((from, to))
 }
 
 /// A `YYYY-MM-DD` date. The year is unsigned, so at most four digits: chrono would take

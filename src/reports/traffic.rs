@@ -11,7 +11,7 @@ use chrono::{Duration, NaiveDateTime};
 use duckdb::Connection;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// `interval`: `None` picks hours for ranges of 2 days or less.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +90,43 @@ pub fn overview(
     } else {
         ("day", "%Y-%m-%d")
     };
+    let mut all = rows(conn, &overview_sql(f, trunc))?;
+    let at = all.iter().position(|r| r[0].is_null()).unwrap_or(0);
+    let t = all.swap_remove(at);
+    let (sessions, pageviews, bounces, duration) = (num(&t[2]), num(&t[3]), num(&t[4]), num(&t[5]));
+    let found = all
+        .into_iter()
+        .filter_map(|mut r| {
+            let t = r.remove(0);
+            let t = NaiveDateTime::parse_from_str(t.as_str()?, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+            r.truncate(3);
+            Some((t.format(fmt).to_string(), r))
+        })
+        .collect();
+    Ok(Overview {
+        interval: trunc,
+        totals: OverviewTotals {
+            visitors: num(&t[1]) as u64,
+            sessions: sessions as u64,
+            pageviews: pageviews as u64,
+            views_per_session: ratio(pageviews, sessions),
+            bounce_rate: ratio(bounces, sessions),
+            avg_session_seconds: round4(duration),
+        },
+        series: Table {
+            dimension: None,
+            columns: ["t", "visitors", "sessions", "pageviews"]
+                .map(Into::into)
+                .to_vec(),
+            rows: zero_filled(f, hourly, fmt, &found),
+        },
+    })
+}
+
+/// `overview`'s query: a row of totals (`NULL, visitors, sessions, pageviews, bounces,
+/// average session seconds`), then a row a bucket (`t, visitors, sessions, pageviews`) for
+/// the buckets that have page views. `trunc` is the bucket, `hour` or `day`.
+fn overview_sql(f: &Filters, trunc: &str) -> Sql {
     // One pass over the page views, to (bucket, session, visitor) groups; the totals and the
     // series are then computed from those, which are far fewer.
     let mut sql = Sql::default();
@@ -110,20 +147,17 @@ pub fn overview(
          SELECT t, count(DISTINCT visitor_id), count(DISTINCT session_id), sum(n), NULL, NULL \
            FROM g GROUP BY t",
     );
-    let mut all = rows(conn, &sql)?;
-    let at = all.iter().position(|r| r[0].is_null()).unwrap_or(0);
-    let t = all.swap_remove(at);
-    let (sessions, pageviews, bounces, duration) = (num(&t[2]), num(&t[3]), num(&t[4]), num(&t[5]));
-    let found: std::collections::HashMap<String, Vec<Value>> = all
-        .into_iter()
-        .filter_map(|mut r| {
-            let t = r.remove(0);
-            let t = NaiveDateTime::parse_from_str(t.as_str()?, "%Y-%m-%d %H:%M:%S%.f").ok()?;
-            r.truncate(3);
-            Some((t.format(fmt).to_string(), r))
-        })
-        .collect();
-    // Every bucket of the range, zero-filled.
+    sql
+}
+
+/// Every bucket of the range (each hour, or each day) as `t, visitors, sessions, pageviews`:
+/// the counts `found` for its key (formatted with `fmt`), or zeros.
+fn zero_filled(
+    f: &Filters,
+    hourly: bool,
+    fmt: &str,
+    found: &HashMap<String, Vec<Value>>,
+) -> Vec<Vec<Value>> {
     let mut series = Vec::new();
     let mut day = f.from;
     while day <= f.to {
@@ -144,24 +178,7 @@ pub fn overview(
         }
         day += Duration::days(1);
     }
-    Ok(Overview {
-        interval: trunc,
-        totals: OverviewTotals {
-            visitors: num(&t[1]) as u64,
-            sessions: sessions as u64,
-            pageviews: pageviews as u64,
-            views_per_session: ratio(pageviews, sessions),
-            bounce_rate: ratio(bounces, sessions),
-            avg_session_seconds: round4(duration),
-        },
-        series: Table {
-            dimension: None,
-            columns: ["t", "visitors", "sessions", "pageviews"]
-                .map(Into::into)
-                .to_vec(),
-            rows: series,
-        },
-    })
+    series
 }
 
 pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
