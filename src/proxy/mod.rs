@@ -277,7 +277,7 @@ impl Worker {
         let inject_req = inject_wanted.then(|| inject::Request::of(&head, &fwd));
 
         self.upstream_head(&mut head, &fwd, &texts, inject_wanted, upgrade);
-        let mut capture = Capture {
+        let capture = Capture {
             worker: self.clone(),
             start,
             ts_us,
@@ -292,40 +292,72 @@ impl Worker {
         };
         let resp = match self.pool.forward(Request::from_parts(head, body)).await {
             Ok(r) => r,
-            Err(failure) => {
-                if failure.is_connect() {
-                    p.metrics.upstream_connect_errors.inc();
-                }
-                let code = failure.status();
-                if code == 504 {
-                    p.metrics.upstream_timeouts.inc();
-                }
-                tracing::debug!(%failure, "The upstream failed.");
-                return self.failure(code, capture);
-            }
+            Err(failure) => return self.upstream_failed(&failure, capture),
         };
-        let (mut rhead, rbody) = resp.into_parts();
-
+        let (rhead, rbody) = resp.into_parts();
         if rhead.status == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(down) = down_upgrade {
-                let mut r = Response::from_parts(rhead, rbody);
-                let up = hyper::upgrade::on(&mut r);
-                let (mut rhead, _) = r.into_parts();
-                tokio::task::spawn_local(async move {
-                    if let (Ok(down), Ok(up)) = (down.await, up.await) {
-                        let mut down = hyper_util::rt::TokioIo::new(down);
-                        let mut up = hyper_util::rt::TokioIo::new(up);
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                    }
-                });
-                capture.texts.add_response_headers(&mut rhead, &p.names);
-                capture.status = 101;
-                return Response::from_parts(rhead, Body::empty()).with_done(capture);
+                return self.switch_protocols(rhead, rbody, down, capture);
             }
         }
+        self.respond(rhead, rbody, inject_req.as_ref(), gzip_ok, capture)
+    }
 
+    /// The upstream could not be reached or did not answer in time: counted, then
+    /// tollgate's own 502 or 504 ([`Worker::failure`]).
+    fn upstream_failed(&self, failure: &pool::Failure, capture: Capture) -> Response<Body> {
+        let m = &self.proxy.metrics;
+        if failure.is_connect() {
+            m.upstream_connect_errors.inc();
+        }
+        let code = failure.status();
+        if code == 504 {
+            m.upstream_timeouts.inc();
+        }
+        tracing::debug!(%failure, "The upstream failed.");
+        self.failure(code, capture)
+    }
+
+    /// The upstream agreed to switch protocols (WebSocket): its 101 goes to the client, and a
+    /// task copies bytes both ways once both sides have upgraded.
+    fn switch_protocols(
+        &self,
+        rhead: ResponseHead,
+        rbody: pool::Pooled<pool::ReqBody>,
+        down: hyper::upgrade::OnUpgrade,
+        mut capture: Capture,
+    ) -> Response<Body> {
+        let mut r = Response::from_parts(rhead, rbody);
+        let up = hyper::upgrade::on(&mut r);
+        let (mut rhead, _) = r.into_parts();
+        tokio::task::spawn_local(async move {
+            if let (Ok(down), Ok(up)) = (down.await, up.await) {
+                let mut down = hyper_util::rt::TokioIo::new(down);
+                let mut up = hyper_util::rt::TokioIo::new(up);
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            }
+        });
+        capture
+            .texts
+            .add_response_headers(&mut rhead, &self.proxy.names);
+        capture.status = 101;
+        Response::from_parts(rhead, Body::empty()).with_done(capture)
+    }
+
+    /// The upstream's answer as the client gets it: hop-by-hop headers out, the body as is or
+    /// injected ([`Worker::page`]), the backend's headers taken, request id and cookies in.
+    fn respond(
+        &self,
+        mut rhead: ResponseHead,
+        rbody: pool::Pooled<pool::ReqBody>,
+        inject_req: Option<&inject::Request>,
+        gzip_ok: bool,
+        mut capture: Capture,
+    ) -> Response<Body> {
+        let p = &self.proxy;
+        let s = &*p.settings;
         strip_hop_by_hop(&mut rhead.headers, false);
-        let out = match &inject_req {
+        let out = match inject_req {
             Some(req) if !rhead.status.is_informational() => {
                 self.page(req, &mut rhead, rbody, gzip_ok)
             }

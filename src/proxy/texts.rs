@@ -49,6 +49,83 @@ impl Writer {
     }
 }
 
+/// The request's values that capture takes, borrowed from its head; path and query already
+/// cut to their limits.
+struct Fields<'a> {
+    /// The `Host` header; without one, the URI's host.
+    host: Option<&'a [u8]>,
+    uri: &'a http::Uri,
+    path: &'a str,
+    query: Option<&'a str>,
+    referrer: Option<&'a [u8]>,
+    user_agent: Option<&'a [u8]>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(req: &'a RequestHead) -> Fields<'a> {
+        let header = |name| req.headers.get(name).map(HeaderValue::as_bytes);
+        Fields {
+            host: header(http::header::HOST),
+            uri: &req.uri,
+            path: limits::cap(req.uri.path(), limits::PATH).0,
+            query: req
+                .uri
+                .query()
+                .filter(|q| !q.is_empty())
+                .map(|q| limits::cap(q, limits::QUERY).0),
+            referrer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+        }
+    }
+
+    /// The room they take in the buffer, the client's IP included.
+    fn capacity(&self) -> usize {
+        let capped = |v: Option<&[u8]>, max: usize| v.map_or(0, |v| v.len().min(max));
+        capped(
+            self.host.or(self.uri.host().map(str::as_bytes)),
+            limits::HOST,
+        ) + self.path.len()
+            + self.query.map_or(0, str::len)
+            + capped(self.referrer, limits::REFERRER)
+            + capped(self.user_agent, limits::USER_AGENT)
+            + 45
+    }
+
+    /// Write them, each cut to its limit, with the client's IP from `fwd`.
+    fn write(self, w: &mut Writer, fwd: &Forwarded) -> Captured {
+        Captured {
+            host: match self.host {
+                Some(h) => Some(w.text(|b| {
+                    limits::write_header_text(b, h, limits::HOST);
+                })),
+                None => self.uri.host().map(|h| {
+                    w.text(|b| b.extend_from_slice(limits::cap(h, limits::HOST).0.as_bytes()))
+                }),
+            },
+            path: w.text(|b| b.extend_from_slice(self.path.as_bytes())),
+            query: self
+                .query
+                .map(|q| w.text(|b| b.extend_from_slice(q.as_bytes()))),
+            referrer: self.referrer.map(|r| {
+                w.text(|b| {
+                    limits::write_header_text(b, r, limits::REFERRER);
+                })
+            }),
+            // A cut UA is still over bots::MALFORMED_MIN_LEN: marked malformed, never parsed.
+            user_agent: self.user_agent.map(|u| {
+                w.text(|b| {
+                    limits::write_header_text(b, u, limits::USER_AGENT);
+                })
+            }),
+            ip: fwd.client_ip.map(|ip| {
+                w.text(|b| {
+                    let _ = write!(b, "{ip}");
+                })
+            }),
+        }
+    }
+}
+
 impl Texts {
     /// Write the texts of `req`, from its `ids` and `fwd`; with the captured fields when
     /// `capture` is set.
@@ -62,33 +139,14 @@ impl Texts {
     ) -> Texts {
         let cfg = &s.identity;
         let secure = fwd.proto == "https";
-        let header = |name| req.headers.get(name).map(HeaderValue::as_bytes);
-        let (host, referrer, user_agent) = (
-            header(http::header::HOST),
-            header(http::header::REFERER),
-            header(http::header::USER_AGENT),
-        );
-        let path = limits::cap(req.uri.path(), limits::PATH).0;
-        let query = req
-            .uri
-            .query()
-            .filter(|q| !q.is_empty())
-            .map(|q| limits::cap(q, limits::QUERY).0);
+        let fields = capture.then(|| Fields::of(req));
 
         // Exact for valid UTF-8 (invalid bytes in captured headers make it grow once).
         let mut len = ids.request_id.len() + 2 * 36 + forwarded::xff_len(fwd, req);
         if ids.mode == crate::event::PrivacyMode::Identified {
             len += identity::cookies_len(cfg);
         }
-        if capture {
-            let capped = |v: Option<&[u8]>, max: usize| v.map_or(0, |v| v.len().min(max));
-            len += capped(host.or(req.uri.host().map(str::as_bytes)), limits::HOST)
-                + path.len()
-                + query.map_or(0, str::len)
-                + capped(referrer, limits::REFERRER)
-                + capped(user_agent, limits::USER_AGENT)
-                + 45;
-        }
+        len += fields.as_ref().map_or(0, Fields::capacity);
         let mut w = Writer(Vec::with_capacity(len));
 
         let request_id = w.text(|b| b.extend_from_slice(ids.request_id.as_bytes()));
@@ -107,35 +165,7 @@ impl Texts {
         let (visitor_end, session_end) = identity::write_cookies(&mut w.0, ids, cfg, key, secure);
         let visitor_cookie = visitor_end.map(|end| Span::new(start, end));
         let session_cookie = session_end.map(|end| Span::new(visitor_end.unwrap_or(start), end));
-
-        let captured = capture.then(|| Captured {
-            host: match host {
-                Some(h) => Some(w.text(|b| {
-                    limits::write_header_text(b, h, limits::HOST);
-                })),
-                None => req.uri.host().map(|h| {
-                    w.text(|b| b.extend_from_slice(limits::cap(h, limits::HOST).0.as_bytes()))
-                }),
-            },
-            path: w.text(|b| b.extend_from_slice(path.as_bytes())),
-            query: query.map(|q| w.text(|b| b.extend_from_slice(q.as_bytes()))),
-            referrer: referrer.map(|r| {
-                w.text(|b| {
-                    limits::write_header_text(b, r, limits::REFERRER);
-                })
-            }),
-            // A cut UA is still over bots::MALFORMED_MIN_LEN: marked malformed, never parsed.
-            user_agent: user_agent.map(|u| {
-                w.text(|b| {
-                    limits::write_header_text(b, u, limits::USER_AGENT);
-                })
-            }),
-            ip: fwd.client_ip.map(|ip| {
-                w.text(|b| {
-                    let _ = write!(b, "{ip}");
-                })
-            }),
-        });
+        let captured = fields.map(|f| f.write(&mut w, fwd));
 
         Texts {
             buf: Bytes::from(w.0),

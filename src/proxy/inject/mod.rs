@@ -133,11 +133,13 @@ impl Request {
     }
 }
 
+/// CSP headers to replace, each with its full new list of values.
+type CspRewrites = Vec<(HeaderName, Vec<HeaderValue>)>;
+
 /// What to do to one page, decided from the upstream's response header.
 pub struct Plan {
     tag: Bytes,
-    /// CSP headers to replace, each with its full new list of values.
-    csp: Vec<(HeaderName, Vec<HeaderValue>)>,
+    csp: CspRewrites,
     /// The upstream body is gzip or br and must be decoded first.
     pub decompress: Option<codec::Coding>,
 }
@@ -162,8 +164,34 @@ pub fn plan(
     s: &Settings,
 ) -> Result<Plan, Skip> {
     let h = &resp.headers;
-    let text = |name: &HeaderName| h.get(name).map(|v| v.as_bytes()).unwrap_or_default();
-    let ct = text(&header::CONTENT_TYPE);
+    let ct = h
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    check_page(resp, ct, end_of_stream)?;
+    let decompress = decoding(h)?;
+    let has_csp = h.contains_key(header::CONTENT_SECURITY_POLICY)
+        || h.contains_key(header::CONTENT_SECURITY_POLICY_REPORT_ONLY);
+    if !has_csp {
+        return Ok(Plan {
+            tag: script.tag(None),
+            csp: Vec::new(),
+            decompress,
+        });
+    }
+    let (csp, nonce) = adapt_csp(h, req, s)?;
+    let tag = script.tag((!csp.is_empty()).then_some(nonce.as_str()));
+    Ok(Plan {
+        tag,
+        csp,
+        decompress,
+    })
+}
+
+/// Whether the response, whose `Content-Type` is `ct`, is a whole 200 HTML page that may be
+/// injected: [`plan`]'s answer when it is not.
+fn check_page(resp: &ResponseHead, ct: &[u8], end_of_stream: bool) -> Result<(), Skip> {
+    let h = &resp.headers;
     let media = ct.split(|&b| b == b';').next().unwrap_or_default();
     if resp.status != http::StatusCode::OK
         || end_of_stream
@@ -184,32 +212,41 @@ pub fn plan(
     if contains_ci(ct, b"utf-16") || contains_ci(ct, b"utf-32") {
         return Err(Some("skipped_charset"));
     }
-    let decompress = match text(&header::CONTENT_ENCODING).trim_ascii() {
-        b"" => None,
-        e if e.eq_ignore_ascii_case(b"identity") => None,
-        e if e.eq_ignore_ascii_case(b"gzip") || e.eq_ignore_ascii_case(b"x-gzip") => {
-            Some(codec::Coding::Gzip)
-        }
-        e if e.eq_ignore_ascii_case(b"br") => Some(codec::Coding::Br),
-        _ => return Err(Some("skipped_encoding")),
-    };
-    let scheme = if req.secure { "https" } else { "http" };
+    Ok(())
+}
 
+/// How the page's body must be decoded before injection, from its `Content-Encoding`; an
+/// encoding tollgate cannot decode skips the page.
+fn decoding(h: &http::HeaderMap) -> Result<Option<codec::Coding>, Skip> {
+    let encoding = h
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    match encoding.trim_ascii() {
+        b"" => Ok(None),
+        e if e.eq_ignore_ascii_case(b"identity") => Ok(None),
+        e if e.eq_ignore_ascii_case(b"gzip") || e.eq_ignore_ascii_case(b"x-gzip") => {
+            Ok(Some(codec::Coding::Gzip))
+        }
+        e if e.eq_ignore_ascii_case(b"br") => Ok(Some(codec::Coding::Br)),
+        _ => Err(Some("skipped_encoding")),
+    }
+}
+
+/// The CSP headers to replace so that the page's policies allow the tracker, with the nonce
+/// they were given (used only when a header changed). A policy that cannot be made to allow
+/// it, or a host that cannot go into one, skips the page.
+fn adapt_csp(
+    h: &http::HeaderMap,
+    req: &Request,
+    s: &Settings,
+) -> Result<(CspRewrites, String), Skip> {
+    let scheme = if req.secure { "https" } else { "http" };
     let host = req
         .host
         .as_ref()
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let mut rewrites = Vec::new();
-    let has_csp = h.contains_key(header::CONTENT_SECURITY_POLICY)
-        || h.contains_key(header::CONTENT_SECURITY_POLICY_REPORT_ONLY);
-    if !has_csp {
-        return Ok(Plan {
-            tag: script.tag(None),
-            csp: rewrites,
-            decompress,
-        });
-    }
     // The host goes into the policy: only a plain host[:port] or [v6]:port, never a header
     // that could smuggle directives in.
     if host.is_empty()
@@ -226,40 +263,48 @@ pub fn plan(
         endpoint: &endpoint,
     };
     let nonce = new_nonce();
+    let mut rewrites = Vec::new();
     for (name, enforced) in [
         (header::CONTENT_SECURITY_POLICY, true),
         (header::CONTENT_SECURITY_POLICY_REPORT_ONLY, false),
     ] {
-        let mut values = Vec::new();
-        let mut changed = false;
-        for v in h.get_all(&name) {
-            let Ok(policy) = v.to_str() else {
-                return Err(Some("skipped_csp"));
-            };
-            match csp::adapt(policy, &nonce, &origin) {
-                csp::Verdict::Allowed => values.push(v.clone()),
-                csp::Verdict::Rewritten(p) if !host.is_empty() => {
-                    let Ok(p) = HeaderValue::from_str(&p) else {
-                        return Err(Some("skipped_csp"));
-                    };
-                    values.push(p);
-                    changed = true;
-                }
-                // A report-only policy blocks nothing: it is never a reason to skip the page.
-                _ if !enforced => values.push(v.clone()),
-                _ => return Err(Some("skipped_csp")),
-            }
-        }
-        if changed {
+        if let Some(values) = adapt_csp_header(h, &name, enforced, &nonce, &origin)? {
             rewrites.push((name, values));
         }
     }
-    let tag = script.tag((!rewrites.is_empty()).then_some(nonce.as_str()));
-    Ok(Plan {
-        tag,
-        csp: rewrites,
-        decompress,
-    })
+    Ok((rewrites, nonce))
+}
+
+/// The values of the CSP header `name` adapted to allow the tracker, or `None` when none of
+/// them had to change. `enforced` is false for `Content-Security-Policy-Report-Only`.
+fn adapt_csp_header(
+    h: &http::HeaderMap,
+    name: &HeaderName,
+    enforced: bool,
+    nonce: &str,
+    origin: &csp::Origin,
+) -> Result<Option<Vec<HeaderValue>>, Skip> {
+    let mut values = Vec::new();
+    let mut changed = false;
+    for v in h.get_all(name) {
+        let Ok(policy) = v.to_str() else {
+            return Err(Some("skipped_csp"));
+        };
+        match csp::adapt(policy, nonce, origin) {
+            csp::Verdict::Allowed => values.push(v.clone()),
+            csp::Verdict::Rewritten(p) => {
+                let Ok(p) = HeaderValue::from_str(&p) else {
+                    return Err(Some("skipped_csp"));
+                };
+                values.push(p);
+                changed = true;
+            }
+            // A report-only policy blocks nothing: it is never a reason to skip the page.
+            _ if !enforced => values.push(v.clone()),
+            _ => return Err(Some("skipped_csp")),
+        }
+    }
+    Ok(changed.then_some(values))
 }
 
 /// Fix the headers of a page that gets the tracker.

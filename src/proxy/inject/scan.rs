@@ -91,31 +91,47 @@ enum State {
     /// After `</`.
     EndTagOpen,
     TagName,
-    BeforeAttrName,
-    AttrName,
-    AfterAttrName,
-    BeforeAttrValue,
-    /// Inside a value quoted with this byte.
-    AttrValueQuoted(u8),
-    AttrValueUnquoted,
-    AfterAttrValueQuoted,
-    SelfClosingStartTag,
-    /// After `<!`.
-    MarkupDeclOpen,
-    /// After `<!-`.
-    MarkupDeclDash,
-    BogusComment,
-    CommentStart,
-    CommentStartDash,
-    Comment,
-    CommentEndDash,
-    CommentEnd,
-    CommentEndBang,
+    Attr(Attr),
+    Comment(Comment),
     /// The RCDATA or RAWTEXT of the element named.
     RawText(&'static [u8], EndTag),
     Script(Script),
     /// Decided: the rest passes untouched.
     Done,
+}
+
+/// The states between a tag's name and its `>`: its attributes, and the `/` of a
+/// self-closing tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attr {
+    BeforeName,
+    Name,
+    AfterName,
+    BeforeValue,
+    /// Inside a value quoted with this byte.
+    ValueQuoted(u8),
+    ValueUnquoted,
+    AfterValueQuoted,
+    SelfClosingStartTag,
+}
+
+/// The comment states, from `<!` on. A comment ends at `-->` or `--!>`; anything else after
+/// `<!` (`<!DOCTYPE …>`, `<![CDATA[…]]>`), and `<?…>`, is a bogus comment that ends at the
+/// first `>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comment {
+    /// After `<!`.
+    MarkupDeclOpen,
+    /// After `<!-`.
+    MarkupDeclDash,
+    Bogus,
+    Start,
+    StartDash,
+    /// The comment's text.
+    Text,
+    EndDash,
+    End,
+    EndBang,
 }
 
 /// How much of `</name` a raw-text element has seen.
@@ -278,6 +294,10 @@ impl Injector {
 
     /// Tokenize `b` from the current state. Returns where to insert the tag, if here, and how
     /// many bytes are decided (the rest is held back). With `end`, everything is decided.
+    ///
+    /// The data and tag-name states are stepped here: they decide where the tracker goes,
+    /// and where a `<meta>` or `<script>` tag starts to be copied aside (`mark`). Every other
+    /// family of states takes its own steps.
     fn scan(&mut self, b: &[u8], end: bool) -> (Option<usize>, usize) {
         let mut i = 0;
         // Where this buffer's part of the tag being copied aside starts.
@@ -305,14 +325,14 @@ impl Injector {
                 }
                 State::TagOpen => match c {
                     b'!' => {
-                        self.state = State::MarkupDeclOpen;
+                        self.state = State::Comment(Comment::MarkupDeclOpen);
                         i += 1;
                     }
                     b'/' => {
                         self.state = State::EndTagOpen;
                         i += 1;
                     }
-                    b'?' => self.state = State::BogusComment,
+                    b'?' => self.state = State::Comment(Comment::Bogus),
                     c if c.is_ascii_alphabetic() => {
                         self.open = Tag::new(false);
                         self.state = State::TagName;
@@ -330,7 +350,7 @@ impl Injector {
                         self.state = State::Data;
                         i += 1;
                     }
-                    _ => self.state = State::BogusComment,
+                    _ => self.state = State::Comment(Comment::Bogus),
                 },
                 State::TagName => {
                     let n = b[i..].iter().position(|&c| ends_name(c));
@@ -340,210 +360,15 @@ impl Injector {
                     let Some(&c) = b.get(i) else { break };
                     self.name_ends(i, &mut mark);
                     match c {
-                        b'/' => self.state = State::SelfClosingStartTag,
+                        b'/' => self.state = State::Attr(Attr::SelfClosingStartTag),
                         b'>' => self.emit(b, i, mark),
-                        _ => self.state = State::BeforeAttrName,
+                        _ => self.state = State::Attr(Attr::BeforeName),
                     }
                     i += 1;
                 }
-                State::BeforeAttrName => match c {
-                    c if is_space(c) => i += 1,
-                    b'/' | b'>' => self.state = State::AfterAttrName,
-                    // A name may start with `=`.
-                    b'=' => {
-                        self.state = State::AttrName;
-                        i += 1;
-                    }
-                    _ => self.state = State::AttrName,
-                },
-                State::AttrName => {
-                    let n = b[i..]
-                        .iter()
-                        .position(|&c| ends_name(c) || c == b'=')
-                        .unwrap_or(b.len() - i);
-                    i += n;
-                    match b.get(i) {
-                        Some(b'=') => {
-                            self.state = State::BeforeAttrValue;
-                            i += 1;
-                        }
-                        Some(_) => self.state = State::AfterAttrName,
-                        None => {}
-                    }
-                }
-                State::AfterAttrName => match c {
-                    c if is_space(c) => i += 1,
-                    b'/' => {
-                        self.state = State::SelfClosingStartTag;
-                        i += 1;
-                    }
-                    b'=' => {
-                        self.state = State::BeforeAttrValue;
-                        i += 1;
-                    }
-                    b'>' => {
-                        self.emit(b, i, mark);
-                        i += 1;
-                    }
-                    _ => self.state = State::AttrName,
-                },
-                State::BeforeAttrValue => match c {
-                    c if is_space(c) => i += 1,
-                    b'"' | b'\'' => {
-                        self.state = State::AttrValueQuoted(c);
-                        i += 1;
-                    }
-                    b'>' => {
-                        self.emit(b, i, mark);
-                        i += 1;
-                    }
-                    _ => self.state = State::AttrValueUnquoted,
-                },
-                // Everything up to the closing quote is the value: `>`, `<`, `</head>`.
-                State::AttrValueQuoted(quote) => match memchr(quote, &b[i..]) {
-                    Some(q) => {
-                        self.state = State::AfterAttrValueQuoted;
-                        i += q + 1;
-                    }
-                    None => i = b.len(),
-                },
-                State::AttrValueUnquoted => {
-                    let n = b[i..].iter().position(|&c| is_space(c) || c == b'>');
-                    i += n.unwrap_or(b.len() - i);
-                    match b.get(i) {
-                        Some(b'>') => self.emit(b, i, mark),
-                        Some(_) => self.state = State::BeforeAttrName,
-                        None => break,
-                    }
-                    i += 1;
-                }
-                State::AfterAttrValueQuoted => match c {
-                    c if is_space(c) => {
-                        self.state = State::BeforeAttrName;
-                        i += 1;
-                    }
-                    b'/' => {
-                        self.state = State::SelfClosingStartTag;
-                        i += 1;
-                    }
-                    b'>' => {
-                        self.emit(b, i, mark);
-                        i += 1;
-                    }
-                    _ => self.state = State::BeforeAttrName,
-                },
-                State::SelfClosingStartTag => match c {
-                    b'>' => {
-                        self.emit(b, i, mark);
-                        i += 1;
-                    }
-                    _ => self.state = State::BeforeAttrName,
-                },
-                State::MarkupDeclOpen => match c {
-                    b'-' => {
-                        self.state = State::MarkupDeclDash;
-                        i += 1;
-                    }
-                    // `<!DOCTYPE …>` ends at its first `>` too, even inside a quoted identifier.
-                    _ => self.state = State::BogusComment,
-                },
-                State::MarkupDeclDash => match c {
-                    b'-' => {
-                        self.state = State::CommentStart;
-                        i += 1;
-                    }
-                    _ => self.state = State::BogusComment,
-                },
-                State::BogusComment => match memchr(b'>', &b[i..]) {
-                    Some(q) => {
-                        self.state = State::Data;
-                        i += q + 1;
-                    }
-                    None => i = b.len(),
-                },
-                // `<!-->` and `<!--->` are whole (empty) comments.
-                State::CommentStart => match c {
-                    b'-' => {
-                        self.state = State::CommentStartDash;
-                        i += 1;
-                    }
-                    b'>' => {
-                        self.state = State::Data;
-                        i += 1;
-                    }
-                    _ => self.state = State::Comment,
-                },
-                State::CommentStartDash => match c {
-                    b'-' => {
-                        self.state = State::CommentEnd;
-                        i += 1;
-                    }
-                    b'>' => {
-                        self.state = State::Data;
-                        i += 1;
-                    }
-                    _ => self.state = State::Comment,
-                },
-                // A comment ends at `-->` or `--!>` (a nested `<!--` changes nothing).
-                State::Comment => match memchr(b'-', &b[i..]) {
-                    Some(q) => {
-                        self.state = State::CommentEndDash;
-                        i += q + 1;
-                    }
-                    None => i = b.len(),
-                },
-                State::CommentEndDash => match c {
-                    b'-' => {
-                        self.state = State::CommentEnd;
-                        i += 1;
-                    }
-                    _ => self.state = State::Comment,
-                },
-                State::CommentEnd => match c {
-                    b'>' => {
-                        self.state = State::Data;
-                        i += 1;
-                    }
-                    b'!' => {
-                        self.state = State::CommentEndBang;
-                        i += 1;
-                    }
-                    b'-' => i += 1,
-                    _ => self.state = State::Comment,
-                },
-                State::CommentEndBang => match c {
-                    b'-' => {
-                        self.state = State::CommentEndDash;
-                        i += 1;
-                    }
-                    b'>' => {
-                        self.state = State::Data;
-                        i += 1;
-                    }
-                    _ => self.state = State::Comment,
-                },
-                State::RawText(name, at) => match at {
-                    EndTag::Text => match memchr(b'<', &b[i..]) {
-                        Some(q) => {
-                            self.state = State::RawText(name, EndTag::Lt);
-                            i += q + 1;
-                        }
-                        None => i = b.len(),
-                    },
-                    EndTag::Lt if c == b'/' => {
-                        self.state = State::RawText(name, EndTag::Name(0));
-                        i += 1;
-                    }
-                    EndTag::Lt => self.state = State::RawText(name, EndTag::Text),
-                    EndTag::Name(k) => match end_name(name, k, c) {
-                        Step::Letter => {
-                            self.state = State::RawText(name, EndTag::Name(k + 1));
-                            i += 1;
-                        }
-                        Step::Tag => i += self.end_tag(),
-                        Step::No => self.state = State::RawText(name, EndTag::Text),
-                    },
-                },
+                State::Attr(s) => i += self.attribute(s, b, i, mark),
+                State::Comment(s) => i += self.comment(s, &b[i..]),
+                State::RawText(name, at) => i += self.raw_text(name, at, &b[i..]),
                 State::Script(s) => i += self.script(s, &b[i..]),
             }
         }
@@ -551,6 +376,164 @@ impl Injector {
             self.copy_aside(&b[mark..]);
         }
         (None, b.len())
+    }
+
+    /// One step in the attribute states of the open tag, at `b[i]`; returns how many bytes it
+    /// took (none when the byte is reconsumed in another state). At its `>` the tag ends
+    /// ([`Self::emit`]); what of it is copied aside starts at `b[mark]`.
+    fn attribute(&mut self, s: Attr, b: &[u8], i: usize, mark: usize) -> usize {
+        use Attr::*;
+        let rest = &b[i..];
+        let c = rest[0];
+        let (next, took) = match s {
+            BeforeName => match c {
+                c if is_space(c) => (BeforeName, 1),
+                b'/' | b'>' => (AfterName, 0),
+                // A name may start with `=`.
+                b'=' => (Name, 1),
+                _ => (Name, 0),
+            },
+            Name => {
+                let n = rest.iter().position(|&c| ends_name(c) || c == b'=');
+                let n = n.unwrap_or(rest.len());
+                match rest.get(n) {
+                    Some(b'=') => (BeforeValue, n + 1),
+                    Some(_) => (AfterName, n),
+                    None => (Name, n),
+                }
+            }
+            AfterName => match c {
+                c if is_space(c) => (AfterName, 1),
+                b'/' => (SelfClosingStartTag, 1),
+                b'=' => (BeforeValue, 1),
+                b'>' => {
+                    self.emit(b, i, mark);
+                    return 1;
+                }
+                _ => (Name, 0),
+            },
+            BeforeValue => match c {
+                c if is_space(c) => (BeforeValue, 1),
+                b'"' | b'\'' => (ValueQuoted(c), 1),
+                b'>' => {
+                    self.emit(b, i, mark);
+                    return 1;
+                }
+                _ => (ValueUnquoted, 0),
+            },
+            // Everything up to the closing quote is the value: `>`, `<`, `</head>`.
+            ValueQuoted(quote) => match memchr(quote, rest) {
+                Some(q) => (AfterValueQuoted, q + 1),
+                None => (ValueQuoted(quote), rest.len()),
+            },
+            ValueUnquoted => {
+                let n = rest.iter().position(|&c| is_space(c) || c == b'>');
+                let n = n.unwrap_or(rest.len());
+                match rest.get(n) {
+                    Some(b'>') => {
+                        self.emit(b, i + n, mark);
+                        return n + 1;
+                    }
+                    Some(_) => (BeforeName, n + 1),
+                    None => (ValueUnquoted, n),
+                }
+            }
+            AfterValueQuoted => match c {
+                c if is_space(c) => (BeforeName, 1),
+                b'/' => (SelfClosingStartTag, 1),
+                b'>' => {
+                    self.emit(b, i, mark);
+                    return 1;
+                }
+                _ => (BeforeName, 0),
+            },
+            SelfClosingStartTag => match c {
+                b'>' => {
+                    self.emit(b, i, mark);
+                    return 1;
+                }
+                _ => (BeforeName, 0),
+            },
+        };
+        self.state = State::Attr(next);
+        took
+    }
+
+    /// One step in the comment states, at the start of `b`; returns how many bytes it took
+    /// (none when the byte is reconsumed in another state).
+    fn comment(&mut self, s: Comment, b: &[u8]) -> usize {
+        use Comment::*;
+        let c = b[0];
+        // `None`: the comment has ended, and the data state follows.
+        let (next, took) = match s {
+            MarkupDeclOpen => match c {
+                b'-' => (Some(MarkupDeclDash), 1),
+                // `<!DOCTYPE …>` ends at its first `>` too, even inside a quoted identifier.
+                _ => (Some(Bogus), 0),
+            },
+            MarkupDeclDash => match c {
+                b'-' => (Some(Start), 1),
+                _ => (Some(Bogus), 0),
+            },
+            Bogus => match memchr(b'>', b) {
+                Some(q) => (None, q + 1),
+                None => (Some(Bogus), b.len()),
+            },
+            // `<!-->` and `<!--->` are whole (empty) comments.
+            Start => match c {
+                b'-' => (Some(StartDash), 1),
+                b'>' => (None, 1),
+                _ => (Some(Text), 0),
+            },
+            StartDash => match c {
+                b'-' => (Some(End), 1),
+                b'>' => (None, 1),
+                _ => (Some(Text), 0),
+            },
+            // A comment ends at `-->` or `--!>` (a nested `<!--` changes nothing).
+            Text => match memchr(b'-', b) {
+                Some(q) => (Some(EndDash), q + 1),
+                None => (Some(Text), b.len()),
+            },
+            EndDash => match c {
+                b'-' => (Some(End), 1),
+                _ => (Some(Text), 0),
+            },
+            End => match c {
+                b'>' => (None, 1),
+                b'!' => (Some(EndBang), 1),
+                b'-' => (Some(End), 1),
+                _ => (Some(Text), 0),
+            },
+            EndBang => match c {
+                b'-' => (Some(EndDash), 1),
+                b'>' => (None, 1),
+                _ => (Some(Text), 0),
+            },
+        };
+        self.state = next.map_or(State::Data, State::Comment);
+        took
+    }
+
+    /// One step in the text of the raw-text element `name`, at the start of `b`, looking for
+    /// its end tag; returns how many bytes it took (none when the byte is reconsumed).
+    fn raw_text(&mut self, name: &'static [u8], at: EndTag, b: &[u8]) -> usize {
+        let c = b[0];
+        let (next, took) = match at {
+            EndTag::Text => match memchr(b'<', b) {
+                Some(q) => (EndTag::Lt, q + 1),
+                None => (EndTag::Text, b.len()),
+            },
+            EndTag::Lt if c == b'/' => (EndTag::Name(0), 1),
+            EndTag::Lt => (EndTag::Text, 0),
+            EndTag::Name(k) => match end_name(name, k, c) {
+                Step::Letter => (EndTag::Name(k + 1), 1),
+                Step::Tag => return self.end_tag(),
+                Step::No => (EndTag::Text, 0),
+            },
+        };
+        self.state = State::RawText(name, next);
+        took
     }
 
     /// One step in the script data states, at the start of `b`; returns how many bytes it
@@ -630,7 +613,7 @@ impl Injector {
     /// A raw-text element's end tag: its attributes are read like any tag's. Takes no byte.
     fn end_tag(&mut self) -> usize {
         self.open = Tag::new(true);
-        self.state = State::BeforeAttrName;
+        self.state = State::Attr(Attr::BeforeName);
         0
     }
 
