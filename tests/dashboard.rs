@@ -12,6 +12,9 @@ use std::time::Duration;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
+/// One list of what the token guards: after the configuration refusals, each step (open paths,
+/// closed paths, the sign-in, the CLI's runtime file) is a few lines against the same tollgate and
+/// reads best in one place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_token_guards_everything_but_health_and_the_static_files() {
     // A token is required beyond loopback, and must be long enough.

@@ -185,6 +185,9 @@ async fn ips_are_truncated_and_secrets_redacted() {
 }
 
 /// Cookieless until consent; a daily salt that survives a restart and changes with the day.
+///
+/// One data directory across two restarts: each restart's visitor id is compared with the one
+/// before it, so the steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_gating_and_cookieless_ids() {
     let up = Upstream::start().await;

@@ -134,6 +134,8 @@ fn unbrotli(b: &[u8]) -> Vec<u8> {
 const HTML: &str = "text/html; charset=utf-8";
 
 /// The test site.
+///
+/// Long, but a table: one `.route` per path the tests fetch, each a few lines.
 async fn site() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -893,6 +895,9 @@ async fn a_reflected_end_of_head_in_an_attribute_is_not_the_insertion_point() {
 /// page has the tracker at most once more, and otherwise the same DOM, and runs the same number
 /// of the generator's `onerror` payloads (they count in `window.__pwned`). `TOLLGATE_FUZZ_SEED`
 /// replays a run, `TOLLGATE_FUZZ_PAGES` (default 40) sets its length.
+///
+/// Long, but one loop over the generated pages, with its failure report (the replay seed, where
+/// the two DOMs part) built inline where the values are; the set-up above serves only the loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_pages_in_chromium() {
     let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());

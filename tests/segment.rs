@@ -141,6 +141,8 @@ async fn a_batch_keeps_its_good_items_and_drops_duplicates(tg: &Tollgate, c: &re
 }
 
 /// Refused calls after the batch above: the count stays at its five events.
+///
+/// Long, but a table of refused calls, each with its status and reason; one list reads best whole.
 async fn bad_calls_say_why_and_write_nothing(tg: &Tollgate, c: &reqwest::Client) {
     // Errors, each with its status and reason; nothing half-written.
     let big = "x".repeat(40 * 1024);
@@ -240,6 +242,9 @@ fn clients_dir() -> std::path::PathBuf {
 }
 
 /// Segment's own libraries, unchanged, pointed at tollgate with `host`.
+///
+/// One run of both official clients against one tollgate, then one table of the six rows they
+/// wrote together; the table is the test, so it stays whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_segment_clients() {
     let dir = clients_dir();
