@@ -401,8 +401,8 @@ fn session_cookie(resp: &reqwest::Response) -> (String, String) {
     (pair, set)
 }
 
-/// One session's life on one tollgate: issued, misused, ended by sign-out; later steps use the
-/// cookie and the token the earlier ones got, so the steps stay in order in one function.
+/// One session's life on one tollgate: issued, misused, ended by sign-out; the later steps use
+/// the two sessions the first step opened, so the steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_cookie_is_a_random_id_with_an_expiry_that_logout_ends() {
     let up = Upstream::start().await;

@@ -341,8 +341,9 @@ async fn backend_headers_stitch_visitor_to_user() {
 /// CSV import: bad rows by line, strict mode all-or-nothing, the same through the API and on
 /// a stopped server's files, and a re-import changes nothing.
 ///
-/// One store through the API imports and then the CLI on the stopped server's files: each step
-/// checks that nothing new landed on what the steps before imported, so they stay in order.
+/// One CSV imported three times into one store (strict, lenient, then by the CLI on the stopped
+/// server's files): each import is checked against what the ones before it wrote, so they stay
+/// in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_import_reports_bad_rows_and_strict_is_all_or_nothing() {
     let up = Upstream::start().await;
