@@ -90,6 +90,8 @@ fn peak_rss_kib(pid: i32) -> u64 {
         .unwrap()
 }
 
+/// Long, but mostly tables of Host headers and request targets against one tollgate: one list
+/// of who is answered, which reads best whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_loopback_the_listener_address_and_admin_hosts_are_answered() {
     let up = Upstream::start().await;
@@ -178,6 +180,9 @@ async fn only_loopback_the_listener_address_and_admin_hosts_are_answered() {
     assert!(!ok && err.contains("server.admin_hosts[0]"), "{out}{err}");
 }
 
+/// Long, but mostly one table of refused requests, then the few that must still write, on one
+/// tollgate without a token: the closing count of 4 holds only because the table wrote nothing,
+/// so the two stay in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_writes_and_form_content_types_are_refused() {
     let up = Upstream::start().await;
@@ -396,6 +401,8 @@ fn session_cookie(resp: &reqwest::Response) -> (String, String) {
     (pair, set)
 }
 
+/// One session's life on one tollgate: issued, misused, ended by sign-out; the later steps use
+/// the two sessions the first step opened, so the steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_cookie_is_a_random_id_with_an_expiry_that_logout_ends() {
     let up = Upstream::start().await;
@@ -500,6 +507,8 @@ async fn the_session_cookie_is_a_random_id_with_an_expiry_that_logout_ends() {
     assert!(ok && out.contains("42"), "{out}{err}");
 }
 
+/// Throttling is state: each step's 429s come from the failures the steps before it counted, on
+/// the same tollgate, so the steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_sign_ins_are_throttled_per_client_and_overall() {
     let up = Upstream::start().await;
@@ -603,6 +612,9 @@ async fn failed_sign_ins_are_throttled_per_client_and_overall() {
     assert!(ok, "{out}{err}");
 }
 
+/// The steps share the process's four connection slots (the fifth client waits on the four
+/// stalled ones before it), and the last step stops the process, so they stay in order in one
+/// function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_are_cut_off_connections_are_capped_and_sigterm_still_stops() {
     let up = Upstream::start().await;
@@ -690,6 +702,9 @@ async fn slow_headers_are_cut_off_connections_are_capped_and_sigterm_still_stops
     );
 }
 
+/// One tollgate's store and memory across three parts: the six events decoded first, then the
+/// refusals and bombs, which must add none to them (the closing count) and must not raise the
+/// peak RSS measured around them; the parts share that state, so they stay in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_bodies_are_decoded_and_bombs_get_413_without_the_memory() {
     let up = Upstream::start().await;

@@ -311,6 +311,9 @@ fn measure(proxy: SocketAddr, cookie: Option<&str>, page: &[u8], settle: &dyn Fn
     (after - before) as f64 / N as f64
 }
 
+/// One measurement in one process: the allocation counter is global, so tollgate and the bare
+/// proxy are measured one after the other here and subtracted, and the optional trace reuses
+/// both; split up, the numbers could no longer be compared.
 #[test]
 fn allocations_per_proxied_request() {
     let root = common::temp_dir();

@@ -131,6 +131,8 @@ fn assert_device(
     info
 }
 
+/// Long, but a list: one real user agent per case, each with what it must parse to; split up,
+/// the cases would only be harder to compare.
 #[test]
 fn known_devices() {
     let mut a = analyzer();

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
+/// One list of what the token guards: after the configuration refusals, each step (open paths,
+/// closed paths, the sign-in, the CLI's runtime file) is a few lines against the same tollgate and
+/// reads best in one place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_token_guards_everything_but_health_and_the_static_files() {
     // A token is required beyond loopback, and must be long enough.
@@ -138,6 +141,35 @@ async fn api(tg: &Tollgate, name: &str, params: &[(&str, &str)]) -> Value {
 
 const IDLE: &str = "document.body.dataset.busy === '0'";
 
+/// A started tollgate over a generated store, a browser on its dashboard, and the date range
+/// the dashboard shows; what every step of the dashboard test below shares.
+struct Dashboard {
+    tg: Tollgate,
+    b: Browser,
+    from: String,
+    to: String,
+}
+
+impl Dashboard {
+    fn range(&self) -> [(&str, &str); 2] {
+        [("from", self.from.as_str()), ("to", self.to.as_str())]
+    }
+
+    /// The value of a KPI tile on the page.
+    async fn kpi(&self, id: &str) -> Value {
+        self.b
+            .eval(&format!(
+                "Number(document.querySelector('#kpi-{id}').dataset.value)"
+            ))
+            .await
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The dashboard in one browser, step by step: each step starts from the page the one before
+/// left (the Facebook filter set by clicking stays on for the funnel and attribution; the SQL
+/// console's refused write is the one failed request the last step allows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_headless_chromium() {
     let data = common::generated_store(40_000, 14, 21);
@@ -146,73 +178,93 @@ async fn the_dashboard_in_headless_chromium() {
     let to = chrono::Utc::now().date_naive();
     let from = (to - chrono::Duration::days(13)).to_string();
     let to = to.to_string();
-    let range = [("from", from.as_str()), ("to", to.as_str())];
-    let wait = Duration::from_secs(30);
+    let d = Dashboard {
+        tg,
+        b: Browser::launch().await,
+        from,
+        to,
+    };
+    let o = overview_loads_with_the_api_numbers(&d).await;
+    clicking_a_source_filters_the_page(&d, &o).await;
+    let conv = the_funnel_builder(&d).await;
+    the_funnel_url_is_shareable(&d, &conv).await;
+    attribution(&d).await;
+    the_sql_console_runs_a_query_and_refuses_a_write(&d).await;
+    a_linked_query_runs_only_when_asked(&d).await;
+    nothing_overflows_at_phone_width(&d).await;
 
-    let b = Browser::launch().await;
-    b.goto(&tg.admin_url(&format!("/?from={from}&to={to}")))
+    // No script errors; the one failed request is the refused write (403), on purpose.
+    let errors: Vec<String> =
+        d.b.console_errors()
+            .into_iter()
+            .filter(|e| !(e.contains("status of 403") && e.contains("/api/query")))
+            .collect();
+    assert_eq!(errors, Vec::<String>::new());
+}
+
+/// It loads and shows the same non-zero numbers as the API; the API's overview is returned.
+async fn overview_loads_with_the_api_numbers(d: &Dashboard) -> Value {
+    let (tg, b) = (&d.tg, &d.b);
+    b.goto(&tg.admin_url(&format!("/?from={}&to={}", d.from, d.to)))
         .await;
     b.wait_for(
         &format!("{IDLE} && document.querySelector('#kpi-visitors').dataset.value"),
-        wait,
+        WAIT,
     )
     .await;
-    let kpi = |id: &'static str| {
-        let b = &b;
-        async move {
-            b.eval(&format!(
-                "Number(document.querySelector('#kpi-{id}').dataset.value)"
-            ))
-            .await
-        }
-    };
-    // It loads and shows the same non-zero numbers as the API.
-    let o = api(&tg, "overview", &range).await;
+    let o = api(tg, "overview", &d.range()).await;
     assert!(o["totals"]["visitors"].as_i64().unwrap() > 100);
-    assert_eq!(kpi("visitors").await, o["totals"]["visitors"]);
-    assert_eq!(kpi("pageviews").await, o["totals"]["pageviews"]);
-    assert_eq!(kpi("sessions").await, o["totals"]["sessions"]);
+    assert_eq!(d.kpi("visitors").await, o["totals"]["visitors"]);
+    assert_eq!(d.kpi("pageviews").await, o["totals"]["pageviews"]);
+    assert_eq!(d.kpi("sessions").await, o["totals"]["sessions"]);
     let points = b
         .eval("document.querySelectorAll('.chart svg circle').length")
         .await;
     assert_eq!(points, 14, "one chart point per day");
-    b.wait_for("document.querySelectorAll('table[data-table=\"acquisition.utm_source\"] tbody tr').length > 1", wait)
+    b.wait_for("document.querySelectorAll('table[data-table=\"acquisition.utm_source\"] tbody tr').length > 1", WAIT)
         .await;
     b.screenshot(&shot("overview")).await;
+    o
+}
 
-    // Clicking a source filters the page, and the URL carries the filter.
+/// Clicking a source filters the page, and the URL carries the filter.
+async fn clicking_a_source_filters_the_page(d: &Dashboard, o: &Value) {
+    let (tg, b, range) = (&d.tg, &d.b, d.range());
     b.click("table[data-table=\"acquisition.utm_source\"] tr[data-value=\"facebook\"]")
         .await;
     b.wait_for(
         &format!("{IDLE} && document.querySelector('#filters .chip[data-dim=\"utm_source\"][data-value=\"facebook\"]')"),
-        wait,
+        WAIT,
     )
     .await;
     let fb = [range[0], range[1], ("utm_source", "facebook")];
-    let o_fb = api(&tg, "overview", &fb).await;
+    let o_fb = api(tg, "overview", &fb).await;
     b.wait_for(
         &format!(
             "{IDLE} && Number(document.querySelector('#kpi-visitors').dataset.value) === {}",
             o_fb["totals"]["visitors"]
         ),
-        wait,
+        WAIT,
     )
     .await;
     assert!(o_fb["totals"]["visitors"].as_i64() < o["totals"]["visitors"].as_i64());
-    assert_eq!(kpi("pageviews").await, o_fb["totals"]["pageviews"]);
+    assert_eq!(d.kpi("pageviews").await, o_fb["totals"]["pageviews"]);
     let url = b.eval("location.search").await;
     assert!(
         url.as_str().unwrap().contains("utm_source=facebook"),
         "{url}"
     );
     b.screenshot(&shot("overview-facebook")).await;
+}
 
-    // The funnel builder: product page → registered → purchased a camera, within a day,
-    // for the Facebook visitors, as the API computes it.
+/// The funnel builder: product page → registered → purchased a camera, within a day, for the
+/// Facebook visitors, as the API computes it. The conversion shown is returned.
+async fn the_funnel_builder(d: &Dashboard) -> Value {
+    let (tg, b, range) = (&d.tg, &d.b, d.range());
     b.click("button[data-tab=\"funnel\"]").await;
     b.wait_for(
         "document.querySelectorAll('.funnel-step').length === 2",
-        wait,
+        WAIT,
     )
     .await;
     b.eval("document.querySelectorAll('.funnel-step .step-type')[0].value = 'path'")
@@ -236,7 +288,7 @@ async fn the_dashboard_in_headless_chromium() {
     b.click("#funnel-run").await;
     b.wait_for(
         &format!("{IDLE} && document.querySelector('#funnel-conversion')"),
-        wait,
+        WAIT,
     )
     .await;
     let steps = serde_json::json!([
@@ -246,7 +298,7 @@ async fn the_dashboard_in_headless_chromium() {
     ])
     .to_string();
     let f = api(
-        &tg,
+        tg,
         "funnel",
         &[
             range[0],
@@ -281,17 +333,21 @@ async fn the_dashboard_in_headless_chromium() {
             > 0
     );
     b.screenshot(&shot("funnel")).await;
+    conv
+}
 
-    // The URL is shareable: opening it again rebuilds the same view.
+/// The URL is shareable: opening it again rebuilds the same view.
+async fn the_funnel_url_is_shareable(d: &Dashboard, conv: &Value) {
+    let b = &d.b;
     let shared = b.eval("location.href").await;
     b.goto(shared.as_str().unwrap()).await;
     b.wait_for(
         &format!("{IDLE} && document.querySelector('#funnel-conversion')"),
-        wait,
+        WAIT,
     )
     .await;
     assert_eq!(
-        b.eval("Number(document.querySelector('#funnel-conversion').dataset.value)")
+        &b.eval("Number(document.querySelector('#funnel-conversion').dataset.value)")
             .await,
         conv
     );
@@ -300,18 +356,21 @@ async fn the_dashboard_in_headless_chromium() {
             .await,
         3
     );
+}
 
-    // Attribution.
+/// Attribution, for the Facebook visitors, as the API computes it.
+async fn attribution(d: &Dashboard) {
+    let (tg, b, range) = (&d.tg, &d.b, d.range());
     b.click("button[data-tab=\"attribution\"]").await;
     b.type_text("#attr-event", "registered").await;
     b.click("#attr-run").await;
     b.wait_for(
         &format!("{IDLE} && document.querySelector('#attr-conversions')"),
-        wait,
+        WAIT,
     )
     .await;
     let a = api(
-        &tg,
+        tg,
         "attribution",
         &[
             range[0],
@@ -329,8 +388,11 @@ async fn the_dashboard_in_headless_chromium() {
         a["conversions"]
     );
     b.screenshot(&shot("attribution")).await;
+}
 
-    // The SQL console runs a query and refuses a write.
+/// The SQL console runs a query and refuses a write.
+async fn the_sql_console_runs_a_query_and_refuses_a_write(d: &Dashboard) {
+    let (tg, b) = (&d.tg, &d.b);
     b.click("button[data-tab=\"sql\"]").await;
     b.type_text(
         "#sql-input",
@@ -340,7 +402,7 @@ async fn the_dashboard_in_headless_chromium() {
     b.click("#sql-run").await;
     b.wait_for(
         &format!("{IDLE} && document.querySelector('table[data-table=\"sql.result\"] tbody td')"),
-        wait,
+        WAIT,
     )
     .await;
     let n = tg
@@ -356,14 +418,17 @@ async fn the_dashboard_in_headless_chromium() {
     let msg = b
         .wait_for(
             &format!("{IDLE} && document.querySelector('#sql-error').textContent"),
-            wait,
+            WAIT,
         )
         .await;
     assert!(msg.as_str().unwrap().contains("read-only"), "{msg}");
     assert_eq!(tg.count("SELECT count(*) FROM events").await, total);
     b.screenshot(&shot("sql")).await;
+}
 
-    // A link that carries SQL fills the console but runs nothing until Run is clicked.
+/// A link that carries SQL fills the console but runs nothing until Run is clicked.
+async fn a_linked_query_runs_only_when_asked(d: &Dashboard) {
+    let (tg, b) = (&d.tg, &d.b);
     let console_runs = |m: &str| -> i64 {
         m.lines()
             .filter(|l| l.starts_with("tollgate_console_queries_total{"))
@@ -376,7 +441,7 @@ async fn the_dashboard_in_headless_chromium() {
         .await;
     b.wait_for(
         &format!("{IDLE} && document.querySelector('#sql-pending')"),
-        wait,
+        WAIT,
     )
     .await;
     assert_eq!(
@@ -393,24 +458,27 @@ async fn the_dashboard_in_headless_chromium() {
     let shown = b
         .wait_for(
             &format!("{IDLE} && document.querySelector('table[data-table=\"sql.result\"] tbody td') && document.querySelector('table[data-table=\"sql.result\"] tbody td').textContent"),
-            wait,
+            WAIT,
         )
         .await;
     assert_eq!(shown.as_str().unwrap().replace(',', ""), "4242");
     assert_eq!(console_runs(&tg.metrics().await), runs + 1);
+}
 
-    // At phone width nothing overflows sideways.
+/// At phone width nothing overflows sideways.
+async fn nothing_overflows_at_phone_width(d: &Dashboard) {
+    let (tg, b) = (&d.tg, &d.b);
     b.set_viewport(375, 812).await;
-    b.goto(&tg.admin_url(&format!("/?from={from}&to={to}&tab=overview")))
+    b.goto(&tg.admin_url(&format!("/?from={}&to={}&tab=overview", d.from, d.to)))
         .await;
     b.wait_for(
         &format!("{IDLE} && document.querySelector('#kpi-visitors').dataset.value"),
-        wait,
+        WAIT,
     )
     .await;
     b.wait_for(
         "document.querySelectorAll('table[data-table=\"pages.top\"] tbody tr').length > 0",
-        wait,
+        WAIT,
     )
     .await;
     let width = b.eval("document.documentElement.scrollWidth").await;
@@ -419,12 +487,4 @@ async fn the_dashboard_in_headless_chromium() {
         "page is {width} px wide at 375"
     );
     b.screenshot(&shot("phone")).await;
-
-    // No script errors; the one failed request is the refused write (403), on purpose.
-    let errors: Vec<String> = b
-        .console_errors()
-        .into_iter()
-        .filter(|e| !(e.contains("status of 403") && e.contains("/api/query")))
-        .collect();
-    assert_eq!(errors, Vec::<String>::new());
 }

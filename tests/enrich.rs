@@ -185,6 +185,9 @@ async fn ips_are_truncated_and_secrets_redacted() {
 }
 
 /// Cookieless until consent; a daily salt that survives a restart and changes with the day.
+///
+/// One data directory across two restarts: each restart's visitor id is compared with the one
+/// before it, so the steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_gating_and_cookieless_ids() {
     let up = Upstream::start().await;
@@ -378,9 +381,31 @@ async fn enrichment_through_the_proxy() {
         ),
     );
     let c = client();
-    let host = tg.proxy.to_string();
-    let cols = "channel, referrer_host, utm_source, utm_medium, utm_campaign, click_id_type, click_id, browser, os, device_type, is_bot, bot_reason, country, region, city, ip";
-    let get = |path: &str, ip: &str, ua: &str| page(&c, tg.url(path), ip, ua);
+
+    let sid_cookie = a_search_visit_from_berlin(&tg, &c).await;
+    a_campaign_landing_starts_a_new_session(&tg, &c, &sid_cookie).await;
+    click_ids_and_navigation_inside_the_site(&tg, &c).await;
+    bots_are_stored_and_flagged(&tg, &c).await;
+
+    // Of all the page views above, the ones not flagged came from a desktop and a phone.
+    let humans: HashSet<String> = tg
+        .query("SELECT DISTINCT device_type FROM events WHERE NOT is_bot")
+        .await
+        .into_iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        humans,
+        HashSet::from(["desktop".to_string(), "mobile".to_string()])
+    );
+}
+
+/// The columns the enrichment fills, in the order the steps below index them.
+const ENRICHED: &str = "channel, referrer_host, utm_source, utm_medium, utm_campaign, click_id_type, click_id, browser, os, device_type, is_bot, bot_reason, country, region, city, ip";
+
+/// A first visit from a search engine, from a Berlin address; its session cookie is returned.
+async fn a_search_visit_from_berlin(tg: &Tollgate, c: &reqwest::Client) -> String {
+    let get = |path: &str, ip: &str, ua: &str| page(c, tg.url(path), ip, ua);
 
     let resp = get("/page/1", "203.0.113.9", CHROME)
         .header("referer", "https://www.google.de/")
@@ -391,7 +416,7 @@ async fn enrichment_through_the_proxy() {
         .into_iter()
         .find(|s| s.starts_with("tg_sid="))
         .unwrap();
-    let r = row(&tg, cols, &rid(&resp)).await;
+    let r = row(tg, ENRICHED, &rid(&resp)).await;
     assert_eq!(r[0], "Organic Search");
     assert_eq!(r[1], "www.google.de");
     assert_eq!(
@@ -408,15 +433,24 @@ async fn enrichment_through_the_proxy() {
             json!("203.0.113.0")
         ]
     );
-
-    // A campaign landing starts a new session, with the campaign stored.
     let sid_cookie = first_cookie.split(';').next().unwrap().to_string();
+    sid_cookie
+}
+
+/// A campaign landing with the session cookie of the visit before.
+async fn a_campaign_landing_starts_a_new_session(
+    tg: &Tollgate,
+    c: &reqwest::Client,
+    sid_cookie: &str,
+) {
+    let get = |path: &str, ip: &str, ua: &str| page(c, tg.url(path), ip, ua);
+    // A campaign landing starts a new session, with the campaign stored.
     let resp = get(
         "/page/2?utm_source=Facebook&utm_medium=paid_social&utm_campaign=Spring%20Sale",
         "2001:db8:beef:1::5",
         IPHONE,
     )
-    .header("cookie", &sid_cookie)
+    .header("cookie", sid_cookie)
     .header("referer", "https://l.facebook.com/")
     .send()
     .await
@@ -429,7 +463,7 @@ async fn enrichment_through_the_proxy() {
         new_cookie.split(';').next().unwrap().split('.').next(),
         sid_cookie.split('.').next()
     );
-    let r = row(&tg, cols, &rid(&resp)).await;
+    let r = row(tg, ENRICHED, &rid(&resp)).await;
     assert_eq!(r[0], "Paid Social");
     assert_eq!(
         r[2..5],
@@ -444,13 +478,18 @@ async fn enrichment_through_the_proxy() {
         [json!("Mobile Safari"), json!("iOS"), json!("mobile")]
     );
     assert_eq!(r[12..15], [json!("JP"), json!("Tokyo"), json!("Tokyo")]);
+}
 
+/// Click ids, and referrers that are the site itself or none.
+async fn click_ids_and_navigation_inside_the_site(tg: &Tollgate, c: &reqwest::Client) {
+    let get = |path: &str, ip: &str, ua: &str| page(c, tg.url(path), ip, ua);
+    let host = tg.proxy.to_string();
     // A gclid alone is Google Ads.
     let resp = get("/page/3?gclid=Cj0KCQ", "203.0.113.9", CHROME)
         .send()
         .await
         .unwrap();
-    let r = row(&tg, cols, &rid(&resp)).await;
+    let r = row(tg, ENRICHED, &rid(&resp)).await;
     assert_eq!(r[0], "Paid Search");
     assert_eq!(
         r[2..7],
@@ -469,17 +508,21 @@ async fn enrichment_through_the_proxy() {
         .send()
         .await
         .unwrap();
-    let r = row(&tg, "channel, referrer_host", &rid(&resp)).await;
+    let r = row(tg, "channel, referrer_host", &rid(&resp)).await;
     assert_eq!(r, vec![Value::Null, json!(host.split(':').next().unwrap())]);
     let resp = get("/page/5", "203.0.113.9", CHROME).send().await.unwrap();
-    assert_eq!(row(&tg, "channel", &rid(&resp)).await[0], "Direct");
+    assert_eq!(row(tg, "channel", &rid(&resp)).await[0], "Direct");
+}
 
+/// Bots by list, by header heuristics and by network: all stored, flagged.
+async fn bots_are_stored_and_flagged(tg: &Tollgate, c: &reqwest::Client) {
+    let get = |path: &str, ip: &str, ua: &str| page(c, tg.url(path), ip, ua);
     // Bots: by list, by header heuristics, by network. All stored, flagged.
     let resp = get("/page/6", "66.249.66.1", GOOGLEBOT)
         .send()
         .await
         .unwrap();
-    let r = row(&tg, cols, &rid(&resp)).await;
+    let r = row(tg, ENRICHED, &rid(&resp)).await;
     assert_eq!((r[9].clone(), r[10].clone()), (json!("bot"), json!(true)));
     assert!(r[11].as_str().unwrap().starts_with("ua:"), "{r:?}");
     let resp = c
@@ -490,10 +533,10 @@ async fn enrichment_through_the_proxy() {
         .send()
         .await
         .unwrap();
-    let r = row(&tg, "is_bot, bot_reason", &rid(&resp)).await;
+    let r = row(tg, "is_bot, bot_reason", &rid(&resp)).await;
     assert_eq!(r, vec![json!(true), json!("header:no-accept-language")]);
     let resp = get("/page/8", "192.0.2.44", CHROME).send().await.unwrap();
-    let r = row(&tg, "is_bot, bot_reason", &rid(&resp)).await;
+    let r = row(tg, "is_bot, bot_reason", &rid(&resp)).await;
     assert_eq!(r, vec![json!(true), json!("ip:192.0.2.0/24")]);
     let resp = c
         .get(tg.url("/page/9"))
@@ -501,19 +544,8 @@ async fn enrichment_through_the_proxy() {
         .send()
         .await
         .unwrap();
-    let r = row(&tg, "browser, device_type, is_bot", &rid(&resp)).await;
+    let r = row(tg, "browser, device_type, is_bot", &rid(&resp)).await;
     assert_eq!(r, vec![json!("curl"), json!("bot"), json!(true)]);
-
-    let humans: HashSet<String> = tg
-        .query("SELECT DISTINCT device_type FROM events WHERE NOT is_bot")
-        .await
-        .into_iter()
-        .map(|r| r[0].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        humans,
-        HashSet::from(["desktop".to_string(), "mobile".to_string()])
-    );
 }
 
 #[test]

@@ -138,6 +138,9 @@ impl Case {
     }
 
     /// Run the scanner over the chunks and hold its output to the reference.
+    ///
+    /// One check of one case: run the scanner, then hold its single output to the reference in
+    /// successive conditions that share that output and the failure message.
     fn check(&self, stats: &mut Stats) -> Result<(), String> {
         let mut inj = Injector::new(Bytes::from_static(TAG), Bytes::from_static(SRC));
         let mut out = Vec::with_capacity(self.page.len() + TAG.len());

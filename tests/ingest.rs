@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
+/// One store and one upstream through every step: each count includes what the requests before
+/// it wrote, and the last check (no collect request is a page event) covers all of them, so the
+/// steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_events_through_the_collect_endpoint() {
     let up = Upstream::start().await;
@@ -229,6 +232,9 @@ async fn kill_9_after_a_2xx_loses_nothing() {
 
 /// The backend names the user and reports events in response headers; the client never sees
 /// them, and the visitor's other events resolve to that user through `identities`.
+///
+/// One visitor's requests, then the store they left: the identity checks read the events the
+/// requests before them wrote, so the steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_headers_stitch_visitor_to_user() {
     let up = Upstream::start().await;
@@ -334,6 +340,10 @@ async fn backend_headers_stitch_visitor_to_user() {
 
 /// CSV import: bad rows by line, strict mode all-or-nothing, the same through the API and on
 /// a stopped server's files, and a re-import changes nothing.
+///
+/// One CSV imported three times into one store (strict, lenient, then by the CLI on the stopped
+/// server's files): each import is checked against what the ones before it wrote, so they stay
+/// in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_import_reports_bad_rows_and_strict_is_all_or_nothing() {
     let up = Upstream::start().await;

@@ -134,6 +134,8 @@ fn unbrotli(b: &[u8]) -> Vec<u8> {
 const HTML: &str = "text/html; charset=utf-8";
 
 /// The test site.
+///
+/// Long, but a table: one `.route` per path the tests fetch, each a few lines.
 async fn site() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -393,10 +395,6 @@ async fn what_is_injected_and_what_stays_byte_exact() {
     let site = site().await;
     let up = format!("http://{site}");
     let c = client();
-    let shop = shop_page("Shop", site);
-    let injected = shop.replacen("</head>\n<body>", &format!("{TAG}</head>\n<body>"), 1);
-    assert_ne!(shop, injected);
-
     // Off (the default): HTML passes byte for byte, whatever its encoding.
     let tg = Tollgate::start(&up, "");
     for path in ["/plain", "/gz", "/br", "/strict", "/app"] {
@@ -408,6 +406,36 @@ async fn what_is_injected_and_what_stays_byte_exact() {
         &up,
         "[inject]\nenabled = true\nexclude_paths = [\"/private/*\"]\n",
     );
+    pages_are_injected_once_and_encoded_as_asked(&c, site, &tg).await;
+    the_strict_csp_page_gets_a_nonce_per_page(&c, &tg).await;
+    what_is_not_a_page_view_stays_byte_exact(&c, site, &tg).await;
+    the_script_is_served_by_tollgate(&c, &tg).await;
+
+    // What the metric says, once the steps above have met every outcome.
+    let metrics = tg.metrics().await;
+    for outcome in [
+        "injected",
+        "injected_csp_nonce",
+        "skipped_csp",
+        "skipped_opt_out",
+    ] {
+        assert!(
+            metrics.contains(&format!("tollgate_inject_total{{outcome=\"{outcome}\"}}")),
+            "{outcome} missing:\n{metrics}"
+        );
+    }
+}
+
+/// With injection on: the shop page gets the tag once, encoded as the client asks.
+async fn pages_are_injected_once_and_encoded_as_asked(
+    c: &reqwest::Client,
+    site: SocketAddr,
+    tg: &Tollgate,
+) {
+    let shop = shop_page("Shop", site);
+    let injected = shop.replacen("</head>\n<body>", &format!("{TAG}</head>\n<body>"), 1);
+    assert_ne!(shop, injected);
+
     // Injected, and encoded as the client asks, whatever the upstream sent; never re-encoded
     // as br (Pingora's brotli encoder leaves streams unfinished: cloudflare/pingora#1013).
     for (path, accept, want_encoding) in [
@@ -421,7 +449,7 @@ async fn what_is_injected_and_what_stays_byte_exact() {
         ("/br", "gzip, deflate, br, zstd", Some("gzip")),
     ] {
         let nav = [("accept", NAVIGATION), ("accept-encoding", accept)];
-        let (status, h, body) = fetch(&c, "GET", &tg.url(path), &nav).await;
+        let (status, h, body) = fetch(c, "GET", &tg.url(path), &nav).await;
         assert_eq!(status, 200);
         let encoding = h.get("content-encoding").map(|v| v.to_str().unwrap());
         assert_eq!(encoding, want_encoding, "{path} for {accept}");
@@ -443,19 +471,23 @@ async fn what_is_injected_and_what_stays_byte_exact() {
             "{path}: Vary {vary:?}"
         );
     }
-    let (_, h, _) = fetch(&c, "GET", &tg.url("/plain"), BROWSER_ACCEPT).await;
+    let (_, h, _) = fetch(c, "GET", &tg.url("/plain"), BROWSER_ACCEPT).await;
     assert_eq!(h["etag"], "W/\"v1\"", "a strong ETag becomes weak");
-    let (_, h, _) = fetch(&c, "GET", &tg.url("/gz"), BROWSER_ACCEPT).await;
+    let (_, h, _) = fetch(c, "GET", &tg.url("/gz"), BROWSER_ACCEPT).await;
     assert_eq!(h["etag"], "W/\"gz1\"");
     // The upstream was asked for the page uncompressed: tollgate encodes it once.
-    let seen = fetch(&c, "GET", &tg.url("/echo-encoding"), BROWSER_ACCEPT).await;
+    let seen = fetch(c, "GET", &tg.url("/echo-encoding"), BROWSER_ACCEPT).await;
     assert!(decoded(&seen.1, &seen.2).contains("accept-encoding: (none)"));
-    let seen = fetch(&c, "GET", &tg.url("/echo-encoding"), SUBRESOURCE).await;
+    let seen = fetch(c, "GET", &tg.url("/echo-encoding"), SUBRESOURCE).await;
     assert!(decoded(&seen.1, &seen.2).contains("accept-encoding: gzip, deflate, br, zstd"));
+}
 
+/// With injection on: a page under a strict CSP gets a fresh nonce for the tag, and the
+/// beacon endpoint in its `connect-src`.
+async fn the_strict_csp_page_gets_a_nonce_per_page(c: &reqwest::Client, tg: &Tollgate) {
     // The strict CSP page: a nonce for the script, the endpoint for its beacons.
     let nav = [("accept", NAVIGATION)];
-    let (_, h, body) = fetch(&c, "GET", &tg.url("/strict"), &nav).await;
+    let (_, h, body) = fetch(c, "GET", &tg.url("/strict"), &nav).await;
     let body = String::from_utf8(body.to_vec()).unwrap();
     let csp = h["content-security-policy"].to_str().unwrap();
     let nonce = body
@@ -477,31 +509,38 @@ async fn what_is_injected_and_what_stays_byte_exact() {
     );
     assert_eq!(body.matches("/_tollgate/t.js").count(), 1);
     // Every page gets its own nonce.
-    let (_, h2, _) = fetch(&c, "GET", &tg.url("/strict"), &nav).await;
+    let (_, h2, _) = fetch(c, "GET", &tg.url("/strict"), &nav).await;
     assert_ne!(h2["content-security-policy"], h["content-security-policy"]);
+}
 
+/// With injection on: what is not a navigation, or not to be injected, is left as the site sent it.
+async fn what_is_not_a_page_view_stays_byte_exact(
+    c: &reqwest::Client,
+    site: SocketAddr,
+    tg: &Tollgate,
+) {
     // Byte for byte: everything that is not a navigation (fetch, scripts, HTML fetched by
     // script), HEAD, 204 and 304 answers to navigations, byte ranges, excluded paths.
-    assert_untouched(&c, site, &tg, "GET", "/data.json", SUBRESOURCE).await;
-    assert_untouched(&c, site, &tg, "GET", "/app.js", SUBRESOURCE).await;
-    assert_untouched(&c, site, &tg, "GET", "/plain", SUBRESOURCE).await;
-    assert_untouched(&c, site, &tg, "GET", "/gz", SUBRESOURCE).await;
-    assert_untouched(&c, site, &tg, "HEAD", "/plain", BROWSER_ACCEPT).await;
-    assert_untouched(&c, site, &tg, "HEAD", "/gz", BROWSER_ACCEPT).await;
-    assert_untouched(&c, site, &tg, "GET", "/empty", BROWSER_ACCEPT).await;
+    assert_untouched(c, site, tg, "GET", "/data.json", SUBRESOURCE).await;
+    assert_untouched(c, site, tg, "GET", "/app.js", SUBRESOURCE).await;
+    assert_untouched(c, site, tg, "GET", "/plain", SUBRESOURCE).await;
+    assert_untouched(c, site, tg, "GET", "/gz", SUBRESOURCE).await;
+    assert_untouched(c, site, tg, "HEAD", "/plain", BROWSER_ACCEPT).await;
+    assert_untouched(c, site, tg, "HEAD", "/gz", BROWSER_ACCEPT).await;
+    assert_untouched(c, site, tg, "GET", "/empty", BROWSER_ACCEPT).await;
     assert_untouched(
-        &c,
+        c,
         site,
-        &tg,
+        tg,
         "GET",
         "/ranged",
         &[("range", "bytes=0-99"), ("accept-encoding", "gzip")],
     )
     .await;
     assert_untouched(
-        &c,
+        c,
         site,
-        &tg,
+        tg,
         "GET",
         "/cached",
         &[
@@ -511,7 +550,7 @@ async fn what_is_injected_and_what_stays_byte_exact() {
         ],
     )
     .await;
-    assert_untouched(&c, site, &tg, "GET", "/private/page", BROWSER_ACCEPT).await;
+    assert_untouched(c, site, tg, "GET", "/private/page", BROWSER_ACCEPT).await;
     // Navigations that are not injected: an 'unsafe-inline' policy, a page that opts out, a
     // JSON answer. Their content is the site's, compressed by tollgate as the site would have.
     for (path, want) in [
@@ -522,7 +561,7 @@ async fn what_is_injected_and_what_stays_byte_exact() {
             r#"{"items":[1,2,3],"note":"</head> is not HTML here"}"#.into(),
         ),
     ] {
-        let (s, h, body) = fetch(&c, "GET", &tg.url(path), BROWSER_ACCEPT).await;
+        let (s, h, body) = fetch(c, "GET", &tg.url(path), BROWSER_ACCEPT).await;
         assert_eq!(s, 200);
         assert_eq!(decoded(&h, &body), want, "{path}");
         assert!(
@@ -531,20 +570,17 @@ async fn what_is_injected_and_what_stays_byte_exact() {
         );
     }
     // The 206 and 304 really were what the site sent.
-    let (s, _, _) = fetch(&c, "GET", &tg.url("/ranged"), &[("range", "bytes=0-99")]).await;
+    let (s, _, _) = fetch(c, "GET", &tg.url("/ranged"), &[("range", "bytes=0-99")]).await;
     assert_eq!(s, 206);
-    let (s, _, _) = fetch(
-        &c,
-        "GET",
-        &tg.url("/cached"),
-        &[("if-none-match", "\"c1\"")],
-    )
-    .await;
+    let (s, _, _) = fetch(c, "GET", &tg.url("/cached"), &[("if-none-match", "\"c1\"")]).await;
     assert_eq!(s, 304);
+}
 
+/// With injection on: tollgate's own script, `/_tollgate/t.js`.
+async fn the_script_is_served_by_tollgate(c: &reqwest::Client, tg: &Tollgate) {
     // t.js: served by tollgate, compressed when asked, revalidated by ETag, no cookies.
     let (s, h, body) = fetch(
-        &c,
+        c,
         "GET",
         &tg.url("/_tollgate/t.js"),
         &[("accept-encoding", "gzip")],
@@ -565,7 +601,7 @@ async fn what_is_injected_and_what_stays_byte_exact() {
     assert!(String::from_utf8_lossy(&js).contains("sendBeacon"));
     let etag = h["etag"].to_str().unwrap().to_string();
     let (s, _, body) = fetch(
-        &c,
+        c,
         "GET",
         &tg.url("/_tollgate/t.js"),
         &[("if-none-match", &etag)],
@@ -575,7 +611,7 @@ async fn what_is_injected_and_what_stays_byte_exact() {
     assert!(h.get("set-cookie").is_none(), "t.js sets no cookies");
     for ae in ["identity", "gzip;q=0, br"] {
         let (s, h, plain) = fetch(
-            &c,
+            c,
             "GET",
             &tg.url("/_tollgate/t.js"),
             &[("accept-encoding", ae)],
@@ -584,20 +620,6 @@ async fn what_is_injected_and_what_stays_byte_exact() {
         assert_eq!(s, 200);
         assert!(h.get("content-encoding").is_none(), "{ae}");
         assert!(plain == js, "{ae}: not the same script");
-    }
-
-    // What the metric says.
-    let metrics = tg.metrics().await;
-    for outcome in [
-        "injected",
-        "injected_csp_nonce",
-        "skipped_csp",
-        "skipped_opt_out",
-    ] {
-        assert!(
-            metrics.contains(&format!("tollgate_inject_total{{outcome=\"{outcome}\"}}")),
-            "{outcome} missing:\n{metrics}"
-        );
     }
 }
 
@@ -619,16 +641,44 @@ async fn injected_pages_in_headless_chromium() {
     let tg = Tollgate::start(&format!("http://{site}"), "[inject]\nenabled = true\n");
     let b = Browser::launch().await;
 
+    the_same_dom_as_the_site_plus_the_script_once(site, &tg, &b).await;
+    a_tagged_click_under_the_strict_csp_is_stored(&tg, &b).await;
+    spa_navigations_are_page_views(&tg, &b).await;
+    events_on_the_shop_page(site, &tg, &b).await;
+
+    // The value typed into the form above is nowhere in the store: every table, every column.
+    let tables = tg
+        .query("SELECT table_name FROM information_schema.tables")
+        .await;
+    assert!(tables.len() > 3, "{tables:?}");
+    for t in tables {
+        let t = t[0].as_str().unwrap();
+        let dump = json!(tg.query(&format!("SELECT * FROM \"{t}\"")).await).to_string();
+        assert!(!dump.contains("SECRET"), "the typed secret is in table {t}");
+    }
+    assert!(
+        b.console_errors().is_empty(),
+        "console errors: {:?}",
+        b.console_errors()
+    );
+}
+
+/// In Chromium through an injecting tollgate: pages render as they do straight from the site.
+async fn the_same_dom_as_the_site_plus_the_script_once(
+    site: SocketAddr,
+    tg: &Tollgate,
+    b: &Browser,
+) {
     // Rendering: the same DOM as straight from the site, plus the script exactly once, which
     // runs (also under the strict CSP), with no console errors.
     for path in ["/gz", "/br", "/strict", "/app"] {
         b.goto(&format!("http://{site}{path}")).await;
-        let (direct, n) = rendered(&b).await;
+        let (direct, n) = rendered(b).await;
         assert_eq!(n, 0);
         b.goto(&tg.url(path)).await;
         b.wait_for("window.__tollgate === 1", Duration::from_secs(10))
             .await;
-        let (proxied, n) = rendered(&b).await;
+        let (proxied, n) = rendered(b).await;
         assert_eq!(n, 1, "{path}: the script {n} times");
         assert_eq!(proxied, direct, "{path}: the DOM differs");
         if path == "/strict" {
@@ -641,7 +691,10 @@ async fn injected_pages_in_headless_chromium() {
         "console errors: {:?}",
         b.console_errors()
     );
+}
 
+/// In Chromium through an injecting tollgate: a click under a strict CSP.
+async fn a_tagged_click_under_the_strict_csp_is_stored(tg: &Tollgate, b: &Browser) {
     // Under the strict CSP, a tagged click still reaches the store.
     b.goto(&tg.url("/strict")).await;
     b.wait_for("window.__tollgate === 1", Duration::from_secs(10))
@@ -649,7 +702,10 @@ async fn injected_pages_in_headless_chromium() {
     b.click("#cta").await;
     let strict = "SELECT count(*) FROM events WHERE name = 'cta_click' AND props->>'where' = 'strict' AND path = '/strict'";
     assert_eq!(tg.wait_count(strict, 1).await, 1);
+}
 
+/// In Chromium through an injecting tollgate: a single-page app's navigations.
+async fn spa_navigations_are_page_views(tg: &Tollgate, b: &Browser) {
     // SPA: three navigations (two pushState, one popstate) are three page views; the full load
     // of /app/home was counted once, by the proxy.
     b.goto(&tg.url("/app/home")).await;
@@ -707,7 +763,10 @@ async fn injected_pages_in_headless_chromium() {
         ],
         "{rows:?}"
     );
+}
 
+/// In Chromium through an injecting tollgate: what the tracker records on the shop page.
+async fn events_on_the_shop_page(site: SocketAddr, tg: &Tollgate, b: &Browser) {
     // Events on the shop page: a tagged click with its props, an outbound link, a download,
     // and a form submit that records the form and none of what was typed.
     b.goto(&tg.url("/gz")).await;
@@ -730,6 +789,7 @@ async fn injected_pages_in_headless_chromium() {
     )
     .await;
 
+    let origin = format!("http://{}", tg.proxy);
     let ev = |name: &str| {
         format!("SELECT props FROM events WHERE name = '{name}' AND source = 'browser' AND path = '/gz'")
     };
@@ -770,22 +830,6 @@ async fn injected_pages_in_headless_chromium() {
     assert!(
         engagement["engaged_ms"].as_i64().unwrap() >= 1000,
         "{engagement}"
-    );
-
-    // The typed value is nowhere in the store: every table, every column.
-    let tables = tg
-        .query("SELECT table_name FROM information_schema.tables")
-        .await;
-    assert!(tables.len() > 3, "{tables:?}");
-    for t in tables {
-        let t = t[0].as_str().unwrap();
-        let dump = json!(tg.query(&format!("SELECT * FROM \"{t}\"")).await).to_string();
-        assert!(!dump.contains("SECRET"), "the typed secret is in table {t}");
-    }
-    assert!(
-        b.console_errors().is_empty(),
-        "console errors: {:?}",
-        b.console_errors()
     );
 }
 
@@ -851,6 +895,9 @@ async fn a_reflected_end_of_head_in_an_attribute_is_not_the_insertion_point() {
 /// page has the tracker at most once more, and otherwise the same DOM, and runs the same number
 /// of the generator's `onerror` payloads (they count in `window.__pwned`). `TOLLGATE_FUZZ_SEED`
 /// replays a run, `TOLLGATE_FUZZ_PAGES` (default 40) sets its length.
+///
+/// Long, but one loop over the generated pages, with its failure report (the replay seed, where
+/// the two DOMs part) built inline where the values are; the set-up above serves only the loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_pages_in_chromium() {
     let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());

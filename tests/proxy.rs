@@ -24,6 +24,8 @@ fn cookie_value(h: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
+/// One visitor's pages in order: the later pages carry the cookie the first one set, and what the
+/// backend saw is checked over all of them, so the steps stay in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_across_pages() {
     let up = Upstream::start().await;
@@ -288,6 +290,8 @@ async fn assert_same(c: &reqwest::Client, direct: &str, proxied: &str) {
     assert!(h2.contains_key("x-request-id"));
 }
 
+/// One list of what passes untouched (pages, nginx's static files, uploads, WebSocket, SSE),
+/// each a few lines against the same upstreams; it reads best as one list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_exact_passthrough() {
     let up = Upstream::start().await;
@@ -380,6 +384,8 @@ async fn byte_exact_passthrough() {
 }
 
 /// Make a CA and a certificate for `localhost` signed by it, with the openssl CLI.
+///
+/// Long, but one openssl command after another, each reading the files the one before wrote.
 fn test_pki(dir: &std::path::Path) {
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
@@ -707,6 +713,8 @@ async fn broken_store_never_breaks_the_site() {
     assert_ne!(ready["store"], "ok", "{ready}");
 }
 
+/// Long, but mostly a table of refused statements, then the few that must work: one list of what
+/// the SQL endpoint allows, which reads best whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_sql() {
     let up = Upstream::start().await;

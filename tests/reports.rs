@@ -108,11 +108,23 @@ fn close(what: &str, got: &Value, want: &Value) {
     assert!((g - w).abs() < 1e-4, "{what}: got {g}, want {w}");
 }
 
+/// Each report over one generated store (starting it is the expensive part), against plain SQL
+/// over the same store; the steps only read, so their order does not matter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_reports_match_plain_sql() {
     let f = Fixture::start(60_000, 21, 11, "").await;
     let pv = page_views(&f);
 
+    overview_totals_and_daily_series(&f, &pv).await;
+    pages_top_entry_and_exit(&f, &pv).await;
+    acquisition_by_each_sessions_first_page_view(&f, &pv).await;
+    audience_by_device_browser_os_and_country(&f, &pv).await;
+    filters_on_a_session_and_an_event_dimension(&f, &pv).await;
+    bots_are_excluded_unless_asked_for(&f).await;
+}
+
+/// The overview: its totals, and its daily series.
+async fn overview_totals_and_daily_series(f: &Fixture, pv: &str) {
     // Overview totals.
     let o = f.report("overview", &[]).await;
     let t = &o["totals"];
@@ -163,7 +175,10 @@ async fn traffic_reports_match_plain_sql() {
         ))
         .await;
     same_rows("overview.series", &series, &want);
+}
 
+/// The pages report: top, entry and exit pages.
+async fn pages_top_entry_and_exit(f: &Fixture, pv: &str) {
     // Pages: top, entry and exit.
     let p = f.report("pages", &[("limit", "10")]).await;
     let want = f
@@ -184,7 +199,10 @@ async fn traffic_reports_match_plain_sql() {
             .await;
         same_rows(&format!("pages.{key}"), &rows_of(&p[key]), &want);
     }
+}
 
+/// The acquisition report, each dimension alone and all together.
+async fn acquisition_by_each_sessions_first_page_view(f: &Fixture, pv: &str) {
     // Acquisition: by each session's first page view.
     let a = f
         .report("acquisition", &[("limit", "10"), ("dimension", "all")])
@@ -219,7 +237,10 @@ async fn traffic_reports_match_plain_sql() {
             &want,
         );
     }
+}
 
+/// The audience report, one table per dimension.
+async fn audience_by_device_browser_os_and_country(f: &Fixture, pv: &str) {
     // Audience.
     let au = f.report("audience", &[("limit", "10")]).await;
     for dim in ["device_type", "browser", "os", "country"] {
@@ -235,7 +256,10 @@ async fn traffic_reports_match_plain_sql() {
             &want,
         );
     }
+}
 
+/// The overview filtered by where the visit came from and by device.
+async fn filters_on_a_session_and_an_event_dimension(f: &Fixture, pv: &str) {
     // Filters: a session dimension (where the visit came from) and an event dimension.
     let o = f
         .report(
@@ -257,7 +281,10 @@ async fn traffic_reports_match_plain_sql() {
     assert_eq!(o["totals"]["pageviews"], want[2]);
     assert!(want[2].as_i64().unwrap() > 100, "{want:?}");
     assert_eq!(o["filters"]["utm_source"], json!(["facebook"]));
+}
 
+/// Bots in the overview, left out and asked for.
+async fn bots_are_excluded_unless_asked_for(f: &Fixture) {
     // Bots are excluded unless asked for.
     let with_bots = f.report("overview", &[("bots", "include")]).await;
     let want = f
@@ -275,9 +302,18 @@ async fn traffic_reports_match_plain_sql() {
     );
 }
 
+/// Three reports over one generated store, against plain SQL over the same store; the steps
+/// only read, so their order does not matter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_health_events_and_retention_match_plain_sql() {
     let f = Fixture::start(60_000, 21, 12, "").await;
+    api_health_by_route(&f).await;
+    custom_events_and_a_property_breakdown(&f).await;
+    weekly_retention_per_person(&f).await;
+}
+
+/// API health: calls, errors and latency by route, and in total.
+async fn api_health_by_route(f: &Fixture) {
     let calls = format!(
         "SELECT * FROM events WHERE name = 'api_call' AND {} AND coalesce(is_bot, false) = false",
         f.range()
@@ -306,7 +342,10 @@ async fn api_health_events_and_retention_match_plain_sql() {
         want[1].as_i64().unwrap() > 0,
         "the generated API has errors"
     );
+}
 
+/// Custom events, and one broken down by a property.
+async fn custom_events_and_a_property_breakdown(f: &Fixture) {
     // Custom events, and one broken down by a property.
     let ev = f
         .report(
@@ -334,7 +373,10 @@ async fn api_health_events_and_retention_match_plain_sql() {
         .await;
     same_rows("events.breakdown", &rows_of(&ev["breakdown"]), &want);
     assert_eq!(ev["breakdown"]["dimension"], "prop.category");
+}
 
+/// Weekly retention, per person (stitched through identities).
+async fn weekly_retention_per_person(f: &Fixture) {
     // Weekly retention, per person (stitched through identities).
     let r = f.report("retention", &[]).await;
     let want = f
@@ -345,7 +387,7 @@ async fn api_health_events_and_retention_match_plain_sql() {
              c AS (SELECT person, min(wk) AS cohort FROM pv GROUP BY person) \
              SELECT strftime(cohort, '%Y-%m-%d'), (wk - cohort) // 7 AS n, count(DISTINCT person) \
              FROM pv JOIN c USING (person) GROUP BY ALL ORDER BY 1, 2",
-            pv = page_views(&f)
+            pv = page_views(f)
         ))
         .await;
     let grid = rows_of(&r["cohorts"]);
@@ -379,6 +421,9 @@ async fn api_health_events_and_retention_match_plain_sql() {
 
 /// The seed's question: people who came from campaigns, looked at a product, registered and
 /// bought a camera, each within a day of the product view; broken down by `utm_source`.
+///
+/// One question: the plain-SQL truth is one query, built once and shared by the totals and the
+/// breakdown, so it stays with them in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn funnel_with_a_one_day_window_by_utm_source_matches_plain_sql() {
     let f = Fixture::start(80_000, 21, 13, "").await;

@@ -83,6 +83,8 @@ fn ts(offset_days: i64) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// One story over three days and two runs of tollgate on the same data directory: each day
+/// reads what the days before wrote, so the steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facebook_visit_registration_and_offline_purchase() {
     let up = Upstream::start().await;

@@ -404,6 +404,9 @@ async fn oversized_request_fields_are_cut_at_capture() {
 /// A flood of requests with huge, distinct user agents, while a backend posts events: each
 /// acknowledged post answers within a second, the site's own page views keep being committed,
 /// memory stays bounded, SIGTERM finishes, and `kill -9` loses no more than the flush interval.
+///
+/// Every check measures the same running flood (answer times, commits, memory, SIGTERM, then
+/// `kill -9` in its middle), so the flood and its checks stay in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_huge_user_agents_does_not_stall_the_pipeline() {
     let up = Upstream::start().await;
@@ -568,6 +571,9 @@ async fn sigterm_finishes_during_a_flood() {
     assert!(n > 0, "{out}");
 }
 
+/// One client's rate bucket and one store: the rate step counts on the requests before it, and
+/// the last step checks the store holds exactly what the steps before let through, so the steps
+/// stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_endpoint_is_bounded_and_takes_no_forged_history() {
     let up = Upstream::start().await;
@@ -737,6 +743,8 @@ async fn huge_bodies_cost_bounded_memory() {
     assert_eq!(body["written"], json!(10_000));
 }
 
+/// One attack in order: the victim's id, the attacker's forged and tampered cookies, then the
+/// store; each step uses what the one before obtained, so they stay in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn visitor_cookies_are_signed_so_a_known_id_cannot_be_taken_over() {
     let up = Upstream::start().await;

@@ -36,6 +36,17 @@ async fn segment_calls_land_and_bad_ones_say_why() {
     let up = Upstream::start().await;
     let tg = Tollgate::start_with_env(&up.url(), "", &[("TOLLGATE_WRITE_KEYS", "wk-1, wk-2")]);
     let c = reqwest::Client::new();
+    // In this order: each step counts the events the steps before it wrote.
+    identify_page_and_track_are_committed_before_the_answer(&tg, &c).await;
+    a_batch_keeps_its_good_items_and_drops_duplicates(&tg, &c).await;
+    bad_calls_say_why_and_write_nothing(&tg, &c).await;
+}
+
+/// Single calls with the write key in Basic auth, and the rows they leave.
+async fn identify_page_and_track_are_committed_before_the_answer(
+    tg: &Tollgate,
+    c: &reqwest::Client,
+) {
     let call = |path: &str, body: Value| {
         c.post(tg.admin_url(path))
             .basic_auth("wk-2", Some(""))
@@ -98,7 +109,10 @@ async fn segment_calls_land_and_bad_ones_say_why() {
             .await,
         vec![vec![json!(ANON), json!("u-42")]]
     );
+}
 
+/// A batch after the single calls above (five events in all once it is in).
+async fn a_batch_keeps_its_good_items_and_drops_duplicates(tg: &Tollgate, c: &reqwest::Client) {
     // A batch with one bad item, the key in the body: the good ones are kept.
     let r = c
         .post(tg.admin_url("/v1/batch"))
@@ -124,7 +138,12 @@ async fn segment_calls_land_and_bad_ones_say_why() {
         .unwrap()
         .contains("\"event\""));
     assert_eq!(tg.count("SELECT count(*) FROM events").await, 5);
+}
 
+/// Refused calls after the batch above: the count stays at its five events.
+///
+/// Long, but a table of refused calls, each with its status and reason; one list reads best whole.
+async fn bad_calls_say_why_and_write_nothing(tg: &Tollgate, c: &reqwest::Client) {
     // Errors, each with its status and reason; nothing half-written.
     let big = "x".repeat(40 * 1024);
     for (path, auth, body, status, reason) in [
@@ -223,6 +242,9 @@ fn clients_dir() -> std::path::PathBuf {
 }
 
 /// Segment's own libraries, unchanged, pointed at tollgate with `host`.
+///
+/// One run of both official clients against one tollgate, then one table of the six rows they
+/// wrote together; the table is the test, so it stays whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_segment_clients() {
     let dir = clients_dir();

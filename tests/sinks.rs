@@ -365,6 +365,9 @@ fn check_destinations(data: &Path, ch: &ClickHouse, pg: &Postgres, files: &Path,
 
 /// 99,000 API events and 1,000 proxied requests reach all four sinks exactly, with every
 /// column equal to the store's; `tollgate sinks`, `/api/sinks` and the metrics report them.
+///
+/// One delivery run: the sinks' status, the CLI on the running and then the stopped server, and
+/// the files all report the same 100,000 events, so the checks stay with the run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_of_100k_events_to_every_sink() {
     let ch = ClickHouse::start();
@@ -597,6 +600,9 @@ async fn kill_9_while_shipping_resumes_exactly() {
 
 /// Events a destination's schema refuses go to the dead letters with the reason, and the
 /// events after them are shipped.
+///
+/// One run of 2,000 events through both refusing sinks: the dead letters checked, and then
+/// forgotten, are the ones this run produced, so the steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_events_go_to_dead_letter_and_the_rest_flow() {
     let ch = ClickHouse::start();
@@ -730,6 +736,9 @@ fn documented_tables_are_the_real_ones() {
 }
 
 /// Retention deletes old events only once every sink has shipped them.
+///
+/// One data directory through a sink outage, its recovery and a restart: each step depends on
+/// the seqs and pruning the one before left, so the steps stay in order in one function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_waits_for_every_sink() {
     let mut ch = ClickHouse::start();
