@@ -9,7 +9,7 @@
 
 use super::filter::{Filters, Sql, Window};
 use super::funnel::{IDENTITIES, PERSON};
-use super::{num, rows, table, ReportError, Table};
+use super::{num, rows, table, CountsRow, ReportError, Table};
 use duckdb::Connection;
 use serde::Serialize;
 
@@ -44,7 +44,7 @@ pub struct Attribution {
     /// People with the conversion event.
     pub conversions: u64,
     /// `<by>, first_touch, last_touch`.
-    pub table: Table,
+    pub table: Table<CountsRow>,
 }
 
 pub fn run(

@@ -360,7 +360,7 @@ fn breakdown_table(b: &str, steps: &[Step], rows: Vec<Vec<Value>>, limit: usize)
     by.sort_by(|a, b| {
         (-(num(&a[1]) as i64))
             .cmp(&-(num(&b[1]) as i64))
-            .then_with(|| super::traffic::null_last(&a[0], &b[0]))
+            .then_with(|| super::traffic::null_last(a[0].as_str(), b[0].as_str()))
     });
     by.truncate(limit);
     let mut columns: Vec<String> = vec![b.to_string()];

@@ -25,6 +25,7 @@ mod usage;
 pub use defs::{catalog, find, Def, REPORTS};
 pub use tz::SiteTz;
 
+use duckdb::types::FromSql;
 use duckdb::Connection;
 use filter::Sql;
 use serde::Serialize;
@@ -50,12 +51,45 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// A table of a report: the dimension its first column holds (so that a row can become a
-/// filter), the column names, and rows of JSON values.
+/// filter), the column names, and its rows. A row is a typed tuple struct (JSON: an array in
+/// the columns' order); tables whose width depends on the request (a funnel's steps, the
+/// weeks of retention) have rows of JSON values.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Table {
+pub struct Table<R = Vec<Value>> {
     pub dimension: Option<String>,
     pub columns: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
+    pub rows: Vec<R>,
+}
+
+/// A dimension's value and one count (`path, sessions`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CountRow(pub Option<String>, pub i64);
+
+/// A dimension's value and two counts (`path, visitors, pageviews`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CountsRow(pub Option<String>, pub i64, pub i64);
+
+/// A typed table row, read from a query's row by position.
+pub(crate) trait Row: Sized {
+    fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self>;
+}
+
+impl<A: FromSql, B: FromSql, C: FromSql, D: FromSql> Row for (A, B, C, D) {
+    fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    }
+}
+
+impl Row for CountRow {
+    fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self> {
+        Ok(CountRow(r.get(0)?, r.get(1)?))
+    }
+}
+
+impl Row for CountsRow {
+    fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self> {
+        Ok(CountsRow(r.get(0)?, r.get(1)?, r.get(2)?))
+    }
 }
 
 /// Run report `name` with the request's query pairs. A bad parameter is
@@ -93,18 +127,29 @@ impl WithFilters for Value {
 
 /// Run `sql` and return its rows as JSON values.
 pub(crate) fn rows(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Value>>, ReportError> {
+    query(conn, sql, |row| {
+        let n = row.as_ref().column_count();
+        (0..n)
+            .map(|i| Ok(crate::store::value_json(row.get_ref(i)?)))
+            .collect()
+    })
+}
+
+/// Run `sql` and read each row as `R`.
+pub(crate) fn typed_rows<R: Row>(conn: &Connection, sql: &Sql) -> Result<Vec<R>, ReportError> {
+    query(conn, sql, R::read)
+}
+
+fn query<T>(
+    conn: &Connection,
+    sql: &Sql,
+    read: impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<T>,
+) -> Result<Vec<T>, ReportError> {
     let started = std::time::Instant::now();
     let mut stmt = conn.prepare(&sql.text)?;
-    let mut rows = stmt.query(duckdb::params_from_iter(sql.params.iter()))?;
-    let n = rows.as_ref().map_or(0, |s| s.column_count());
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let mut values = Vec::with_capacity(n);
-        for i in 0..n {
-            values.push(crate::store::value_json(row.get_ref(i)?));
-        }
-        out.push(values);
-    }
+    let out = stmt
+        .query_map(duckdb::params_from_iter(sql.params.iter()), read)?
+        .collect::<Result<Vec<T>, _>>()?;
     // `TOLLGATE_LOG=tollgate::reports=debug` shows each report query, its values and its time.
     tracing::debug!(
         sql = %sql.text,
@@ -116,16 +161,16 @@ pub(crate) fn rows(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Value>>, Repo
 }
 
 /// Run `sql` for a table whose columns are `columns`.
-pub(crate) fn table(
+pub(crate) fn table<R: Row>(
     conn: &Connection,
     sql: &Sql,
     dimension: Option<&str>,
     columns: &[&str],
-) -> Result<Table, ReportError> {
+) -> Result<Table<R>, ReportError> {
     Ok(Table {
         dimension: dimension.map(Into::into),
         columns: columns.iter().map(|c| (*c).to_string()).collect(),
-        rows: rows(conn, sql)?,
+        rows: typed_rows(conn, sql)?,
     })
 }
 

@@ -6,11 +6,10 @@
 //! source (channel, referrer, campaign) is its first page view's.
 
 use super::filter::{Filters, Sql};
-use super::{num, ratio, round4, rows, table, ReportError, Table};
+use super::{num, ratio, round4, rows, table, CountRow, CountsRow, ReportError, Table};
 use chrono::{Duration, NaiveDateTime};
 use duckdb::Connection;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 /// `interval`: `None` picks hours for ranges of 2 days or less.
@@ -27,8 +26,12 @@ pub struct Overview {
     pub interval: &'static str,
     pub totals: OverviewTotals,
     /// `t, visitors, sessions, pageviews` for every bucket of the range, zero-filled.
-    pub series: Table,
+    pub series: Table<SeriesRow>,
 }
+
+/// A bucket of the overview's series: its label, visitors, sessions and page views.
+#[derive(Debug, Serialize)]
+pub struct SeriesRow(pub String, pub i64, pub i64, pub i64);
 
 #[derive(Debug, Serialize)]
 pub struct OverviewTotals {
@@ -44,17 +47,17 @@ pub struct OverviewTotals {
 #[derive(Debug, Serialize)]
 pub struct Pages {
     /// `path, visitors, pageviews`.
-    pub top: Table,
+    pub top: Table<CountsRow>,
     /// `path, sessions`: the first page of each session.
-    pub entry: Table,
+    pub entry: Table<CountRow>,
     /// `path, sessions`: the last page of each session.
-    pub exit: Table,
+    pub exit: Table<CountRow>,
 }
 
 /// `acquisition`'s and `audience`'s answer: a table a dimension.
 #[derive(Debug, Serialize)]
 pub struct Tables {
-    pub tables: BTreeMap<String, Table>,
+    pub tables: BTreeMap<String, Table<CountsRow>>,
 }
 
 /// `realtime`'s answer.
@@ -63,7 +66,7 @@ pub struct Realtime {
     pub visitors: u64,
     pub pageviews: u64,
     /// `path, visitors`.
-    pub pages: Table,
+    pub pages: Table<CountRow>,
 }
 
 /// Page views matching the filters, with the columns the traffic reports use.
@@ -96,11 +99,10 @@ pub fn overview(
     let (sessions, pageviews, bounces, duration) = (num(&t[2]), num(&t[3]), num(&t[4]), num(&t[5]));
     let found = all
         .into_iter()
-        .filter_map(|mut r| {
-            let t = r.remove(0);
-            let t = NaiveDateTime::parse_from_str(t.as_str()?, "%Y-%m-%d %H:%M:%S%.f").ok()?;
-            r.truncate(3);
-            Some((t.format(fmt).to_string(), r))
+        .filter_map(|r| {
+            let t = NaiveDateTime::parse_from_str(r[0].as_str()?, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+            let counts = [num(&r[1]) as i64, num(&r[2]) as i64, num(&r[3]) as i64];
+            Some((t.format(fmt).to_string(), counts))
         })
         .collect();
     Ok(Overview {
@@ -156,8 +158,8 @@ fn zero_filled(
     f: &Filters,
     hourly: bool,
     fmt: &str,
-    found: &HashMap<String, Vec<Value>>,
-) -> Vec<Vec<Value>> {
+    found: &HashMap<String, [i64; 3]>,
+) -> Vec<SeriesRow> {
     let mut series = Vec::new();
     let mut day = f.from;
     while day <= f.to {
@@ -167,14 +169,8 @@ fn zero_filled(
                 .unwrap_or_default()
                 .format(fmt)
                 .to_string();
-            let mut row = vec![Value::from(key.clone())];
-            row.extend(
-                found
-                    .get(&key)
-                    .cloned()
-                    .unwrap_or_else(|| vec![0.into(), 0.into(), 0.into()]),
-            );
-            series.push(row);
+            let [visitors, sessions, pageviews] = found.get(&key).copied().unwrap_or_default();
+            series.push(SeriesRow(key, visitors, sessions, pageviews));
         }
         day += Duration::days(1);
     }
@@ -201,19 +197,19 @@ pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
          GROUP BY GROUPING SETS ((entry), (exit))",
     );
     let (mut entry, mut exit) = (Vec::new(), Vec::new());
-    for r in rows(conn, &ends)? {
+    let ends = super::typed_rows::<(i64, Option<String>, Option<String>, i64)>(conn, &ends)?;
+    for (g, entry_path, exit_path, sessions) in ends {
         // grouping() is 1 for the column that is not grouped: 1 = by entry, 2 = by exit.
-        match r[0].as_u64() {
-            Some(1) => entry.push(vec![r[1].clone(), r[3].clone()]),
-            Some(2) => exit.push(vec![r[2].clone(), r[3].clone()]),
+        match g {
+            1 => entry.push(CountRow(entry_path, sessions)),
+            2 => exit.push(CountRow(exit_path, sessions)),
             _ => {}
         }
     }
-    let sorted = |mut rows: Vec<Vec<Value>>| {
+    let sorted = |mut rows: Vec<CountRow>| {
         rows.sort_by(|a, b| {
-            (-(num(&a[1]) as i64))
-                .cmp(&-(num(&b[1]) as i64))
-                .then_with(|| null_last(&a[0], &b[0]))
+            b.1.cmp(&a.1)
+                .then_with(|| null_last(a.0.as_deref(), b.0.as_deref()))
         });
         rows.truncate(f.limit);
         Table {
@@ -237,7 +233,7 @@ fn breakdowns(
     cols: &[&str],
     metrics: [(&str, &str); 2],
     limit: usize,
-) -> Result<BTreeMap<String, Table>, ReportError> {
+) -> Result<BTreeMap<String, Table<CountsRow>>, ReportError> {
     let mut sql = Sql::default();
     sql.push(&format!(
         "SELECT grouping({list}) AS g, {list}, {m0} AS {n0}, {m1} AS {n1} FROM (",
@@ -256,20 +252,27 @@ fn breakdowns(
             .join(", ")
     ));
     let n = cols.len();
-    let mut tables: Vec<Vec<Vec<Value>>> = vec![Vec::new(); n];
+    let mut tables: Vec<Vec<CountsRow>> = vec![Vec::new(); n];
     for r in rows(conn, &sql)? {
         let g = r[0].as_u64().unwrap_or(0);
         // grouping() has a 0 bit for the grouped column, the leftmost column highest.
         let Some(i) = (0..n).find(|i| g == ((1u64 << n) - 1) ^ (1 << (n - 1 - i))) else {
             continue;
         };
-        tables[i].push(vec![r[1 + i].clone(), r[1 + n].clone(), r[2 + n].clone()]);
+        // The dimensions grouped here are text columns.
+        let value = r[1 + i].as_str().map(str::to_string);
+        tables[i].push(CountsRow(
+            value,
+            num(&r[1 + n]) as i64,
+            num(&r[2 + n]) as i64,
+        ));
     }
     let mut out = BTreeMap::new();
     for (i, mut rows) in tables.into_iter().enumerate() {
         rows.sort_by(|a, b| {
-            let key = |r: &Vec<Value>| (-(num(&r[2]) as i64), -(num(&r[1]) as i64));
-            key(a).cmp(&key(b)).then_with(|| null_last(&a[0], &b[0]))
+            (b.2, b.1)
+                .cmp(&(a.2, a.1))
+                .then_with(|| null_last(a.0.as_deref(), b.0.as_deref()))
         });
         rows.truncate(limit);
         let t = Table {
@@ -283,8 +286,8 @@ fn breakdowns(
 }
 
 /// Order two dimension values as SQL's `ORDER BY v NULLS LAST` does for strings.
-pub(super) fn null_last(a: &Value, b: &Value) -> std::cmp::Ordering {
-    match (a.as_str(), b.as_str()) {
+pub(super) fn null_last(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
+    match (a, b) {
         (Some(x), Some(y)) => x.cmp(y),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,

@@ -1,7 +1,7 @@
 //! API health (what only a proxy sees: every call's status and latency) and custom events.
 
 use super::filter::{Filters, Sql};
-use super::{num, ratio, rows, table, ReportError, Table};
+use super::{num, ratio, rows, table, CountsRow, ReportError, Row, Table};
 use duckdb::Connection;
 use serde::Serialize;
 
@@ -19,7 +19,35 @@ pub struct Breakdown {
 pub struct Api {
     pub totals: ApiTotals,
     /// `route, method, calls, errors, error_rate, p50_ms, p95_ms, p99_ms`.
-    pub routes: Table,
+    pub routes: Table<RouteRow>,
+}
+
+/// One route and method's calls, errors, error rate and latency percentiles.
+#[derive(Debug, Serialize)]
+pub struct RouteRow(
+    pub Option<String>,
+    pub Option<String>,
+    pub i64,
+    pub i64,
+    pub Option<f64>,
+    pub Option<f64>,
+    pub Option<f64>,
+    pub Option<f64>,
+);
+
+impl Row for RouteRow {
+    fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self> {
+        Ok(RouteRow(
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+        ))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -37,10 +65,10 @@ pub struct ApiTotals {
 #[derive(Debug, Serialize)]
 pub struct Events {
     /// `name, events, visitors`.
-    pub events: Table,
+    pub events: Table<CountsRow>,
     /// `<key>, events, visitors` for one event by a property's values, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub breakdown: Option<Table>,
+    pub breakdown: Option<Table<CountsRow>>,
 }
 
 /// Calls, errors (status ≥ 500), error rate and latency percentiles of `api_call` events,
