@@ -64,7 +64,7 @@ pub enum PrivacyMode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Hints {
     pub privacy: PrivacyMode,
-    pub signals: crate::enrich::bots::RequestSignals,
+    pub signals: RequestSignals,
 }
 
 /// One analytics event. `seq` is not here: the store assigns it when the event is committed.
@@ -318,6 +318,17 @@ pub fn now_us() -> i64 {
 }
 
 /// The clock offset's variable; config owns the `TOLLGATE_*` names.
+/// Per-request header facts the proxy records (it does not keep the headers themselves).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestSignals {
+    /// The request is an HTML navigation (a page view).
+    pub page_view: bool,
+    /// The request carried an `Accept-Language` header.
+    pub accept_language: bool,
+    /// `Sec-CH-UA` mentions HeadlessChrome.
+    pub sec_ch_ua_headless: bool,
+}
+
 /// What a proxied request is: the name of its event, and the `kind` label of
 /// `tollgate_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,6 +23,7 @@
 //! crawler-user-agents and false positives on real browser UAs. Run it after changing a rule or
 //! updating `data/isbot-list.json`.
 
+use crate::event::RequestSignals;
 use std::net::IpAddr;
 
 /// isbot's pattern list (npm `isbot`, see `data/README.md`): JavaScript regex sources, matched
@@ -360,17 +361,6 @@ fn is_malformed(ua: &str) -> bool {
     // Unbalanced parentheses are not a rule: logging systems and some proxies truncate long
     // UAs, and a truncated browser UA is still a person.
     ua.starts_with("Mozilla/") && !ua.contains('(')
-}
-
-/// Per-request header facts the proxy records (it does not keep the headers themselves).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequestSignals {
-    /// The request is an HTML navigation (a page view).
-    pub page_view: bool,
-    /// The request carried an `Accept-Language` header.
-    pub accept_language: bool,
-    /// `Sec-CH-UA` mentions HeadlessChrome.
-    pub sec_ch_ua_headless: bool,
 }
 
 /// Header heuristics for requests that claim to be a browser (UA starts with `Mozilla/`):

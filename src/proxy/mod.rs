@@ -32,9 +32,8 @@ pub mod upstream;
 pub mod workers;
 
 use crate::config::Settings;
-use crate::enrich::bots::RequestSignals;
 use crate::event::RequestKind as Kind;
-use crate::event::{now_us, Hit};
+use crate::event::{now_us, Hit, RequestSignals};
 use crate::ingest::IngestSender;
 use crate::metrics::Metrics;
 use crate::pipeline::EventSender;
