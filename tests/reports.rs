@@ -717,6 +717,8 @@ async fn the_catalog_lists_every_report_with_its_parameters() {
     );
     for r in reports {
         let name = r["name"].as_str().unwrap();
+        // The dashboard's tab for it.
+        assert!(!r["title"].as_str().unwrap().is_empty(), "{r}");
         let (status, body) = f.report_status(name, &[]).await;
         // Funnel and attribution need a parameter of theirs, and say which.
         let wants = match name {

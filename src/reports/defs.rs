@@ -29,6 +29,8 @@ pub struct Param {
 pub trait Report {
     /// The URL name, `/api/reports/{NAME}`.
     const NAME: &'static str;
+    /// Its name for people: the dashboard's tab.
+    const TITLE: &'static str;
     /// What it answers, in a line.
     const DOC: &'static str;
     /// Its own parameters.
@@ -44,6 +46,7 @@ pub trait Report {
 #[derive(Clone, Copy)]
 pub struct Def {
     pub name: &'static str,
+    pub title: &'static str,
     pub doc: &'static str,
     pub params: &'static [Param],
     run: fn(&Connection, &Filters, &Extra) -> Result<Value, ReportError>,
@@ -63,6 +66,7 @@ impl Def {
 const fn def<R: Report>() -> Def {
     Def {
         name: R::NAME,
+        title: R::TITLE,
         doc: R::DOC,
         params: R::PARAMS,
         run: run_json::<R>,
@@ -98,7 +102,7 @@ pub fn find(name: &str) -> Option<&'static Def> {
 pub fn catalog() -> Value {
     let reports: Vec<Value> = REPORTS
         .iter()
-        .map(|d| serde_json::json!({ "name": d.name, "doc": d.doc, "params": d.params }))
+        .map(|d| serde_json::json!({ "name": d.name, "title": d.title, "doc": d.doc, "params": d.params }))
         .collect();
     let dimensions: Vec<Value> = DIMENSIONS
         .iter()
@@ -117,13 +121,15 @@ fn invalid(m: impl Into<String>) -> ReportError {
     ReportError::Invalid(m.into())
 }
 
-/// A report without parameters of its own: `plain!(Type, "name", "doc", Answer, function)`.
+/// A report without parameters of its own:
+/// `plain!(Type, "name", "Title", "doc", Answer, function)`.
 macro_rules! plain {
-    ($report:ident, $name:literal, $doc:literal, $answer:ty, $run:path) => {
+    ($report:ident, $name:literal, $title:literal, $doc:literal, $answer:ty, $run:path) => {
         pub struct $report;
 
         impl Report for $report {
             const NAME: &'static str = $name;
+            const TITLE: &'static str = $title;
             const DOC: &'static str = $doc;
             const PARAMS: &'static [Param] = &[];
             type Params = ();
@@ -143,6 +149,7 @@ macro_rules! plain {
 plain!(
     Pages,
     "pages",
+    "Pages",
     "top pages, and the pages sessions enter and leave by",
     traffic::Pages,
     traffic::pages
@@ -150,6 +157,7 @@ plain!(
 plain!(
     Audience,
     "audience",
+    "Audience",
     "visitors and page views by device type, browser, OS and country",
     traffic::Tables,
     traffic::audience
@@ -157,6 +165,7 @@ plain!(
 plain!(
     Api,
     "api",
+    "API health",
     "API calls, errors and latency percentiles, in total and per route",
     usage::Api,
     usage::api
@@ -164,6 +173,7 @@ plain!(
 plain!(
     Retention,
     "retention",
+    "Retention",
     "weekly cohorts of people by their first page view",
     retention::Retention,
     retention::run
@@ -171,6 +181,7 @@ plain!(
 plain!(
     Realtime,
     "realtime",
+    "Realtime",
     "the last five minutes: visitors, page views and the pages viewed",
     traffic::Realtime,
     traffic::realtime
@@ -180,6 +191,7 @@ pub struct Overview;
 
 impl Report for Overview {
     const NAME: &'static str = "overview";
+    const TITLE: &'static str = "Overview";
     const DOC: &'static str =
         "visitors, sessions, page views, bounce rate and time, in total and over time";
     const PARAMS: &'static [Param] = &[Param {
@@ -207,6 +219,7 @@ pub struct Acquisition;
 
 impl Report for Acquisition {
     const NAME: &'static str = "acquisition";
+    const TITLE: &'static str = "Acquisition";
     const DOC: &'static str = "visitors and sessions by where each session came from";
     const PARAMS: &'static [Param] = &[Param {
         name: "dimension",
@@ -250,6 +263,7 @@ pub struct Events;
 
 impl Report for Events {
     const NAME: &'static str = "events";
+    const TITLE: &'static str = "Events";
     const DOC: &'static str =
         "custom events: count and visitors per name, or one event by a property";
     const PARAMS: &'static [Param] = &[
@@ -286,6 +300,7 @@ pub struct Funnel;
 
 impl Report for Funnel {
     const NAME: &'static str = "funnel";
+    const TITLE: &'static str = "Funnels";
     const DOC: &'static str = "people through 2 to 8 ordered steps within a conversion window";
     const PARAMS: &'static [Param] = &[
         Param {
@@ -327,6 +342,7 @@ pub struct Attribution;
 
 impl Report for Attribution {
     const NAME: &'static str = "attribution";
+    const TITLE: &'static str = "Attribution";
     const DOC: &'static str = "first- and last-touch credit for a conversion event";
     const PARAMS: &'static [Param] = &[
         Param {

@@ -19,6 +19,9 @@
     country: 'Countries',
   };
   const NONE = CATALOG.none;
+  // A tab for each report, in the catalog's order, then the SQL console.
+  document.getElementById('tabs').append(...CATALOG.reports.map((r) => el('button', { 'data-tab': r.name, text: r.title, title: r.doc })),
+    el('button', { 'data-tab': 'sql', text: 'SQL' }));
   const $ = (sel) => document.querySelector(sel);
   const view = $('#view');
   let state = new URLSearchParams(location.search);
