@@ -1,7 +1,7 @@
 //! API errors: client errors say what was wrong; internal errors say "internal error" to the
 //! client and log the detail.
 
-use crate::store::QueryError;
+use crate::store::{QueryError, StoreError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -42,6 +42,12 @@ pub enum ApiError {
     /// The work ran past its deadline and was stopped: a 504.
     #[error("{0}")]
     Timeout(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
 }
 
 impl From<QueryError> for ApiError {

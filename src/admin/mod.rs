@@ -83,17 +83,17 @@ impl Reader {
     }
 }
 
-/// Run `work` on a blocking thread: store calls never hold up the admin runtime. A failure is
-/// an internal error (500, the detail logged).
+/// Run `work` on a blocking thread: store calls never hold up the admin runtime. Its error
+/// becomes the API error it maps to; a panic is an internal error (500, the detail logged).
 async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: Into<ApiError> + Send + 'static,
 {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))
+        .map_err(Into::into)
 }
 
 pub fn router(admin: Admin) -> Router {

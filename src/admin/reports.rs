@@ -1,7 +1,7 @@
 //! `GET /api/reports/{name}`: the reports (`crate::reports`) as JSON; `GET /api/reports`: their
 //! catalog (names, parameters, dimensions).
 
-use super::{ApiError, Reader};
+use super::{blocking, ApiError, Reader};
 use crate::reports::{self, ReportError, SiteTz};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -41,8 +41,6 @@ async fn handle(
     let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let conn = st.reader.connection()?;
     let tz = st.timezone;
-    let out = tokio::task::spawn_blocking(move || reports::run(&conn, &name, &pairs, tz))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let out = blocking(move || reports::run(&conn, &name, &pairs, tz)).await?;
     Ok(Json(out))
 }
