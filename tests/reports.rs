@@ -748,6 +748,17 @@ async fn the_catalog_lists_every_report_with_its_parameters() {
         .iter()
         .any(|d| d["name"] == "path" && d["scope"] == "event"));
     assert_eq!(catalog["none"], "(none)");
+    // The audience tab draws one table per dimension the catalog names: exactly the report's.
+    let (_, audience) = f.report_status("audience", &[]).await;
+    let tables: Vec<&String> = audience["tables"].as_object().unwrap().keys().collect();
+    let mut listed: Vec<&str> = catalog["audience"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(tables, listed, "{audience}");
 }
 
 /// Realtime counts the last five minutes, through the proxy.

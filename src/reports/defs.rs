@@ -114,7 +114,12 @@ pub fn catalog() -> Value {
             serde_json::json!({ "name": name, "scope": scope })
         })
         .collect();
-    serde_json::json!({ "reports": reports, "dimensions": dimensions, "none": NONE })
+    serde_json::json!({
+        "reports": reports,
+        "dimensions": dimensions,
+        "audience": traffic::AUDIENCE,
+        "none": NONE,
+    })
 }
 
 fn invalid(m: impl Into<String>) -> ReportError {

@@ -326,15 +326,19 @@ pub fn acquisition(conn: &Connection, f: &Filters, cols: &[&str]) -> Result<Tabl
     Ok(Tables { tables })
 }
 
+/// The dimensions `audience` breaks page views down by, one table each, in the dashboard's
+/// order (the catalog lists them).
+pub const AUDIENCE: [&str; 4] = ["device_type", "browser", "os", "country"];
+
 pub fn audience(conn: &Connection, f: &Filters) -> Result<Tables, ReportError> {
     let from = f.base(
-        "visitor_id, device_type, browser, os, country",
+        &format!("visitor_id, {}", AUDIENCE.join(", ")),
         Some("page_view"),
     );
     let tables = breakdowns(
         conn,
         &from,
-        &["device_type", "browser", "os", "country"],
+        &AUDIENCE,
         [
             ("visitors", "count(DISTINCT visitor_id)"),
             ("pageviews", "count(*)"),

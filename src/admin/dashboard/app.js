@@ -305,7 +305,7 @@
     },
     audience() {
       const a = report('audience', filterParams()).then(learnRange);
-      view.append(el('div', { class: 'grid' }, ['device_type', 'browser', 'os', 'country'].map((d) =>
+      view.append(el('div', { class: 'grid' }, CATALOG.audience.map((d) =>
         tableCard(TITLES[d] || d, 'audience.' + d, a, (x) => x.tables[d]))));
     },
     api() {
