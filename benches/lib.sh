@@ -417,7 +417,7 @@ start_postgres() {   # dir
       -c full_page_writes=off -c max_connections=100 -c shared_buffers=32MB
     PG_PID=$SERVER_PID
     rc=0
-    probe_until "$PG_PID" 300 psql_as_tollgate postgres 'SELECT 1' >/dev/null 2>&1 || rc=$?
+    probe_until "$PG_PID" 300 pg_sql postgres 'SELECT 1' >/dev/null 2>&1 || rc=$?
     (( rc == 0 )) && return 0
     stop_server "$PG_PID"
     (( attempt < 3 )) && grep -qs 'already in use' "$dir/postgres.log" && continue
@@ -428,6 +428,6 @@ start_postgres() {   # dir
 
 # Run SQL in a database of the server start_postgres started, as the tests' psql does: prints
 # the rows unaligned, without headers; fails on the first error.
-psql_as_tollgate() {   # db sql
+pg_sql() {   # db sql
   env -u PGPASSWORD -u PGSERVICE -u PGOPTIONS PGCONNECT_TIMEOUT=5 "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U tollgate -d "$1" -c "$2"
 }
