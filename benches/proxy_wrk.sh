@@ -436,6 +436,7 @@ DROPPED=-
 ALLOC_LINE="not measured (ALLOCS=0)"
 if [[ $ALLOCS == 1 ]]; then
   log "counting allocations per request (cargo test --release --locked --test allocs)"
+  # shellcheck disable=SC2015  # no line (a failed cd, build or test) is said below
   ALLOC_LINE=$(cd "$REPO" && CARGO_TARGET_DIR="$TARGET" cargo test --release --locked --test allocs -- --nocapture 2>&1 \
     | grep -m1 'allocs per request' || true)
   [[ -n $ALLOC_LINE ]] || ALLOC_LINE="not measured: tests/allocs.rs printed no 'allocs per request' line"

@@ -864,7 +864,6 @@ if [[ $SKIP_LIVE != 1 ]]; then
     CAL_RPS=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["rps"]))' "$TMP/wrk-cal.json")
     NEW_DELAY=$(helper calibrate "$TMP/wrk-cal.json" "$CONNS" "$DELAY" "$RATE")
     log "calibration $round/$CALIBRATE_ROUNDS (${CALIBRATE_SECS}s): $CAL_RPS req/s at a mean delay of $DELAY ms -> $NEW_DELAY ms"
-    CAL_DELAY=$DELAY
     DELAY=$NEW_DELAY
   done
   helper lua "$TMP/live.lua" "$DELAY" 99
