@@ -8,7 +8,8 @@
 #
 # Usage: cargo test --release --no-run && benches/ingest_wrk.sh
 # Environment: DURATION=10 (seconds per run), CONNS=4 (wrk connections),
-#   TOLLGATE_BIN (default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate)
+#   TOLLGATE_BIN (default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate),
+#   KEEP_TMP=1 (keep the temp dir with the payloads and tollgate's log; kept on failure too)
 set -euo pipefail
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-4}
@@ -18,12 +19,18 @@ die() { printf '[ingest_wrk] ERROR: %s\n' "$*" >&2; exit 1; }
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_tollgate
 command -v wrk >/dev/null || bash "$(dirname "$0")/../.ci/deps" bench
-tmp=$(mktemp -d)
-pid=""
-cleanup() { stop_pid "$pid" 100; rm -rf "$tmp"; }
-trap cleanup EXIT
+make_tmp ingest_wrk
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  stop_servers
+  keep_or_remove_tmp "$(( rc != 0 ))"
+  exit "$rc"
+}
+trap_cleanup
 
-python3 - "$tmp" <<'PY'
+python3 - "$TMP" <<'PY'
 import json, sys
 d = sys.argv[1]
 ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -49,15 +56,13 @@ PY
 
 read -r listen admin < <(free_ports 2)
 listen=127.0.0.1:$listen admin=127.0.0.1:$admin
-TOLLGATE_WRITE_KEYS=bench-key "$BIN" serve --upstream http://127.0.0.1:9 \
-  --listen "$listen" --admin "$admin" --data "$tmp/data" >"$tmp/log" 2>&1 &
-pid=$!
-wait_ready tollgate "$pid" "$tmp/log" 300 tollgate_ready "$admin"
+start_tollgate ingest "$TMP/log" TOLLGATE_WRITE_KEYS=bench-key -- --upstream http://127.0.0.1:9 \
+  --listen "$listen" --admin "$admin" --data "$TMP/data"
 sleep 1
 
 run() { # name url events-per-request
   local out rps total non2xx p50
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$tmp/$1.lua" "$2")
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$TMP/$1.lua" "$2")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   total=$(awk '/requests in/ {print $1}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
@@ -74,4 +79,4 @@ run batch "http://$admin/v1/batch" 1000
 run events "http://$admin/api/events" 1000
 run beacon "http://$listen/_tollgate/e" 1
 echo
-echo "stored: $("$BIN" query --data "$tmp/data" --format csv 'SELECT count(*) FROM events' | tail -1) events"
+echo "stored: $("$BIN" query --data "$TMP/data" --format csv 'SELECT count(*) FROM events' | tail -1) events"

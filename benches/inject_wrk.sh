@@ -43,16 +43,13 @@ command -v python3 >/dev/null || die "python3 is required"
 need_nginx_wrk
 need_tollgate
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/inject_wrk.XXXXXX")
-chmod 755 "$TMP"
-PIDS=()
-NGINX_PIDFILES=()
+make_tmp inject_wrk
+# shellcheck disable=SC2317  # run by the trap
 cleanup() {
-  local rc=$? pid pf
+  local rc=$?
   trap - EXIT INT TERM
   set +e
-  for pid in "${PIDS[@]}"; do stop_pid "$pid" 100; done
-  for pf in "${NGINX_PIDFILES[@]}"; do stop_nginx "$pf"; done
+  stop_servers
   keep_or_remove_tmp "$(( rc != 0 ))"
   exit "$rc"
 }
@@ -99,19 +96,14 @@ start_nginx upstream "$TMP/nginx"
 
 # ------------------------------------------------------------------------------ tollgates
 
-start_tollgate() {   # name port admin inject(true|false)
-  local pid
+inject_tollgate() {   # name port admin inject(true|false)
   mkdir -p "$TMP/data-$1"
-  env TOLLGATE_SERVER_THREADS="$PROXY_THREADS" TOLLGATE_INJECT_ENABLED="$4" \
-    TOLLGATE_INJECT_COMPRESSION_LEVEL="$LEVEL" \
-    "$BIN" serve --upstream "http://127.0.0.1:$UP" --listen "127.0.0.1:$2" --admin "127.0.0.1:$3" \
-    --data "$TMP/data-$1" >"$TMP/tollgate-$1.log" 2>&1 &
-  pid=$!
-  PIDS+=("$pid")
-  wait_ready "tollgate ($1)" "$pid" "$TMP/tollgate-$1.log" 300 tollgate_ready "127.0.0.1:$3"
+  start_tollgate "$1" "$TMP/tollgate-$1.log" TOLLGATE_SERVER_THREADS="$PROXY_THREADS" \
+    TOLLGATE_INJECT_ENABLED="$4" TOLLGATE_INJECT_COMPRESSION_LEVEL="$LEVEL" -- \
+    --upstream "http://127.0.0.1:$UP" --listen "127.0.0.1:$2" --admin "127.0.0.1:$3" --data "$TMP/data-$1"
 }
-start_tollgate off "$OFF" "$OFF_ADMIN" false
-start_tollgate on "$ON" "$ON_ADMIN" true
+inject_tollgate off "$OFF" "$OFF_ADMIN" false
+inject_tollgate on "$ON" "$ON_ADMIN" true
 
 HEADERS=(-H "Accept: text/html,application/xhtml+xml,*/*;q=0.8" -H "Accept-Encoding: gzip, deflate, br, zstd")
 declare -A URL=([off]="http://127.0.0.1:$OFF/index.html" [on]="http://127.0.0.1:$ON/index.html")

@@ -66,26 +66,24 @@ need_tollgate
 
 # ------------------------------------------------------------------------- temp + cleanup
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/proxy_rss.XXXXXX")
-chmod 755 "$TMP"   # nginx workers may run as another user
+make_tmp proxy_rss
 UP_DIR=$TMP/nginx-upstream
-TG_PID=
 WRK_PID=
 
+# shellcheck disable=SC2317  # run by the trap
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
   if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
-  stop_pid "$TG_PID" 100
-  stop_nginx "$UP_DIR/nginx.pid"
+  stop_servers
   keep_or_remove_tmp "$(( rc == 2 ))"
   exit "$rc"
 }
 trap_cleanup
 
-read -r UP_PORT TG_PORT TG_ADMIN < <(free_ports 3)
-[[ -n ${TG_ADMIN:-} ]] || die "could not pick free ports"
+read -r UP_PORT TG_PORT ADMIN_PORT < <(free_ports 3)
+[[ -n ${ADMIN_PORT:-} ]] || die "could not pick free ports"
 
 # ---------------------------------------------------------------------------- upstream
 
@@ -98,14 +96,11 @@ start_nginx upstream "$UP_DIR"
 
 # ---------------------------------------------------------------------------- tollgate
 
-log "starting tollgate on 127.0.0.1:$TG_PORT (admin $TG_ADMIN), upstream nginx on 127.0.0.1:$UP_PORT"
+log "starting tollgate on 127.0.0.1:$TG_PORT (admin $ADMIN_PORT), upstream nginx on 127.0.0.1:$UP_PORT"
 mkdir -p "$TMP/data"
-# Default config: no --config, and no TOLLGATE_CONFIG from the caller's shell.
-env -u TOLLGATE_CONFIG "$BIN" serve --upstream "http://127.0.0.1:$UP_PORT" \
-  --listen "127.0.0.1:$TG_PORT" --admin "127.0.0.1:$TG_ADMIN" --data "$TMP/data" \
-  >"$TMP/tollgate.log" 2>&1 &
-TG_PID=$!
-wait_ready tollgate "$TG_PID" "$TMP/tollgate.log" 300 tollgate_ready "127.0.0.1:$TG_ADMIN"
+# Default config: no --config, and no TOLLGATE_CONFIG from the caller's shell. Sets TG_PID.
+start_tollgate rss "$TMP/tollgate.log" -u TOLLGATE_CONFIG -- --upstream "http://127.0.0.1:$UP_PORT" \
+  --listen "127.0.0.1:$TG_PORT" --admin "127.0.0.1:$ADMIN_PORT" --data "$TMP/data"
 
 URL="http://127.0.0.1:$TG_PORT/index.html"
 out=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "$URL") \
@@ -176,8 +171,8 @@ WRK_PID=
 [[ -d /proc/$TG_PID ]] || die "tollgate died under load"
 # The last batch is committed within flush_interval_ms (1 s by default).
 sleep 1.5
-curl -sf --max-time 5 "http://127.0.0.1:$TG_ADMIN/metrics" >"$TMP/metrics.txt" \
-  || die "could not read http://127.0.0.1:$TG_ADMIN/metrics"
+curl -sf --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$TMP/metrics.txt" \
+  || die "could not read http://127.0.0.1:$ADMIN_PORT/metrics"
 
 # ------------------------------------------------------------------------------ report
 

@@ -115,19 +115,15 @@ CLK_TCK=$(getconf CLK_TCK)
 
 # ------------------------------------------------------------------------- temp + cleanup
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/proxy_wrk.XXXXXX")
-chmod 755 "$TMP"   # nginx workers may run as another user
-NGINX_PIDFILES=()
-SERVER_PIDS=()
+make_tmp proxy_wrk
 WRK_PID=
 
 cleanup() {
-  local rc=$? pf pid
+  local rc=$?
   trap - EXIT INT TERM
   set +e
   if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
-  for pid in "${SERVER_PIDS[@]}"; do stop_pid "$pid" 100; done
-  for pf in "${NGINX_PIDFILES[@]}"; do stop_nginx "$pf"; done
+  stop_servers
   keep_or_remove_tmp "$(( rc != 0 ))"
   exit "$rc"
 }
@@ -185,29 +181,25 @@ start_nginx proxy "$NGX_DIR"
 declare -A PID_OF
 start_bare() {   # setup port
   local s=$1 port=$2
-  "$BARE" "$PROXY_THREADS" "127.0.0.1:$port" "127.0.0.1:$UP_PORT" \
-    >"$TMP/bare-$s.log" 2>&1 &
-  PID_OF[$s]=$!
-  SERVER_PIDS+=("$!")
+  spawn_server "bare proxy ($s)" "$TMP/bare-$s.log" TERM 100 \
+    "$BARE" "$PROXY_THREADS" "127.0.0.1:$port" "127.0.0.1:$UP_PORT"
+  PID_OF[$s]=$SERVER_PID
   wait_ready "bare proxy ($s)" "${PID_OF[$s]}" "$TMP/bare-$s.log" 100 \
     curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/index.html"
 }
 
 # ---------------------------------------------------------------------------- tollgate
 
-start_tollgate() {   # setup listen-port admin-port capture(on|off) inject(on|off)
-  local s=$1 port=$2 admin=$3 capture=$4 inject=$5 pid
-  local envs=(env -u TOLLGATE_CAPTURE_ENABLED -u TOLLGATE_INJECT_ENABLED
+setup_tollgate() {   # setup listen-port admin-port capture(on|off) inject(on|off)
+  local s=$1 port=$2 admin=$3 capture=$4 inject=$5
+  local envs=(-u TOLLGATE_CAPTURE_ENABLED -u TOLLGATE_INJECT_ENABLED
     TOLLGATE_SERVER_THREADS="$PROXY_THREADS")
   [[ $capture == off ]] && envs+=(TOLLGATE_CAPTURE_ENABLED=false)
   [[ $inject == on ]] && envs+=(TOLLGATE_INJECT_ENABLED=true)
   mkdir -p "$TMP/data-$s"
-  "${envs[@]}" "$BIN" serve --upstream "http://127.0.0.1:$UP_PORT" --listen "127.0.0.1:$port" \
-    --admin "127.0.0.1:$admin" --data "$TMP/data-$s" >"$TMP/tollgate-$s.log" 2>&1 &
-  pid=$!
-  PID_OF[$s]=$pid
-  SERVER_PIDS+=("$pid")
-  wait_ready "tollgate ($s)" "$pid" "$TMP/tollgate-$s.log" 300 tollgate_ready "127.0.0.1:$admin"
+  start_tollgate "$s" "$TMP/tollgate-$s.log" "${envs[@]}" -- --upstream "http://127.0.0.1:$UP_PORT" \
+    --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" --data "$TMP/data-$s"
+  PID_OF[$s]=$TG_PID
 }
 
 declare -A URL LABEL ADMIN
@@ -228,9 +220,9 @@ LABEL[d]="d: tollgate, capture on"
 LABEL[i]="i: tollgate, capture on, inject on (not navigations)"
 
 has h && { log "starting bare hyper (per core) on 127.0.0.1:$H_PORT"; start_bare h "$H_PORT"; }
-has c && { log "starting tollgate (capture off) on 127.0.0.1:$C_PORT"; start_tollgate c "$C_PORT" "$C_ADMIN" off off; }
-has d && { log "starting tollgate (capture on) on 127.0.0.1:$D_PORT"; start_tollgate d "$D_PORT" "$D_ADMIN" on off; }
-has i && { log "starting tollgate (capture on, inject on) on 127.0.0.1:$I_PORT"; start_tollgate i "$I_PORT" "$I_ADMIN" on on; }
+has c && { log "starting tollgate (capture off) on 127.0.0.1:$C_PORT"; setup_tollgate c "$C_PORT" "$C_ADMIN" off off; }
+has d && { log "starting tollgate (capture on) on 127.0.0.1:$D_PORT"; setup_tollgate d "$D_PORT" "$D_ADMIN" on off; }
+has i && { log "starting tollgate (capture on, inject on) on 127.0.0.1:$I_PORT"; setup_tollgate i "$I_PORT" "$I_ADMIN" on on; }
 
 # ------------------------------------------------------------- cookies + sanity checks
 
@@ -444,6 +436,7 @@ DROPPED=-
 ALLOC_LINE="not measured (ALLOCS=0)"
 if [[ $ALLOCS == 1 ]]; then
   log "counting allocations per request (cargo test --release --locked --test allocs)"
+  # shellcheck disable=SC2015  # no line (a failed cd, build or test) is said below
   ALLOC_LINE=$(cd "$REPO" && CARGO_TARGET_DIR="$TARGET" cargo test --release --locked --test allocs -- --nocapture 2>&1 \
     | grep -m1 'allocs per request' || true)
   [[ -n $ALLOC_LINE ]] || ALLOC_LINE="not measured: tests/allocs.rs printed no 'allocs per request' line"

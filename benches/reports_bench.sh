@@ -21,6 +21,7 @@
 #   DATA=DIR       the store's directory (default $HOME/.cache/tollgate/bench-reports-$N)
 #   TOLLGATE_BIN   default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate
 #   OUT=FILE       also write the report to FILE
+#   KEEP_TMP=1     keep the temp dir (tollgate's log, the raw times; kept on failure too)
 set -euo pipefail
 
 N=${N:-10000000}
@@ -39,14 +40,20 @@ if [ ! -f "$DATA/tollgate.duckdb" ]; then
 fi
 rows=$("$BIN" query --data "$DATA" --format csv "SELECT count(*) FROM events" | tail -1)
 
-tmp=$(mktemp -d)
+make_tmp reports_bench
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  stop_servers
+  keep_or_remove_tmp "$(( rc != 0 ))"
+  exit "$rc"
+}
+trap_cleanup
 port=$(free_ports 1)
-TOLLGATE_LOG=warn "$BIN" serve --upstream http://127.0.0.1:9 --data "$DATA" \
-  --listen 127.0.0.1:0 --admin "127.0.0.1:$port" >"$tmp/tollgate.log" 2>&1 &
-pid=$!
-trap 'stop_pid "$pid" 600; rm -rf "$tmp"' EXIT
-healthz() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz"; }
-wait_ready tollgate "$pid" "$tmp/tollgate.log" 300 healthz
+TG_GRACE=600   # tenths of a second: a large store may take a while to close
+start_tollgate reports "$TMP/tollgate.log" TOLLGATE_LOG=warn -- --upstream http://127.0.0.1:9 --data "$DATA" \
+  --listen 127.0.0.1:0 --admin "127.0.0.1:$port"
 
 to=$(date -u +%F)
 from=$(date -u -d "$to - 29 days" +%F)
@@ -90,17 +97,17 @@ fetch() {   # fetch REPORT OUTPUT FORMAT: the baseline is a POST to the SQL cons
   fi
 }
 for r in "${reports[@]}"; do   # warm-up, and every report must answer 200
-  code=$(fetch "$r" "$tmp/body" '%{http_code}')
-  [ "$code" = 200 ] || { echo "$r answered $code: $(head -c 300 "$tmp/body")" >&2; exit 1; }
+  code=$(fetch "$r" "$TMP/body" '%{http_code}')
+  [ "$code" = 200 ] || { echo "$r answered $code: $(head -c 300 "$TMP/body")" >&2; exit 1; }
 done
-for run in $(seq "$RUNS"); do
+for _ in $(seq "$RUNS"); do
   for i in "${!reports[@]}"; do
     t=$(fetch "${reports[$i]}" /dev/null '%{time_total}')
-    echo "$i $t" >>"$tmp/times"
+    echo "$i $t" >>"$TMP/times"
   done
 done
 
-report=$(python3 - "$tmp/times" "$rows" "$RUNS" "${reports[@]}" <<'PY'
+report=$(python3 - "$TMP/times" "$rows" "$RUNS" "${reports[@]}" <<'PY'
 import statistics, sys
 path, rows, runs, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 times = {}

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # sink_bench.sh: how fast do the sinks ship, and how far behind are they under live traffic?
 #
-# Real servers on 127.0.0.1, free ports, everything in one temp dir: ClickHouse
-# (/usr/sbin/clickhouse-server, the tests' XML config from tests/fixtures/clickhouse/), PostgreSQL
-# (/usr/lib/postgresql/*/bin, initdb + pg_ctl, as the `postgres` user when root; trust auth,
-# fsync=off, synchronous_commit=off, full_page_writes=off as the test suite runs it), and an
-# nginx upstream (1 worker) answering every path with the same 2 KiB HTML page.
+# Real servers on 127.0.0.1, free ports, everything in one temp dir, started by benches/lib.sh
+# the way the test suite starts them (tests/common/): ClickHouse (/usr/sbin/clickhouse-server,
+# the tests' XML config from tests/fixtures/clickhouse/), PostgreSQL (/usr/lib/postgresql/*/bin,
+# initdb + postgres, as the `postgres` user when root; trust auth, fsync=off,
+# synchronous_commit=off, full_page_writes=off), and an nginx upstream (1 worker) answering
+# every path with the same 2 KiB HTML page.
 #
 # 1. Backlog shipping throughput, per sink type. tollgate runs once with no sinks and takes a
 #    backlog of N events through POST /api/events (NDJSON, 5,000 events per request, generated
@@ -47,6 +48,7 @@
 #                       long delay keep the rate steady when the proxy's latency moves
 #   SKIP_BACKLOG=1 / SKIP_LIVE=1   run only one part
 #   TOLLGATE_BIN        default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate
+#   TOLLGATE_CLICKHOUSE_SERVER, TOLLGATE_PG_BIN   the servers' binaries, as for the tests
 #   OUT=FILE            also write the report to FILE
 #   KEEP_TMP=1          keep the temp dir (configs, logs, raw results) for inspection
 #
@@ -82,7 +84,6 @@ log() { printf '[sink_bench] %s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf '[sink_bench] ERROR: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-FIXTURES=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/fixtures" && pwd)
 
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer (got '$2')"; }
 posint N "$N"; posint RUNS "$RUNS"; posint SINK_BATCH_SIZE "$SINK_BATCH_SIZE"; posint BATCH "$BATCH"
@@ -94,34 +95,17 @@ done
 # ---------------------------------------------------------------------------------- tools
 
 need_nginx_wrk
-
-CH_BIN=
-for p in "${TOLLGATE_CLICKHOUSE_SERVER:-}" /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do
-  [[ -n $p && -x $p ]] && { CH_BIN=$p; break; }
-done
-[[ -n $CH_BIN ]] || die "clickhouse-server not found: run 'bash .ci/deps test'"
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
-[[ -n $PG_BIN && -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]] \
-  || die "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: run 'bash .ci/deps test'"
-PG_AS=()
-if (( EUID == 0 )); then
-  id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user to run PostgreSQL as"
-  PG_AS=(runuser -u postgres --)
-fi
-
+need_clickhouse
+need_postgres
 need_tollgate
 
 # ------------------------------------------------------------------------- temp + cleanup
 
-TMP=$(mktemp -d /tmp/sink_bench.XXXXXX)   # under /tmp: the postgres user must reach it
-chmod 755 "$TMP"
+make_tmp sink_bench /tmp   # under /tmp: the postgres user must reach it
 TG_PID=
+TG_GRACE=300   # tenths of a second the cleanup gives a tollgate to stop
 WRK_PID=
 SAMPLER_PID=
-CH_PID=
-UP_PIDFILE=
-PG_DATA=
-
 
 cleanup() {
   local rc=$? pid
@@ -130,15 +114,7 @@ cleanup() {
   for pid in "$WRK_PID" "$SAMPLER_PID"; do
     [[ -n $pid ]] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }
   done
-  stop_pid "$TG_PID" 300
-  stop_nginx "$UP_PIDFILE"
-  stop_pid "$CH_PID" 300
-  if [[ -n $PG_DATA && -s $PG_DATA/postmaster.pid ]]; then
-    "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null 2>&1 || {
-      pid=$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null)
-      [[ $pid =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null
-    }
-  fi
+  stop_servers
   keep_or_remove_tmp "$(( rc != 0 ))"
   exit "$rc"
 }
@@ -672,12 +648,13 @@ helper() { python3 "$HELPER" "$@"; }
 
 # ------------------------------------------------------------------------------- nginx
 
-read -r UP_PORT CH_HTTP CH_TCP PG_PORT < <(free_ports 4)
+UP_PORT=$(free_ports 1)
 UP_DIR=$TMP/nginx
 mkdir -p "$UP_DIR/html" "$UP_DIR/tmp"
 bench_page "$UP_DIR/html/index.html" "$PAGE_BYTES"
 chmod -R a+rX "$UP_DIR"
 # Every path answers with the page.
+# shellcheck disable=SC2016  # nginx's $uri
 upstream_nginx_conf "$UP_DIR" "$UP_PORT" 'try_files $uri /index.html;' >"$UP_DIR/nginx.conf"
 UP_PIDFILE=$UP_DIR/nginx.pid
 start_nginx upstream "$UP_DIR"
@@ -688,55 +665,28 @@ log "nginx upstream on $UPSTREAM"
 
 # -------------------------------------------------------------------------- ClickHouse
 
-CH_DIR=$TMP/clickhouse
-mkdir -p "$CH_DIR/data"
-# The test suite's ClickHouse config (tests/common/clickhouse.rs), quieter.
-sed -e "s|@DIR@|$CH_DIR|g" -e "s|@HTTP_PORT@|$CH_HTTP|g" -e "s|@TCP_PORT@|$CH_TCP|g" \
-  -e "s|@LOG_LEVEL@|warning|g" "$FIXTURES/clickhouse/config.xml" >"$CH_DIR/config.xml"
-cp "$FIXTURES/clickhouse/users.xml" "$CH_DIR/users.xml"
-( cd "$CH_DIR" && exec "$CH_BIN" --config-file="$CH_DIR/config.xml" >"$CH_DIR/stdout.log" 2>&1 ) &
-CH_PID=$!
-CH_URL=http://127.0.0.1:$CH_HTTP
-ch_ping() { [[ $(curl -s --max-time 2 "$CH_URL/ping" || true) == "Ok." ]]; }
-wait_ready ClickHouse "$CH_PID" "$CH_DIR/*.log" 300 ch_ping
+start_clickhouse "$TMP/clickhouse"   # sets CH_PID and CH_URL
 ch() { curl -sS --fail-with-body --max-time 120 --data-binary "$1" "$CH_URL/"; }
 CH_VER=$(ch 'SELECT version()')
 log "ClickHouse $CH_VER on $CH_URL"
 
 # -------------------------------------------------------------------------- PostgreSQL
 
-PG_DIR=$TMP/postgres
-mkdir -p "$PG_DIR/sock"
-(( EUID == 0 )) && chown -R postgres: "$PG_DIR"
-PG_DATA=$PG_DIR/data
-( cd "$PG_DIR" && "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -A trust -U tollgate -E UTF8 --locale=C --no-sync \
-    >"$PG_DIR/initdb.log" 2>&1 ) || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
-( cd "$PG_DIR" && "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DIR/postgres.log" -w -t 30 \
-    -o "-p $PG_PORT -k $PG_DIR/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c shared_buffers=32MB" \
-    start >"$PG_DIR/pg_ctl.log" 2>&1 ) || { cat "$PG_DIR/pg_ctl.log" "$PG_DIR/postgres.log" >&2; die "PostgreSQL failed to start"; }
-pg() {   # db sql
-  PGCONNECT_TIMEOUT=5 psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U tollgate -d "$1" -c "$2"
-}
-PG_VER=$(pg postgres 'SHOW server_version')
+start_postgres "$TMP/postgres"   # sets PG_PID and PG_PORT
+PG_VER=$(pg_sql postgres 'SHOW server_version')
 log "PostgreSQL $PG_VER on 127.0.0.1:$PG_PORT"
 
 # ----------------------------------------------------------------------------- tollgate
 
-# Start tollgate on fresh loopback ports; sets TG_PID, TG_ADMIN, TG_LISTEN, TG_T0, TG_LOG.
-start_tollgate() {   # tag data-dir config
+# Launch tollgate on fresh loopback ports without waiting for it (part 1 times its start-up);
+# sets TG_PID, TG_ADMIN, TG_LISTEN, TG_T0 (the launch time), TG_LOG.
+sink_tollgate() {   # tag data-dir config
   local listen admin
   read -r listen admin < <(free_ports 2)
   TG_LISTEN=127.0.0.1:$listen
-  TG_ADMIN=127.0.0.1:$admin
-  TG_LOG=$TMP/tollgate-$1.log
   TG_T0=$(date +%s.%N)
-  TOLLGATE_LOG=warn "$BIN" serve --upstream "$UPSTREAM" --listen "$TG_LISTEN" --admin "$TG_ADMIN" \
-    --data "$2" --config "$3" >"$TG_LOG" 2>&1 &
-  TG_PID=$!
-}
-
-tollgate_up() {
-  wait_ready tollgate "$TG_PID" "$TG_LOG" 300 tollgate_ready "$TG_ADMIN"
+  spawn_tollgate "$1" "$TMP/tollgate-$1.log" TOLLGATE_LOG=warn -- --upstream "$UPSTREAM" \
+    --listen "$TG_LISTEN" --admin "127.0.0.1:$admin" --data "$2" --config "$3"
 }
 
 stop_tollgate() {
@@ -746,6 +696,7 @@ stop_tollgate() {
   wait_gone "$TG_PID" 600 || { log "WARNING: tollgate did not exit 60 s after SIGTERM; SIGKILL"; kill -KILL "$TG_PID" 2>/dev/null || true; }
   wait "$TG_PID" 2>/dev/null || rc=$?
   (( rc == 0 )) || log "WARNING: tollgate exited with status $rc after SIGTERM (log: $TG_LOG)"
+  forget_server "$TG_PID"
   TG_PID=
 }
 
@@ -796,8 +747,8 @@ if [[ $SKIP_BACKLOG != 1 ]]; then
   CFG=$TMP/backlog-nosinks.toml
   base_config "$CFG"
   check_config "$CFG"
-  start_tollgate ingest "$DATA" "$CFG"
-  tollgate_up
+  sink_tollgate ingest "$DATA" "$CFG"
+  wait_tollgate ingest
   log "ingesting the backlog through http://$TG_ADMIN/api/events"
   total=0
   t_ing=$(date +%s.%N)
@@ -828,7 +779,7 @@ print(*(row.values() if isinstance(row, dict) else row))')
       name=${s}_r$run
       case $s in
         clickhouse) dest=bench_ch_r$run ;;
-        postgres)   dest=bench_r$run; pg postgres "CREATE DATABASE $dest" ;;
+        postgres)   dest=bench_r$run; pg_sql postgres "CREATE DATABASE $dest" ;;
         *)          dest=$TMP/files/$name ;;
       esac
       CFG=$TMP/backlog-$name.toml
@@ -836,7 +787,7 @@ print(*(row.values() if isinstance(row, dict) else row))')
       sink_config "$s" "$name" "$dest" "$SINK_BATCH_SIZE" >>"$CFG"
       check_config "$CFG"
       log "run $run/$RUNS: $s (sink '$name')"
-      start_tollgate "$name" "$DATA" "$CFG"
+      sink_tollgate "$name" "$DATA" "$CFG"
       helper drain "$TG_ADMIN" "$name" "$TG_T0" "$TG_PID" "$LAST_SEQ" "$RUN_TIMEOUT" "$TMP/drain-$name.json"
       if [[ -d /proc/$TG_PID ]]; then
         helper metrics "$TG_ADMIN" "$TMP/metrics-$name.json" || echo '{"sinks":{}}' >"$TMP/metrics-$name.json"
@@ -859,9 +810,9 @@ print("[sink_bench]   %s s (startup %s s), done=%s, offset %s, retries %d, dead 
           ch "DROP TABLE IF EXISTS $dest" >/dev/null || log "WARNING: could not drop ClickHouse table $dest"
           ;;
         postgres)
-          rows=$(pg "$dest" 'SELECT count(*) FROM events' || echo null)
+          rows=$(pg_sql "$dest" 'SELECT count(*) FROM events' || echo null)
           extra=(dest_rows="$rows")
-          pg postgres "DROP DATABASE $dest" >/dev/null || log "WARNING: could not drop database $dest"
+          pg_sql postgres "DROP DATABASE $dest" >/dev/null || log "WARNING: could not drop database $dest"
           ;;
         *)
           helper files_check "$dest" "$s" "$LAST_SEQ" "$TMP/files-$name.json"
@@ -883,7 +834,7 @@ fi
 if [[ $SKIP_LIVE != 1 ]]; then
   DATA=$TMP/data-live
   CFG=$TMP/live.toml
-  pg postgres "CREATE DATABASE bench_live"
+  pg_sql postgres "CREATE DATABASE bench_live"
   base_config "$CFG"
   {
     sink_config clickhouse clickhouse bench_live
@@ -892,8 +843,8 @@ if [[ $SKIP_LIVE != 1 ]]; then
     sink_config ndjson ndjson "$TMP/files/live-ndjson"
   } >>"$CFG"
   check_config "$CFG"
-  start_tollgate live "$DATA" "$CFG"
-  tollgate_up
+  sink_tollgate live "$DATA" "$CFG"
+  wait_tollgate live
   URL=http://$TG_LISTEN/
   for (( i = 0; i < 50; i++ )); do
     out=$(curl -sS -o /dev/null --max-time 5 -H 'accept: text/html' -w '%{http_code} %{size_download}' "$URL" 2>"$TMP/curl.err") || true
@@ -913,7 +864,6 @@ if [[ $SKIP_LIVE != 1 ]]; then
     CAL_RPS=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["rps"]))' "$TMP/wrk-cal.json")
     NEW_DELAY=$(helper calibrate "$TMP/wrk-cal.json" "$CONNS" "$DELAY" "$RATE")
     log "calibration $round/$CALIBRATE_ROUNDS (${CALIBRATE_SECS}s): $CAL_RPS req/s at a mean delay of $DELAY ms -> $NEW_DELAY ms"
-    CAL_DELAY=$DELAY
     DELAY=$NEW_DELAY
   done
   helper lua "$TMP/live.lua" "$DELAY" 99
@@ -934,7 +884,7 @@ sys.exit(0 if all(s["lag_events"] == 0 for s in st["sinks"]) else 1)' "$TG_ADMIN
   log "load: wrk -t1 -c$CONNS -d${DURATION}s with a mean delay of $DELAY ms (target $RATE req/s)"
   rc=0
   cpu_groups() {
-    echo tollgate="$TG_PID" clickhouse="$CH_PID" postgres="$(head -n1 "$PG_DATA/postmaster.pid")" \
+    echo tollgate="$TG_PID" clickhouse="$CH_PID" postgres="$PG_PID" \
       nginx="$(<"$UP_PIDFILE")"
   }
   wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$TMP/live.lua" "$URL" >"$TMP/wrk-live.txt" 2>&1 &
@@ -957,7 +907,7 @@ sys.exit(0 if all(s["lag_events"] == 0 for s in st["sinks"]) else 1)' "$TG_ADMIN
   LIVE_CPU=$(helper cpu_line "$TMP/cpu-start.json" "$TMP/cpu-end.json")
   stop_tollgate
   LIVE_CH=$(ch "SELECT count(), uniqExact(event_id) FROM bench_live FORMAT TSV" | tr '\t' ' ' || echo "?")
-  LIVE_PG=$(pg bench_live 'SELECT count(*) FROM events' || echo "?")
+  LIVE_PG=$(pg_sql bench_live 'SELECT count(*) FROM events' || echo "?")
   helper files_check "$TMP/files/live-parquet" parquet 0 "$TMP/files-live-parquet.json"
   helper files_check "$TMP/files/live-ndjson" ndjson 0 "$TMP/files-live-ndjson.json"
   LIVE_FILES=$(python3 -c 'import json,sys; print(", ".join("%s %d rows in %d files" % (n, json.load(open(p))["rows"], json.load(open(p))["files"]) for n, p in zip(("parquet", "ndjson"), sys.argv[1:])))' \

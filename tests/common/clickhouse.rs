@@ -91,7 +91,7 @@ impl ClickHouse {
     }
 
     /// `config.xml` and `users.xml` from `tests/fixtures/clickhouse/`, shared with
-    /// `benches/sink_bench.sh`.
+    /// `benches/lib.sh` (`start_clickhouse`).
     fn write_config(&self) {
         let d = self.process.dir();
         fs::create_dir_all(d.join("data")).expect("create ClickHouse data dir");
