@@ -81,11 +81,14 @@ const fn col(name: &'static str, nullable: bool, field: Field) -> Column {
     }
 }
 
-/// An optional text field of the same name.
+/// An optional text field, as the column of the same name or as column `$col`.
 macro_rules! text {
     ($name:ident) => {
+        text!(stringify!($name), $name)
+    };
+    ($col:expr, $name:ident) => {
         col(
-            stringify!($name),
+            $col,
             true,
             Field::Text(TextAccess {
                 get: |e| e.$name.as_deref(),
@@ -95,11 +98,15 @@ macro_rules! text {
     };
 }
 
-/// An optional field of the same name whose type is the column's.
+/// An optional field whose type is the column's, as the column of the same name or as column
+/// `$col`.
 macro_rules! optional {
     ($name:ident, $kind:ident) => {
+        optional!(stringify!($name), $name, $kind)
+    };
+    ($col:expr, $name:ident, $kind:ident) => {
         col(
-            stringify!($name),
+            $col,
             true,
             Field::$kind(Access {
                 get: |e| e.$name,
@@ -133,17 +140,27 @@ macro_rules! required {
     };
 }
 
+// The columns that SQL outside [`COLUMNS`] names (queries, views, indexes, sort keys).
+
+/// The store's ingest order, which sinks and retention go by.
+pub const SEQ: &str = "seq";
 /// The column every sink deduplicates on.
 pub const EVENT_ID: &str = "event_id";
+pub const TS: &str = "ts";
+pub const RECEIVED_AT: &str = "received_at";
+pub const SITE: &str = "site";
+pub const NAME: &str = "name";
+pub const VISITOR_ID: &str = "visitor_id";
+pub const USER_ID: &str = "user_id";
 
 /// The `events` columns, in table order.
 pub const COLUMNS: [Column; 41] = [
-    col("seq", false, Field::Seq),
+    col(SEQ, false, Field::Seq),
     required!(EVENT_ID, event_id, Uuid),
-    required!("ts", ts_us, Timestamp),
-    required!("received_at", received_at_us, Timestamp),
-    required!("site", site, Text),
-    required!("name", name, Text),
+    required!(TS, ts_us, Timestamp),
+    required!(RECEIVED_AT, received_at_us, Timestamp),
+    required!(SITE, site, Text),
+    required!(NAME, name, Text),
     col(
         "source",
         true,
@@ -152,9 +169,9 @@ pub const COLUMNS: [Column; 41] = [
             set: |e, v| e.source = v.and_then(|s| Source::parse(&s)),
         }),
     ),
-    optional!(visitor_id, Uuid),
+    optional!(VISITOR_ID, visitor_id, Uuid),
     optional!(session_id, Uuid),
-    text!(user_id),
+    text!(USER_ID, user_id),
     text!(request_id),
     text!(method),
     text!(host),

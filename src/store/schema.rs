@@ -1,6 +1,7 @@
 //! The store's DDL and migrations. `docs/schema.md` documents every column.
 
 use super::StoreError;
+use crate::event::columns::{TS, USER_ID, VISITOR_ID};
 use crate::event::{Kind, COLUMNS, SCHEMA_VERSION};
 use duckdb::Connection;
 
@@ -45,14 +46,14 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     // Which visitor is which user, as far as events say: from `X-Tollgate-User`, identify
     // calls, and server events that carry both. A view, so it never disagrees with the events
     // (and `forget` removes a person from it too).
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "CREATE OR REPLACE VIEW identities AS
-         SELECT visitor_id, user_id, min(ts) AS first_seen, max(ts) AS last_seen,
+         SELECT {VISITOR_ID}, {USER_ID}, min({TS}) AS first_seen, max({TS}) AS last_seen,
                 count(*) AS events
          FROM events
-         WHERE visitor_id IS NOT NULL AND user_id IS NOT NULL
-         GROUP BY visitor_id, user_id;",
-    )?;
+         WHERE {VISITOR_ID} IS NOT NULL AND {USER_ID} IS NOT NULL
+         GROUP BY {VISITOR_ID}, {USER_ID};"
+    ))?;
     // `tollgate forget` requests, kept so that sinks can repeat each deletion downstream.
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS forget_requests (
