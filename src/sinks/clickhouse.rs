@@ -7,6 +7,7 @@
 //! exact microseconds.
 
 use super::{ForgetRequest, Outcome, Range, Sink};
+use crate::event::columns::{NAME, SITE, TS};
 use crate::event::{Field, Kind, COLUMNS, EVENT_ID};
 use crate::store::Record;
 use crate::store::Subject;
@@ -56,8 +57,8 @@ pub fn create_table(table: &str) -> String {
         "CREATE TABLE IF NOT EXISTS {table} (
 {}
 ) ENGINE = ReplacingMergeTree()
-PARTITION BY toYYYYMM(ts)
-ORDER BY (site, toDate(ts), name, {EVENT_ID})",
+PARTITION BY toYYYYMM({TS})
+ORDER BY ({SITE}, toDate({TS}), {NAME}, {EVENT_ID})",
         columns.join(",\n")
     )
 }
@@ -189,9 +190,10 @@ impl Sink for ClickHouse {
     /// An `ALTER TABLE … DELETE` mutation. ClickHouse runs it in the background; it is
     /// acknowledged once scheduled. `ifNull`: on 18.16 a condition that is NULL deletes too.
     async fn forget(&mut self, request: &ForgetRequest) -> Outcome {
+        let column = request.subject.column();
         let condition = match &request.subject {
-            Subject::Visitor(v) => format!("ifNull(visitor_id = toUUID('{v}'), 0)"),
-            Subject::User(u) => format!("ifNull(user_id = '{}', 0)", quote(u)),
+            Subject::Visitor(v) => format!("ifNull({column} = toUUID('{v}'), 0)"),
+            Subject::User(u) => format!("ifNull({column} = '{}', 0)", quote(u)),
         };
         let sql = format!("ALTER TABLE {} DELETE WHERE {condition}", self.table);
         match self.post(None, sql.into_bytes()).await {

@@ -8,6 +8,7 @@
 
 use super::{ForgetRequest, Outcome, Range, Sink};
 use crate::config::FileFormat;
+use crate::event::columns::{SEQ, TS};
 use crate::event::{Kind, COLUMNS};
 use crate::store::{append_rows, events_ddl, Record};
 use async_trait::async_trait;
@@ -73,9 +74,9 @@ impl Files {
         self.db.execute_batch("DELETE FROM batch")?;
         append_rows(&self.db, "batch", records.iter().map(|r| (r.seq, &r.event)))?;
         let hours: Vec<(String, i32)> = {
-            let mut stmt = self.db.prepare(
-                "SELECT DISTINCT strftime(ts, '%Y-%m-%d'), hour(ts)::INTEGER FROM batch ORDER BY 1, 2",
-            )?;
+            let mut stmt = self.db.prepare(&format!(
+                "SELECT DISTINCT strftime({TS}, '%Y-%m-%d'), hour({TS})::INTEGER FROM batch ORDER BY 1, 2",
+            ))?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -97,8 +98,8 @@ impl Files {
                 let path = tmp.to_string_lossy().replace('\'', "''");
                 self.db.execute_batch(&format!(
                     "COPY (SELECT {select} FROM batch
-                           WHERE strftime(ts, '%Y-%m-%d') = '{dt}' AND hour(ts) = {hour}
-                           ORDER BY seq)
+                           WHERE strftime({TS}, '%Y-%m-%d') = '{dt}' AND hour({TS}) = {hour}
+                           ORDER BY {SEQ})
                      TO '{path}' ({options})"
                 ))?;
                 Ok(())

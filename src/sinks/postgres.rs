@@ -2,6 +2,7 @@
 //! `INSERT … ON CONFLICT (event_id) DO NOTHING`, in one transaction per batch.
 
 use super::{ForgetRequest, Outcome, Range, Sink};
+use crate::event::columns::{NAME, SITE, TS, VISITOR_ID};
 use crate::event::{Field, Kind, COLUMNS, EVENT_ID};
 use crate::store::Record;
 use crate::store::Subject;
@@ -61,9 +62,9 @@ pub fn create_table(table: &str) -> String {
         "CREATE TABLE IF NOT EXISTS {table} (
 {}
 );
-CREATE INDEX IF NOT EXISTS {short}_ts_idx ON {table} (ts);
-CREATE INDEX IF NOT EXISTS {short}_visitor_idx ON {table} (visitor_id, ts);
-CREATE INDEX IF NOT EXISTS {short}_site_name_ts_idx ON {table} (site, name, ts);",
+CREATE INDEX IF NOT EXISTS {short}_ts_idx ON {table} ({TS});
+CREATE INDEX IF NOT EXISTS {short}_visitor_idx ON {table} ({VISITOR_ID}, {TS});
+CREATE INDEX IF NOT EXISTS {short}_site_name_ts_idx ON {table} ({SITE}, {NAME}, {TS});",
         columns.join(",\n")
     )
 }
@@ -226,23 +227,14 @@ impl Postgres {
         let Some((client, _)) = self.conn.as_ref() else {
             return Err("PostgreSQL: not connected".into());
         };
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = $1",
+            self.table,
+            request.subject.column()
+        );
         let res = match &request.subject {
-            Subject::Visitor(v) => {
-                client
-                    .execute(
-                        &format!("DELETE FROM {} WHERE visitor_id = $1", self.table),
-                        &[v],
-                    )
-                    .await
-            }
-            Subject::User(u) => {
-                client
-                    .execute(
-                        &format!("DELETE FROM {} WHERE user_id = $1", self.table),
-                        &[u],
-                    )
-                    .await
-            }
+            Subject::Visitor(v) => client.execute(&sql, &[v]).await,
+            Subject::User(u) => client.execute(&sql, &[u]).await,
         };
         res.map(|_| ()).map_err(|e| {
             self.conn = None;

@@ -2,7 +2,8 @@
 //! configured sink has shipped.
 
 use crate::config::StoreSettings;
-use crate::event::now_us;
+use crate::event::columns::{SEQ, TS};
+use crate::event::{now_us, EVENT_ID};
 use crate::store::StoreError;
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, Connection};
@@ -49,23 +50,25 @@ pub fn prune(
         floor = floor.min(shipped.unwrap_or(0));
     }
     let (due, max_due): (i64, Option<i64>) = tx.query_row(
-        "SELECT count(*), max(seq) FROM events WHERE ts < ? AND seq <= ?",
+        &format!("SELECT count(*), max({SEQ}) FROM events WHERE {TS} < ? AND {SEQ} <= ?"),
         params![cutoff.clone(), floor],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let old: i64 = tx.query_row(
-        "SELECT count(*) FROM events WHERE ts < ?",
+        &format!("SELECT count(*) FROM events WHERE {TS} < ?"),
         params![cutoff.clone()],
         |r| r.get(0),
     )?;
     if due > 0 {
         tx.execute(
-            "DELETE FROM event_keys WHERE event_id IN
-               (SELECT event_id FROM events WHERE ts < ? AND seq <= ?)",
+            &format!(
+                "DELETE FROM event_keys WHERE event_id IN
+               (SELECT {EVENT_ID} FROM events WHERE {TS} < ? AND {SEQ} <= ?)"
+            ),
             params![cutoff.clone(), floor],
         )?;
         tx.execute(
-            "DELETE FROM events WHERE ts < ? AND seq <= ?",
+            &format!("DELETE FROM events WHERE {TS} < ? AND {SEQ} <= ?"),
             params![cutoff, floor],
         )?;
         if let Some(m) = max_due {

@@ -2,6 +2,7 @@
 //! its dead letters.
 
 use crate::config::SinkSettings;
+use crate::event::columns::{RECEIVED_AT, SEQ};
 use crate::event::now_us;
 use crate::store::{Record, StoreError, Subject};
 use duckdb::types::{TimeUnit, Value};
@@ -184,7 +185,7 @@ pub fn status(conn: &Connection, sinks: &[SinkSettings]) -> Result<Vec<SinkStatu
                 e => Err(e),
             })?;
         let (lag_events, oldest): (i64, Option<i64>) = conn.query_row(
-            "SELECT count(*), epoch_us(min(received_at)) FROM events WHERE seq > ?",
+            &format!("SELECT count(*), epoch_us(min({RECEIVED_AT})) FROM events WHERE {SEQ} > ?"),
             [offset],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;

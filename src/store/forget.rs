@@ -2,6 +2,7 @@
 //! repeat the deletion downstream.
 
 use super::StoreError;
+use crate::event::columns::{USER_ID, VISITOR_ID};
 use duckdb::{params, Connection};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -27,8 +28,8 @@ impl Subject {
     /// The subject of a `forget_requests` row: its `subject_type` and `subject`.
     pub fn from_row(subject_type: &str, subject: &str) -> Option<Subject> {
         match subject_type {
-            "visitor_id" => Uuid::parse_str(subject).ok().map(Subject::Visitor),
-            "user_id" => Some(Subject::User(subject.to_string())),
+            VISITOR_ID => Uuid::parse_str(subject).ok().map(Subject::Visitor),
+            USER_ID => Some(Subject::User(subject.to_string())),
             _ => None,
         }
     }
@@ -36,8 +37,8 @@ impl Subject {
     /// The `events` column that identifies the subject.
     pub fn column(&self) -> &'static str {
         match self {
-            Subject::Visitor(_) => "visitor_id",
-            Subject::User(_) => "user_id",
+            Subject::Visitor(_) => VISITOR_ID,
+            Subject::User(_) => USER_ID,
         }
     }
 

@@ -17,6 +17,7 @@ pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryResu
 pub use read::{read_events, Record};
 pub use schema::{duckdb_type, events_ddl};
 
+use crate::event::columns::SEQ;
 use crate::event::{Event, Field, Kind, COLUMNS};
 use duckdb::arrow;
 use duckdb::arrow::array::{
@@ -128,11 +129,13 @@ impl Store {
     /// sink would skip the second owner.
     pub fn next_seq(&self) -> Result<i64, StoreError> {
         let max: i64 = self.conn.query_row(
-            "SELECT greatest(
-                coalesce((SELECT max(seq) FROM events), 0),
+            &format!(
+                "SELECT greatest(
+                coalesce((SELECT max({SEQ}) FROM events), 0),
                 coalesce((SELECT max(greatest(shipped_seq, coalesce(pending_upto, 0)))
                           FROM sink_offsets), 0),
-                coalesce((SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = 'seq_floor'), 0))",
+                coalesce((SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = 'seq_floor'), 0))"
+            ),
             [],
             |r| r.get(0),
         )?;

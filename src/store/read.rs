@@ -1,6 +1,7 @@
 //! Reading stored events back as [`Event`]s, in `seq` order: what the sinks ship.
 
 use super::StoreError;
+use crate::event::columns::SEQ;
 use crate::event::{Event, Field, Kind, COLUMNS};
 use duckdb::Connection;
 use std::sync::OnceLock;
@@ -33,7 +34,7 @@ fn select_list() -> &'static str {
 /// Events with `after < seq <= upto`, in `seq` order.
 pub fn read_events(conn: &Connection, after: i64, upto: i64) -> Result<Vec<Record>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
+        "SELECT {} FROM events WHERE {SEQ} > ? AND {SEQ} <= ? ORDER BY {SEQ}",
         select_list()
     ))?;
     let rows = stmt.query_map([after, upto], |r| {

@@ -1,6 +1,7 @@
 //! The store's DDL and migrations. `docs/schema.md` documents every column.
 
 use super::StoreError;
+use crate::event::columns::{TS, USER_ID, VISITOR_ID};
 use crate::event::{Kind, COLUMNS, SCHEMA_VERSION};
 use duckdb::Connection;
 
@@ -45,14 +46,14 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     // Which visitor is which user, as far as events say: from `X-Tollgate-User`, identify
     // calls, and server events that carry both. A view, so it never disagrees with the events
     // (and `forget` removes a person from it too).
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "CREATE OR REPLACE VIEW identities AS
-         SELECT visitor_id, user_id, min(ts) AS first_seen, max(ts) AS last_seen,
+         SELECT {VISITOR_ID}, {USER_ID}, min({TS}) AS first_seen, max({TS}) AS last_seen,
                 count(*) AS events
          FROM events
-         WHERE visitor_id IS NOT NULL AND user_id IS NOT NULL
-         GROUP BY visitor_id, user_id;",
-    )?;
+         WHERE {VISITOR_ID} IS NOT NULL AND {USER_ID} IS NOT NULL
+         GROUP BY {VISITOR_ID}, {USER_ID};"
+    ))?;
     // `tollgate forget` requests, kept so that sinks can repeat each deletion downstream.
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS forget_requests (
@@ -114,51 +115,73 @@ pub fn events_ddl(table: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
-    /// `docs/schema.md`'s column table documents every column of [`COLUMNS`], in table order,
-    /// with its store type, and no other. A row may name several columns (`a`, `b`) or a run
-    /// of them (`a` … `b`).
-    #[test]
-    fn the_schema_doc_lists_every_column_with_its_type() {
-        let doc = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema.md"),
-        )
-        .unwrap();
-        let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
-        let position = |n: &str| {
-            names
-                .iter()
-                .position(|c| *c == n)
-                .unwrap_or_else(|| panic!("docs/schema.md documents `{n}`, which is no column"))
-        };
-        let mut documented = Vec::new();
-        for row in doc
-            .lines()
-            .skip_while(|l| !l.starts_with("| column | type |"))
-            .skip(2)
-            .take_while(|l| l.starts_with('|'))
-        {
-            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-            let (first, ty) = (cells[1], cells[2]);
-            let quoted: Vec<&str> = first.split('`').skip(1).step_by(2).collect();
-            let run: Vec<usize> = if first.contains('…') {
-                (position(quoted[0])..=position(quoted[1])).collect()
-            } else {
-                quoted.iter().map(|n| position(n)).collect()
-            };
-            for i in run {
-                assert_eq!(
-                    ty,
-                    duckdb_type(COLUMNS[i].kind()),
-                    "the type docs/schema.md gives `{}`",
-                    names[i]
-                );
-                documented.push(names[i]);
-            }
+    const BEGIN: &str = "<!-- columns:begin -->\n";
+    const END: &str = "<!-- columns:end -->";
+
+    /// `docs/schema.md`'s column table as [`COLUMNS`] describes it: each column's name, store
+    /// type, whether proxy events fill it, and meaning.
+    fn column_table() -> String {
+        let mut table = String::from(
+            "| column | type | filled for proxy events | meaning |\n|---|---|---|---|\n",
+        );
+        for c in &COLUMNS {
+            assert!(
+                ![c.proxy, c.doc].iter().any(|t| t.contains(['|', '\n'])),
+                "the docs of `{}` hold a `|` or a line break, which would break the table",
+                c.name
+            );
+            table += &format!(
+                "| `{}` | {} | {} | {} |\n",
+                c.name,
+                duckdb_type(c.kind()),
+                c.proxy,
+                c.doc
+            );
         }
-        assert_eq!(
-            documented, names,
-            "docs/schema.md's columns, in table order"
+        table
+    }
+
+    /// The column table of `docs/schema.md` (between `<!-- columns:begin -->` and
+    /// `<!-- columns:end -->`) is the one [`COLUMNS`] renders. With `TOLLGATE_BLESS=1`, a table
+    /// that differs is rewritten instead.
+    #[test]
+    fn the_schema_doc_has_the_column_table() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let start = doc
+            .find(BEGIN)
+            .unwrap_or_else(|| panic!("docs/schema.md has no line `{}`", BEGIN.trim_end()))
+            + BEGIN.len();
+        let end = start
+            + doc[start..]
+                .find(END)
+                .unwrap_or_else(|| panic!("docs/schema.md has no `{END}` after `{BEGIN}`"));
+        let table = column_table();
+        if doc[start..end] == table {
+            return;
+        }
+        if std::env::var_os("TOLLGATE_BLESS").is_some_and(|v| v == "1") {
+            std::fs::write(&path, format!("{}{table}{}", &doc[..start], &doc[end..])).unwrap();
+            return;
+        }
+        let found: Vec<&str> = doc[start..end].lines().collect();
+        let expected: Vec<&str> = table.lines().collect();
+        let difference = (0..found.len().max(expected.len()))
+            .find(|&i| found.get(i) != expected.get(i))
+            .map_or("in its line breaks".to_string(), |i| {
+                format!(
+                    "first at its line {}:\n  docs/schema.md: {}\n  columns.rs:     {}",
+                    i + 1,
+                    found.get(i).copied().unwrap_or("(no line)"),
+                    expected.get(i).copied().unwrap_or("(no line)")
+                )
+            });
+        panic!(
+            "docs/schema.md's column table is not the one src/event/columns.rs describes, \
+             {difference}\nRun `TOLLGATE_BLESS=1 cargo test --release --lib the_schema_doc` to \
+             rewrite it."
         );
     }
 }
