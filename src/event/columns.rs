@@ -242,7 +242,7 @@ pub const COLUMNS: [Column; 41] = [
         user_id,
         "from `X-Tollgate-User`",
         "the site's own user id: from the backend's `X-Tollgate-User` response header, or a \
-         server event's `user_id` (`docs/identity.md`)"
+         server event's `user_id` (`docs/identity.md`); null for opt-out requests"
     ),
     text!(
         request_id,
