@@ -20,14 +20,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_tollgate
 command -v wrk >/dev/null || bash "$(dirname "$0")/../.ci/deps" bench
 make_tmp ingest_wrk
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  stop_servers
-  keep_or_remove_tmp "$(( rc != 0 ))"
-  exit "$rc"
-}
 trap_cleanup
 
 python3 - "$TMP" <<'PY'

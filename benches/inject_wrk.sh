@@ -44,15 +44,6 @@ need_nginx_wrk
 need_tollgate
 
 make_tmp inject_wrk
-# shellcheck disable=SC2317  # run by the trap
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  stop_servers
-  keep_or_remove_tmp "$(( rc != 0 ))"
-  exit "$rc"
-}
 trap_cleanup
 
 read -r UP OFF OFF_ADMIN ON ON_ADMIN < <(free_ports 5)

@@ -202,7 +202,29 @@ keep_or_remove_tmp() {   # keep(0|1)
   if [[ ${KEEP_TMP:-0} == 1 || $1 == 1 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
 }
 
-# Run the script's cleanup() on exit, and exit (so run it) on INT and TERM.
+# The load generator and sampler a script runs in the background, while they run: the cleanup
+# kills them before it stops the servers. Set them to the pid on start, empty once reaped.
+WRK_PID=
+SAMPLER_PID=
+# The exit status that keeps the temp dir: "fail" (any but 0, the default) or one status.
+KEEP_TMP_ON=fail
+
+# On exit: kill the background load, stop the servers (newest first), keep the temp dir when
+# the run failed (or KEEP_TMP=1), and exit with the script's own status.
+cleanup() {
+  local rc=$? pid keep
+  trap - EXIT INT TERM
+  set +e
+  for pid in "$WRK_PID" "$SAMPLER_PID"; do
+    [[ -n $pid ]] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }
+  done
+  stop_servers
+  if [[ $KEEP_TMP_ON == fail ]]; then keep=$(( rc != 0 )); else keep=$(( rc == KEEP_TMP_ON )); fi
+  keep_or_remove_tmp "$keep"
+  exit "$rc"
+}
+
+# Run cleanup() on exit, and exit (so run it) on INT and TERM.
 trap_cleanup() {
   trap cleanup EXIT
   trap 'exit 130' INT

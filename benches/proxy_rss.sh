@@ -68,18 +68,7 @@ need_tollgate
 
 make_tmp proxy_rss
 UP_DIR=$TMP/nginx-upstream
-WRK_PID=
-
-# shellcheck disable=SC2317  # run by the trap
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
-  stop_servers
-  keep_or_remove_tmp "$(( rc == 2 ))"
-  exit "$rc"
-}
+KEEP_TMP_ON=2   # a failed measurement (1) still prints its figures
 trap_cleanup
 
 read -r UP_PORT TG_PORT ADMIN_PORT < <(free_ports 3)

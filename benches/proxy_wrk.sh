@@ -116,17 +116,6 @@ CLK_TCK=$(getconf CLK_TCK)
 # ------------------------------------------------------------------------- temp + cleanup
 
 make_tmp proxy_wrk
-WRK_PID=
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
-  stop_servers
-  keep_or_remove_tmp "$(( rc != 0 ))"
-  exit "$rc"
-}
 trap_cleanup
 
 # ------------------------------------------------------------------------------- ports

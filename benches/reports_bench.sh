@@ -41,14 +41,6 @@ fi
 rows=$("$BIN" query --data "$DATA" --format csv "SELECT count(*) FROM events" | tail -1)
 
 make_tmp reports_bench
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  stop_servers
-  keep_or_remove_tmp "$(( rc != 0 ))"
-  exit "$rc"
-}
 trap_cleanup
 port=$(free_ports 1)
 TG_GRACE=600   # tenths of a second: a large store may take a while to close

@@ -104,20 +104,6 @@ need_tollgate
 make_tmp sink_bench /tmp   # under /tmp: the postgres user must reach it
 TG_PID=
 TG_GRACE=300   # tenths of a second the cleanup gives a tollgate to stop
-WRK_PID=
-SAMPLER_PID=
-
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  set +e
-  for pid in "$WRK_PID" "$SAMPLER_PID"; do
-    [[ -n $pid ]] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }
-  done
-  stop_servers
-  keep_or_remove_tmp "$(( rc != 0 ))"
-  exit "$rc"
-}
 trap_cleanup
 
 
