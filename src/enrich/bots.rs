@@ -149,10 +149,10 @@ impl BotRules {
         })
     }
 
-    /// Reason if the UA alone says bot, else `None`. `spider`: uap-core read the same UA as a
-    /// `Spider` device. Rules run in this order, and the first that fires gives the reason:
+    /// Reason if the UA alone says bot, else `None`. `spider` says whether uap-core reads the
+    /// same UA as a `Spider` device; it is asked only when the rules before it found nothing. Rules run in this order, and the first that fires gives the reason:
     /// empty, headless, isbot list, spider, malformed.
-    pub fn check_ua(&self, ua: &str, spider: bool) -> Option<String> {
+    pub fn check_ua(&self, ua: &str, spider: impl FnOnce() -> bool) -> Option<String> {
         if ua.trim().is_empty() {
             return Some("ua:empty".to_owned());
         }
@@ -163,7 +163,7 @@ impl BotRules {
             let cut: String = pattern.chars().take(REASON_PATTERN_CHARS).collect();
             return Some(format!("ua:list:{cut}"));
         }
-        if spider {
+        if spider() {
             return Some("ua:spider".to_owned());
         }
         if is_malformed(ua) {

@@ -6,7 +6,9 @@
 //! [`bots`](crate::enrich::bots) and a bounded cache; it is what the pipeline uses.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use ua_parser::{device, os, user_agent};
 
 use crate::enrich::bots::{BotError, BotRules, MALFORMED_MIN_LEN};
 
@@ -74,42 +76,48 @@ pub struct Device {
     /// OS family (`Windows`, `Mac OS X`, `iOS`, `Android`, `Linux`, `Chrome OS`, …).
     pub os: Option<String>,
     pub device_type: DeviceType,
-    /// uap-core said the device family is `Spider`.
-    pub spider: bool,
 }
 
 /// uap-core's parser over the vendored regexes. Built once at start-up (it compiles
 /// about a thousand regexes, a few hundred ms for both this and the bot rules); parsing takes
 /// `&self`.
 pub struct UaParser {
-    extractor: ua_parser::Extractor<'static>,
+    ua: user_agent::Extractor<'static>,
+    os: os::Extractor<'static>,
+    spiders: Spiders,
 }
 
 impl UaParser {
     /// Loads and compiles the vendored `uap-regexes.yaml`.
     pub fn new() -> Result<Self, UaError> {
-        let regexes: ua_parser::Regexes<'static> =
-            serde_yaml::from_str(UAP_REGEXES).map_err(UaError::Yaml)?;
-        let extractor = ua_parser::Extractor::try_from(regexes).map_err(UaError::Compile)?;
-        Ok(UaParser { extractor })
+        let regexes = uap_regexes()?;
+        let ua = user_agent::Builder::new()
+            .push_all(regexes.user_agent_parsers)
+            .map_err(compile_error)?
+            .build()
+            .map_err(compile_error)?;
+        let os = os::Builder::new()
+            .push_all(regexes.os_parsers)
+            .map_err(compile_error)?
+            .build()
+            .map_err(compile_error)?;
+        Ok(UaParser {
+            ua,
+            os,
+            spiders: Spiders::new(regexes.device_parsers)?,
+        })
     }
 
     /// Reads `ua`. Never fails: what uap-core does not recognise is `None`, and the device type
-    /// falls back to [`DeviceType::Other`].
+    /// falls back to [`DeviceType::Other`]. A UA uap-core calls a spider is not told apart here:
+    /// [`UaParser::is_spider`] asks that, and [`UaAnalyzer`] makes its device type `Bot`.
     pub fn parse(&self, ua: &str) -> Device {
-        let browser = self.extractor.ua.extract(ua);
+        let browser = self.ua.extract(ua);
         let os = self
-            .extractor
             .os
             .extract(ua)
             .map(|o| o.os.into_owned())
             .filter(|f| f != "Other");
-        let spider = self
-            .extractor
-            .dev
-            .extract(ua)
-            .is_some_and(|d| d.device == "Spider");
-
         let (browser, browser_version) = match browser {
             Some(b) if b.family != "Other" => {
                 let version = match (b.major, b.minor) {
@@ -123,21 +131,102 @@ impl UaParser {
             }
             _ => (None, None),
         };
-        let device_type = device_type(ua, os.as_deref(), spider);
+        let device_type = device_type(ua, os.as_deref());
         Device {
             browser,
             browser_version,
             os,
             device_type,
-            spider,
         }
     }
+
+    /// uap-core's device family for `ua` is `Spider`.
+    pub fn is_spider(&self, ua: &str) -> bool {
+        self.spiders.check(ua)
+    }
+}
+
+fn compile_error(e: impl Into<ua_parser::Error>) -> UaError {
+    UaError::Compile(e.into())
+}
+
+/// The vendored regexes, read.
+fn uap_regexes() -> Result<ua_parser::Regexes<'static>, UaError> {
+    serde_yaml::from_str(UAP_REGEXES).map_err(UaError::Yaml)
+}
+
+/// uap-core's answer to "is the device family `Spider`?" without its ~630 device rules compiled
+/// up front: compiled, they hold 16 of the 26 MiB uap-core's regexes take (measured), and the
+/// family is all tollgate reads of them. uap-core's answer is its first rule that matches. Its
+/// list opens with spider rules, so a match among those is a spider; a later spider rule (the
+/// generic `bot|crawl|spider|…` one) decides only when no rule before it matches, which takes
+/// the whole list. That list is compiled the first time a UA needs it, and [`UaAnalyzer`] asks
+/// only when the isbot list found nothing, so real crawlers, which that list names, never get
+/// there. The answer is uap-core's own in every case.
+struct Spiders {
+    /// The spider rules that open the list.
+    leading: device::Extractor<'static>,
+    /// The spider rules after the first rule of another family.
+    later: device::Extractor<'static>,
+    /// The whole list, when a UA has needed it.
+    all: OnceLock<Option<device::Extractor<'static>>>,
+}
+
+impl Spiders {
+    const FAMILY: &'static str = "Spider";
+
+    fn new(rules: Vec<device::Parser<'static>>) -> Result<Self, UaError> {
+        let is_spider = |r: &device::Parser| r.device_replacement.as_deref() == Some(Self::FAMILY);
+        let lead = rules.iter().take_while(|r| is_spider(r)).count();
+        let (mut leading, mut later) = (Vec::new(), Vec::new());
+        for (i, r) in rules.into_iter().enumerate() {
+            if i < lead {
+                leading.push(r);
+            } else if is_spider(&r) {
+                later.push(r);
+            }
+        }
+        Ok(Spiders {
+            leading: device_extractor(leading)?,
+            later: device_extractor(later)?,
+            all: OnceLock::new(),
+        })
+    }
+
+    fn check(&self, ua: &str) -> bool {
+        if self.leading.extract(ua).is_some() {
+            return true;
+        }
+        if self.later.extract(ua).is_none() {
+            return false;
+        }
+        // The vendored file compiled once already, at start-up; were it to fail now, the
+        // later rule's match stands.
+        self.all
+            .get_or_init(|| {
+                uap_regexes()
+                    .and_then(|r| device_extractor(r.device_parsers))
+                    .ok()
+            })
+            .as_ref()
+            .is_none_or(|all| all.extract(ua).is_some_and(|d| d.device == Self::FAMILY))
+    }
+}
+
+fn device_extractor(
+    rules: Vec<device::Parser<'static>>,
+) -> Result<device::Extractor<'static>, UaError> {
+    device::Builder::new()
+        .push_all(rules)
+        .map_err(compile_error)?
+        .build()
+        .map_err(compile_error)
 }
 
 /// The device type, from uap-core's answers and UA tokens. The first rule that fires wins, and
 /// the order matters: TVs and consoles run Android or Windows, and iPads say "Mobile".
 ///
-/// 1. uap-core device family `Spider` → bot.
+/// 1. (a bot, by [`UaAnalyzer`]: uap-core's device family `Spider` among its signals)
 /// 2. `PlayStation`, `Xbox`, `Nintendo` → console.
 /// 3. `SmartTV`, `SMART-TV`, `Smart TV`, `HbbTV`, `AppleTV`, `GoogleTV`, `Android TV`,
 ///    `CrKey` (Chromecast), `Roku`, `BRAVIA`, `Tizen` with `TV`, `Web0S`/`webOS` with `TV`,
@@ -153,10 +242,7 @@ impl UaParser {
 ///
 /// iPads since iPadOS 13 send the Mac UA by default, so they count as desktop: the UA cannot
 /// tell them apart.
-fn device_type(ua: &str, os: Option<&str>, spider: bool) -> DeviceType {
-    if spider {
-        return DeviceType::Bot;
-    }
+fn device_type(ua: &str, os: Option<&str>) -> DeviceType {
     let has = |t: &str| ua.contains(t);
     if has("PlayStation") || has("Xbox") || has("Nintendo") {
         return DeviceType::Console;
@@ -309,13 +395,12 @@ impl UaAnalyzer {
                     browser_version: None,
                     os: None,
                     device_type: DeviceType::Bot,
-                    spider: false,
                 },
                 bot: Some("ua:malformed".to_owned()),
             };
         }
         let mut device = self.parser.parse(ua);
-        let bot = self.rules.check_ua(ua, device.spider);
+        let bot = self.rules.check_ua(ua, || self.parser.is_spider(ua));
         if bot.is_some() {
             device.device_type = DeviceType::Bot;
         }
@@ -348,6 +433,61 @@ mod tests {
         assert!(!has_fire_tv_model(
             "Mozilla/5.0 (Linux; Android 14; SAFTY) AFTERWORD/1.0"
         ));
+    }
+
+    /// The spider check answers as uap-core's whole device list does, for every crawler and
+    /// browser UA of the test fixtures and for UAs that match a device rule before the generic
+    /// spider rule.
+    #[test]
+    fn spiders_answer_as_the_whole_device_list() {
+        let spiders = Spiders::new(uap_regexes().unwrap().device_parsers).unwrap();
+        let all = device_extractor(uap_regexes().unwrap().device_parsers).unwrap();
+        let crawlers: Vec<serde_json::Value> = serde_json::from_str(include_str!(
+            "../../tests/fixtures/ua/crawler-user-agents.json"
+        ))
+        .unwrap();
+        let mut uas: Vec<String> = crawlers
+            .iter()
+            .flat_map(|c| c["instances"].as_array().unwrap().iter())
+            .map(|i| i.as_str().unwrap().to_owned())
+            .collect();
+        uas.extend(
+            include_str!("../../tests/fixtures/ua/browsers.txt")
+                .lines()
+                .map(str::to_owned),
+        );
+        // A Samsung phone's rule comes before the generic spider rule, which "crawler" matches.
+        let samsung = "Mozilla/5.0 (Linux; Android 10; SM-G973F) AppleWebKit/537.36 \
+                       (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36 crawler";
+        uas.push(samsung.to_owned());
+        let (mut yes, mut no) = (0, 0);
+        for ua in &uas {
+            let want = all.extract(ua).is_some_and(|d| d.device == "Spider");
+            assert_eq!(spiders.check(ua), want, "{ua}");
+            if want {
+                yes += 1
+            } else {
+                no += 1
+            }
+        }
+        assert!(yes > 500 && no > 500, "{yes} spiders, {no} others");
+        assert!(spiders.later.extract(samsung).is_some() && !spiders.check(samsung));
+    }
+
+    /// Browsers and the crawlers the isbot list names never compile the whole device list.
+    #[test]
+    fn common_traffic_leaves_the_device_list_uncompiled() {
+        let mut a = UaAnalyzer::new(100).unwrap();
+        for ua in [
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/131.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+            "curl/8.5.0",
+        ] {
+            a.analyze(ua);
+        }
+        assert!(a.parser.spiders.all.get().is_none());
     }
 
     #[test]
