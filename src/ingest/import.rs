@@ -427,6 +427,58 @@ mod tests {
         assert!(parse_map(&["nope".into()]).is_err());
     }
 
+    /// Every refusal, word for word: the CLI and `/api/import` show these.
+    #[test]
+    fn refusals_are_worded_as_before() {
+        assert_eq!(
+            parse_map(&["nope".into()]).unwrap_err().to_string(),
+            "column mapping \"nope\" is not `file column=field`"
+        );
+        let file = |csv: &[u8], map: &[&str]| {
+            let map = parse_map(&map.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+            parse(csv, &map, "s", NOW).unwrap_err().to_string()
+        };
+        assert_eq!(
+            file(b"name,user_id\n", &[]),
+            "the header has no \"timestamp\" column (columns: name, user_id; map one with \
+             --map 'your column=timestamp')"
+        );
+        assert_eq!(
+            file(b"name,timestamp\n", &[]),
+            "the header has neither a \"visitor_id\" nor a \"user_id\" column"
+        );
+        assert_eq!(
+            file(b"n,name,timestamp,user_id\n", &["n=name"]),
+            "column \"name\" appears twice (after mapping)"
+        );
+        assert!(file(b"name,\xff,timestamp\n", &[]).starts_with("cannot read the header line: "));
+        let p = run(
+            "name,timestamp,user_id,visitor_id\n\
+             a,yesterday,u,\n\
+             a,9999999999999999,u,\n\
+             a,,u,\n\
+             a,0,u,\n\
+             a,2026-11-20,u,nope\n\
+             ,2026-11-20,u,\n\
+             a,2026-11-20\n",
+            &[],
+        );
+        let errors: Vec<&str> = p.bad.iter().map(|b| b.error.as_str()).collect();
+        assert_eq!(
+            errors[..6],
+            [
+                "\"timestamp\" \"yesterday\" is not RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or \
+                 epoch milliseconds",
+                "\"timestamp\" is out of range",
+                "\"timestamp\" is empty",
+                "\"timestamp\" is before the year 2000: 1970-01-01T00:00:00Z",
+                "field \"visitor_id\" is not a UUID: \"nope\"",
+                "field \"name\" is required",
+            ]
+        );
+        assert!(errors[6].starts_with("unreadable row: "), "{}", errors[6]);
+    }
+
     #[test]
     fn ids_are_stable_across_imports() {
         let csv = "name,timestamp,user_id\nbuy,2026-11-20,u\nbuy,2026-11-20,u\nbuy,2026-11-21,u\n";

@@ -447,6 +447,119 @@ mod tests {
         assert!(err(json!({"userId": "u"}), Some("alias")).contains("previousId"));
     }
 
+    /// Every refusal, word for word: clients and their logs read these.
+    #[test]
+    fn refusals_are_worded_as_before() {
+        let err = |m: Value, k: Option<&str>| to_event(&m, k, "s", NOW, None, None).unwrap_err();
+        let track = Some("track");
+        for (m, kind, want) in [
+            (json!(1), track, "a message must be a JSON object"),
+            (
+                json!({"userId": "u", "event": "x"}),
+                None,
+                "\"type\" is required in a batch message",
+            ),
+            (
+                json!({"type": "nope", "userId": "u"}),
+                None,
+                "\"type\" \"nope\" is not one of track, page, screen, identify, group, alias",
+            ),
+            (
+                json!({"userId": "u", "event": " "}),
+                track,
+                "\"event\" is required for a track call",
+            ),
+            (
+                json!({"userId": true, "event": "x"}),
+                track,
+                "\"userId\" must be a string",
+            ),
+            (
+                json!({"anonymousId": [], "event": "x"}),
+                track,
+                "\"anonymousId\" must be a string",
+            ),
+            (
+                json!({"event": "x", "userId": " "}),
+                track,
+                "\"userId\" or \"anonymousId\" is required",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "properties": 1}),
+                track,
+                "\"properties\" must be a JSON object",
+            ),
+            (
+                json!({"userId": "u", "traits": "x"}),
+                Some("identify"),
+                "\"traits\" must be a JSON object",
+            ),
+            (
+                json!({"userId": "u"}),
+                Some("group"),
+                "\"groupId\" is required for a group call",
+            ),
+            (
+                json!({"userId": "u", "groupId": {}}),
+                Some("group"),
+                "\"groupId\" must be a string",
+            ),
+            (
+                json!({"userId": "u"}),
+                Some("alias"),
+                "\"previousId\" is required for an alias call",
+            ),
+            (
+                json!({"anonymousId": "a", "previousId": "p"}),
+                Some("alias"),
+                "\"userId\" is required for an alias call",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "timestamp": "soon"}),
+                track,
+                "\"timestamp\" is not an RFC 3339 timestamp (premature end of input): \"soon\"",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "originalTimestamp": true}),
+                track,
+                "\"originalTimestamp\" must be an RFC 3339 string or epoch milliseconds",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "originalTimestamp": 0}),
+                track,
+                "\"originalTimestamp\" is before the year 2000: 1970-01-01T00:00:00Z",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "sentAt": 1.5}),
+                track,
+                "\"sentAt\" is not whole epoch milliseconds: 1.5",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "context": {"campaign": {"name": "c\u{7}"}}}),
+                track,
+                "\"context.campaign.name\" contains control characters (only printable text is stored)",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "context": {"page": {"url": "http://a b"}}}),
+                track,
+                "\"context.page.url\" is not a URL or path: \"http://a b\"",
+            ),
+        ] {
+            assert_eq!(err(m.clone(), kind).to_string(), want, "{m}");
+        }
+        let req = |body: Value| request_events("batch", &body, "s", NOW);
+        assert_eq!(
+            req(json!({"batch": {}})).unwrap_err().to_string(),
+            "\"batch\" must be an array of messages"
+        );
+        let big = json!({"batch": [{"type": "track", "userId": "u", "event": "x".repeat(MAX_MESSAGE_BYTES)}]});
+        let size = big["batch"][0].to_string().len();
+        assert_eq!(
+            req(big).unwrap()[0].as_ref().unwrap_err().to_string(),
+            format!("message is {size} bytes; the limit is 32768")
+        );
+    }
+
     /// Segment's messages go through the same draft as every other source, and its errors
     /// name Segment's fields.
     #[test]
