@@ -926,14 +926,14 @@ fn segment_requests() {
         let now = now_us();
         let results = match segment::request_events(kind, &v, "shop", now) {
             Ok(r) => r,
-            Err(e) => return reason(&e, "a refused request"),
+            Err(e) => return reason(&e.to_string(), "a refused request"),
         };
         if kind != "batch" && results.len() != 1 {
             return Err(format!("/v1/{kind} gave {} messages", results.len()));
         }
         for r in results {
             match r {
-                Err(e) => reason(&e, "a refused message")?,
+                Err(e) => reason(&e.to_string(), "a refused message")?,
                 Ok(mut e) => {
                     check_event(&e, Source::Segment, now)?;
                     if e.visitor_id.is_none() && e.user_id.is_none() {
