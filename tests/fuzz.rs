@@ -1085,14 +1085,14 @@ fn csv_imports() {
         let map = match import::parse_map(&map_args) {
             Ok(m) => m,
             Err(e) => {
-                reason(&e, "a refused mapping")?;
+                reason(&e.to_string(), "a refused mapping")?;
                 Default::default()
             }
         };
         let now = now_us();
         let parsed = match import::parse(&data, &map, "shop", now) {
             Ok(p) => p,
-            Err(e) => return reason(&e, "a refused file"),
+            Err(e) => return reason(&e.to_string(), "a refused file"),
         };
         // Bad rows are listed in order, each on a line of the file after the header.
         let ends = data

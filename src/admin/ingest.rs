@@ -109,11 +109,12 @@ async fn import(
     let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let params = ImportParams::from_pairs(pairs)?;
     let mut map = st.import_map.clone();
-    map.extend(import::parse_map(&params.map).map_err(ApiError::BadRequest)?);
+    let bad = |e: import::FileError| ApiError::BadRequest(e.to_string());
+    map.extend(import::parse_map(&params.map).map_err(bad)?);
     let report = import_file(&st.sender, &body, &map, &st.site, now_us(), params.strict)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(ApiError::BadRequest)?;
+        .map_err(bad)?;
     Ok((status(report.accepted == 0 || report.refused), Json(report)))
 }
 

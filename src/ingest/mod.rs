@@ -114,7 +114,7 @@ pub async fn import_file(
     site: &str,
     now_us: i64,
     strict: bool,
-) -> Result<Result<ImportReport, String>, IngestError> {
+) -> Result<Result<ImportReport, import::FileError>, IngestError> {
     if strict {
         let mut check = match import::Rows::new(data, map, site, now_us) {
             Ok(r) => r,
