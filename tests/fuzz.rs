@@ -734,7 +734,7 @@ fn browser_event_body() {
                 let v = match item {
                     Ok(v) => v,
                     Err(e) => {
-                        reason(e, "a refused item")?;
+                        reason(&e.to_string(), "a refused item")?;
                         continue;
                     }
                 };

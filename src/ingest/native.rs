@@ -48,10 +48,24 @@ pub enum BodyError {
     TooMany(usize),
 }
 
+/// Why one item of a body is refused (the others go on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ItemError {
+    /// A line of NDJSON that is not JSON: the parser's message.
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    /// What the draft refuses, named in tollgate's own format.
+    #[error("{0}")]
+    Draft(DraftError),
+}
+
 /// A body as items: a JSON array, one JSON object, or NDJSON (one object per line); at most
 /// `max_items` of them. A longer array is refused as soon as its item past the limit is read,
 /// so that the memory one request costs stays bounded by the limit, not by the body.
-pub fn split_body(body: &[u8], max_items: usize) -> Result<Vec<Result<Value, String>>, BodyError> {
+pub fn split_body(
+    body: &[u8],
+    max_items: usize,
+) -> Result<Vec<Result<Value, ItemError>>, BodyError> {
     let invalid = |m: String| BodyError::Invalid(m);
     let text = std::str::from_utf8(body).map_err(|e| invalid(format!("body is not UTF-8: {e}")))?;
     let trimmed = text.trim_start();
@@ -91,7 +105,7 @@ pub fn split_body(body: &[u8], max_items: usize) -> Result<Vec<Result<Value, Str
     }
     Ok(lines
         .into_iter()
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("not valid JSON: {e}")))
+        .map(|l| serde_json::from_str(l).map_err(|e| ItemError::NotJson(e.to_string())))
         .collect())
 }
 
@@ -157,6 +171,8 @@ mod tests {
         let nd = split(b"{\"name\":\"a\"}\n\n{\"name\":\"b\"}\n{oops\n").unwrap();
         assert_eq!(nd.len(), 3);
         assert!(nd[2].is_err());
+        let line = nd[2].as_ref().unwrap_err().to_string();
+        assert!(line.starts_with("not valid JSON: key must be a string"), "{line}");
         assert!(split(b"").is_err());
         assert!(split(b"{oops")
             .unwrap_err()
