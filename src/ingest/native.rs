@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(nd.len(), 3);
         assert!(nd[2].is_err());
         let line = nd[2].as_ref().unwrap_err().to_string();
-        assert!(line.starts_with("not valid JSON: key must be a string"), "{line}");
+        assert!(
+            line.starts_with("not valid JSON: key must be a string"),
+            "{line}"
+        );
         assert!(split(b"").is_err());
         assert!(split(b"{oops")
             .unwrap_err()
