@@ -8,6 +8,8 @@
 //! - `defs`: every report, defined once (name, docs, own parameters, typed answer): the list
 //!   the API, the dashboard and the docs read.
 //! - `filter`: parameters, the dimension list, and the SQL they become (values always bound).
+//! - `query`: a query string as serde reads it into a params struct (repeated keys, last
+//!   value wins).
 //! - `tz`: the site time zone.
 //! - `traffic`: overview, pages, acquisition, audience, realtime.
 //! - `usage`: API health and custom events.
@@ -17,6 +19,7 @@ mod attribution;
 pub mod defs;
 pub mod filter;
 mod funnel;
+pub mod query;
 mod retention;
 mod traffic;
 pub mod tz;
@@ -101,8 +104,8 @@ pub fn run(
     tz: SiteTz,
 ) -> Result<Value, ReportError> {
     let def = find(name).ok_or_else(|| ReportError::Unknown(name.into()))?;
-    let (f, x) = filter::parse(pairs, tz, &def.param_names())?;
-    let mut out = def.run(conn, &f, &x)?.with(&f);
+    let (f, own) = filter::parse(pairs, tz, &def.param_names())?;
+    let mut out = def.run(conn, &f, &own)?.with(&f);
     if let Value::Object(m) = &mut out {
         m.insert("report".into(), name.into());
     }
@@ -205,6 +208,9 @@ mod tests {
             for p in d.params {
                 assert!(!p.doc.is_empty(), "{}.{}", d.name, p.name);
             }
+            // The keys a report takes are its params struct's fields: each is documented.
+            let documented: Vec<&str> = d.params.iter().map(|p| p.name).collect();
+            assert_eq!(d.param_names(), documented, "{}", d.name);
         }
         assert!(find("funnel").is_some() && find("nope").is_none());
     }
