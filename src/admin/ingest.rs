@@ -47,7 +47,7 @@ async fn events(
 ) -> Result<impl IntoResponse, ApiError> {
     let items = native::split_body(&body, st.api_max_items).map_err(|e| match e {
         native::BodyError::TooMany(_) => ApiError::TooLarge(e.to_string()),
-        native::BodyError::Invalid(m) => ApiError::BadRequest(m),
+        _ => ApiError::BadRequest(e.to_string()),
     })?;
     let cx = native::Context {
         site: &st.site,
