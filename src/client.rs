@@ -31,6 +31,8 @@ pub enum ClientError {
     Server(String),
     #[error("{0}")]
     Input(String),
+    #[error(transparent)]
+    Import(#[from] import::FileError),
     #[error("the store is locked by a running tollgate, but its admin API at {addr} did not answer: {reason}")]
     Admin { addr: SocketAddr, reason: String },
 }
@@ -69,13 +71,12 @@ pub fn import_csv(
     map_args: &[String],
     strict: bool,
 ) -> Result<ImportReport, ClientError> {
-    let extra = import::parse_map(map_args).map_err(ClientError::Input)?;
+    let extra = import::parse_map(map_args)?;
     match Store::open(data_dir) {
         Ok(mut store) => {
             let mut map = settings.ingest.import_map.clone();
             map.extend(extra);
-            let parsed = import::parse(csv, &map, &settings.site_id, now_us())
-                .map_err(ClientError::Input)?;
+            let parsed = import::parse(csv, &map, &settings.site_id, now_us())?;
             let (mut report, mut events) = ImportReport::plan(parsed, strict);
             if report.refused {
                 return Ok(report);

@@ -734,7 +734,7 @@ fn browser_event_body() {
                 let v = match item {
                     Ok(v) => v,
                     Err(e) => {
-                        reason(e, "a refused item")?;
+                        reason(&e.to_string(), "a refused item")?;
                         continue;
                     }
                 };
@@ -926,14 +926,14 @@ fn segment_requests() {
         let now = now_us();
         let results = match segment::request_events(kind, &v, "shop", now) {
             Ok(r) => r,
-            Err(e) => return reason(&e, "a refused request"),
+            Err(e) => return reason(&e.to_string(), "a refused request"),
         };
         if kind != "batch" && results.len() != 1 {
             return Err(format!("/v1/{kind} gave {} messages", results.len()));
         }
         for r in results {
             match r {
-                Err(e) => reason(&e, "a refused message")?,
+                Err(e) => reason(&e.to_string(), "a refused message")?,
                 Ok(mut e) => {
                     check_event(&e, Source::Segment, now)?;
                     if e.visitor_id.is_none() && e.user_id.is_none() {
@@ -1085,14 +1085,14 @@ fn csv_imports() {
         let map = match import::parse_map(&map_args) {
             Ok(m) => m,
             Err(e) => {
-                reason(&e, "a refused mapping")?;
+                reason(&e.to_string(), "a refused mapping")?;
                 Default::default()
             }
         };
         let now = now_us();
         let parsed = match import::parse(&data, &map, "shop", now) {
             Ok(p) => p,
-            Err(e) => return reason(&e, "a refused file"),
+            Err(e) => return reason(&e.to_string(), "a refused file"),
         };
         // Bad rows are listed in order, each on a line of the file after the header.
         let ends = data

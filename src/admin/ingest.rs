@@ -47,7 +47,7 @@ async fn events(
 ) -> Result<impl IntoResponse, ApiError> {
     let items = native::split_body(&body, st.api_max_items).map_err(|e| match e {
         native::BodyError::TooMany(_) => ApiError::TooLarge(e.to_string()),
-        native::BodyError::Invalid(m) => ApiError::BadRequest(m),
+        _ => ApiError::BadRequest(e.to_string()),
     })?;
     let cx = native::Context {
         site: &st.site,
@@ -109,11 +109,12 @@ async fn import(
     let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let params = ImportParams::from_pairs(pairs)?;
     let mut map = st.import_map.clone();
-    map.extend(import::parse_map(&params.map).map_err(ApiError::BadRequest)?);
+    let bad = |e: import::FileError| ApiError::BadRequest(e.to_string());
+    map.extend(import::parse_map(&params.map).map_err(bad)?);
     let report = import_file(&st.sender, &body, &map, &st.site, now_us(), params.strict)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(ApiError::BadRequest)?;
+        .map_err(bad)?;
     Ok((status(report.accepted == 0 || report.refused), Json(report)))
 }
 

@@ -61,13 +61,16 @@ pub async fn handle(
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for (index, res) in segment::request_events(&kind, &v, &st.site, received)
-        .map_err(ApiError::BadRequest)?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
         .into_iter()
         .enumerate()
     {
         match res {
             Ok(e) => events.push(e),
-            Err(error) => rejected.push(Rejected { index, error }),
+            Err(e) => rejected.push(Rejected {
+                index,
+                error: e.to_string(),
+            }),
         }
     }
     if events.is_empty() {

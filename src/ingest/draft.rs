@@ -193,6 +193,12 @@ pub enum Problem {
     },
     NotWholeMillis(String),
     NotTime,
+    /// A CSV cell in none of the time formats import takes.
+    NotCsvTime(String),
+    /// Epoch milliseconds beyond what microseconds can hold.
+    OutOfRange,
+    /// An empty CSV cell where a value is required.
+    Empty,
     BeforeYear2000(i64),
     FarAhead(i64),
     /// Further from now than the browser endpoint allows, in seconds.
@@ -224,6 +230,12 @@ impl fmt::Display for Problem {
             }
             Problem::NotWholeMillis(n) => write!(f, "is not whole epoch milliseconds: {n}"),
             Problem::NotTime => write!(f, "must be an RFC 3339 string or epoch milliseconds"),
+            Problem::NotCsvTime(s) => write!(
+                f,
+                "{s:?} is not RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or epoch milliseconds"
+            ),
+            Problem::OutOfRange => write!(f, "is out of range"),
+            Problem::Empty => write!(f, "is empty"),
             Problem::BeforeYear2000(us) => write!(f, "is before the year 2000: {}", rfc3339(*us)),
             Problem::FarAhead(us) => {
                 write!(f, "is more than a day in the future: {}", rfc3339(*us))

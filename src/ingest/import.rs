@@ -14,8 +14,11 @@
 //! - Re-importing a file changes nothing: each row's `event_id` is its `event_id` column, or
 //!   a UUIDv5 of its `message_id`, or of its content (and, for rows that are identical, of how
 //!   many came before it), so the same rows always get the same ids.
+//!
+//! A refused file is a [`FileError`], a refused row a [`RowError`]; the draft's errors name
+//! fields as a CSV file does ([`Naming::Csv`]: `"timestamp"`).
 
-use super::draft::{EventDraft, Field, Naming};
+use super::draft::{DraftError, EventDraft, Field, Naming, Problem};
 use super::native::Context;
 use crate::event::{Event, Source};
 use serde_json::{Map, Value};
@@ -38,7 +41,45 @@ const FIELDS: &[&str] = &[
 /// Namespace of content-derived import ids (UUIDv5). Fixed forever.
 const ROW_NAMESPACE: Uuid = Uuid::from_u128(0x3b0e_91f4_2c6d_4a8b_b7e2_5f19_d04c_a311);
 
-/// A bad row: its line in the file (1 is the header) and why.
+/// Why an import is refused as a whole: its column mapping, or its header.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("column mapping {0:?} is not `file column=field`")]
+    Mapping(String),
+    #[error("cannot read the header line: {0}")]
+    Header(csv::Error),
+    /// A required column the header lacks, and the columns it has (after mapping).
+    #[error(
+        "the header has no {column:?} column (columns: {}; map one with --map 'your column={column}')",
+        .columns.join(", ")
+    )]
+    NoColumn {
+        column: &'static str,
+        columns: Vec<String>,
+    },
+    #[error("the header has neither a \"visitor_id\" nor a \"user_id\" column")]
+    NoIdentityColumn,
+    #[error("column {0:?} appears twice (after mapping)")]
+    TwiceColumn(String),
+}
+
+/// Why a row is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error("unreadable row: {0}")]
+    Unreadable(csv::Error),
+    /// What the draft refuses, every source alike.
+    #[error("{}", .0.describe(Naming::Csv))]
+    Draft(DraftError),
+}
+
+impl From<DraftError> for RowError {
+    fn from(e: DraftError) -> Self {
+        RowError::Draft(e)
+    }
+}
+
+/// A bad row: its line in the file (1 is the header) and why, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BadRow {
     pub line: u64,
@@ -60,14 +101,14 @@ pub struct Parsed {
 }
 
 /// Parse `a=b` mappings (file column `a` is field or prop `b`).
-pub fn parse_map(pairs: &[String]) -> Result<HashMap<String, String>, String> {
+pub fn parse_map(pairs: &[String]) -> Result<HashMap<String, String>, FileError> {
     let mut m = HashMap::new();
     for p in pairs {
         match p.split_once('=') {
             Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
                 m.insert(from.trim().to_string(), to.trim().to_string());
             }
-            _ => return Err(format!("column mapping {p:?} is not `file column=field`")),
+            _ => return Err(FileError::Mapping(p.clone())),
         }
     }
     Ok(m)
@@ -80,7 +121,7 @@ pub fn parse(
     map: &HashMap<String, String>,
     site: &str,
     now_us: i64,
-) -> Result<Parsed, String> {
+) -> Result<Parsed, FileError> {
     let mut rows = Rows::new(data, map, site, now_us)?;
     let events = rows.next_batch(usize::MAX);
     Ok(Parsed {
@@ -117,31 +158,31 @@ impl<'a> Rows<'a> {
         map: &HashMap<String, String>,
         site: &'a str,
         now_us: i64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, FileError> {
         let mut rdr = csv::ReaderBuilder::new()
             .flexible(false)
             .trim(csv::Trim::All)
             .from_reader(data);
         let headers: Vec<String> = rdr
             .headers()
-            .map_err(|e| format!("cannot read the header line: {e}"))?
+            .map_err(FileError::Header)?
             .iter()
             .map(|h| map.get(h).cloned().unwrap_or_else(|| h.to_string()))
             .collect();
-        for required in ["name", "timestamp"] {
-            if !headers.iter().any(|h| h == required) {
-                return Err(format!(
-                    "the header has no {required:?} column (columns: {}; map one with --map 'your column={required}')",
-                    headers.join(", ")
-                ));
+        for column in ["name", "timestamp"] {
+            if !headers.iter().any(|h| h == column) {
+                return Err(FileError::NoColumn {
+                    column,
+                    columns: headers,
+                });
             }
         }
         if !headers.iter().any(|h| h == "visitor_id" || h == "user_id") {
-            return Err("the header has neither a \"visitor_id\" nor a \"user_id\" column".into());
+            return Err(FileError::NoIdentityColumn);
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
-            return Err(format!("column {dup:?} appears twice (after mapping)"));
+            return Err(FileError::TwiceColumn(dup.clone()));
         }
         Ok(Rows {
             headers,
@@ -181,7 +222,7 @@ impl<'a> Rows<'a> {
                 Ok(false) => self.done = true,
                 Err(e) => {
                     let line = line(e.position());
-                    self.bad_row(line, format!("unreadable row: {e}"));
+                    self.bad_row(line, RowError::Unreadable(e));
                 }
                 Ok(true) => {
                     let line = line(self.record.position());
@@ -195,10 +236,13 @@ impl<'a> Rows<'a> {
         out
     }
 
-    fn bad_row(&mut self, line: u64, error: String) {
+    fn bad_row(&mut self, line: u64, error: RowError) {
         self.bad_total += 1;
         if self.bad.len() < MAX_LISTED_BAD {
-            self.bad.push(BadRow { line, error });
+            self.bad.push(BadRow {
+                line,
+                error: error.to_string(),
+            });
         }
     }
 }
@@ -243,7 +287,7 @@ fn row_event(
     rec: &csv::StringRecord,
     cx: &Context,
     identical: &mut HashMap<Uuid, u32>,
-) -> Result<Event, String> {
+) -> Result<Event, RowError> {
     let mut draft = EventDraft::default();
     // The row's content as it has always been hashed into its id (below): changing it would
     // give a re-imported file new ids.
@@ -254,7 +298,7 @@ fn row_event(
             continue;
         }
         if h == "timestamp" {
-            let us = parse_ts_text(v)?;
+            let us = parse_ts_text(v).map_err(|p| DraftError::Field(Field::Ts, p))?;
             draft.ts_us = Some(us);
             content.insert("ts".into(), Value::from(us.div_euclid(1000)));
         } else if let Some(field) = FIELDS
@@ -262,23 +306,21 @@ fn row_event(
             .then(|| Field::native(h))
             .flatten()
         {
-            draft
-                .set_text(field, v.to_string())
-                .map_err(|e| e.describe(Naming::Csv))?;
+            draft.set_text(field, v.to_string())?;
             content.insert(h.clone(), Value::String(v.to_string()));
         } else {
             props.insert(h.clone(), cell(v));
         }
     }
     if draft.ts_us.is_none() {
-        return Err("\"timestamp\" is empty".into());
+        return Err(DraftError::Field(Field::Ts, Problem::Empty).into());
     }
     if !props.is_empty() {
         content.insert("props".into(), Value::Object(props.clone()));
         draft.props = Some(props);
     }
     let has_id = draft.event_id.is_some() || draft.message_id.is_some();
-    let mut e = draft.into_event(cx).map_err(|e| e.describe(Naming::Csv))?;
+    let mut e = draft.into_event(cx)?;
     if !has_id {
         // The row's content names it; the n-th identical row gets n in its name too.
         let content = Uuid::new_v5(
@@ -311,24 +353,18 @@ fn cell(v: &str) -> Value {
 
 /// A CSV timestamp as microseconds (the range is checked with every other source's, in
 /// [`EventDraft::into_event`]).
-fn parse_ts_text(v: &str) -> Result<i64, String> {
-    use chrono::{NaiveDate, NaiveDateTime};
+fn parse_ts_text(v: &str) -> Result<i64, Problem> {
+    use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
     if let Ok(ms) = v.parse::<i64>() {
-        ms.checked_mul(1000)
-            .ok_or_else(|| "\"timestamp\" is out of range".into())
+        ms.checked_mul(1000).ok_or(Problem::OutOfRange)
     } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
         Ok(t.timestamp_micros())
     } else if let Ok(t) = NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f") {
         Ok(t.and_utc().timestamp_micros())
     } else if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-        Ok(d.and_hms_opt(0, 0, 0)
-            .ok_or("\"timestamp\" is not a date")?
-            .and_utc()
-            .timestamp_micros())
+        Ok(d.and_time(NaiveTime::MIN).and_utc().timestamp_micros())
     } else {
-        Err(format!(
-            "\"timestamp\" {v:?} is not RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or epoch milliseconds"
-        ))
+        Err(Problem::NotCsvTime(v.to_string()))
     }
 }
 
@@ -415,7 +451,11 @@ mod tests {
 
     #[test]
     fn headers_and_mapping() {
-        let err = |csv: &str| parse(csv.as_bytes(), &HashMap::new(), "s", NOW).unwrap_err();
+        let err = |csv: &str| {
+            parse(csv.as_bytes(), &HashMap::new(), "s", NOW)
+                .unwrap_err()
+                .to_string()
+        };
         assert!(err("name,user_id\n").contains("\"timestamp\""));
         assert!(err("name,timestamp\n").contains("visitor_id"));
         let p = run(
@@ -425,6 +465,58 @@ mod tests {
         assert_eq!(p.events[0].user_id.as_deref(), Some("c-9"));
         assert_eq!(p.events[0].props.as_deref(), Some(r#"{"Total":5}"#));
         assert!(parse_map(&["nope".into()]).is_err());
+    }
+
+    /// Every refusal, word for word: the CLI and `/api/import` show these.
+    #[test]
+    fn refusals_are_worded_as_before() {
+        assert_eq!(
+            parse_map(&["nope".into()]).unwrap_err().to_string(),
+            "column mapping \"nope\" is not `file column=field`"
+        );
+        let file = |csv: &[u8], map: &[&str]| {
+            let map = parse_map(&map.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+            parse(csv, &map, "s", NOW).unwrap_err().to_string()
+        };
+        assert_eq!(
+            file(b"name,user_id\n", &[]),
+            "the header has no \"timestamp\" column (columns: name, user_id; map one with \
+             --map 'your column=timestamp')"
+        );
+        assert_eq!(
+            file(b"name,timestamp\n", &[]),
+            "the header has neither a \"visitor_id\" nor a \"user_id\" column"
+        );
+        assert_eq!(
+            file(b"n,name,timestamp,user_id\n", &["n=name"]),
+            "column \"name\" appears twice (after mapping)"
+        );
+        assert!(file(b"name,\xff,timestamp\n", &[]).starts_with("cannot read the header line: "));
+        let p = run(
+            "name,timestamp,user_id,visitor_id\n\
+             a,yesterday,u,\n\
+             a,9999999999999999,u,\n\
+             a,,u,\n\
+             a,0,u,\n\
+             a,2026-11-20,u,nope\n\
+             ,2026-11-20,u,\n\
+             a,2026-11-20\n",
+            &[],
+        );
+        let errors: Vec<&str> = p.bad.iter().map(|b| b.error.as_str()).collect();
+        assert_eq!(
+            errors[..6],
+            [
+                "\"timestamp\" \"yesterday\" is not RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or \
+                 epoch milliseconds",
+                "\"timestamp\" is out of range",
+                "\"timestamp\" is empty",
+                "\"timestamp\" is before the year 2000: 1970-01-01T00:00:00Z",
+                "field \"visitor_id\" is not a UUID: \"nope\"",
+                "field \"name\" is required",
+            ]
+        );
+        assert!(errors[6].starts_with("unreadable row: "), "{}", errors[6]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use crate::pipeline::submit::{
 
 use crate::event::Event;
 
-/// One rejected item of a batch.
+/// One rejected item of a batch, as the answer shows it.
 #[derive(Debug, serde::Serialize)]
 pub struct Rejected {
     pub index: usize,
@@ -43,15 +43,18 @@ pub struct IngestReport {
 /// error means nothing was committed, and the whole request may be retried.
 pub async fn ingest_items(
     ingest: &IngestSender,
-    items: Vec<Result<serde_json::Value, String>>,
+    items: Vec<Result<serde_json::Value, native::ItemError>>,
     cx: &native::Context<'_>,
 ) -> Result<IngestReport, IngestError> {
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        match item.and_then(|v| native::to_event(v, cx).map_err(|e| e.to_string())) {
+        match item.and_then(|v| native::to_event(v, cx).map_err(native::ItemError::Draft)) {
             Ok(e) => events.push(e),
-            Err(error) => rejected.push(Rejected { index, error }),
+            Err(e) => rejected.push(Rejected {
+                index,
+                error: e.to_string(),
+            }),
         }
     }
     let accepted = events.len();
@@ -114,7 +117,7 @@ pub async fn import_file(
     site: &str,
     now_us: i64,
     strict: bool,
-) -> Result<Result<ImportReport, String>, IngestError> {
+) -> Result<Result<ImportReport, import::FileError>, IngestError> {
     if strict {
         let mut check = match import::Rows::new(data, map, site, now_us) {
             Ok(r) => r,

@@ -37,28 +37,43 @@ pub use super::draft::{
 use crate::event::Event;
 use serde_json::Value;
 
-/// Why a body could not be split into items.
+/// Why a body could not be split into items: a 400, but for `TooMany`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
-    /// Not JSON, not NDJSON, not UTF-8, or empty: a 400.
-    #[error("{0}")]
-    Invalid(String),
+    #[error("body is not UTF-8: {0}")]
+    NotUtf8(std::str::Utf8Error),
+    #[error("body is empty (expected a JSON event, an array of them, or NDJSON)")]
+    Empty,
+    /// Neither JSON nor NDJSON: the parser's message (empty when it had none).
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
     /// More items than the endpoint takes in one request: a 413.
     #[error("more than {0} events in one request; send them in several")]
     TooMany(usize),
 }
 
+/// Why one item of a body is refused (the others go on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ItemError {
+    /// A line of NDJSON that is not JSON: the parser's message.
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    /// What the draft refuses, named in tollgate's own format.
+    #[error("{0}")]
+    Draft(DraftError),
+}
+
 /// A body as items: a JSON array, one JSON object, or NDJSON (one object per line); at most
 /// `max_items` of them. A longer array is refused as soon as its item past the limit is read,
 /// so that the memory one request costs stays bounded by the limit, not by the body.
-pub fn split_body(body: &[u8], max_items: usize) -> Result<Vec<Result<Value, String>>, BodyError> {
-    let invalid = |m: String| BodyError::Invalid(m);
-    let text = std::str::from_utf8(body).map_err(|e| invalid(format!("body is not UTF-8: {e}")))?;
+pub fn split_body(
+    body: &[u8],
+    max_items: usize,
+) -> Result<Vec<Result<Value, ItemError>>, BodyError> {
+    let text = std::str::from_utf8(body).map_err(BodyError::NotUtf8)?;
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
-        return Err(invalid(
-            "body is empty (expected a JSON event, an array of them, or NDJSON)".into(),
-        ));
+        return Err(BodyError::Empty);
     }
     if trimmed.starts_with('[') {
         let mut de = serde_json::Deserializer::from_str(text);
@@ -69,7 +84,7 @@ pub fn split_body(body: &[u8], max_items: usize) -> Result<Vec<Result<Value, Str
             Err(e) if e.to_string().starts_with(TOO_MANY) => {
                 return Err(BodyError::TooMany(max_items))
             }
-            Err(e) => return Err(invalid(format!("body is not valid JSON: {e}"))),
+            Err(e) => return Err(BodyError::NotJson(e.to_string())),
         };
         return Ok(items.into_iter().map(Ok).collect());
     }
@@ -84,14 +99,13 @@ pub fn split_body(body: &[u8], max_items: usize) -> Result<Vec<Result<Value, Str
     let lines: Vec<&str> = lines.collect();
     if lines.len() < 2 {
         let e = serde_json::from_str::<Value>(text).err();
-        return Err(invalid(format!(
-            "body is not valid JSON: {}",
-            e.map_or_else(String::new, |e| e.to_string())
-        )));
+        return Err(BodyError::NotJson(
+            e.map_or_else(String::new, |e| e.to_string()),
+        ));
     }
     Ok(lines
         .into_iter()
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("not valid JSON: {e}")))
+        .map(|l| serde_json::from_str(l).map_err(|e| ItemError::NotJson(e.to_string())))
         .collect())
 }
 
@@ -157,6 +171,19 @@ mod tests {
         let nd = split(b"{\"name\":\"a\"}\n\n{\"name\":\"b\"}\n{oops\n").unwrap();
         assert_eq!(nd.len(), 3);
         assert!(nd[2].is_err());
+        let line = nd[2].as_ref().unwrap_err().to_string();
+        assert!(
+            line.starts_with("not valid JSON: key must be a string"),
+            "{line}"
+        );
+        assert_eq!(
+            split(b" \n").unwrap_err().to_string(),
+            "body is empty (expected a JSON event, an array of them, or NDJSON)"
+        );
+        assert!(split(b"\xff")
+            .unwrap_err()
+            .to_string()
+            .starts_with("body is not UTF-8: invalid utf-8 sequence"));
         assert!(split(b"").is_err());
         assert!(split(b"{oops")
             .unwrap_err()

@@ -18,11 +18,16 @@
 //! Time, as Segment defines it: `timestamp` when given; otherwise `originalTimestamp` corrected
 //! for the client's clock skew (`receivedAt - (sentAt - originalTimestamp)`); otherwise
 //! `receivedAt`.
+//!
+//! A refused message is a [`SegmentError`]: Segment's own rules (`type`, `userId`, …) have
+//! their variants, and the draft's ([`DraftError`]) name fields as Segment does
+//! ([`Naming::Segment`]).
 
-use super::draft::{check_ts, ts_value, EventDraft, Field, Naming};
+use super::draft::{check_ts, ts_value, DraftError, EventDraft, Field, Naming, Problem};
 use super::native;
 use crate::event::{Event, Source};
 use serde_json::{Map, Value};
+use std::fmt;
 use uuid::Uuid;
 
 /// Largest message, as Segment limits it.
@@ -32,6 +37,92 @@ pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 
 /// Namespace for non-UUID anonymous ids (UUIDv5). Fixed forever.
 const ANON_NAMESPACE: Uuid = Uuid::from_u128(0x8e2a_77c0_19d4_4f6b_a3c5_0b7e_6d21_f9a4);
+
+/// A key of a Segment message that tollgate reads itself, besides the draft's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    UserId,
+    AnonymousId,
+    GroupId,
+    PreviousId,
+    Properties,
+    Traits,
+    Timestamp,
+    OriginalTimestamp,
+    SentAt,
+}
+
+impl Key {
+    /// The key as Segment spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::UserId => "userId",
+            Key::AnonymousId => "anonymousId",
+            Key::GroupId => "groupId",
+            Key::PreviousId => "previousId",
+            Key::Properties => "properties",
+            Key::Traits => "traits",
+            Key::Timestamp => "timestamp",
+            Key::OriginalTimestamp => "originalTimestamp",
+            Key::SentAt => "sentAt",
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    /// Quoted, as a message names it: `"userId"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.name())
+    }
+}
+
+/// Why a message is refused, or (`NoBatch`) a whole request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentError {
+    #[error("a message must be a JSON object")]
+    NotObject,
+    #[error("\"type\" is required in a batch message")]
+    NoType,
+    #[error("\"type\" {0:?} is not one of track, page, screen, identify, group, alias")]
+    UnknownType(String),
+    #[error("\"event\" is required for a track call")]
+    NoEvent,
+    #[error("\"groupId\" is required for a group call")]
+    NoGroupId,
+    #[error("\"previousId\" is required for an alias call")]
+    NoPreviousId,
+    #[error("\"userId\" is required for an alias call")]
+    AliasWithoutUser,
+    #[error("\"userId\" or \"anonymousId\" is required")]
+    NoIdentity,
+    /// An id (`userId`, `anonymousId`, `groupId`, `previousId`) that is neither a string nor a
+    /// number.
+    #[error("{0} must be a string")]
+    NotString(Key),
+    /// `properties` or `traits` that is not an object.
+    #[error("{0} must be a JSON object")]
+    NotObjectBody(Key),
+    /// A bad `timestamp`, `originalTimestamp` or `sentAt`.
+    #[error("{0} {1}")]
+    Time(Key, Problem),
+    /// What the draft refuses, every source alike.
+    #[error("{}", .0.describe(Naming::Segment))]
+    Draft(DraftError),
+    /// A message of a batch larger than [`MAX_MESSAGE_BYTES`]: its size.
+    #[error("message is {0} bytes; the limit is {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    /// A `/v1/batch` request without its `batch` array: the whole request is refused.
+    #[error("\"batch\" must be an array of messages")]
+    NoBatch,
+}
+
+// Not `#[from]`: that would make the draft's error the source too, and a cause chain would
+// print it twice.
+impl From<DraftError> for SegmentError {
+    fn from(e: DraftError) -> Self {
+        SegmentError::Draft(e)
+    }
+}
 
 /// The message types and the event name each becomes.
 pub fn kind_name(kind: &str) -> Option<&'static str> {
@@ -55,15 +146,15 @@ pub fn to_event(
     received_us: i64,
     batch_sent_at: Option<&Value>,
     batch_context: Option<&Value>,
-) -> Result<Event, String> {
+) -> Result<Event, SegmentError> {
     let Value::Object(m) = msg else {
-        return Err("a message must be a JSON object".into());
+        return Err(SegmentError::NotObject);
     };
     let (kind, name) = kind_and_name(m, kind)?;
-    let user_id = id_text(m.get("userId"), "userId")?;
-    let anon = id_text(m.get("anonymousId"), "anonymousId")?;
+    let user_id = id_text(m, Key::UserId)?;
+    let anon = id_text(m, Key::AnonymousId)?;
     if user_id.is_none() && anon.is_none() {
-        return Err("\"userId\" or \"anonymousId\" is required".into());
+        return Err(SegmentError::NoIdentity);
     }
     let empty = Map::new();
     let context = m
@@ -112,7 +203,7 @@ pub fn to_event(
         browser: None,
         now_us: received_us,
     };
-    d.into_event(&cx).map_err(|e| e.describe(Naming::Segment))
+    Ok(d.into_event(&cx)?)
 }
 
 /// The message's type (the endpoint's `kind`, else its own `type`) and the event name it
@@ -120,19 +211,17 @@ pub fn to_event(
 fn kind_and_name<'a>(
     m: &'a Map<String, Value>,
     kind: Option<&'a str>,
-) -> Result<(&'a str, String), String> {
+) -> Result<(&'a str, String), SegmentError> {
     let kind = match (kind, m.get("type").and_then(Value::as_str)) {
         (Some(k), _) => k,
         (None, Some(t)) => t,
-        (None, None) => return Err("\"type\" is required in a batch message".into()),
+        (None, None) => return Err(SegmentError::NoType),
     };
-    let fixed = kind_name(kind).ok_or_else(|| {
-        format!("\"type\" {kind:?} is not one of track, page, screen, identify, group, alias")
-    })?;
+    let fixed = kind_name(kind).ok_or_else(|| SegmentError::UnknownType(kind.to_string()))?;
     let name = if kind == "track" {
         let ev = m.get("event").and_then(Value::as_str).unwrap_or("");
         if ev.trim().is_empty() {
-            return Err("\"event\" is required for a track call".into());
+            return Err(SegmentError::NoEvent);
         }
         ev.to_string()
     } else {
@@ -143,16 +232,16 @@ fn kind_and_name<'a>(
 
 /// The message's `traits` (identify, group) or `properties` (the other types), empty when
 /// absent.
-fn body_props(m: &Map<String, Value>, kind: &str) -> Result<Map<String, Value>, String> {
+fn body_props(m: &Map<String, Value>, kind: &str) -> Result<Map<String, Value>, SegmentError> {
     let body_key = if matches!(kind, "identify" | "group") {
-        "traits"
+        Key::Traits
     } else {
-        "properties"
+        Key::Properties
     };
-    match m.get(body_key) {
+    match m.get(body_key.name()) {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(p)) => Ok(p.clone()),
-        Some(_) => Err(format!("{body_key:?} must be a JSON object")),
+        Some(_) => Err(SegmentError::NotObjectBody(body_key)),
     }
 }
 
@@ -164,25 +253,23 @@ fn add_kind_props(
     kind: &str,
     has_user_id: bool,
     props: &mut Map<String, Value>,
-) -> Result<Option<Uuid>, String> {
+) -> Result<Option<Uuid>, SegmentError> {
     if kind == "page" || kind == "screen" {
         if let Some(n) = text(m.get("name")) {
             props.insert("name".into(), Value::String(n.to_string()));
         }
     }
     if kind == "group" {
-        let g = id_text(m.get("groupId"), "groupId")?
-            .ok_or("\"groupId\" is required for a group call")?;
+        let g = id_text(m, Key::GroupId)?.ok_or(SegmentError::NoGroupId)?;
         props.insert("group_id".into(), Value::String(g));
     }
     let mut previous_visitor = None;
     if kind == "alias" {
-        let p = id_text(m.get("previousId"), "previousId")?
-            .ok_or("\"previousId\" is required for an alias call")?;
+        let p = id_text(m, Key::PreviousId)?.ok_or(SegmentError::NoPreviousId)?;
         previous_visitor = Uuid::try_parse(&p).ok();
         props.insert("previous_id".into(), Value::String(p));
         if !has_user_id {
-            return Err("\"userId\" is required for an alias call".into());
+            return Err(SegmentError::AliasWithoutUser);
         }
     }
     Ok(previous_visitor)
@@ -198,7 +285,7 @@ fn anonymous_visitor(anon: &str, site: &str, props: &mut Map<String, Value>) -> 
 }
 
 /// `context.campaign` into the draft's `utm_*` fields (`name` is the campaign).
-fn set_campaign(d: &mut EventDraft, c: &Map<String, Value>) -> Result<(), String> {
+fn set_campaign(d: &mut EventDraft, c: &Map<String, Value>) -> Result<(), SegmentError> {
     for (key, field) in [
         ("source", Field::UtmSource),
         ("medium", Field::UtmMedium),
@@ -207,8 +294,7 @@ fn set_campaign(d: &mut EventDraft, c: &Map<String, Value>) -> Result<(), String
         ("content", Field::UtmContent),
     ] {
         if let Some(v) = text(c.get(key)) {
-            d.set_text(field, v.to_string())
-                .map_err(|e| e.describe(Naming::Segment))?;
+            d.set_text(field, v.to_string())?;
         }
     }
     Ok(())
@@ -223,12 +309,12 @@ pub fn request_events(
     body: &Value,
     site: &str,
     received_us: i64,
-) -> Result<Vec<Result<Event, String>>, String> {
+) -> Result<Vec<Result<Event, SegmentError>>, SegmentError> {
     let batch = kind == "batch";
     let (messages, sent_at, context) = if batch {
         match body.get("batch") {
             Some(Value::Array(items)) => (&items[..], body.get("sentAt"), body.get("context")),
-            _ => return Err("\"batch\" must be an array of messages".into()),
+            _ => return Err(SegmentError::NoBatch),
         }
     } else {
         (std::slice::from_ref(body), None, None)
@@ -238,9 +324,7 @@ pub fn request_events(
         .map(|msg| {
             let size = msg.to_string().len();
             if batch && size > MAX_MESSAGE_BYTES {
-                return Err(format!(
-                    "message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}"
-                ));
+                return Err(SegmentError::TooLarge(size));
             }
             to_event(
                 msg,
@@ -259,21 +343,22 @@ fn event_time(
     m: &Map<String, Value>,
     received_us: i64,
     batch_sent_at: Option<&Value>,
-) -> Result<i64, String> {
-    let parse = |k: &str, v: &Value| {
+) -> Result<i64, SegmentError> {
+    let parse = |k: Key, v: &Value| {
         ts_value(v)
             .and_then(|us| check_ts(us, received_us))
-            .map_err(|problem| format!("\"{k}\" {problem}"))
+            .map_err(|problem| SegmentError::Time(k, problem))
     };
-    if let Some(v) = m.get("timestamp").filter(|v| !v.is_null()) {
-        return parse("timestamp", v);
+    let given = |k: Key| m.get(k.name()).filter(|v| !v.is_null());
+    if let Some(v) = given(Key::Timestamp) {
+        return parse(Key::Timestamp, v);
     }
-    let original = match m.get("originalTimestamp").filter(|v| !v.is_null()) {
-        Some(v) => Some(parse("originalTimestamp", v)?),
+    let original = match given(Key::OriginalTimestamp) {
+        Some(v) => Some(parse(Key::OriginalTimestamp, v)?),
         None => None,
     };
-    let sent = match m.get("sentAt").filter(|v| !v.is_null()).or(batch_sent_at) {
-        Some(v) => Some(parse("sentAt", v)?),
+    let sent = match given(Key::SentAt).or(batch_sent_at) {
+        Some(v) => Some(parse(Key::SentAt, v)?),
         None => None,
     };
     Ok(match (original, sent) {
@@ -287,14 +372,14 @@ fn text(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-/// Segment ids may be strings or numbers.
-fn id_text(v: Option<&Value>, key: &str) -> Result<Option<String>, String> {
-    match v {
+/// The id at `key` of `m`: Segment ids may be strings or numbers.
+fn id_text(m: &Map<String, Value>, key: Key) -> Result<Option<String>, SegmentError> {
+    match m.get(key.name()) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(format!("{key:?} must be a string")),
+        Some(_) => Err(SegmentError::NotString(key)),
     }
 }
 
@@ -421,7 +506,8 @@ mod tests {
             (e.ts_us, e.ip.as_deref()),
             (NOW - 10_000_000, Some("203.0.113.9"))
         );
-        assert!(r[1].as_ref().unwrap_err().contains("\"event\""));
+        assert_eq!(r[1].as_ref().unwrap_err(), &SegmentError::NoEvent);
+        assert!(r[1].as_ref().unwrap_err().to_string().contains("\"event\""));
         let one = request_events("identify", &json!({"userId": "u"}), "s", NOW).unwrap();
         assert_eq!(one[0].as_ref().unwrap().name, "identify");
         assert!(request_events("batch", &json!({"batch": {}}), "s", NOW).is_err());
@@ -429,7 +515,11 @@ mod tests {
 
     #[test]
     fn bad_messages_say_why() {
-        let err = |m: Value, k: Option<&str>| to_event(&m, k, "s", NOW, None, None).unwrap_err();
+        let err = |m: Value, k: Option<&str>| {
+            to_event(&m, k, "s", NOW, None, None)
+                .unwrap_err()
+                .to_string()
+        };
         assert!(err(json!({"userId": "u"}), Some("track")).contains("\"event\""));
         assert!(err(json!({"event": "x"}), Some("track")).contains("anonymousId"));
         assert!(err(json!({"userId": "u", "event": "x"}), None).contains("\"type\""));
@@ -447,11 +537,128 @@ mod tests {
         assert!(err(json!({"userId": "u"}), Some("alias")).contains("previousId"));
     }
 
+    /// Every refusal, word for word: clients and their logs read these.
+    #[test]
+    fn refusals_are_worded_as_before() {
+        let err = |m: Value, k: Option<&str>| to_event(&m, k, "s", NOW, None, None).unwrap_err();
+        let track = Some("track");
+        for (m, kind, want) in [
+            (json!(1), track, "a message must be a JSON object"),
+            (
+                json!({"userId": "u", "event": "x"}),
+                None,
+                "\"type\" is required in a batch message",
+            ),
+            (
+                json!({"type": "nope", "userId": "u"}),
+                None,
+                "\"type\" \"nope\" is not one of track, page, screen, identify, group, alias",
+            ),
+            (
+                json!({"userId": "u", "event": " "}),
+                track,
+                "\"event\" is required for a track call",
+            ),
+            (
+                json!({"userId": true, "event": "x"}),
+                track,
+                "\"userId\" must be a string",
+            ),
+            (
+                json!({"anonymousId": [], "event": "x"}),
+                track,
+                "\"anonymousId\" must be a string",
+            ),
+            (
+                json!({"event": "x", "userId": " "}),
+                track,
+                "\"userId\" or \"anonymousId\" is required",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "properties": 1}),
+                track,
+                "\"properties\" must be a JSON object",
+            ),
+            (
+                json!({"userId": "u", "traits": "x"}),
+                Some("identify"),
+                "\"traits\" must be a JSON object",
+            ),
+            (
+                json!({"userId": "u"}),
+                Some("group"),
+                "\"groupId\" is required for a group call",
+            ),
+            (
+                json!({"userId": "u", "groupId": {}}),
+                Some("group"),
+                "\"groupId\" must be a string",
+            ),
+            (
+                json!({"userId": "u"}),
+                Some("alias"),
+                "\"previousId\" is required for an alias call",
+            ),
+            (
+                json!({"anonymousId": "a", "previousId": "p"}),
+                Some("alias"),
+                "\"userId\" is required for an alias call",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "timestamp": "soon"}),
+                track,
+                "\"timestamp\" is not an RFC 3339 timestamp (premature end of input): \"soon\"",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "originalTimestamp": true}),
+                track,
+                "\"originalTimestamp\" must be an RFC 3339 string or epoch milliseconds",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "originalTimestamp": 0}),
+                track,
+                "\"originalTimestamp\" is before the year 2000: 1970-01-01T00:00:00Z",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "sentAt": 1.5}),
+                track,
+                "\"sentAt\" is not whole epoch milliseconds: 1.5",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "context": {"campaign": {"name": "c\u{7}"}}}),
+                track,
+                "\"context.campaign.name\" contains control characters (only printable text is stored)",
+            ),
+            (
+                json!({"userId": "u", "event": "x", "context": {"page": {"url": "http://a b"}}}),
+                track,
+                "\"context.page.url\" is not a URL or path: \"http://a b\"",
+            ),
+        ] {
+            assert_eq!(err(m.clone(), kind).to_string(), want, "{m}");
+        }
+        let req = |body: Value| request_events("batch", &body, "s", NOW);
+        assert_eq!(
+            req(json!({"batch": {}})).unwrap_err().to_string(),
+            "\"batch\" must be an array of messages"
+        );
+        let big = json!({"batch": [{"type": "track", "userId": "u", "event": "x".repeat(MAX_MESSAGE_BYTES)}]});
+        let size = big["batch"][0].to_string().len();
+        assert_eq!(
+            req(big).unwrap()[0].as_ref().unwrap_err().to_string(),
+            format!("message is {size} bytes; the limit is 32768")
+        );
+    }
+
     /// Segment's messages go through the same draft as every other source, and its errors
     /// name Segment's fields.
     #[test]
     fn errors_name_segment_fields_and_campaigns_are_checked_too() {
-        let err = |m: Value| to_event(&m, Some("track"), "s", NOW, None, None).unwrap_err();
+        let err = |m: Value| {
+            to_event(&m, Some("track"), "s", NOW, None, None)
+                .unwrap_err()
+                .to_string()
+        };
         let long = "u".repeat(257);
         assert_eq!(
             err(json!({"userId": long, "event": "x"})),

@@ -9,9 +9,9 @@
 
 use super::filter::{Filters, Sql, Window};
 use super::funnel::{IDENTITIES, PERSON};
-use super::{num, rows, table, CountsRow, ReportError, Table};
+use super::{num, query, rows, table, CountsRow, ReportError, Table};
 use duckdb::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Columns that can take the credit.
 pub const BY: &[&str] = &[
@@ -25,13 +25,67 @@ pub const BY: &[&str] = &[
     "click_id_type",
 ];
 
-/// The conversion event, the lookback and what takes the credit.
+/// The conversion event, the lookback and what takes the credit: its own parameters.
 #[derive(Debug, Clone)]
 pub struct AttributionParams {
     pub event: String,
     pub lookback: Window,
     /// One of [`BY`].
     pub by: &'static str,
+}
+
+/// `attribution`'s own parameters as the query string gives them, each value checked.
+#[derive(Deserialize)]
+struct AttributionQuery {
+    /// Required, not empty.
+    event: Option<String>,
+    #[serde(default = "thirty_days", deserialize_with = "lookback")]
+    lookback: Window,
+    #[serde(default = "channel")]
+    by: By,
+}
+
+/// `by`: one of [`BY`]. (Not a `&'static str` field: serde's derive takes a `&str` field as
+/// borrowed from the input.)
+struct By(&'static str);
+
+impl<'de> Deserialize<'de> for By {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        query::parsed(d, |by| {
+            let by = BY.iter().copied().find(|b| *b == by).ok_or_else(|| {
+                ReportError::Invalid(format!("by={by:?}: expected one of {}", BY.join(", ")))
+            })?;
+            Ok(By(by))
+        })
+    }
+}
+
+// What `#[serde(try_from = "AttributionQuery")]` would write, but for the `&'static str`
+// field, which the derive would take as borrowed from the input (see `By`).
+impl<'de> Deserialize<'de> for AttributionParams {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let q = AttributionQuery::deserialize(d)?;
+        let event = q.event.filter(|e| !e.is_empty()).ok_or_else(|| {
+            serde::de::Error::custom("event (the conversion event's name) is required")
+        })?;
+        Ok(AttributionParams {
+            event,
+            lookback: q.lookback,
+            by: q.by.0,
+        })
+    }
+}
+
+fn thirty_days() -> Window {
+    Window::days(30)
+}
+
+fn lookback<'de, D: Deserializer<'de>>(d: D) -> Result<Window, D::Error> {
+    query::parsed(d, |v| Window::parse("lookback", v))
+}
+
+fn channel() -> By {
+    By("channel")
 }
 
 /// `attribution`'s answer.

@@ -1,21 +1,20 @@
 //! Every report, defined once: its URL name, what it answers, its own parameters with their
-//! docs, how they are parsed, and how it runs.
+//! docs and the params struct serde reads them into, and how it runs.
 //!
 //! [`REPORTS`] is the one list. `GET /api/reports/{name}` runs from it, `GET /api/reports`
 //! and the dashboard (which gets it embedded in its page) read it as [`catalog`], and a test
 //! holds `docs/api.md` to it.
 
 use super::attribution::AttributionParams;
-use super::filter::{
-    prop_path, session_dimensions, Extra, Filters, Scope, Window, DIMENSIONS, NONE,
-};
-use super::funnel::parse_steps;
+use super::filter::{Filters, Scope, DIMENSIONS, NONE};
 use super::funnel::FunnelParams;
-use super::traffic::Interval;
-use super::usage::Breakdown;
+use super::query::{self, Query};
+use super::traffic::{AcquisitionParams, OverviewParams};
+use super::usage::EventsParams;
 use super::{attribution, funnel, retention, traffic, usage, ReportError};
 use duckdb::Connection;
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One of a report's own parameters (the filters are every report's).
@@ -33,14 +32,18 @@ pub trait Report {
     const TITLE: &'static str;
     /// What it answers, in a line.
     const DOC: &'static str;
-    /// Its own parameters.
+    /// Its own parameters, documented: the fields of `Params`, in order.
     const PARAMS: &'static [Param];
-    type Params;
+    /// Its own parameters, checked: serde reads them from the request's values of its fields'
+    /// keys ([`Query`]); a bad one is named in the error.
+    type Params: DeserializeOwned;
     type Answer: Serialize;
-    /// The own parameters of a request, checked; a bad one is named in the error.
-    fn params(x: &Extra) -> Result<Self::Params, ReportError>;
     fn run(conn: &Connection, f: &Filters, p: Self::Params) -> Result<Self::Answer, ReportError>;
 }
+
+/// The params of a report without parameters of its own.
+#[derive(Debug, Deserialize)]
+pub struct NoParams {}
 
 /// A report in [`REPORTS`]: its definition, and its run as JSON.
 #[derive(Clone, Copy)]
@@ -49,17 +52,21 @@ pub struct Def {
     pub title: &'static str,
     pub doc: &'static str,
     pub params: &'static [Param],
-    run: fn(&Connection, &Filters, &Extra) -> Result<Value, ReportError>,
+    /// The fields of its params struct: the keys it takes.
+    fields: fn() -> &'static [&'static str],
+    run: fn(&Connection, &Filters, &Query) -> Result<Value, ReportError>,
 }
 
 impl Def {
-    pub fn run(&self, conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportError> {
-        (self.run)(conn, f, x)
+    /// Run it with its own parameters' values, `own`.
+    pub fn run(&self, conn: &Connection, f: &Filters, own: &Query) -> Result<Value, ReportError> {
+        (self.run)(conn, f, own)
     }
 
-    /// The own parameters' names.
+    /// The own parameters' names: the keys its params struct reads (a test holds them to
+    /// [`Def::params`]).
     pub fn param_names(&self) -> Vec<&'static str> {
-        self.params.iter().map(|p| p.name).collect()
+        (self.fields)().to_vec()
     }
 }
 
@@ -69,12 +76,13 @@ const fn def<R: Report>() -> Def {
         title: R::TITLE,
         doc: R::DOC,
         params: R::PARAMS,
+        fields: query::fields::<R::Params>,
         run: run_json::<R>,
     }
 }
 
-fn run_json<R: Report>(conn: &Connection, f: &Filters, x: &Extra) -> Result<Value, ReportError> {
-    let answer = R::run(conn, f, R::params(x)?)?;
+fn run_json<R: Report>(conn: &Connection, f: &Filters, own: &Query) -> Result<Value, ReportError> {
+    let answer = R::run(conn, f, own.deserialize()?)?;
     serde_json::to_value(answer).map_err(|e| ReportError::Internal(e.to_string()))
 }
 
@@ -122,10 +130,6 @@ pub fn catalog() -> Value {
     })
 }
 
-fn invalid(m: impl Into<String>) -> ReportError {
-    ReportError::Invalid(m.into())
-}
-
 /// A report without parameters of its own:
 /// `plain!(Type, "name", "Title", "doc", Answer, function)`.
 macro_rules! plain {
@@ -137,14 +141,10 @@ macro_rules! plain {
             const TITLE: &'static str = $title;
             const DOC: &'static str = $doc;
             const PARAMS: &'static [Param] = &[];
-            type Params = ();
+            type Params = NoParams;
             type Answer = $answer;
 
-            fn params(_: &Extra) -> Result<(), ReportError> {
-                Ok(())
-            }
-
-            fn run(conn: &Connection, f: &Filters, _: ()) -> Result<$answer, ReportError> {
+            fn run(conn: &Connection, f: &Filters, _: NoParams) -> Result<$answer, ReportError> {
                 $run(conn, f)
             }
         }
@@ -203,20 +203,11 @@ impl Report for Overview {
         name: "interval",
         doc: "hour or day (default: hour for ranges of 2 days or less)",
     }];
-    type Params = Option<Interval>;
+    type Params = OverviewParams;
     type Answer = traffic::Overview;
 
-    fn params(x: &Extra) -> Result<Option<Interval>, ReportError> {
-        match x.get("interval") {
-            None => Ok(None),
-            Some("hour") => Ok(Some(Interval::Hour)),
-            Some("day") => Ok(Some(Interval::Day)),
-            Some(other) => Err(invalid(format!("interval={other:?}: expected hour or day"))),
-        }
-    }
-
     fn run(conn: &Connection, f: &Filters, p: Self::Params) -> Result<Self::Answer, ReportError> {
-        traffic::overview(conn, f, p)
+        traffic::overview(conn, f, p.interval)
     }
 }
 
@@ -230,37 +221,11 @@ impl Report for Acquisition {
         name: "dimension",
         doc: "session dimensions, repeated or comma-separated, or all (default: channel)",
     }];
-    /// The session dimensions asked for, in the list's order.
-    type Params = Vec<&'static str>;
+    type Params = AcquisitionParams;
     type Answer = traffic::Tables;
 
-    fn params(x: &Extra) -> Result<Vec<&'static str>, ReportError> {
-        let all = session_dimensions();
-        let mut cols: Vec<&'static str> = Vec::new();
-        for d in x.all("dimension").flat_map(|d| d.split(',')).map(str::trim) {
-            match d {
-                "all" => cols.extend(&all),
-                _ => match all.iter().find(|c| **c == d) {
-                    Some(c) => cols.push(c),
-                    None => {
-                        return Err(invalid(format!(
-                            "dimension={d:?}: expected all or one of {}",
-                            all.join(", ")
-                        )))
-                    }
-                },
-            }
-        }
-        if cols.is_empty() {
-            cols.push("channel");
-        }
-        cols.sort_by_key(|c| all.iter().position(|a| a == c));
-        cols.dedup();
-        Ok(cols)
-    }
-
     fn run(conn: &Connection, f: &Filters, p: Self::Params) -> Result<Self::Answer, ReportError> {
-        traffic::acquisition(conn, f, &p)
+        traffic::acquisition(conn, f, &p.dimension)
     }
 }
 
@@ -281,23 +246,11 @@ impl Report for Events {
             doc: "with event: the property key to break it down by",
         },
     ];
-    type Params = Option<Breakdown>;
+    type Params = EventsParams;
     type Answer = usage::Events;
 
-    fn params(x: &Extra) -> Result<Option<Breakdown>, ReportError> {
-        match (x.get("event"), x.get("property")) {
-            (Some(event), Some(key)) => Ok(Some(Breakdown {
-                path: prop_path(key)?,
-                event: event.to_string(),
-                property: key.to_string(),
-            })),
-            (None, None) => Ok(None),
-            _ => Err(invalid("give both event and property for a breakdown")),
-        }
-    }
-
     fn run(conn: &Connection, f: &Filters, p: Self::Params) -> Result<Self::Answer, ReportError> {
-        usage::events(conn, f, p.as_ref())
+        usage::events(conn, f, p.breakdown.as_ref())
     }
 }
 
@@ -323,20 +276,6 @@ impl Report for Funnel {
     ];
     type Params = FunnelParams;
     type Answer = funnel::Funnel;
-
-    fn params(x: &Extra) -> Result<FunnelParams, ReportError> {
-        let steps = parse_steps(x.get("steps").ok_or_else(|| invalid("steps is required"))?)?;
-        let window = Window::parse(x, "window", "1d")?;
-        let breakdown = x.get("breakdown").filter(|b| !b.is_empty());
-        if let Some(b) = breakdown {
-            funnel::breakdown_expr(b)?;
-        }
-        Ok(FunnelParams {
-            steps,
-            window,
-            breakdown: breakdown.map(str::to_string),
-        })
-    }
 
     fn run(conn: &Connection, f: &Filters, p: Self::Params) -> Result<Self::Answer, ReportError> {
         funnel::run(conn, f, &p)
@@ -365,26 +304,6 @@ impl Report for Attribution {
     ];
     type Params = AttributionParams;
     type Answer = attribution::Attribution;
-
-    fn params(x: &Extra) -> Result<AttributionParams, ReportError> {
-        let event = x
-            .get("event")
-            .filter(|e| !e.is_empty())
-            .ok_or_else(|| invalid("event (the conversion event's name) is required"))?;
-        let lookback = Window::parse(x, "lookback", "30d")?;
-        let by = x.get("by").unwrap_or("channel");
-        let by = attribution::BY.iter().find(|b| **b == by).ok_or_else(|| {
-            invalid(format!(
-                "by={by:?}: expected one of {}",
-                attribution::BY.join(", ")
-            ))
-        })?;
-        Ok(AttributionParams {
-            event: event.to_string(),
-            lookback,
-            by,
-        })
-    }
 
     fn run(conn: &Connection, f: &Filters, p: Self::Params) -> Result<Self::Answer, ReportError> {
         attribution::run(conn, f, &p)

@@ -1,11 +1,17 @@
 //! Report parameters: the date range, the bot switch, dimension and property filters, and the
 //! SQL they become. Every value a request carries is bound as a parameter, never spliced in;
 //! column names come only from [`DIMENSIONS`].
+//!
+//! [`parse`] sorts a request's keys: the fixed filters (`from`, `to`, `bots`, `limit`) and the
+//! report's own parameters are read by serde ([`Query`]); dimension and `prop.<key>` filters
+//! by hand, because they are open keys that no struct has fields for.
 
+use super::query::{self, Query};
 use super::tz::SiteTz;
 use super::ReportError;
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use duckdb::types::Value;
+use serde::{Deserialize, Deserializer};
 
 /// Where a dimension's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,55 +135,75 @@ pub struct Filters {
     pub limit: usize,
 }
 
-/// Query parameters that are not filters, for the report itself (`interval`, `steps`, …), in
-/// the order given.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extra(Vec<(String, String)>);
-
-impl Extra {
-    /// The last value of `key`, if any.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every value of `key`, in order.
-    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// Default and largest `limit`.
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
 
-/// Parse a report's query pairs. `extra_keys` are the report's own parameters; any other
-/// unknown key is an error that lists what is allowed.
+/// The filters every report takes besides dimensions and properties, as serde reads them; a
+/// key given twice takes its last value.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct Common {
+    /// First local date of the range; default: 29 days before `to`.
+    #[serde(deserialize_with = "from_date")]
+    from: Option<NaiveDate>,
+    /// Last local date of the range; default: today.
+    #[serde(deserialize_with = "to_date")]
+    to: Option<NaiveDate>,
+    #[serde(deserialize_with = "bots")]
+    bots: bool,
+    #[serde(deserialize_with = "limit")]
+    limit: usize,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            from: None,
+            to: None,
+            bots: false,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+}
+
+fn from_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    query::parsed(d, |v| date("from", v)).map(Some)
+}
+
+fn to_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    query::parsed(d, |v| date("to", v)).map(Some)
+}
+
+fn bots<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    query::parsed(d, parse_bots)
+}
+
+fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    query::parsed(d, parse_limit)
+}
+
+/// Parse a report's query pairs into its filters and, for the report to deserialize its
+/// params struct from, the values of `own_keys`, its own parameters. Any other key is an
+/// error that lists what is allowed.
 pub fn parse(
     pairs: &[(String, String)],
     tz: SiteTz,
-    extra_keys: &[&str],
-) -> Result<(Filters, Extra), ReportError> {
-    let mut from = None;
-    let mut to = None;
-    let mut bots = false;
-    let mut limit = DEFAULT_LIMIT;
+    own_keys: &[&str],
+) -> Result<(Filters, Query), ReportError> {
+    let common_keys = query::fields::<Common>();
+    let mut common = Query::default();
+    let mut own = Query::default();
+    // Dimension and property filters are open keys: any `prop.<key>`, and the dimensions, a
+    // list (`DIMENSIONS`) the catalog serves and the SQL takes its column names from. No struct
+    // has a field for each, so they are read here: every value (a filter's values are ORed),
+    // `(none)` as NULL, the filters in the order they first come.
     let mut dims: Vec<(&'static str, Scope, Vec<Option<String>>)> = Vec::new();
     let mut props: Vec<(String, Vec<Option<String>>)> = Vec::new();
-    let mut extra = Extra::default();
     for (k, v) in pairs {
         let value = || (v != NONE).then(|| v.clone());
         match k.as_str() {
-            "from" => from = Some(date(k, v)?),
-            "to" => to = Some(date(k, v)?),
-            "bots" => bots = parse_bots(v)?,
-            "limit" => limit = parse_limit(v)?,
+            _ if common_keys.contains(&k.as_str()) => common.push(k, v),
             _ if k.starts_with("prop.") => {
                 let path = prop_path(&k["prop.".len()..])?;
                 match props.iter_mut().find(|(p, _)| *p == path) {
@@ -185,18 +211,22 @@ pub fn parse(
                     None => props.push((path, vec![value()])),
                 }
             }
-            _ if extra_keys.contains(&k.as_str()) => {
-                extra.0.push((k.clone(), v.clone()));
-            }
+            _ if own_keys.contains(&k.as_str()) => own.push(k, v),
             _ => match dimension(k) {
                 Some((col, scope)) => match dims.iter_mut().find(|(c, _, _)| *c == col) {
                     Some((_, _, vs)) => vs.push(value()),
                     None => dims.push((col, scope, vec![value()])),
                 },
-                None => return Err(unknown_parameter(k, extra_keys)),
+                None => return Err(unknown_parameter(k, own_keys)),
             },
         }
     }
+    let Common {
+        from,
+        to,
+        bots,
+        limit,
+    } = common.deserialize()?;
     let (from, to) = range(from, to, &tz)?;
     Ok((
         Filters {
@@ -210,7 +240,7 @@ pub fn parse(
             props,
             limit,
         },
-        extra,
+        own,
     ))
 }
 
@@ -231,13 +261,13 @@ fn parse_limit(v: &str) -> Result<usize, ReportError> {
         .ok_or_else(|| invalid(format!("limit={v:?}: expected 1 to {MAX_LIMIT}")))
 }
 
-/// The error for a key that is neither a filter nor one of the report's `extra_keys`: it
+/// The error for a key that is neither a filter nor one of the report's `own_keys`: it
 /// lists what is allowed.
-fn unknown_parameter(k: &str, extra_keys: &[&str]) -> ReportError {
-    let own = if extra_keys.is_empty() {
+fn unknown_parameter(k: &str, own_keys: &[&str]) -> ReportError {
+    let own = if own_keys.is_empty() {
         String::new()
     } else {
-        format!("; this report also takes {}", extra_keys.join(", "))
+        format!("; this report also takes {}", own_keys.join(", "))
     };
     invalid(format!(
         "unknown parameter {k:?}: filters are from, to, bots, limit, prop.<key> \
@@ -426,13 +456,20 @@ pub struct Window {
 }
 
 impl Window {
-    /// The value of `key` in `x`, or `default`.
-    pub fn parse(x: &Extra, key: &str, default: &str) -> Result<Window, ReportError> {
-        let text = x.get(key).unwrap_or(default);
+    /// `text`, the value of parameter `key` (which the error names).
+    pub fn parse(key: &str, text: &str) -> Result<Window, ReportError> {
         Ok(Window {
             span: parse_window(key, text)?,
             text: text.to_string(),
         })
+    }
+
+    /// `n` days, written `{n}d`.
+    pub fn days(n: i64) -> Window {
+        Window {
+            text: format!("{n}d"),
+            span: Duration::days(n),
+        }
     }
 }
 

@@ -8,19 +8,66 @@
 //! between steps are that start's.
 
 use super::filter::{any_of, dimension, prop_path, ts_value, Filters, Scope, Sql, Window};
-use super::{num, ratio, rows, ReportError, Table};
+use super::{num, query, ratio, rows, ReportError, Table};
 use duckdb::Connection;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// A funnel's steps, window and breakdown.
-#[derive(Debug, Clone)]
+/// A funnel's steps, window and breakdown: its own parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "FunnelQuery")]
 pub struct FunnelParams {
     pub steps: Vec<Step>,
     pub window: Window,
     /// A dimension or `prop.<key>`, checked when the SQL is built.
     pub breakdown: Option<String>,
+}
+
+/// `funnel`'s own parameters as the query string gives them, each value checked.
+#[derive(Deserialize)]
+struct FunnelQuery {
+    /// Required.
+    #[serde(default, deserialize_with = "steps")]
+    steps: Option<Vec<Step>>,
+    #[serde(default = "one_day", deserialize_with = "window")]
+    window: Window,
+    /// Empty is none.
+    #[serde(default, deserialize_with = "breakdown")]
+    breakdown: Option<String>,
+}
+
+impl TryFrom<FunnelQuery> for FunnelParams {
+    type Error = ReportError;
+
+    fn try_from(q: FunnelQuery) -> Result<Self, ReportError> {
+        Ok(FunnelParams {
+            steps: q
+                .steps
+                .ok_or_else(|| ReportError::Invalid("steps is required".into()))?,
+            window: q.window,
+            breakdown: q.breakdown,
+        })
+    }
+}
+
+fn steps<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Step>>, D::Error> {
+    query::parsed(d, parse_steps).map(Some)
+}
+
+fn one_day() -> Window {
+    Window::days(1)
+}
+
+fn window<'de, D: Deserializer<'de>>(d: D) -> Result<Window, D::Error> {
+    query::parsed(d, |v| Window::parse("window", v))
+}
+
+fn breakdown<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    query::parsed(d, |b| match b {
+        "" => Ok(None),
+        _ => breakdown_expr(b).map(|_| Some(b.to_string())),
+    })
 }
 
 /// `funnel`'s answer.

@@ -8,6 +8,8 @@
 //! - `defs`: every report, defined once (name, docs, own parameters, typed answer): the list
 //!   the API, the dashboard and the docs read.
 //! - `filter`: parameters, the dimension list, and the SQL they become (values always bound).
+//! - `query`: a query string as serde reads it into a params struct (repeated keys, last
+//!   value wins).
 //! - `tz`: the site time zone.
 //! - `traffic`: overview, pages, acquisition, audience, realtime.
 //! - `usage`: API health and custom events.
@@ -17,6 +19,7 @@ mod attribution;
 pub mod defs;
 pub mod filter;
 mod funnel;
+pub mod query;
 mod retention;
 mod traffic;
 pub mod tz;
@@ -101,8 +104,8 @@ pub fn run(
     tz: SiteTz,
 ) -> Result<Value, ReportError> {
     let def = find(name).ok_or_else(|| ReportError::Unknown(name.into()))?;
-    let (f, x) = filter::parse(pairs, tz, &def.param_names())?;
-    let mut out = def.run(conn, &f, &x)?.with(&f);
+    let (f, own) = filter::parse(pairs, tz, &def.param_names())?;
+    let mut out = def.run(conn, &f, &own)?.with(&f);
     if let Value::Object(m) = &mut out {
         m.insert("report".into(), name.into());
     }
@@ -205,8 +208,233 @@ mod tests {
             for p in d.params {
                 assert!(!p.doc.is_empty(), "{}.{}", d.name, p.name);
             }
+            // The keys a report takes are its params struct's fields: each is documented.
+            let documented: Vec<&str> = d.params.iter().map(|p| p.name).collect();
+            assert_eq!(d.param_names(), documented, "{}", d.name);
         }
         assert!(find("funnel").is_some() && find("nope").is_none());
+    }
+
+    /// An empty store in a temporary directory.
+    fn store() -> (tempfile::TempDir, crate::store::Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    /// Report `name` with the query string `q`.
+    fn report(conn: &Connection, name: &str, q: &str) -> Result<Value, ReportError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap();
+        run(conn, name, &pairs, SiteTz::default())
+    }
+
+    /// Every refusal of a parameter, word for word: the API answers these as 400s.
+    #[test]
+    fn bad_parameters_are_worded_as_before() {
+        let (_dir, store) = store();
+        let conn = store.reader().unwrap();
+        let dims = "path, route, host, name, method, status, source, channel, referrer_host, \
+                    utm_source, utm_medium, utm_campaign, utm_term, utm_content, click_id_type, \
+                    browser, os, device_type, country, region, city";
+        let session = "channel, referrer_host, utm_source, utm_medium, utm_campaign, utm_term, \
+                       utm_content, click_id_type";
+        let steps = r#"[{"type":"path","pattern":"/"},{"type":"event","name":"x"}]"#;
+        let with_steps = |q: &str| format!("steps={}&{q}", urlencode(steps));
+        for (name, q, want) in [
+            (
+                "overview",
+                "utm_src=x".to_string(),
+                format!(
+                    "unknown parameter \"utm_src\": filters are from, to, bots, limit, prop.<key> \
+                     and the dimensions {dims}; this report also takes interval"
+                ),
+            ),
+            (
+                "pages",
+                "zzz=1".into(),
+                format!(
+                    "unknown parameter \"zzz\": filters are from, to, bots, limit, prop.<key> \
+                     and the dimensions {dims}"
+                ),
+            ),
+            (
+                "pages",
+                "from=yesterday".into(),
+                "from=\"yesterday\": expected a date as YYYY-MM-DD".into(),
+            ),
+            (
+                "pages",
+                "to=%2B99999-01-01".into(),
+                "to=\"+99999-01-01\": expected a date as YYYY-MM-DD (a year from 0000 to 9999)"
+                    .into(),
+            ),
+            (
+                "pages",
+                "from=2026-02-30".into(),
+                "from=\"2026-02-30\": there is no such date".into(),
+            ),
+            (
+                "pages",
+                "from=2026-02-02&to=2026-02-01".into(),
+                "from=2026-02-02 is after to=2026-02-01".into(),
+            ),
+            (
+                "pages",
+                "from=2000-01-01&to=2026-01-01".into(),
+                "from=2000-01-01, to=2026-01-01: the range is longer than 10 years".into(),
+            ),
+            (
+                "pages",
+                "bots=maybe".into(),
+                "bots=\"maybe\": expected include or exclude".into(),
+            ),
+            (
+                "pages",
+                "limit=0".into(),
+                "limit=\"0\": expected 1 to 1000".into(),
+            ),
+            (
+                "pages",
+                "prop.a'b=x".into(),
+                "property key \"a'b\" is not allowed (letters, digits, space and _ - . $ : only)"
+                    .into(),
+            ),
+            (
+                "overview",
+                "interval=minute".into(),
+                "interval=\"minute\": expected hour or day".into(),
+            ),
+            (
+                "overview",
+                "interval=hour&from=2026-01-01&to=2026-06-01".into(),
+                "interval=hour covers at most 93 days; use interval=day".into(),
+            ),
+            (
+                "acquisition",
+                "dimension=channel,nope".into(),
+                format!("dimension=\"nope\": expected all or one of {session}"),
+            ),
+            (
+                "events",
+                "event=x".into(),
+                "give both event and property for a breakdown".into(),
+            ),
+            (
+                "events",
+                "event=x&property=a'b".into(),
+                "property key \"a'b\" is not allowed (letters, digits, space and _ - . $ : only)"
+                    .into(),
+            ),
+            ("funnel", "".into(), "steps is required".into()),
+            (
+                "funnel",
+                format!("steps={}", urlencode(r#"[{"type":"path","pattern":"/"}]"#)),
+                "steps: a funnel has 2 to 8 steps (got 1)".into(),
+            ),
+            (
+                "funnel",
+                format!(
+                    "steps={}",
+                    urlencode(r#"[{"type":"path","pattern":""},{"type":"path","pattern":"/"}]"#)
+                ),
+                "steps: a step needs a non-empty pattern or name".into(),
+            ),
+            (
+                "funnel",
+                with_steps("window=1w"),
+                "window=\"1w\": expected minutes, hours or days such as 30m, 12h or 7d (1m to 365d)"
+                    .into(),
+            ),
+            (
+                "funnel",
+                with_steps("breakdown=nope"),
+                "breakdown=\"nope\": expected a dimension (see filters) or prop.<key>".into(),
+            ),
+            (
+                "attribution",
+                "".into(),
+                "event (the conversion event's name) is required".into(),
+            ),
+            (
+                "attribution",
+                "event=".into(),
+                "event (the conversion event's name) is required".into(),
+            ),
+            (
+                "attribution",
+                "event=x&lookback=0m".into(),
+                "lookback=\"0m\": expected minutes, hours or days such as 30m, 12h or 7d (1m to \
+                 365d)"
+                    .into(),
+            ),
+            (
+                "attribution",
+                "event=x&by=path".into(),
+                format!("by=\"path\": expected one of {session}"),
+            ),
+        ] {
+            match report(&conn, name, &q) {
+                Err(ReportError::Invalid(m)) => assert_eq!(m, want, "{name}?{q}"),
+                other => panic!("{name}?{q}: {other:?}"),
+            }
+        }
+        let e = report(&conn, "funnel", "steps=%5B1%5D")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("steps: invalid type: integer `1`, expected internally tagged enum")
+                && e.ends_with("(expected a JSON array such as [{\"type\":\"path\",\"pattern\":\"/product/*\"},{\"type\":\"event\",\"name\":\"registered\"}])"),
+            "{e}"
+        );
+    }
+
+    /// Repeated keys: a filter's values are ORed, `dimension` adds up, and a single-valued
+    /// parameter takes its last value.
+    #[test]
+    fn repeated_parameters_are_read_as_before() {
+        let (_dir, store) = store();
+        let conn = store.reader().unwrap();
+        let o = report(
+            &conn,
+            "overview",
+            "from=2026-01-01&from=2026-01-05&to=2026-01-09&utm_source=a&browser=b&utm_source=(none)\
+             &bots=include&bots=exclude&interval=hour&interval=day&limit=7&prop.k=1&prop.k=2",
+        )
+        .unwrap();
+        assert_eq!(o["range"]["from"], "2026-01-05");
+        assert_eq!(o["interval"], "day");
+        assert_eq!(o["bots"], false);
+        assert_eq!(
+            o["filters"],
+            serde_json::json!({"utm_source": ["a", "(none)"], "browser": ["b"], "prop.k": ["1", "2"]})
+        );
+        let a = report(
+            &conn,
+            "acquisition",
+            "dimension=utm_medium&dimension=+utm_source+,channel&dimension=channel",
+        )
+        .unwrap();
+        let tables: Vec<&String> = a["tables"].as_object().unwrap().keys().collect();
+        assert_eq!(tables, ["channel", "utm_medium", "utm_source"]);
+        let at = report(
+            &conn,
+            "attribution",
+            "event=a&event=b&by=utm_source&by=channel",
+        )
+        .unwrap();
+        assert_eq!((&at["event"], &at["by"]), (&"b".into(), &"channel".into()));
+        let (f, _) = filter::parse(
+            &[("limit".into(), "5".into()), ("limit".into(), "9".into())],
+            SiteTz::default(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(f.limit, 9);
+    }
+
+    /// `s` as a query string value.
+    fn urlencode(s: &str) -> String {
+        serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_string()
     }
 
     /// docs/api.md names every report, has a section for each, and mentions each one's own

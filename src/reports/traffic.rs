@@ -5,18 +5,80 @@
 //! bounces when it has exactly one page view; its duration is last minus first page view; its
 //! source (channel, referrer, campaign) is its first page view's.
 
-use super::filter::{Filters, Sql};
-use super::{num, ratio, round4, rows, table, CountRow, CountsRow, ReportError, Table};
+use super::filter::{session_dimensions, Filters, Sql};
+use super::{num, query, ratio, round4, rows, table, CountRow, CountsRow, ReportError, Table};
 use chrono::{Duration, NaiveDateTime};
 use duckdb::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
-/// `interval`: `None` picks hours for ranges of 2 days or less.
+/// `overview`'s own parameters.
+#[derive(Debug, Deserialize)]
+pub struct OverviewParams {
+    /// `None` picks hours for ranges of 2 days or less.
+    pub interval: Option<Interval>,
+}
+
+/// `interval`: `hour` or `day`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interval {
     Hour,
     Day,
+}
+
+impl Interval {
+    fn parse(v: &str) -> Result<Interval, ReportError> {
+        match v {
+            "hour" => Ok(Interval::Hour),
+            "day" => Ok(Interval::Day),
+            _ => Err(ReportError::Invalid(format!(
+                "interval={v:?}: expected hour or day"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        query::parsed(d, Interval::parse)
+    }
+}
+
+/// `acquisition`'s own parameter.
+#[derive(Debug, Deserialize)]
+pub struct AcquisitionParams {
+    /// The session dimensions asked for, in [`session_dimensions`]' order: `dimension=` may
+    /// come more than once, each a comma-separated list or `all`; default `channel`.
+    #[serde(default = "channel", deserialize_with = "dimensions")]
+    pub dimension: Vec<&'static str>,
+}
+
+fn channel() -> Vec<&'static str> {
+    vec!["channel"]
+}
+
+fn dimensions<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<&'static str>, D::Error> {
+    let all = session_dimensions();
+    let mut cols: Vec<&'static str> = Vec::new();
+    for list in Vec::<String>::deserialize(d)? {
+        for d in list.split(',').map(str::trim) {
+            match d {
+                "all" => cols.extend(&all),
+                _ => match all.iter().find(|c| **c == d) {
+                    Some(c) => cols.push(c),
+                    None => {
+                        return Err(serde::de::Error::custom(format!(
+                            "dimension={d:?}: expected all or one of {}",
+                            all.join(", ")
+                        )))
+                    }
+                },
+            }
+        }
+    }
+    cols.sort_by_key(|c| all.iter().position(|a| a == c));
+    cols.dedup();
+    Ok(cols)
 }
 
 /// `overview`'s answer.

@@ -1,9 +1,44 @@
 //! API health (what only a proxy sees: every call's status and latency) and custom events.
 
-use super::filter::{Filters, Sql};
+use super::filter::{prop_path, Filters, Sql};
 use super::{num, ratio, rows, table, CountsRow, ReportError, Row, Table};
 use duckdb::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// `events`' own parameters: `event` and `property` together ask for a breakdown.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "EventsQuery")]
+pub struct EventsParams {
+    pub breakdown: Option<Breakdown>,
+}
+
+/// `events`' own parameters as the query string gives them.
+#[derive(Deserialize)]
+struct EventsQuery {
+    event: Option<String>,
+    property: Option<String>,
+}
+
+impl TryFrom<EventsQuery> for EventsParams {
+    type Error = ReportError;
+
+    fn try_from(q: EventsQuery) -> Result<Self, ReportError> {
+        let breakdown = match (q.event, q.property) {
+            (Some(event), Some(property)) => Some(Breakdown {
+                path: prop_path(&property)?,
+                event,
+                property,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ReportError::Invalid(
+                    "give both event and property for a breakdown".into(),
+                ))
+            }
+        };
+        Ok(EventsParams { breakdown })
+    }
+}
 
 /// An event broken down by a property's values.
 #[derive(Debug, Clone)]
