@@ -538,6 +538,7 @@ mod tests {
     }
 
     /// Every refusal, word for word: clients and their logs read these.
+    /// Long because it is a table: one line a refusal, every one in one place.
     #[test]
     fn refusals_are_worded_as_before() {
         let err = |m: Value, k: Option<&str>| to_event(&m, k, "s", NOW, None, None).unwrap_err();

@@ -229,6 +229,7 @@ mod tests {
     }
 
     /// Every refusal of a parameter, word for word: the API answers these as 400s.
+    /// Long because it is a table: one line a refusal, every one in one place.
     #[test]
     fn bad_parameters_are_worded_as_before() {
         let (_dir, store) = store();
