@@ -78,7 +78,7 @@ pub struct Funnel {
     pub steps: Vec<StepCount>,
     /// `<breakdown>, 1. <step>, 2. <step>, …, conversion`, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub breakdown: Option<Table>,
+    pub breakdown: Option<Table<BreakdownRow>>,
 }
 
 /// How many people reached one step.
@@ -391,23 +391,62 @@ fn counts_sql(sql: &mut Sql, n: usize, breakdown: bool) {
     ));
 }
 
+/// A breakdown row: the value, the people who reached each step, and the conversion from the
+/// first step to the last. JSON: one array in the columns' order, `[value, people…,
+/// conversion]`, like every table row (its width is the funnel's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakdownRow {
+    pub value: Option<String>,
+    pub people: Vec<i64>,
+    pub conversion: f64,
+}
+
+impl Serialize for BreakdownRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut row = s.serialize_seq(Some(self.people.len() + 2))?;
+        row.serialize_element(&self.value)?;
+        for p in &self.people {
+            row.serialize_element(p)?;
+        }
+        row.serialize_element(&self.conversion)?;
+        row.end()
+    }
+}
+
 /// The breakdown rows (`g` = 0) as a table: value, people per step, conversion; the most
 /// people first, cut to `limit`.
-fn breakdown_table(b: &str, steps: &[Step], rows: Vec<Vec<Value>>, limit: usize) -> Table {
+fn breakdown_table(
+    b: &str,
+    steps: &[Step],
+    rows: Vec<Vec<Value>>,
+    limit: usize,
+) -> Table<BreakdownRow> {
     let n = steps.len();
-    let mut by: Vec<Vec<Value>> = rows
+    let mut by: Vec<BreakdownRow> = rows
         .into_iter()
         .map(|r| {
-            let mut row = vec![r[1].clone()];
-            row.extend_from_slice(&r[2..2 + n]);
-            row.push(ratio(num(&r[1 + n]), num(&r[2])).into());
-            row
+            let people: Vec<i64> = r[2..2 + n]
+                .iter()
+                .map(|v| v.as_i64().unwrap_or(0))
+                .collect();
+            let (first, last) = (people.first(), people.last());
+            let conversion = ratio(
+                last.copied().unwrap_or(0) as f64,
+                first.copied().unwrap_or(0) as f64,
+            );
+            BreakdownRow {
+                value: r[1].as_str().map(str::to_owned),
+                people,
+                conversion,
+            }
         })
         .collect();
     by.sort_by(|a, b| {
-        (-(num(&a[1]) as i64))
-            .cmp(&-(num(&b[1]) as i64))
-            .then_with(|| super::traffic::null_last(a[0].as_str(), b[0].as_str()))
+        let first = |r: &BreakdownRow| r.people.first().copied().unwrap_or(0);
+        first(b)
+            .cmp(&first(a))
+            .then_with(|| super::traffic::null_last(a.value.as_deref(), b.value.as_deref()))
     });
     by.truncate(limit);
     let mut columns: Vec<String> = vec![b.to_string()];

@@ -54,11 +54,11 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// A table of a report: the dimension its first column holds (so that a row can become a
-/// filter), the column names, and its rows. A row is a typed tuple struct (JSON: an array in
-/// the columns' order); tables whose width depends on the request (a funnel's steps, the
-/// weeks of retention) have rows of JSON values.
+/// filter), the column names, and its rows. A row is a typed struct written as a JSON array in
+/// the columns' order: a tuple struct, or for tables whose width depends on the request (a
+/// funnel's steps, the weeks of retention) a struct with its own `Serialize`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Table<R = Vec<Value>> {
+pub struct Table<R> {
     pub dimension: Option<String>,
     pub columns: Vec<String>,
     pub rows: Vec<R>,

@@ -10,14 +10,36 @@ use super::{rows, ReportError, Table};
 use chrono::{Datelike, Duration, NaiveDate};
 use duckdb::Connection;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// `retention`'s answer.
 #[derive(Debug, Serialize)]
 pub struct Retention {
     /// `cohort, people, week 0, week 1, …`; weeks after the range are null.
-    pub cohorts: Table,
+    pub cohorts: Table<CohortRow>,
+}
+
+/// A cohort: its week (`YYYY-MM-DD`, a Monday), its people (week 0's count), and the people
+/// of each week since, null after the range. JSON: one array in the columns' order,
+/// `[cohort, people, week 0, week 1, …]` (its width is the range's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CohortRow {
+    pub cohort: String,
+    pub people: i64,
+    pub weeks: Vec<Option<i64>>,
+}
+
+impl Serialize for CohortRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut row = s.serialize_seq(Some(self.weeks.len() + 2))?;
+        row.serialize_element(&self.cohort)?;
+        row.serialize_element(&self.people)?;
+        for w in &self.weeks {
+            row.serialize_element(w)?;
+        }
+        row.end()
+    }
 }
 
 pub fn run(conn: &Connection, f: &Filters) -> Result<Retention, ReportError> {
@@ -35,7 +57,7 @@ pub fn run(conn: &Connection, f: &Filters) -> Result<Retention, ReportError> {
     ));
     let monday = |d: NaiveDate| d - Duration::days(i64::from(d.weekday().num_days_from_monday()));
     let last_week = monday(f.to);
-    let mut cohorts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut cohorts: BTreeMap<String, Vec<Option<i64>>> = BTreeMap::new();
     let mut width = 0;
     for r in rows(conn, &sql)? {
         let (Some(c), Some(n)) = (r[0].as_str(), r[1].as_u64()) else {
@@ -48,9 +70,9 @@ pub fn run(conn: &Connection, f: &Filters) -> Result<Retention, ReportError> {
         width = width.max(weeks);
         let row = cohorts
             .entry(c.to_string())
-            .or_insert_with(|| vec![Value::from(0); weeks]);
+            .or_insert_with(|| vec![Some(0); weeks]);
         if let Some(slot) = row.get_mut(n as usize) {
-            *slot = r[2].clone();
+            *slot = r[2].as_i64();
         }
     }
     let mut columns = vec!["cohort".to_string(), "people".to_string()];
@@ -60,12 +82,14 @@ pub fn run(conn: &Connection, f: &Filters) -> Result<Retention, ReportError> {
         columns,
         rows: cohorts
             .into_iter()
-            .map(|(c, mut weeks)| {
-                let size = weeks.first().cloned().unwrap_or(Value::from(0));
-                weeks.resize(width, Value::Null);
-                let mut row = vec![Value::from(c), size];
-                row.extend(weeks);
-                row
+            .map(|(cohort, mut weeks)| {
+                let people = weeks.first().copied().flatten().unwrap_or(0);
+                weeks.resize(width, None);
+                CohortRow {
+                    cohort,
+                    people,
+                    weeks,
+                }
             })
             .collect(),
     };
