@@ -1,5 +1,10 @@
 //! The configuration file as serde types: every key, its default, and its meaning.
 //!
+//! Values from a closed set (a files sink's `format`, `privacy.ip`, sizes such as
+//! `store.memory_limit`) are read as text here and become their types in `settings`, section
+//! by section: a serde enum would stop the whole file at its first bad value, and `check`
+//! reports every problem at once.
+//!
 //! `config/tollgate.toml` documents the same keys for people; keep the two in step.
 
 use serde::Deserialize;
