@@ -511,6 +511,21 @@ fn bad_window(key: &str, s: &str) -> ReportError {
 mod tests {
     use super::*;
 
+    /// A dimension is an `events` column by name (the SQL takes the name as the column), of
+    /// text or, as `status` is, an integer: filters and tables read it as text.
+    #[test]
+    fn every_dimension_is_an_events_column() {
+        use crate::event::columns::{Kind, COLUMNS};
+        for (name, _) in DIMENSIONS {
+            let column = COLUMNS.iter().find(|c| c.name == *name);
+            let kind = column.map(|c| c.kind());
+            assert!(
+                matches!(kind, Some(Kind::Text | Kind::Int)),
+                "{name}: {kind:?}"
+            );
+        }
+    }
+
     fn pairs(q: &str) -> Vec<(String, String)> {
         serde_urlencoded::from_str(q).unwrap()
     }
