@@ -476,6 +476,10 @@ impl EventDraft {
             }
         };
         let message = checked(Field::MessageId, self.message_id.take())?;
+        // A blank key would make every event that sends it one event.
+        if message.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            return Err(DraftError::field(Field::MessageId, Problem::Blank));
+        }
         if let Some(id) = event_id(cx, from_browser, self.event_id, message) {
             e.event_id = id;
         }

@@ -252,6 +252,13 @@ mod tests {
         assert!(err(json!({"name": "a", "user_id": "u", "ip": "x"})).contains("not an IP"));
         assert!(err(json!("a")).contains("object"));
         assert!(err(json!({"name": "x".repeat(129), "user_id": "u"})).contains("longer"));
+        // A blank dedup key would make every event that sends it one event.
+        for blank in ["", "  "] {
+            assert_eq!(
+                err(json!({"name": "a", "user_id": "u", "message_id": blank})),
+                "field \"message_id\" must be non-empty printable text"
+            );
+        }
     }
 
     #[test]
