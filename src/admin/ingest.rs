@@ -5,12 +5,15 @@
 use super::{segment, ApiError};
 use crate::event::{now_us, Source};
 use crate::ingest::{import, import_file, ingest_items, native, IngestSender};
+use crate::reports::query;
+use crate::reports::ReportError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -62,39 +65,43 @@ async fn events(
     Ok((status(report.accepted == 0), Json(report)))
 }
 
-/// The query string of `POST /api/import`: `strict` once at most, `map` any number of times.
-#[derive(Debug, Default, PartialEq)]
+/// The query string of `POST /api/import`: `strict` (last value wins), `map` any number of
+/// times. Read by serde through [`Query`](crate::reports::query::Query), which, unlike axum's
+/// `Query`, gives a `Vec` field every value of a repeated key.
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
 struct ImportParams {
+    #[serde(deserialize_with = "strict")]
     strict: bool,
     /// `Column=field` pairs, added to `ingest.import_map`.
     map: Vec<String>,
 }
 
+fn strict<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    query::parsed(d, |v| match v {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ReportError::Invalid(format!(
+            "strict={v:?} is not true or false"
+        ))),
+    })
+}
+
 impl ImportParams {
     fn from_pairs(pairs: Vec<(String, String)>) -> Result<ImportParams, ApiError> {
-        let mut p = ImportParams::default();
-        for (k, v) in pairs {
-            match k.as_str() {
-                "strict" => {
-                    p.strict = match v.as_str() {
-                        "" | "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => {
-                            return Err(ApiError::BadRequest(format!(
-                                "strict={v:?} is not true or false"
-                            )))
-                        }
-                    }
-                }
-                "map" => p.map.push(v),
-                _ => {
-                    return Err(ApiError::BadRequest(format!(
-                        "unknown parameter {k:?} (expected strict, map)"
-                    )))
-                }
+        let keys = query::fields::<ImportParams>();
+        let mut q = query::Query::default();
+        for (k, v) in &pairs {
+            if !keys.contains(&k.as_str()) {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown parameter {k:?} (expected {})",
+                    keys.join(", ")
+                )));
             }
+            q.push(k, v);
         }
-        Ok(p)
+        q.deserialize()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 }
 
@@ -143,6 +150,7 @@ mod tests {
         assert!(p.strict);
         assert_eq!(p.map, ["Order Id=event_id", "When=timestamp"]);
         assert!(!params("strict=0").unwrap().strict);
+        assert!(params("strict=1&strict=false").map(|p| !p.strict).unwrap());
         assert!(params("strict=maybe")
             .unwrap_err()
             .contains("not true or false"));
