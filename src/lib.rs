@@ -24,6 +24,7 @@
 //! | [`ingest`] | custom events from clients: JSON → events, and the durable submit path |
 //! | [`pipeline`] | bounded queue and the writer thread (enrich, then group commit) |
 //! | [`store`] | DuckDB schema, appends, guarded read-only queries |
+//! | [`sinks`] | shipping the store to ClickHouse, PostgreSQL and files, at least once, by `seq`; retention |
 //! | [`admin`] | the control plane: dashboard, reports and query API, health, metrics, auth |
 //! | [`reports`] | the reports (overview, pages, funnels, attribution, …) as SQL over the store |
 //! | [`metrics`] | Prometheus counters |

@@ -6,7 +6,7 @@
 //! | module | routes |
 //! |---|---|
 //! | `dashboard` | `GET /`, `/assets/*` |
-//! | `reports` | `GET /api/reports/{name}` |
+//! | `reports` | `GET /api/reports` (the catalog), `GET /api/reports/{name}` |
 //! | `query` | `POST /api/query` (the SQL console) |
 //! | `ingest`, `segment` | `POST /api/events`, `POST /api/import`, Segment's `POST /v1/*` |
 //! | `forget` | `POST /api/forget` |
