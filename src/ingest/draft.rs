@@ -525,7 +525,7 @@ impl EventDraft {
     fn stated_identity(self, e: &mut Event) -> Result<(), DraftError> {
         e.visitor_id = self.visitor_id;
         e.session_id = self.session_id;
-        e.user_id = checked(Field::UserId, self.user_id)?.filter(|u| !u.is_empty());
+        e.user_id = checked(Field::UserId, self.user_id)?.filter(|u| !u.trim().is_empty());
         if e.visitor_id.is_none() && e.user_id.is_none() {
             return Err(DraftError::NoIdentity);
         }

@@ -252,6 +252,11 @@ mod tests {
         assert!(err(json!({"name": "a", "user_id": "u", "ip": "x"})).contains("not an IP"));
         assert!(err(json!("a")).contains("object"));
         assert!(err(json!({"name": "x".repeat(129), "user_id": "u"})).contains("longer"));
+        // A blank user id is no user: else every event that sends one is one person's.
+        assert!(err(json!({"name": "a", "user_id": "  "})).contains("visitor_id"));
+        let v = Uuid::new_v4();
+        let e = to_event(json!({"name": "a", "user_id": " ", "visitor_id": v}), &cx).unwrap();
+        assert_eq!((e.user_id, e.visitor_id), (None, Some(v)));
         // A blank dedup key would make every event that sends it one event.
         for blank in ["", "  "] {
             assert_eq!(
