@@ -7,30 +7,18 @@
 //! that is not Direct, or the latest Direct one when there is no other, as GA does. People
 //! with no touch are credited to `(none)`.
 
-use super::filter::{Filters, Sql, Window};
+use super::filter::{session_dimensions, Filters, Sql, Window};
 use super::funnel::{IDENTITIES, PERSON};
 use super::{num, query, rows, table, CountsRow, ReportError, Table};
 use duckdb::Connection;
 use serde::{Deserialize, Deserializer, Serialize};
-
-/// Columns that can take the credit.
-pub const BY: &[&str] = &[
-    "channel",
-    "referrer_host",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "click_id_type",
-];
 
 /// The conversion event, the lookback and what takes the credit: its own parameters.
 #[derive(Debug, Clone)]
 pub struct AttributionParams {
     pub event: String,
     pub lookback: Window,
-    /// One of [`BY`].
+    /// What takes the credit: one of the session dimensions (where a visit came from).
     pub by: &'static str,
 }
 
@@ -45,15 +33,16 @@ struct AttributionQuery {
     by: By,
 }
 
-/// `by`: one of [`BY`]. (Not a `&'static str` field: serde's derive takes a `&str` field as
+/// `by`: one of the session dimensions. (Not a `&'static str` field: serde's derive takes a `&str` field as
 /// borrowed from the input.)
 struct By(&'static str);
 
 impl<'de> Deserialize<'de> for By {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         query::parsed(d, |by| {
-            let by = BY.iter().copied().find(|b| *b == by).ok_or_else(|| {
-                ReportError::Invalid(format!("by={by:?}: expected one of {}", BY.join(", ")))
+            let all = session_dimensions();
+            let by = all.iter().copied().find(|b| *b == by).ok_or_else(|| {
+                ReportError::Invalid(format!("by={by:?}: expected one of {}", all.join(", ")))
             })?;
             Ok(By(by))
         })
