@@ -8,8 +8,10 @@ use uuid::Uuid;
 pub mod columns;
 pub use columns::{Column, Field, Kind, COLUMNS, EVENT_ID};
 
-/// Version of the `events` schema. Bumped on every column change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the store's schema. Bumped on every column change of `events`, and when another
+/// table changes shape so that an older tollgate could not use it (2: `event_keys` got
+/// `first_seen`, for the deduplication horizon).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Where an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub enum PrivacyMode {
 pub struct Hints {
     pub privacy: PrivacyMode,
     pub signals: RequestSignals,
+    /// The `event_id` is the sender's key (an `event_id` or message id it sent, or a CSV
+    /// row's content), so a resend carries the same one: the store checks it against the keys
+    /// it has seen. Otherwise tollgate minted the id and it is new by construction.
+    pub keyed: bool,
 }
 
 /// One analytics event. `seq` is not here: the store assigns it when the event is committed.

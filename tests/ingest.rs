@@ -181,6 +181,19 @@ async fn server_events_bulk_api_dedup_and_bad_input() {
         "{r}"
     );
     assert_eq!(tg.count("SELECT count(*) FROM events").await, 2);
+    // Only the senders' keys are kept; an event without one is new each time it is sent.
+    assert_eq!(tg.count("SELECT count(*) FROM event_keys").await, 2);
+    for _ in 0..2 {
+        let r: Value = post(r#"{"name":"note","user_id":"u-3"}"#.into())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["written"], json!(1), "{r}");
+    }
+    assert_eq!(tg.count("SELECT count(*) FROM event_keys").await, 2);
+    assert_eq!(tg.count("SELECT count(*) FROM events").await, 4);
 
     // All bad: 400 with the reasons; not JSON at all: 400.
     let resp = post(r#"[{"name":"x"}]"#.into()).await.unwrap();
@@ -197,7 +210,7 @@ async fn server_events_bulk_api_dedup_and_bad_input() {
         r["error"].as_str().unwrap().contains("not valid JSON"),
         "{r}"
     );
-    assert_eq!(tg.count("SELECT count(*) FROM events").await, 2);
+    assert_eq!(tg.count("SELECT count(*) FROM events").await, 4);
 }
 
 /// A 2xx means committed: SIGKILL right after the answers loses none of the acknowledged events.

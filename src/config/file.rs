@@ -59,6 +59,13 @@ pub struct StoreSection {
     /// the file), as a size like `memory_limit`. Larger: less writer CPU per event, more log to
     /// replay after a crash. DuckDB's own default is 16MiB.
     pub checkpoint_threshold: String,
+    /// Days a sender's event key (a `messageId`, an `event_id`, a CSV row's content) is kept:
+    /// a resend within them is not written twice. Events whose id tollgate minted (proxied
+    /// requests, API events without a key) are not checked.
+    pub dedup_days: u32,
+    /// Most sender keys kept, the newest: within `dedup_days`, a flood of keyed events cannot
+    /// make the keys (held in memory, about 60 bytes each) grow without bound.
+    pub dedup_max_keys: usize,
 }
 
 /// `store.memory_limit` by default, in MiB. DuckDB's own default is 80 % of RAM, and its
@@ -82,6 +89,16 @@ pub const DEFAULT_THREADS: usize = 0;
 /// of the newest rows held uncompressed in memory (BENCHMARKS.md, issue 16).
 pub const DEFAULT_CHECKPOINT_THRESHOLD_MIB: u64 = 64;
 
+/// `store.dedup_days` by default. Segment keeps message ids for at least a day; a week also
+/// covers a client that retries over a weekend and a CSV file imported twice in one week. The
+/// keys are held in memory, and bounded in count too ([`DEFAULT_DEDUP_MAX_KEYS`]).
+pub const DEFAULT_DEDUP_DAYS: u32 = 7;
+
+/// `store.dedup_max_keys` by default: a week of 140k keyed events a day. At the cap the keys
+/// take about 60 MiB (a hash set of 16-byte ids and a queue of them by age, at their
+/// allocations' sizes for a million).
+pub const DEFAULT_DEDUP_MAX_KEYS: usize = 1_000_000;
+
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
@@ -90,6 +107,8 @@ impl Default for StoreSection {
             memory_limit: format!("{}MiB", DEFAULT_MEMORY_LIMIT_MIB),
             threads: DEFAULT_THREADS,
             checkpoint_threshold: format!("{}MiB", DEFAULT_CHECKPOINT_THRESHOLD_MIB),
+            dedup_days: DEFAULT_DEDUP_DAYS,
+            dedup_max_keys: DEFAULT_DEDUP_MAX_KEYS,
         }
     }
 }

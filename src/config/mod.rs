@@ -284,6 +284,7 @@ fn apply_overrides(table: &mut toml::Table, o: &Overrides) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigErrors> {
         let dir = tempfile::tempdir().unwrap();
@@ -337,6 +338,29 @@ mod tests {
             assert!(
                 e.0.iter()
                     .any(|m| m.starts_with("store.checkpoint_threshold")),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            s.store.duckdb.dedup_horizon,
+            Duration::from_secs(7 * 86_400)
+        );
+        let s = load_str(&format!("{up}[store]\ndedup_days = 1\n"), &[]).unwrap();
+        assert_eq!(s.store.duckdb.dedup_horizon, Duration::from_secs(86_400));
+        assert_eq!(s.store.duckdb.dedup_max_keys, 1_000_000);
+        let s = load_str(up, &[("TOLLGATE_STORE_DEDUP_MAX_KEYS", "5000")]).unwrap();
+        assert_eq!(s.store.duckdb.dedup_max_keys, 5000);
+        let e = load_str(up, &[("TOLLGATE_STORE_DEDUP_MAX_KEYS", "10")]).unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|m| m.starts_with("store.dedup_max_keys: 10 is out of range")),
+            "{e}"
+        );
+        for bad in ["0", "367"] {
+            let e = load_str(up, &[("TOLLGATE_STORE_DEDUP_DAYS", bad)]).unwrap_err();
+            assert!(
+                e.0.iter()
+                    .any(|m| m.starts_with(&format!("store.dedup_days: {bad} is out of range"))),
                 "{bad}: {e}"
             );
         }

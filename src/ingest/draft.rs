@@ -482,6 +482,7 @@ impl EventDraft {
         }
         if let Some(id) = event_id(cx, from_browser, self.event_id, message) {
             e.event_id = id;
+            e.hints.keyed = true;
         }
         if let Some(url) = checked(Field::Url, self.url.take())? {
             set_url(&mut e, url)?;

@@ -11,7 +11,8 @@
 //!   milliseconds.
 //! - Each bad row is reported with its line number and reason; good rows are imported, or, in
 //!   strict mode, nothing is unless every row is good.
-//! - Re-importing a file changes nothing: each row's `event_id` is its `event_id` column, or
+//! - Re-importing a file within `store.dedup_days` changes nothing: each row's `event_id` is
+//!   its `event_id` column, or
 //!   a UUIDv5 of its `message_id`, or of its content (and, for rows that are identical, of how
 //!   many came before it), so the same rows always get the same ids.
 //!
@@ -330,6 +331,7 @@ fn row_event(
         let n = identical.entry(content).or_insert(0);
         *n += 1;
         e.event_id = Uuid::new_v5(&content, n.to_string().as_bytes());
+        e.hints.keyed = true;
     }
     Ok(e)
 }

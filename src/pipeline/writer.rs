@@ -18,6 +18,10 @@ use tracing::{debug, warn};
 /// Attempts per batch before its events are dropped (and counted).
 const ATTEMPTS: u32 = 3;
 
+/// How often the writer deletes the deduplication keys past `store.dedup_days` (and once at
+/// start): often enough that each pass deletes a few minutes' keys, not a day's.
+const PRUNE_KEYS_EVERY: Duration = Duration::from_secs(600);
+
 /// What the writer last saw of the store, for `/readyz`.
 #[derive(Default)]
 pub struct WriterHealth {
@@ -128,7 +132,12 @@ fn run(
     // Whether the last pass left events in the queue (a flood): then the next pass starts at
     // once instead of waiting a tick.
     let mut behind = false;
+    let mut prune_keys_at = Instant::now();
     loop {
+        if Instant::now() >= prune_keys_at {
+            st.prune_keys();
+            prune_keys_at = Instant::now() + PRUNE_KEYS_EVERY;
+        }
         let wait = if behind { Duration::ZERO } else { tick };
         match ingest.recv_timeout(wait) {
             Ok(s) => submissions.push(s),
@@ -222,6 +231,16 @@ impl State {
         }
     }
 
+    /// Delete the deduplication keys past their horizon. A failure is logged and tried again
+    /// next time: the keys only take memory meanwhile.
+    fn prune_keys(&mut self) {
+        match self.store.prune_keys(crate::event::now_us()) {
+            Ok(0) => {}
+            Ok(deleted) => debug!(deleted, "Deduplication keys past the horizon deleted."),
+            Err(error) => warn!(%error, "Deleting old deduplication keys failed; will try again."),
+        }
+    }
+
     /// Enrich one event. A panic in enrichment (a bug) drops that event and counts it: storing
     /// it half-done could keep the raw query or IP that enrichment exists to remove.
     fn enrich(&mut self, e: &mut Event) -> bool {
@@ -278,6 +297,7 @@ impl State {
             }
             Err(_) => {
                 self.next_seq = None;
+                self.store.reload_keys();
                 warn!(
                     submissions = groups.len(),
                     "Store writer panicked on ingest submissions."

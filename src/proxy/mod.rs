@@ -579,6 +579,8 @@ impl Proxy {
             hints: crate::event::Hints {
                 privacy: ids.mode,
                 signals,
+                // Proxy events' ids are minted: never checked against the store's keys.
+                keyed: false,
             },
             text: c.texts.buf().clone(),
             request_id: c.texts.request_id_span(),

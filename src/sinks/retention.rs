@@ -3,7 +3,7 @@
 
 use crate::config::StoreSettings;
 use crate::event::columns::{SEQ, TS};
-use crate::event::{now_us, EVENT_ID};
+use crate::event::now_us;
 use crate::store::StoreError;
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, Connection};
@@ -24,7 +24,7 @@ pub struct PruneReport {
 }
 
 /// Delete events whose `ts` is before `now - retention` and whose `seq` every sink in `sinks` has
-/// shipped, with their ingestion keys, in one transaction. Records the highest deleted `seq`
+/// shipped, in one transaction. Records the highest deleted `seq`
 /// so that it is never handed out again.
 pub fn prune(
     conn: &mut Connection,
@@ -60,13 +60,7 @@ pub fn prune(
         |r| r.get(0),
     )?;
     if due > 0 {
-        tx.execute(
-            &format!(
-                "DELETE FROM event_keys WHERE event_id IN
-               (SELECT {EVENT_ID} FROM events WHERE {TS} < ? AND {SEQ} <= ?)"
-            ),
-            params![cutoff.clone(), floor],
-        )?;
+        // Their deduplication keys are left to their own horizon (`store.dedup_days`).
         tx.execute(
             &format!("DELETE FROM events WHERE {TS} < ? AND {SEQ} <= ?"),
             params![cutoff, floor],

@@ -7,6 +7,7 @@
 
 mod forget;
 mod guard;
+mod keys;
 mod query;
 mod read;
 mod schema;
@@ -68,6 +69,10 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// `store.dedup_days` and `store.dedup_max_keys`.
+    dedup: keys::Bounds,
+    /// The deduplication keys, loaded on first need.
+    keys: keys::Keys,
 }
 
 impl Store {
@@ -86,8 +91,21 @@ impl Store {
         let path = data_dir.join(DB_FILE);
         let conn = open_conn(&path, false, options)?;
         schema::migrate(&conn)?;
+        Store::locked(conn, path, options)
+    }
+
+    /// The store on `conn`, its configuration locked.
+    fn locked(conn: Connection, path: PathBuf, options: &StoreOptions) -> Result<Self, StoreError> {
         lock_down(&conn)?;
-        Ok(Store { conn, path })
+        Ok(Store {
+            conn,
+            path,
+            dedup: keys::Bounds {
+                horizon: options.dedup_horizon,
+                max_keys: options.dedup_max_keys,
+            },
+            keys: keys::Keys::default(),
+        })
     }
 
     /// Open an existing store read-only, for `tollgate query` when no server holds the file.
@@ -96,9 +114,9 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::NotInitialised { path });
         }
-        let conn = open_conn(&path, true, &StoreOptions::default())?;
-        lock_down(&conn)?;
-        Ok(Store { conn, path })
+        let options = StoreOptions::default();
+        let conn = open_conn(&path, true, &options)?;
+        Store::locked(conn, path, &options)
     }
 
     /// Open an existing store for writing, for `tollgate forget` when no server holds it.
@@ -164,70 +182,78 @@ impl Store {
 }
 
 impl Store {
-    /// Append those events of `groups` whose `event_id` the store has not seen from an
-    /// earlier submission (nor earlier in these groups), numbering them from `first_seq`, in
-    /// one transaction: several submissions share one commit. Returns how many of each group
-    /// were written. Keys are kept in `event_keys`, so a retried submission is not counted
-    /// twice.
+    /// Append `groups` of events in one transaction (several submissions share one commit),
+    /// numbering them from `first_seq`, but for the keyed ones ([`Hints::keyed`]) whose key
+    /// the store saw within `store.dedup_days`, or that came earlier in these groups. Returns
+    /// how many of each group were written. A key is recorded in the same transaction as its
+    /// event, so a resend after a crash is checked against exactly what was committed.
+    ///
+    /// [`Hints::keyed`]: crate::event::Hints::keyed
     pub fn append_new(
         &mut self,
         first_seq: i64,
         groups: &[&[Event]],
     ) -> Result<Vec<usize>, StoreError> {
-        let total: usize = groups.iter().map(|g| g.len()).sum();
-        let mut seen = std::collections::HashSet::with_capacity(total);
-        let unique: Vec<(usize, &Event)> = groups
+        let mut seen = std::collections::HashSet::new();
+        let candidates: Vec<(usize, &Event)> = groups
             .iter()
             .enumerate()
             .flat_map(|(g, events)| events.iter().map(move |e| (g, e)))
-            .filter(|(_, e)| seen.insert(e.event_id))
+            .filter(|(_, e)| !e.hints.keyed || seen.insert(e.event_id))
             .collect();
         let mut written = vec![0; groups.len()];
-        if unique.is_empty() {
+        if candidates.is_empty() {
             return Ok(written);
         }
-        let tx = self.conn.transaction()?;
-        // The ids go in through an appender (a SQL literal list is parsed slowly), then one
-        // INSERT OR IGNORE says which are new.
-        tx.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS pending_keys (event_id UUID); DELETE FROM pending_keys;",
-        )?;
-        {
-            let mut app = tx.appender("pending_keys")?;
-            for (_, e) in &unique {
-                app.append_row([e.event_id.to_string()])?;
-            }
-            app.flush()?;
-        }
-        let mut fresh = std::collections::HashSet::with_capacity(unique.len());
-        {
-            let mut stmt = tx.prepare(
-                "INSERT OR IGNORE INTO event_keys SELECT event_id FROM pending_keys RETURNING event_id::VARCHAR",
-            )?;
-            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            for id in ids {
-                if let Ok(u) = uuid::Uuid::parse_str(&id?) {
-                    fresh.insert(u);
-                }
-            }
-        }
-        let new: Vec<&Event> = unique
+        let keys: Vec<uuid::Uuid> = candidates
+            .iter()
+            .filter(|(_, e)| e.hints.keyed)
+            .map(|(_, e)| e.event_id)
+            .collect();
+        let now = crate::event::now_us();
+        let fresh = self.keys.fresh(&self.conn, self.dedup, &keys, now)?;
+        let new: Vec<&Event> = candidates
             .into_iter()
-            .filter(|(_, e)| fresh.contains(&e.event_id))
+            .filter(|(_, e)| !e.hints.keyed || fresh.contains(&e.event_id))
             .map(|(g, e)| {
                 written[g] += 1;
                 e
             })
             .collect();
-        append_rows(
-            &tx,
-            "events",
-            new.iter()
-                .enumerate()
-                .map(|(i, e)| (first_seq + i as i64, *e)),
-        )?;
-        tx.commit()?;
+        let committed = (|| {
+            let tx = self.conn.transaction()?;
+            keys::append(&tx, &fresh, now)?;
+            append_rows(
+                &tx,
+                "events",
+                new.iter()
+                    .enumerate()
+                    .map(|(i, e)| (first_seq + i as i64, *e)),
+            )?;
+            tx.commit()?;
+            Ok::<_, StoreError>(())
+        })();
+        match committed {
+            Ok(()) => self.keys.record(&fresh, self.dedup, now),
+            Err(e) => {
+                self.keys.reset();
+                return Err(e);
+            }
+        }
         Ok(written)
+    }
+
+    /// Delete the deduplication keys past `store.dedup_days` and `store.dedup_max_keys`;
+    /// returns how many rows of `event_keys` went.
+    pub fn prune_keys(&mut self, now_us: i64) -> Result<usize, StoreError> {
+        let floor = self.keys.floor(self.dedup, now_us);
+        keys::delete_before(&self.conn, floor)
+    }
+
+    /// Forget the deduplication keys held in memory; the next check reads them from the store
+    /// again. For the writer, after a panic left it unsure what was committed.
+    pub fn reload_keys(&mut self) {
+        self.keys.reset();
     }
 }
 
@@ -271,19 +297,22 @@ fn arrow_schema() -> &'static SchemaRef {
                     Kind::Text | Kind::Json => DataType::Utf8,
                     Kind::Uuid => DataType::FixedSizeBinary(16),
                 };
-                let field = arrow::datatypes::Field::new(c.name, ty, c.nullable);
                 match c.kind() {
-                    // DuckDB reads Arrow's canonical UUID extension type as its UUID.
-                    Kind::Uuid => field.with_metadata(HashMap::from([(
-                        "ARROW:extension:name".to_string(),
-                        "arrow.uuid".to_string(),
-                    )])),
-                    _ => field,
+                    Kind::Uuid => uuid_field(c.name, c.nullable),
+                    _ => arrow::datatypes::Field::new(c.name, ty, c.nullable),
                 }
             })
             .collect();
         Arc::new(Schema::new(fields))
     })
+}
+
+/// An Arrow field of 16-byte ids that DuckDB reads as its UUID: Arrow's canonical UUID
+/// extension type.
+fn uuid_field(name: &str, nullable: bool) -> arrow::datatypes::Field {
+    arrow::datatypes::Field::new(name, DataType::FixedSizeBinary(16), nullable).with_metadata(
+        HashMap::from([("ARROW:extension:name".to_string(), "arrow.uuid".to_string())]),
+    )
 }
 
 /// One column of `rows` as an Arrow array.

@@ -40,9 +40,8 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         }
     }
     conn.execute_batch(&events_ddl("events"))?;
-    // Ids of events that came through the ingestion APIs, so a retried submission or a
-    // re-imported file is not counted twice. Proxy events are unique by construction.
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS event_keys (event_id UUID PRIMARY KEY);")?;
+    // Senders' event keys, so a retried submission or a re-imported file is not counted twice.
+    super::keys::migrate(conn, crate::event::now_us())?;
     // Which visitor is which user, as far as events say: from `X-Tollgate-User`, identify
     // calls, and server events that carry both. A view, so it never disagrees with the events
     // (and `forget` removes a person from it too).

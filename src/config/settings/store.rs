@@ -2,12 +2,14 @@
 //! threads and checkpoint threshold).
 
 use super::file::{
-    StoreSection, DEFAULT_CHECKPOINT_THRESHOLD_MIB, DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_THREADS,
+    StoreSection, DEFAULT_CHECKPOINT_THRESHOLD_MIB, DEFAULT_DEDUP_DAYS, DEFAULT_DEDUP_MAX_KEYS,
+    DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_THREADS,
 };
 use super::Problems;
 use std::time::Duration;
 
-/// How DuckDB is opened: `[store]` `memory_limit`, `threads` and `checkpoint_threshold`.
+/// How the store is opened: `[store]` `memory_limit`, `threads` and `checkpoint_threshold`
+/// (DuckDB's), `dedup_days` and `dedup_max_keys`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// Bytes DuckDB's buffer manager may hold.
@@ -16,17 +18,27 @@ pub struct StoreOptions {
     pub threads: usize,
     /// Bytes of write-ahead log after which DuckDB checkpoints.
     pub checkpoint_threshold: u64,
+    /// How long a sender's event key is kept for deduplication.
+    pub dedup_horizon: Duration,
+    /// How many sender keys are kept at most, the newest.
+    pub dedup_max_keys: usize,
 }
 
 impl Default for StoreOptions {
-    /// [`DEFAULT_MEMORY_LIMIT_MIB`] and [`DEFAULT_THREADS`].
+    /// The `DEFAULT_*` of each setting.
     fn default() -> Self {
         StoreOptions {
             memory_limit: DEFAULT_MEMORY_LIMIT_MIB << 20,
             threads: DEFAULT_THREADS,
             checkpoint_threshold: DEFAULT_CHECKPOINT_THRESHOLD_MIB << 20,
+            dedup_horizon: days(DEFAULT_DEDUP_DAYS),
+            dedup_max_keys: DEFAULT_DEDUP_MAX_KEYS,
         }
     }
+}
+
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 86_400)
 }
 
 /// Retention of the local store, and how DuckDB is opened.
@@ -94,17 +106,46 @@ pub(super) fn validate(s: &StoreSection, p: &mut Problems) -> StoreSettings {
             ),
         );
     }
+    if !(1..=MAX_DEDUP_DAYS).contains(&s.dedup_days) {
+        p.report(
+            "dedup_days",
+            format!(
+                "{} is out of range (expected 1 to {MAX_DEDUP_DAYS})",
+                s.dedup_days
+            ),
+        );
+    }
+    if !(MIN_DEDUP_MAX_KEYS..=MAX_DEDUP_MAX_KEYS).contains(&s.dedup_max_keys) {
+        p.report(
+            "dedup_max_keys",
+            format!(
+                "{} is out of range (expected {MIN_DEDUP_MAX_KEYS} to {MAX_DEDUP_MAX_KEYS})",
+                s.dedup_max_keys
+            ),
+        );
+    }
     StoreSettings {
-        retention: (s.retention_days > 0)
-            .then(|| Duration::from_secs(u64::from(s.retention_days) * 86_400)),
+        retention: (s.retention_days > 0).then(|| days(s.retention_days)),
         prune_interval: Duration::from_secs(s.prune_interval_secs.max(1)),
         duckdb: StoreOptions {
             memory_limit,
             threads: s.threads.min(1024),
             checkpoint_threshold,
+            dedup_horizon: days(s.dedup_days.clamp(1, MAX_DEDUP_DAYS)),
+            dedup_max_keys: s
+                .dedup_max_keys
+                .clamp(MIN_DEDUP_MAX_KEYS, MAX_DEDUP_MAX_KEYS),
         },
     }
 }
+
+/// Most days of `store.dedup_days`.
+const MAX_DEDUP_DAYS: u32 = 366;
+
+/// Bounds of `store.dedup_max_keys`: fewer than a thousand would forget a retried batch while
+/// it is being retried; a hundred million is about 5 GiB of memory.
+const MIN_DEDUP_MAX_KEYS: usize = 1_000;
+const MAX_DEDUP_MAX_KEYS: usize = 100_000_000;
 
 /// Bounds of `store.checkpoint_threshold`: below 1 MiB DuckDB checkpoints nearly every commit;
 /// above 1 GiB a crash leaves minutes of log to replay.
