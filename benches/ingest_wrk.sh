@@ -4,11 +4,14 @@
 #   /api/events (NDJSON, 1,000 events per request, admin listener),
 #   /_tollgate/e (one browser event per request, keep-alive, proxy listener).
 # Every answer comes after the commit, so these are committed events per second.
-# Messages carry no messageId: each request writes new events (the dedup check still runs).
+# Segment messages carry a messageId (new in every request), as the official clients send, so
+# each is checked against the deduplication keys; the NDJSON events carry no key of their own.
+# Then a kill -9 in the middle of a /v1/batch load, a restart, and a count (ingest_crash.py).
 #
 # Usage: cargo test --release --no-run && benches/ingest_wrk.sh
 # Environment: DURATION=10 (seconds per run), CONNS=4 (wrk connections),
 #   TOLLGATE_BIN (default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate),
+#   CRASH_AFTER=5 (seconds of load before the kill -9),
 #   KEEP_TMP=1 (keep the temp dir with the payloads and tollgate's log; kept on failure too)
 set -euo pipefail
 DURATION=${DURATION:-10}
@@ -26,7 +29,10 @@ python3 - "$TMP" <<'PY'
 import json, sys
 d = sys.argv[1]
 ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-batch = {"batch": [{"type": "track", "userId": "u%d" % i, "event": "Order Completed",
+# Every message has a messageId, as the official clients send: "@@" stands for the request's
+# number in the run, which the Lua script below puts in, so that no two requests repeat one.
+batch = {"batch": [{"type": "track", "messageId": "@@-%d" % i, "userId": "u%d" % i,
+                    "event": "Order Completed",
                     "properties": {"revenue": i, "sku": "X100"},
                     "context": {"userAgent": ua, "ip": "203.0.113.%d" % (i % 250),
                                 "page": {"url": "https://shop.example/checkout?utm_source=newsletter&utm_medium=email"}}}
@@ -43,6 +49,22 @@ for name, path, ctype, auth in [("batch", "batch.json", "application/json", True
     if auth:
         lua += 'wrk.headers["Authorization"] = "Basic YmVuY2gta2V5Og=="\n'  # "bench-key:"
     lua += 'local f = io.open("%s/%s", "rb"); wrk.body = f:read("*a"); f:close()\n' % (d, path)
+    if name == "batch":
+        # The body cut at each "@@"; request() joins the pieces with this request's number
+        # (prefixed by a per-run nonce, so that the runs do not repeat each other's ids).
+        lua += """
+local parts, n, nonce = {}, 0, tostring(os.time()) .. tostring(math.random(1e9))
+for piece in (wrk.body .. "@@"):gmatch("(.-)@@") do parts[#parts + 1] = piece end
+local buf = {}
+request = function()
+  n = n + 1
+  local id = nonce .. "-" .. n
+  for i = 1, #parts - 1 do buf[2 * i - 1] = parts[i]; buf[2 * i] = id end
+  buf[2 * #parts - 1] = parts[#parts]
+  buf[2 * #parts] = nil
+  return wrk.format(nil, nil, nil, table.concat(buf))
+end
+"""
     open("%s/%s.lua" % (d, name), "w").write(lua)
 PY
 
@@ -72,3 +94,22 @@ run events "http://$admin/api/events" 1000
 run beacon "http://$listen/_tollgate/e" 1
 echo
 echo "stored: $("$BIN" query --data "$TMP/data" --format csv 'SELECT count(*) FROM events' | tail -1) events"
+
+# A 2xx means durable: kill -9 tollgate under /v1/batch load (four clients, a messageId on
+# every message), restart it on the same store, and count; then resend what was not
+# acknowledged, as a Segment client retries, and count again (benches/ingest_crash.py).
+CRASH_AFTER=${CRASH_AFTER:-5}
+read -r listen admin < <(free_ports 2)
+crash_args=(TOLLGATE_WRITE_KEYS=bench-key -- --upstream http://127.0.0.1:9
+  --listen "127.0.0.1:$listen" --admin "127.0.0.1:$admin" --data "$TMP/crash")
+start_tollgate crash "$TMP/crash.log" "${crash_args[@]}"
+# bash reports its child's kill -9 on its own stderr ("Killed"): expected here, so not shown.
+exec 3>&2 2>/dev/null
+python3 "$(dirname "$0")/ingest_crash.py" load "$TG_ADMIN" "$TG_PID" "$CRASH_AFTER" "$TMP/crash.json" 2>&3
+wait "$TG_PID" || true
+exec 2>&3 3>&-
+forget_server "$TG_PID"
+start_tollgate restarted "$TMP/crash.log" "${crash_args[@]}"
+crash=$(python3 "$(dirname "$0")/ingest_crash.py" verify "$TG_ADMIN" "$TMP/crash.json")
+echo
+echo "kill -9 after ${CRASH_AFTER} s of /v1/batch load: $crash"

@@ -1,0 +1,101 @@
+//! The writer's cost per event: enrichment plus the store's commit, one core, on a store on
+//! disk that keeps growing as the bench runs (checkpoints included). `cargo bench --bench store`.
+//!
+//! - `proxy_5000`: a commit of 5,000 proxy events (`pipeline.batch_size`), already enriched;
+//! - `proxy_122880`: the same, 122,880 events (a whole DuckDB row group) in one commit;
+//! - `proxy_enrich_5000`: the same with their enrichment (warm UA cache): the pipeline's whole
+//!   cost per proxy event;
+//! - `keyed_1000`: an ingestion submission of 1,000 events whose ids their sender chose (a
+//!   `messageId` each), checked against the deduplication keys and recorded;
+//! - `minted_1000`: the same without keys of their own (tollgate minted the ids).
+//!
+//! Criterion times wall clock: the figures include waiting for the disk, so the CPU is at
+//! most this.
+
+#[path = "common/fixture.rs"]
+mod fixture;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use fixture::{events, settings};
+use tollgate::enrich::Enricher;
+use tollgate::event::Event;
+use tollgate::store::Store;
+
+/// `n` events cycled from the fixture, each with a new id.
+fn batch(template: &[Event], n: usize, keyed: bool) -> Vec<Event> {
+    template
+        .iter()
+        .cycle()
+        .take(n)
+        .map(|e| {
+            let mut e = e.clone();
+            e.event_id = uuid::Uuid::now_v7();
+            e.hints.keyed = keyed;
+            e
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let mut enricher = Enricher::new(&s).unwrap();
+    let raw = events();
+    let mut enriched = raw.clone();
+    for e in &mut enriched {
+        enricher.enrich(e);
+    }
+    let mut store = Store::open_with(&dir.path().join("data"), &s.store.duckdb).unwrap();
+    let mut seq = store.next_seq().unwrap();
+
+    let mut g = c.benchmark_group("store");
+    // 122,880 rows, a whole row group in one commit: DuckDB writes it to the file directly,
+    // compressed, instead of through its write-ahead log.
+    for (name, n, samples) in [("proxy_5000", 5_000, 20), ("proxy_122880", 122_880, 10)] {
+        g.sample_size(samples);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || batch(&enriched, n, false),
+                |events| {
+                    store.append(seq, &events).unwrap();
+                    seq += events.len() as i64;
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(5_000));
+    g.bench_function("proxy_enrich_5000", |b| {
+        b.iter_batched(
+            || batch(&raw, 5_000, false),
+            |mut events| {
+                for e in &mut events {
+                    enricher.enrich(e);
+                }
+                store.append(seq, &events).unwrap();
+                seq += events.len() as i64;
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.throughput(Throughput::Elements(1_000));
+    for (name, keyed) in [("keyed_1000", true), ("minted_1000", false)] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || batch(&enriched, 1_000, keyed),
+                |events| {
+                    let written = store.append_new(seq, &[&events]).unwrap()[0];
+                    assert_eq!(written, events.len());
+                    seq += written as i64;
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
