@@ -10,6 +10,7 @@
 # `GET /api/reports/...` on loopback, so it includes HTTP and JSON. Reported per report:
 # median, min and max seconds, and the median as a multiple of the baseline's: one plain
 # `count(*), count(DISTINCT visitor_id)` over the same page views through the SQL console.
+# Last, the most memory tollgate held over the runs (VmHWM).
 #
 # Usage:
 #   bash benches/reports_bench.sh            (needs the release binary, see TOLLGATE_BIN)
@@ -120,6 +121,11 @@ for i, n in enumerate(names):
     print(f"| `{short}` | {statistics.median(ts):.3f} | {min(ts):.3f} | {max(ts):.3f} | {statistics.median(ts) / base:.1f} |")
 PY
 )
+# The most memory tollgate held while it answered them (the kernel's high-water mark).
+peak=$(awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$TG_PID/status")
+report="$report
+
+Peak RSS of tollgate over the runs: $peak MiB (store.memory_limit: the default, 512 MiB)."
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 out="$report
 
