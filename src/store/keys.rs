@@ -14,10 +14,10 @@
 //!
 //! [`Hints::keyed`]: crate::event::Hints::keyed
 
-use super::{uuid_field, StoreError};
-use crate::event::EVENT_ID;
+use super::{arrow_field, StoreError};
+use crate::event::{Kind, EVENT_ID};
 use duckdb::arrow::array::{ArrayRef, FixedSizeBinaryArray, TimestampMicrosecondArray};
-use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit as ArrowUnit};
+use duckdb::arrow::datatypes::Schema;
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::types::{TimeUnit, Value};
 use duckdb::Connection;
@@ -81,8 +81,8 @@ struct Loaded {
 }
 
 impl Keys {
-    /// Which of `ids` are new: not among the keys (load them first if need be), nor earlier in
-    /// `ids`. Records nothing: see [`Keys::record`].
+    /// Which of `ids` are not among the keys (loading them first if need be). Records nothing:
+    /// see [`Keys::record`]. A key twice in `ids` is the caller's to drop.
     pub(super) fn fresh(
         &mut self,
         conn: &Connection,
@@ -203,12 +203,8 @@ pub(super) fn append(
         std::iter::repeat_n(now_us, fresh.len()),
     ));
     let schema = Schema::new(vec![
-        uuid_field(EVENT_ID, false),
-        Field::new(
-            "first_seen",
-            DataType::Timestamp(ArrowUnit::Microsecond, None),
-            false,
-        ),
+        arrow_field(EVENT_ID, Kind::Uuid, false),
+        arrow_field("first_seen", Kind::Timestamp, false),
     ]);
     let batch = RecordBatch::try_new(Arc::new(schema), vec![ids, seen])?;
     let mut app = conn.appender("event_keys")?;

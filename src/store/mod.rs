@@ -287,32 +287,32 @@ fn arrow_schema() -> &'static SchemaRef {
     SCHEMA.get_or_init(|| {
         let fields: Vec<arrow::datatypes::Field> = COLUMNS
             .iter()
-            .map(|c| {
-                let ty = match c.kind() {
-                    Kind::BigInt => DataType::Int64,
-                    Kind::Int => DataType::Int32,
-                    Kind::Double => DataType::Float64,
-                    Kind::Bool => DataType::Boolean,
-                    Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-                    Kind::Text | Kind::Json => DataType::Utf8,
-                    Kind::Uuid => DataType::FixedSizeBinary(16),
-                };
-                match c.kind() {
-                    Kind::Uuid => uuid_field(c.name, c.nullable),
-                    _ => arrow::datatypes::Field::new(c.name, ty, c.nullable),
-                }
-            })
+            .map(|c| arrow_field(c.name, c.kind(), c.nullable))
             .collect();
         Arc::new(Schema::new(fields))
     })
 }
 
-/// An Arrow field of 16-byte ids that DuckDB reads as its UUID: Arrow's canonical UUID
-/// extension type.
-fn uuid_field(name: &str, nullable: bool) -> arrow::datatypes::Field {
-    arrow::datatypes::Field::new(name, DataType::FixedSizeBinary(16), nullable).with_metadata(
-        HashMap::from([("ARROW:extension:name".to_string(), "arrow.uuid".to_string())]),
-    )
+/// The Arrow field for a store column of `kind`: ids as 16-byte `arrow.uuid`s (Arrow's
+/// canonical UUID extension type, which DuckDB reads as its UUID), times as microseconds.
+fn arrow_field(name: &str, kind: Kind, nullable: bool) -> arrow::datatypes::Field {
+    let ty = match kind {
+        Kind::BigInt => DataType::Int64,
+        Kind::Int => DataType::Int32,
+        Kind::Double => DataType::Float64,
+        Kind::Bool => DataType::Boolean,
+        Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Kind::Text | Kind::Json => DataType::Utf8,
+        Kind::Uuid => DataType::FixedSizeBinary(16),
+    };
+    let field = arrow::datatypes::Field::new(name, ty, nullable);
+    match kind {
+        Kind::Uuid => field.with_metadata(HashMap::from([(
+            "ARROW:extension:name".to_string(),
+            "arrow.uuid".to_string(),
+        )])),
+        _ => field,
+    }
 }
 
 /// One column of `rows` as an Arrow array.
