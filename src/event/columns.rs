@@ -178,6 +178,34 @@ pub const SITE: &str = "site";
 pub const NAME: &str = "name";
 pub const VISITOR_ID: &str = "visitor_id";
 pub const USER_ID: &str = "user_id";
+pub const SESSION_ID: &str = "session_id";
+pub const PATH: &str = "path";
+
+/// The name of a page view event, the unit of sessions and traffic reports.
+pub const PAGE_VIEW: &str = "page_view";
+
+/// The columns a session (the store's `sessions` table) takes from its first page view: who
+/// made the visit, with what, from where, and where it came from. Reports can answer a filter
+/// on any of them from `sessions` instead of from every page view.
+pub const VISIT: [&str; 17] = [
+    SITE,
+    VISITOR_ID,
+    "is_bot",
+    "channel",
+    "referrer_host",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "click_id_type",
+    "browser",
+    "os",
+    "device_type",
+    "country",
+    "region",
+    "city",
+];
 
 /// The `events` columns, in table order.
 pub const COLUMNS: [Column; 41] = [
@@ -438,6 +466,17 @@ mod tests {
                 Field::Bool(a) => (a.get)(&e).is_some(),
             };
             assert!(set, "{} is NOT NULL but can be missing", c.name);
+        }
+    }
+
+    /// Every name the SQL elsewhere uses as a column constant is a column.
+    #[test]
+    fn named_columns_exist() {
+        for name in VISIT
+            .iter()
+            .chain(&[SEQ, EVENT_ID, TS, RECEIVED_AT, SESSION_ID, PATH])
+        {
+            assert!(COLUMNS.iter().any(|c| c.name == *name), "{name}");
         }
     }
 }

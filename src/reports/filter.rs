@@ -9,6 +9,7 @@
 use super::query::{self, Query};
 use super::tz::SiteTz;
 use super::ReportError;
+use crate::event::columns::VISIT;
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use duckdb::types::Value;
 use serde::{Deserialize, Deserializer};
@@ -398,6 +399,28 @@ impl Filters {
         }
     }
 
+    /// Whether the `sessions` table can answer these filters: every dimension is one that a
+    /// session takes from its first page view ([`VISIT`]), and there is no property filter.
+    pub fn by_visit(&self) -> bool {
+        self.props.is_empty() && self.dims.iter().all(|(c, _, _)| VISIT.contains(c))
+    }
+
+    /// `SELECT <cols> FROM sessions WHERE <range, bots, filters>`: the sessions whose first
+    /// page view is in the range and matches the filters. Only when [`Filters::by_visit`].
+    pub fn sessions(&self, cols: &str) -> Sql {
+        debug_assert!(self.by_visit());
+        let mut sql = Sql::default();
+        sql.push(&format!("SELECT {cols} FROM sessions WHERE first_ts >= "))
+            .bind(ts_value(self.start));
+        sql.push(" AND first_ts < ").bind(ts_value(self.end));
+        self.bots_sql(&mut sql);
+        for (col, _, values) in &self.dims {
+            sql.push(" AND ");
+            any_of(&mut sql, col, values);
+        }
+        sql
+    }
+
     /// `SELECT <cols> FROM events WHERE <range, bots, filters>`, optionally only `name = ?`.
     pub fn base(&self, cols: &str, name: Option<&str>) -> Sql {
         let mut sql = Sql::default();
@@ -410,16 +433,20 @@ impl Filters {
         sql
     }
 
-    /// One row per session with page views in the range (no other filters): `session_id`,
-    /// `visitor_id`, `first_ts` (its first page view), and `cols` of that first page view.
+    /// One row per session with page views in the range (no other filters), from the
+    /// `sessions` table: `session_id`, `visitor_id`, `first_ts` (its first page view), and
+    /// `cols` ([`VISIT`] columns) of that first page view. Unless bots are included, sessions
+    /// whose first page view is a bot's are left out.
     pub fn sessions_sql(&self, sql: &mut Sql, cols: &[&str]) {
-        sql.push("SELECT session_id, any_value(visitor_id) AS visitor_id, min(ts) AS first_ts");
+        debug_assert!(cols.iter().all(|c| VISIT.contains(c)));
+        sql.push("SELECT session_id, visitor_id, first_ts");
         for col in cols {
-            sql.push(&format!(", arg_min_null({col}, ts) AS {col}"));
+            sql.push(&format!(", {col}"));
         }
-        sql.push(" FROM events WHERE name = 'page_view' AND session_id IS NOT NULL AND ");
-        self.range_sql(sql);
-        sql.push(" GROUP BY session_id");
+        sql.push(" FROM sessions WHERE last_ts >= ")
+            .bind(ts_value(self.start));
+        sql.push(" AND first_ts < ").bind(ts_value(self.end));
+        self.bots_sql(sql);
     }
 
     /// The range, the time zone and the filters, echoed in every answer.

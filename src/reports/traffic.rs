@@ -155,7 +155,12 @@ pub fn overview(
     } else {
         ("day", "%Y-%m-%d")
     };
-    let mut all = rows(conn, &overview_sql(f, trunc))?;
+    let sql = if f.by_visit() {
+        overview_by_sessions(f, trunc)
+    } else {
+        overview_sql(f, trunc)
+    };
+    let mut all = rows(conn, &sql)?;
     let at = all.iter().position(|r| r[0].is_null()).unwrap_or(0);
     let t = all.swap_remove(at);
     let (sessions, pageviews, bounces, duration) = (num(&t[2]), num(&t[3]), num(&t[4]), num(&t[5]));
@@ -214,6 +219,39 @@ fn overview_sql(f: &Filters, trunc: &str) -> Sql {
     sql
 }
 
+/// [`overview_sql`]'s answer with sessions from the `sessions` table (one row per session
+/// instead of every page view), when the filters allow ([`Filters::by_visit`]). A session,
+/// its visitor, bounce and duration count in the bucket of its first page view; page views in
+/// the bucket they happened in. Visitors of page views without a session (opt-out requests
+/// have neither) count where those happened.
+fn overview_by_sessions(f: &Filters, trunc: &str) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(&format!(
+        "WITH s AS MATERIALIZED (SELECT date_trunc('{trunc}', {local}) AS t, visitor_id, \
+           pageviews, epoch_us(last_ts) - epoch_us(first_ts) AS us FROM (",
+        local = f.local("first_ts", Duration::zero())
+    ))
+    .append(&f.sessions("first_ts, last_ts, visitor_id, pageviews"))
+    .push(&format!(
+        ")), p AS (SELECT date_trunc('{trunc}', {local}) AS t, \
+           CASE WHEN session_id IS NULL THEN visitor_id END AS visitor_id, count(*) AS n FROM (",
+        local = f.local("ts", Duration::zero())
+    ))
+    .append(&page_views(f))
+    .push(
+        ") GROUP BY ALL), \
+         u AS MATERIALIZED (SELECT t, visitor_id, true AS session, 0 AS n FROM s \
+           UNION ALL SELECT t, visitor_id, false, n FROM p) \
+         SELECT NULL, (SELECT count(DISTINCT visitor_id) FROM u), (SELECT count(*) FROM s), \
+           (SELECT coalesce(sum(n), 0) FROM u), (SELECT count(*) FILTER (pageviews = 1) FROM s), \
+           (SELECT coalesce(avg(us), 0) / 1e6 FROM s) \
+         UNION ALL \
+         SELECT t, count(DISTINCT visitor_id), count(*) FILTER (session), sum(n), NULL, NULL \
+           FROM u GROUP BY t",
+    );
+    sql
+}
+
 /// Every bucket of the range (each hour, or each day) as `t, visitors, sessions, pageviews`:
 /// the counts `found` for its key (formatted with `fmt`), or zeros.
 fn zero_filled(
@@ -247,17 +285,18 @@ pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
             ") GROUP BY path ORDER BY pageviews DESC, visitors DESC, path NULLS LAST LIMIT {}",
             f.limit
         ));
-    // Entry and exit pages in one pass over the sessions.
+    // Entry and exit pages in one pass over the sessions: the `sessions` table when the
+    // filters allow, else the sessions of the matching page views.
     let mut ends = Sql::default();
-    ends.push(
-        "SELECT grouping(entry, exit) AS g, entry, exit, count(*) AS sessions FROM ( \
-           SELECT arg_min_null(path, ts) AS entry, arg_max_null(path, ts) AS exit FROM (",
-    )
-    .append(&page_views(f))
-    .push(
-        ") WHERE session_id IS NOT NULL GROUP BY session_id) \
-         GROUP BY GROUPING SETS ((entry), (exit))",
-    );
+    ends.push("SELECT grouping(entry, exit) AS g, entry, exit, count(*) AS sessions FROM (");
+    if f.by_visit() {
+        ends.append(&f.sessions("entry_path AS entry, exit_path AS exit"));
+    } else {
+        ends.push("SELECT arg_min_null(path, ts) AS entry, arg_max_null(path, ts) AS exit FROM (")
+            .append(&page_views(f))
+            .push(") WHERE session_id IS NOT NULL GROUP BY session_id");
+    }
+    ends.push(") GROUP BY GROUPING SETS ((entry), (exit))");
     let (mut entry, mut exit) = (Vec::new(), Vec::new());
     let ends = super::typed_rows::<(i64, Option<String>, Option<String>, i64)>(conn, &ends)?;
     for (g, entry_path, exit_path, sessions) in ends {
@@ -357,8 +396,12 @@ pub(super) fn null_last(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering 
     }
 }
 
-/// Sessions (by their first page view) that match the filters.
+/// Sessions (by their first page view) that match the filters: from the `sessions` table
+/// when the filters allow, else built from the page views.
 fn filtered_sessions(f: &Filters, cols: &[&str]) -> Sql {
+    if f.by_visit() {
+        return f.sessions(&format!("visitor_id, {}", cols.join(", ")));
+    }
     let mut sql = Sql::default();
     sql.push("SELECT * FROM (");
     f.sessions_sql(&mut sql, cols);

@@ -61,10 +61,15 @@ pub fn prune(
     )?;
     if due > 0 {
         // Their deduplication keys are left to their own horizon (`store.dedup_days`).
+        // The sessions that lose page views are rebuilt from what is left (the retention
+        // cutoff can fall inside a session).
+        let cond = format!("{TS} < ? AND {SEQ} <= {floor}");
+        crate::store::mark_sessions(&tx, &cond, &cutoff)?;
         tx.execute(
             &format!("DELETE FROM events WHERE {TS} < ? AND {SEQ} <= ?"),
             params![cutoff, floor],
         )?;
+        crate::store::rebuild_marked_sessions(&tx)?;
         if let Some(m) = max_due {
             tx.execute(
                 "INSERT OR REPLACE INTO tollgate_meta

@@ -68,7 +68,7 @@ pub fn forget(conn: &Connection, subject: &Subject) -> Result<ForgetReport, Stor
     let value = subject.value();
     conn.execute_batch("BEGIN TRANSACTION")?;
     let res = (|| -> Result<u64, StoreError> {
-        let n = conn.execute(&format!("DELETE FROM events WHERE {col} = ?"), [&value])?;
+        let n = delete_events(conn, subject)?;
         purge_dead_letters(conn, subject)?;
         conn.execute(
             "INSERT INTO forget_requests VALUES (?, current_timestamp, ?, ?, ?)",
@@ -98,10 +98,17 @@ pub fn forget_again(
     subject: &Subject,
     report: &mut ForgetReport,
 ) -> Result<(), StoreError> {
-    let n = conn.execute(
-        &format!("DELETE FROM events WHERE {} = ?", subject.column()),
-        [subject.value()],
-    )? as u64;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let n = match delete_events(conn, subject) {
+        Ok(n) => {
+            conn.execute_batch("COMMIT")?;
+            n as u64
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    };
     purge_dead_letters(conn, subject)?;
     if n > 0 {
         conn.execute(
@@ -111,6 +118,19 @@ pub fn forget_again(
         report.rows_deleted += n;
     }
     Ok(())
+}
+
+/// Delete `subject`'s events, and rebuild the sessions they were part of from the events left,
+/// inside the caller's transaction; returns how many events went.
+fn delete_events(conn: &Connection, subject: &Subject) -> Result<usize, StoreError> {
+    let cond = format!("{} = ?", subject.column());
+    super::sessions::mark(conn, &cond, &subject.value())?;
+    let n = conn.execute(
+        &format!("DELETE FROM events WHERE {cond}"),
+        [subject.value()],
+    )?;
+    super::sessions::rebuild_marked(conn)?;
+    Ok(n)
 }
 
 /// Delete `subject`'s events from `sink_dead_letter`, where each refused event is kept whole as

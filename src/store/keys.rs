@@ -329,7 +329,7 @@ mod tests {
                 &store,
                 "SELECT value::INT FROM tollgate_meta WHERE key = 'schema_version'"
             ),
-            2
+            i64::from(crate::event::SCHEMA_VERSION)
         );
         drop(store);
         // And opening it again changes nothing.

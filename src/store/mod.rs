@@ -11,12 +11,14 @@ mod keys;
 mod query;
 mod read;
 mod schema;
+mod sessions;
 
 pub use forget::{forget, forget_again, ForgetReport, Subject};
 pub use guard::{check_read_only, QueryError};
 pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryResult};
 pub use read::{read_events, Record};
 pub use schema::{duckdb_type, events_ddl};
+pub(crate) use sessions::{mark as mark_sessions, rebuild_marked as rebuild_marked_sessions};
 
 use crate::event::columns::SEQ;
 use crate::event::{Event, Field, Kind, COLUMNS};
@@ -176,6 +178,9 @@ impl Store {
                 .enumerate()
                 .map(|(i, e)| (first_seq + i as i64, e.borrow())),
         )?;
+        if sessions::touched(events.iter().map(|e| e.borrow())) {
+            sessions::absorb(&tx, first_seq, first_seq + events.len() as i64)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -230,6 +235,9 @@ impl Store {
                     .enumerate()
                     .map(|(i, e)| (first_seq + i as i64, *e)),
             )?;
+            if sessions::touched(new.iter().copied()) {
+                sessions::absorb(&tx, first_seq, first_seq + new.len() as i64)?;
+            }
             tx.commit()?;
             Ok::<_, StoreError>(())
         })();

@@ -31,7 +31,8 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             |r| r.get(0),
         )
         .ok();
-    if let Some(v) = found.and_then(|v| v.parse::<u32>().ok()) {
+    let found = found.and_then(|v| v.parse::<u32>().ok());
+    if let Some(v) = found {
         if v > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 found: v,
@@ -40,6 +41,13 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         }
     }
     conn.execute_batch(&events_ddl("events"))?;
+    // One row per session, kept by the writer (`sessions.rs`); built from the events once for
+    // a store from before version 3.
+    if found.is_some_and(|v| v < 3) {
+        super::sessions::backfill(conn)?;
+    } else {
+        conn.execute_batch(&super::sessions::ddl())?;
+    }
     // Senders' event keys, so a retried submission or a re-imported file is not counted twice.
     super::keys::migrate(conn, crate::event::now_us())?;
     // Which visitor is which user, as far as events say: from `X-Tollgate-User`, identify

@@ -1,0 +1,340 @@
+//! The `sessions` table: one row per session, derived from its page views and kept up to date
+//! in the same transaction that commits them, so that reports about visits read one row per
+//! session instead of every page view (issue 18: on 10M events that is 1.3M rows instead of
+//! 4.7M, and no per-query grouping of UUIDs).
+//!
+//! A row holds the session's first and last page view times, its page view count, its entry
+//! and exit paths, and the [`VISIT`] columns of its first page view. Every one of those is an
+//! aggregate that merges (`min`, `max`, `sum`, first/last by time), so a commit folds its page
+//! views into the rows they belong to without reading any older event: the partial row of
+//! each session it touched is merged with that session's stored row, which is replaced.
+//! Deletions (`forget`, retention) rebuild the sessions they touched from the events left.
+//!
+//! Page views without a session id (opt-out requests) have no row.
+
+use super::{duckdb_type, StoreError};
+use crate::event::columns::{NAME, PAGE_VIEW, PATH, SEQ, SESSION_ID, TS, VISIT};
+use crate::event::{Event, COLUMNS};
+use duckdb::{Connection, ToSql};
+use tracing::info;
+
+/// Events per back-fill transaction when an older store is migrated.
+const BACKFILL_CHUNK: i64 = 1_000_000;
+
+/// `CREATE TABLE IF NOT EXISTS sessions`.
+pub(super) fn ddl() -> String {
+    let mut cols = vec![
+        format!("{SESSION_ID} UUID NOT NULL"),
+        "first_ts TIMESTAMP NOT NULL".to_string(),
+        "last_ts TIMESTAMP NOT NULL".to_string(),
+        "pageviews BIGINT NOT NULL".to_string(),
+        "entry_path VARCHAR".to_string(),
+        "exit_path VARCHAR".to_string(),
+    ];
+    for name in VISIT {
+        let kind = COLUMNS
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.kind())
+            .expect("every VISIT name is a column (a columns.rs test checks)");
+        cols.push(format!("{name} {}", duckdb_type(kind)));
+    }
+    format!(
+        "CREATE TABLE IF NOT EXISTS sessions (\n  {}\n);",
+        cols.join(",\n  ")
+    )
+}
+
+/// Whether committing `events` changes any session: a page view with a session id.
+pub(super) fn touched<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
+    events.any(|e| e.session_id.is_some() && e.name == PAGE_VIEW)
+}
+
+/// One partial row per session, over the page views among the events that `cond` selects.
+fn partials(cond: &str) -> String {
+    let mut sql = format!(
+        "SELECT {SESSION_ID}, min({TS}) AS first_ts, max({TS}) AS last_ts, \
+         count(*) AS pageviews, arg_min_null({PATH}, {TS}) AS entry_path, \
+         arg_max_null({PATH}, {TS}) AS exit_path"
+    );
+    for c in VISIT {
+        sql += &format!(", arg_min_null({c}, {TS}) AS {c}");
+    }
+    sql += &format!(
+        " FROM events WHERE {NAME} = '{PAGE_VIEW}' AND {SESSION_ID} IS NOT NULL AND ({cond}) \
+         GROUP BY {SESSION_ID}"
+    );
+    sql
+}
+
+/// Fold the page views with `seq` in `[from, to)` into `sessions`, inside the caller's
+/// transaction: each session they touch gets one row, merged from its stored row (if any)
+/// and their partial row.
+pub(super) fn absorb(conn: &Connection, from: i64, to: i64) -> Result<(), StoreError> {
+    let mut merged = format!(
+        "SELECT {SESSION_ID}, min(first_ts) AS first_ts, max(last_ts) AS last_ts, \
+         sum(pageviews)::BIGINT AS pageviews, arg_min_null(entry_path, first_ts) AS entry_path, \
+         arg_max_null(exit_path, last_ts) AS exit_path"
+    );
+    for c in VISIT {
+        merged += &format!(", arg_min_null({c}, first_ts) AS {c}");
+    }
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE session_changes AS
+         WITH p AS MATERIALIZED ({partials})
+         {merged} FROM (
+           SELECT * FROM sessions WHERE {SESSION_ID} IN (SELECT {SESSION_ID} FROM p)
+           UNION ALL BY NAME SELECT * FROM p)
+         GROUP BY {SESSION_ID};
+         DELETE FROM sessions WHERE {SESSION_ID} IN (SELECT {SESSION_ID} FROM session_changes);
+         INSERT INTO sessions BY NAME SELECT * FROM session_changes;
+         DROP TABLE session_changes;",
+        partials = partials(&format!("{SEQ} >= {from} AND {SEQ} < {to}")),
+    ))?;
+    Ok(())
+}
+
+/// Note the sessions of the events that `cond` (with `value` bound) selects, before they are
+/// deleted; [`rebuild_marked`] then rebuilds those sessions from the events left.
+pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(), StoreError> {
+    conn.execute(
+        &format!(
+            "CREATE OR REPLACE TEMP TABLE session_marked AS SELECT DISTINCT {SESSION_ID} \
+             FROM events WHERE {SESSION_ID} IS NOT NULL AND ({cond})"
+        ),
+        [value],
+    )?;
+    Ok(())
+}
+
+/// Rebuild the sessions [`mark`] noted from the events that are left (a session with no page
+/// view left goes).
+pub(crate) fn rebuild_marked(conn: &Connection) -> Result<(), StoreError> {
+    let marked = format!("{SESSION_ID} IN (SELECT {SESSION_ID} FROM session_marked)");
+    conn.execute_batch(&format!(
+        "DELETE FROM sessions WHERE {marked};
+         INSERT INTO sessions BY NAME {partials};
+         DROP TABLE session_marked;",
+        partials = partials(&marked),
+    ))?;
+    Ok(())
+}
+
+/// Build `sessions` from every stored event, for a store written before it existed: in
+/// transactions of [`BACKFILL_CHUNK`] events, with progress on the console. Starts over from
+/// an empty table, so an interrupted back-fill is simply run again at the next start.
+pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS sessions; {}", ddl()))?;
+    let (lo, hi, n): (Option<i64>, Option<i64>, i64) = conn.query_row(
+        &format!("SELECT min({SEQ}), max({SEQ}), count(*) FROM events"),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Ok(());
+    };
+    info!(
+        events = n,
+        "Building the sessions table from the stored events (a one-time migration)."
+    );
+    let started = std::time::Instant::now();
+    let mut from = lo;
+    while from <= hi {
+        let to = from.saturating_add(BACKFILL_CHUNK).min(hi + 1);
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        match absorb(conn, from, to) {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        let done = (to - lo) as f64 / (hi + 1 - lo) as f64;
+        info!(
+            percent = format!("{:.0}", done * 100.0),
+            seconds = started.elapsed().as_secs(),
+            "Building the sessions table."
+        );
+        from = to;
+    }
+    let sessions: i64 = conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))?;
+    info!(
+        sessions,
+        seconds = started.elapsed().as_secs(),
+        "The sessions table is built."
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::event::{Event, Source};
+    use crate::store::{Store, Subject};
+    use std::collections::BTreeMap;
+    use uuid::Uuid;
+
+    const MIN_US: i64 = 60_000_000;
+    const T0: i64 = 1_780_000_000_000_000;
+
+    /// A session as the raw events say: `(visitor, first us, last us, page views, entry,
+    /// exit, utm_source of the first page view)`.
+    type Row = (
+        String,
+        i64,
+        i64,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+
+    /// A small known workload: 40 sessions of 1 to 5 page views (with API calls between them,
+    /// and page views of opt-out requests, which have no session), in an order that is not
+    /// time order, so that a session's first page view often arrives after its later ones.
+    fn workload() -> Vec<Event> {
+        let mut out = Vec::new();
+        for s in 0..40u128 {
+            let (visitor, session) = (Uuid::from_u128(1000 + s % 30), Uuid::from_u128(s + 1));
+            let start = T0 + (s as i64) * 7 * MIN_US;
+            for k in 0..(1 + s % 5) as i64 {
+                let mut e = Event::now("page_view", "shop", Source::Proxy);
+                e.ts_us = start + k * 3 * MIN_US + (s as i64 % 3) * 1_000;
+                e.visitor_id = Some(visitor);
+                e.session_id = Some(session);
+                e.path = Some(format!("/p/{}", (s as i64 * 7 + k * 3) % 11));
+                e.utm_source = (k == 0 && s % 4 == 0).then(|| "facebook".to_string());
+                out.push(e);
+                let mut call = Event::now("api_call", "shop", Source::Proxy);
+                call.ts_us = e_ts(&out) - 5;
+                call.visitor_id = Some(visitor);
+                call.session_id = Some(session);
+                out.push(call);
+            }
+        }
+        for k in 0..5 {
+            let mut e = Event::now("page_view", "shop", Source::Proxy);
+            e.ts_us = T0 + k * MIN_US;
+            out.push(e);
+        }
+        // A fixed shuffle: reverse every block of 7.
+        out.chunks(7)
+            .rev()
+            .flat_map(|c| c.iter().rev().cloned())
+            .collect()
+    }
+
+    fn e_ts(out: &[Event]) -> i64 {
+        out.last().map_or(0, |e| e.ts_us)
+    }
+
+    /// The sessions of `events` computed here, from the raw events.
+    fn expected(events: &[Event]) -> BTreeMap<String, Row> {
+        let mut by: BTreeMap<Uuid, Vec<&Event>> = BTreeMap::new();
+        for e in events.iter().filter(|e| e.name == "page_view") {
+            if let Some(s) = e.session_id {
+                by.entry(s).or_default().push(e);
+            }
+        }
+        by.into_iter()
+            .map(|(s, mut views)| {
+                views.sort_by_key(|e| e.ts_us);
+                let (first, last) = (views[0], views[views.len() - 1]);
+                let row = (
+                    first.visitor_id.unwrap().to_string(),
+                    first.ts_us,
+                    last.ts_us,
+                    views.len() as i64,
+                    first.path.clone(),
+                    last.path.clone(),
+                    first.utm_source.clone(),
+                );
+                (s.to_string(), row)
+            })
+            .collect()
+    }
+
+    fn stored(store: &Store) -> BTreeMap<String, Row> {
+        let mut st = store
+            .connection()
+            .prepare(
+                "SELECT session_id::VARCHAR, visitor_id::VARCHAR, epoch_us(first_ts), \
+                 epoch_us(last_ts), pageviews, entry_path, exit_path, utm_source FROM sessions",
+            )
+            .unwrap();
+        st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ),
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    /// Sessions written over several commits, through both append paths and out of time
+    /// order, have the entry and exit page, duration, page views and bounce that the raw
+    /// events give.
+    #[test]
+    fn sessions_match_the_raw_events_however_the_commits_fall() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let events = workload();
+        let mut seq = 1;
+        for (i, chunk) in events.chunks(13).enumerate() {
+            if i % 2 == 0 {
+                store.append(seq, chunk).unwrap();
+            } else {
+                assert_eq!(store.append_new(seq, &[chunk]).unwrap(), [chunk.len()]);
+            }
+            seq += chunk.len() as i64;
+        }
+        let want = expected(&events);
+        assert_eq!(want.len(), 40);
+        assert_eq!(stored(&store), want);
+        // Bounces and durations, as the reports read them.
+        let (bounces, seconds): (i64, f64) = store
+            .connection()
+            .query_row(
+                "SELECT count(*) FILTER (pageviews = 1), \
+                 sum(epoch_us(last_ts) - epoch_us(first_ts)) / 1e6 FROM sessions",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(bounces, want.values().filter(|r| r.3 == 1).count() as i64);
+        let total: i64 = want.values().map(|r| r.2 - r.1).sum();
+        assert_eq!(seconds, total as f64 / 1e6);
+
+        // Forgetting a visitor rebuilds or removes the sessions that held its page views.
+        let gone = Uuid::from_u128(1000 + 3);
+        crate::store::forget(store.connection(), &Subject::Visitor(gone)).unwrap();
+        let left: Vec<Event> = events
+            .into_iter()
+            .filter(|e| e.visitor_id != Some(gone))
+            .collect();
+        let want = expected(&left);
+        assert_eq!(want.len(), 38);
+        assert_eq!(stored(&store), want);
+
+        // A store from before the table (schema version 2) gets it built at the next start.
+        store
+            .connection()
+            .execute_batch(
+                "DROP TABLE sessions; \
+                 UPDATE tollgate_meta SET value = '2' WHERE key = 'schema_version'",
+            )
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(stored(&store), want);
+    }
+}
