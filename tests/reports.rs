@@ -387,15 +387,17 @@ async fn custom_events_and_a_property_breakdown(f: &Fixture) {
     assert_eq!(ev["breakdown"]["dimension"], "prop.category");
 }
 
-/// Weekly retention, per person (stitched through identities).
+/// Weekly retention, per person (stitched through identities): a person's weeks are those in
+/// which one of their sessions started.
 async fn weekly_retention_per_person(f: &Fixture) {
-    // Weekly retention, per person (stitched through identities).
     let r = f.report("retention", &[]).await;
     let want = f
         .sql(&format!(
             "WITH idm AS (SELECT visitor_id, min(user_id) AS u FROM identities GROUP BY visitor_id), \
-             pv AS (SELECT coalesce(idm.u, p.user_id, p.visitor_id::VARCHAR) AS person, \
-               date_trunc('week', p.ts)::DATE AS wk FROM ({pv}) p LEFT JOIN idm USING (visitor_id)), \
+             starts AS (SELECT visitor_id, min(ts) AS ts FROM ({pv}) \
+               WHERE session_id IS NOT NULL GROUP BY session_id, visitor_id), \
+             pv AS (SELECT coalesce(idm.u, p.visitor_id::VARCHAR) AS person, \
+               date_trunc('week', p.ts)::DATE AS wk FROM starts p LEFT JOIN idm USING (visitor_id)), \
              c AS (SELECT person, min(wk) AS cohort FROM pv GROUP BY person) \
              SELECT strftime(cohort, '%Y-%m-%d'), (wk - cohort) // 7 AS n, count(DISTINCT person) \
              FROM pv JOIN c USING (person) GROUP BY ALL ORDER BY 1, 2",

@@ -2,7 +2,8 @@
 //!
 //! A person's cohort is the week (Monday, site time zone) of their first page view in the
 //! range; week n counts the people of that cohort with a page view n weeks later. Weeks after
-//! the range's end are null.
+//! the range's end are null. When the filters allow, a person's weeks are read from the
+//! `sessions` table: the weeks in which one of their sessions started.
 
 use super::filter::{Filters, Sql};
 use super::funnel::{IDENTITIES, PERSON};
@@ -44,17 +45,36 @@ impl Serialize for CohortRow {
 
 pub fn run(conn: &Connection, f: &Filters) -> Result<Retention, ReportError> {
     let mut sql = Sql::default();
-    sql.push("WITH ").push(IDENTITIES).push(&format!(
-        ", pv AS (SELECT {PERSON} AS person, \
-           CAST(date_trunc('week', {local}) AS DATE) AS wk FROM (",
-        local = f.local("e.ts", Duration::zero())
-    ));
-    sql.append(&f.base("*", Some("page_view"))).push(&format!(
-        ") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE {PERSON} IS NOT NULL), \
-         first AS (SELECT person, min(wk) AS cohort FROM pv GROUP BY person) \
+    sql.push("WITH ").push(IDENTITIES);
+    if f.by_visit() {
+        // A person's weeks are those in which one of their sessions started: one row a
+        // session instead of one a page view.
+        sql.push(&format!(
+            ", pv AS (SELECT coalesce(idm.stitched, CAST(e.visitor_id AS VARCHAR)) AS person, \
+               CAST(date_trunc('week', {local}) AS DATE) AS wk FROM (",
+            local = f.local("e.first_ts", Duration::zero())
+        ))
+        .append(&f.sessions("visitor_id, first_ts"))
+        .push(
+            ") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE e.visitor_id IS NOT NULL \
+             GROUP BY ALL)",
+        );
+    } else {
+        sql.push(&format!(
+            ", pv AS (SELECT {PERSON} AS person, \
+               CAST(date_trunc('week', {local}) AS DATE) AS wk FROM (",
+            local = f.local("e.ts", Duration::zero())
+        ))
+        .append(&f.base("*", Some("page_view")))
+        .push(&format!(
+            ") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE {PERSON} IS NOT NULL)"
+        ));
+    }
+    sql.push(
+        ", first AS (SELECT person, min(wk) AS cohort FROM pv GROUP BY person) \
          SELECT strftime(cohort, '%Y-%m-%d'), datediff('week', cohort, wk) AS n, \
-           count(DISTINCT person) FROM pv JOIN first USING (person) GROUP BY cohort, n"
-    ));
+           count(DISTINCT person) FROM pv JOIN first USING (person) GROUP BY cohort, n",
+    );
     let monday = |d: NaiveDate| d - Duration::days(i64::from(d.weekday().num_days_from_monday()));
     let last_week = monday(f.to);
     let mut cohorts: BTreeMap<String, Vec<Option<i64>>> = BTreeMap::new();

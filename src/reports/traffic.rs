@@ -435,18 +435,33 @@ pub fn acquisition(conn: &Connection, f: &Filters, cols: &[&str]) -> Result<Tabl
 /// order (the catalog lists them).
 pub const AUDIENCE: [&str; 4] = ["device_type", "browser", "os", "country"];
 
+/// Visitors and page views by device, browser, OS and country. When the filters allow, from
+/// the `sessions` table: a session's page views count under its first page view's values
+/// (which its other page views share, as they come from the same browser and address), and
+/// page views without a session are added from the events.
 pub fn audience(conn: &Connection, f: &Filters) -> Result<Tables, ReportError> {
-    let from = f.base(
-        &format!("visitor_id, {}", AUDIENCE.join(", ")),
-        Some("page_view"),
-    );
+    let cols = AUDIENCE.join(", ");
+    let (from, views) = if f.by_visit() {
+        let mut from = Sql::default();
+        from.append(&f.sessions(&format!("visitor_id, {cols}, pageviews")))
+            .push(&format!(" UNION ALL SELECT visitor_id, {cols}, 1 FROM ("))
+            .append(&f.base(
+                &format!("visitor_id, {cols}, session_id"),
+                Some("page_view"),
+            ))
+            .push(" AND session_id IS NULL)");
+        (from, "sum(pageviews)::BIGINT")
+    } else {
+        let from = f.base(&format!("visitor_id, {cols}"), Some("page_view"));
+        (from, "count(*)")
+    };
     let tables = breakdowns(
         conn,
         &from,
         &AUDIENCE,
         [
             ("visitors", "count(DISTINCT visitor_id)"),
-            ("pageviews", "count(*)"),
+            ("pageviews", views),
         ],
         f.limit,
     )?;

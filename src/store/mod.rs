@@ -178,9 +178,7 @@ impl Store {
                 .enumerate()
                 .map(|(i, e)| (first_seq + i as i64, e.borrow())),
         )?;
-        if sessions::touched(events.iter().map(|e| e.borrow())) {
-            sessions::absorb(&tx, first_seq, first_seq + events.len() as i64)?;
-        }
+        sessions::absorb(&tx, events.iter().map(|e| e.borrow()))?;
         tx.commit()?;
         Ok(())
     }
@@ -235,9 +233,7 @@ impl Store {
                     .enumerate()
                     .map(|(i, e)| (first_seq + i as i64, *e)),
             )?;
-            if sessions::touched(new.iter().copied()) {
-                sessions::absorb(&tx, first_seq, first_seq + new.len() as i64)?;
-            }
+            sessions::absorb(&tx, new.iter().copied())?;
             tx.commit()?;
             Ok::<_, StoreError>(())
         })();

@@ -46,7 +46,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if found.is_some_and(|v| v < 3) {
         super::sessions::backfill(conn)?;
     } else {
-        conn.execute_batch(&super::sessions::ddl())?;
+        super::sessions::create(conn)?;
     }
     // Senders' event keys, so a retried submission or a re-imported file is not counted twice.
     super::keys::migrate(conn, crate::event::now_us())?;

@@ -4,40 +4,62 @@
 //! 4.7M, and no per-query grouping of UUIDs).
 //!
 //! A row holds the session's first and last page view times, its page view count, its entry
-//! and exit paths, and the [`VISIT`] columns of its first page view. Every one of those is an
-//! aggregate that merges (`min`, `max`, `sum`, first/last by time), so a commit folds its page
-//! views into the rows they belong to without reading any older event: the partial row of
-//! each session it touched is merged with that session's stored row, which is replaced.
-//! Deletions (`forget`, retention) rebuild the sessions they touched from the events left.
+//! and exit paths, and the [`VISIT`] columns of its first page view. Every one of those
+//! merges (`min`, `max`, `sum`, first/last by time), so a commit folds its page views into
+//! the rows they belong to without reading any older event: the writer groups the commit's
+//! page views by session in memory, appends one partial row per session to a temporary table
+//! (`session_batch`), and [`fold`] merges those into `sessions`. Deletions (`forget`,
+//! retention) rebuild the sessions they touched from the events left.
 //!
 //! Page views without a session id (opt-out requests) have no row.
 
-use super::{duckdb_type, StoreError};
+use super::{arrow_field, column, duckdb_type, StoreError};
 use crate::event::columns::{NAME, PAGE_VIEW, PATH, SEQ, SESSION_ID, TS, VISIT};
-use crate::event::{Event, COLUMNS};
+use crate::event::{Event, Kind, COLUMNS};
+use duckdb::arrow::array::{
+    ArrayRef, FixedSizeBinaryArray, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use duckdb::arrow::datatypes::Schema;
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, ToSql};
+use std::collections::HashMap;
+use std::sync::Arc;
 use tracing::info;
 
 /// Events per back-fill transaction when an older store is migrated.
 const BACKFILL_CHUNK: i64 = 1_000_000;
 
-/// `CREATE TABLE IF NOT EXISTS sessions`.
-pub(super) fn ddl() -> String {
-    let mut cols = vec![
-        format!("{SESSION_ID} UUID NOT NULL"),
-        "first_ts TIMESTAMP NOT NULL".to_string(),
-        "last_ts TIMESTAMP NOT NULL".to_string(),
-        "pageviews BIGINT NOT NULL".to_string(),
-        "entry_path VARCHAR".to_string(),
-        "exit_path VARCHAR".to_string(),
-    ];
-    for name in VISIT {
-        let kind = COLUMNS
+/// The columns of `sessions` before the [`VISIT`] ones: `(name, kind, nullable)`.
+const OWN: [(&str, Kind, bool); 6] = [
+    (SESSION_ID, Kind::Uuid, false),
+    ("first_ts", Kind::Timestamp, false),
+    ("last_ts", Kind::Timestamp, false),
+    ("pageviews", Kind::BigInt, false),
+    ("entry_path", Kind::Text, true),
+    ("exit_path", Kind::Text, true),
+];
+
+/// The [`VISIT`] columns with their kinds.
+fn visit() -> impl Iterator<Item = &'static crate::event::Column> {
+    VISIT.iter().map(|name| {
+        COLUMNS
             .iter()
-            .find(|c| c.name == name)
-            .map(|c| c.kind())
-            .expect("every VISIT name is a column (a columns.rs test checks)");
-        cols.push(format!("{name} {}", duckdb_type(kind)));
+            .find(|c| c.name == *name)
+            .expect("every VISIT name is a column (a columns.rs test checks)")
+    })
+}
+
+/// `CREATE TABLE IF NOT EXISTS sessions`.
+fn ddl() -> String {
+    let mut cols: Vec<String> = OWN
+        .iter()
+        .map(|(name, kind, nullable)| {
+            let not_null = if *nullable { "" } else { " NOT NULL" };
+            format!("{name} {}{not_null}", duckdb_type(*kind))
+        })
+        .collect();
+    for c in visit() {
+        cols.push(format!("{} {}", c.name, duckdb_type(c.kind())));
     }
     format!(
         "CREATE TABLE IF NOT EXISTS sessions (\n  {}\n);",
@@ -45,9 +67,124 @@ pub(super) fn ddl() -> String {
     )
 }
 
-/// Whether committing `events` changes any session: a page view with a session id.
-pub(super) fn touched<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
-    events.any(|e| e.session_id.is_some() && e.name == PAGE_VIEW)
+/// A session's page views among the events of one commit.
+struct Partial<'a> {
+    first: &'a Event,
+    last: &'a Event,
+    pageviews: i64,
+}
+
+/// Fold the page views among `events` (just appended, in the caller's transaction) into
+/// `sessions`. Does nothing when there is none with a session id.
+pub(super) fn absorb<'a>(
+    conn: &Connection,
+    events: impl Iterator<Item = &'a Event>,
+) -> Result<(), StoreError> {
+    let mut by: HashMap<uuid::Uuid, Partial<'a>> = HashMap::new();
+    for e in events.filter(|e| e.name == PAGE_VIEW) {
+        let Some(id) = e.session_id else { continue };
+        by.entry(id)
+            .and_modify(|p| {
+                if e.ts_us < p.first.ts_us {
+                    p.first = e;
+                }
+                if e.ts_us >= p.last.ts_us {
+                    p.last = e;
+                }
+                p.pageviews += 1;
+            })
+            .or_insert(Partial {
+                first: e,
+                last: e,
+                pageviews: 1,
+            });
+    }
+    if by.is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<Partial> = by.into_values().collect();
+    let mut app = conn.appender_to_catalog_and_db("session_batch", "temp", "main")?;
+    app.append_record_batch(batch(&parts)?)?;
+    app.flush()?;
+    drop(app);
+    fold(conn)
+}
+
+/// The partial rows as a record batch in `sessions`' column order.
+fn batch<'a>(parts: &[Partial<'a>]) -> Result<RecordBatch, StoreError> {
+    let ts = |f: fn(&Partial<'a>) -> &'a Event| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from_iter_values(
+            parts.iter().map(|p| f(p).ts_us),
+        ))
+    };
+    let path = |f: fn(&Partial<'a>) -> &'a Event| -> ArrayRef {
+        Arc::new(
+            parts
+                .iter()
+                .map(|p| f(p).path.as_deref())
+                .collect::<StringArray>(),
+        )
+    };
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(FixedSizeBinaryArray::try_from_iter(
+            parts
+                .iter()
+                .map(|p| p.first.session_id.unwrap_or_default().into_bytes()),
+        )?),
+        ts(|p| p.first),
+        ts(|p| p.last),
+        Arc::new(Int64Array::from_iter_values(
+            parts.iter().map(|p| p.pageviews),
+        )),
+        path(|p| p.first),
+        path(|p| p.last),
+    ];
+    let firsts: Vec<(i64, &Event)> = parts.iter().map(|p| (0, p.first)).collect();
+    for c in visit() {
+        columns.push(column(&c.field, &firsts)?);
+    }
+    let fields: Vec<_> = OWN
+        .iter()
+        .map(|(name, kind, nullable)| arrow_field(name, *kind, *nullable))
+        .chain(visit().map(|c| arrow_field(c.name, c.kind(), true)))
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// Create the `sessions` table if missing, and this connection's `session_batch` (a temporary
+/// table, empty between commits) that the writer stages partial rows in.
+pub(super) fn create(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(&format!(
+        "{} CREATE TEMP TABLE IF NOT EXISTS session_batch AS FROM sessions LIMIT 0;",
+        ddl()
+    ))?;
+    Ok(())
+}
+
+/// Merge the partial rows in `session_batch` (one per session) into `sessions`, and empty it,
+/// in one `MERGE`: a session already stored gets its later page views added (the common case,
+/// three columns updated); one whose stored first page view is later than the new ones (a late
+/// event) gets its first-page-view columns replaced too; a new one is inserted.
+fn fold(conn: &Connection) -> Result<(), StoreError> {
+    let later = "last_ts = greatest(s.last_ts, b.last_ts), \
+                 pageviews = s.pageviews + b.pageviews, \
+                 exit_path = CASE WHEN b.last_ts >= s.last_ts THEN b.exit_path ELSE s.exit_path END";
+    let mut earlier = String::from("first_ts = b.first_ts, entry_path = b.entry_path");
+    for c in VISIT {
+        earlier += &format!(", {c} = b.{c}");
+    }
+    let all = format!(
+        "MERGE INTO sessions s USING session_batch b ON s.{SESSION_ID} = b.{SESSION_ID} \
+           WHEN MATCHED AND b.first_ts >= s.first_ts THEN UPDATE SET {later} \
+           WHEN MATCHED THEN UPDATE SET {earlier}, {later} \
+           WHEN NOT MATCHED THEN INSERT BY NAME;
+         DELETE FROM session_batch;"
+    );
+    conn.execute_batch(&all)?;
+    Ok(())
 }
 
 /// One partial row per session, over the page views among the events that `cond` selects.
@@ -65,33 +202,6 @@ fn partials(cond: &str) -> String {
          GROUP BY {SESSION_ID}"
     );
     sql
-}
-
-/// Fold the page views with `seq` in `[from, to)` into `sessions`, inside the caller's
-/// transaction: each session they touch gets one row, merged from its stored row (if any)
-/// and their partial row.
-pub(super) fn absorb(conn: &Connection, from: i64, to: i64) -> Result<(), StoreError> {
-    let mut merged = format!(
-        "SELECT {SESSION_ID}, min(first_ts) AS first_ts, max(last_ts) AS last_ts, \
-         sum(pageviews)::BIGINT AS pageviews, arg_min_null(entry_path, first_ts) AS entry_path, \
-         arg_max_null(exit_path, last_ts) AS exit_path"
-    );
-    for c in VISIT {
-        merged += &format!(", arg_min_null({c}, first_ts) AS {c}");
-    }
-    conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE session_changes AS
-         WITH p AS MATERIALIZED ({partials})
-         {merged} FROM (
-           SELECT * FROM sessions WHERE {SESSION_ID} IN (SELECT {SESSION_ID} FROM p)
-           UNION ALL BY NAME SELECT * FROM p)
-         GROUP BY {SESSION_ID};
-         DELETE FROM sessions WHERE {SESSION_ID} IN (SELECT {SESSION_ID} FROM session_changes);
-         INSERT INTO sessions BY NAME SELECT * FROM session_changes;
-         DROP TABLE session_changes;",
-        partials = partials(&format!("{SEQ} >= {from} AND {SEQ} < {to}")),
-    ))?;
-    Ok(())
 }
 
 /// Note the sessions of the events that `cond` (with `value` bound) selects, before they are
@@ -124,7 +234,8 @@ pub(crate) fn rebuild_marked(conn: &Connection) -> Result<(), StoreError> {
 /// transactions of [`BACKFILL_CHUNK`] events, with progress on the console. Starts over from
 /// an empty table, so an interrupted back-fill is simply run again at the next start.
 pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(&format!("DROP TABLE IF EXISTS sessions; {}", ddl()))?;
+    conn.execute_batch("DROP TABLE IF EXISTS session_batch; DROP TABLE IF EXISTS sessions;")?;
+    create(conn)?;
     let (lo, hi, n): (Option<i64>, Option<i64>, i64) = conn.query_row(
         &format!("SELECT min({SEQ}), max({SEQ}), count(*) FROM events"),
         [],
@@ -142,7 +253,14 @@ pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
     while from <= hi {
         let to = from.saturating_add(BACKFILL_CHUNK).min(hi + 1);
         conn.execute_batch("BEGIN TRANSACTION")?;
-        match absorb(conn, from, to) {
+        let chunk = (|| {
+            conn.execute_batch(&format!(
+                "INSERT INTO session_batch BY NAME {}",
+                partials(&format!("{SEQ} >= {from} AND {SEQ} < {to}"))
+            ))?;
+            fold(conn)
+        })();
+        match chunk {
             Ok(()) => conn.execute_batch("COMMIT")?,
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
