@@ -3,6 +3,8 @@
 //!
 //! - `proxy_5000`: a commit of 5,000 proxy events (`pipeline.batch_size`), already enriched;
 //! - `proxy_122880`: the same, 122,880 events (a whole DuckDB row group) in one commit;
+//! - `proxy_5000_deferring`: `proxy_5000` as the writer commits under load, folding the page
+//!   views into `sessions` once a second instead of in every commit;
 //! - `proxy_enrich_5000`: the same with their enrichment (warm UA cache): the pipeline's whole
 //!   cost per proxy event;
 //! - `keyed_1000`: an ingestion submission of 1,000 events whose ids their sender chose (a
@@ -93,8 +95,23 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The writer under load: the page views are folded into `sessions` once a second, not
+    // with every commit.
     g.sample_size(20);
     g.throughput(Throughput::Elements(5_000));
+    g.bench_function("proxy_5000_deferring", |b| {
+        b.iter_custom(|iters| {
+            cpu_time(
+                iters,
+                || batch(&enriched, 5_000, false),
+                |events| {
+                    store.append_deferring(seq, &events).unwrap();
+                    seq += events.len() as i64;
+                },
+            )
+        })
+    });
+    store.fold_pending().unwrap();
     g.bench_function("proxy_enrich_5000", |b| {
         b.iter_custom(|iters| {
             cpu_time(

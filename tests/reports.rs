@@ -78,6 +78,29 @@ fn page_views(f: &Fixture) -> String {
     )
 }
 
+/// Non-bot page views, whatever their time.
+const ALL_PAGE_VIEWS: &str =
+    "SELECT * FROM events WHERE name = 'page_view' AND coalesce(is_bot, false) = false";
+
+/// The sessions that start in the range, one row each, as plain SQL over every non-bot page
+/// view: the columns of the session's first page view, plus `n` (its page views, also those
+/// after the range), `last_ts` and `exit` (its last page view's time and path).
+fn starts(f: &Fixture) -> String {
+    starts_where(&f.range())
+}
+
+/// [`starts`] for the sessions whose first page view meets `cond`.
+fn starts_where(cond: &str) -> String {
+    format!(
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY session_id ORDER BY ts) AS rn, \
+           count(*) OVER (PARTITION BY session_id) AS n, \
+           max(ts) OVER (PARTITION BY session_id) AS last_ts, \
+           last_value(path) OVER (PARTITION BY session_id ORDER BY ts \
+             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS exit \
+           FROM ({ALL_PAGE_VIEWS}) WHERE session_id IS NOT NULL) WHERE rn = 1 AND {cond}"
+    )
+}
+
 /// Rows of a report table.
 fn rows_of(t: &Value) -> Vec<Vec<Value>> {
     serde_json::from_value(t["rows"].clone()).unwrap()
@@ -117,7 +140,7 @@ async fn traffic_reports_match_plain_sql() {
 
     overview_totals_and_daily_series(&f, &pv).await;
     pages_top_entry_and_exit(&f, &pv).await;
-    acquisition_by_each_sessions_first_page_view(&f, &pv).await;
+    acquisition_by_each_sessions_first_page_view(&f).await;
     audience_by_device_browser_os_and_country(&f, &pv).await;
     filters_on_a_session_and_an_event_dimension(&f, &pv).await;
     bots_are_excluded_unless_asked_for(&f).await;
@@ -130,13 +153,14 @@ async fn overview_totals_and_daily_series(f: &Fixture, pv: &str) {
     let t = &o["totals"];
     let want = &f
         .sql(&format!(
-            "WITH pv AS ({pv}), s AS (SELECT session_id, count(*) AS n, \
-               date_diff('microsecond', min(ts), max(ts)) AS us FROM pv \
-               WHERE session_id IS NOT NULL GROUP BY session_id) \
-             SELECT (SELECT count(DISTINCT visitor_id) FROM pv), (SELECT count(*) FROM s), \
-               (SELECT count(*) FROM pv), \
+            "WITH pv AS ({pv}), s AS (SELECT visitor_id, n, \
+               date_diff('microsecond', ts, last_ts) AS us FROM ({starts})) \
+             SELECT (SELECT count(DISTINCT visitor_id) FROM (SELECT visitor_id FROM s \
+                 UNION ALL SELECT visitor_id FROM pv WHERE session_id IS NULL)), \
+               (SELECT count(*) FROM s), (SELECT count(*) FROM pv), \
                (SELECT avg(CASE WHEN n = 1 THEN 1.0 ELSE 0.0 END) FROM s), \
-               (SELECT avg(us) / 1000000.0 FROM s)"
+               (SELECT avg(us) / 1000000.0 FROM s)",
+            starts = starts(f)
         ))
         .await[0];
     assert_eq!(t["visitors"], want[0]);
@@ -167,18 +191,18 @@ async fn overview_totals_and_daily_series(f: &Fixture, pv: &str) {
             )
         })
         .collect();
-    let want = f.sql(&series_sql(pv, &days)).await;
+    let want = f.sql(&series_sql(pv, &starts(f), &days)).await;
     same_rows("overview.series", &series, &want);
 }
 
-/// The overview's series as plain SQL over the page views `pv`, for `days` (`(day, lo, hi)`
-/// rows): a session and its visitor count on the day of its first page view, a page view on
-/// its own (and the visitor of a page view without a session there too).
-fn series_sql(pv: &str, days: &[String]) -> String {
+/// The overview's series as plain SQL over the page views `pv` and the sessions `starts`
+/// (rows of [`starts`]), for `days` (`(day, lo, hi)` rows): a session and its visitor count
+/// on the day of its first page view, a page view on its own (and the visitor of a page view
+/// without a session there too).
+fn series_sql(pv: &str, starts: &str, days: &[String]) -> String {
     format!(
         "WITH pv AS ({pv}), \
-           starts AS (SELECT session_id, visitor_id, min(ts) AS ts FROM pv \
-             WHERE session_id IS NOT NULL GROUP BY ALL \
+           starts AS (SELECT session_id, visitor_id, ts FROM ({starts}) \
              UNION ALL SELECT NULL, visitor_id, ts FROM pv WHERE session_id IS NULL) \
          SELECT d.day, \
            (SELECT count(DISTINCT visitor_id) FROM starts WHERE ts >= d.lo AND ts < d.hi), \
@@ -200,13 +224,12 @@ async fn pages_top_entry_and_exit(f: &Fixture, pv: &str) {
         ))
         .await;
     same_rows("pages.top", &rows_of(&p["top"]), &want);
-    for (key, order) in [("entry", "ts"), ("exit", "ts DESC")] {
+    for (key, col) in [("entry", "path"), ("exit", "exit")] {
         let want = f
             .sql(&format!(
-                "SELECT path, count(*) AS n FROM (SELECT path, row_number() OVER \
-                   (PARTITION BY session_id ORDER BY {order}) AS rn FROM ({pv}) \
-                   WHERE session_id IS NOT NULL) WHERE rn = 1 \
-                 GROUP BY path ORDER BY n DESC, path LIMIT 10"
+                "SELECT {col} AS p, count(*) AS n FROM ({starts}) \
+                 GROUP BY p ORDER BY n DESC, p LIMIT 10",
+                starts = starts(f)
             ))
             .await;
         same_rows(&format!("pages.{key}"), &rows_of(&p[key]), &want);
@@ -214,7 +237,7 @@ async fn pages_top_entry_and_exit(f: &Fixture, pv: &str) {
 }
 
 /// The acquisition report, each dimension alone and all together.
-async fn acquisition_by_each_sessions_first_page_view(f: &Fixture, pv: &str) {
+async fn acquisition_by_each_sessions_first_page_view(f: &Fixture) {
     // Acquisition: by each session's first page view.
     let a = f
         .report("acquisition", &[("limit", "10"), ("dimension", "all")])
@@ -237,10 +260,9 @@ async fn acquisition_by_each_sessions_first_page_view(f: &Fixture, pv: &str) {
     ] {
         let want = f
             .sql(&format!(
-                "SELECT {dim}, count(DISTINCT visitor_id) AS v, count(*) AS s FROM ( \
-                   SELECT {dim}, visitor_id, row_number() OVER (PARTITION BY session_id ORDER BY ts) AS rn \
-                   FROM ({pv}) WHERE session_id IS NOT NULL) WHERE rn = 1 \
-                 GROUP BY {dim} ORDER BY s DESC, v DESC, {dim} NULLS LAST LIMIT 10"
+                "SELECT {dim}, count(DISTINCT visitor_id) AS v, count(*) AS s FROM ({starts}) \
+                 GROUP BY {dim} ORDER BY s DESC, v DESC, {dim} NULLS LAST LIMIT 10",
+                starts = starts(f)
             ))
             .await;
         same_rows(
@@ -281,11 +303,15 @@ async fn filters_on_a_session_and_an_event_dimension(f: &Fixture, pv: &str) {
         .await;
     let want = &f
         .sql(&format!(
-            "WITH pv AS ({pv}), fb AS (SELECT session_id FROM (SELECT session_id, utm_source, \
-               row_number() OVER (PARTITION BY session_id ORDER BY ts) AS rn FROM pv \
-               WHERE session_id IS NOT NULL) WHERE rn = 1 AND utm_source = 'facebook') \
-             SELECT count(DISTINCT visitor_id), count(DISTINCT session_id), count(*) FROM pv \
-             WHERE device_type = 'mobile' AND session_id IN (SELECT session_id FROM fb)"
+            "WITH pv AS ({pv}), \
+               fb AS (SELECT session_id FROM ({firsts}) WHERE utm_source = 'facebook'), \
+               s AS (SELECT * FROM ({starts}) WHERE utm_source = 'facebook' \
+                 AND device_type = 'mobile') \
+             SELECT (SELECT count(DISTINCT visitor_id) FROM s), (SELECT count(*) FROM s), \
+               (SELECT count(*) FROM pv WHERE device_type = 'mobile' \
+                 AND session_id IN (SELECT session_id FROM fb))",
+            firsts = starts_where("true"),
+            starts = starts(f)
         ))
         .await[0];
     assert_eq!(o["totals"]["visitors"], want[0]);
@@ -394,14 +420,13 @@ async fn weekly_retention_per_person(f: &Fixture) {
     let want = f
         .sql(&format!(
             "WITH idm AS (SELECT visitor_id, min(user_id) AS u FROM identities GROUP BY visitor_id), \
-             starts AS (SELECT visitor_id, min(ts) AS ts FROM ({pv}) \
-               WHERE session_id IS NOT NULL GROUP BY session_id, visitor_id), \
+             starts AS ({starts}), \
              pv AS (SELECT coalesce(idm.u, p.visitor_id::VARCHAR) AS person, \
                date_trunc('week', p.ts)::DATE AS wk FROM starts p LEFT JOIN idm USING (visitor_id)), \
              c AS (SELECT person, min(wk) AS cohort FROM pv GROUP BY person) \
              SELECT strftime(cohort, '%Y-%m-%d'), (wk - cohort) // 7 AS n, count(DISTINCT person) \
              FROM pv JOIN c USING (person) GROUP BY ALL ORDER BY 1, 2",
-            pv = page_views(f)
+            starts = starts(f)
         ))
         .await;
     let grid = rows_of(&r["cohorts"]);
@@ -473,10 +498,9 @@ async fn funnel_with_a_one_day_window_by_utm_source_matches_plain_sql() {
              AND b.ts <= a.t1 + INTERVAL 1 DAY) THEN 2 ELSE 1 END AS lvl FROM a), \
          best AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY person ORDER BY lvl DESC, t1) AS rn \
            FROM lv) WHERE rn = 1), \
-         src AS (SELECT session_id, utm_source FROM (SELECT session_id, utm_source, row_number() OVER \
-           (PARTITION BY session_id ORDER BY ts) AS rn FROM ({pv}) WHERE session_id IS NOT NULL) WHERE rn = 1)",
+         src AS (SELECT session_id, utm_source FROM ({firsts}))",
         range = f.range(),
-        pv = page_views(&f)
+        firsts = starts_where("true")
     );
     let want = &f
         .sql(&format!(
@@ -603,8 +627,9 @@ async fn daily_buckets_follow_the_site_time_zone() {
             )
         })
         .collect();
-    let pv = "SELECT * FROM events WHERE name = 'page_view' AND coalesce(is_bot, false) = false";
-    let want = f.sql(&series_sql(pv, &days)).await;
+    let want = f
+        .sql(&series_sql(ALL_PAGE_VIEWS, &starts_where("true"), &days))
+        .await;
     same_rows("overview.series in New York", &rows_of(&o["series"]), &want);
 }
 

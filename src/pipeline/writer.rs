@@ -96,6 +96,10 @@ pub fn spawn_writer(
 struct State {
     store: Store,
     enricher: Enricher,
+    /// Set while committing a full batch with more events queued behind it: the writer is
+    /// under load, and the batch's page views may wait up to [`crate::store::FOLD_EVERY`] to
+    /// be folded into `sessions` (the commit that empties the queue folds them).
+    behind: bool,
     next_seq: Option<i64>,
     metrics: Arc<Metrics>,
     health: Arc<WriterHealth>,
@@ -115,6 +119,7 @@ fn run(
     let mut st = State {
         store,
         enricher,
+        behind: false,
         next_seq: None,
         metrics,
         health,
@@ -159,6 +164,10 @@ fn run(
         }
         if batch.is_empty() {
             oldest = None;
+            if taken == Taken::Empty && st.store.has_unfolded() {
+                // Idle: the page views left unfolded under load go into `sessions` now.
+                st.fold_pending();
+            }
         } else {
             let seen = *oldest.get_or_insert_with(Instant::now);
             // One more tick may pass before the next check.
@@ -171,6 +180,7 @@ fn run(
         if stopping || disconnected {
             // Submissions that raced the stop are answered too.
             st.commit_submissions(ingest.try_iter().collect());
+            st.fold_pending();
             // The queue was drained above: everything it held is committed.
             st.metrics.queue_depth.set(0);
             debug!("store writer stopped");
@@ -221,13 +231,27 @@ impl State {
                     }
                     batch.push(e);
                     if batch.len() >= cfg.batch_size {
+                        self.behind = !rx.is_empty();
                         self.commit(batch);
+                        self.behind = false;
                         *oldest = None;
                     }
                 }
                 Err(e) if e.is_disconnected() => return Taken::Disconnected,
                 Err(_) => return Taken::Empty,
             }
+        }
+    }
+
+    /// Fold the page views left out of `sessions` under load. A failure is logged; they are
+    /// folded with the next commit, or past the watermark at the next start.
+    fn fold_pending(&mut self) {
+        let res =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.store.fold_pending()));
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, "Folding page views into sessions failed."),
+            Err(_) => warn!("Store writer panicked folding page views into sessions."),
         }
     }
 
@@ -377,7 +401,11 @@ impl State {
             Some(s) => s,
             None => self.store.next_seq()?,
         };
-        self.store.append(seq, batch)?;
+        if self.behind {
+            self.store.append_deferring(seq, batch)?;
+        } else {
+            self.store.append(seq, batch)?;
+        }
         self.next_seq = Some(seq + batch.len() as i64);
         self.health.committed(seq + batch.len() as i64);
         Ok(())

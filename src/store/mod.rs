@@ -75,7 +75,25 @@ pub struct Store {
     dedup: keys::Bounds,
     /// The deduplication keys, loaded on first need.
     keys: keys::Keys,
+    /// The sessions watermark: every page view up to this `seq` is folded into `sessions`.
+    folded: i64,
+    /// What was committed after it without being folded ([`Store::append_deferring`]).
+    unfolded: Option<Unfolded>,
 }
+
+/// Events committed but not folded into `sessions` yet.
+#[derive(Debug, Clone, Copy)]
+struct Unfolded {
+    /// When the first of them was committed.
+    since: std::time::Instant,
+    /// The last `seq` committed.
+    through: i64,
+    /// Whether a page view with a session id is among them (else a fold has nothing to do).
+    views: bool,
+}
+
+/// How long [`Store::append_deferring`] may leave page views out of `sessions`.
+pub const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Store {
     /// Open (creating if needed) the store in `data_dir` for reading and writing, and bring its
@@ -92,12 +110,17 @@ impl Store {
         })?;
         let path = data_dir.join(DB_FILE);
         let conn = open_conn(&path, false, options)?;
-        schema::migrate(&conn)?;
-        Store::locked(conn, path, options)
+        let folded = schema::migrate(&conn)?;
+        Store::locked(conn, path, options, folded)
     }
 
     /// The store on `conn`, its configuration locked.
-    fn locked(conn: Connection, path: PathBuf, options: &StoreOptions) -> Result<Self, StoreError> {
+    fn locked(
+        conn: Connection,
+        path: PathBuf,
+        options: &StoreOptions,
+        folded: i64,
+    ) -> Result<Self, StoreError> {
         lock_down(&conn)?;
         Ok(Store {
             conn,
@@ -107,6 +130,8 @@ impl Store {
                 max_keys: options.dedup_max_keys,
             },
             keys: keys::Keys::default(),
+            folded,
+            unfolded: None,
         })
     }
 
@@ -118,7 +143,7 @@ impl Store {
         }
         let options = StoreOptions::default();
         let conn = open_conn(&path, true, &options)?;
-        Store::locked(conn, path, &options)
+        Store::locked(conn, path, &options, 0)
     }
 
     /// Open an existing store for writing, for `tollgate forget` when no server holds it.
@@ -162,13 +187,37 @@ impl Store {
         Ok(max + 1)
     }
 
-    /// Append `events` in one transaction, numbering them from `first_seq`. Either all are
+    /// Append `events` in one transaction, numbering them from `first_seq`, and fold their
+    /// page views (and any left unfolded before) into `sessions` in it. Either all are
     /// committed or none is.
     pub fn append<E: std::borrow::Borrow<Event>>(
         &mut self,
         first_seq: i64,
         events: &[E],
     ) -> Result<(), StoreError> {
+        self.append_folding(first_seq, events, true)
+    }
+
+    /// [`Store::append`], but the page views are folded into `sessions` only when those left
+    /// unfolded are [`FOLD_EVERY`] old: for the writer under load, where a fold per commit
+    /// costs more than the commit's events. [`Store::fold_pending`] folds the rest.
+    pub fn append_deferring<E: std::borrow::Borrow<Event>>(
+        &mut self,
+        first_seq: i64,
+        events: &[E],
+    ) -> Result<(), StoreError> {
+        self.append_folding(first_seq, events, false)
+    }
+
+    fn append_folding<E: std::borrow::Borrow<Event>>(
+        &mut self,
+        first_seq: i64,
+        events: &[E],
+        now: bool,
+    ) -> Result<(), StoreError> {
+        let views = sessions::has_views(events.iter().map(|e| e.borrow()));
+        let through = first_seq + events.len() as i64 - 1;
+        let fold = self.fold_due(views, now);
         let tx = self.conn.transaction()?;
         append_rows(
             &tx,
@@ -178,8 +227,54 @@ impl Store {
                 .enumerate()
                 .map(|(i, e)| (first_seq + i as i64, e.borrow())),
         )?;
-        sessions::absorb(&tx, events.iter().map(|e| e.borrow()))?;
+        if fold {
+            sessions::fold(&tx, self.folded, through)?;
+        }
         tx.commit()?;
+        self.committed(through, views, fold);
+        Ok(())
+    }
+
+    /// Whether a commit with (`views`) or without page views should fold: when there is
+    /// something to fold, and `now` or the unfolded are due.
+    fn fold_due(&self, views: bool, now: bool) -> bool {
+        let pending = self.unfolded;
+        (views || pending.is_some_and(|u| u.views))
+            && (now || pending.is_some_and(|u| u.since.elapsed() >= FOLD_EVERY))
+    }
+
+    /// Note a commit up to `through`, which `folded` or left unfolded.
+    fn committed(&mut self, through: i64, views: bool, folded: bool) {
+        if folded {
+            self.folded = through;
+            self.unfolded = None;
+        } else if views || self.unfolded.is_some() {
+            let u = self.unfolded.get_or_insert(Unfolded {
+                since: std::time::Instant::now(),
+                through,
+                views,
+            });
+            u.through = through;
+            u.views |= views;
+        }
+    }
+
+    /// Whether committed page views wait to be folded ([`Store::append_deferring`]).
+    pub fn has_unfolded(&self) -> bool {
+        self.unfolded.is_some_and(|u| u.views)
+    }
+
+    /// Fold the page views [`Store::append_deferring`] left, in a transaction of their own.
+    pub fn fold_pending(&mut self) -> Result<(), StoreError> {
+        let Some(u) = self.unfolded else {
+            return Ok(());
+        };
+        if u.views {
+            let tx = self.conn.transaction()?;
+            sessions::fold(&tx, self.folded, u.through)?;
+            tx.commit()?;
+        }
+        self.committed(u.through, false, true);
         Ok(())
     }
 }
@@ -223,6 +318,9 @@ impl Store {
                 e
             })
             .collect();
+        let views = sessions::has_views(new.iter().copied());
+        let through = first_seq + new.len() as i64 - 1;
+        let fold = self.fold_due(views, true);
         let committed = (|| {
             let tx = self.conn.transaction()?;
             keys::append(&tx, &fresh, now)?;
@@ -233,12 +331,17 @@ impl Store {
                     .enumerate()
                     .map(|(i, e)| (first_seq + i as i64, *e)),
             )?;
-            sessions::absorb(&tx, new.iter().copied())?;
+            if fold {
+                sessions::fold(&tx, self.folded, through)?;
+            }
             tx.commit()?;
             Ok::<_, StoreError>(())
         })();
         match committed {
-            Ok(()) => self.keys.record(&fresh, self.dedup, now),
+            Ok(()) => {
+                self.keys.record(&fresh, self.dedup, now);
+                self.committed(through, views, fold);
+            }
             Err(e) => {
                 self.keys.reset();
                 return Err(e);

@@ -19,8 +19,9 @@ pub fn duckdb_type(kind: Kind) -> &'static str {
     }
 }
 
-/// Create missing tables and record the schema version.
-pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// Create missing tables and record the schema version. Returns the sessions watermark
+/// (`sessions.rs`), with everything before it folded.
+pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS tollgate_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);",
     )?;
@@ -43,11 +44,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(&events_ddl("events"))?;
     // One row per session, kept by the writer (`sessions.rs`); built from the events once for
     // a store from before version 3.
-    if found.is_some_and(|v| v < 3) {
-        super::sessions::backfill(conn)?;
+    let watermark = if found.is_some_and(|v| v < 3) {
+        super::sessions::backfill(conn)?
     } else {
-        super::sessions::create(conn)?;
-    }
+        let w = super::sessions::create(conn)?;
+        super::sessions::catch_up(conn, w)?
+    };
     // Senders' event keys, so a retried submission or a re-imported file is not counted twice.
     super::keys::migrate(conn, crate::event::now_us())?;
     // Which visitor is which user, as far as events say: from `X-Tollgate-User`, identify
@@ -101,7 +103,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         "INSERT OR REPLACE INTO tollgate_meta VALUES ('schema_version', ?)",
         [SCHEMA_VERSION.to_string()],
     )?;
-    Ok(())
+    Ok(watermark)
 }
 
 /// `CREATE TABLE IF NOT EXISTS <table>` with the `events` columns.

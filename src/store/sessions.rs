@@ -5,29 +5,31 @@
 //!
 //! A row holds the session's first and last page view times, its page view count, its entry
 //! and exit paths, and the [`VISIT`] columns of its first page view. Every one of those
-//! merges (`min`, `max`, `sum`, first/last by time), so a commit folds its page views into
-//! the rows they belong to without reading any older event: the writer groups the commit's
-//! page views by session in memory, appends one partial row per session to a temporary table
-//! (`session_batch`), and [`fold`] merges those into `sessions`. Deletions (`forget`,
-//! retention) rebuild the sessions they touched from the events left.
+//! merges (`min`, `max`, `sum`, first/last by time), so page views are folded into the rows
+//! they belong to without reading older events: [`fold`] groups the page views of a range of
+//! `seq` into one partial row per session, stages them in a temporary table
+//! (`session_batch`), and merges those into `sessions` with one `MERGE`.
+//!
+//! `tollgate_meta`'s `sessions_seq` is the watermark: every page view with a `seq` up to it
+//! is folded. The writer folds in the transaction that commits the page views, or, under load,
+//! up to a second later (`Store::append_deferring`); a store opened after a crash folds what
+//! is past the watermark first. Deletions (`forget`, retention) rebuild the sessions they
+//! touched from the events left up to the watermark: the page views after it are folded by
+//! the writer, once, and those a deletion removed are not there to fold.
 //!
 //! Page views without a session id (opt-out requests) have no row.
 
-use super::{arrow_field, column, duckdb_type, StoreError};
+use super::{duckdb_type, StoreError};
 use crate::event::columns::{NAME, PAGE_VIEW, PATH, SEQ, SESSION_ID, TS, VISIT};
 use crate::event::{Event, Kind, COLUMNS};
-use duckdb::arrow::array::{
-    ArrayRef, FixedSizeBinaryArray, Int64Array, StringArray, TimestampMicrosecondArray,
-};
-use duckdb::arrow::datatypes::Schema;
-use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, ToSql};
-use std::collections::HashMap;
-use std::sync::Arc;
 use tracing::info;
 
 /// Events per back-fill transaction when an older store is migrated.
 const BACKFILL_CHUNK: i64 = 1_000_000;
+
+/// The `tollgate_meta` key of the watermark.
+const WATERMARK: &str = "sessions_seq";
 
 /// The columns of `sessions` before the [`VISIT`] ones: `(name, kind, nullable)`.
 const OWN: [(&str, Kind, bool); 6] = [
@@ -39,16 +41,6 @@ const OWN: [(&str, Kind, bool); 6] = [
     ("exit_path", Kind::Text, true),
 ];
 
-/// The [`VISIT`] columns with their kinds.
-fn visit() -> impl Iterator<Item = &'static crate::event::Column> {
-    VISIT.iter().map(|name| {
-        COLUMNS
-            .iter()
-            .find(|c| c.name == *name)
-            .expect("every VISIT name is a column (a columns.rs test checks)")
-    })
-}
-
 /// `CREATE TABLE IF NOT EXISTS sessions`.
 fn ddl() -> String {
     let mut cols: Vec<String> = OWN
@@ -58,8 +50,13 @@ fn ddl() -> String {
             format!("{name} {}{not_null}", duckdb_type(*kind))
         })
         .collect();
-    for c in visit() {
-        cols.push(format!("{} {}", c.name, duckdb_type(c.kind())));
+    for name in VISIT {
+        let kind = COLUMNS
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.kind())
+            .expect("every VISIT name is a column (a columns.rs test checks)");
+        cols.push(format!("{name} {}", duckdb_type(kind)));
     }
     format!(
         "CREATE TABLE IF NOT EXISTS sessions (\n  {}\n);",
@@ -67,108 +64,54 @@ fn ddl() -> String {
     )
 }
 
-/// A session's page views among the events of one commit.
-struct Partial<'a> {
-    first: &'a Event,
-    last: &'a Event,
-    pageviews: i64,
-}
-
-/// Fold the page views among `events` (just appended, in the caller's transaction) into
-/// `sessions`. Does nothing when there is none with a session id.
-pub(super) fn absorb<'a>(
-    conn: &Connection,
-    events: impl Iterator<Item = &'a Event>,
-) -> Result<(), StoreError> {
-    let mut by: HashMap<uuid::Uuid, Partial<'a>> = HashMap::new();
-    for e in events.filter(|e| e.name == PAGE_VIEW) {
-        let Some(id) = e.session_id else { continue };
-        by.entry(id)
-            .and_modify(|p| {
-                if e.ts_us < p.first.ts_us {
-                    p.first = e;
-                }
-                if e.ts_us >= p.last.ts_us {
-                    p.last = e;
-                }
-                p.pageviews += 1;
-            })
-            .or_insert(Partial {
-                first: e,
-                last: e,
-                pageviews: 1,
-            });
-    }
-    if by.is_empty() {
-        return Ok(());
-    }
-    let parts: Vec<Partial> = by.into_values().collect();
-    let mut app = conn.appender_to_catalog_and_db("session_batch", "temp", "main")?;
-    app.append_record_batch(batch(&parts)?)?;
-    app.flush()?;
-    drop(app);
-    fold(conn)
-}
-
-/// The partial rows as a record batch in `sessions`' column order.
-fn batch<'a>(parts: &[Partial<'a>]) -> Result<RecordBatch, StoreError> {
-    let ts = |f: fn(&Partial<'a>) -> &'a Event| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from_iter_values(
-            parts.iter().map(|p| f(p).ts_us),
-        ))
-    };
-    let path = |f: fn(&Partial<'a>) -> &'a Event| -> ArrayRef {
-        Arc::new(
-            parts
-                .iter()
-                .map(|p| f(p).path.as_deref())
-                .collect::<StringArray>(),
-        )
-    };
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(FixedSizeBinaryArray::try_from_iter(
-            parts
-                .iter()
-                .map(|p| p.first.session_id.unwrap_or_default().into_bytes()),
-        )?),
-        ts(|p| p.first),
-        ts(|p| p.last),
-        Arc::new(Int64Array::from_iter_values(
-            parts.iter().map(|p| p.pageviews),
-        )),
-        path(|p| p.first),
-        path(|p| p.last),
-    ];
-    let firsts: Vec<(i64, &Event)> = parts.iter().map(|p| (0, p.first)).collect();
-    for c in visit() {
-        columns.push(column(&c.field, &firsts)?);
-    }
-    let fields: Vec<_> = OWN
-        .iter()
-        .map(|(name, kind, nullable)| arrow_field(name, *kind, *nullable))
-        .chain(visit().map(|c| arrow_field(c.name, c.kind(), true)))
-        .collect();
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
-}
-
 /// Create the `sessions` table if missing, and this connection's `session_batch` (a temporary
-/// table, empty between commits) that the writer stages partial rows in.
-pub(super) fn create(conn: &Connection) -> Result<(), StoreError> {
+/// table, empty between folds) that folds stage partial rows in. Returns the watermark, set
+/// to the last `seq` stored for a new table (or one from before the watermark existed).
+pub(super) fn create(conn: &Connection) -> Result<i64, StoreError> {
     conn.execute_batch(&format!(
         "{} CREATE TEMP TABLE IF NOT EXISTS session_batch AS FROM sessions LIMIT 0;",
         ddl()
     ))?;
+    let found: Option<i64> = conn.query_row(
+        "SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = ?",
+        [WATERMARK],
+        |r| r.get(0),
+    )?;
+    match found {
+        Some(w) => Ok(w),
+        None => {
+            let top = max_seq(conn)?;
+            set_watermark(conn, top)?;
+            Ok(top)
+        }
+    }
+}
+
+/// The highest `seq` in `events`, 0 for none.
+fn max_seq(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        &format!("SELECT coalesce(max({SEQ}), 0) FROM events"),
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+fn set_watermark(conn: &Connection, seq: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO tollgate_meta VALUES (?, ?)",
+        [WATERMARK, &seq.to_string()],
+    )?;
     Ok(())
 }
 
-/// Merge the partial rows in `session_batch` (one per session) into `sessions`, and empty it,
-/// in one `MERGE`: a session already stored gets its later page views added (the common case,
-/// three columns updated); one whose stored first page view is later than the new ones (a late
-/// event) gets its first-page-view columns replaced too; a new one is inserted.
-fn fold(conn: &Connection) -> Result<(), StoreError> {
+/// Whether `events` hold a page view with a session id: something for [`fold`] to do.
+pub(super) fn has_views<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
+    events.any(|e| e.session_id.is_some() && e.name == PAGE_VIEW)
+}
+
+/// Fold the page views with `seq` in `(after, through]` into `sessions` and move the
+/// watermark to `through`, in the caller's transaction.
+pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), StoreError> {
     let later = "last_ts = greatest(s.last_ts, b.last_ts), \
                  pageviews = s.pageviews + b.pageviews, \
                  exit_path = CASE WHEN b.last_ts >= s.last_ts THEN b.exit_path ELSE s.exit_path END";
@@ -176,15 +119,33 @@ fn fold(conn: &Connection) -> Result<(), StoreError> {
     for c in VISIT {
         earlier += &format!(", {c} = b.{c}");
     }
-    let all = format!(
-        "MERGE INTO sessions s USING session_batch b ON s.{SESSION_ID} = b.{SESSION_ID} \
+    // A session already stored gets its later page views added (the common case: three
+    // columns); one whose stored first page view is later than the new ones (a late event)
+    // gets its first-page-view columns replaced too; a new one is inserted.
+    conn.execute_batch(&format!(
+        "INSERT INTO session_batch BY NAME {partials};
+         MERGE INTO sessions s USING session_batch b ON s.{SESSION_ID} = b.{SESSION_ID} \
            WHEN MATCHED AND b.first_ts >= s.first_ts THEN UPDATE SET {later} \
            WHEN MATCHED THEN UPDATE SET {earlier}, {later} \
            WHEN NOT MATCHED THEN INSERT BY NAME;
-         DELETE FROM session_batch;"
-    );
-    conn.execute_batch(&all)?;
-    Ok(())
+         DELETE FROM session_batch;",
+        partials = partials(&format!("{SEQ} > {after} AND {SEQ} <= {through}")),
+    ))?;
+    set_watermark(conn, through)
+}
+
+/// Fold what is past the watermark `after` (a crash left it behind); returns the new one.
+pub(super) fn catch_up(conn: &Connection, after: i64) -> Result<i64, StoreError> {
+    let top = max_seq(conn)?;
+    if top > after {
+        info!(
+            from = after,
+            to = top,
+            "Folding the page views past the sessions watermark."
+        );
+        fold(conn, after, top)?;
+    }
+    Ok(top.max(after))
 }
 
 /// One partial row per session, over the page views among the events that `cond` selects.
@@ -217,15 +178,19 @@ pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(
     Ok(())
 }
 
-/// Rebuild the sessions [`mark`] noted from the events that are left (a session with no page
-/// view left goes).
+/// Rebuild the sessions [`mark`] noted from the events that are left up to the watermark (a
+/// session with no page view left goes).
 pub(crate) fn rebuild_marked(conn: &Connection) -> Result<(), StoreError> {
     let marked = format!("{SESSION_ID} IN (SELECT {SESSION_ID} FROM session_marked)");
+    let folded = format!(
+        "{marked} AND {SEQ} <= \
+         (SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = '{WATERMARK}')"
+    );
     conn.execute_batch(&format!(
         "DELETE FROM sessions WHERE {marked};
          INSERT INTO sessions BY NAME {partials};
          DROP TABLE session_marked;",
-        partials = partials(&marked),
+        partials = partials(&folded),
     ))?;
     Ok(())
 }
@@ -233,8 +198,9 @@ pub(crate) fn rebuild_marked(conn: &Connection) -> Result<(), StoreError> {
 /// Build `sessions` from every stored event, for a store written before it existed: in
 /// transactions of [`BACKFILL_CHUNK`] events, with progress on the console. Starts over from
 /// an empty table, so an interrupted back-fill is simply run again at the next start.
-pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
+pub(super) fn backfill(conn: &Connection) -> Result<i64, StoreError> {
     conn.execute_batch("DROP TABLE IF EXISTS session_batch; DROP TABLE IF EXISTS sessions;")?;
+    conn.execute("DELETE FROM tollgate_meta WHERE key = ?", [WATERMARK])?;
     create(conn)?;
     let (lo, hi, n): (Option<i64>, Option<i64>, i64) = conn.query_row(
         &format!("SELECT min({SEQ}), max({SEQ}), count(*) FROM events"),
@@ -242,7 +208,7 @@ pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let (Some(lo), Some(hi)) = (lo, hi) else {
-        return Ok(());
+        return Ok(0);
     };
     info!(
         events = n,
@@ -253,14 +219,7 @@ pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
     while from <= hi {
         let to = from.saturating_add(BACKFILL_CHUNK).min(hi + 1);
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let chunk = (|| {
-            conn.execute_batch(&format!(
-                "INSERT INTO session_batch BY NAME {}",
-                partials(&format!("{SEQ} >= {from} AND {SEQ} < {to}"))
-            ))?;
-            fold(conn)
-        })();
-        match chunk {
+        match fold(conn, from - 1, to - 1) {
             Ok(()) => conn.execute_batch("COMMIT")?,
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -281,7 +240,7 @@ pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
         seconds = started.elapsed().as_secs(),
         "The sessions table is built."
     );
-    Ok(())
+    Ok(hi)
 }
 
 #[cfg(test)]
@@ -454,5 +413,36 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(stored(&store), want);
+    }
+
+    /// Page views the writer left unfolded under load are folded when it is idle, or, after a
+    /// crash, when the store opens again; a visitor forgotten meanwhile is not folded back in.
+    #[test]
+    fn unfolded_page_views_are_folded_later_or_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let events = workload();
+        let (head, tail) = events.split_at(events.len() / 2);
+        store.append_deferring(1, head).unwrap();
+        assert!(store.has_unfolded());
+        assert!(stored(&store).is_empty(), "folded although deferred");
+        store.fold_pending().unwrap();
+        assert!(!store.has_unfolded());
+        assert_eq!(stored(&store), expected(head));
+
+        // Forget a visitor whose page views are committed but not folded yet.
+        let gone = Uuid::from_u128(1000 + 7);
+        store.append_deferring(1 + head.len() as i64, tail).unwrap();
+        crate::store::forget(store.connection(), &Subject::Visitor(gone)).unwrap();
+        let left: Vec<Event> = events
+            .iter()
+            .filter(|e| e.visitor_id != Some(gone))
+            .cloned()
+            .collect();
+        // A crash before the fold: the store opened again folds what is past the watermark.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.has_unfolded());
+        assert_eq!(stored(&store), expected(&left));
     }
 }
