@@ -23,6 +23,8 @@
 #   TOLLGATE_BIN   default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate
 #   OUT=FILE       also write the report to FILE
 #   KEEP_TMP=1     keep the temp dir (tollgate's log, the raw times; kept on failure too)
+#   TOLLGATE_STORE_MEMORY_LIMIT=4GiB   passed on to tollgate (`store.memory_limit`; the default
+#                  512 MiB is too little for some reports on 100M events: they answer 503)
 set -euo pipefail
 
 N=${N:-10000000}
@@ -125,7 +127,7 @@ PY
 peak=$(awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$TG_PID/status")
 report="$report
 
-Peak RSS of tollgate over the runs: $peak MiB (store.memory_limit: the default, 512 MiB)."
+Peak RSS of tollgate over the runs: $peak MiB (store.memory_limit: ${TOLLGATE_STORE_MEMORY_LIMIT:-the default, 512 MiB})."
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 out="$report
 
