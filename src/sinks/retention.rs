@@ -118,3 +118,60 @@ pub fn spawn_retention(
         })
         .map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Source};
+    use crate::store::Store;
+
+    /// A session the cutoff falls inside keeps a row rebuilt from its page views left; a
+    /// session wholly before the cutoff loses its row.
+    #[test]
+    fn pruning_rebuilds_the_sessions_it_cuts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let now = now_us();
+        let hour = 3_600_000_000;
+        let (cut, gone) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        // `cut`: page views 50, 49 and 47 hours ago and one an hour ago; `gone`: 60 hours ago.
+        let views: Vec<Event> = [(cut, 50), (cut, 49), (cut, 47), (cut, 1), (gone, 60)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (session, hours_ago))| {
+                let mut e = Event::now("page_view", "s", Source::Proxy);
+                e.ts_us = now - hours_ago * hour;
+                e.session_id = Some(session);
+                e.visitor_id = Some(uuid::Uuid::from_u128(7));
+                e.path = Some(format!("/{i}"));
+                e
+            })
+            .collect();
+        store.append(1, &views).unwrap();
+        let mut conn = store.reader().unwrap();
+        let r = prune(&mut conn, Duration::from_secs(48 * 3600), &[], now).unwrap();
+        assert_eq!(r.deleted, 3);
+        let rows: Vec<(String, i64, i64, String, String)> = conn
+            .prepare(
+                "SELECT session_id::VARCHAR, epoch_us(first_ts), pageviews, entry_path, \
+                 exit_path FROM sessions",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            [(
+                cut.to_string(),
+                now - 47 * hour,
+                2,
+                "/2".into(),
+                "/3".into()
+            )]
+        );
+    }
+}
