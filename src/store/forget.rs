@@ -190,4 +190,36 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0);
     }
+
+    /// A forget while another transaction (as the writer's fold does) holds an update of the
+    /// visitor's session succeeds, and the session is gone once both have committed: DuckDB
+    /// does not count an update against a delete as a conflict.
+    #[test]
+    fn a_forget_beside_a_concurrent_fold_removes_the_session() {
+        use crate::event::{Event, Source};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = crate::store::Store::open(dir.path()).unwrap();
+        let visitor = Uuid::new_v4();
+        let mut e = Event::now("page_view", "s", Source::Proxy);
+        e.visitor_id = Some(visitor);
+        e.session_id = Some(Uuid::now_v7());
+        store.append(1, &[e]).unwrap();
+        // Another transaction holds the session's row, as the writer's fold does.
+        let writer = store.reader().unwrap();
+        writer
+            .execute_batch("BEGIN TRANSACTION; UPDATE sessions SET pageviews = pageviews + 0;")
+            .unwrap();
+        let conn = store.reader().unwrap();
+        let forgetting = std::thread::spawn(move || {
+            forget(&conn, &Subject::Visitor(visitor)).map(|r| r.rows_deleted)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        writer.execute_batch("COMMIT").unwrap();
+        assert_eq!(forgetting.join().unwrap().unwrap(), 1);
+        let left: i64 = store
+            .connection()
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
 }
