@@ -70,10 +70,14 @@ pub fn run(conn: &Connection, f: &Filters) -> Result<Retention, ReportError> {
             ") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE {PERSON} IS NOT NULL)"
         ));
     }
+    // The people per cohort and week as a DISTINCT aggregate, which spills to disk under
+    // `store.memory_limit` where `count(DISTINCT …)` per group could not (100M events).
     sql.push(
         ", first AS (SELECT person, min(wk) AS cohort FROM pv GROUP BY person) \
-         SELECT strftime(cohort, '%Y-%m-%d'), datediff('week', cohort, wk) AS n, \
-           count(DISTINCT person) FROM pv JOIN first USING (person) GROUP BY cohort, n",
+         SELECT strftime(cohort, '%Y-%m-%d'), n, count(*) FROM ( \
+           SELECT DISTINCT person, cohort, datediff('week', cohort, wk) AS n \
+           FROM pv JOIN first USING (person)) \
+         GROUP BY cohort, n",
     );
     let monday = |d: NaiveDate| d - Duration::days(i64::from(d.weekday().num_days_from_monday()));
     let last_week = monday(f.to);

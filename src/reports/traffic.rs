@@ -225,29 +225,37 @@ fn overview_sql(f: &Filters, trunc: &str) -> Sql {
 /// the bucket they happened in. Visitors of page views without a session (opt-out requests
 /// have neither) count where those happened.
 fn overview_by_sessions(f: &Filters, trunc: &str) -> Sql {
+    // No materialized sessions: each use scans `sessions` again, which is cheap, and the
+    // distinct counts run as DISTINCT aggregates, which spill to disk under
+    // `store.memory_limit` (100M events: 9M visitors) where a materialized CTE could not.
     let mut sql = Sql::default();
     sql.push(&format!(
-        "WITH s AS MATERIALIZED (SELECT date_trunc('{trunc}', {local}) AS t, visitor_id, \
+        "WITH s AS (SELECT date_trunc('{trunc}', {local}) AS t, visitor_id, \
            pageviews, epoch_us(last_ts) - epoch_us(first_ts) AS us FROM (",
         local = f.local("first_ts", Duration::zero())
     ))
     .append(&f.sessions("first_ts, last_ts, visitor_id, pageviews"))
     .push(&format!(
-        ")), p AS (SELECT date_trunc('{trunc}', {local}) AS t, \
+        ")), p AS MATERIALIZED (SELECT date_trunc('{trunc}', {local}) AS t, \
            CASE WHEN session_id IS NULL THEN visitor_id END AS visitor_id, count(*) AS n FROM (",
         local = f.local("ts", Duration::zero())
     ))
     .append(&page_views(f))
     .push(
         ") GROUP BY ALL), \
-         u AS MATERIALIZED (SELECT t, visitor_id, true AS session, 0 AS n FROM s \
-           UNION ALL SELECT t, visitor_id, false, n FROM p) \
-         SELECT NULL, (SELECT count(DISTINCT visitor_id) FROM u), (SELECT count(*) FROM s), \
-           (SELECT coalesce(sum(n), 0) FROM u), (SELECT count(*) FILTER (pageviews = 1) FROM s), \
+         v AS (SELECT t, visitor_id FROM s WHERE visitor_id IS NOT NULL \
+           UNION ALL SELECT t, visitor_id FROM p WHERE visitor_id IS NOT NULL) \
+         SELECT NULL, (SELECT count(*) FROM (SELECT DISTINCT visitor_id FROM v)), \
+           (SELECT count(*) FROM s), (SELECT coalesce(sum(n), 0) FROM p), \
+           (SELECT count(*) FILTER (pageviews = 1) FROM s), \
            (SELECT coalesce(avg(us), 0) / 1e6 FROM s) \
          UNION ALL \
-         SELECT t, count(DISTINCT visitor_id), count(*) FILTER (session), sum(n), NULL, NULL \
-           FROM u GROUP BY t",
+         SELECT t, sum(a), sum(b), sum(c), NULL, NULL FROM ( \
+           SELECT t, count(*) AS a, 0 AS b, 0 AS c FROM (SELECT DISTINCT t, visitor_id FROM v) \
+             GROUP BY t \
+           UNION ALL SELECT t, 0, count(*), 0 FROM s GROUP BY t \
+           UNION ALL SELECT t, 0, 0, sum(n) FROM p GROUP BY t) \
+         GROUP BY t",
     );
     sql
 }
@@ -279,12 +287,18 @@ fn zero_filled(
 
 pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
     let mut top = Sql::default();
-    top.push("SELECT path, count(DISTINCT visitor_id) AS visitors, count(*) AS pageviews FROM (")
-        .append(&page_views(f))
-        .push(&format!(
-            ") GROUP BY path ORDER BY pageviews DESC, visitors DESC, path NULLS LAST LIMIT {}",
-            f.limit
-        ));
+    // Distinct visitors per path as a DISTINCT aggregate first, which spills to disk under
+    // `store.memory_limit` where `count(DISTINCT …)` per group could not (100M events).
+    top.push(
+        "SELECT path, count(visitor_id) AS visitors, sum(n)::BIGINT AS pageviews FROM ( \
+           SELECT path, visitor_id, count(*) AS n FROM (",
+    )
+    .append(&page_views(f))
+    .push(&format!(
+        ") GROUP BY path, visitor_id) \
+         GROUP BY path ORDER BY pageviews DESC, visitors DESC, path NULLS LAST LIMIT {}",
+        f.limit
+    ));
     // Entry and exit pages in one pass over the sessions: the `sessions` table when the
     // filters allow, else the sessions of the matching page views.
     let mut ends = Sql::default();
