@@ -454,4 +454,54 @@ mod tests {
         writer.shutdown();
         assert_eq!(count(&reader), 4, "shutdown commits what is queued");
     }
+
+    /// Under a flood the writer leaves the fold of page views into `sessions` to a later
+    /// commit; once the queue is drained, every page view is in a session.
+    #[test]
+    fn page_views_of_a_flood_all_reach_their_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let reader = store.reader().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = crate::pipeline::channel(4096, 64 << 20, metrics.clone());
+        let cfg = Pipeline {
+            queue_capacity: 4096,
+            queue_max_bytes: 64 << 20,
+            batch_size: 50,
+            flush_interval: Duration::from_millis(100),
+            background_nice: 0,
+        };
+        let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
+        let enricher = Enricher::new(&settings).unwrap();
+        let (_ingest_tx, ingest_rx) = crate::pipeline::submit::channel();
+        let sessions: Vec<uuid::Uuid> = (0..40).map(|_| uuid::Uuid::now_v7()).collect();
+        // Queued before the writer starts, so that it finds full batches with more behind.
+        for i in 0..3000 {
+            let mut e = Event::now("page_view", "t", Source::Proxy);
+            e.session_id = Some(sessions[i % sessions.len()]);
+            e.visitor_id = Some(uuid::Uuid::from_u128(i as u128 % 40));
+            tx.send(Box::new(e));
+        }
+        let writer = spawn_writer(store, enricher, rx, ingest_rx, cfg, metrics).unwrap();
+        let folded = || -> (i64, i64) {
+            reader
+                .query_row(
+                    "SELECT (SELECT count(*) FROM events), \
+                     (SELECT coalesce(sum(pageviews), 0)::BIGINT FROM sessions)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap()
+        };
+        let start = Instant::now();
+        while folded() != (3000, 3000) && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(folded(), (3000, 3000), "events, and page views in sessions");
+        let rows: i64 = reader
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 40);
+        writer.shutdown();
+    }
 }
