@@ -423,25 +423,38 @@ mod tests {
             .unwrap()
     }
 
+    /// A queue of `capacity` events, and what starts a writer on it with batches of
+    /// `batch_size` and a flush interval of 100 ms (no ingestion submissions).
+    fn queue(
+        capacity: usize,
+        batch_size: usize,
+    ) -> (crate::pipeline::EventSender, impl FnOnce(Store) -> Writer) {
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = crate::pipeline::channel(capacity, 64 << 20, metrics.clone());
+        let cfg = Pipeline {
+            queue_capacity: capacity,
+            queue_max_bytes: 64 << 20,
+            batch_size,
+            flush_interval: Duration::from_millis(100),
+            background_nice: 0,
+        };
+        let start = move |store| {
+            let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
+            let enricher = Enricher::new(&settings).unwrap();
+            let (_ingest_tx, ingest_rx) = crate::pipeline::submit::channel();
+            spawn_writer(store, enricher, rx, ingest_rx, cfg, metrics).unwrap()
+        };
+        (tx, start)
+    }
+
     /// A lone event in a batch far from full is committed by age, not held for company.
     #[test]
     fn a_partial_batch_is_committed_by_age() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let reader = store.reader().unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let (tx, rx) = crate::pipeline::channel(16, 1 << 20, metrics.clone());
-        let cfg = Pipeline {
-            queue_capacity: 16,
-            queue_max_bytes: 1 << 20,
-            batch_size: 1000,
-            flush_interval: Duration::from_millis(100),
-            background_nice: 0,
-        };
-        let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
-        let enricher = Enricher::new(&settings).unwrap();
-        let (_ingest_tx, ingest_rx) = crate::pipeline::submit::channel();
-        let writer = spawn_writer(store, enricher, rx, ingest_rx, cfg, metrics).unwrap();
+        let (tx, start) = queue(16, 1000);
+        let writer = start(store);
         for round in 1..=3 {
             tx.send(Box::new(Event::now("page_view", "t", Source::Proxy)));
             let start = Instant::now();
@@ -462,18 +475,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let reader = store.reader().unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let (tx, rx) = crate::pipeline::channel(4096, 64 << 20, metrics.clone());
-        let cfg = Pipeline {
-            queue_capacity: 4096,
-            queue_max_bytes: 64 << 20,
-            batch_size: 50,
-            flush_interval: Duration::from_millis(100),
-            background_nice: 0,
-        };
-        let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
-        let enricher = Enricher::new(&settings).unwrap();
-        let (_ingest_tx, ingest_rx) = crate::pipeline::submit::channel();
+        let (tx, start) = queue(4096, 50);
         let sessions: Vec<uuid::Uuid> = (0..40).map(|_| uuid::Uuid::now_v7()).collect();
         // Queued before the writer starts, so that it finds full batches with more behind.
         for i in 0..3000 {
@@ -482,7 +484,7 @@ mod tests {
             e.visitor_id = Some(uuid::Uuid::from_u128(i as u128 % 40));
             tx.send(Box::new(e));
         }
-        let writer = spawn_writer(store, enricher, rx, ingest_rx, cfg, metrics).unwrap();
+        let writer = start(store);
         let folded = || -> (i64, i64) {
             reader
                 .query_row(

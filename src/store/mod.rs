@@ -195,7 +195,7 @@ impl Store {
         first_seq: i64,
         events: &[E],
     ) -> Result<(), StoreError> {
-        self.append_folding(first_seq, events, true)
+        self.commit_events(first_seq, events, true, |_| Ok(()))
     }
 
     /// [`Store::append`], but the page views are folded into `sessions` only when those left
@@ -206,19 +206,24 @@ impl Store {
         first_seq: i64,
         events: &[E],
     ) -> Result<(), StoreError> {
-        self.append_folding(first_seq, events, false)
+        self.commit_events(first_seq, events, false, |_| Ok(()))
     }
 
-    fn append_folding<E: std::borrow::Borrow<Event>>(
+    /// The one commit of events: `first` (anything else the transaction must hold), then
+    /// `events` numbered from `first_seq`, then, when due ([`Store::fold_due`]), the fold of
+    /// the page views past the watermark into `sessions`; and the watermark noted after.
+    fn commit_events<E: std::borrow::Borrow<Event>>(
         &mut self,
         first_seq: i64,
         events: &[E],
         now: bool,
+        first: impl FnOnce(&Connection) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let views = sessions::has_views(events.iter().map(|e| e.borrow()));
         let through = first_seq + events.len() as i64 - 1;
         let fold = self.fold_due(views, now);
         let tx = self.conn.transaction()?;
+        first(&tx)?;
         append_rows(
             &tx,
             "events",
@@ -318,30 +323,10 @@ impl Store {
                 e
             })
             .collect();
-        let views = sessions::has_views(new.iter().copied());
-        let through = first_seq + new.len() as i64 - 1;
-        let fold = self.fold_due(views, true);
-        let committed = (|| {
-            let tx = self.conn.transaction()?;
-            keys::append(&tx, &fresh, now)?;
-            append_rows(
-                &tx,
-                "events",
-                new.iter()
-                    .enumerate()
-                    .map(|(i, e)| (first_seq + i as i64, *e)),
-            )?;
-            if fold {
-                sessions::fold(&tx, self.folded, through)?;
-            }
-            tx.commit()?;
-            Ok::<_, StoreError>(())
-        })();
+        let committed =
+            self.commit_events(first_seq, &new, true, |tx| keys::append(tx, &fresh, now));
         match committed {
-            Ok(()) => {
-                self.keys.record(&fresh, self.dedup, now);
-                self.committed(through, views, fold);
-            }
+            Ok(()) => self.keys.record(&fresh, self.dedup, now),
             Err(e) => {
                 self.keys.reset();
                 return Err(e);

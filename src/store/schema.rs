@@ -106,14 +106,17 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     Ok(watermark)
 }
 
+/// A column's definition in DDL: `<name> <type>`, and `NOT NULL` unless `nullable`.
+pub(super) fn column_def(name: &str, kind: Kind, nullable: bool) -> String {
+    let not_null = if nullable { "" } else { " NOT NULL" };
+    format!("{name} {}{not_null}", duckdb_type(kind))
+}
+
 /// `CREATE TABLE IF NOT EXISTS <table>` with the `events` columns.
 pub fn events_ddl(table: &str) -> String {
     let cols: Vec<String> = COLUMNS
         .iter()
-        .map(|c| {
-            let not_null = if c.nullable { "" } else { " NOT NULL" };
-            format!("  {} {}{not_null}", c.name, duckdb_type(c.kind()))
-        })
+        .map(|c| format!("  {}", column_def(c.name, c.kind(), c.nullable)))
         .collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (\n{}\n);",

@@ -19,7 +19,8 @@
 //!
 //! Page views without a session id (opt-out requests) have no row.
 
-use super::{duckdb_type, StoreError};
+use super::schema::column_def;
+use super::StoreError;
 use crate::event::columns::{NAME, PAGE_VIEW, PATH, SEQ, SESSION_ID, TS, VISIT};
 use crate::event::{Event, Kind, COLUMNS};
 use duckdb::{Connection, ToSql};
@@ -45,10 +46,7 @@ const OWN: [(&str, Kind, bool); 6] = [
 fn ddl() -> String {
     let mut cols: Vec<String> = OWN
         .iter()
-        .map(|(name, kind, nullable)| {
-            let not_null = if *nullable { "" } else { " NOT NULL" };
-            format!("{name} {}{not_null}", duckdb_type(*kind))
-        })
+        .map(|(name, kind, nullable)| column_def(name, *kind, *nullable))
         .collect();
     for name in VISIT {
         let kind = COLUMNS
@@ -56,7 +54,7 @@ fn ddl() -> String {
             .find(|c| c.name == name)
             .map(|c| c.kind())
             .expect("every VISIT name is a column (a columns.rs test checks)");
-        cols.push(format!("{name} {}", duckdb_type(kind)));
+        cols.push(column_def(name, kind, true));
     }
     format!(
         "CREATE TABLE IF NOT EXISTS sessions (\n  {}\n);",
