@@ -408,11 +408,34 @@ impl Filters {
     /// `SELECT <cols> FROM sessions WHERE <range, bots, filters>`: the sessions whose first
     /// page view is in the range and matches the filters. Only when [`Filters::by_visit`].
     pub fn sessions(&self, cols: &str) -> Sql {
+        self.sessions_of(cols, Part::Starting)
+    }
+
+    /// [`Filters::sessions`] for the sessions whose page views fall in the range as `part`
+    /// says.
+    pub fn sessions_of(&self, cols: &str, part: Part) -> Sql {
         debug_assert!(self.by_visit());
+        let (start, end) = (ts_value(self.start), ts_value(self.end));
         let mut sql = Sql::default();
-        sql.push(&format!("SELECT {cols} FROM sessions WHERE first_ts >= "))
-            .bind(ts_value(self.start));
-        sql.push(" AND first_ts < ").bind(ts_value(self.end));
+        sql.push(&format!("SELECT {cols} FROM sessions WHERE "));
+        match part {
+            Part::Starting => {
+                sql.push("first_ts >= ")
+                    .bind(start)
+                    .push(" AND first_ts < ");
+                sql.bind(end);
+            }
+            Part::Within => {
+                sql.push("first_ts >= ").bind(start).push(" AND last_ts < ");
+                sql.bind(end);
+            }
+            Part::Crossing => {
+                sql.push("last_ts >= ").bind(start.clone());
+                sql.push(" AND first_ts < ").bind(end.clone());
+                sql.push(" AND (first_ts < ").bind(start);
+                sql.push(" OR last_ts >= ").bind(end).push(")");
+            }
+        }
         self.bots_sql(&mut sql);
         for (col, _, values) in &self.dims {
             sql.push(" AND ");
@@ -473,6 +496,18 @@ fn values_json(values: &[Option<String>]) -> serde_json::Value {
         .map(|v| v.clone().unwrap_or_else(|| NONE.into()))
         .collect::<Vec<_>>()
         .into()
+}
+
+/// Which sessions [`Filters::sessions_of`] selects, by where their page views fall against
+/// the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The first page view is in the range (where reports count a session).
+    Starting,
+    /// Every page view is in the range.
+    Within,
+    /// Some page views are in the range and some before or after it.
+    Crossing,
 }
 
 /// A duration parameter (`30m`, `12h`, `7d`) as given and as parsed.

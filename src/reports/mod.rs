@@ -433,6 +433,67 @@ mod tests {
         assert_eq!(f.limit, 9);
     }
 
+    /// Sessions that cross either end of the range: the audience counts the page views and
+    /// visitors inside the range, as the overview does, whether it reads the `sessions` table
+    /// (no filters) or the events (a property filter that every page view matches).
+    #[test]
+    fn audience_counts_the_page_views_in_the_range_of_sessions_crossing_its_ends() {
+        use crate::event::{Event, Source};
+        let (_dir, mut store) = store();
+        let at = |s: &str| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+                .unwrap()
+                .and_utc()
+                .timestamp_micros()
+        };
+        let mut events = Vec::new();
+        let mut add = |session: Option<u128>, visitor: u128, device: &str, times: &[&str]| {
+            for t in times {
+                let mut e = Event::now("page_view", "shop", Source::Proxy);
+                e.ts_us = at(t);
+                e.visitor_id = Some(uuid::Uuid::from_u128(visitor));
+                e.session_id = session.map(uuid::Uuid::from_u128);
+                e.device_type = Some(device.into());
+                e.props = Some(r#"{"k":"v"}"#.into());
+                e.path = Some("/".into());
+                events.push(e);
+            }
+        };
+        // Into the range across its start: 2 of 3 page views inside.
+        add(
+            Some(1),
+            10,
+            "desktop",
+            &["2026-01-04 23:50", "2026-01-05 00:10", "2026-01-05 00:20"],
+        );
+        // Out across its end: 1 of 2 inside.
+        add(
+            Some(2),
+            20,
+            "mobile",
+            &["2026-01-06 23:55", "2026-01-07 00:05"],
+        );
+        // Wholly inside, wholly before, and a page view without a session.
+        add(
+            Some(3),
+            30,
+            "mobile",
+            &["2026-01-05 12:00", "2026-01-05 12:05"],
+        );
+        add(Some(4), 40, "desktop", &["2026-01-04 10:00"]);
+        add(None, 50, "tablet", &["2026-01-06 08:00"]);
+        store.append(1, &events).unwrap();
+        let conn = store.reader().unwrap();
+        let want = serde_json::json!([["mobile", 2, 3], ["desktop", 1, 2], ["tablet", 1, 1]]);
+        for q in ["", "&prop.k=v"] {
+            let range = format!("from=2026-01-05&to=2026-01-06{q}");
+            let a = report(&conn, "audience", &range).unwrap();
+            assert_eq!(a["tables"]["device_type"]["rows"], want, "audience?{range}");
+            let o = report(&conn, "overview", &range).unwrap();
+            assert_eq!(o["totals"]["pageviews"], 6, "overview?{range}");
+        }
+    }
+
     /// `s` as a query string value.
     fn urlencode(s: &str) -> String {
         serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_string()

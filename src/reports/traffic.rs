@@ -5,7 +5,7 @@
 //! bounces when it has exactly one page view; its duration is last minus first page view; its
 //! source (channel, referrer, campaign) is its first page view's.
 
-use super::filter::{session_dimensions, Filters, Sql};
+use super::filter::{session_dimensions, Filters, Part, Sql};
 use super::{num, query, ratio, round4, rows, table, CountRow, CountsRow, ReportError, Table};
 use chrono::{Duration, NaiveDateTime};
 use duckdb::Connection;
@@ -449,21 +449,35 @@ pub fn acquisition(conn: &Connection, f: &Filters, cols: &[&str]) -> Result<Tabl
 /// order (the catalog lists them).
 pub const AUDIENCE: [&str; 4] = ["device_type", "browser", "os", "country"];
 
-/// Visitors and page views by device, browser, OS and country. When the filters allow, from
-/// the `sessions` table: a session's page views count under its first page view's values
-/// (which its other page views share, as they come from the same browser and address), and
-/// page views without a session are added from the events.
+/// Visitors and page views in the range by device, browser, OS and country. When the
+/// filters allow, from the `sessions` table: a session's page views count under its first
+/// page view's values (which its other page views share, as they come from the same browser
+/// and address). A session wholly in the range adds its page view count; one that crosses
+/// an end of the range adds its page views inside it, counted from the events (few sessions
+/// cross midnight); page views without a session are added from the events.
 pub fn audience(conn: &Connection, f: &Filters) -> Result<Tables, ReportError> {
     let cols = AUDIENCE.join(", ");
     let (from, views) = if f.by_visit() {
         let mut from = Sql::default();
-        from.append(&f.sessions(&format!("visitor_id, {cols}, pageviews")))
-            .push(&format!(" UNION ALL SELECT visitor_id, {cols}, 1 FROM ("))
-            .append(&f.base(
-                &format!("visitor_id, {cols}, session_id"),
-                Some("page_view"),
-            ))
-            .push(" AND session_id IS NULL)");
+        from.push("WITH c AS MATERIALIZED (")
+            .append(&f.sessions_of(&format!("session_id, visitor_id, {cols}"), Part::Crossing))
+            .push(") ")
+            .append(&f.sessions_of(&format!("visitor_id, {cols}, pageviews"), Part::Within))
+            .push(&format!(
+                " UNION ALL SELECT visitor_id, {cols}, n FROM c JOIN (SELECT session_id, \
+                   count(*) AS n FROM events WHERE "
+            ));
+        f.range_sql(&mut from);
+        from.push(
+            " AND name = 'page_view' AND session_id IN (SELECT session_id FROM c) \
+               GROUP BY session_id) USING (session_id)",
+        )
+        .push(&format!(" UNION ALL SELECT visitor_id, {cols}, 1 FROM ("))
+        .append(&f.base(
+            &format!("visitor_id, {cols}, session_id"),
+            Some("page_view"),
+        ))
+        .push(" AND session_id IS NULL)");
         (from, "sum(pageviews)::BIGINT")
     } else {
         let from = f.base(&format!("visitor_id, {cols}"), Some("page_view"));
