@@ -430,7 +430,7 @@ fn open_conn(
     read_only: bool,
     options: &StoreOptions,
 ) -> Result<Connection, StoreError> {
-    fixed_mmap_threshold();
+    trim_heap_periodically();
     let mut config = Config::default()
         // Queries may not read or write files, attach databases or load extensions: the
         // read-only SQL console relies on this as its last line of defence. (Spilling to the
@@ -476,23 +476,41 @@ fn open_conn(
 }
 
 /// DuckDB allocates with the C library's malloc (tollgate's own Rust code uses mimalloc), and
-/// most of what it allocates is 256 KiB blocks. glibc serves those from mmap at first, but its
-/// threshold adapts upward each time such a block is freed, after which blocks come from the
-/// per-thread arenas, whose free memory fragments and is rarely given back: measured here, a
-/// store taking 10k events/s grew by 40-50 MiB of freed-but-kept heap within a minute. A fixed
-/// threshold (which also turns off the adaptation) keeps blocks in their own mappings, so a
-/// freed block goes back to the OS at once. Process-wide, set once, before DuckDB's first
-/// allocation.
-fn fixed_mmap_threshold() {
+/// most of what it allocates is 256 KiB blocks. glibc serves those from mmap at first, then
+/// (its threshold adapts upward each time such a block is freed) from per-thread arenas,
+/// whose free memory fragments and is rarely given back: measured here, a store taking 10k
+/// events/s grew by 40-50 MiB of freed-but-kept heap within a minute. Fixing the threshold
+/// (every block its own mapping, given back when freed) bounded that, but every block was then
+/// a fresh mapping to fault in: reports ran 10-20 % slower. So blocks stay in the arenas, and a
+/// thread hands the arenas' free pages back to the OS (`malloc_trim`) every [`TRIM_EVERY`].
+/// Process-wide, started once.
+fn trim_heap_periodically() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         static ONCE: std::sync::Once = std::sync::Once::new();
-        // 128 KiB is glibc's own starting value.
-        ONCE.call_once(|| unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        ONCE.call_once(|| {
+            let spawned = std::thread::Builder::new()
+                .name("heap-trim".into())
+                .spawn(|| loop {
+                    std::thread::sleep(TRIM_EVERY);
+                    // SAFETY: malloc_trim takes the arenas' locks itself and only returns
+                    // free pages to the OS.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start the heap trimming thread");
+            }
         });
     }
 }
+
+/// How often freed C heap goes back to the OS ([`trim_heap_periodically`]). Every 2 s let a
+/// run of reports on 10M events peak 30 MiB higher (presumably freed hash tables waiting in
+/// arenas while the next report allocated its own); at 250 ms the proxy's CPU per request under
+/// load was the same as with the fixed threshold (BENCHMARKS.md).
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Make the configuration immutable, so that no query can turn file access back on.
 fn lock_down(conn: &Connection) -> Result<(), StoreError> {
