@@ -33,6 +33,9 @@ pub fn prune(
     now_us: i64,
 ) -> Result<PruneReport, StoreError> {
     let cutoff = Value::Timestamp(TimeUnit::Microsecond, now_us - retention.as_micros() as i64);
+    // Sessions are rebuilt below: no fold may run beside it.
+    let lock = crate::store::sessions_lock(conn)?;
+    let _held = crate::store::hold_sessions(&lock);
     let tx = conn.transaction()?;
     // A configured sink with no offset yet has shipped nothing.
     let mut floor = i64::MAX;

@@ -66,6 +66,8 @@ pub fn forget(conn: &Connection, subject: &Subject) -> Result<ForgetReport, Stor
     let request_id = Uuid::now_v7();
     let col = subject.column();
     let value = subject.value();
+    let lock = super::sessions::lock_of(conn)?;
+    let _held = super::sessions::hold(&lock);
     conn.execute_batch("BEGIN TRANSACTION")?;
     let res = (|| -> Result<u64, StoreError> {
         let n = delete_events(conn, subject)?;
@@ -98,6 +100,8 @@ pub fn forget_again(
     subject: &Subject,
     report: &mut ForgetReport,
 ) -> Result<(), StoreError> {
+    let lock = super::sessions::lock_of(conn)?;
+    let held = super::sessions::hold(&lock);
     conn.execute_batch("BEGIN TRANSACTION")?;
     let n = match delete_events(conn, subject) {
         Ok(n) => {
@@ -109,6 +113,7 @@ pub fn forget_again(
             return Err(e);
         }
     };
+    drop(held);
     purge_dead_letters(conn, subject)?;
     if n > 0 {
         conn.execute(

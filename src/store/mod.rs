@@ -18,7 +18,10 @@ pub use guard::{check_read_only, QueryError};
 pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryResult};
 pub use read::{read_events, Record};
 pub use schema::{duckdb_type, events_ddl};
-pub(crate) use sessions::{mark as mark_sessions, rebuild_marked as rebuild_marked_sessions};
+pub(crate) use sessions::{
+    hold as hold_sessions, lock_of as sessions_lock, mark as mark_sessions,
+    rebuild_marked as rebuild_marked_sessions,
+};
 
 use crate::event::columns::SEQ;
 use crate::event::{Event, Field, Kind, COLUMNS};
@@ -79,6 +82,8 @@ pub struct Store {
     folded: i64,
     /// What was committed after it without being folded ([`Store::append_deferring`]).
     unfolded: Option<Unfolded>,
+    /// Held by every transaction that folds ([`sessions::lock_of`]).
+    changing: Arc<std::sync::Mutex<()>>,
 }
 
 /// Events committed but not folded into `sessions` yet.
@@ -122,7 +127,9 @@ impl Store {
         folded: i64,
     ) -> Result<Self, StoreError> {
         lock_down(&conn)?;
+        let changing = sessions::lock_of(&conn)?;
         Ok(Store {
+            changing,
             conn,
             path,
             dedup: keys::Bounds {
@@ -222,6 +229,8 @@ impl Store {
         let views = sessions::has_views(events.iter().map(|e| e.borrow()));
         let through = first_seq + events.len() as i64 - 1;
         let fold = self.fold_due(views, now);
+        let lock = self.changing.clone();
+        let _held = fold.then(|| sessions::hold(&lock));
         let tx = self.conn.transaction()?;
         first(&tx)?;
         append_rows(
@@ -275,6 +284,7 @@ impl Store {
             return Ok(());
         };
         if u.views {
+            let _held = sessions::hold(&self.changing);
             let tx = self.conn.transaction()?;
             sessions::fold(&tx, self.folded, u.through)?;
             tx.commit()?;

@@ -18,12 +18,19 @@
 //! the writer, once, and those a deletion removed are not there to fold.
 //!
 //! Page views without a session id (opt-out requests) have no row.
+//!
+//! Transactions that change `sessions` run one at a time per database ([`lock_of`]): DuckDB
+//! lets one transaction delete a row that another is updating, without a conflict, so a
+//! deletion's rebuild beside a fold would silently drop the fold's update (and the watermark
+//! would say those page views were folded).
 
 use super::schema::column_def;
 use super::StoreError;
 use crate::event::columns::{NAME, PAGE_VIEW, PATH, SEQ, SESSION_ID, TS, VISIT};
 use crate::event::{Event, Kind, COLUMNS};
 use duckdb::{Connection, ToSql};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use tracing::info;
 
 /// Events per back-fill transaction when an older store is migrated.
@@ -100,6 +107,29 @@ fn set_watermark(conn: &Connection, seq: i64) -> Result<(), StoreError> {
         [WATERMARK, &seq.to_string()],
     )?;
     Ok(())
+}
+
+/// The lock that the transactions changing `sessions` in the database `conn` belongs to hold
+/// from before they begin until they commit: the writer's folds, `forget` and retention. One
+/// per database file in this process (no other process can open the file while tollgate
+/// holds it). A fold waits for a deletion and the other way round, so each one's snapshot
+/// has the other's changes.
+pub(crate) fn lock_of(conn: &Connection) -> Result<Arc<Mutex<()>>, StoreError> {
+    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let file: String = conn.query_row(
+        "SELECT file FROM pragma_database_list WHERE name = current_database()",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    Ok(locks.entry(file).or_default().clone())
+}
+
+/// Hold `lock` (from [`lock_of`]); a holder that panicked left nothing half-done in it, as its
+/// transaction rolled back.
+pub(crate) fn hold(lock: &Mutex<()>) -> MutexGuard<'_, ()> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Whether `events` hold a page view with a session id: something for [`fold`] to do.
@@ -442,5 +472,75 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert!(!store.has_unfolded());
         assert_eq!(stored(&store), expected(&left));
+    }
+
+    /// A page view of session `s` at `T0 + min` minutes, by `user` if given.
+    fn view(s: u128, min: i64, user: Option<&str>) -> Event {
+        let mut e = Event::now("page_view", "shop", Source::Proxy);
+        e.ts_us = T0 + min * MIN_US;
+        e.visitor_id = Some(Uuid::from_u128(7));
+        e.session_id = Some(Uuid::from_u128(s));
+        e.user_id = user.map(str::to_string);
+        e.path = Some(format!("/{min}"));
+        e
+    }
+
+    /// Whether `h` is still running after a moment: it waits for a lock.
+    fn waits<T>(h: &std::thread::JoinHandle<T>) -> bool {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        !h.is_finished()
+    }
+
+    /// A user forgotten while the writer folds a later page view of a session they were part
+    /// of (they signed in mid-session): the forget waits for the fold's commit, and the
+    /// session keeps the page views left, the folded one included. Without the wait, DuckDB
+    /// let the forget's rebuild replace the row the fold was updating, and the page view was
+    /// lost from the session for good (the watermark had passed it).
+    #[test]
+    fn a_forget_waits_for_a_fold_in_progress_and_keeps_its_page_views() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut before = vec![view(1, 0, None), view(1, 1, Some("u"))];
+        let mut store = store;
+        store.append(1, &before).unwrap();
+
+        // The writer's fold of a third page view, as `Store::append` does it, not committed.
+        let lock = store.changing.clone();
+        let held = super::hold(&lock);
+        let late = view(1, 2, None);
+        let tx = store.conn.unchecked_transaction().unwrap();
+        crate::store::append_rows(&tx, "events", [(3, &late)].into_iter()).unwrap();
+        super::fold(&tx, 2, 3).unwrap();
+
+        let conn = store.reader().unwrap();
+        let forget = std::thread::spawn(move || {
+            crate::store::forget(&conn, &Subject::User("u".into())).map(|r| r.rows_deleted)
+        });
+        assert!(waits(&forget), "the forget ran beside a fold in progress");
+        tx.commit().unwrap();
+        drop(held);
+        assert_eq!(forget.join().unwrap().unwrap(), 1);
+        before.retain(|e| e.user_id.is_none());
+        before.push(late);
+        assert_eq!(stored(&store), expected(&before));
+        assert_eq!(stored(&store)[&Uuid::from_u128(1).to_string()].3, 2);
+    }
+
+    /// The writer's fold waits for a deletion in progress (a forget or a retention pass holds
+    /// the lock), and folds once it is done.
+    #[test]
+    fn a_fold_waits_for_a_deletion_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let lock = super::lock_of(&store.reader().unwrap()).unwrap();
+        let held = super::hold(&lock);
+        let fold = std::thread::spawn(move || {
+            store.append(1, &[view(2, 0, None)]).unwrap();
+            store
+        });
+        assert!(waits(&fold), "the fold ran beside a deletion in progress");
+        drop(held);
+        let store = fold.join().unwrap();
+        assert_eq!(stored(&store).len(), 1);
     }
 }
