@@ -5,8 +5,9 @@
 //! bounces when it has exactly one page view; its duration is last minus first page view; its
 //! source (channel, referrer, campaign) is its first page view's.
 
-use super::filter::{session_dimensions, Filters, Part, Sql};
+use super::filter::{session_dimensions, ts_value, Filters, Part, Sql};
 use super::{num, query, ratio, round4, rows, table, CountRow, CountsRow, ReportError, Table};
+use crate::store::FOLDED_THROUGH;
 use chrono::{Duration, NaiveDateTime};
 use duckdb::Connection;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -235,14 +236,10 @@ fn overview_by_sessions(f: &Filters, trunc: &str) -> Sql {
         local = f.local("first_ts", Duration::zero())
     ))
     .append(&f.sessions("first_ts, last_ts, visitor_id, pageviews"))
-    .push(&format!(
-        ")), p AS MATERIALIZED (SELECT date_trunc('{trunc}', {local}) AS t, \
-           CASE WHEN session_id IS NULL THEN visitor_id END AS visitor_id, count(*) AS n FROM (",
-        local = f.local("ts", Duration::zero())
-    ))
-    .append(&page_views(f))
-    .push(
-        ") GROUP BY ALL), \
+    .push(")), p AS MATERIALIZED (");
+    page_view_buckets(&mut sql, f, trunc);
+    sql.push(
+        "), \
          v AS (SELECT t, visitor_id FROM s WHERE visitor_id IS NOT NULL \
            UNION ALL SELECT t, visitor_id FROM p WHERE visitor_id IS NOT NULL) \
          SELECT NULL, (SELECT count(*) FROM (SELECT DISTINCT visitor_id FROM v)), \
@@ -258,6 +255,47 @@ fn overview_by_sessions(f: &Filters, trunc: &str) -> Sql {
          GROUP BY t",
     );
     sql
+}
+
+/// `p`, the page views per bucket for [`overview_by_sessions`]: `t, visitor_id, n`, with
+/// `visitor_id` only for page views without a session (whose visitors count where they
+/// happened). Without filters, and when the site's UTC offsets are whole hours, the counts come
+/// from `pageview_hours` (a row per hour), plus the page views not folded into it yet (past the
+/// watermark: under load, up to a second of them); else from the page views themselves.
+fn page_view_buckets(sql: &mut Sql, f: &Filters, trunc: &str) {
+    let local_ts = f.local("ts", Duration::zero());
+    if f.dims.is_empty() && f.props.is_empty() && f.tz.whole_hours(f.start, f.end) {
+        sql.push(&format!(
+            "SELECT date_trunc('{trunc}', {local}) AS t, CAST(NULL AS UUID) AS visitor_id, \
+               sum(pageviews)::BIGINT AS n FROM pageview_hours WHERE hour_utc >= ",
+            local = f.local("hour_utc", Duration::zero())
+        ))
+        .bind(ts_value(f.start))
+        .push(" AND hour_utc < ")
+        .bind(ts_value(f.end));
+        if !f.bots {
+            sql.push(" AND NOT is_bot");
+        }
+        sql.push(&format!(
+            " GROUP BY t UNION ALL SELECT date_trunc('{trunc}', {local_ts}) AS t, \
+               CAST(NULL AS UUID), count(*) FROM ("
+        ))
+        .append(&page_views(f))
+        .push(&format!(
+            " AND seq > {FOLDED_THROUGH}) GROUP BY t \
+             UNION ALL SELECT date_trunc('{trunc}', {local_ts}) AS t, visitor_id, 0 FROM ("
+        ))
+        .append(&page_views(f))
+        .push(" AND session_id IS NULL AND visitor_id IS NOT NULL) GROUP BY ALL");
+    } else {
+        sql.push(&format!(
+            "SELECT date_trunc('{trunc}', {local_ts}) AS t, \
+               CASE WHEN session_id IS NULL THEN visitor_id END AS visitor_id, count(*) AS n \
+             FROM ("
+        ))
+        .append(&page_views(f))
+        .push(") GROUP BY ALL");
+    }
 }
 
 /// Every bucket of the range (each hour, or each day) as `t, visitors, sessions, pageviews`:

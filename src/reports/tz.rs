@@ -61,10 +61,13 @@ impl SiteTz {
         )
     }
 
-    /// A SQL expression for `col` in local time, exact for instants in `[start, end)`. Offset
-    /// changes in that span (found every 15 minutes, then to the second) become a CASE. The
-    /// literals are generated here, never taken from a request.
-    pub fn local_sql(&self, col: &str, start: NaiveDateTime, end: NaiveDateTime) -> String {
+    /// The offset at `start` and the changes of offset in `[start, end)` (found every 15
+    /// minutes, then to the second): `(instant, new offset)`.
+    fn changes(
+        &self,
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+    ) -> (i64, Vec<(NaiveDateTime, i64)>) {
         let mut changes: Vec<(NaiveDateTime, i64)> = Vec::new();
         let mut t = start;
         let mut cur = self.offset_at(start);
@@ -89,6 +92,26 @@ impl SiteTz {
             }
             t = next;
         }
+        (first, changes)
+    }
+
+    /// Whether every UTC hour in `[start, end)` lies within one local hour: the offsets there
+    /// are whole hours and change only on the hour. Then counts per UTC hour
+    /// (`pageview_hours`) add up to local hours and days exactly.
+    pub fn whole_hours(&self, start: NaiveDateTime, end: NaiveDateTime) -> bool {
+        use chrono::Timelike;
+        let (first, changes) = self.changes(start, end);
+        first % 3600 == 0
+            && changes
+                .iter()
+                .all(|(at, off)| off % 3600 == 0 && at.minute() == 0 && at.second() == 0)
+    }
+
+    /// A SQL expression for `col` in local time, exact for instants in `[start, end)`. Offset
+    /// changes in that span become a CASE. The literals are generated here, never taken from a
+    /// request.
+    pub fn local_sql(&self, col: &str, start: NaiveDateTime, end: NaiveDateTime) -> String {
+        let (first, changes) = self.changes(start, end);
         if changes.is_empty() {
             return if first == 0 {
                 col.to_string()
@@ -141,6 +164,26 @@ mod tests {
             kolkata.local_sql("ts", dt("2026-01-01 00:00:00"), dt("2026-02-01 00:00:00")),
             "(ts + to_seconds(19800))"
         );
+    }
+
+    /// Counts per UTC hour add up to local hours where offsets are whole hours that change on
+    /// the hour, not in India (+5:30) or on Lord Howe Island (a half-hour DST step).
+    #[test]
+    fn whole_hour_zones() {
+        let (a, b) = (dt("2026-01-01 00:00:00"), dt("2026-12-31 00:00:00"));
+        for (name, whole) in [
+            ("UTC", true),
+            ("Europe/Berlin", true),
+            ("America/New_York", true),
+            ("Asia/Kolkata", false),
+            ("Australia/Lord_Howe", false),
+        ] {
+            assert_eq!(
+                SiteTz::parse(name).unwrap().whole_hours(a, b),
+                whole,
+                "{name}"
+            );
+        }
     }
 
     #[test]

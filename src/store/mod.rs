@@ -10,6 +10,7 @@ mod guard;
 mod keys;
 mod query;
 mod read;
+mod rollups;
 mod schema;
 mod sessions;
 
@@ -18,6 +19,7 @@ pub use guard::{check_read_only, QueryError};
 pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryResult};
 pub use read::{read_events, Record};
 pub use schema::{duckdb_type, events_ddl};
+pub use sessions::FOLDED_THROUGH;
 pub(crate) use sessions::{
     hold as hold_sessions, lock_of as sessions_lock, mark as mark_sessions,
     rebuild_marked as rebuild_marked_sessions,

@@ -44,10 +44,16 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     conn.execute_batch(&events_ddl("events"))?;
     // One row per session, kept by the writer (`sessions.rs`); built from the events once for
     // a store from before version 3.
+    // Page views per hour (`rollups.rs`), kept with the sessions: counted from the events up
+    // to the watermark for a store of version 3, and by the back-fill for older ones.
+    super::rollups::create(conn)?;
     let watermark = if found.is_some_and(|v| v < 3) {
         super::sessions::backfill(conn)?
     } else {
         let w = super::sessions::create(conn)?;
+        if found == Some(3) {
+            super::rollups::backfill(conn, w)?;
+        }
         super::sessions::catch_up(conn, w)?
     };
     // Senders' event keys, so a retried submission or a re-imported file is not counted twice.

@@ -39,6 +39,11 @@ const BACKFILL_CHUNK: i64 = 1_000_000;
 /// The `tollgate_meta` key of the watermark.
 const WATERMARK: &str = "sessions_seq";
 
+/// The watermark as a SQL expression: the `seq` up to which page views are in `sessions` and
+/// `pageview_hours`, read in the statement's own snapshot.
+pub const FOLDED_THROUGH: &str =
+    "(SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = 'sessions_seq')";
+
 /// The columns of `sessions` before the [`VISIT`] ones: `(name, kind, nullable)`.
 const OWN: [(&str, Kind, bool); 6] = [
     (SESSION_ID, Kind::Uuid, false),
@@ -132,9 +137,10 @@ pub(crate) fn hold(lock: &Mutex<()>) -> MutexGuard<'_, ()> {
     lock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Whether `events` hold a page view with a session id: something for [`fold`] to do.
+/// Whether `events` hold a page view: something for [`fold`] to do (`sessions` takes those
+/// with a session id, `pageview_hours` every one).
 pub(super) fn has_views<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
-    events.any(|e| e.session_id.is_some() && e.name == PAGE_VIEW)
+    events.any(|e| e.name == PAGE_VIEW)
 }
 
 /// Fold the page views with `seq` in `(after, through]` into `sessions` and move the
@@ -159,6 +165,7 @@ pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), St
          DELETE FROM session_batch;",
         partials = partials(&format!("{SEQ} > {after} AND {SEQ} <= {through}")),
     ))?;
+    super::rollups::fold(conn, after, through)?;
     set_watermark(conn, through)
 }
 
@@ -196,6 +203,7 @@ fn partials(cond: &str) -> String {
 /// Note the sessions of the events that `cond` (with `value` bound) selects, before they are
 /// deleted; [`rebuild_marked`] then rebuilds those sessions from the events left.
 pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(), StoreError> {
+    super::rollups::mark(conn, cond, value)?;
     conn.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE session_marked AS SELECT DISTINCT {SESSION_ID} \
@@ -209,11 +217,9 @@ pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(
 /// Rebuild the sessions [`mark`] noted from the events that are left up to the watermark (a
 /// session with no page view left goes).
 pub(crate) fn rebuild_marked(conn: &Connection) -> Result<(), StoreError> {
+    super::rollups::recount_marked(conn, FOLDED_THROUGH)?;
     let marked = format!("{SESSION_ID} IN (SELECT {SESSION_ID} FROM session_marked)");
-    let folded = format!(
-        "{marked} AND {SEQ} <= \
-         (SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = '{WATERMARK}')"
-    );
+    let folded = format!("{marked} AND {SEQ} <= {FOLDED_THROUGH}");
     conn.execute_batch(&format!(
         "DELETE FROM sessions WHERE {marked};
          INSERT INTO sessions BY NAME {partials};
@@ -227,7 +233,10 @@ pub(crate) fn rebuild_marked(conn: &Connection) -> Result<(), StoreError> {
 /// transactions of [`BACKFILL_CHUNK`] events, with progress on the console. Starts over from
 /// an empty table, so an interrupted back-fill is simply run again at the next start.
 pub(super) fn backfill(conn: &Connection) -> Result<i64, StoreError> {
-    conn.execute_batch("DROP TABLE IF EXISTS session_batch; DROP TABLE IF EXISTS sessions;")?;
+    conn.execute_batch(
+        "DROP TABLE IF EXISTS session_batch; DROP TABLE IF EXISTS sessions; \
+         DELETE FROM pageview_hours;",
+    )?;
     conn.execute("DELETE FROM tollgate_meta WHERE key = ?", [WATERMARK])?;
     create(conn)?;
     let (lo, hi, n): (Option<i64>, Option<i64>, i64) = conn.query_row(
@@ -542,5 +551,87 @@ mod tests {
         drop(held);
         let store = fold.join().unwrap();
         assert_eq!(stored(&store).len(), 1);
+    }
+
+    #[test]
+    fn the_watermark_expression_reads_the_watermark() {
+        assert!(super::FOLDED_THROUGH.contains(&format!("'{}'", super::WATERMARK)));
+    }
+
+    /// Page views per hour, site and bot flag as the raw events say.
+    fn expected_hours(events: &[Event]) -> BTreeMap<(i64, String, bool), i64> {
+        let mut out = BTreeMap::new();
+        for e in events.iter().filter(|e| e.name == "page_view") {
+            let hour = e.ts_us - e.ts_us.rem_euclid(3_600_000_000);
+            let key = (hour, e.site.clone(), e.is_bot.unwrap_or(false));
+            *out.entry(key).or_insert(0) += 1;
+        }
+        out
+    }
+
+    fn stored_hours(store: &Store) -> BTreeMap<(i64, String, bool), i64> {
+        let mut st = store
+            .connection()
+            .prepare("SELECT epoch_us(hour_utc), site, is_bot, pageviews FROM pageview_hours")
+            .unwrap();
+        st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// `pageview_hours` equals the raw events' count per hour exactly: written over several
+    /// commits through both append paths, deferred or not, out of time order; after a late
+    /// event (an import of last month's purchase page) and a bot's page view; after a forget;
+    /// and when a store of schema version 3 is opened and gets the table built.
+    #[test]
+    fn page_views_per_hour_match_the_raw_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut events = workload();
+        let mut seq = 1;
+        for (i, chunk) in events.chunks(11).enumerate() {
+            match i % 3 {
+                0 => store.append(seq, chunk).unwrap(),
+                1 => store.append_deferring(seq, chunk).unwrap(),
+                _ => assert_eq!(store.append_new(seq, &[chunk]).unwrap(), [chunk.len()]),
+            }
+            seq += chunk.len() as i64;
+        }
+        store.fold_pending().unwrap();
+        assert!(expected_hours(&events).len() >= 4);
+        assert_eq!(stored_hours(&store), expected_hours(&events));
+
+        // A late page view, 30 days back, and a bot's, in one imported submission.
+        let mut late = view(99, -30 * 24 * 60, None);
+        late.path = Some("/thanks".into());
+        let mut bot = view(98, 5, None);
+        bot.is_bot = Some(true);
+        let extra = vec![late, bot];
+        store.append_new(seq, &[&extra]).unwrap();
+        events.extend(extra);
+        let hours = stored_hours(&store);
+        assert_eq!(hours, expected_hours(&events));
+        let month_ago = T0 - 30 * 24 * 60 * MIN_US;
+        let month_ago = month_ago - month_ago.rem_euclid(3_600_000_000);
+        assert_eq!(hours[&(month_ago, "shop".to_string(), false)], 1);
+
+        // A forgotten visitor's page views are counted out of their hours.
+        let gone = Uuid::from_u128(1000 + 5);
+        crate::store::forget(store.connection(), &Subject::Visitor(gone)).unwrap();
+        events.retain(|e| e.visitor_id != Some(gone));
+        assert_eq!(stored_hours(&store), expected_hours(&events));
+
+        // A store of version 3 gets the table built when it opens.
+        store
+            .connection()
+            .execute_batch(
+                "DROP TABLE pageview_hours; \
+                 UPDATE tollgate_meta SET value = '3' WHERE key = 'schema_version'",
+            )
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(stored_hours(&store), expected_hours(&events));
     }
 }
