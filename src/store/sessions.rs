@@ -367,18 +367,23 @@ mod tests {
             .collect()
     }
 
+    /// The rows of `sql` on `store`, as `(key, value)` pairs by `row`.
+    fn keyed<K: Ord, V>(
+        store: &Store,
+        sql: &str,
+        row: impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<(K, V)>,
+    ) -> BTreeMap<K, V> {
+        let mut st = store.connection().prepare(sql).unwrap();
+        st.query_map([], row).unwrap().map(Result::unwrap).collect()
+    }
+
     fn stored(store: &Store) -> BTreeMap<String, Row> {
-        let mut st = store
-            .connection()
-            .prepare(
-                "SELECT session_id::VARCHAR, visitor_id::VARCHAR, epoch_us(first_ts), \
-                 epoch_us(last_ts), pageviews, entry_path, exit_path, utm_source FROM sessions",
-            )
-            .unwrap();
-        st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                (
+        keyed(
+            store,
+            "SELECT session_id::VARCHAR, visitor_id::VARCHAR, epoch_us(first_ts), \
+             epoch_us(last_ts), pageviews, entry_path, exit_path, utm_source FROM sessions",
+            |r| {
+                let row = (
                     r.get(1)?,
                     r.get(2)?,
                     r.get(3)?,
@@ -386,12 +391,10 @@ mod tests {
                     r.get(5)?,
                     r.get(6)?,
                     r.get(7)?,
-                ),
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+                );
+                Ok((r.get(0)?, row))
+            },
+        )
     }
 
     /// Sessions written over several commits, through both append paths and out of time
@@ -570,14 +573,11 @@ mod tests {
     }
 
     fn stored_hours(store: &Store) -> BTreeMap<(i64, String, bool), i64> {
-        let mut st = store
-            .connection()
-            .prepare("SELECT epoch_us(hour_utc), site, is_bot, pageviews FROM pageview_hours")
-            .unwrap();
-        st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        keyed(
+            store,
+            "SELECT epoch_us(hour_utc), site, is_bot, pageviews FROM pageview_hours",
+            |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)),
+        )
     }
 
     /// `pageview_hours` equals the raw events' count per hour exactly: written over several
