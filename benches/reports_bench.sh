@@ -5,7 +5,8 @@
 # campaigns, a long tail of pages, API calls, registrations and purchases, bots) into DATA
 # (reused when it already holds a store, so the 10M-event store is built once: ~3 minutes),
 # starts `tollgate serve` on it (admin on a free loopback port; the upstream is never called),
-# then asks every report RUNS times over the whole 30-day range, in interleaved rounds (each
+# then asks every report RUNS times over the whole 30-day range, unfiltered and then with a
+# dashboard filter (a page, a campaign, a country, ...), in interleaved rounds (each
 # report once per round), after one warm-up round. Each time is curl's time_total for
 # `GET /api/reports/...` on loopback, so it includes HTTP and JSON. Reported per report:
 # median, min and max seconds, and the median as a multiple of the baseline's: one plain
@@ -74,6 +75,18 @@ reports=(
   "attribution?event=registered&by=utm_campaign"
   "retention"
   "realtime"
+  # With a filter, as the dashboard sends them: a page, a campaign, a country, a device, a
+  # source, a route.
+  "overview?path=/products"
+  "overview?utm_campaign=ads_cameras"
+  "pages?country=DE"
+  "acquisition?dimension=all&device_type=mobile"
+  "audience?utm_source=facebook"
+  "api?route=/api/cart"
+  "events?event=purchased&property=category&utm_source=facebook"
+  "funnel?steps=$funnel4&window=1d&country=DE"
+  "attribution?event=registered&by=utm_campaign&device_type=mobile"
+  "retention?utm_source=facebook"
 )
 week=$(date -u -d "$to - 6 days" +%F)
 url() {
@@ -129,7 +142,9 @@ for i, n in enumerate(names):
         n = "baseline: SELECT count(*), count(DISTINCT visitor_id) over the page views (POST /api/query)"
     short = n.replace("&days=7", " (7 days)")
     if "steps=" in short:
-        short = short.split("?")[0] + " (4 steps" + (", breakdown=utm_source" if "breakdown" in short else "") + ", window=1d)"
+        name, query = short.split("?", 1)
+        extra = [p for p in query.split("&") if not p.startswith(("steps=", "window="))]
+        short = name + " (4 steps, window=1d" + "".join(", " + p for p in extra) + ")"
     if ts is None:
         print(f"| `{short}` | 503: out of memory under store.memory_limit | | | |")
         continue
