@@ -419,15 +419,14 @@ impl Filters {
         let mut sql = Sql::default();
         sql.push(&format!("SELECT {cols} FROM sessions WHERE "));
         match part {
-            Part::Starting => {
-                sql.push("first_ts >= ")
-                    .bind(start)
-                    .push(" AND first_ts < ");
-                sql.bind(end);
-            }
-            Part::Within => {
-                sql.push("first_ts >= ").bind(start).push(" AND last_ts < ");
-                sql.bind(end);
+            Part::Starting | Part::Within => {
+                let last = if part == Part::Within {
+                    "last_ts"
+                } else {
+                    "first_ts"
+                };
+                sql.push("first_ts >= ").bind(start);
+                sql.push(&format!(" AND {last} < ")).bind(end);
             }
             Part::Crossing => {
                 sql.push("last_ts >= ").bind(start.clone());

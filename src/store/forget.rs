@@ -196,9 +196,10 @@ mod tests {
         assert_eq!(n, 0);
     }
 
-    /// A forget while another transaction (as the writer's fold does) holds an update of the
-    /// visitor's session succeeds, and the session is gone once both have committed: DuckDB
-    /// does not count an update against a delete as a conflict.
+    /// A forget while another transaction holds an update of the visitor's session succeeds,
+    /// and the session is gone once both have committed: DuckDB does not count an update
+    /// against a delete as a conflict (which is why the writer's folds and deletions take the
+    /// sessions lock; this transaction does not).
     #[test]
     fn a_forget_beside_a_concurrent_fold_removes_the_session() {
         use crate::event::{Event, Source};
@@ -209,7 +210,7 @@ mod tests {
         e.visitor_id = Some(visitor);
         e.session_id = Some(Uuid::now_v7());
         store.append(1, &[e]).unwrap();
-        // Another transaction holds the session's row, as the writer's fold does.
+        // Another transaction holds an update of the session's row.
         let writer = store.reader().unwrap();
         writer
             .execute_batch("BEGIN TRANSACTION; UPDATE sessions SET pageviews = pageviews + 0;")

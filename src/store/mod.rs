@@ -80,7 +80,8 @@ pub struct Store {
     dedup: keys::Bounds,
     /// The deduplication keys, loaded on first need.
     keys: keys::Keys,
-    /// The sessions watermark: every page view up to this `seq` is folded into `sessions`.
+    /// The watermark: every page view up to this `seq` is folded into `sessions` and
+    /// `pageview_hours`.
     folded: i64,
     /// What was committed after it without being folded ([`Store::append_deferring`]).
     unfolded: Option<Unfolded>,
@@ -95,7 +96,7 @@ struct Unfolded {
     since: std::time::Instant,
     /// The last `seq` committed.
     through: i64,
-    /// Whether a page view with a session id is among them (else a fold has nothing to do).
+    /// Whether a page view is among them (else a fold has nothing to do).
     views: bool,
 }
 

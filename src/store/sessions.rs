@@ -367,6 +367,20 @@ mod tests {
             .collect()
     }
 
+    /// `store` made a store of schema `version`, from before `table` existed, and opened again
+    /// from `dir` (which migrates it).
+    fn reopened_as(store: Store, dir: &std::path::Path, table: &str, version: u32) -> Store {
+        store
+            .connection()
+            .execute_batch(&format!(
+                "DROP TABLE {table}; \
+                 UPDATE tollgate_meta SET value = '{version}' WHERE key = 'schema_version'"
+            ))
+            .unwrap();
+        drop(store);
+        Store::open(dir).unwrap()
+    }
+
     /// The rows of `sql` on `store`, as `(key, value)` pairs by `row`.
     fn keyed<K: Ord, V>(
         store: &Store,
@@ -443,15 +457,7 @@ mod tests {
         assert_eq!(stored(&store), want);
 
         // A store from before the table (schema version 2) gets it built at the next start.
-        store
-            .connection()
-            .execute_batch(
-                "DROP TABLE sessions; \
-                 UPDATE tollgate_meta SET value = '2' WHERE key = 'schema_version'",
-            )
-            .unwrap();
-        drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopened_as(store, dir.path(), "sessions", 2);
         assert_eq!(stored(&store), want);
     }
 
@@ -623,15 +629,7 @@ mod tests {
         assert_eq!(stored_hours(&store), expected_hours(&events));
 
         // A store of version 3 gets the table built when it opens.
-        store
-            .connection()
-            .execute_batch(
-                "DROP TABLE pageview_hours; \
-                 UPDATE tollgate_meta SET value = '3' WHERE key = 'schema_version'",
-            )
-            .unwrap();
-        drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopened_as(store, dir.path(), "pageview_hours", 3);
         assert_eq!(stored_hours(&store), expected_hours(&events));
     }
 }
