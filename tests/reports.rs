@@ -370,12 +370,15 @@ async fn api_health_by_route(f: &Fixture) {
     let want = &f
         .sql(&format!(
             "SELECT count(*), count(*) FILTER (WHERE status >= 500), \
+               round(quantile_cont(duration_ms, 0.5), 3), round(quantile_cont(duration_ms, 0.95), 3), \
                round(quantile_cont(duration_ms, 0.99), 3) FROM ({calls})"
         ))
         .await[0];
     assert_eq!(api["totals"]["calls"], want[0]);
     assert_eq!(api["totals"]["errors"], want[1]);
-    close("p99", &api["totals"]["p99_ms"], &want[2]);
+    close("p50", &api["totals"]["p50_ms"], &want[2]);
+    close("p95", &api["totals"]["p95_ms"], &want[3]);
+    close("p99", &api["totals"]["p99_ms"], &want[4]);
     assert!(
         want[1].as_i64().unwrap() > 0,
         "the generated API has errors"

@@ -35,16 +35,22 @@ fn big_aggregation(options: &StoreOptions) -> (i64, i64, std::time::Duration) {
     (paths, visitors, t.elapsed())
 }
 
+/// A new store with `store.memory_limit` at `bytes`.
+fn limited_to(bytes: u64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        memory_limit: bytes,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), &options).unwrap();
+    (dir, store)
+}
+
 #[test]
 fn aggregation_larger_than_memory_limit_spills() {
     // Three million groups: a hash table of well over 32 MiB, which DuckDB partitions and
     // spills. (A count(DISTINCT ...) of that size cannot spill: see `big_aggregation`.)
-    let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        memory_limit: 32 << 20,
-        ..StoreOptions::default()
-    };
-    let store = Store::open_with(dir.path(), &options).unwrap();
+    let (_dir, store) = limited_to(32 << 20);
     let (groups, temp): (i64, String) = store
         .connection()
         .query_row(
@@ -66,4 +72,37 @@ fn default_limit_handles_the_same_aggregation() {
     let (paths, visitors, took) = big_aggregation(&StoreOptions::default());
     eprintln!("{n} rows under the default limit: {took:?}");
     assert_eq!((paths, visitors), (100_003.min(n), n));
+}
+
+/// The `api` report's latency percentiles over more calls than `store.memory_limit` holds at
+/// once: they answer (from counts per distinct duration, which spill), where DuckDB's
+/// `quantile_cont` keeps every value in memory and fails. At the default limit the same
+/// happened on 100M generated events.
+#[test]
+fn api_percentiles_answer_over_more_calls_than_the_limit_holds() {
+    let (_dir, store) = limited_to(64 << 20);
+    let n = 6_000_000;
+    // 200,003 distinct durations (10 µs apart, up to 2 s) on 4 routes.
+    store
+        .connection()
+        .execute_batch(&format!(
+            "INSERT INTO events (seq, event_id, ts, received_at, site, name, source, route, \
+               method, status, duration_ms) \
+             SELECT i, uuid(), TIMESTAMP '2026-01-05 12:00:00' + i * INTERVAL 1 MICROSECOND, \
+               now(), 'shop', 'api_call', 'proxy', '/api/r' || (i % 4), 'GET', \
+               CASE WHEN i % 97 = 0 THEN 503 ELSE 200 END, ((i * 7919) % 200003) / 100.0 \
+             FROM range({n}) t(i)"
+        ))
+        .unwrap();
+    let conn = store.reader().unwrap();
+    let pairs =
+        [("from", "2026-01-05"), ("to", "2026-01-05")].map(|(k, v)| (k.to_string(), v.to_string()));
+    let api = tollgate::reports::run(&conn, "api", &pairs, Default::default())
+        .unwrap_or_else(|e| panic!("api report under 64 MiB: {e}"));
+    assert_eq!(api["totals"]["calls"], n);
+    assert_eq!(api["totals"]["errors"], (n + 96) / 97);
+    // The durations run evenly over 0 to 2,000 ms: the median is near 1,000.
+    let p50 = api["totals"]["p50_ms"].as_f64().unwrap();
+    assert!((p50 - 1000.0).abs() < 5.0, "p50 {p50}");
+    assert_eq!(api["routes"]["rows"].as_array().unwrap().len(), 4);
 }

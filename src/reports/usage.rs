@@ -1,7 +1,8 @@
 //! API health (what only a proxy sees: every call's status and latency) and custom events.
 
 use super::filter::{prop_path, Filters, Sql};
-use super::{num, ratio, rows, table, CountsRow, ReportError, Row, Table};
+use super::{batches, ratio, table, CountsRow, ReportError, Row, Table};
+use duckdb::arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use duckdb::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +86,7 @@ impl Row for RouteRow {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct ApiTotals {
     pub calls: u64,
     pub errors: u64,
@@ -106,48 +107,97 @@ pub struct Events {
     pub breakdown: Option<Table<CountsRow>>,
 }
 
+/// Row `i` of a text column.
+fn text(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// The latency percentiles the `api` report gives.
+const PERCENTILES: [f64; 3] = [0.5, 0.95, 0.99];
+
 /// Calls, errors (status ≥ 500), error rate and latency percentiles of `api_call` events,
 /// in total and per route and method.
+///
+/// One scan counts the calls per route, method and distinct `duration_ms` (a few hundred
+/// thousand groups on 10M events, spilled to disk under `store.memory_limit` if need be); the
+/// percentiles are read off those counts, for each route and for all of them. They equal
+/// `quantile_cont`'s, which would hold every duration in memory at once and runs out of it on
+/// 100M events.
 pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
-    let calls = f.base("route, method, status, duration_ms", Some("api_call"));
-    let metrics = "count(*) AS calls, count(*) FILTER (status >= 500) AS errors, \
-                   quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS q";
-    let mut totals = Sql::default();
-    totals
-        .push(&format!(
-            "SELECT calls, errors, round(q[1], 3), round(q[2], 3), round(q[3], 3) \
-             FROM (SELECT {metrics} FROM ("
-        ))
-        .append(&calls)
-        .push("))");
-    let t = rows(conn, &totals)?.pop().unwrap_or_default();
-    let mut routes = Sql::default();
-    routes
-        .push(&format!(
-            "SELECT route, method, calls, errors, round(errors / calls, 4), \
-               round(q[1], 3), round(q[2], 3), round(q[3], 3) \
-             FROM (SELECT route, method, {metrics} FROM ("
-        ))
-        .append(&calls)
-        .push(&format!(
-            ") GROUP BY route, method) ORDER BY calls DESC, route NULLS LAST, method NULLS LAST \
-             LIMIT {}",
-            f.limit
-        ));
+    let mut sql = Sql::default();
+    sql.push("SELECT route, method, duration_ms, count(*), count(*) FILTER (status >= 500) FROM (")
+        .append(&f.base("route, method, status, duration_ms", Some("api_call")))
+        .push(") GROUP BY ALL");
+    let mut routes: Vec<(RouteKey, Latencies)> = Vec::new();
+    let mut all = Latencies::default();
+    let mut bad = None;
+    batches(conn, &sql, |b| {
+        let cols = (
+            b.column(0).as_any().downcast_ref::<StringArray>(),
+            b.column(1).as_any().downcast_ref::<StringArray>(),
+            b.column(2).as_any().downcast_ref::<Float64Array>(),
+            b.column(3).as_any().downcast_ref::<Int64Array>(),
+            b.column(4).as_any().downcast_ref::<Int64Array>(),
+        );
+        let (Some(route), Some(method), Some(duration), Some(calls), Some(errors)) = cols else {
+            bad = Some(format!("api: unexpected column types {:?}", b.schema()));
+            return;
+        };
+        for i in 0..b.num_rows() {
+            let key = (text(route, i), text(method, i));
+            // A handful of routes: a scan finds them faster than hashing each row's texts.
+            let at = match routes
+                .iter()
+                .position(|((r, m), _)| (r.as_deref(), m.as_deref()) == key)
+            {
+                Some(at) => at,
+                None => {
+                    let owned = (key.0.map(String::from), key.1.map(String::from));
+                    routes.push((owned, Latencies::default()));
+                    routes.len() - 1
+                }
+            };
+            let counts = (
+                duration.is_valid(i).then(|| duration.value(i)),
+                calls.value(i),
+                errors.value(i),
+            );
+            routes[at].1.add(counts);
+            all.add(counts);
+        }
+    })?;
+    if let Some(e) = bad {
+        return Err(ReportError::Internal(e));
+    }
+    let mut rows: Vec<RouteRow> = routes
+        .into_iter()
+        .map(|((route, method), mut l)| {
+            let [p50, p95, p99] = l.percentiles();
+            let rate = ratio(l.errors as f64, l.calls as f64);
+            RouteRow(route, method, l.calls, l.errors, Some(rate), p50, p95, p99)
+        })
+        .collect();
+    // Most calls first, then by route and method, nulls last.
+    let last = |s: &Option<String>| (s.is_none(), s.clone());
+    rows.sort_by(|a, b| {
+        b.2.cmp(&a.2)
+            .then_with(|| last(&a.0).cmp(&last(&b.0)))
+            .then_with(|| last(&a.1).cmp(&last(&b.1)))
+    });
+    rows.truncate(f.limit);
+    let [p50_ms, p95_ms, p99_ms] = all.percentiles();
     Ok(Api {
         totals: ApiTotals {
-            calls: num(&t[0]) as u64,
-            errors: num(&t[1]) as u64,
-            error_rate: ratio(num(&t[1]), num(&t[0])),
-            p50_ms: t[2].as_f64(),
-            p95_ms: t[3].as_f64(),
-            p99_ms: t[4].as_f64(),
+            calls: all.calls as u64,
+            errors: all.errors as u64,
+            error_rate: ratio(all.errors as f64, all.calls as f64),
+            p50_ms,
+            p95_ms,
+            p99_ms,
         },
-        routes: table(
-            conn,
-            &routes,
-            Some("route"),
-            &[
+        routes: Table {
+            dimension: Some("route".into()),
+            columns: [
                 "route",
                 "method",
                 "calls",
@@ -156,9 +206,56 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
                 "p50_ms",
                 "p95_ms",
                 "p99_ms",
-            ],
-        )?,
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        },
     })
+}
+
+/// A route and method.
+type RouteKey = (Option<String>, Option<String>);
+
+/// Calls and errors of a route (or of all), and how many calls took each duration.
+#[derive(Default)]
+struct Latencies {
+    calls: i64,
+    errors: i64,
+    /// `(duration_ms, calls)`; calls without a duration (the client left) are not in it.
+    durations: Vec<(f64, i64)>,
+}
+
+impl Latencies {
+    fn add(&mut self, (duration, calls, errors): (Option<f64>, i64, i64)) {
+        self.calls += calls;
+        self.errors += errors;
+        if let Some(d) = duration {
+            self.durations.push((d, calls));
+        }
+    }
+
+    /// [`PERCENTILES`] of the durations, interpolated between the two nearest as DuckDB's
+    /// `quantile_cont` does (position `(n - 1) q` of the `n` sorted durations), rounded to the
+    /// microsecond as SQL's `round(x, 3)`; `None` without durations.
+    fn percentiles(&mut self) -> [Option<f64>; 3] {
+        self.durations.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let n: i64 = self.durations.iter().map(|d| d.1).sum();
+        // The duration at position `k` (0-based) of the sorted calls.
+        let at = |k: i64| {
+            let mut upto = 0;
+            self.durations.iter().find_map(|&(d, c)| {
+                upto += c;
+                (upto > k).then_some(d)
+            })
+        };
+        PERCENTILES.map(|q| {
+            let rn = (n - 1) as f64 * q;
+            let (lo, hi) = (at(rn.floor() as i64)?, at(rn.ceil() as i64)?);
+            let x = lo + (hi - lo) * (rn - rn.floor());
+            Some((x * 1000.0).round() / 1000.0)
+        })
+    }
 }
 
 /// The people a custom event counts: its visitor, or its user when it has no visitor.
