@@ -710,4 +710,64 @@ mod tests {
         assert_eq!(none["totals"]["calls"], 0);
         assert_eq!(none["totals"]["p99_ms"], Value::Null);
     }
+
+    /// Retention over a range of more than 64 weeks (two columns of week bits), with two
+    /// visitors stitched to one user (one person), from the `sessions` table (no filters) and
+    /// from the page views (a property filter every page view matches).
+    #[test]
+    fn retention_merges_stitched_visitors_and_counts_weeks_past_the_64th() {
+        use crate::event::{Event, Source};
+        let (_dir, mut store) = store();
+        let monday = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let mut events = Vec::new();
+        let mut session = 0;
+        let mut visit = |visitor: u128, user: Option<&str>, week: i64| {
+            session += 1;
+            let mut e = Event::now("page_view", "shop", Source::Proxy);
+            e.ts_us = (monday + chrono::Duration::weeks(week))
+                .and_hms_opt(12, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_micros();
+            e.visitor_id = Some(uuid::Uuid::from_u128(visitor));
+            e.session_id = Some(uuid::Uuid::from_u128(1000 + session));
+            e.user_id = user.map(Into::into);
+            e.props = Some(r#"{"k":"v"}"#.into());
+            e.path = Some("/".into());
+            events.push(e);
+        };
+        // A: weeks 0, 2 and 70 (bit 6 of the second column).
+        for w in [0, 2, 70] {
+            visit(1, None, w);
+        }
+        // One person, two visitors stitched to "u1": weeks 1 and 3.
+        visit(2, Some("u1"), 1);
+        visit(3, Some("u1"), 3);
+        // C: week 1 only.
+        visit(4, None, 1);
+        store.append(1, &events).unwrap();
+        let conn = store.reader().unwrap();
+        for q in ["", "&prop.k=v"] {
+            let range = format!("from=2024-01-01&to=2025-06-30{q}");
+            let r = report(&conn, "retention", &range).unwrap();
+            let rows = r["cohorts"]["rows"].as_array().unwrap();
+            assert_eq!(rows.len(), 2, "retention?{range}: {rows:?}");
+            // 79 weeks in the range: the first cohort has 79, the second 78 and then a null.
+            let mut first = vec![Value::from(0); 79];
+            first[0] = 1.into();
+            first[2] = 1.into();
+            first[70] = 1.into();
+            let mut second = vec![Value::from(0); 78];
+            second[0] = 2.into();
+            second[2] = 1.into();
+            second.push(Value::Null);
+            let row = |c: &str, people: i64, weeks: Vec<Value>| {
+                let mut v = vec![Value::from(c), Value::from(people)];
+                v.extend(weeks);
+                Value::Array(v)
+            };
+            assert_eq!(rows[0], row("2024-01-01", 1, first), "retention?{range}");
+            assert_eq!(rows[1], row("2024-01-08", 2, second), "retention?{range}");
+        }
+    }
 }
