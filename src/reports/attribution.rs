@@ -9,7 +9,7 @@
 
 use super::filter::{session_dimensions, Filters, Sql, Window};
 use super::funnel::{IDENTITIES, PERSON};
-use super::{num, query, rows, table, CountsRow, ReportError, Table};
+use super::{query, typed_rows, CountsRow, ReportError, Row, Table};
 use duckdb::Connection;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -102,14 +102,18 @@ pub fn run(
     let mut sql = Sql::default();
     sql.push("WITH ").push(IDENTITIES);
     sql.push(&format!(
-        ", conv AS (SELECT {PERSON} AS person, min(e.ts) AS tc FROM ("
+        ", ce AS MATERIALIZED (SELECT e.visitor_id, {PERSON} AS person, e.ts FROM ("
     ))
     .append(&f.base("*", Some(event)))
     .push(&format!(
-        ") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE {PERSON} IS NOT NULL \
-         GROUP BY 1)"
+        ") e LEFT JOIN idm ON idm.visitor_id = e.visitor_id WHERE {PERSON} IS NOT NULL), \
+         conv AS (SELECT person, min(ts) AS tc FROM ce GROUP BY 1), \
+         cv AS (SELECT visitor_id FROM ce WHERE visitor_id IS NOT NULL \
+           UNION SELECT visitor_id FROM idm WHERE stitched IN (SELECT person FROM conv))"
     ));
-    // Sessions from the lookback before the range to its end.
+    // Sessions from the lookback before the range to its end, of the converters' visitors
+    // only (their own, and those stitched to the same user): a touch is a session of the
+    // person, and a person's sessions are their visitors'.
     let mut wide = f.clone();
     wide.start = f.start - lookback;
     sql.push(", sa AS (");
@@ -120,7 +124,8 @@ pub fn run(
     };
     wide.sessions_sql(&mut sql, cols);
     sql.push(&format!(
-        "), touch AS (SELECT coalesce(idm.stitched, CAST(s.visitor_id AS VARCHAR)) AS person, \
+        " AND visitor_id IN (SELECT visitor_id FROM cv)), \
+         touch AS (SELECT coalesce(idm.stitched, CAST(s.visitor_id AS VARCHAR)) AS person, \
            s.first_ts AS ts, s.channel, s.{by} AS v FROM sa s \
            LEFT JOIN idm ON idm.visitor_id = s.visitor_id WHERE s.channel IS NOT NULL), \
          t AS (SELECT c.person, t.ts, t.channel, t.v FROM conv c JOIN touch t \
@@ -134,25 +139,38 @@ pub fn run(
          c AS (SELECT conv.person, credit.first_v, credit.last_v FROM conv \
            LEFT JOIN credit USING (person))"
     ));
-    let mut total = sql.clone();
-    total.push(" SELECT count(*) FROM c");
-    let conversions = rows(conn, &total)?
-        .pop()
-        .and_then(|r| r.first().map(num))
-        .unwrap_or(0.0) as u64;
+    // Every converter has one first touch (`(none)` without one): the conversions are the
+    // first touches of all values, summed before the limit.
     sql.push(&format!(
         " SELECT v, count(*) FILTER (kind = 'first') AS first_touch, \
-           count(*) FILTER (kind = 'last') AS last_touch FROM ( \
+           count(*) FILTER (kind = 'last') AS last_touch, \
+           sum(count(*) FILTER (kind = 'first')) OVER () AS conversions FROM ( \
            SELECT first_v AS v, 'first' AS kind FROM c UNION ALL \
            SELECT last_v AS v, 'last' AS kind FROM c) \
          GROUP BY v ORDER BY last_touch DESC, first_touch DESC, v NULLS LAST LIMIT {}",
         f.limit
     ));
+    let rows: Vec<Credited> = typed_rows(conn, &sql)?;
+    let conversions = rows.first().map_or(0, |r| r.1);
     Ok(Attribution {
         event: event.to_string(),
         lookback: p.lookback.text.clone(),
         by,
         conversions,
-        table: table(conn, &sql, Some(by), &[by, "first_touch", "last_touch"])?,
+        table: Table {
+            dimension: Some(by.into()),
+            columns: [by, "first_touch", "last_touch"].map(String::from).to_vec(),
+            rows: rows.into_iter().map(|r| r.0).collect(),
+        },
     })
+}
+
+/// A value's first and last touches, and the conversions of all values.
+struct Credited(CountsRow, u64);
+
+impl Row for Credited {
+    fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self> {
+        let conversions: i128 = r.get(3)?;
+        Ok(Credited(CountsRow::read(r)?, conversions as u64))
+    }
 }
