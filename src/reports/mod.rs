@@ -770,4 +770,64 @@ mod tests {
             assert_eq!(rows[1], row("2024-01-08", 2, second), "retention?{range}");
         }
     }
+
+    /// Top pages, cut to the limit by page views, then visitors, then path (null last): ties
+    /// at the cut and a page view without a path are ordered and kept as that order says.
+    #[test]
+    fn top_pages_keep_their_order_across_ties_at_the_limit() {
+        use crate::event::{Event, Source};
+        let (_dir, mut store) = store();
+        let mut events = Vec::new();
+        // (path, visitor) per page view.
+        let views: &[(Option<&str>, u128)] = &[
+            (Some("/a"), 1),
+            (Some("/a"), 1),
+            (Some("/a"), 1),
+            (Some("/a"), 2),
+            (Some("/a"), 2),
+            (Some("/b"), 1),
+            (Some("/b"), 2),
+            (Some("/b"), 3),
+            (Some("/c"), 4),
+            (Some("/c"), 4),
+            (Some("/c"), 4),
+            (None, 5),
+            (None, 5),
+            (None, 6),
+            (Some("/d"), 7),
+        ];
+        for (i, (path, visitor)) in views.iter().enumerate() {
+            let mut e = Event::now("page_view", "shop", Source::Proxy);
+            e.ts_us = chrono::NaiveDate::from_ymd_opt(2026, 1, 5)
+                .unwrap()
+                .and_hms_opt(12, i as u32, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_micros();
+            e.visitor_id = Some(uuid::Uuid::from_u128(*visitor));
+            e.path = path.map(Into::into);
+            events.push(e);
+        }
+        store.append(1, &events).unwrap();
+        let conn = store.reader().unwrap();
+        let all = serde_json::json!([
+            ["/a", 2, 5],
+            ["/b", 3, 3],
+            [null, 2, 3],
+            ["/c", 1, 3],
+            ["/d", 1, 1]
+        ]);
+        for limit in 1..=6 {
+            let q = format!("from=2026-01-05&to=2026-01-05&limit={limit}");
+            let p = report(&conn, "pages", &q).unwrap();
+            let want: Vec<Value> = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .take(limit)
+                .cloned()
+                .collect();
+            assert_eq!(p["top"]["rows"], Value::Array(want), "pages?{q}");
+        }
+    }
 }
