@@ -573,12 +573,7 @@ mod tests {
     fn passes_of_people_add_up_to_one_pass() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = crate::store::Store::open(dir.path()).unwrap();
-        let end = chrono::NaiveDate::from_ymd_opt(2026, 1, 20)
-            .unwrap()
-            .and_hms_opt(12, 0, 0)
-            .unwrap()
-            .and_utc()
-            .timestamp_micros();
+        let end = super::super::tests::utc_us("2026-01-20 12:00");
         let spec = crate::generate::Spec {
             events: 40_000,
             days: 14,

@@ -246,6 +246,14 @@ mod tests {
         (dir, store)
     }
 
+    /// `YYYY-MM-DD HH:MM`, UTC, in microseconds: an event's `ts_us`.
+    pub(super) fn utc_us(s: &str) -> i64 {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    }
+
     /// Report `name` with the query string `q`.
     fn report(conn: &Connection, name: &str, q: &str) -> Result<Value, ReportError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap();
@@ -464,17 +472,11 @@ mod tests {
     fn audience_counts_the_page_views_in_the_range_of_sessions_crossing_its_ends() {
         use crate::event::{Event, Source};
         let (_dir, mut store) = store();
-        let at = |s: &str| {
-            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
-                .unwrap()
-                .and_utc()
-                .timestamp_micros()
-        };
         let mut events = Vec::new();
         let mut add = |session: Option<u128>, visitor: u128, device: &str, times: &[&str]| {
             for t in times {
                 let mut e = Event::now("page_view", "shop", Source::Proxy);
-                e.ts_us = at(t);
+                e.ts_us = utc_us(t);
                 e.visitor_id = Some(uuid::Uuid::from_u128(visitor));
                 e.session_id = session.map(uuid::Uuid::from_u128);
                 e.device_type = Some(device.into());
@@ -527,12 +529,7 @@ mod tests {
     fn overview_page_views_from_hourly_counts_equal_the_events() {
         use crate::event::{Event, Source};
         let (_dir, mut store) = store();
-        let base = chrono::NaiveDate::from_ymd_opt(2026, 1, 5)
-            .unwrap()
-            .and_hms_opt(0, 0, 0)
-            .unwrap()
-            .and_utc()
-            .timestamp_micros();
+        let base = utc_us("2026-01-05 00:00");
         let events: Vec<Event> = (0..400i64)
             .map(|i| {
                 let mut e = Event::now("page_view", "shop", Source::Proxy);
@@ -635,12 +632,7 @@ mod tests {
         let mut add = |route: &str, status: u16, durations: &[Option<f64>]| {
             for d in durations {
                 let mut e = Event::now("api_call", "shop", Source::Proxy);
-                e.ts_us = chrono::NaiveDate::from_ymd_opt(2026, 1, 5)
-                    .unwrap()
-                    .and_hms_opt(12, 0, 0)
-                    .unwrap()
-                    .and_utc()
-                    .timestamp_micros();
+                e.ts_us = utc_us("2026-01-05 12:00");
                 e.route = Some(route.into());
                 e.method = Some("GET".into());
                 e.status = Some(status);
@@ -718,17 +710,14 @@ mod tests {
     fn retention_merges_stitched_visitors_and_counts_weeks_past_the_64th() {
         use crate::event::{Event, Source};
         let (_dir, mut store) = store();
-        let monday = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        // Noon on Monday 2024-01-01, and a week in microseconds.
+        let (monday, week_us) = (utc_us("2024-01-01 12:00"), 7 * 86_400_000_000);
         let mut events = Vec::new();
         let mut session = 0;
         let mut visit = |visitor: u128, user: Option<&str>, week: i64| {
             session += 1;
             let mut e = Event::now("page_view", "shop", Source::Proxy);
-            e.ts_us = (monday + chrono::Duration::weeks(week))
-                .and_hms_opt(12, 0, 0)
-                .unwrap()
-                .and_utc()
-                .timestamp_micros();
+            e.ts_us = monday + week * week_us;
             e.visitor_id = Some(uuid::Uuid::from_u128(visitor));
             e.session_id = Some(uuid::Uuid::from_u128(1000 + session));
             e.user_id = user.map(Into::into);
@@ -798,12 +787,7 @@ mod tests {
         ];
         for (i, (path, visitor)) in views.iter().enumerate() {
             let mut e = Event::now("page_view", "shop", Source::Proxy);
-            e.ts_us = chrono::NaiveDate::from_ymd_opt(2026, 1, 5)
-                .unwrap()
-                .and_hms_opt(12, i as u32, 0)
-                .unwrap()
-                .and_utc()
-                .timestamp_micros();
+            e.ts_us = utc_us("2026-01-05 12:00") + i as i64 * 60_000_000;
             e.visitor_id = Some(uuid::Uuid::from_u128(*visitor));
             e.path = path.map(Into::into);
             events.push(e);

@@ -119,7 +119,8 @@ const PERCENTILES: [f64; 3] = [0.5, 0.95, 0.99];
 /// in total and per route and method.
 ///
 /// One scan counts the calls per route, method and distinct `duration_ms` (a few hundred
-/// thousand groups on 10M events, spilled to disk under `store.memory_limit` if need be); the
+/// thousand groups on 10M events, spilled to disk under `store.memory_limit` if need be),
+/// ordered by route and method so that each route's counts come together; the
 /// percentiles are read off those counts, for each route and for all of them. They equal
 /// `quantile_cont`'s, which would hold every duration in memory at once and runs out of it on
 /// 100M events.
@@ -127,7 +128,7 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
     let mut sql = Sql::default();
     sql.push("SELECT route, method, duration_ms, count(*), count(*) FILTER (status >= 500) FROM (")
         .append(&f.base("route, method, status, duration_ms", Some("api_call")))
-        .push(") GROUP BY ALL");
+        .push(") GROUP BY ALL ORDER BY route, method");
     let mut routes: Vec<(RouteKey, Latencies)> = Vec::new();
     let mut all = Latencies::default();
     let mut bad = None;
@@ -144,25 +145,24 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
             return;
         };
         for i in 0..b.num_rows() {
+            // The rows come ordered by route and method: a new key starts a new route.
             let key = (text(route, i), text(method, i));
-            // A handful of routes: a scan finds them faster than hashing each row's texts.
-            let at = match routes
-                .iter()
-                .position(|((r, m), _)| (r.as_deref(), m.as_deref()) == key)
+            if routes
+                .last()
+                .map(|((r, m), _)| (r.as_deref(), m.as_deref()))
+                != Some(key)
             {
-                Some(at) => at,
-                None => {
-                    let owned = (key.0.map(String::from), key.1.map(String::from));
-                    routes.push((owned, Latencies::default()));
-                    routes.len() - 1
-                }
-            };
+                let owned = (key.0.map(String::from), key.1.map(String::from));
+                routes.push((owned, Latencies::default()));
+            }
             let counts = (
                 duration.is_valid(i).then(|| duration.value(i)),
                 calls.value(i),
                 errors.value(i),
             );
-            routes[at].1.add(counts);
+            if let Some((_, latencies)) = routes.last_mut() {
+                latencies.add(counts);
+            }
             all.add(counts);
         }
     })?;
