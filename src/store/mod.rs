@@ -457,6 +457,13 @@ fn open_conn(
                 format!("{}KiB", options.checkpoint_threshold / 1024),
             )
         })
+        // After a checkpoint DuckDB appends to a new row group, and its vacuum merged the small
+        // groups at the table's end again at each checkpoint that could double them: each row
+        // decompressed and compressed again about log2(122,880 / rows between checkpoints)
+        // times, 12-15 % of the writer's CPU (BENCHMARKS.md). Row groups stay the size a
+        // checkpoint leaves (~77k events at the default `checkpoint_threshold`); fully
+        // deleted ones (retention, forget) are still dropped, partly deleted ones not merged.
+        .and_then(|c| c.with("max_vacuum_tasks", "0"))
         .and_then(|c| match options.threads {
             0 => Ok(c),
             n => c.threads(n as i64),
@@ -529,4 +536,54 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 fn lock_down(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("SET lock_configuration = true;")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+
+    /// The row groups of `events`, as DuckDB's storage lists them.
+    fn row_groups(store: &Store) -> i64 {
+        store
+            .connection()
+            .query_row(
+                "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('events')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// After a checkpoint DuckDB starts a new row group; with its vacuum on, every later
+    /// checkpoint merged the small groups at the end of the table once they could double, so
+    /// each row was decompressed and compressed again about log2(122,880 / rows between
+    /// checkpoints) times. Rows once checkpointed stay where they are.
+    #[test]
+    fn checkpointed_rows_are_not_rewritten_by_later_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut seq = store.next_seq().unwrap();
+        for _ in 0..6 {
+            let events: Vec<Event> = (0..3_000)
+                .map(|_| Event::now("page_view", "shop", Source::Proxy))
+                .collect();
+            store.append(seq, &events).unwrap();
+            seq += events.len() as i64;
+            store.connection().execute_batch("CHECKPOINT").unwrap();
+        }
+        assert_eq!(row_groups(&store), 6);
+        let rows: i64 = store
+            .connection()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 18_000);
+        // A group whose rows are all deleted (retention's cut) still goes.
+        store
+            .connection()
+            .execute_batch("DELETE FROM events WHERE seq < 3000 + (SELECT min(seq) FROM events)")
+            .unwrap();
+        store.connection().execute_batch("CHECKPOINT").unwrap();
+        assert_eq!(row_groups(&store), 5);
+    }
 }
