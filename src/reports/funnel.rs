@@ -8,7 +8,7 @@
 //! between steps are that start's.
 
 use super::filter::{any_of, dimension, prop_path, ts_value, Filters, Scope, Sql, Window};
-use super::{query, ratio, rows, ReportError, Table};
+use super::{quantile_cont, query, ratio, rows, ReportError, Table};
 use duckdb::Connection;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -338,12 +338,7 @@ impl Tally {
             .iter_mut()
             .map(|g| {
                 g.sort_by(f64::total_cmp);
-                let mid = g.len() / 2;
-                match g.len() {
-                    0 => None,
-                    len if len % 2 == 1 => Some(g[mid]),
-                    _ => Some(g[mid - 1] + (g[mid] - g[mid - 1]) * 0.5),
-                }
+                quantile_cont(g.len() as i64, 0.5, |k| g.get(k as usize).copied())
             })
             .collect()
     }

@@ -201,6 +201,18 @@ pub(crate) fn table<R: Row>(
     })
 }
 
+/// The `q` quantile of `n` sorted values, `at(k)` the `k`-th (0-based), interpolated between
+/// the two nearest as DuckDB's `quantile_cont` (and `median`, its `q` = 0.5) does: position
+/// `(n - 1) q`. `None` without values.
+pub(crate) fn quantile_cont(n: i64, q: f64, at: impl Fn(i64) -> Option<f64>) -> Option<f64> {
+    if n <= 0 {
+        return None;
+    }
+    let rn = (n - 1) as f64 * q;
+    let (lo, hi) = (at(rn.floor() as i64)?, at(rn.ceil() as i64)?);
+    Some(lo + (hi - lo) * (rn - rn.floor()))
+}
+
 /// `a / b`, or 0 when `b` is 0, rounded to 4 decimals.
 pub(crate) fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 {

@@ -1,7 +1,7 @@
 //! API health (what only a proxy sees: every call's status and latency) and custom events.
 
 use super::filter::{prop_path, Filters, Sql};
-use super::{batches, ratio, table, CountsRow, ReportError, Row, Table};
+use super::{batches, quantile_cont, ratio, table, CountsRow, ReportError, Row, Table};
 use duckdb::arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use duckdb::Connection;
 use serde::{Deserialize, Serialize};
@@ -235,9 +235,8 @@ impl Latencies {
         }
     }
 
-    /// [`PERCENTILES`] of the durations, interpolated between the two nearest as DuckDB's
-    /// `quantile_cont` does (position `(n - 1) q` of the `n` sorted durations), rounded to the
-    /// microsecond as SQL's `round(x, 3)`; `None` without durations.
+    /// [`PERCENTILES`] of the durations, as DuckDB's `quantile_cont` ([`quantile_cont`]),
+    /// rounded to the microsecond as SQL's `round(x, 3)`; `None` without durations.
     fn percentiles(&mut self) -> [Option<f64>; 3] {
         self.durations.sort_by(|a, b| a.0.total_cmp(&b.0));
         let n: i64 = self.durations.iter().map(|d| d.1).sum();
@@ -249,12 +248,7 @@ impl Latencies {
                 (upto > k).then_some(d)
             })
         };
-        PERCENTILES.map(|q| {
-            let rn = (n - 1) as f64 * q;
-            let (lo, hi) = (at(rn.floor() as i64)?, at(rn.ceil() as i64)?);
-            let x = lo + (hi - lo) * (rn - rn.floor());
-            Some((x * 1000.0).round() / 1000.0)
-        })
+        PERCENTILES.map(|q| quantile_cont(n, q, at).map(|x| (x * 1000.0).round() / 1000.0))
     }
 }
 
