@@ -111,6 +111,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     })?;
     info!(path = %store.path().display(), "Store open.");
     let reader = store.reader().context("failed to open a store reader")?;
+    let budget = store.budget();
     let (events, rx) = pipeline::channel(
         settings.pipeline.queue_capacity,
         settings.pipeline.queue_max_bytes,
@@ -128,7 +129,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         crate::admin::Limits::new(&settings),
         admin_plane(
             &settings,
-            reader,
+            Reader::new(reader, budget),
             &metrics,
             &events,
             &analytics.writer,
@@ -215,6 +216,7 @@ impl Analytics {
         let retention_conn = store
             .reader()
             .context("failed to open a store connection")?;
+        let budget = store.budget();
         let stop_retention = Arc::new(AtomicBool::new(false));
         crate::priority::background(settings.pipeline.background_nice, || {
             let writer = pipeline::spawn_writer(
@@ -231,6 +233,7 @@ impl Analytics {
                     .context("failed to start the sinks")?;
             let retention = crate::sinks::spawn_retention(
                 retention_conn,
+                budget,
                 settings.store.clone(),
                 settings.sinks.iter().map(|s| s.name.clone()).collect(),
                 stop_retention.clone(),
@@ -296,13 +299,12 @@ fn write_runtime_file(
 /// The admin plane's parts, each with only what its routes need.
 fn admin_plane(
     settings: &Settings,
-    reader: duckdb::Connection,
+    reader: Arc<Reader>,
     metrics: &Arc<Metrics>,
     events: &pipeline::EventSender,
     writer: &pipeline::Writer,
     ingest: &crate::ingest::IngestSender,
 ) -> Admin {
-    let reader = Reader::new(reader);
     Admin {
         console: Console::new(reader.clone(), metrics.clone(), settings.console.clone()),
         reports: Reports {

@@ -49,7 +49,7 @@ async fn metrics(State(st): State<Arc<Health>>) -> impl IntoResponse {
 
 /// `GET /api/sinks`: each sink's offset, lag, last error and dead letters.
 async fn sinks(State(st): State<Arc<Health>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let conn = st.reader.connection()?;
+    let conn = st.reader.small_connection()?;
     let sinks = st.sinks.clone();
     let status = blocking(move || crate::sinks::status(&conn, &sinks)).await?;
     Ok(Json(serde_json::json!({ "sinks": status })))

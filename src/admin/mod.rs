@@ -66,20 +66,62 @@ pub struct Admin {
 }
 
 /// The store, read by the console, the reports, forget and the sinks' status.
-pub struct Reader(Mutex<Connection>);
+pub struct Reader {
+    conn: Mutex<Connection>,
+    /// Each request borrows DuckDB's whole memory limit while it runs.
+    budget: Arc<crate::store::Budget>,
+}
 
 impl Reader {
-    pub fn new(conn: Connection) -> Arc<Reader> {
-        Arc::new(Reader(Mutex::new(conn)))
+    pub fn new(conn: Connection, budget: Arc<crate::store::Budget>) -> Arc<Reader> {
+        Arc::new(Reader {
+            conn: Mutex::new(conn),
+            budget,
+        })
     }
 
-    /// A connection of its own for one request.
-    fn connection(&self) -> Result<Connection, ApiError> {
-        self.0
+    /// A connection of its own for one request, with the whole memory limit lent to it.
+    fn connection(&self) -> Result<Lent, ApiError> {
+        let loan = self
+            .budget
+            .lend()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| ApiError::Internal("store connection lock poisoned".into()))?
+            .try_clone()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Lent { conn, _loan: loan })
+    }
+
+    /// A connection of its own for a small read (the sinks' status), at the limit as it is:
+    /// a monitor polling it does not keep the whole limit lent.
+    fn small_connection(&self) -> Result<Connection, ApiError> {
+        self.conn
             .lock()
             .map_err(|_| ApiError::Internal("store connection lock poisoned".into()))?
             .try_clone()
             .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
+/// A request's connection and its loan of the memory limit, returned when both are dropped.
+struct Lent {
+    conn: Connection,
+    _loan: crate::store::Loan,
+}
+
+impl std::ops::Deref for Lent {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 }
 

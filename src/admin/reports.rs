@@ -40,7 +40,7 @@ impl From<ReportError> for ApiError {
 fn out_of_memory(e: &duckdb::Error) -> Option<String> {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or_default();
-    first.starts_with("Out of Memory Error").then(|| {
+    crate::store::out_of_memory(e).then(|| {
         format!(
             "this report needs more memory than store.memory_limit allows ({first}); \
              raise store.memory_limit, or ask for a shorter range or fewer tables"

@@ -53,6 +53,11 @@ pub struct StoreSection {
     /// memory of queries), as `<n>B`, `<n>KiB`, `<n>MiB` or `<n>GiB`. A query that needs more
     /// spills to `<data_dir>/tollgate.duckdb.tmp`. DuckDB's own default is 80 % of RAM.
     pub memory_limit: String,
+    /// What DuckDB may keep while no report, console query or deletion runs (the writer's and
+    /// the sinks' share), as a size like `memory_limit`; a larger one is `memory_limit`. A report
+    /// raises the limit to `memory_limit` while it runs, and for 30 s after the last one;
+    /// then the cached blocks past this are given back.
+    pub idle_memory_limit: String,
     /// DuckDB's worker threads, for reports and queries (writes use one); 0: one per core.
     pub threads: usize,
     /// Write-ahead log DuckDB lets grow before it checkpoints (compresses the newest rows into
@@ -76,6 +81,13 @@ pub struct StoreSection {
 /// Queries that need more than the limit spill to disk where DuckDB can, and fail where it
 /// cannot (large `count(DISTINCT …)`).
 pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 512;
+
+/// `store.idle_memory_limit` by default, in MiB: what DuckDB may hold while only the writer and
+/// the sinks use it. At 10k proxied requests/s tollgate's RSS stayed at 98-124 MiB with it,
+/// flat, against 205 MiB and growing under the full limit; at 32 MiB (and the 64 MiB
+/// checkpoint threshold) commits began to run out of memory (they then borrow the full limit
+/// and are retried) (BENCHMARKS.md, issue 16).
+pub const DEFAULT_IDLE_MEMORY_LIMIT_MIB: u64 = 48;
 
 /// `store.threads` by default (0: one per core, DuckDB's default).
 pub const DEFAULT_THREADS: usize = 0;
@@ -105,6 +117,7 @@ impl Default for StoreSection {
             retention_days: 0,
             prune_interval_secs: 3600,
             memory_limit: format!("{}MiB", DEFAULT_MEMORY_LIMIT_MIB),
+            idle_memory_limit: format!("{}MiB", DEFAULT_IDLE_MEMORY_LIMIT_MIB),
             threads: DEFAULT_THREADS,
             checkpoint_threshold: format!("{}MiB", DEFAULT_CHECKPOINT_THRESHOLD_MIB),
             dedup_days: DEFAULT_DEDUP_DAYS,

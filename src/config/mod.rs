@@ -330,6 +330,16 @@ mod tests {
         assert!(e.0.iter().any(|m| m.starts_with("store.threads")), "{e}");
         let e = load_str(up, &[("TOLLGATE_STORE_MEMORY_LIMIT", "1MiB")]).unwrap_err();
         assert!(e.0.iter().any(|m| m.contains("too small")), "{e}");
+        // The idle limit: 48 MiB by default, at most the full one, at least 16 MiB.
+        assert_eq!(s.store.duckdb.idle_memory_limit, 48 << 20);
+        let small = load_str(up, &[("TOLLGATE_STORE_MEMORY_LIMIT", "32MiB")]).unwrap();
+        assert_eq!(small.store.duckdb.idle_memory_limit, 32 << 20);
+        let e = load_str(up, &[("TOLLGATE_STORE_IDLE_MEMORY_LIMIT", "8MiB")]).unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|m| m.starts_with("store.idle_memory_limit: \"8MiB\" is too small")),
+            "{e}"
+        );
         assert_eq!(s.store.duckdb.checkpoint_threshold, 64 << 20);
         let s = load_str(up, &[("TOLLGATE_STORE_CHECKPOINT_THRESHOLD", "256MiB")]).unwrap();
         assert_eq!(s.store.duckdb.checkpoint_threshold, 256 << 20);

@@ -293,16 +293,29 @@ impl State {
             groups.push(events);
         }
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let seq = match self.next_seq {
-                Some(s) => s,
-                None => self.store.next_seq()?,
-            };
             let slices: Vec<&[Event]> = groups.iter().map(Vec::as_slice).collect();
-            let written = self.store.append_new(seq, &slices)?;
-            let next = seq + written.iter().sum::<usize>() as i64;
-            self.next_seq = Some(next);
-            self.health.committed(next);
-            Ok::<_, crate::store::StoreError>(written)
+            let commit = |w: &mut Self| {
+                let seq = match w.next_seq {
+                    Some(s) => s,
+                    None => w.store.next_seq()?,
+                };
+                let written = w.store.append_new(seq, &slices)?;
+                let next = seq + written.iter().sum::<usize>() as i64;
+                w.next_seq = Some(next);
+                w.health.committed(next);
+                Ok::<_, crate::store::StoreError>(written)
+            };
+            match commit(self) {
+                // Out of the idle memory limit: again, with the whole limit (the
+                // transaction was rolled back).
+                Err(e) if crate::store::is_out_of_memory(&e) => {
+                    let _whole = self.store.budget().lend()?;
+                    self.next_seq = None;
+                    self.store.reload_keys();
+                    commit(self)
+                }
+                other => other,
+            }
         }));
         let outcome: Result<Vec<usize>, String> = match res {
             Ok(Ok(written)) => {
@@ -369,6 +382,8 @@ impl State {
     }
 
     fn commit_inner(&mut self, batch: &mut Vec<Box<Event>>) {
+        // The whole memory limit, once a commit has run out of the idle one.
+        let mut whole = None;
         for attempt in 1..=ATTEMPTS {
             let started = Instant::now();
             match self.try_commit(batch) {
@@ -386,6 +401,12 @@ impl State {
                     self.next_seq = None;
                     warn!(%error, attempt, events = batch.len(), "Store commit failed.");
                     self.health.set(Some(error.to_string()));
+                    if whole.is_none() && crate::store::is_out_of_memory(&error) {
+                        whole = self.store.budget().lend().ok();
+                        if whole.is_some() {
+                            continue;
+                        }
+                    }
                     if attempt < ATTEMPTS {
                         std::thread::sleep(Duration::from_millis(100 * attempt as u64));
                     }
@@ -429,11 +450,20 @@ mod tests {
         capacity: usize,
         batch_size: usize,
     ) -> (crate::pipeline::EventSender, impl FnOnce(Store) -> Writer) {
+        queue_of(capacity, 64 << 20, batch_size)
+    }
+
+    /// [`queue`] of at most `max_bytes`.
+    fn queue_of(
+        capacity: usize,
+        max_bytes: usize,
+        batch_size: usize,
+    ) -> (crate::pipeline::EventSender, impl FnOnce(Store) -> Writer) {
         let metrics = Arc::new(Metrics::new());
-        let (tx, rx) = crate::pipeline::channel(capacity, 64 << 20, metrics.clone());
+        let (tx, rx) = crate::pipeline::channel(capacity, max_bytes, metrics.clone());
         let cfg = Pipeline {
             queue_capacity: capacity,
-            queue_max_bytes: 64 << 20,
+            queue_max_bytes: max_bytes,
             batch_size,
             flush_interval: Duration::from_millis(100),
             background_nice: 0,
@@ -445,6 +475,40 @@ mod tests {
             spawn_writer(store, enricher, rx, ingest_rx, cfg, metrics).unwrap()
         };
         (tx, start)
+    }
+
+    /// A commit far larger than `store.idle_memory_limit` (60,000 events of about 2 KiB into a
+    /// 16 MiB limit) is written whole: it runs out of the idle limit (DuckDB's "failed to pin
+    /// block" at commit), borrows the whole limit and is retried at once.
+    #[test]
+    fn a_commit_larger_than_the_idle_memory_limit_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::config::StoreOptions {
+            memory_limit: 512 << 20,
+            idle_memory_limit: 16 << 20,
+            ..Default::default()
+        };
+        let store = Store::open_with(dir.path(), &options).unwrap();
+        let budget = store.budget();
+        assert_eq!(budget.current(), 16 << 20);
+        let reader = store.reader().unwrap();
+        let n = 60_000;
+        let (tx, start) = queue_of(n, 1 << 30, n);
+        for i in 0..n {
+            let mut e = Event::now("page_view", "t", Source::Proxy);
+            e.path = Some(format!("/{i}/{}", "p".repeat(1000)));
+            e.user_id = Some(format!("{i}-{}", "u".repeat(1000)));
+            tx.send(Box::new(e));
+        }
+        // Shutdown commits what is queued: one commit of all of them, nothing reading beside.
+        let writer = start(store);
+        let health = writer.health.clone();
+        writer.shutdown();
+        // It borrowed the whole limit (kept for 30 s after the loan).
+        assert_eq!(budget.current(), 512 << 20, "the commit did not run out");
+        let _whole = budget.lend().unwrap();
+        assert_eq!(count(&reader), n as i64, "{:?}", health.last_error());
+        assert_eq!(health.last_error(), None);
     }
 
     /// A lone event in a batch far from full is committed by age, not held for company.

@@ -92,6 +92,7 @@ pub fn prune(
 /// A thread that prunes at start-up and then every `prune_interval`, until `stop`.
 pub fn spawn_retention(
     mut conn: Connection,
+    budget: std::sync::Arc<crate::store::Budget>,
     store: StoreSettings,
     sinks: Vec<String>,
     stop: Arc<AtomicBool>,
@@ -105,7 +106,11 @@ pub fn spawn_retention(
             let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 if Instant::now() >= next {
-                    match prune(&mut conn, retention, &sinks, now_us()) {
+                    // A pass may rebuild many sessions: it borrows the whole memory limit.
+                    let pass = budget
+                        .lend()
+                        .and_then(|_whole| prune(&mut conn, retention, &sinks, now_us()));
+                    match pass {
                         Ok(r) if r.deleted > 0 || r.held_for_sinks > 0 => info!(
                             deleted = r.deleted,
                             held_for_sinks = r.held_for_sinks,

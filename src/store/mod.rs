@@ -5,6 +5,7 @@
 //! writer thread owns the main [`Store`]; readers (the admin API) use [`Store::reader`], a
 //! connection to the same database instance.
 
+mod budget;
 mod forget;
 mod guard;
 mod keys;
@@ -14,6 +15,7 @@ mod rollups;
 mod schema;
 mod sessions;
 
+pub use budget::{is_out_of_memory, out_of_memory, Budget, Loan};
 pub use forget::{forget, forget_again, ForgetReport, Subject};
 pub use guard::{check_read_only, QueryError};
 pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryResult};
@@ -70,11 +72,14 @@ pub enum StoreError {
     Db(#[from] duckdb::Error),
     #[error("store error: events as columns: {0}")]
     Arrow(#[from] ArrowError),
+    #[error("store error: failed to start a thread: {0}")]
+    Thread(String),
 }
 
 /// An open store.
 pub struct Store {
     conn: Connection,
+    budget: Arc<Budget>,
     path: PathBuf,
     /// `store.dedup_days` and `store.dedup_max_keys`.
     dedup: keys::Bounds,
@@ -105,9 +110,16 @@ pub const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Store {
     /// Open (creating if needed) the store in `data_dir` for reading and writing, and bring its
-    /// schema up to date, with the default [`StoreOptions`].
+    /// schema up to date, with the default [`StoreOptions`] but DuckDB's whole memory limit
+    /// kept: for one-off commands (`import`, `forget`, `generate`) and tests, not a
+    /// long-running writer.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        Store::open_with(data_dir, &StoreOptions::default())
+        let whole = StoreOptions::default();
+        let options = StoreOptions {
+            idle_memory_limit: whole.memory_limit,
+            ..whole
+        };
+        Store::open_with(data_dir, &options)
     }
 
     /// [`Store::open`] with `options` (`[store]` `memory_limit` and `threads`).
@@ -119,19 +131,29 @@ impl Store {
         let path = data_dir.join(DB_FILE);
         let conn = open_conn(&path, false, options)?;
         let folded = schema::migrate(&conn)?;
-        Store::locked(conn, path, options, folded)
+        Store::locked(conn, path, options, folded, options.idle_memory_limit)
     }
 
     /// The store on `conn`, its configuration locked.
+    /// DuckDB's limit is `idle` once the store is open, and `options.memory_limit` while lent
+    /// ([`Budget`]).
     fn locked(
         conn: Connection,
         path: PathBuf,
         options: &StoreOptions,
         folded: i64,
+        idle: u64,
     ) -> Result<Self, StoreError> {
         lock_down(&conn)?;
         let changing = sessions::lock_of(&conn)?;
+        let budget = Budget::new(
+            conn.try_clone()?,
+            options.memory_limit,
+            idle,
+            budget::LINGER,
+        )?;
         Ok(Store {
+            budget,
             changing,
             conn,
             path,
@@ -153,7 +175,8 @@ impl Store {
         }
         let options = StoreOptions::default();
         let conn = open_conn(&path, true, &options)?;
-        Store::locked(conn, path, &options, 0)
+        // One query, at the whole limit.
+        Store::locked(conn, path, &options, 0, options.memory_limit)
     }
 
     /// Open an existing store for writing, for `tollgate forget` when no server holds it.
@@ -176,6 +199,11 @@ impl Store {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// DuckDB's memory, for reports, queries and deletions to borrow the whole limit.
+    pub fn budget(&self) -> Arc<Budget> {
+        self.budget.clone()
     }
 
     /// The `seq` the next committed event gets: one past the highest ever used. Retention and
@@ -534,7 +562,9 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Make the configuration immutable, so that no query can turn file access back on.
 fn lock_down(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch("SET lock_configuration = true;")?;
+    // The memory limit stays changeable: tollgate lends the larger one to reports
+    // ([`budget`]). The SQL console cannot change it (its guard lets only queries through).
+    conn.execute_batch("SET allowed_configs = ['memory_limit']; SET lock_configuration = true;")?;
     Ok(())
 }
 

@@ -3,17 +3,20 @@
 
 use super::file::{
     StoreSection, DEFAULT_CHECKPOINT_THRESHOLD_MIB, DEFAULT_DEDUP_DAYS, DEFAULT_DEDUP_MAX_KEYS,
-    DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_THREADS,
+    DEFAULT_IDLE_MEMORY_LIMIT_MIB, DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_THREADS,
 };
 use super::Problems;
 use std::time::Duration;
 
-/// How the store is opened: `[store]` `memory_limit`, `threads` and `checkpoint_threshold`
-/// (DuckDB's), `dedup_days` and `dedup_max_keys`.
+/// How the store is opened: `[store]` `memory_limit`, `idle_memory_limit`, `threads` and
+/// `checkpoint_threshold` (DuckDB's), `dedup_days` and `dedup_max_keys`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// Bytes DuckDB's buffer manager may hold.
     pub memory_limit: u64,
+    /// Bytes it may hold while nothing has borrowed `memory_limit` (`store::Budget`), at
+    /// most `memory_limit`.
+    pub idle_memory_limit: u64,
     /// DuckDB worker threads; 0 leaves DuckDB's default, one per core.
     pub threads: usize,
     /// Bytes of write-ahead log after which DuckDB checkpoints.
@@ -29,6 +32,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             memory_limit: DEFAULT_MEMORY_LIMIT_MIB << 20,
+            idle_memory_limit: DEFAULT_IDLE_MEMORY_LIMIT_MIB << 20,
             threads: DEFAULT_THREADS,
             checkpoint_threshold: DEFAULT_CHECKPOINT_THRESHOLD_MIB << 20,
             dedup_horizon: days(DEFAULT_DEDUP_DAYS),
@@ -55,29 +59,8 @@ pub(super) fn validate(s: &StoreSection, p: &mut Problems) -> StoreSettings {
     if s.prune_interval_secs == 0 {
         p.report("prune_interval_secs", "must be at least 1");
     }
-    let memory_limit = match parse_size(&s.memory_limit) {
-        Some(b) if b >= MIN_MEMORY_LIMIT => b,
-        Some(_) => {
-            p.report(
-                "memory_limit",
-                format!(
-                    "{:?} is too small (DuckDB needs at least 16MiB)",
-                    s.memory_limit
-                ),
-            );
-            MIN_MEMORY_LIMIT
-        }
-        None => {
-            p.report(
-                "memory_limit",
-                format!(
-                    "{:?} is not a size (expected a number with B, KiB, MiB or GiB, e.g. \"256MiB\")",
-                    s.memory_limit
-                ),
-            );
-            MIN_MEMORY_LIMIT
-        }
-    };
+    let memory_limit = memory_size(p, "memory_limit", &s.memory_limit);
+    let idle_memory_limit = memory_size(p, "idle_memory_limit", &s.idle_memory_limit);
     let checkpoint_threshold = match parse_size(&s.checkpoint_threshold) {
         Some(b) if (MIN_CHECKPOINT_THRESHOLD..=MAX_CHECKPOINT_THRESHOLD).contains(&b) => b,
         parsed => {
@@ -129,6 +112,7 @@ pub(super) fn validate(s: &StoreSection, p: &mut Problems) -> StoreSettings {
         prune_interval: Duration::from_secs(s.prune_interval_secs.max(1)),
         duckdb: StoreOptions {
             memory_limit,
+            idle_memory_limit: idle_memory_limit.min(memory_limit),
             threads: s.threads.min(1024),
             checkpoint_threshold,
             dedup_horizon: days(s.dedup_days.clamp(1, MAX_DEDUP_DAYS)),
@@ -136,6 +120,30 @@ pub(super) fn validate(s: &StoreSection, p: &mut Problems) -> StoreSettings {
                 .dedup_max_keys
                 .clamp(MIN_DEDUP_MAX_KEYS, MAX_DEDUP_MAX_KEYS),
         },
+    }
+}
+
+/// A memory size of `[store]` (`memory_limit`, `idle_memory_limit`): at least
+/// [`MIN_MEMORY_LIMIT`]; a problem reported under `key` otherwise.
+fn memory_size(p: &mut Problems, key: &str, text: &str) -> u64 {
+    match parse_size(text) {
+        Some(b) if b >= MIN_MEMORY_LIMIT => b,
+        Some(_) => {
+            p.report(
+                key,
+                format!("{text:?} is too small (DuckDB needs at least 16MiB)"),
+            );
+            MIN_MEMORY_LIMIT
+        }
+        None => {
+            p.report(
+                key,
+                format!(
+                    "{text:?} is not a size (expected a number with B, KiB, MiB or GiB, e.g. \"256MiB\")"
+                ),
+            );
+            MIN_MEMORY_LIMIT
+        }
     }
 }
 
