@@ -18,6 +18,17 @@ pub fn lower(nice: i32) {
     }
 }
 
+/// The calling thread's nice value (0 where there is none).
+pub fn current() -> i32 {
+    #[cfg(target_os = "linux")]
+    // SAFETY: getpriority has no memory effects; `who` 0 is the calling thread on Linux.
+    unsafe {
+        libc::getpriority(libc::PRIO_PROCESS, 0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 /// Run `f` on a short-lived thread at `nice`, so that the threads it creates (DuckDB's, when
 /// `f` opens the store) start at that priority too.
 pub fn background<T: Send>(nice: i32, f: impl FnOnce() -> T + Send) -> T {

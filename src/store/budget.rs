@@ -29,6 +29,9 @@ pub struct Budget {
     /// Bytes otherwise (`store.idle_memory_limit`).
     idle: u64,
     linger: Duration,
+    /// The nice value of the thread that opened the store, and so of DuckDB's threads
+    /// (`pipeline.background_nice`): a statement that makes DuckDB start a thread runs at it.
+    nice: i32,
     state: Mutex<State>,
 }
 
@@ -69,6 +72,7 @@ impl Budget {
             full,
             idle: idle.min(full),
             linger,
+            nice: crate::priority::current(),
             state: Mutex::new(State {
                 conn,
                 loans: 0,
@@ -97,7 +101,12 @@ impl Budget {
     pub fn lend(self: &Arc<Self>) -> Result<Loan, StoreError> {
         let mut st = self.lock();
         if !st.raised {
-            set_limit(&st.conn, self.full)?;
+            // Set at DuckDB's threads' priority: the statement may start one of its threads
+            // (seen after `SET memory_limit`), which takes the priority of the thread that
+            // runs it, and a report's thread runs at the proxy's.
+            let conn = st.conn.try_clone()?;
+            let full = self.full;
+            crate::priority::background(self.nice, move || set_limit(&conn, full))?;
             st.raised = true;
         }
         st.loans += 1;
