@@ -228,9 +228,14 @@ impl Analytics {
                 metrics.clone(),
             )
             .context("failed to start the store writer")?;
-            let sinks =
-                crate::sinks::spawn(&settings.sinks, sink_conns, writer.health.clone(), metrics)
-                    .context("failed to start the sinks")?;
+            let sinks = crate::sinks::spawn(
+                &settings.sinks,
+                sink_conns,
+                budget.clone(),
+                writer.health.clone(),
+                metrics,
+            )
+            .context("failed to start the sinks")?;
             let retention = crate::sinks::spawn_retention(
                 retention_conn,
                 budget,

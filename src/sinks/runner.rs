@@ -38,10 +38,12 @@ impl Sinks {
 }
 
 /// Start one thread per sink. `conns` holds a store connection for each, in order; `writer`
-/// tells how far the store is committed.
+/// tells how far the store is committed; `budget` lends DuckDB's whole memory limit to a read
+/// that ran out of the idle one.
 pub fn spawn(
     sinks: &[SinkSettings],
     conns: Vec<Connection>,
+    budget: Arc<crate::store::Budget>,
     writer: Arc<WriterHealth>,
     metrics: &Metrics,
 ) -> anyhow::Result<Sinks> {
@@ -52,6 +54,7 @@ pub fn spawn(
         let ctl = Control {
             cfg: cfg.clone(),
             conn,
+            budget: budget.clone(),
             writer: writer.clone(),
             stop: stop.clone(),
             metrics: metrics.sink(&cfg.name),
@@ -74,6 +77,7 @@ pub fn spawn(
 struct Control {
     cfg: SinkSettings,
     conn: Connection,
+    budget: Arc<crate::store::Budget>,
     writer: Arc<WriterHealth>,
     stop: Arc<AtomicBool>,
     metrics: SinkMetrics,
@@ -121,10 +125,20 @@ impl Control {
         mut op: impl FnMut(&Connection) -> Result<T, crate::store::StoreError>,
     ) -> Result<T, Stopped> {
         loop {
-            match op(&self.conn) {
+            let e = match op(&self.conn) {
                 Ok(v) => return Ok(v),
-                Err(e) => self.failed(backoff, &format!("{what}: {e}")).await?,
-            }
+                // Out of the idle memory limit (the writer or other sinks hold it): again at
+                // once, with the whole limit.
+                Err(e) if crate::store::is_out_of_memory(&e) => match self.budget.lend() {
+                    Ok(_whole) => match op(&self.conn) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => e,
+                    },
+                    Err(_) => e,
+                },
+                Err(e) => e,
+            };
+            self.failed(backoff, &format!("{what}: {e}")).await?;
         }
     }
 }

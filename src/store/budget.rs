@@ -1,6 +1,7 @@
 //! DuckDB's memory, lent to whoever needs it: the store holds `store.idle_memory_limit` while
 //! only the writer and the sinks use it, and `store.memory_limit` while a report, a console
-//! query or a deletion runs ([`Budget::lend`]), or after a commit ran out of the smaller one.
+//! query or a deletion runs ([`Budget::lend`]), or while a commit or a sink's read that ran
+//! out of the smaller one is retried.
 //!
 //! DuckDB's buffer manager evicts only to stay under its limit, so under a fixed 512 MiB a
 //! busy proxy's store kept every block it wrote cached and grew towards it (205 MiB after a
