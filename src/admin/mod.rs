@@ -86,13 +86,10 @@ impl Reader {
             .budget
             .lend()
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| ApiError::Internal("store connection lock poisoned".into()))?
-            .try_clone()
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(Lent { conn, _loan: loan })
+        Ok(Lent {
+            conn: self.small_connection()?,
+            _loan: loan,
+        })
     }
 
     /// A connection of its own for a small read (the sinks' status), at the limit as it is:

@@ -294,28 +294,20 @@ impl State {
         }
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let slices: Vec<&[Event]> = groups.iter().map(Vec::as_slice).collect();
-            let commit = |w: &mut Self| {
-                let seq = match w.next_seq {
+            // Out of the idle memory limit: again, with the whole limit (the transaction
+            // was rolled back, and `append_new` forgot its keys).
+            let budget = self.store.budget();
+            budget.or_whole(|| {
+                let seq = match self.next_seq {
                     Some(s) => s,
-                    None => w.store.next_seq()?,
+                    None => self.store.next_seq()?,
                 };
-                let written = w.store.append_new(seq, &slices)?;
+                let written = self.store.append_new(seq, &slices)?;
                 let next = seq + written.iter().sum::<usize>() as i64;
-                w.next_seq = Some(next);
-                w.health.committed(next);
-                Ok::<_, crate::store::StoreError>(written)
-            };
-            match commit(self) {
-                // Out of the idle memory limit: again, with the whole limit (the
-                // transaction was rolled back).
-                Err(e) if crate::store::is_out_of_memory(&e) => {
-                    let _whole = self.store.budget().lend()?;
-                    self.next_seq = None;
-                    self.store.reload_keys();
-                    commit(self)
-                }
-                other => other,
-            }
+                self.next_seq = Some(next);
+                self.health.committed(next);
+                Ok(written)
+            })
         }));
         let outcome: Result<Vec<usize>, String> = match res {
             Ok(Ok(written)) => {
@@ -382,11 +374,12 @@ impl State {
     }
 
     fn commit_inner(&mut self, batch: &mut Vec<Box<Event>>) {
-        // The whole memory limit, once a commit has run out of the idle one.
-        let mut whole = None;
+        // A commit that runs out of the idle memory limit is tried again at once with the
+        // whole limit.
+        let budget = self.store.budget();
         for attempt in 1..=ATTEMPTS {
             let started = Instant::now();
-            match self.try_commit(batch) {
+            match budget.or_whole(|| self.try_commit(batch)) {
                 Ok(()) => {
                     self.metrics
                         .batch_seconds
@@ -401,12 +394,6 @@ impl State {
                     self.next_seq = None;
                     warn!(%error, attempt, events = batch.len(), "Store commit failed.");
                     self.health.set(Some(error.to_string()));
-                    if whole.is_none() && crate::store::is_out_of_memory(&error) {
-                        whole = self.store.budget().lend().ok();
-                        if whole.is_some() {
-                            continue;
-                        }
-                    }
                     if attempt < ATTEMPTS {
                         std::thread::sleep(Duration::from_millis(100 * attempt as u64));
                     }

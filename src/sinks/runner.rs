@@ -125,17 +125,10 @@ impl Control {
         mut op: impl FnMut(&Connection) -> Result<T, crate::store::StoreError>,
     ) -> Result<T, Stopped> {
         loop {
-            let e = match op(&self.conn) {
+            // Out of the idle memory limit (the writer or other sinks hold it): again at once,
+            // with the whole limit.
+            let e = match self.budget.or_whole(|| op(&self.conn)) {
                 Ok(v) => return Ok(v),
-                // Out of the idle memory limit (the writer or other sinks hold it): again at
-                // once, with the whole limit.
-                Err(e) if crate::store::is_out_of_memory(&e) => match self.budget.lend() {
-                    Ok(_whole) => match op(&self.conn) {
-                        Ok(v) => return Ok(v),
-                        Err(e) => e,
-                    },
-                    Err(_) => e,
-                },
                 Err(e) => e,
             };
             self.failed(backoff, &format!("{what}: {e}")).await?;

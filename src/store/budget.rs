@@ -114,6 +114,21 @@ impl Budget {
         Ok(Loan(self.clone()))
     }
 
+    /// Run `op`; when it runs out of the idle limit, run it once more with the whole limit lent
+    /// (for commits and the sinks' reads, which do not borrow up front).
+    pub fn or_whole<T>(
+        self: &Arc<Self>,
+        mut op: impl FnMut() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match op() {
+            Err(e) if is_out_of_memory(&e) => match self.lend() {
+                Ok(_whole) => op(),
+                Err(_) => Err(e),
+            },
+            other => other,
+        }
+    }
+
     /// Lower the limit to the idle one when nothing has borrowed for the linger time. When
     /// DuckDB cannot evict enough (a query still holds the memory) it keeps the larger limit,
     /// and the next call tries again.
