@@ -477,7 +477,7 @@ mod tests {
         };
         let store = Store::open_with(dir.path(), &options).unwrap();
         let budget = store.budget();
-        assert_eq!(budget.current(), 16 << 20);
+        assert_eq!(budget.current().memory, 16 << 20);
         let reader = store.reader().unwrap();
         let n = 60_000;
         let (tx, start) = queue_of(n, 1 << 30, n);
@@ -492,7 +492,11 @@ mod tests {
         let health = writer.health.clone();
         writer.shutdown();
         // It borrowed the whole limit (kept for 30 s after the loan).
-        assert_eq!(budget.current(), 512 << 20, "the commit did not run out");
+        assert_eq!(
+            budget.current().memory,
+            512 << 20,
+            "the commit did not run out"
+        );
         let _whole = budget.lend().unwrap();
         assert_eq!(count(&reader), n as i64, "{:?}", health.last_error());
         assert_eq!(health.last_error(), None);

@@ -1,7 +1,8 @@
-//! DuckDB's memory, lent to whoever needs it: the store holds `store.idle_memory_limit` while
-//! only the writer and the sinks use it, and `store.memory_limit` while a report, a console
-//! query or a deletion runs ([`Budget::lend`]), or while a commit or a sink's read that ran
-//! out of the smaller one is retried.
+//! DuckDB's memory and threads, lent to whoever needs them: the store holds
+//! `store.idle_memory_limit` and one thread while only the writer and the sinks use it, and
+//! `store.memory_limit` and `store.threads` while a report, a console query or a deletion runs
+//! ([`Budget::lend`]), or while a commit or a sink's read that ran out of the smaller limit is
+//! retried.
 //!
 //! DuckDB's buffer manager evicts only to stay under its limit, so under a fixed 512 MiB a
 //! busy proxy's store kept every block it wrote cached and grew towards it (205 MiB after a
@@ -11,6 +12,12 @@
 //! lowering never takes memory from a query that holds it. It is lowered only once nothing has
 //! borrowed for [`LINGER`], so that a dashboard's reports, one after another, find the blocks
 //! the first one read.
+//!
+//! The writer's commits gain nothing from DuckDB's worker threads, and a second thread that
+//! picks up a commit's tasks costs the writer CPU in hand-offs and wake-ups (BENCHMARKS.md,
+//! issue 16); reports scan in parallel. So `threads` (DuckDB's global thread count) follows the
+//! same loans: one thread, the caller's own, at rest. DuckDB starts and stops its threads when
+//! the setting changes, at the end of the statement that changed it.
 
 use super::StoreError;
 use duckdb::Connection;
@@ -23,12 +30,21 @@ pub const LINGER: Duration = Duration::from_secs(30);
 /// How often a lowering is tried once it is due.
 const SETTLE_EVERY: Duration = Duration::from_secs(1);
 
-/// The two limits and who holds the larger one.
+/// What DuckDB may use: its memory limit and its worker threads (the caller's own included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// Bytes (DuckDB's `memory_limit`).
+    pub memory: u64,
+    /// Threads (DuckDB's `threads`), at least 1.
+    pub threads: u64,
+}
+
+/// The two shares and who holds the larger one.
 pub struct Budget {
-    /// Bytes while something has borrowed (`store.memory_limit`).
-    full: u64,
-    /// Bytes otherwise (`store.idle_memory_limit`).
-    idle: u64,
+    /// While something has borrowed (`store.memory_limit`, `store.threads`).
+    full: Share,
+    /// Otherwise (`store.idle_memory_limit`, one thread).
+    idle: Share,
     linger: Duration,
     /// The nice value of the thread that opened the store, and so of DuckDB's threads
     /// (`pipeline.background_nice`): a statement that makes DuckDB start a thread runs at it.
@@ -37,17 +53,17 @@ pub struct Budget {
 }
 
 struct State {
-    /// A connection of the store's, to set the limit on (it is the database's, not the
+    /// A connection of the store's, to set the share on (it is the database's, not the
     /// connection's).
     conn: Connection,
     loans: usize,
-    /// The limit is `full` now.
+    /// The share is `full` now.
     raised: bool,
     /// When the last loan was returned; `None` before the first.
     returned: Option<Instant>,
 }
 
-/// The larger limit, held until dropped ([`Budget::lend`]).
+/// The larger share, held until dropped ([`Budget::lend`]).
 #[must_use]
 pub struct Loan(Arc<Budget>);
 
@@ -60,18 +76,22 @@ impl Drop for Loan {
 }
 
 impl Budget {
-    /// A budget over `conn`'s database, which was opened with `full` as its limit. With `idle`
-    /// below `full` the limit is lowered to it at once, and a thread lowers it again whenever
-    /// nothing has borrowed for `linger`; otherwise the limit stays `full`.
+    /// A budget over `conn`'s database, which was opened with `full` as its share. With `idle`
+    /// below `full` the share is lowered to it at once, and a thread lowers it again whenever
+    /// nothing has borrowed for `linger`; otherwise the share stays `full`.
     pub(super) fn new(
         conn: Connection,
-        full: u64,
-        idle: u64,
+        full: Share,
+        idle: Share,
         linger: Duration,
     ) -> Result<Arc<Budget>, StoreError> {
+        let idle = Share {
+            memory: idle.memory.min(full.memory),
+            threads: idle.threads.clamp(1, full.threads.max(1)),
+        };
         let budget = Arc::new(Budget {
             full,
-            idle: idle.min(full),
+            idle,
             linger,
             nice: crate::priority::current(),
             state: Mutex::new(State {
@@ -81,7 +101,7 @@ impl Budget {
                 returned: None,
             }),
         });
-        if budget.idle < full {
+        if budget.idle != full {
             budget.settle()?;
             let weak = Arc::downgrade(&budget);
             std::thread::Builder::new()
@@ -98,23 +118,23 @@ impl Budget {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The larger limit until the loan is dropped.
+    /// The larger share until the loan is dropped.
     pub fn lend(self: &Arc<Self>) -> Result<Loan, StoreError> {
         let mut st = self.lock();
         if !st.raised {
-            // Set at DuckDB's threads' priority: the statement may start one of its threads
-            // (seen after `SET memory_limit`), which takes the priority of the thread that
-            // runs it, and a report's thread runs at the proxy's.
+            // Set at DuckDB's threads' priority: the statement starts DuckDB's worker threads,
+            // which take the priority of the thread that runs it, and a report's thread runs
+            // at the proxy's.
             let conn = st.conn.try_clone()?;
             let full = self.full;
-            crate::priority::background(self.nice, move || set_limit(&conn, full))?;
+            crate::priority::background(self.nice, move || set_share(&conn, full))?;
             st.raised = true;
         }
         st.loans += 1;
         Ok(Loan(self.clone()))
     }
 
-    /// Run `op`; when it runs out of the idle limit, run it once more with the whole limit lent
+    /// Run `op`; when it runs out of the idle limit, run it once more with the whole share lent
     /// (for commits and the sinks' reads, which do not borrow up front).
     pub fn or_whole<T>(
         self: &Arc<Self>,
@@ -129,21 +149,21 @@ impl Budget {
         }
     }
 
-    /// Lower the limit to the idle one when nothing has borrowed for the linger time. When
-    /// DuckDB cannot evict enough (a query still holds the memory) it keeps the larger limit,
+    /// Lower the share to the idle one when nothing has borrowed for the linger time. When
+    /// DuckDB cannot evict enough (a query still holds the memory) it keeps the larger share,
     /// and the next call tries again.
     pub fn settle(&self) -> Result<(), StoreError> {
         let mut st = self.lock();
         let rested = st.returned.is_none_or(|t| t.elapsed() >= self.linger);
         if st.raised && st.loans == 0 && rested {
-            set_limit(&st.conn, self.idle)?;
+            set_share(&st.conn, self.idle)?;
             st.raised = false;
         }
         Ok(())
     }
 
-    /// The limit DuckDB has now, in bytes.
-    pub fn current(&self) -> u64 {
+    /// The share DuckDB has now.
+    pub fn current(&self) -> Share {
         if self.lock().raised {
             self.full
         } else {
@@ -152,9 +172,21 @@ impl Budget {
     }
 }
 
-fn set_limit(conn: &Connection, bytes: u64) -> Result<(), StoreError> {
-    conn.execute_batch(&format!("SET memory_limit = '{}KiB'", bytes / 1024))?;
+/// Give DuckDB `share`. The memory first: when it cannot be lowered (a query holds it), the
+/// threads stay too, and the whole share is tried again later.
+fn set_share(conn: &Connection, share: Share) -> Result<(), StoreError> {
+    conn.execute_batch(&format!(
+        "SET memory_limit = '{}KiB'; SET threads = {};",
+        share.memory / 1024,
+        share.threads.max(1)
+    ))?;
     Ok(())
+}
+
+/// DuckDB's thread count now (its default is one per core).
+pub(super) fn threads(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row("SELECT current_setting('threads')", [], |r| r.get(0))?;
+    Ok(n.max(1) as u64)
 }
 
 /// Lower the limit whenever due, until the store is closed.
@@ -163,7 +195,7 @@ fn settle_while_open(budget: Weak<Budget>) {
         std::thread::sleep(SETTLE_EVERY);
         let Some(b) = budget.upgrade() else { return };
         if let Err(error) = b.settle() {
-            tracing::debug!(%error, "DuckDB's memory limit stays raised for now.");
+            tracing::debug!(%error, "DuckDB's memory limit and threads stay raised for now.");
         }
     }
 }
@@ -193,6 +225,10 @@ mod tests {
             .unwrap()
     }
 
+    fn share(memory: u64, threads: u64) -> Share {
+        Share { memory, threads }
+    }
+
     /// A connection to a new store file in `dir`, opened and locked as the store's are, at a
     /// 256 MiB limit.
     fn store_conn(dir: &std::path::Path) -> Connection {
@@ -210,17 +246,25 @@ mod tests {
         conn
     }
 
-    /// The limit is the idle one at rest, the full one while lent, and the idle one again
+    /// The share is the idle one at rest, the full one while lent, and the idle one again
     /// once the loans are returned and the linger time has passed; not before.
     #[test]
-    fn the_limit_is_lent_and_taken_back() {
+    fn the_share_is_lent_and_taken_back() {
         let dir = tempfile::tempdir().unwrap();
         let conn = store_conn(dir.path());
         let observer = conn.try_clone().unwrap();
-        let b = Budget::new(conn, 256 << 20, 32 << 20, Duration::from_millis(200)).unwrap();
+        let b = Budget::new(
+            conn,
+            share(256 << 20, 3),
+            share(32 << 20, 1),
+            Duration::from_millis(200),
+        )
+        .unwrap();
         assert_eq!(limit(&observer), "32.0 MiB");
+        assert_eq!(threads(&observer).unwrap(), 1);
         let (one, two) = (b.lend().unwrap(), b.lend().unwrap());
         assert_eq!(limit(&observer), "256.0 MiB");
+        assert_eq!(threads(&observer).unwrap(), 3);
         drop(one);
         b.settle().unwrap();
         assert_eq!(limit(&observer), "256.0 MiB", "one loan is still out");
@@ -231,10 +275,12 @@ mod tests {
             "256.0 MiB",
             "lowered before the linger time"
         );
+        assert_eq!(threads(&observer).unwrap(), 3);
         std::thread::sleep(Duration::from_millis(250));
         b.settle().unwrap();
         assert_eq!(limit(&observer), "32.0 MiB");
-        assert_eq!(b.current(), 32 << 20);
+        assert_eq!(threads(&observer).unwrap(), 1);
+        assert_eq!(b.current(), share(32 << 20, 1));
     }
 
     /// A query needing more than the idle limit fails under it and answers with a loan; the
@@ -244,7 +290,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = store_conn(dir.path());
         let q = conn.try_clone().unwrap();
-        let b = Budget::new(conn, 256 << 20, 16 << 20, Duration::ZERO).unwrap();
+        let b = Budget::new(
+            conn,
+            share(256 << 20, 2),
+            share(16 << 20, 1),
+            Duration::ZERO,
+        )
+        .unwrap();
         let big = "SELECT count(*) FROM (SELECT DISTINCT s FROM t)";
         let err = q.query_row(big, [], |r| r.get::<_, i64>(0)).unwrap_err();
         assert!(out_of_memory(&err), "{err}");

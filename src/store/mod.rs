@@ -15,7 +15,7 @@ mod rollups;
 mod schema;
 mod sessions;
 
-pub use budget::{is_out_of_memory, out_of_memory, Budget, Loan};
+pub use budget::{is_out_of_memory, out_of_memory, Budget, Loan, Share};
 pub use forget::{forget, forget_again, ForgetReport, Subject};
 pub use guard::{check_read_only, QueryError};
 pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryResult};
@@ -110,20 +110,21 @@ pub const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Store {
     /// Open (creating if needed) the store in `data_dir` for reading and writing, and bring its
-    /// schema up to date, with the default [`StoreOptions`] but DuckDB's whole memory limit
-    /// kept: for one-off commands (`import`, `forget`, `generate`) and tests, not a
+    /// schema up to date, with the default [`StoreOptions`] but DuckDB's whole memory limit and
+    /// threads kept: for one-off commands (`import`, `forget`, `generate`) and tests, not a
     /// long-running writer.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let whole = StoreOptions::default();
-        let options = StoreOptions {
-            idle_memory_limit: whole.memory_limit,
-            ..whole
-        };
-        Store::open_with(data_dir, &options)
+        Store::open_at(data_dir, &StoreOptions::default(), Rest::Whole)
     }
 
-    /// [`Store::open`] with `options` (`[store]` `memory_limit` and `threads`).
+    /// [`Store::open`] with `options` (`[store]`), for the server: DuckDB holds
+    /// `idle_memory_limit` and one thread while nothing has borrowed the whole share
+    /// ([`Budget`]).
     pub fn open_with(data_dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        Store::open_at(data_dir, options, Rest::Idle)
+    }
+
+    fn open_at(data_dir: &Path, options: &StoreOptions, rest: Rest) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
@@ -131,27 +132,32 @@ impl Store {
         let path = data_dir.join(DB_FILE);
         let conn = open_conn(&path, false, options)?;
         let folded = schema::migrate(&conn)?;
-        Store::locked(conn, path, options, folded, options.idle_memory_limit)
+        Store::locked(conn, path, options, folded, rest)
     }
 
-    /// The store on `conn`, its configuration locked.
-    /// DuckDB's limit is `idle` once the store is open, and `options.memory_limit` while lent
-    /// ([`Budget`]).
+    /// The store on `conn`, its configuration locked, with DuckDB's share as `rest` says once
+    /// it is open.
     fn locked(
         conn: Connection,
         path: PathBuf,
         options: &StoreOptions,
         folded: i64,
-        idle: u64,
+        rest: Rest,
     ) -> Result<Self, StoreError> {
         lock_down(&conn)?;
         let changing = sessions::lock_of(&conn)?;
-        let budget = Budget::new(
-            conn.try_clone()?,
-            options.memory_limit,
-            idle,
-            budget::LINGER,
-        )?;
+        let full = Share {
+            memory: options.memory_limit,
+            threads: budget::threads(&conn)?,
+        };
+        let idle = match rest {
+            Rest::Whole => full,
+            Rest::Idle => Share {
+                memory: options.idle_memory_limit,
+                threads: 1,
+            },
+        };
+        let budget = Budget::new(conn.try_clone()?, full, idle, budget::LINGER)?;
         Ok(Store {
             budget,
             changing,
@@ -175,8 +181,8 @@ impl Store {
         }
         let options = StoreOptions::default();
         let conn = open_conn(&path, true, &options)?;
-        // One query, at the whole limit.
-        Store::locked(conn, path, &options, 0, options.memory_limit)
+        // One query, with the whole share.
+        Store::locked(conn, path, &options, 0, Rest::Whole)
     }
 
     /// Open an existing store for writing, for `tollgate forget` when no server holds it.
@@ -466,6 +472,15 @@ fn column(field: &Field, rows: &[(i64, &Event)]) -> Result<ArrayRef, ArrowError>
     })
 }
 
+/// DuckDB's share while nothing has borrowed the whole one ([`Budget`]).
+#[derive(Clone, Copy)]
+enum Rest {
+    /// The whole share, always: one-off commands.
+    Whole,
+    /// `store.idle_memory_limit` and one thread: the server.
+    Idle,
+}
+
 fn open_conn(
     path: &Path,
     read_only: bool,
@@ -562,9 +577,12 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Make the configuration immutable, so that no query can turn file access back on.
 fn lock_down(conn: &Connection) -> Result<(), StoreError> {
-    // The memory limit stays changeable: tollgate lends the larger one to reports
-    // ([`budget`]). The SQL console cannot change it (its guard lets only queries through).
-    conn.execute_batch("SET allowed_configs = ['memory_limit']; SET lock_configuration = true;")?;
+    // The memory limit and the threads stay changeable: tollgate lends the larger share to
+    // reports ([`budget`]). The SQL console cannot change them (its guard lets only queries
+    // through).
+    conn.execute_batch(
+        "SET allowed_configs = ['memory_limit', 'threads']; SET lock_configuration = true;",
+    )?;
     Ok(())
 }
 
@@ -583,6 +601,34 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap()
+    }
+
+    /// The server's store runs DuckDB on one thread at rest and lends `store.threads` to
+    /// readers; the one-off commands' store keeps every thread.
+    #[test]
+    fn the_server_store_rests_on_one_thread() {
+        let threads = |store: &Store| -> i64 {
+            store
+                .connection()
+                .query_row("SELECT current_setting('threads')", [], |r| r.get(0))
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            threads: 3,
+            ..Default::default()
+        };
+        let server = Store::open_with(&dir.path().join("a"), &options).unwrap();
+        assert_eq!(threads(&server), 1);
+        let loan = server.budget().lend().unwrap();
+        assert_eq!(threads(&server), 3);
+        drop(loan);
+        let cli = Store::open(&dir.path().join("b")).unwrap();
+        let default: i64 = Connection::open_in_memory()
+            .unwrap()
+            .query_row("SELECT current_setting('threads')", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(threads(&cli), default, "DuckDB's default, one per core");
     }
 
     /// After a checkpoint DuckDB starts a new row group; with its vacuum on, every later
