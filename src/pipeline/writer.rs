@@ -294,20 +294,15 @@ impl State {
         }
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let slices: Vec<&[Event]> = groups.iter().map(Vec::as_slice).collect();
-            // Out of the idle memory limit: again, with the whole limit (the transaction
-            // was rolled back, and `append_new` forgot its keys).
-            let budget = self.store.budget();
-            budget.or_whole(|| {
-                let seq = match self.next_seq {
-                    Some(s) => s,
-                    None => self.store.next_seq()?,
-                };
-                let written = self.store.append_new(seq, &slices)?;
-                let next = seq + written.iter().sum::<usize>() as i64;
-                self.next_seq = Some(next);
-                self.health.committed(next);
-                Ok(written)
-            })
+            let seq = match self.next_seq {
+                Some(s) => s,
+                None => self.store.next_seq()?,
+            };
+            let written = self.store.append_new(seq, &slices)?;
+            let next = seq + written.iter().sum::<usize>() as i64;
+            self.next_seq = Some(next);
+            self.health.committed(next);
+            Ok::<_, crate::store::StoreError>(written)
         }));
         let outcome: Result<Vec<usize>, String> = match res {
             Ok(Ok(written)) => {
@@ -374,12 +369,9 @@ impl State {
     }
 
     fn commit_inner(&mut self, batch: &mut Vec<Box<Event>>) {
-        // A commit that runs out of the idle memory limit is tried again at once with the
-        // whole limit.
-        let budget = self.store.budget();
         for attempt in 1..=ATTEMPTS {
             let started = Instant::now();
-            match budget.or_whole(|| self.try_commit(batch)) {
+            match self.try_commit(batch) {
                 Ok(()) => {
                     self.metrics
                         .batch_seconds
@@ -465,8 +457,8 @@ mod tests {
     }
 
     /// A commit far larger than `store.idle_memory_limit` (60,000 events of about 2 KiB into a
-    /// 16 MiB limit) is written whole: it runs out of the idle limit (DuckDB's "failed to pin
-    /// block" at commit), borrows the whole limit and is retried at once.
+    /// 16 MiB limit) is written whole: every commit holds the whole memory limit while it runs
+    /// (`Budget::lend_memory`).
     #[test]
     fn a_commit_larger_than_the_idle_memory_limit_is_written() {
         let dir = tempfile::tempdir().unwrap();
@@ -491,11 +483,11 @@ mod tests {
         let writer = start(store);
         let health = writer.health.clone();
         writer.shutdown();
-        // It borrowed the whole limit (kept for 30 s after the loan).
+        // It borrowed the whole limit (until the next settle).
         assert_eq!(
             budget.current().memory,
             512 << 20,
-            "the commit did not run out"
+            "the commit did not borrow"
         );
         let _whole = budget.lend().unwrap();
         assert_eq!(count(&reader), n as i64, "{:?}", health.last_error());

@@ -1,8 +1,9 @@
 //! DuckDB's memory and threads, lent to whoever needs them: the store holds
 //! `store.idle_memory_limit` and one thread while only the writer and the sinks use it, and
 //! `store.memory_limit` and `store.threads` while a report, a console query or a deletion runs
-//! ([`Budget::lend`]), or while a commit or a sink's read that ran out of the smaller limit is
-//! retried.
+//! ([`Budget::lend`]), or while a sink's read that ran out of the smaller limit is retried.
+//! Each commit holds the whole memory limit, not the threads, while it runs
+//! ([`Budget::lend_memory`]).
 //!
 //! DuckDB's buffer manager evicts only to stay under its limit, so under a fixed 512 MiB a
 //! busy proxy's store kept every block it wrote cached and grew towards it (205 MiB after a
@@ -57,21 +58,38 @@ struct State {
     /// connection's).
     conn: Connection,
     loans: usize,
-    /// The share is `full` now.
-    raised: bool,
+    /// What DuckDB has now.
+    level: Level,
     /// When the last loan was returned; `None` before the first.
     returned: Option<Instant>,
 }
 
-/// The larger share, held until dropped ([`Budget::lend`]).
+/// What DuckDB has of its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    /// The idle share.
+    Idle,
+    /// The whole memory limit, the idle threads: while a commit runs ([`Budget::lend_memory`]).
+    Memory,
+    /// The whole share.
+    Full,
+}
+
+/// A larger share, held until dropped ([`Budget::lend`], [`Budget::lend_memory`]).
 #[must_use]
-pub struct Loan(Arc<Budget>);
+pub struct Loan {
+    budget: Arc<Budget>,
+    /// Whether the share lingers after the loan ([`LINGER`]).
+    linger: bool,
+}
 
 impl Drop for Loan {
     fn drop(&mut self) {
-        let mut st = self.0.lock();
+        let mut st = self.budget.lock();
         st.loans -= 1;
-        st.returned = Some(Instant::now());
+        if self.linger {
+            st.returned = Some(Instant::now());
+        }
     }
 }
 
@@ -97,7 +115,7 @@ impl Budget {
             state: Mutex::new(State {
                 conn,
                 loans: 0,
-                raised: true,
+                level: Level::Full,
                 returned: None,
             }),
         });
@@ -118,24 +136,53 @@ impl Budget {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The larger share until the loan is dropped.
+    /// The whole share until the loan is dropped, and for [`LINGER`] after.
     pub fn lend(self: &Arc<Self>) -> Result<Loan, StoreError> {
         let mut st = self.lock();
-        if !st.raised {
+        if st.level != Level::Full {
             // Set at DuckDB's threads' priority: the statement starts DuckDB's worker threads,
             // which take the priority of the thread that runs it, and a report's thread runs
             // at the proxy's.
             let conn = st.conn.try_clone()?;
             let full = self.full;
             crate::priority::background(self.nice, move || set_share(&conn, full))?;
-            st.raised = true;
+            st.level = Level::Full;
         }
         st.loans += 1;
-        Ok(Loan(self.clone()))
+        Ok(Loan {
+            budget: self.clone(),
+            linger: true,
+        })
+    }
+
+    /// The whole memory limit, not the threads, until the loan is dropped; lowered again at
+    /// the next [`Budget::settle`] when nothing else holds it: for a commit. A commit must not
+    /// run out of memory inside DuckDB's COMMIT: DuckDB's rollback of it left the table's
+    /// first column longer than the others, and the next checkpoint failed ("Corrupted
+    /// in-memory column"), invalidating the database (`store::tests`,
+    /// `a_commit_larger_than_the_idle_limit_leaves_the_store_sound`).
+    pub fn lend_memory(self: &Arc<Self>) -> Result<Loan, StoreError> {
+        let mut st = self.lock();
+        if st.level == Level::Idle {
+            set_share(
+                &st.conn,
+                Share {
+                    memory: self.full.memory,
+                    threads: self.idle.threads,
+                },
+            )?;
+            st.level = Level::Memory;
+        }
+        st.loans += 1;
+        Ok(Loan {
+            budget: self.clone(),
+            linger: false,
+        })
     }
 
     /// Run `op`; when it runs out of the idle limit, run it once more with the whole share lent
-    /// (for commits and the sinks' reads, which do not borrow up front).
+    /// (for the sinks' reads, which do not borrow up front). Not for commits: they hold the
+    /// whole memory limit from the start ([`Budget::lend_memory`]).
     pub fn or_whole<T>(
         self: &Arc<Self>,
         mut op: impl FnMut() -> Result<T, StoreError>,
@@ -155,20 +202,28 @@ impl Budget {
     pub fn settle(&self) -> Result<(), StoreError> {
         let mut st = self.lock();
         let rested = st.returned.is_none_or(|t| t.elapsed() >= self.linger);
-        if st.raised && st.loans == 0 && rested {
+        if st.level != Level::Idle && st.loans == 0 && rested {
             set_share(&st.conn, self.idle)?;
-            st.raised = false;
+            st.level = Level::Idle;
         }
         Ok(())
     }
 
     /// The share DuckDB has now.
     pub fn current(&self) -> Share {
-        if self.lock().raised {
-            self.full
-        } else {
-            self.idle
+        match self.lock().level {
+            Level::Idle => self.idle,
+            Level::Memory => Share {
+                memory: self.full.memory,
+                threads: self.idle.threads,
+            },
+            Level::Full => self.full,
         }
+    }
+
+    /// The share DuckDB has at rest.
+    pub fn idle(&self) -> Share {
+        self.idle
     }
 }
 
