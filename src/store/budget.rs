@@ -89,6 +89,12 @@ impl Drop for Loan {
         st.loans -= 1;
         if self.linger {
             st.returned = Some(Instant::now());
+        } else if st.loans == 0 && st.level == Level::Memory {
+            // A commit's loan: the memory goes back at once (DuckDB evicts down to the idle
+            // limit here, on the committing thread). If it cannot, the settle thread tries again.
+            if set_share(&st.conn, self.budget.idle).is_ok() {
+                st.level = Level::Idle;
+            }
         }
     }
 }
@@ -155,8 +161,8 @@ impl Budget {
         })
     }
 
-    /// The whole memory limit, not the threads, until the loan is dropped; lowered again at
-    /// the next [`Budget::settle`] when nothing else holds it: for a commit. A commit must not
+    /// The whole memory limit, not the threads, until the loan is dropped, when it is lowered
+    /// again unless something else holds it: for a commit. A commit must not
     /// run out of memory inside DuckDB's COMMIT: DuckDB's rollback of it left the table's
     /// first column longer than the others, and the next checkpoint failed ("Corrupted
     /// in-memory column"), invalidating the database (`store::tests`,
