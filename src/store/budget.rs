@@ -170,13 +170,7 @@ impl Budget {
     pub fn lend_memory(self: &Arc<Self>) -> Result<Loan, StoreError> {
         let mut st = self.lock();
         if st.level == Level::Idle {
-            set_share(
-                &st.conn,
-                Share {
-                    memory: self.full.memory,
-                    threads: self.idle.threads,
-                },
-            )?;
+            set_share(&st.conn, self.share(Level::Memory))?;
             st.level = Level::Memory;
         }
         st.loans += 1;
@@ -217,7 +211,12 @@ impl Budget {
 
     /// The share DuckDB has now.
     pub fn current(&self) -> Share {
-        match self.lock().level {
+        self.share(self.lock().level)
+    }
+
+    /// The share DuckDB has at `level`.
+    fn share(&self, level: Level) -> Share {
+        match level {
             Level::Idle => self.idle,
             Level::Memory => Share {
                 memory: self.full.memory,
