@@ -184,24 +184,26 @@ pub(super) fn catch_up(conn: &Connection, after: i64) -> Result<i64, StoreError>
 }
 
 /// One partial row per session, over the page views among the events that `cond` selects.
-/// The first page view's path and [`VISIT`] columns are taken as one struct by one
-/// `arg_min_null`: one comparison a row instead of one per column (the partial rows of 1M
-/// generated events in 0.53 of the time), and every column from the same page view when two
-/// share a time.
+/// The first page view is found by its `seq` (`arg_min(seq, ts)`), and its path and [`VISIT`]
+/// columns are read by joining that one event back: every column from the same page view
+/// when two share a time, without carrying eighteen columns through the aggregation as one
+/// struct (`arg_min_null(struct_pack(…), ts)`, five times the cost of the rest of the
+/// aggregate; the store bench's commit of 5,000 first visits took 15 % less CPU,
+/// `BENCHMARKS.md`).
 fn partials(cond: &str) -> String {
     let mut sql = format!(
-        "SELECT {SESSION_ID}, first_ts, last_ts, pageviews, visit.{PATH} AS entry_path, exit_path"
+        "SELECT p.{SESSION_ID}, p.first_ts, p.last_ts, p.pageviews, e.{PATH} AS entry_path, \
+         p.exit_path"
     );
     for c in VISIT {
-        sql += &format!(", visit.{c} AS {c}");
+        sql += &format!(", e.{c}");
     }
     sql += &format!(
         " FROM (SELECT {SESSION_ID}, min({TS}) AS first_ts, max({TS}) AS last_ts, \
          count(*) AS pageviews, arg_max_null({PATH}, {TS}) AS exit_path, \
-         arg_min_null(struct_pack({PATH}, {}), {TS}) AS visit \
+         arg_min({SEQ}, {TS}) AS first_seq \
          FROM events WHERE {NAME} = '{PAGE_VIEW}' AND {SESSION_ID} IS NOT NULL AND ({cond}) \
-         GROUP BY {SESSION_ID})",
-        VISIT.join(", ")
+         GROUP BY {SESSION_ID}) p JOIN events e ON e.{SEQ} = p.first_seq"
     );
     sql
 }
