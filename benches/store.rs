@@ -3,6 +3,8 @@
 //!
 //! - `proxy_5000`: a commit of 5,000 proxy events (`pipeline.batch_size`), already enriched;
 //! - `proxy_122880`: the same, 122,880 events (a whole DuckDB row group) in one commit;
+//! - `proxy_5000_new_sessions`: `proxy_5000` where every event starts a session of its own (a
+//!   first visit each, as a flood without cookies makes): the most rows the fold inserts;
 //! - `proxy_5000_deferring`: `proxy_5000` as the writer commits under load, folding the page
 //!   views into `sessions` once a second instead of in every commit;
 //! - `proxy_enrich_5000`: the same with their enrichment (warm UA cache): the pipeline's whole
@@ -38,6 +40,16 @@ fn batch(template: &[Event], n: usize, keyed: bool) -> Vec<Event> {
             e
         })
         .collect()
+}
+
+/// [`batch`], every event a first visit: a new visitor with a new session.
+fn first_visits(template: &[Event], n: usize) -> Vec<Event> {
+    let mut events = batch(template, n, false);
+    for e in &mut events {
+        e.visitor_id = Some(uuid::Uuid::now_v7());
+        e.session_id = Some(uuid::Uuid::now_v7());
+    }
+    events
 }
 
 /// The CPU time this process has used, every thread.
@@ -95,6 +107,20 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(5_000));
+    g.bench_function("proxy_5000_new_sessions", |b| {
+        b.iter_custom(|iters| {
+            cpu_time(
+                iters,
+                || first_visits(&enriched, 5_000),
+                |events| {
+                    store.append(seq, &events).unwrap();
+                    seq += events.len() as i64;
+                },
+            )
+        })
+    });
     // The writer under load: the page views are folded into `sessions` once a second, not
     // with every commit.
     g.sample_size(20);
