@@ -474,10 +474,7 @@ mod tests {
         let n = 60_000;
         let (tx, start) = queue_of(n, 1 << 30, n);
         for i in 0..n {
-            let mut e = Event::now("page_view", "t", Source::Proxy);
-            e.path = Some(format!("/{i}/{}", "p".repeat(1000)));
-            e.user_id = Some(format!("{i}-{}", "u".repeat(1000)));
-            tx.send(Box::new(e));
+            tx.send(Box::new(crate::store::large_page_view(i)));
         }
         // Shutdown commits what is queued: one commit of all of them, nothing reading beside.
         let writer = start(store);

@@ -588,6 +588,16 @@ fn lock_down(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A page view of about 2 KiB (a long path and user id), numbered `i`: for tests of commits
+/// larger than the idle memory limit.
+#[cfg(test)]
+pub(crate) fn large_page_view(i: usize) -> Event {
+    let mut e = Event::now("page_view", "t", crate::event::Source::Proxy);
+    e.path = Some(format!("/{i}/{}", "p".repeat(1000)));
+    e.user_id = Some(format!("{i}-{}", "u".repeat(1000)));
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,14 +630,7 @@ mod tests {
             ..Default::default()
         };
         let mut store = Store::open_with(dir.path(), &options).unwrap();
-        let events: Vec<Event> = (0..60_000)
-            .map(|i| {
-                let mut e = Event::now("page_view", "t", Source::Proxy);
-                e.path = Some(format!("/{i}/{}", "p".repeat(1000)));
-                e.user_id = Some(format!("{i}-{}", "u".repeat(1000)));
-                e
-            })
-            .collect();
+        let events: Vec<Event> = (0..60_000).map(large_page_view).collect();
         store.append_deferring(1, &events).unwrap();
         store.connection().execute_batch("CHECKPOINT").unwrap();
         let n: i64 = store
