@@ -65,7 +65,7 @@ struct State {
 }
 
 /// What DuckDB has of its budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
     /// The idle share.
     Idle,
