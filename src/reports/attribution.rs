@@ -125,7 +125,7 @@ pub fn run(
     wide.sessions_sql(&mut sql, cols);
     sql.push(&format!(
         " AND visitor_id IN (SELECT visitor_id FROM cv)), \
-         touch AS (SELECT coalesce(idm.stitched, CAST(s.visitor_id AS VARCHAR)) AS person, \
+         touch AS (SELECT coalesce(idm.stitched, CAST(s.visitor_id AS UHUGEINT)) AS person, \
            s.first_ts AS ts, s.channel, s.{by} AS v FROM sa s \
            LEFT JOIN idm ON idm.visitor_id = s.visitor_id WHERE s.channel IS NOT NULL), \
          t AS (SELECT c.person, t.ts, t.channel, t.v FROM conv c JOIN touch t \

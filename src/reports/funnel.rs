@@ -2,17 +2,23 @@
 //!
 //! A person reaches step k when some step-1 event of theirs (in the range, matching the
 //! filters) is followed by step 2, …, step k, in that order, all within the window of that
-//! step-1 event. For each step-1 event the earliest later match of each step is taken (an
-//! ASOF join), which finds a conversion whenever one exists; each person then counts once, by
-//! the start that got furthest (the earliest of those). The breakdown value and the times
-//! between steps are that start's.
+//! step-1 event. For each step-1 event the earliest later match of each step is taken, which
+//! finds a conversion whenever one exists; each person then counts once, by the start that got
+//! furthest (the earliest of those). The breakdown value and the times between steps are that
+//! start's.
+//!
+//! DuckDB finds the people and their events; the steps are matched here, one person at a time
+//! ([`Person::furthest`]), over their events in time order. Only people with a step-2 event can
+//! get past step 1, so only theirs come back one by one; the others are counted in SQL.
 
 use super::filter::{any_of, dimension, prop_path, ts_value, Filters, Scope, Sql, Window};
-use super::{quantile_cont, query, ratio, rows, ReportError, Table};
+use super::{batches, quantile_cont, query, ratio, rows, ReportError, Table};
+use duckdb::arrow::array::{Array, Int32Array, Int64Array, StringArray, UInt64Array};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A funnel's steps, window and breakdown: its own parameters.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,14 +100,19 @@ pub struct StepCount {
     pub median_seconds: Option<f64>,
 }
 
-/// Visitors tied to a user (stitched), for counting people rather than browsers.
+/// Visitors tied to a user (stitched), for counting people rather than browsers: `stitched` is
+/// the user's [`PERSON`] key.
 pub(crate) const IDENTITIES: &str =
-    "idm AS MATERIALIZED (SELECT visitor_id, min(user_id) AS stitched \
+    "idm AS MATERIALIZED (SELECT visitor_id, md5_number(min(user_id)) AS stitched \
      FROM events WHERE visitor_id IS NOT NULL AND user_id IS NOT NULL GROUP BY visitor_id)";
 
 /// The person an event (`e`, joined with `idm`) belongs to: the user its visitor is stitched
-/// to, else its own user, else its visitor.
-pub(crate) const PERSON: &str = "coalesce(idm.stitched, e.user_id, CAST(e.visitor_id AS VARCHAR))";
+/// to, else its own user, else its visitor. As a 128-bit key (`UHUGEINT`), which DuckDB groups,
+/// joins and sorts faster than text: a user is the MD5 of their id, a visitor their UUID's
+/// bits. Two keys are equal only if the people are (up to an MD5 collision, which needs both
+/// ids chosen together: a user id cannot be picked to match one that exists).
+pub(crate) const PERSON: &str =
+    "coalesce(idm.stitched, md5_number(e.user_id), CAST(e.visitor_id AS UHUGEINT))";
 
 /// One funnel step.
 #[derive(Debug, Clone, Deserialize)]
@@ -214,9 +225,10 @@ pub(super) fn breakdown_expr(name: &str) -> Result<(String, Option<&'static str>
 }
 
 /// Step-1 events a funnel counts in one pass. With more, people are split into passes by a
-/// hash of who they are, each pass counting its people alone (the step-by-step joins hold
-/// every start of the people they follow, and cannot spill to disk): 10M events have about
-/// 2M product views, one pass; 100M events five.
+/// hash of who they are, each pass counting its people alone: 10M events have about 2M
+/// product views, one pass; 100M events five. (The passes were needed when the steps were
+/// matched by ASOF joins in DuckDB, which cannot spill to disk; the query now ends in a sort,
+/// which can, but a single pass over 100M events has not been measured yet.)
 const PASS_STARTS: u64 = 4_000_000;
 
 pub fn run(conn: &Connection, f: &Filters, p: &FunnelParams) -> Result<Funnel, ReportError> {
@@ -237,24 +249,23 @@ fn run_in_passes(
     let n = p.steps.len();
     let window_us = p.window.span.num_microseconds().unwrap_or(i64::MAX);
     let passes = starts(conn, f, &p.steps[0])?.div_ceil(pass_starts).max(1);
-    let mut total = Tally::new(n);
-    let mut by: BTreeMap<Option<String>, Tally> = BTreeMap::new();
+    let mut count = Count::new(n, window_us);
     for pass in 0..passes {
         let mut sql = Sql::default();
         steps_sql(&mut sql, f, p, &bd, session_col, (pass, passes))?;
-        best_sql(&mut sql, n, window_us);
-        counts_sql(&mut sql, n, p.breakdown.is_some());
-        for r in rows(conn, &sql)? {
-            if r[0] == 1 {
-                total.add(&r[2..], true);
-            } else {
-                let value = r[1].as_str().map(str::to_owned);
-                by.entry(value)
-                    .or_insert_with(|| Tally::new(n))
-                    .add(&r[2..], false);
+        people_sql(&mut sql, n);
+        let mut bad = None;
+        batches(conn, &sql, |b| {
+            if let Err(e) = count.batch(b) {
+                bad.get_or_insert(e);
             }
+        })?;
+        if let Some(e) = bad {
+            return Err(ReportError::Internal(e));
         }
+        count.person_done();
     }
+    let (mut total, by) = count.finish();
     let medians = total.medians();
     let first = total.people[0] as f64;
     let steps = p
@@ -316,18 +327,10 @@ impl Tally {
         }
     }
 
-    /// Add a pass's row: the people per step, then (when `gaps`) a list of seconds per step
-    /// after the first.
-    fn add(&mut self, row: &[Value], gaps: bool) {
-        let n = self.people.len();
-        for (sum, v) in self.people.iter_mut().zip(&row[..n]) {
-            *sum += v.as_i64().unwrap_or(0);
-        }
-        if gaps {
-            for (all, list) in self.gaps.iter_mut().zip(&row[n..]) {
-                let seconds = list.as_array().into_iter().flatten();
-                all.extend(seconds.filter_map(Value::as_f64));
-            }
+    /// Add `people` who got as far as step `level` (1 is the first).
+    fn reached(&mut self, level: usize, people: i64) {
+        for sum in &mut self.people[..level] {
+            *sum += people;
         }
     }
 
@@ -344,8 +347,187 @@ impl Tally {
     }
 }
 
-/// `WITH idm, [sa,] s1, later, s2 … sn`: the step-1 events (in the range, matching the
-/// filters) with their breakdown value `bd`, and the later steps' events of the same people.
+/// A funnel counted from [`people_sql`]'s rows, batch by batch, over every pass.
+struct Count {
+    steps: usize,
+    window_us: i64,
+    total: Tally,
+    /// Each breakdown value (the first is `NULL`), and its people per step.
+    values: Vec<(Option<String>, Tally)>,
+    index: HashMap<String, usize>,
+    /// The person whose events are being read (their key), and those events.
+    key: Option<(u64, u64)>,
+    person: Person,
+}
+
+impl Count {
+    fn new(steps: usize, window_us: i64) -> Count {
+        Count {
+            steps,
+            window_us,
+            total: Tally::new(steps),
+            values: vec![(None, Tally::new(steps))],
+            index: HashMap::new(),
+            key: None,
+            person: Person::new(steps),
+        }
+    }
+
+    /// Read one Arrow batch of [`people_sql`]'s rows.
+    fn batch(&mut self, b: &RecordBatch) -> Result<(), String> {
+        let cols = (
+            b.column(0).as_any().downcast_ref::<Int32Array>(),
+            b.column(1).as_any().downcast_ref::<UInt64Array>(),
+            b.column(2).as_any().downcast_ref::<UInt64Array>(),
+            b.column(3).as_any().downcast_ref::<Int64Array>(),
+            b.column(4).as_any().downcast_ref::<Int32Array>(),
+            b.column(5).as_any().downcast_ref::<StringArray>(),
+            b.column(6).as_any().downcast_ref::<Int64Array>(),
+        );
+        let (Some(kind), Some(hi), Some(lo), Some(ts), Some(steps), Some(bd), Some(n)) = cols
+        else {
+            return Err(format!("funnel: unexpected column types {:?}", b.schema()));
+        };
+        for i in 0..b.num_rows() {
+            let value = bd.is_valid(i).then(|| bd.value(i));
+            if kind.value(i) == 0 {
+                let v = self.value(value);
+                self.add(v, 1, n.value(i), None);
+                continue;
+            }
+            let key = (hi.value(i), lo.value(i));
+            if self.key != Some(key) {
+                self.person_done();
+                self.key = Some(key);
+            }
+            if kind.value(i) == 1 {
+                let v = self.value(value);
+                self.person.starts.push((ts.value(i), v));
+            } else {
+                self.person.step(ts.value(i), steps.value(i) as u32);
+            }
+        }
+        Ok(())
+    }
+
+    /// Count the person read so far, if any, by their furthest start.
+    fn person_done(&mut self) {
+        if self.key.take().is_none() {
+            return;
+        }
+        if let Some(r) = self.person.furthest(self.window_us) {
+            self.add(r.value, r.level, 1, Some(&r.times));
+        }
+        self.person.clear();
+    }
+
+    /// The index of a breakdown value in `values`.
+    fn value(&mut self, v: Option<&str>) -> usize {
+        let Some(v) = v else { return 0 };
+        if let Some(&i) = self.index.get(v) {
+            return i;
+        }
+        self.values
+            .push((Some(v.to_string()), Tally::new(self.steps)));
+        self.index.insert(v.to_string(), self.values.len() - 1);
+        self.values.len() - 1
+    }
+
+    /// Add `people` with breakdown value `v` who got as far as step `level`; with the times
+    /// of their steps (µs) when it is one person who moved on.
+    fn add(&mut self, v: usize, level: usize, people: i64, times: Option<&[i64]>) {
+        self.total.reached(level, people);
+        if let Some(t) = times {
+            for k in 1..level {
+                self.total.gaps[k - 1].push((t[k] - t[k - 1]) as f64 / 1e6);
+            }
+        }
+        self.values[v].1.reached(level, people);
+    }
+
+    /// The totals, and the people per step of each breakdown value that has any.
+    fn finish(self) -> (Tally, BTreeMap<Option<String>, Tally>) {
+        let by = self.values.into_iter().filter(|(_, t)| t.people[0] > 0);
+        (self.total, by.collect())
+    }
+}
+
+/// One person's events, as [`people_sql`] gives them: in time order.
+struct Person {
+    /// Step-1 events: the time (µs) and the breakdown value's index.
+    starts: Vec<(i64, usize)>,
+    /// For step `k + 2`, the times of the events that match it.
+    steps: Vec<Vec<i64>>,
+}
+
+/// How far a person got from one start.
+struct Reach {
+    /// Steps reached within the window, the first included.
+    level: usize,
+    /// The start's breakdown value.
+    value: usize,
+    /// The start's time and the time of each step reached after it (µs).
+    times: [i64; 8],
+}
+
+impl Person {
+    fn new(steps: usize) -> Person {
+        Person {
+            starts: Vec::new(),
+            steps: vec![Vec::new(); steps - 1],
+        }
+    }
+
+    /// A later event at `ts`, matching step `k` when bit `k - 2` of `steps` is set.
+    fn step(&mut self, ts: i64, steps: u32) {
+        for (k, times) in self.steps.iter_mut().enumerate() {
+            if steps & (1 << k) != 0 {
+                times.push(ts);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.starts.clear();
+        self.steps.iter_mut().for_each(Vec::clear);
+    }
+
+    /// The start that gets furthest within `window_us` (the earliest of those). From each
+    /// start, each step's earliest event at or after the step before (at the same time
+    /// counts): the earliest match leaves the most room for the steps after it.
+    fn furthest(&self, window_us: i64) -> Option<Reach> {
+        let mut best: Option<Reach> = None;
+        for &(t1, value) in &self.starts {
+            let mut r = Reach {
+                level: 1,
+                value,
+                times: [t1; 8],
+            };
+            for (k, times) in self.steps.iter().enumerate() {
+                let at = times.partition_point(|&t| t < r.times[k]);
+                match times.get(at) {
+                    Some(&t) if t - t1 <= window_us => {
+                        r.times[k + 1] = t;
+                        r.level += 1;
+                    }
+                    _ => break,
+                }
+            }
+            if best.as_ref().is_none_or(|b| r.level > b.level) {
+                let all = r.level == self.steps.len() + 1;
+                best = Some(r);
+                if all {
+                    break;
+                }
+            }
+        }
+        best
+    }
+}
+
+/// `WITH idm, [sa,] s1, later`: the step-1 events (in the range, matching the filters) with
+/// their person and breakdown value `bd`, and the events of any later step (`p2` … `pn`: which
+/// steps each matches), up to the end of the range plus the window.
 fn steps_sql(
     sql: &mut Sql,
     f: &Filters,
@@ -404,88 +586,36 @@ fn steps_sql(
         step.sql(sql)?;
     }
     sql.push(&format!(") AND {PERSON} IS NOT NULL{mine})"));
-    for k in 2..=steps.len() {
-        sql.push(&format!(
-            ", s{k} AS (SELECT person, ts FROM later WHERE p{k})"
-        ));
-    }
     Ok(())
 }
 
-/// `, g, cand, j, moved, best`: each person's furthest start (the earliest of those), with
-/// its step times and `level`, the steps reached within the window.
-fn best_sql(sql: &mut Sql, n: usize, window_us: i64) {
-    let times: Vec<String> = (2..=n).map(|k| format!("s{k}.ts AS t{k}")).collect();
-    // Only people with a step-2 event can get past step 1: the joins run on their starts
-    // alone, and everyone else counts at step 1 by their first start. One pass over the
-    // step-1 events (`g`) keeps every start of the first kind and one of the second.
-    sql.push(&format!(
-        ", g AS MATERIALIZED (SELECT person, c, min(t1) AS t1, arg_min_null(bd, t1) AS bd \
-           FROM (SELECT *, person IN (SELECT person FROM s2) AS c FROM s1) \
-           GROUP BY person, c, CASE WHEN c THEN t1 END), \
-         cand AS (SELECT person, t1, bd FROM g WHERE c), \
-         j AS (SELECT s1.person, s1.bd, s1.t1, {} FROM cand s1",
-        times.join(", ")
-    ));
-    for k in 2..=n {
-        let prev = if k == 2 {
-            "s1.t1".to_string()
-        } else {
-            format!("s{}.ts", k - 1)
-        };
-        sql.push(&format!(
-            " ASOF LEFT JOIN s{k} ON s{k}.person = s1.person AND s{k}.ts >= {prev}"
-        ));
-    }
-    let reached: Vec<String> = (2..=n)
-        .map(|k| {
-            format!("(t{k} IS NOT NULL AND epoch_us(t{k}) - epoch_us(t1) <= {window_us})::INT")
-        })
-        .collect();
-    let nulls: Vec<String> = (2..=n)
-        .map(|k| format!("CAST(NULL AS TIMESTAMP) AS t{k}"))
+/// `, c SELECT kind, hi, lo, ts, steps, bd, n`: the rows [`Count`] reads.
+/// - Kind 0: people with no step-2 event, who cannot get past step 1, counted (`n`) per
+///   breakdown value of their earliest start (`bd`).
+/// - Kind 1: a step-1 event of someone who has one: its time (`ts`, µs) and `bd`.
+/// - Kind 2: a later event of theirs: `ts`, and `steps` with bit `k - 2` set for each step `k`
+///   it matches.
+///
+/// Kinds 1 and 2 come ordered by person (`hi`, `lo`: the two halves of their key) and time,
+/// which is a sort DuckDB can spill to disk.
+fn people_sql(sql: &mut Sql, n: usize) {
+    const HI: &str = "CAST(person >> 64 AS UBIGINT)";
+    const LO: &str = "CAST(person & 18446744073709551615::UHUGEINT AS UBIGINT)";
+    let bits: Vec<String> = (2..=n)
+        .map(|k| format!("(p{k} IS TRUE)::INTEGER * {}", 1 << (k - 2)))
         .collect();
     sql.push(&format!(
-        "), moved AS (SELECT *, 1 + {} AS level FROM j \
-         QUALIFY row_number() OVER (PARTITION BY person ORDER BY level DESC, t1) = 1), \
-         best AS (SELECT person, bd, t1, {}, level FROM moved UNION ALL \
-           SELECT person, bd, t1, {}, 1 FROM g WHERE NOT c)",
-        reached.join(" + "),
-        (2..=n)
-            .map(|k| format!("t{k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        nulls.join(", ")
-    ));
-}
-
-/// The final `SELECT g, bd, people at each step, seconds from each previous step` (a list): the
-/// total (`g` = 1) and, with a breakdown, a row per value (`g` = 0), in one query.
-fn counts_sql(sql: &mut Sql, n: usize, breakdown: bool) {
-    let counts: Vec<String> = (1..=n)
-        .map(|k| format!("count(*) FILTER (level >= {k})"))
-        .collect();
-    // The seconds themselves: their median is taken over every pass's people.
-    let medians: Vec<String> = (2..=n)
-        .map(|k| {
-            format!(
-                "list((epoch_us(t{k}) - epoch_us(t{p})) / 1e6) FILTER (level >= {k})",
-                p = k - 1
-            )
-        })
-        .collect();
-    let (head, tail) = if breakdown {
-        (
-            "grouping(bd) AS g, bd",
-            " GROUP BY GROUPING SETS ((), (bd))",
-        )
-    } else {
-        ("1 AS g, CAST(NULL AS VARCHAR) AS bd", "")
-    };
-    sql.push(&format!(
-        " SELECT {head}, {}, {} FROM best{tail}",
-        counts.join(", "),
-        medians.join(", ")
+        ", c AS MATERIALIZED (SELECT *, person IN (SELECT person FROM later WHERE p2) AS moves \
+           FROM s1) \
+         SELECT 0 AS kind, CAST(NULL AS UBIGINT) AS hi, CAST(NULL AS UBIGINT) AS lo, \
+           CAST(NULL AS BIGINT) AS ts, CAST(NULL AS INTEGER) AS steps, bd, count(*) AS n \
+         FROM (SELECT arg_min_null(bd, t1) AS bd FROM c WHERE NOT moves GROUP BY person) \
+         GROUP BY bd \
+         UNION ALL SELECT 1, {HI}, {LO}, epoch_us(t1), 0, bd, NULL FROM c WHERE moves \
+         UNION ALL SELECT 2, {HI}, {LO}, epoch_us(ts), {bits}, NULL, NULL FROM later \
+           WHERE person IN (SELECT person FROM c WHERE moves) \
+         ORDER BY hi, lo, ts",
+        bits = bits.join(" + ")
     ));
 }
 
@@ -606,6 +736,47 @@ mod tests {
         for passes in [3, 40] {
             assert_eq!(answer(starts.div_ceil(passes)), one, "{passes} passes");
         }
+    }
+
+    /// A person's furthest start: each step's earliest event at or after the step before
+    /// (the same time counts, and one event may be two steps), within the window of the start
+    /// (its very end included); among the starts that get furthest, the earliest.
+    #[test]
+    fn a_person_counts_by_the_start_that_gets_furthest() {
+        const S: i64 = 1_000_000;
+        let person = |starts: &[(i64, usize)], steps: &[(i64, u32)]| {
+            let mut p = Person::new(4);
+            p.starts.extend_from_slice(starts);
+            for &(ts, bits) in steps {
+                p.step(ts, bits);
+            }
+            p
+        };
+        let reach = |p: &Person, window: i64| {
+            let r = p.furthest(window).unwrap();
+            (r.level, r.value, r.times[..r.level].to_vec())
+        };
+        // Step 2 at 10 s, step 3 at 10 s (the same event), step 4 at 70 s.
+        let p = person(&[(0, 1)], &[(10 * S, 0b011), (70 * S, 0b100)]);
+        assert_eq!(reach(&p, 70 * S), (4, 1, vec![0, 10 * S, 10 * S, 70 * S]));
+        assert_eq!(reach(&p, 70 * S - 1), (3, 1, vec![0, 10 * S, 10 * S]));
+        // Steps out of order do not count: step 3 before step 2 is not a match.
+        let p = person(&[(0, 1)], &[(5 * S, 0b010), (10 * S, 0b001)]);
+        assert_eq!(reach(&p, 100 * S), (2, 1, vec![0, 10 * S]));
+        // Step 2 at the start's own time counts.
+        let p = person(&[(3 * S, 1)], &[(3 * S, 0b001)]);
+        assert_eq!(reach(&p, S), (2, 1, vec![3 * S, 3 * S]));
+        // Two starts: the first gets to step 2 only (step 3 is past its window), the second,
+        // later one to step 3; the second counts. A third, as far as the second, does not.
+        let p = person(
+            &[(0, 1), (50 * S, 2), (55 * S, 3)],
+            &[(60 * S, 0b001), (100 * S, 0b010)],
+        );
+        assert_eq!(reach(&p, 60 * S), (3, 2, vec![50 * S, 60 * S, 100 * S]));
+        // Nobody moves: the earliest start.
+        let p = person(&[(7 * S, 4), (9 * S, 5)], &[(S, 0b001)]);
+        assert_eq!(reach(&p, 60 * S), (1, 4, vec![7 * S]));
+        assert!(person(&[], &[(S, 0b001)]).furthest(S).is_none());
     }
 
     #[test]
