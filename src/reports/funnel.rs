@@ -12,7 +12,7 @@
 //! get past step 1, so only theirs come back one by one; the others are counted in SQL.
 
 use super::filter::{any_of, dimension, prop_path, ts_value, Filters, Scope, Sql, Window};
-use super::{batches, quantile_cont, query, ratio, rows, ReportError, Table};
+use super::{batches, quantile_cont, query, ratio, rows, Fetch, ReportError, Table};
 use duckdb::arrow::array::{Array, Int32Array, Int64Array, StringArray, UInt64Array};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
@@ -225,22 +225,28 @@ pub(super) fn breakdown_expr(name: &str) -> Result<(String, Option<&'static str>
 }
 
 /// Step-1 events a funnel counts in one pass. With more, people are split into passes by a
-/// hash of who they are, each pass counting its people alone: 10M events have about 2M
-/// product views, one pass; 100M events five. (The passes were needed when the steps were
-/// matched by ASOF joins in DuckDB, which cannot spill to disk; the query now ends in a sort,
-/// which can, but a single pass over 100M events has not been measured yet.)
-const PASS_STARTS: u64 = 4_000_000;
+/// hash of who they are, each pass counting its people alone, so that what DuckDB holds stays
+/// bounded however large the store. The most measured in one pass is 100M generated events'
+/// 19.8M product views, under the default `store.memory_limit` (512 MiB): peak RSS 686–711
+/// MiB, `BENCHMARKS.md`.
+const PASS_STARTS: u64 = 24_000_000;
+
+/// Step-1 events a pass may have for its rows to be fetched whole (quicker) rather than
+/// streamed ([`Fetch`]): 10M events' 2M product views come whole (about 0.8M rows).
+const WHOLE_STARTS: u64 = 4_000_000;
 
 pub fn run(conn: &Connection, f: &Filters, p: &FunnelParams) -> Result<Funnel, ReportError> {
-    run_in_passes(conn, f, p, PASS_STARTS)
+    run_in_passes(conn, f, p, PASS_STARTS, WHOLE_STARTS)
 }
 
-/// [`run`], with at most about `pass_starts` step-1 events a pass.
+/// [`run`], with at most about `pass_starts` step-1 events a pass, whose rows are fetched
+/// whole if it has at most `whole_starts`.
 fn run_in_passes(
     conn: &Connection,
     f: &Filters,
     p: &FunnelParams,
     pass_starts: u64,
+    whole_starts: u64,
 ) -> Result<Funnel, ReportError> {
     let (bd, session_col) = match &p.breakdown {
         Some(b) => breakdown_expr(b)?,
@@ -248,14 +254,20 @@ fn run_in_passes(
     };
     let n = p.steps.len();
     let window_us = p.window.span.num_microseconds().unwrap_or(i64::MAX);
-    let passes = starts(conn, f, &p.steps[0])?.div_ceil(pass_starts).max(1);
+    let starts = starts(conn, f, &p.steps[0])?;
+    let passes = starts.div_ceil(pass_starts).max(1);
+    let fetch = if starts.div_ceil(passes) > whole_starts {
+        Fetch::Streamed
+    } else {
+        Fetch::Whole
+    };
     let mut count = Count::new(n, window_us);
     for pass in 0..passes {
         let mut sql = Sql::default();
         steps_sql(&mut sql, f, p, &bd, session_col, (pass, passes))?;
         people_sql(&mut sql, n);
         let mut bad = None;
-        batches(conn, &sql, |b| {
+        batches(conn, &sql, fetch, |b| {
             if let Err(e) = count.batch(b) {
                 bad.get_or_insert(e);
             }
@@ -692,8 +704,9 @@ mod tests {
     use super::*;
 
     /// A funnel counted in several passes of people answers exactly as in one: people per
-    /// step, the median times between steps, and the breakdown. On a generated store of 40k
-    /// events (about 2,500 step-1 events), in 1 pass, then 3, then 40.
+    /// step, the median times between steps, and the breakdown; and so with its rows
+    /// streamed. On a generated store of 40k events (about 2,500 step-1 events), in 1 pass,
+    /// then 3, then 40, then streamed in 1 and in 3.
     #[test]
     fn passes_of_people_add_up_to_one_pass() {
         let dir = tempfile::tempdir().unwrap();
@@ -722,10 +735,11 @@ mod tests {
         let names = super::super::find("funnel").unwrap().param_names();
         let (f, own) = super::super::filter::parse(&pairs, Default::default(), &names).unwrap();
         let p: FunnelParams = own.deserialize().unwrap();
-        let answer = |pass_starts| {
-            serde_json::to_value(run_in_passes(&conn, &f, &p, pass_starts).unwrap()).unwrap()
+        let answer = |pass_starts, whole_starts| {
+            let funnel = run_in_passes(&conn, &f, &p, pass_starts, whole_starts).unwrap();
+            serde_json::to_value(funnel).unwrap()
         };
-        let one = answer(u64::MAX);
+        let one = answer(u64::MAX, u64::MAX);
         let starts = starts(&conn, &f, &p.steps[0]).unwrap();
         assert!(starts > 1_000, "{starts} step-1 events");
         assert!(one["steps"][2]["people"].as_u64().unwrap() > 10, "{one}");
@@ -734,8 +748,12 @@ mod tests {
             "{one}"
         );
         for passes in [3, 40] {
-            assert_eq!(answer(starts.div_ceil(passes)), one, "{passes} passes");
+            let per_pass = starts.div_ceil(passes);
+            assert_eq!(answer(per_pass, u64::MAX), one, "{passes} passes");
         }
+        // The rows streamed rather than fetched whole: the same answer.
+        assert_eq!(answer(u64::MAX, 0), one, "streamed");
+        assert_eq!(answer(starts.div_ceil(3), 0), one, "3 passes, streamed");
     }
 
     /// A person's furthest start: each step's earliest event at or after the step before

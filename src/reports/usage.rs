@@ -1,7 +1,7 @@
 //! API health (what only a proxy sees: every call's status and latency) and custom events.
 
 use super::filter::{prop_path, Filters, Sql};
-use super::{batches, quantile_cont, ratio, table, CountsRow, ReportError, Row, Table};
+use super::{batches, quantile_cont, ratio, table, CountsRow, Fetch, ReportError, Row, Table};
 use duckdb::arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use duckdb::Connection;
 use serde::{Deserialize, Serialize};
@@ -132,7 +132,7 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
     let mut routes: Vec<(RouteKey, Latencies)> = Vec::new();
     let mut all = Latencies::default();
     let mut bad = None;
-    batches(conn, &sql, |b| {
+    batches(conn, &sql, Fetch::Whole, |b| {
         let cols = (
             b.column(0).as_any().downcast_ref::<StringArray>(),
             b.column(1).as_any().downcast_ref::<StringArray>(),
