@@ -266,15 +266,7 @@ fn run_in_passes(
         let mut sql = Sql::default();
         steps_sql(&mut sql, f, p, &bd, session_col, (pass, passes))?;
         people_sql(&mut sql, n);
-        let mut bad = None;
-        batches(conn, &sql, fetch, |b| {
-            if let Err(e) = count.batch(b) {
-                bad.get_or_insert(e);
-            }
-        })?;
-        if let Some(e) = bad {
-            return Err(ReportError::Internal(e));
-        }
+        batches(conn, &sql, fetch, |b| count.batch(b))?;
         count.person_done();
     }
     let (mut total, by) = count.finish();
@@ -386,7 +378,7 @@ impl Count {
     }
 
     /// Read one Arrow batch of [`people_sql`]'s rows.
-    fn batch(&mut self, b: &RecordBatch) -> Result<(), String> {
+    fn batch(&mut self, b: &RecordBatch) -> Result<(), ReportError> {
         let cols = (
             b.column(0).as_any().downcast_ref::<Int32Array>(),
             b.column(1).as_any().downcast_ref::<UInt64Array>(),
@@ -398,7 +390,10 @@ impl Count {
         );
         let (Some(kind), Some(hi), Some(lo), Some(ts), Some(steps), Some(bd), Some(n)) = cols
         else {
-            return Err(format!("funnel: unexpected column types {:?}", b.schema()));
+            let schema = b.schema();
+            return Err(ReportError::Internal(format!(
+                "funnel: unexpected column types {schema:?}"
+            )));
         };
         for i in 0..b.num_rows() {
             let value = bd.is_valid(i).then(|| bd.value(i));

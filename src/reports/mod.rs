@@ -141,12 +141,13 @@ pub(crate) enum Fetch {
 }
 
 /// Run `sql` and hand each of its Arrow record batches to `each`: for results of many rows,
-/// read column by column instead of value by value.
+/// read column by column instead of value by value. The first error `each` returns ends the
+/// query with it.
 pub(crate) fn batches(
     conn: &Connection,
     sql: &Sql,
     fetch: Fetch,
-    mut each: impl FnMut(&duckdb::arrow::record_batch::RecordBatch),
+    mut each: impl FnMut(&duckdb::arrow::record_batch::RecordBatch) -> Result<(), ReportError>,
 ) -> Result<(), ReportError> {
     let started = std::time::Instant::now();
     let mut stmt = conn.prepare(&sql.text)?;
@@ -154,13 +155,17 @@ pub(crate) fn batches(
     let mut rows = 0;
     let mut take = |batch: duckdb::arrow::record_batch::RecordBatch| {
         rows += batch.num_rows();
-        each(&batch);
+        each(&batch)
     };
     match fetch {
-        Fetch::Whole => stmt.query_arrow(params)?.for_each(&mut take),
+        Fetch::Whole => {
+            for batch in stmt.query_arrow(params)? {
+                take(batch)?;
+            }
+        }
         Fetch::Streamed => {
             for batch in stmt.stream_arrow(params)? {
-                take(batch?);
+                take(batch?)?;
             }
         }
     }

@@ -131,7 +131,6 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
         .push(") GROUP BY ALL ORDER BY route, method");
     let mut routes: Vec<(RouteKey, Latencies)> = Vec::new();
     let mut all = Latencies::default();
-    let mut bad = None;
     batches(conn, &sql, Fetch::Whole, |b| {
         let cols = (
             b.column(0).as_any().downcast_ref::<StringArray>(),
@@ -141,8 +140,10 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
             b.column(4).as_any().downcast_ref::<Int64Array>(),
         );
         let (Some(route), Some(method), Some(duration), Some(calls), Some(errors)) = cols else {
-            bad = Some(format!("api: unexpected column types {:?}", b.schema()));
-            return;
+            return Err(ReportError::Internal(format!(
+                "api: unexpected column types {:?}",
+                b.schema()
+            )));
         };
         for i in 0..b.num_rows() {
             // The rows come ordered by route and method: a new key starts a new route.
@@ -165,10 +166,8 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
             }
             all.add(counts);
         }
+        Ok(())
     })?;
-    if let Some(e) = bad {
-        return Err(ReportError::Internal(e));
-    }
     let mut rows: Vec<RouteRow> = routes
         .into_iter()
         .map(|((route, method), mut l)| {
