@@ -326,6 +326,7 @@ fn admin_plane(
         forget: Forget {
             reader: reader.clone(),
             flush_interval: settings.pipeline.flush_interval,
+            writer: ingest.clone(),
         },
         health: Health {
             reader,

@@ -1095,3 +1095,53 @@ async fn control_characters_never_reach_the_store() {
         .await;
     assert_eq!(ua[0][0], json!("Mozilla/5.0\u{fffd}(X11)"));
 }
+
+/// Under steady traffic the writer holds proxy events back in its open transaction (up to
+/// `pipeline.bulk_wait_ms`) to commit whole row groups; `forget` has it commit them before
+/// deleting again, so a visitor forgotten mid-burst does not come back when they land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_reaches_events_the_writer_still_holds() {
+    let up = Upstream::start().await;
+    let tg = Tollgate::start(&up.url(), "batch_size = 50000\nbulk_wait_ms = 300000\n");
+    let c = jar_client();
+    c.get(tg.url("/page/first")).send().await.unwrap();
+    // Alone, it is committed at the flush interval.
+    assert_eq!(tg.wait_count("SELECT count(*) FROM events", 1).await, 1);
+    let visitor = tg.query("SELECT visitor_id::VARCHAR FROM events").await[0][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A burst of 2,000 page views, 8 at a time: at this rate a batch of 50,000 would fill
+    // well within the bulk wait, so the writer holds them.
+    let n = 2000;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (c, pages) = (c.clone(), tg.url("/page/"));
+        tasks.push(tokio::spawn(async move {
+            for i in (t..n).step_by(8) {
+                let r = c.get(format!("{pages}{i}")).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        tg.count("SELECT count(*) FROM events").await,
+        1,
+        "the burst is held back, not committed at the flush interval"
+    );
+    let r = reqwest::Client::new()
+        .post(tg.admin_url("/api/forget"))
+        .json(&json!({ "visitor_id": visitor }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["rows_deleted"], n as u64 + 1, "{report}");
+    // Nothing of theirs lands later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tg.count("SELECT count(*) FROM events").await, 0);
+}

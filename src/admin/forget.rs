@@ -2,6 +2,7 @@
 //! store, and queue the deletion for every sink.
 
 use super::{blocking, ApiError, Reader};
+use crate::ingest::IngestSender;
 use crate::store::{forget, forget_again, ForgetReport, StoreError, Subject};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -17,6 +18,8 @@ pub struct Forget {
     pub reader: Arc<Reader>,
     /// The pipeline's flush interval: how long an event can still be in flight.
     pub flush_interval: Duration,
+    /// The writer, to commit the events it holds before the second deletion.
+    pub writer: IngestSender,
 }
 
 pub fn routes(forget: Forget) -> Router {
@@ -46,9 +49,10 @@ impl ForgetRequest {
     }
 }
 
-/// Delete a visitor's or user's events. Events of theirs still in the pipeline's queue land
-/// within one flush interval; the handler waits that long and deletes again, so the answer
-/// counts them too.
+/// Delete a visitor's or user's events. Events of theirs still in flight (a response not
+/// finished yet, the pipeline's queue, the writer's open transaction) are not in the store
+/// yet: the handler waits a flush interval for the in-flight ones to be queued, has the
+/// writer commit everything it holds, and deletes again, so the answer counts them too.
 async fn handle(
     State(st): State<Arc<Forget>>,
     body: Result<Json<ForgetRequest>, JsonRejection>,
@@ -56,10 +60,19 @@ async fn handle(
     let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let subject = req.subject().map_err(ApiError::BadRequest)?;
     let conn = st.reader.connection()?;
-    let wait = st.flush_interval + Duration::from_millis(200);
+    let (mut report, conn, subject) = blocking(move || {
+        let report = forget(&conn, &subject)?;
+        Ok::<_, StoreError>((report, conn, subject))
+    })
+    .await?;
+    tokio::time::sleep(st.flush_interval + Duration::from_millis(200)).await;
+    st.writer.flush().await.map_err(|e| {
+        ApiError::Unavailable(format!(
+            "{e}; the events stored so far are deleted (request {}), but later ones may not be: send the request again",
+            report.request_id
+        ))
+    })?;
     let report = blocking(move || {
-        let mut report = forget(&conn, &subject)?;
-        std::thread::sleep(wait);
         forget_again(&conn, &subject, &mut report)?;
         Ok::<_, StoreError>(report)
     })

@@ -525,11 +525,18 @@ pub struct PipelineSection {
     /// Events the queue between proxy and store holds; when full, new events are dropped and
     /// counted, and requests are never slowed.
     pub queue_capacity: usize,
-    /// Events per store transaction at most.
+    /// Events per store transaction at most. The default is one of DuckDB's row groups
+    /// (122,880): a commit of at least that many is written to the file compressed, not
+    /// through DuckDB's write-ahead log.
     pub batch_size: usize,
-    /// Longest an event waits before its batch is committed, in milliseconds. This is the loss
-    /// bound on `kill -9`.
+    /// Longest an event waits before its batch is committed, in milliseconds, under light
+    /// traffic. With `bulk_wait_ms`, the loss bound on `kill -9`.
     pub flush_interval_ms: u64,
+    /// Under sustained traffic, how long the writer may hold proxy events back to commit
+    /// `batch_size` of them at once, in milliseconds: it waits when the rate so far would fill
+    /// the batch within this time. 0 commits every `flush_interval_ms`, as under light
+    /// traffic. Reports see proxy events this much later at most.
+    pub bulk_wait_ms: u64,
     /// Bytes the queue holds at most (the events' text), whatever their count; when full, new
     /// events are dropped and counted, as for `queue_capacity`.
     pub queue_max_bytes: usize,
@@ -545,8 +552,9 @@ impl Default for PipelineSection {
     fn default() -> Self {
         Self {
             queue_capacity: 65_536,
-            batch_size: 5_000,
+            batch_size: 122_880,
             flush_interval_ms: 1_000,
+            bulk_wait_ms: 15_000,
             queue_max_bytes: 32 * 1024 * 1024,
             background_nice: 0,
         }

@@ -46,6 +46,27 @@ pub fn channel() -> (IngestSender, Receiver<Submission>) {
 }
 
 impl IngestSender {
+    /// Wait until the writer has committed every event it holds, the proxy's it has taken
+    /// from the queue included (they may wait for `pipeline.bulk_wait_ms` otherwise): for
+    /// `forget`, which must see them to delete them.
+    pub async fn flush(&self) -> Result<(), IngestError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let flush = Submission {
+            events: Vec::new(),
+            reply,
+        };
+        match self.tx.try_send(flush) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(IngestError::Busy(self.tx.len())),
+            Err(TrySendError::Disconnected(_)) => return Err(IngestError::ShuttingDown),
+        }
+        match answer.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(IngestError::Store(e)),
+            Err(_) => Err(IngestError::ShuttingDown),
+        }
+    }
+
     /// Hand `events` to the writer and wait until they are committed (or refused).
     pub async fn submit(&self, events: Vec<Event>) -> Result<Committed, IngestError> {
         if events.is_empty() {

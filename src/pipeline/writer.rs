@@ -1,5 +1,13 @@
 //! The store writer: one thread that enriches each event as it leaves the queue, owns the write
 //! connection, and commits events in groups, by size or by age, in one transaction per group.
+//!
+//! Proxy events are appended to an open transaction ([`Store::stage`]) a chunk of
+//! [`CHUNK`] at a time, so the writer holds at most a chunk of them itself; the
+//! transaction is committed when it holds `pipeline.batch_size` events, or when its oldest is
+//! `pipeline.flush_interval_ms` old, unless the traffic is steady enough to fill the batch
+//! within `pipeline.bulk_wait_ms` (then the writer waits for it: whole row groups are written
+//! compressed, not through DuckDB's log). Ingestion submissions are committed as soon as they
+//! arrive, staged proxy events first, so that `seq` keeps arrival order.
 
 use super::submit::{Committed, Submission};
 use super::EventReceiver;
@@ -15,8 +23,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
-/// Attempts per batch before its events are dropped (and counted).
-const ATTEMPTS: u32 = 3;
+/// Proxy events the writer gathers before appending them to the open transaction: two of
+/// DuckDB's vectors.
+const CHUNK: usize = 4096;
 
 /// How often the writer deletes the deduplication keys past `store.dedup_days` (and once at
 /// start): often enough that each pass deletes a few minutes' keys, not a day's.
@@ -96,10 +105,6 @@ pub fn spawn_writer(
 struct State {
     store: Store,
     enricher: Enricher,
-    /// Set while committing a full batch with more events queued behind it: the writer is
-    /// under load, and the batch's page views may wait up to [`crate::store::FOLD_EVERY`] to
-    /// be folded into `sessions` (the commit that empties the queue folds them).
-    behind: bool,
     next_seq: Option<i64>,
     metrics: Arc<Metrics>,
     health: Arc<WriterHealth>,
@@ -119,13 +124,13 @@ fn run(
     let mut st = State {
         store,
         enricher,
-        behind: false,
         next_seq: None,
         metrics,
         health,
     };
-    let mut batch: Vec<Box<Event>> = Vec::with_capacity(cfg.batch_size);
-    // When the writer first saw the oldest event of the pending batch.
+    let chunk = cfg.batch_size.min(CHUNK);
+    let mut batch: Vec<Box<Event>> = Vec::with_capacity(chunk);
+    // When the writer first saw the oldest event not committed yet (staged or in `batch`).
     let mut oldest: Option<Instant> = None;
     // The writer polls the proxy's queue instead of blocking in recv(): a blocked receiver
     // must be woken by every send, a futex syscall on the proxy's hot path for each event.
@@ -140,6 +145,9 @@ fn run(
     let mut prune_keys_at = Instant::now();
     loop {
         if Instant::now() >= prune_keys_at {
+            // Commits what is staged first.
+            st.commit(&mut batch);
+            oldest = None;
             st.prune_keys();
             prune_keys_at = Instant::now() + PRUNE_KEYS_EVERY;
         }
@@ -151,28 +159,28 @@ fn run(
         }
         submissions.extend(ingest.try_iter());
         let stopping = stop.load(Ordering::SeqCst);
-        let taken = st.take_queued(&rx, &mut batch, &mut oldest, &cfg, tick, stopping);
+        let taken = st.take_queued(&rx, &mut batch, &mut oldest, &cfg, chunk, tick, stopping);
         behind = taken == Taken::TickOver;
         let disconnected = taken == Taken::Disconnected;
         st.metrics.queue_depth.set(rx.len() as i64);
         if !submissions.is_empty() {
             // Proxy events first, so that `seq` keeps arrival order across both paths.
-            if !batch.is_empty() {
-                st.commit(&mut batch);
-            }
+            st.commit(&mut batch);
+            oldest = None;
             st.commit_submissions(std::mem::take(&mut submissions));
         }
-        if batch.is_empty() {
+        let pending = batch.len() + st.store.staged_rows();
+        if pending == 0 {
             oldest = None;
             if taken == Taken::Empty && st.store.has_unfolded() {
-                // Idle: the page views left unfolded under load go into `sessions` now.
+                // Idle: page views whose fold failed go into `sessions` now.
                 st.fold_pending();
             }
         } else {
             let seen = *oldest.get_or_insert_with(Instant::now);
             // One more tick may pass before the next check.
-            let due = seen.elapsed() + tick >= cfg.flush_interval;
-            if due || stopping || disconnected {
+            let age = seen.elapsed() + tick;
+            if stopping || disconnected || due(age, pending, &cfg) {
                 st.commit(&mut batch);
                 oldest = None;
             }
@@ -189,6 +197,20 @@ fn run(
     }
 }
 
+/// Whether `pending` events, the oldest `age` old, are due to be committed: at the flush
+/// interval, unless the rate since the oldest would fill a batch within the bulk wait (then at
+/// the bulk wait, or when the batch is full).
+fn due(age: Duration, pending: usize, cfg: &Pipeline) -> bool {
+    if age < cfg.flush_interval {
+        return false;
+    }
+    if age >= cfg.bulk_wait {
+        return true;
+    }
+    let fill = age.mul_f64(cfg.batch_size as f64 / pending.max(1) as f64);
+    fill > cfg.bulk_wait
+}
+
 /// How [`State::take_queued`] ended.
 #[derive(PartialEq, Eq)]
 enum Taken {
@@ -203,16 +225,19 @@ enum Taken {
 // Events arrive boxed from the queue; moving them out of their boxes would copy each one.
 #[allow(clippy::vec_box)]
 impl State {
-    /// Take what is queued into `batch`, committing whenever it is full; but for no longer
-    /// than a tick at a time (unless `stopping`), so that under a flood waiting submissions
-    /// and the age of the batch are still seen to (and acknowledged API events are not held up
-    /// behind it). `oldest` is when the pending batch's first event was seen.
+    /// Take what is queued into `batch`, staging it whenever it holds `chunk` events and
+    /// committing whenever `pipeline.batch_size` are staged; but for no longer than a tick at
+    /// a time (unless `stopping`), so that under a flood waiting submissions and the age of
+    /// the batch are still seen to (and acknowledged API events are not held up behind it).
+    /// `oldest` is when the first event not committed yet was seen.
+    #[allow(clippy::too_many_arguments)]
     fn take_queued(
         &mut self,
         rx: &EventReceiver,
         batch: &mut Vec<Box<Event>>,
         oldest: &mut Option<Instant>,
         cfg: &Pipeline,
+        chunk: usize,
         tick: Duration,
         stopping: bool,
     ) -> Taken {
@@ -230,11 +255,11 @@ impl State {
                         continue;
                     }
                     batch.push(e);
-                    if batch.len() >= cfg.batch_size {
-                        self.behind = !rx.is_empty();
+                    if batch.len() + self.store.staged_rows() >= cfg.batch_size {
                         self.commit(batch);
-                        self.behind = false;
                         *oldest = None;
+                    } else if batch.len() >= chunk {
+                        self.stage(batch);
                     }
                 }
                 Err(e) if e.is_disconnected() => return Taken::Disconnected,
@@ -346,70 +371,86 @@ impl State {
         }
     }
 
-    /// Commit `batch` (retrying briefly), then clear it. Failed events are dropped and counted:
-    /// a broken store degrades analytics, never the proxy.
-    fn commit(&mut self, batch: &mut Vec<Box<Event>>) {
-        // A panic inside the store (a bug, or a driver surprise) must not end the writer: the
-        // batch is dropped and counted, and the next one is tried.
-        let res =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_inner(batch)));
-        if let Err(panic) = res {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            warn!(panic = %msg, events = batch.len(), "Store writer panicked; batch dropped.");
-            self.next_seq = None;
-            self.health
-                .set(Some(format!("store writer panicked: {msg}")));
-            self.metrics.dropped_store_error.inc_by(batch.len() as u64);
-            batch.clear();
+    /// Append `batch` to the open transaction, numbered on from the last event, and clear
+    /// it. On a failure the transaction is lost with every event in it: dropped and counted,
+    /// as a broken store degrades analytics, never the proxy.
+    fn stage(&mut self, batch: &mut Vec<Box<Event>>) {
+        if batch.is_empty() {
+            return;
         }
-    }
-
-    fn commit_inner(&mut self, batch: &mut Vec<Box<Event>>) {
-        for attempt in 1..=ATTEMPTS {
-            let started = Instant::now();
-            match self.try_commit(batch) {
-                Ok(()) => {
-                    self.metrics
-                        .batch_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    self.metrics.events_written.inc_by(batch.len() as u64);
-                    self.health.set(None);
-                    batch.clear();
-                    return;
-                }
-                Err(error) => {
-                    self.metrics.batches_failed.inc();
-                    self.next_seq = None;
-                    warn!(%error, attempt, events = batch.len(), "Store commit failed.");
-                    self.health.set(Some(error.to_string()));
-                    if attempt < ATTEMPTS {
-                        std::thread::sleep(Duration::from_millis(100 * attempt as u64));
-                    }
-                }
+        let before = self.store.staged_rows();
+        // A panic inside the store (a bug, or a driver surprise) must not end the writer.
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let seq = match self.next_seq {
+                Some(s) => s,
+                None => self.store.next_seq()?,
+            };
+            self.store.stage(seq, batch)?;
+            self.next_seq = Some(seq + batch.len() as i64);
+            Ok::<_, crate::store::StoreError>(())
+        }));
+        let n = batch.len();
+        batch.clear();
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => self.lost(before + n, &error.to_string()),
+            Err(panic) => {
+                self.store.abandon_staged();
+                self.lost(before + n, &panic_message(panic));
             }
         }
-        self.metrics.dropped_store_error.inc_by(batch.len() as u64);
-        batch.clear();
     }
 
-    fn try_commit(&mut self, batch: &[Box<Event>]) -> Result<(), crate::store::StoreError> {
-        let seq = match self.next_seq {
-            Some(s) => s,
-            None => self.store.next_seq()?,
-        };
-        if self.behind {
-            self.store.append_deferring(seq, batch)?;
-        } else {
-            self.store.append(seq, batch)?;
+    /// Stage what `batch` holds, commit the open transaction, and fold its page views into
+    /// `sessions`.
+    fn commit(&mut self, batch: &mut Vec<Box<Event>>) {
+        self.stage(batch);
+        let rows = self.store.staged_rows();
+        if rows == 0 {
+            return;
         }
-        self.next_seq = Some(seq + batch.len() as i64);
-        self.health.committed(seq + batch.len() as i64);
-        Ok(())
+        let started = Instant::now();
+        let res =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.store.commit_staged()));
+        match res {
+            Ok(Ok(())) => {
+                self.metrics
+                    .batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.events_written.inc_by(rows as u64);
+                self.health.set(None);
+                if let Some(next) = self.next_seq {
+                    self.health.committed(next);
+                }
+                self.fold_pending();
+            }
+            Ok(Err(error)) => self.lost(rows, &error.to_string()),
+            Err(panic) => {
+                self.store.abandon_staged();
+                self.lost(rows, &panic_message(panic));
+            }
+        }
     }
+
+    /// `events` proxy events are lost to a failed stage or commit: counted, and the store's
+    /// next `seq` read again.
+    fn lost(&mut self, events: usize, error: &str) {
+        warn!(%error, events, "Store commit failed; its events are dropped.");
+        self.next_seq = None;
+        self.metrics.batches_failed.inc();
+        self.metrics.dropped_store_error.inc_by(events as u64);
+        self.health.set(Some(error.to_string()));
+    }
+}
+
+/// What a caught panic said.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("store writer panicked: {msg}")
 }
 
 #[cfg(test)]
@@ -424,19 +465,20 @@ mod tests {
     }
 
     /// A queue of `capacity` events, and what starts a writer on it with batches of
-    /// `batch_size` and a flush interval of 100 ms (no ingestion submissions).
+    /// `batch_size` and a flush interval of 100 ms (no ingestion submissions, no bulk wait).
     fn queue(
         capacity: usize,
         batch_size: usize,
     ) -> (crate::pipeline::EventSender, impl FnOnce(Store) -> Writer) {
-        queue_of(capacity, 64 << 20, batch_size)
+        queue_of(capacity, 64 << 20, batch_size, Duration::ZERO)
     }
 
-    /// [`queue`] of at most `max_bytes`.
+    /// [`queue`] of at most `max_bytes`, with a bulk wait.
     fn queue_of(
         capacity: usize,
         max_bytes: usize,
         batch_size: usize,
+        bulk_wait: Duration,
     ) -> (crate::pipeline::EventSender, impl FnOnce(Store) -> Writer) {
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = crate::pipeline::channel(capacity, max_bytes, metrics.clone());
@@ -445,6 +487,7 @@ mod tests {
             queue_max_bytes: max_bytes,
             batch_size,
             flush_interval: Duration::from_millis(100),
+            bulk_wait,
             background_nice: 0,
         };
         let start = move |store| {
@@ -472,7 +515,7 @@ mod tests {
         assert_eq!(budget.current().memory, 16 << 20);
         let reader = store.reader().unwrap();
         let n = 60_000;
-        let (tx, start) = queue_of(n, 1 << 30, n);
+        let (tx, start) = queue_of(n, 1 << 30, n, Duration::ZERO);
         for i in 0..n {
             tx.send(Box::new(crate::store::large_page_view(i)));
         }
@@ -544,6 +587,72 @@ mod tests {
             .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 40);
+        writer.shutdown();
+    }
+
+    /// Pending events are due at the flush interval, unless the rate so far fills a batch
+    /// within the bulk wait; at the bulk wait always.
+    #[test]
+    fn the_bulk_wait_holds_only_steady_traffic() {
+        let cfg = Pipeline {
+            queue_capacity: 1,
+            queue_max_bytes: 1,
+            batch_size: 122_880,
+            flush_interval: Duration::from_secs(1),
+            bulk_wait: Duration::from_secs(15),
+            background_nice: 0,
+        };
+        let s = Duration::from_secs;
+        assert!(
+            !due(Duration::from_millis(900), 1, &cfg),
+            "before the interval"
+        );
+        assert!(due(s(1), 5_000, &cfg), "5k/s fills a batch in 24.6 s");
+        assert!(!due(s(1), 10_000, &cfg), "10k/s fills it in 12.3 s");
+        assert!(!due(s(12), 120_000, &cfg));
+        assert!(due(s(15), 120_000, &cfg), "the bulk wait is the longest");
+        let off = Pipeline {
+            bulk_wait: Duration::ZERO,
+            ..cfg
+        };
+        assert!(
+            due(s(1), 100_000, &off),
+            "no bulk wait: at the flush interval"
+        );
+    }
+
+    /// Under steady traffic the events go into one open transaction, chunk by chunk, unseen
+    /// by readers past the flush interval, and are committed together when the batch is full.
+    #[test]
+    fn steady_traffic_is_committed_in_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let reader = store.reader().unwrap();
+        let (tx, start) = queue_of(20_000, 64 << 20, 10_000, Duration::from_secs(60));
+        let writer = start(store);
+        let burst = |i: usize| {
+            for _ in 0..1000 {
+                let mut e = Event::now("page_view", "t", Source::Proxy);
+                e.path = Some(format!("/{i}"));
+                tx.send(Box::new(e));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (0..6).for_each(burst);
+        // 6,000 events over 300 ms, three times the flush interval: held back.
+        assert_eq!(count(&reader), 0);
+        (6..10).for_each(burst);
+        let start = Instant::now();
+        while count(&reader) < 10_000 && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(count(&reader), 10_000, "the full batch is committed");
+        let seqs: (i64, i64) = reader
+            .query_row("SELECT min(seq), max(seq) FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(seqs, (1, 10_000));
         writer.shutdown();
     }
 }

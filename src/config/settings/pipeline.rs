@@ -10,6 +10,8 @@ pub struct Pipeline {
     pub queue_max_bytes: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    /// `bulk_wait_ms`; zero when off.
+    pub bulk_wait: Duration,
     /// Nice value of the analytics threads (0-19).
     pub background_nice: i32,
 }
@@ -29,6 +31,15 @@ pub(super) fn validate(s: &PipelineSection, p: &mut Problems) -> Pipeline {
             ),
         );
     }
+    if s.bulk_wait_ms > 300_000 {
+        p.report(
+            "bulk_wait_ms",
+            format!(
+                "{} is out of range (expected 0, off, to 300000)",
+                s.bulk_wait_ms
+            ),
+        );
+    }
     if !(0..=19).contains(&s.background_nice) {
         p.report(
             "background_nice",
@@ -43,6 +54,7 @@ pub(super) fn validate(s: &PipelineSection, p: &mut Problems) -> Pipeline {
         queue_max_bytes: s.queue_max_bytes,
         batch_size: s.batch_size,
         flush_interval: Duration::from_millis(s.flush_interval_ms),
+        bulk_wait: Duration::from_millis(s.bulk_wait_ms),
         background_nice: s.background_nice.clamp(0, 19),
     }
 }
