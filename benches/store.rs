@@ -1,14 +1,17 @@
 //! The writer's cost per event: enrichment plus the store's commit, one core, on a store on
 //! disk that keeps growing as the bench runs (checkpoints included). `cargo bench --bench store`.
 //!
-//! - `proxy_5000`: a commit of 5,000 proxy events (`pipeline.batch_size`), already enriched;
+//! - `proxy_5000`: a commit of 5,000 proxy events, already enriched, with its fold into
+//!   `sessions` (less than a row group: through DuckDB's write-ahead log, and again at the next
+//!   checkpoint);
 //! - `proxy_122880`: the same, 122,880 events (a whole DuckDB row group) in one commit;
 //! - `proxy_5000_new_sessions`: `proxy_5000` where every event starts a session of its own (a
 //!   first visit each, as a flood without cookies makes): the most rows the fold inserts;
-//! - `proxy_5000_deferring`: `proxy_5000` as the writer commits under load, folding the page
-//!   views into `sessions` once a second instead of in every commit;
-//! - `proxy_enrich_5000`: the same with their enrichment (warm UA cache): the pipeline's whole
-//!   cost per proxy event;
+//! - `proxy_staged_122880`: as the writer commits under steady traffic: 122,880 events
+//!   (`pipeline.batch_size`) staged 4,096 at a time in one transaction, committed, then folded
+//!   into `sessions` in a transaction of their own;
+//! - `proxy_enrich_staged_122880`: the same with their enrichment (warm UA cache): the
+//!   pipeline's whole cost per proxy event under steady traffic;
 //! - `keyed_1000`: an ingestion submission of 1,000 events whose ids their sender chose (a
 //!   `messageId` each), checked against the deduplication keys and recorded;
 //! - `minted_1000`: the same without keys of their own (tollgate minted the ids).
@@ -26,6 +29,9 @@ use std::time::Duration;
 use tollgate::enrich::Enricher;
 use tollgate::event::Event;
 use tollgate::store::Store;
+
+/// One of DuckDB's row groups: `pipeline.batch_size`.
+const ROW_GROUP: usize = 122_880;
 
 /// `n` events cycled from the fixture, each with a new id.
 fn batch(template: &[Event], n: usize, keyed: bool) -> Vec<Event> {
@@ -94,7 +100,7 @@ fn bench(c: &mut Criterion) {
     // first visit.
     for (name, n, samples, firsts) in [
         ("proxy_5000", 5_000, 20, false),
-        ("proxy_122880", 122_880, 10, false),
+        ("proxy_122880", ROW_GROUP, 10, false),
         ("proxy_5000_new_sessions", 5_000, 20, true),
     ] {
         g.sample_size(samples);
@@ -118,38 +124,35 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    // The writer under load: the page views are folded into `sessions` once a second, not
-    // with every commit.
-    g.sample_size(20);
-    g.throughput(Throughput::Elements(5_000));
-    g.bench_function("proxy_5000_deferring", |b| {
-        b.iter_custom(|iters| {
-            cpu_time(
-                iters,
-                || batch(&enriched, 5_000, false),
-                |events| {
-                    store.append_deferring(seq, &events).unwrap();
-                    seq += events.len() as i64;
-                },
-            )
-        })
-    });
-    store.fold_pending().unwrap();
-    g.bench_function("proxy_enrich_5000", |b| {
-        b.iter_custom(|iters| {
-            cpu_time(
-                iters,
-                || batch(&raw, 5_000, false),
-                |mut events| {
-                    for e in &mut events {
-                        enricher.enrich(e);
-                    }
-                    store.append(seq, &events).unwrap();
-                    seq += events.len() as i64;
-                },
-            )
-        })
-    });
+    // The writer under steady traffic: a row group of events staged 4,096 at a time in one
+    // transaction, committed, then folded into `sessions` in a transaction of its own;
+    // `proxy_enrich_staged_122880` with their enrichment (warm UA cache).
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(ROW_GROUP as u64));
+    for (name, template, enrich) in [
+        ("proxy_staged_122880", &enriched, false),
+        ("proxy_enrich_staged_122880", &raw, true),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                cpu_time(
+                    iters,
+                    || batch(template, ROW_GROUP, false),
+                    |mut events| {
+                        for chunk in events.chunks_mut(4096) {
+                            if enrich {
+                                chunk.iter_mut().for_each(|e| enricher.enrich(e));
+                            }
+                            store.stage(seq, chunk).unwrap();
+                            seq += chunk.len() as i64;
+                        }
+                        store.commit_staged().unwrap();
+                        store.fold_pending().unwrap();
+                    },
+                )
+            })
+        });
+    }
     g.throughput(Throughput::Elements(1_000));
     for (name, keyed) in [("keyed_1000", true), ("minted_1000", false)] {
         g.bench_function(name, |b| {

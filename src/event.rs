@@ -152,9 +152,13 @@ impl Event {
     /// About how many bytes this event holds: the struct and the text of its fields. What the
     /// queue's byte bound counts; cheap (lengths only).
     pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Event>() + self.text_bytes()
+    }
+
+    /// The bytes of its fields' text (lengths only).
+    pub fn text_bytes(&self) -> usize {
         let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        std::mem::size_of::<Event>()
-            + self.site.len()
+        self.site.len()
             + self.name.len()
             + [
                 &self.user_id,

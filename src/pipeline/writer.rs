@@ -3,7 +3,8 @@
 //!
 //! Proxy events are appended to an open transaction ([`Store::stage`]) a chunk of
 //! [`CHUNK`] at a time, so the writer holds at most a chunk of them itself; the
-//! transaction is committed when it holds `pipeline.batch_size` events, or when its oldest is
+//! transaction is committed when it holds `pipeline.batch_size` events (or [`STAGED_TEXT`]
+//! of text), or when its oldest is
 //! `pipeline.flush_interval_ms` old, unless the traffic is steady enough to fill the batch
 //! within `pipeline.bulk_wait_ms` (then the writer waits for it: whole row groups are written
 //! compressed, not through DuckDB's log). Ingestion submissions are committed as soon as they
@@ -26,6 +27,12 @@ use tracing::{debug, warn};
 /// Proxy events the writer gathers before appending them to the open transaction: two of
 /// DuckDB's vectors.
 const CHUNK: usize = 4096;
+
+/// Bytes of text the open transaction holds at most before it is committed, whatever its
+/// count: a row group of ordinary proxy events holds about 30 MiB (and DuckDB about 56 MiB for
+/// it), but a flood of requests with long paths or user agents must not make DuckDB hold
+/// 122,880 of them before writing them out.
+const STAGED_TEXT: usize = 48 << 20;
 
 /// How often the writer deletes the deduplication keys past `store.dedup_days` (and once at
 /// start): often enough that each pass deletes a few minutes' keys, not a day's.
@@ -255,7 +262,9 @@ impl State {
                         continue;
                     }
                     batch.push(e);
-                    if batch.len() + self.store.staged_rows() >= cfg.batch_size {
+                    let full = batch.len() + self.store.staged_rows() >= cfg.batch_size
+                        || self.store.staged_text() >= STAGED_TEXT;
+                    if full {
                         self.commit(batch);
                         *oldest = None;
                     } else if batch.len() >= chunk {
@@ -654,5 +663,33 @@ mod tests {
             .unwrap();
         assert_eq!(seqs, (1, 10_000));
         writer.shutdown();
+    }
+
+    /// A flood of large events (about 2 KiB of text each) is committed once the open
+    /// transaction holds [`STAGED_TEXT`] of text, not held back until the batch is full.
+    #[test]
+    fn the_open_transaction_is_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let reader = store.reader().unwrap();
+        let n = 30_000;
+        let (tx, start) = queue_of(n, 1 << 30, 100_000, Duration::from_secs(60));
+        for i in 0..n {
+            tx.send(Box::new(crate::store::large_page_view(i)));
+        }
+        let writer = start(store);
+        let start = Instant::now();
+        while count(&reader) == 0 && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let first = count(&reader);
+        // Enrichment adds text (the route repeats the path): at most as much again.
+        let text = crate::store::large_page_view(0).text_bytes();
+        assert!(
+            (STAGED_TEXT / (2 * text)..n - 1000).contains(&(first as usize)),
+            "committed {first} of {n} events of {text} bytes"
+        );
+        writer.shutdown();
+        assert_eq!(count(&reader), n as i64);
     }
 }

@@ -582,7 +582,8 @@ mod tests {
                 e
             })
             .collect();
-        store.append_deferring(1, &events).unwrap();
+        store.stage(1, &events).unwrap();
+        store.commit_staged().unwrap();
         assert!(store.has_unfolded());
         let conn = store.reader().unwrap();
         let pageviews = |tz: &str, q: &str| {

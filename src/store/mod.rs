@@ -88,7 +88,7 @@ pub struct Store {
     /// The watermark: every page view up to this `seq` is folded into `sessions` and
     /// `pageview_hours`.
     folded: i64,
-    /// What was committed after it without being folded ([`Store::append_deferring`]).
+    /// What was committed after it without being folded ([`Store::commit_staged`]).
     unfolded: Option<Unfolded>,
     /// Held by every transaction that folds ([`sessions::lock_of`]).
     changing: Arc<std::sync::Mutex<()>>,
@@ -103,25 +103,23 @@ struct Staged {
     /// Whether a page view is among them.
     views: bool,
     rows: usize,
+    /// The bytes of their text ([`Event::text_bytes`]).
+    text: usize,
     /// The whole memory limit, held while the transaction is open: a row group of events
     /// (122,880) takes about 56 MiB in DuckDB before it is written out, more than the idle
     /// limit, and a transaction that runs out of memory is lost whole.
     _memory: Loan,
 }
 
-/// Events committed but not folded into `sessions` yet.
+/// Events committed but not folded into `sessions` yet (staged ones, until
+/// [`Store::fold_pending`]; or a fold failed).
 #[derive(Debug, Clone, Copy)]
 struct Unfolded {
-    /// When the first of them was committed.
-    since: std::time::Instant,
     /// The last `seq` committed.
     through: i64,
     /// Whether a page view is among them (else a fold has nothing to do).
     views: bool,
 }
-
-/// How long [`Store::append_deferring`] may leave page views out of `sessions`.
-pub const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Store {
     /// Open (creating if needed) the store in `data_dir` for reading and writing, and bring its
@@ -255,35 +253,23 @@ impl Store {
         first_seq: i64,
         events: &[E],
     ) -> Result<(), StoreError> {
-        self.commit_events(first_seq, events, true, |_| Ok(()))
-    }
-
-    /// [`Store::append`], but the page views are folded into `sessions` only when those left
-    /// unfolded are [`FOLD_EVERY`] old: for the writer under load, where a fold per commit
-    /// costs more than the commit's events. [`Store::fold_pending`] folds the rest.
-    pub fn append_deferring<E: std::borrow::Borrow<Event>>(
-        &mut self,
-        first_seq: i64,
-        events: &[E],
-    ) -> Result<(), StoreError> {
-        self.commit_events(first_seq, events, false, |_| Ok(()))
+        self.commit_events(first_seq, events, |_| Ok(()))
     }
 
     /// The one commit of events: `first` (anything else the transaction must hold), then
-    /// `events` numbered from `first_seq`, then, when due ([`Store::fold_due`]), the fold of
-    /// the page views past the watermark into `sessions`; and the watermark noted after.
+    /// `events` numbered from `first_seq`, then the fold of the page views past the watermark
+    /// into `sessions` (when there are any); and the watermark noted after.
     fn commit_events<E: std::borrow::Borrow<Event>>(
         &mut self,
         first_seq: i64,
         events: &[E],
-        now: bool,
         first: impl FnOnce(&Connection) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         // Staged events have the lower `seq`s: they go first.
         self.commit_staged()?;
         let views = sessions::has_views(events.iter().map(|e| e.borrow()));
         let through = first_seq + events.len() as i64 - 1;
-        let fold = self.fold_due(views, now);
+        let fold = views || self.has_unfolded();
         let lock = self.changing.clone();
         let _held = fold.then(|| sessions::hold(&lock));
         let _memory = self.budget.lend_memory()?;
@@ -305,36 +291,25 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a commit with (`views`) or without page views should fold: when there is
-    /// something to fold, and `now` or the unfolded are due.
-    fn fold_due(&self, views: bool, now: bool) -> bool {
-        let pending = self.unfolded;
-        (views || pending.is_some_and(|u| u.views))
-            && (now || pending.is_some_and(|u| u.since.elapsed() >= FOLD_EVERY))
-    }
-
     /// Note a commit up to `through`, which `folded` or left unfolded.
     fn committed(&mut self, through: i64, views: bool, folded: bool) {
         if folded {
             self.folded = through;
             self.unfolded = None;
         } else if views || self.unfolded.is_some() {
-            let u = self.unfolded.get_or_insert(Unfolded {
-                since: std::time::Instant::now(),
-                through,
-                views,
-            });
+            let u = self.unfolded.get_or_insert(Unfolded { through, views });
             u.through = through;
             u.views |= views;
         }
     }
 
-    /// Whether committed page views wait to be folded ([`Store::append_deferring`]).
+    /// Whether committed page views wait to be folded ([`Store::commit_staged`] leaves them
+    /// to [`Store::fold_pending`]).
     pub fn has_unfolded(&self) -> bool {
         self.unfolded.is_some_and(|u| u.views)
     }
 
-    /// Fold the page views [`Store::append_deferring`] left, in a transaction of their own.
+    /// Fold the page views committed but not folded yet, in a transaction of their own.
     pub fn fold_pending(&mut self) -> Result<(), StoreError> {
         if self.staged.is_some() {
             // Folds what it commits, and the rest with it.
@@ -355,7 +330,7 @@ impl Store {
     }
 }
 
-/// Staging: the writer's path for proxy events under load. Events are appended to one open
+/// Staging: the writer's path for proxy events. Events are appended to one open
 /// transaction, a few thousand at a time, and committed together: a commit of at least a
 /// row group of rows (122,880, DuckDB's) is written to the file compressed, straight from the
 /// transaction, instead of through DuckDB's write-ahead log and again at the next checkpoint,
@@ -380,6 +355,7 @@ impl Store {
                 through: first_seq - 1,
                 views: false,
                 rows: 0,
+                text: 0,
                 _memory: memory,
             });
         }
@@ -395,6 +371,10 @@ impl Store {
             st.through = first_seq + events.len() as i64 - 1;
             st.views |= sessions::has_views(events.iter().map(|e| e.borrow()));
             st.rows += events.len();
+            st.text += events
+                .iter()
+                .map(|e| e.borrow().text_bytes())
+                .sum::<usize>();
         }
         Ok(())
     }
@@ -402,6 +382,12 @@ impl Store {
     /// How many events the open staging transaction holds (0 when none is open).
     pub fn staged_rows(&self) -> usize {
         self.staged.as_ref().map_or(0, |s| s.rows)
+    }
+
+    /// The bytes of text of the events the open staging transaction holds: DuckDB holds about
+    /// that plus 200 bytes an event until a row group is written out.
+    pub fn staged_text(&self) -> usize {
+        self.staged.as_ref().map_or(0, |s| s.text)
     }
 
     /// Commit the staging transaction, if one is open. Its page views are left for
@@ -473,8 +459,7 @@ impl Store {
                 e
             })
             .collect();
-        let committed =
-            self.commit_events(first_seq, &new, true, |tx| keys::append(tx, &fresh, now));
+        let committed = self.commit_events(first_seq, &new, |tx| keys::append(tx, &fresh, now));
         match committed {
             Ok(()) => self.keys.record(&fresh, self.dedup, now),
             Err(e) => {
@@ -733,7 +718,8 @@ mod tests {
         };
         let mut store = Store::open_with(dir.path(), &options).unwrap();
         let events: Vec<Event> = (0..60_000).map(large_page_view).collect();
-        store.append_deferring(1, &events).unwrap();
+        store.stage(1, &events).unwrap();
+        store.commit_staged().unwrap();
         store.connection().execute_batch("CHECKPOINT").unwrap();
         let n: i64 = store
             .connection()

@@ -11,9 +11,10 @@
 //! (`session_batch`), and merges those into `sessions` with one `MERGE`.
 //!
 //! `tollgate_meta`'s `sessions_seq` is the watermark: every page view with a `seq` up to it
-//! is folded. The writer folds in the transaction that commits the page views, or, under load,
-//! up to a second later (`Store::append_deferring`); a store opened after a crash folds what
-//! is past the watermark first. Deletions (`forget`, retention) rebuild the sessions they
+//! is folded. Ingested events are folded in the transaction that commits them; the proxy's
+//! events the writer staged, right after their commit, in a transaction of their own
+//! (`Store::commit_staged`, then `Store::fold_pending`); a store opened after a crash folds
+//! what is past the watermark first. Deletions (`forget`, retention) rebuild the sessions they
 //! touched from the events left up to the watermark: the page views after it are folded by
 //! the writer, once, and those a deletion removed are not there to fold.
 //!
@@ -469,24 +470,30 @@ mod tests {
         assert_eq!(stored(&store), want);
     }
 
-    /// Page views the writer left unfolded under load are folded when it is idle, or, after a
-    /// crash, when the store opens again; a visitor forgotten meanwhile is not folded back in.
+    /// Page views committed but not folded yet (staged ones, between their commit and their
+    /// fold) are folded by the next fold, or, after a crash, when the store opens again; a
+    /// visitor forgotten meanwhile is not folded back in.
     #[test]
     fn unfolded_page_views_are_folded_later_or_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
         let events = workload();
         let (head, tail) = events.split_at(events.len() / 2);
-        store.append_deferring(1, head).unwrap();
+        store.stage(1, head).unwrap();
+        store.commit_staged().unwrap();
         assert!(store.has_unfolded());
-        assert!(stored(&store).is_empty(), "folded although deferred");
+        assert!(
+            stored(&store).is_empty(),
+            "folded in the staging transaction"
+        );
         store.fold_pending().unwrap();
         assert!(!store.has_unfolded());
         assert_eq!(stored(&store), expected(head));
 
         // Forget a visitor whose page views are committed but not folded yet.
         let gone = Uuid::from_u128(1000 + 7);
-        store.append_deferring(1 + head.len() as i64, tail).unwrap();
+        store.stage(1 + head.len() as i64, tail).unwrap();
+        store.commit_staged().unwrap();
         crate::store::forget(store.connection(), &Subject::Visitor(gone)).unwrap();
         let left: Vec<Event> = events
             .iter()
@@ -627,7 +634,7 @@ mod tests {
     }
 
     /// `pageview_hours` equals the raw events' count per hour exactly: written over several
-    /// commits through both append paths, deferred or not, out of time order; after a late
+    /// commits through every append path (staged or not), out of time order; after a late
     /// event (an import of last month's purchase page) and a bot's page view; after a forget;
     /// and when a store of schema version 3 is opened and gets the table built.
     #[test]
@@ -639,7 +646,10 @@ mod tests {
         for (i, chunk) in events.chunks(11).enumerate() {
             match i % 3 {
                 0 => store.append(seq, chunk).unwrap(),
-                1 => store.append_deferring(seq, chunk).unwrap(),
+                1 => {
+                    store.stage(seq, chunk).unwrap();
+                    store.commit_staged().unwrap();
+                }
                 _ => assert_eq!(store.append_new(seq, &[chunk]).unwrap(), [chunk.len()]),
             }
             seq += chunk.len() as i64;
