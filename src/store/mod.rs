@@ -105,9 +105,9 @@ struct Staged {
     rows: usize,
     /// The bytes of their text ([`Event::text_bytes`]).
     text: usize,
-    /// The whole memory limit, held while the transaction is open: a row group of events
-    /// (122,880) takes about 56 MiB in DuckDB before it is written out, more than the idle
-    /// limit, and a transaction that runs out of memory is lost whole.
+    /// More memory than the idle limit, held while the transaction is open: a row group of
+    /// events (122,880) takes about 56 MiB in DuckDB before it is written out
+    /// ([`Budget::lend_staging`]).
     _memory: Loan,
 }
 
@@ -349,7 +349,7 @@ impl Store {
             return Ok(());
         }
         if self.staged.is_none() {
-            let memory = self.budget.lend_memory()?;
+            let memory = self.budget.lend_staging()?;
             self.conn.execute_batch("BEGIN TRANSACTION")?;
             self.staged = Some(Staged {
                 through: first_seq - 1,
@@ -399,9 +399,11 @@ impl Store {
             return Ok(());
         };
         let (through, views) = (st.through, st.views);
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        // Never out of memory inside DuckDB's COMMIT ([`Budget::lend_memory`]).
+        let memory = self.budget.lend_memory();
+        if let Err(e) = memory.and_then(|_m| Ok(self.conn.execute_batch("COMMIT")?)) {
             self.abandon_staged();
-            return Err(e.into());
+            return Err(e);
         }
         self.staged = None;
         self.committed(through, views, false);
