@@ -37,6 +37,10 @@ pub struct IngestSender {
     tx: Sender<Submission>,
 }
 
+/// How long [`IngestSender::flush`] waits for the writer: a commit of a row group takes about
+/// a second; only a writer that stopped takes this long.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Submissions waiting for the writer at most; more are answered "busy" (HTTP 503) at once.
 pub const PENDING_SUBMISSIONS: usize = 1024;
 
@@ -60,10 +64,12 @@ impl IngestSender {
             Err(TrySendError::Full(_)) => return Err(IngestError::Busy(self.tx.len())),
             Err(TrySendError::Disconnected(_)) => return Err(IngestError::ShuttingDown),
         }
-        match answer.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(IngestError::Store(e)),
-            Err(_) => Err(IngestError::ShuttingDown),
+        // A flush that raced the writer's stop is never answered: its reply waits in the
+        // channel's buffer while the handlers still hold senders.
+        match tokio::time::timeout(FLUSH_WAIT, answer).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(IngestError::Store(e)),
+            Ok(Err(_)) | Err(_) => Err(IngestError::ShuttingDown),
         }
     }
 

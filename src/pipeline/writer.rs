@@ -166,11 +166,21 @@ fn run(
         }
         submissions.extend(ingest.try_iter());
         let stopping = stop.load(Ordering::SeqCst);
-        let taken = st.take_queued(&rx, &mut batch, &mut oldest, &cfg, chunk, tick, stopping);
+        let until = if stopping {
+            Until::Empty
+        } else {
+            Until::Tick(tick)
+        };
+        let taken = st.take_queued(&rx, &mut batch, &mut oldest, &cfg, chunk, until);
         behind = taken == Taken::TickOver;
         let disconnected = taken == Taken::Disconnected;
         st.metrics.queue_depth.set(rx.len() as i64);
         if !submissions.is_empty() {
+            if submissions.iter().any(|s| s.events.is_empty()) {
+                // A flush (`forget`): what is still queued goes in too, even under a flood.
+                let queued = Until::Count(rx.len());
+                st.take_queued(&rx, &mut batch, &mut oldest, &cfg, chunk, queued);
+            }
             // Proxy events first, so that `seq` keeps arrival order across both paths.
             st.commit(&mut batch);
             oldest = None;
@@ -214,8 +224,20 @@ fn due(age: Duration, pending: usize, cfg: &Pipeline) -> bool {
     if age >= cfg.bulk_wait {
         return true;
     }
-    let fill = age.mul_f64(cfg.batch_size as f64 / pending.max(1) as f64);
-    fill > cfg.bulk_wait
+    // Seconds the batch would take to fill at the rate since the oldest (f64: no overflow).
+    let fill = age.as_secs_f64() * cfg.batch_size as f64 / pending.max(1) as f64;
+    fill > cfg.bulk_wait.as_secs_f64()
+}
+
+/// How long [`State::take_queued`] takes events.
+#[derive(Clone, Copy)]
+enum Until {
+    /// A tick: under a flood the writer still sees to submissions and ages.
+    Tick(Duration),
+    /// The queue is empty: when stopping.
+    Empty,
+    /// This many are taken: what was queued when a flush came.
+    Count(usize),
 }
 
 /// How [`State::take_queued`] ended.
@@ -225,7 +247,7 @@ enum Taken {
     Empty,
     /// The queue is empty and every sender is gone.
     Disconnected,
-    /// The tick ran out with events still queued.
+    /// The tick (or the count) ran out with events perhaps still queued.
     TickOver,
 }
 
@@ -233,11 +255,11 @@ enum Taken {
 #[allow(clippy::vec_box)]
 impl State {
     /// Take what is queued into `batch`, staging it whenever it holds `chunk` events and
-    /// committing whenever `pipeline.batch_size` are staged; but for no longer than a tick at
-    /// a time (unless `stopping`), so that under a flood waiting submissions and the age of
-    /// the batch are still seen to (and acknowledged API events are not held up behind it).
-    /// `oldest` is when the first event not committed yet was seen.
-    #[allow(clippy::too_many_arguments)]
+    /// committing whenever `pipeline.batch_size` are staged, for as long as `until` says: a
+    /// tick at a time, so that under a flood waiting submissions and the age of the batch are
+    /// still seen to (and acknowledged API events are not held up behind it); everything when
+    /// stopping; a count for a flush. `oldest` is when the first event not committed yet was
+    /// seen.
     fn take_queued(
         &mut self,
         rx: &EventReceiver,
@@ -245,35 +267,51 @@ impl State {
         oldest: &mut Option<Instant>,
         cfg: &Pipeline,
         chunk: usize,
-        tick: Duration,
-        stopping: bool,
+        until: Until,
     ) -> Taken {
         let pass = Instant::now();
+        let mut taken = 0;
         loop {
-            if !stopping && pass.elapsed() >= tick {
-                return Taken::TickOver;
+            match until {
+                Until::Tick(tick) if pass.elapsed() >= tick => return Taken::TickOver,
+                Until::Count(n) if taken >= n => return Taken::TickOver,
+                _ => {}
             }
             match rx.try_recv() {
-                Ok(mut e) => {
-                    if oldest.is_none() {
-                        *oldest = Some(Instant::now());
-                    }
-                    if !self.enrich(&mut e) {
-                        continue;
-                    }
-                    batch.push(e);
-                    let full = batch.len() + self.store.staged_rows() >= cfg.batch_size
-                        || self.store.staged_text() >= STAGED_TEXT;
-                    if full {
-                        self.commit(batch);
-                        *oldest = None;
-                    } else if batch.len() >= chunk {
-                        self.stage(batch);
-                    }
+                Ok(e) => {
+                    taken += 1;
+                    self.take(e, batch, oldest, cfg, chunk);
                 }
                 Err(e) if e.is_disconnected() => return Taken::Disconnected,
                 Err(_) => return Taken::Empty,
             }
+        }
+    }
+
+    /// Enrich one event into `batch`, staging the batch when it holds a chunk and committing
+    /// when the open transaction is full.
+    fn take(
+        &mut self,
+        mut e: Box<Event>,
+        batch: &mut Vec<Box<Event>>,
+        oldest: &mut Option<Instant>,
+        cfg: &Pipeline,
+        chunk: usize,
+    ) {
+        if oldest.is_none() {
+            *oldest = Some(Instant::now());
+        }
+        if !self.enrich(&mut e) {
+            return;
+        }
+        batch.push(e);
+        let full = batch.len() + self.store.staged_rows() >= cfg.batch_size
+            || self.store.staged_text() >= STAGED_TEXT;
+        if full {
+            self.commit(batch);
+            *oldest = None;
+        } else if batch.len() >= chunk {
+            self.stage(batch);
         }
     }
 
@@ -691,5 +729,47 @@ mod tests {
         );
         writer.shutdown();
         assert_eq!(count(&reader), n as i64);
+    }
+
+    /// A flush (what `forget` sends) commits every event queued before it, even when there
+    /// are more than the writer takes in a tick: 50,000 queued, and the flush already waiting
+    /// when the writer starts.
+    #[test]
+    fn a_flush_commits_everything_queued_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let reader = store.reader().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let n = 50_000;
+        let (tx, rx) = crate::pipeline::channel(n, 1 << 30, metrics.clone());
+        for _ in 0..n {
+            tx.send(Box::new(Event::now("page_view", "t", Source::Proxy)));
+        }
+        let (ingest, ingest_rx) = crate::pipeline::submit::channel();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let flushed = rt.spawn(async move { ingest.flush().await });
+        std::thread::sleep(Duration::from_millis(100));
+        let cfg = Pipeline {
+            queue_capacity: n,
+            queue_max_bytes: 1 << 30,
+            batch_size: 122_880,
+            flush_interval: Duration::from_millis(100),
+            bulk_wait: Duration::from_secs(60),
+            background_nice: 0,
+        };
+        let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
+        let enricher = Enricher::new(&settings).unwrap();
+        let writer = spawn_writer(store, enricher, rx, ingest_rx, cfg, metrics).unwrap();
+        rt.block_on(flushed).unwrap().unwrap();
+        assert_eq!(
+            count(&reader),
+            n as i64,
+            "committed when the flush was answered"
+        );
+        writer.shutdown();
     }
 }

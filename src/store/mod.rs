@@ -311,10 +311,8 @@ impl Store {
 
     /// Fold the page views committed but not folded yet, in a transaction of their own.
     pub fn fold_pending(&mut self) -> Result<(), StoreError> {
-        if self.staged.is_some() {
-            // Folds what it commits, and the rest with it.
-            return self.commit_staged();
-        }
+        // Staged events are committed first, and folded here with the rest.
+        self.commit_staged()?;
         let Some(u) = self.unfolded else {
             return Ok(());
         };
