@@ -841,4 +841,42 @@ mod tests {
             "122,880 events logged {whole} bytes, 20,000 events {small}"
         );
     }
+
+    /// A staging transaction rolled back after DuckDB wrote a row group of it to the file
+    /// (what a failed append does) leaves the store sound: nothing of it is visible, the next
+    /// checkpoint succeeds, and the next transaction commits.
+    #[test]
+    fn a_staging_transaction_rolled_back_after_a_row_group_leaves_the_store_sound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let events: Vec<Event> = (0..4096)
+            .map(|i| {
+                let mut e = Event::now("page_view", "shop", Source::Proxy);
+                e.path = Some(format!("/product/{i}"));
+                e
+            })
+            .collect();
+        let mut seq = 1;
+        // 32 chunks: 131,072 events, a whole row group written out before the rollback.
+        for _ in 0..32 {
+            store.stage(seq, &events).unwrap();
+            seq += events.len() as i64;
+        }
+        assert_eq!(store.abandon_staged(), 131_072);
+        store.connection().execute_batch("CHECKPOINT").unwrap();
+        let count = |store: &Store| -> i64 {
+            store
+                .connection()
+                .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(&store), 0);
+        store.stage(1, &events).unwrap();
+        store.commit_staged().unwrap();
+        store.connection().execute_batch("CHECKPOINT").unwrap();
+        assert_eq!(count(&store), 4096);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(count(&store), 4096, "after reopening");
+    }
 }
