@@ -801,7 +801,9 @@ mod tests {
     }
 
     /// Top pages, cut to the limit by page views, then visitors, then path (null last): ties
-    /// at the cut and a page view without a path are ordered and kept as that order says.
+    /// at the cut and a page view without a path are ordered and kept as that order says;
+    /// alike for all page views (two passes) and for filtered ones (one pass), here a
+    /// property filter that every page view matches.
     #[test]
     fn top_pages_keep_their_order_across_ties_at_the_limit() {
         use crate::event::{Event, Source};
@@ -830,6 +832,7 @@ mod tests {
             e.ts_us = utc_us("2026-01-05 12:00") + i as i64 * 60_000_000;
             e.visitor_id = Some(uuid::Uuid::from_u128(*visitor));
             e.path = path.map(Into::into);
+            e.props = Some(r#"{"k":"v"}"#.into());
             events.push(e);
         }
         store.append(1, &events).unwrap();
@@ -841,8 +844,8 @@ mod tests {
             ["/c", 1, 3],
             ["/d", 1, 1]
         ]);
-        for limit in 1..=6 {
-            let q = format!("from=2026-01-05&to=2026-01-05&limit={limit}");
+        for (limit, filter) in (1..=6).flat_map(|l| [(l, ""), (l, "&prop.k=v")]) {
+            let q = format!("from=2026-01-05&to=2026-01-05&limit={limit}{filter}");
             let p = report(&conn, "pages", &q).unwrap();
             let want: Vec<Value> = all
                 .as_array()

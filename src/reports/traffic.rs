@@ -324,19 +324,11 @@ fn zero_filled(
 }
 
 pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
-    let mut top = Sql::default();
-    // Distinct visitors per path as a DISTINCT aggregate first, which spills to disk under
-    // `store.memory_limit` where `count(DISTINCT …)` per group could not (100M events).
-    top.push(
-        "SELECT path, count(visitor_id) AS visitors, sum(n)::BIGINT AS pageviews FROM ( \
-           SELECT path, visitor_id, count(*) AS n FROM (",
-    )
-    .append(&page_views(f))
-    .push(&format!(
-        ") GROUP BY path, visitor_id) \
-         GROUP BY path ORDER BY pageviews DESC, visitors DESC, path NULLS LAST LIMIT {}",
-        f.limit
-    ));
+    let top = if f.dims.is_empty() && f.props.is_empty() {
+        top_pages_of_many(f)
+    } else {
+        top_pages_of_few(f)
+    };
     // Entry and exit pages in one pass over the sessions: the `sessions` table when the
     // filters allow, else the sessions of the matching page views.
     let mut ends = Sql::default();
@@ -376,6 +368,54 @@ pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
         entry: sorted(entry),
         exit: sorted(exit),
     })
+}
+
+/// Top pages in one pass: page views and distinct visitors for every path (distinct pairs
+/// first, which spills to disk under `store.memory_limit` where `count(DISTINCT …)` per group
+/// could not on 100M events). For filtered page views, which are few.
+fn top_pages_of_few(f: &Filters) -> Sql {
+    let mut top = Sql::default();
+    top.push(
+        "SELECT path, count(visitor_id) AS visitors, sum(n)::BIGINT AS pageviews FROM ( \
+           SELECT path, visitor_id, count(*) AS n FROM (",
+    )
+    .append(&page_views(f))
+    .push(&format!(
+        ") GROUP BY path, visitor_id) \
+         GROUP BY path ORDER BY pageviews DESC, visitors DESC, path NULLS LAST LIMIT {}",
+        f.limit
+    ));
+    top
+}
+
+/// Top pages in two passes, for every page view of the range. Page views per path are cheap
+/// to count; distinct visitors are not (a hash of each (path, visitor) pair: ~4M on 10M
+/// events). Visitors only order paths whose page view counts tie, so the second pass counts
+/// them only for the paths that can make the cut: every path with at least as many page
+/// views as the `limit`-th. The same answer as [`top_pages_of_few`]'s, in less time and
+/// memory when there are many pages (`BENCHMARKS.md`), though in more for few page views.
+fn top_pages_of_many(f: &Filters) -> Sql {
+    let mut top = Sql::default();
+    top.push("WITH counts AS (SELECT path, count(*) AS pageviews FROM (")
+        .append(&page_views(f))
+        .push(&format!(
+            ") GROUP BY path), \
+             top AS (SELECT path, pageviews FROM counts WHERE pageviews >= \
+               (SELECT min(pageviews) FROM (SELECT pageviews FROM counts \
+                 ORDER BY pageviews DESC LIMIT {limit}))) \
+             SELECT t.path, count(v.visitor_id) AS visitors, t.pageviews FROM top t \
+             LEFT JOIN (SELECT DISTINCT p.path, p.visitor_id FROM (",
+            limit = f.limit
+        ))
+        .append(&page_views(f))
+        .push(&format!(
+            ") p SEMI JOIN top ON p.path IS NOT DISTINCT FROM top.path) v \
+               ON v.path IS NOT DISTINCT FROM t.path \
+             GROUP BY t.path, t.pageviews \
+             ORDER BY pageviews DESC, visitors DESC, t.path NULLS LAST LIMIT {}",
+            f.limit
+        ));
+    top
 }
 
 /// One GROUPING SETS query over `from` (a subquery), split into a table per column, each
