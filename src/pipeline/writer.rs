@@ -152,9 +152,6 @@ fn run(
     let mut prune_keys_at = Instant::now();
     loop {
         if Instant::now() >= prune_keys_at {
-            // Commits what is staged first.
-            st.commit(&mut batch);
-            oldest = None;
             st.prune_keys();
             prune_keys_at = Instant::now() + PRUNE_KEYS_EVERY;
         }
@@ -177,13 +174,18 @@ fn run(
         st.metrics.queue_depth.set(rx.len() as i64);
         if !submissions.is_empty() {
             if submissions.iter().any(|s| s.events.is_empty()) {
-                // A flush (`forget`): what is still queued goes in too, even under a flood.
+                // A flush (`forget`): what is still queued goes in too, even under a flood,
+                // and everything staged is committed.
                 let queued = Until::Count(rx.len());
                 st.take_queued(&rx, &mut batch, &mut oldest, &cfg, chunk, queued);
+                st.commit(&mut batch);
+                oldest = None;
+            } else {
+                // Proxy events first, so that `seq` keeps arrival order across both paths;
+                // but only staged: the submissions are committed past the open transaction,
+                // which a site's browser and server events would otherwise cut short.
+                st.stage(&mut batch);
             }
-            // Proxy events first, so that `seq` keeps arrival order across both paths.
-            st.commit(&mut batch);
-            oldest = None;
             st.commit_submissions(std::mem::take(&mut submissions));
         }
         let pending = batch.len() + st.store.staged_rows();
@@ -373,7 +375,7 @@ impl State {
             let written = self.store.append_new(seq, &slices)?;
             let next = seq + written.iter().sum::<usize>() as i64;
             self.next_seq = Some(next);
-            self.health.committed(next);
+            self.durable();
             Ok::<_, crate::store::StoreError>(written)
         }));
         let outcome: Result<Vec<usize>, String> = match res {
@@ -466,9 +468,7 @@ impl State {
                     .observe(started.elapsed().as_secs_f64());
                 self.metrics.events_written.inc_by(rows as u64);
                 self.health.set(None);
-                if let Some(next) = self.next_seq {
-                    self.health.committed(next);
-                }
+                self.durable();
                 self.fold_pending();
             }
             Ok(Err(error)) => self.lost(rows, &error.to_string()),
@@ -479,10 +479,19 @@ impl State {
         }
     }
 
+    /// Tell the sinks how far every event is committed: up to the open staging transaction's
+    /// first, or everything numbered so far.
+    fn durable(&self) {
+        if let Some(next) = self.store.staged_first().or(self.next_seq) {
+            self.health.committed(next);
+        }
+    }
+
     /// `events` proxy events are lost to a failed stage or commit: counted, and the store's
-    /// next `seq` read again.
+    /// next `seq` read again. What was committed past them is shipped on.
     fn lost(&mut self, events: usize, error: &str) {
         warn!(%error, events, "Store commit failed; its events are dropped.");
+        self.durable();
         self.next_seq = None;
         self.metrics.batches_failed.inc();
         self.metrics.dropped_store_error.inc_by(events as u64);
@@ -517,7 +526,8 @@ mod tests {
         capacity: usize,
         batch_size: usize,
     ) -> (crate::pipeline::EventSender, impl FnOnce(Store) -> Writer) {
-        queue_of(capacity, 64 << 20, batch_size, Duration::ZERO)
+        let (tx, _, start) = queue_of(capacity, 64 << 20, batch_size, Duration::ZERO);
+        (tx, start)
     }
 
     /// [`queue`] of at most `max_bytes`, with a bulk wait.
@@ -526,9 +536,14 @@ mod tests {
         max_bytes: usize,
         batch_size: usize,
         bulk_wait: Duration,
-    ) -> (crate::pipeline::EventSender, impl FnOnce(Store) -> Writer) {
+    ) -> (
+        crate::pipeline::EventSender,
+        crate::pipeline::submit::IngestSender,
+        impl FnOnce(Store) -> Writer,
+    ) {
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = crate::pipeline::channel(capacity, max_bytes, metrics.clone());
+        let (ingest_tx, ingest_rx) = crate::pipeline::submit::channel();
         let cfg = Pipeline {
             queue_capacity: capacity,
             queue_max_bytes: max_bytes,
@@ -540,10 +555,9 @@ mod tests {
         let start = move |store| {
             let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
             let enricher = Enricher::new(&settings).unwrap();
-            let (_ingest_tx, ingest_rx) = crate::pipeline::submit::channel();
             spawn_writer(store, enricher, rx, ingest_rx, cfg, metrics).unwrap()
         };
-        (tx, start)
+        (tx, ingest_tx, start)
     }
 
     /// A commit far larger than `store.idle_memory_limit` (60,000 events of about 2 KiB into a
@@ -562,7 +576,7 @@ mod tests {
         assert_eq!(budget.current().memory, 16 << 20);
         let reader = store.reader().unwrap();
         let n = 60_000;
-        let (tx, start) = queue_of(n, 1 << 30, n, Duration::ZERO);
+        let (tx, _, start) = queue_of(n, 1 << 30, n, Duration::ZERO);
         for i in 0..n {
             tx.send(Box::new(crate::store::large_page_view(i)));
         }
@@ -675,7 +689,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let reader = store.reader().unwrap();
-        let (tx, start) = queue_of(20_000, 64 << 20, 10_000, Duration::from_secs(60));
+        let (tx, _, start) = queue_of(20_000, 64 << 20, 10_000, Duration::from_secs(60));
         let writer = start(store);
         let burst = |i: usize| {
             for _ in 0..1000 {
@@ -703,6 +717,70 @@ mod tests {
         writer.shutdown();
     }
 
+    /// A submission (an ingestion request, waiting for its commit) is committed past the open
+    /// transaction, which stays open: a site's browser and server events do not cut the
+    /// proxy's row groups short. The sinks' head stays below the open transaction's events,
+    /// and the submission's page view reaches `sessions` once those are committed too.
+    #[test]
+    fn a_submission_is_committed_past_the_open_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let reader = store.reader().unwrap();
+        let (tx, ingest, start) = queue_of(20_000, 64 << 20, 10_000, Duration::from_secs(60));
+        let writer = start(store);
+        let health = writer.health.clone();
+        let session = Some(uuid::Uuid::now_v7());
+        let burst = |n: usize| {
+            for _ in 0..n {
+                let mut e = Event::now("page_view", "t", Source::Proxy);
+                e.session_id = session;
+                tx.send(Box::new(e));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (0..6).for_each(|_| burst(1000));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut view = Event::now("page_view", "t", Source::Server);
+        view.session_id = session;
+        let events = vec![Event::now("purchased", "t", Source::Server), view];
+        let committed = rt.block_on(ingest.submit(events)).unwrap();
+        assert_eq!(committed.written, 2);
+        // Only the submission is committed; the 6,000 proxy events before it are not, so the
+        // sinks may not ship past them.
+        assert_eq!(count(&reader), 2, "the proxy's events stay staged");
+        assert_eq!(health.committed_seq(), 0, "the sinks' head");
+        let folded = || -> i64 {
+            reader
+                .query_row(
+                    "SELECT coalesce(sum(pageviews), 0)::BIGINT FROM sessions",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(folded(), 0, "no page view folded past the open transaction");
+        (6..10).for_each(|_| burst(1000));
+        let start = Instant::now();
+        while folded() < 10_001 && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(count(&reader), 10_002, "the full batch is committed");
+        assert_eq!(folded(), 10_001, "every page view, the submission's too");
+        let seqs: (i64, i64, i64) = reader
+            .query_row(
+                "SELECT min(seq), max(seq), count(DISTINCT seq) FROM events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(seqs, (1, 10_002, 10_002));
+        assert_eq!(health.committed_seq(), 10_002);
+        writer.shutdown();
+    }
+
     /// A flood of large events (about 2 KiB of text each) is committed once the open
     /// transaction holds [`STAGED_TEXT`] of text, not held back until the batch is full.
     #[test]
@@ -711,7 +789,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let reader = store.reader().unwrap();
         let n = 30_000;
-        let (tx, start) = queue_of(n, 1 << 30, 100_000, Duration::from_secs(60));
+        let (tx, _, start) = queue_of(n, 1 << 30, 100_000, Duration::from_secs(60));
         for i in 0..n {
             tx.send(Box::new(crate::store::large_page_view(i)));
         }

@@ -79,6 +79,9 @@ pub enum StoreError {
 /// An open store.
 pub struct Store {
     conn: Connection,
+    /// A second connection, for the staging transaction ([`Store::stage`]), so that commits on
+    /// `conn` (an ingestion request's events) go past it while it stays open.
+    stager: Connection,
     budget: Arc<Budget>,
     path: PathBuf,
     /// `store.dedup_days` and `store.dedup_max_keys`.
@@ -88,7 +91,9 @@ pub struct Store {
     /// The watermark: every page view up to this `seq` is folded into `sessions` and
     /// `pageview_hours`.
     folded: i64,
-    /// What was committed after it without being folded ([`Store::commit_staged`]).
+    /// What was committed after it without being folded: staged events, until
+    /// [`Store::fold_pending`]; events committed past an open staging transaction, until it is
+    /// committed too; or a fold failed.
     unfolded: Option<Unfolded>,
     /// Held by every transaction that folds ([`sessions::lock_of`]).
     changing: Arc<std::sync::Mutex<()>>,
@@ -98,6 +103,9 @@ pub struct Store {
 
 /// Events appended to a transaction that is still open ([`Store::stage`]).
 struct Staged {
+    /// The first `seq` appended: every event before it is committed (or lost), so the
+    /// sinks and the fold go no further while the transaction is open.
+    first: i64,
     /// The last `seq` appended.
     through: i64,
     /// Whether a page view is among them.
@@ -111,8 +119,7 @@ struct Staged {
     _memory: Loan,
 }
 
-/// Events committed but not folded into `sessions` yet (staged ones, until
-/// [`Store::fold_pending`]; or a fold failed).
+/// Events committed but not folded into `sessions` yet.
 #[derive(Debug, Clone, Copy)]
 struct Unfolded {
     /// The last `seq` committed.
@@ -174,6 +181,7 @@ impl Store {
         Ok(Store {
             budget,
             changing,
+            stager: conn.try_clone()?,
             conn,
             path,
             dedup: keys::Bounds {
@@ -231,6 +239,8 @@ impl Store {
     /// and the floor retention records count too, or `seq`s would be handed out twice and a
     /// sink would skip the second owner.
     pub fn next_seq(&self) -> Result<i64, StoreError> {
+        // The open staging transaction's events are not in `events` for this connection.
+        let staged = self.staged.as_ref().map_or(0, |st| st.through);
         let max: i64 = self.conn.query_row(
             &format!(
                 "SELECT greatest(
@@ -242,7 +252,7 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        Ok(max + 1)
+        Ok(max.max(staged) + 1)
     }
 
     /// Append `events` in one transaction, numbering them from `first_seq`, and fold their
@@ -265,11 +275,12 @@ impl Store {
         events: &[E],
         first: impl FnOnce(&Connection) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        // Staged events have the lower `seq`s: they go first.
-        self.commit_staged()?;
+        // An open staging transaction is left open: these go past it. The fold stops short of
+        // its events, which are not committed yet.
         let views = sessions::has_views(events.iter().map(|e| e.borrow()));
         let through = first_seq + events.len() as i64 - 1;
-        let fold = views || self.has_unfolded();
+        let fold_to = self.staged.as_ref().map_or(through, |st| st.first - 1);
+        let fold = (views || self.has_unfolded()) && fold_to > self.folded;
         let lock = self.changing.clone();
         let _held = fold.then(|| sessions::hold(&lock));
         let _memory = self.budget.lend_memory()?;
@@ -284,22 +295,26 @@ impl Store {
                 .map(|(i, e)| (first_seq + i as i64, e.borrow())),
         )?;
         if fold {
-            sessions::fold(&tx, self.folded, through)?;
+            sessions::fold(&tx, self.folded, fold_to)?;
         }
         tx.commit()?;
-        self.committed(through, views, fold);
+        self.committed(through, views, fold.then_some(fold_to));
         Ok(())
     }
 
-    /// Note a commit up to `through`, which `folded` or left unfolded.
-    fn committed(&mut self, through: i64, views: bool, folded: bool) {
-        if folded {
-            self.folded = through;
-            self.unfolded = None;
-        } else if views || self.unfolded.is_some() {
+    /// Note a commit up to `through`, whose page views (`views`) were folded up to
+    /// `folded_to`, if a fold ran, and are otherwise left to a later one.
+    fn committed(&mut self, through: i64, views: bool, folded_to: Option<i64>) {
+        if views || self.unfolded.is_some() {
             let u = self.unfolded.get_or_insert(Unfolded { through, views });
-            u.through = through;
+            u.through = u.through.max(through);
             u.views |= views;
+        }
+        if let Some(to) = folded_to {
+            self.folded = to;
+            if self.unfolded.is_some_and(|u| u.through <= to) {
+                self.unfolded = None;
+            }
         }
     }
 
@@ -323,7 +338,7 @@ impl Store {
             sessions::fold(&tx, self.folded, u.through)?;
             tx.commit()?;
         }
-        self.committed(u.through, false, true);
+        self.committed(u.through, false, Some(u.through));
         Ok(())
     }
 }
@@ -333,7 +348,9 @@ impl Store {
 /// row group of rows (122,880, DuckDB's) is written to the file compressed, straight from the
 /// transaction, instead of through DuckDB's write-ahead log and again at the next checkpoint,
 /// and the commit's own costs are paid once for all of them (BENCHMARKS.md, issue 16). Readers
-/// see the events only once they are committed.
+/// see the events only once they are committed. The transaction is on a connection of its own
+/// (`stager`): other commits ([`Store::append_new`]) go past it while it stays open, and
+/// fold no further than the event before its first.
 impl Store {
     /// Append `events`, numbered from `first_seq`, to the open staging transaction, opening
     /// one when none is. On an error the transaction is rolled back: every event staged in it
@@ -348,8 +365,9 @@ impl Store {
         }
         if self.staged.is_none() {
             let memory = self.budget.lend_staging()?;
-            self.conn.execute_batch("BEGIN TRANSACTION")?;
+            self.stager.execute_batch("BEGIN TRANSACTION")?;
             self.staged = Some(Staged {
+                first: first_seq,
                 through: first_seq - 1,
                 views: false,
                 rows: 0,
@@ -361,7 +379,7 @@ impl Store {
             .iter()
             .enumerate()
             .map(|(i, e)| (first_seq + i as i64, e.borrow()));
-        if let Err(e) = append_rows(&self.conn, "events", rows) {
+        if let Err(e) = append_rows(&self.stager, "events", rows) {
             self.abandon_staged();
             return Err(e);
         }
@@ -388,6 +406,12 @@ impl Store {
         self.staged.as_ref().map_or(0, |s| s.text)
     }
 
+    /// The first `seq` in the open staging transaction, if one is open: the events before it
+    /// are all committed, those from it on perhaps not.
+    pub fn staged_first(&self) -> Option<i64> {
+        self.staged.as_ref().map(|s| s.first)
+    }
+
     /// Commit the staging transaction, if one is open. Its page views are left for
     /// [`Store::fold_pending`], in a transaction of their own: folding in the long one would
     /// make a `forget` that committed while it was open a conflict with its update of
@@ -399,12 +423,12 @@ impl Store {
         let (through, views) = (st.through, st.views);
         // Never out of memory inside DuckDB's COMMIT ([`Budget::lend_memory`]).
         let memory = self.budget.lend_memory();
-        if let Err(e) = memory.and_then(|_m| Ok(self.conn.execute_batch("COMMIT")?)) {
+        if let Err(e) = memory.and_then(|_m| Ok(self.stager.execute_batch("COMMIT")?)) {
             self.abandon_staged();
             return Err(e);
         }
         self.staged = None;
-        self.committed(through, views, false);
+        self.committed(through, views, None);
         Ok(())
     }
 
@@ -415,7 +439,7 @@ impl Store {
             return 0;
         };
         // After a failed COMMIT DuckDB has rolled back already, and this fails harmlessly.
-        let _ = self.conn.execute_batch("ROLLBACK");
+        let _ = self.stager.execute_batch("ROLLBACK");
         st.rows
     }
 }
@@ -473,7 +497,6 @@ impl Store {
     /// Delete the deduplication keys past `store.dedup_days` and `store.dedup_max_keys`;
     /// returns how many rows of `event_keys` went.
     pub fn prune_keys(&mut self, now_us: i64) -> Result<usize, StoreError> {
-        self.commit_staged()?;
         let floor = self.keys.floor(self.dedup, now_us);
         keys::delete_before(&self.conn, floor)
     }
@@ -840,6 +863,59 @@ mod tests {
             whole < small,
             "122,880 events logged {whole} bytes, 20,000 events {small}"
         );
+    }
+
+    /// Events committed past an open staging transaction (an ingestion request's): `next_seq`
+    /// numbers past the staged ones, the fold stops short of those until they are committed
+    /// and then folds both, and a crash before that loses only the staged ones: the store
+    /// opened again folds what was committed.
+    #[test]
+    fn events_committed_past_an_open_staging_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let session = uuid::Uuid::now_v7();
+        let view = |path: &str, minute: i64| {
+            let mut e = Event::now("page_view", "shop", Source::Proxy);
+            e.ts_us = 1_767_600_000_000_000 + minute * 60_000_000;
+            e.session_id = Some(session);
+            e.path = Some(path.into());
+            e
+        };
+        // (events, page views in `sessions`, entry and exit page)
+        let seen = |store: &Store| -> (i64, i64, Option<String>, Option<String>) {
+            store
+                .connection()
+                .query_row(
+                    "SELECT (SELECT count(*) FROM events), \
+                       (SELECT coalesce(sum(pageviews), 0)::BIGINT FROM sessions), \
+                       (SELECT any_value(entry_path) FROM sessions), \
+                       (SELECT any_value(exit_path) FROM sessions)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .unwrap()
+        };
+        store.stage(1, &[view("/a", 0), view("/b", 1)]).unwrap();
+        assert_eq!(store.next_seq().unwrap(), 3);
+        store.append(3, &[view("/c", 2)]).unwrap();
+        assert_eq!(store.next_seq().unwrap(), 4);
+        assert_eq!(store.staged_rows(), 2, "still staged");
+        assert_eq!(
+            seen(&store),
+            (1, 0, None, None),
+            "nothing folded past seq 0"
+        );
+        store.commit_staged().unwrap();
+        store.fold_pending().unwrap();
+        let s = |p: &str| Some(p.to_string());
+        assert_eq!(seen(&store), (3, 3, s("/a"), s("/c")));
+        // A crash with events staged and one committed past them.
+        store.stage(4, &[view("/d", 3)]).unwrap();
+        store.append(5, &[view("/e", 4)]).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(seen(&store), (4, 4, s("/a"), s("/e")));
+        assert_eq!(store.next_seq().unwrap(), 6);
     }
 
     /// A staging transaction rolled back after DuckDB wrote a row group of it to the file
