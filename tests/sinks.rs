@@ -924,3 +924,87 @@ async fn forget_is_repeated_downstream() {
         .await;
     assert_eq!(once, 4, "each sink records the request once");
 }
+
+/// Ingested events committed while the writer holds proxy events in its open transaction
+/// (steady traffic: here 1,500 page views, with a batch of 2,000 and a bulk wait of 10 s) are
+/// committed past it, but not shipped past it: a sink that moved its offset beyond the open
+/// transaction's events would never ship them. Once the batch is full and committed, every
+/// event of both paths reaches the NDJSON sink exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingested_events_are_not_shipped_past_the_proxys_open_transaction() {
+    let files = common::temp_dir();
+    let ndjson = files.path().join("ndjson");
+    let up = Upstream::start().await;
+    let toml = format!(
+        r#"[pipeline]
+flush_interval_ms = 200
+batch_size = 2000
+bulk_wait_ms = 10000
+
+[[sinks]]
+name = "ndjson"
+type = "files"
+dir = "{}"
+format = "ndjson"
+batch_age_ms = 100
+"#,
+        ndjson.display()
+    );
+    let mut tg = Tollgate::start(&up.url(), &toml);
+    let views = |from: usize, n: usize| {
+        let tasks: Vec<_> = (0..10)
+            .map(|t| {
+                let (c, urls) = (
+                    jar_client(),
+                    (from..from + n)
+                        .filter(|i| i % 10 == t)
+                        .map(|i| tg.url(&format!("/page/{i}")))
+                        .collect::<Vec<_>>(),
+                );
+                tokio::spawn(async move {
+                    for url in urls {
+                        let r = c.get(url).header("accept", "text/html").send().await;
+                        assert!(r.unwrap().status().is_success());
+                    }
+                })
+            })
+            .collect();
+        async move {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    views(0, 1_500).await;
+    assert_eq!(ingest(&tg, 0, 500).await, 500);
+    let proxy = "SELECT count(*) FROM events WHERE source = 'proxy'";
+    assert_eq!(tg.count("SELECT count(*) FROM events").await, 500);
+    assert_eq!(tg.count(proxy).await, 0, "the page views are held back");
+    // Several sink batches' time: the sink waits for the held-back events.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let s = sinks_status(&tg).await;
+    assert_eq!(s[0]["offset"], 0, "nothing shipped past them: {s:?}");
+    views(1_500, 500).await;
+    tg.wait_count(proxy, 2_000).await;
+    let s = wait_shipped(&tg, Duration::from_secs(60)).await;
+    assert_eq!(s[0]["dead_letters"], 0, "{s:?}");
+    let data = tg.data_dir();
+    tg.terminate();
+    let db = comparer(&data);
+    let shipped = ndjson_rel(&ndjson);
+    for what in ["count(*)", "count(DISTINCT event_id)"] {
+        let n = count(&db, &format!("SELECT {what} FROM {shipped}"));
+        assert_eq!(n, 2_500, "{what} of the shipped events");
+    }
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM (SELECT event_id FROM {shipped} \
+                 EXCEPT SELECT event_id::VARCHAR FROM store.events)"
+            )
+        ),
+        0,
+        "every shipped event is a stored one"
+    );
+}
