@@ -8,7 +8,9 @@
 //! `pipeline.flush_interval_ms` old, unless the traffic is steady enough to fill the batch
 //! within `pipeline.bulk_wait_ms` (then the writer waits for it: whole row groups are written
 //! compressed, not through DuckDB's log). Ingestion submissions are committed as soon as they
-//! arrive, staged proxy events first, so that `seq` keeps arrival order.
+//! arrive, past the open transaction (the proxy events taken so far are staged first, so
+//! that `seq` keeps arrival order); the sinks are told of them once the events before them
+//! are committed too.
 
 use super::submit::{Committed, Submission};
 use super::EventReceiver;
@@ -42,13 +44,13 @@ const PRUNE_KEYS_EVERY: Duration = Duration::from_secs(600);
 #[derive(Default)]
 pub struct WriterHealth {
     last_error: Mutex<Option<String>>,
-    /// The highest `seq` committed so far, for the sinks.
+    /// The end of the unbroken run of committed `seq`s, for the sinks.
     committed_seq: AtomicI64,
 }
 
 impl WriterHealth {
-    /// The highest `seq` committed so far: every event up to it is in the store (or was
-    /// deleted since).
+    /// Every event up to this `seq` is in the store (or was deleted since, or lost to a
+    /// failed commit for good); an event after it may not be committed yet.
     pub fn committed_seq(&self) -> i64 {
         self.committed_seq.load(Ordering::Acquire)
     }
@@ -368,10 +370,7 @@ impl State {
         }
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let slices: Vec<&[Event]> = groups.iter().map(Vec::as_slice).collect();
-            let seq = match self.next_seq {
-                Some(s) => s,
-                None => self.store.next_seq()?,
-            };
+            let seq = self.next_seq()?;
             let written = self.store.append_new(seq, &slices)?;
             let next = seq + written.iter().sum::<usize>() as i64;
             self.next_seq = Some(next);
@@ -430,10 +429,7 @@ impl State {
         let before = self.store.staged_rows();
         // A panic inside the store (a bug, or a driver surprise) must not end the writer.
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let seq = match self.next_seq {
-                Some(s) => s,
-                None => self.store.next_seq()?,
-            };
+            let seq = self.next_seq()?;
             self.store.stage(seq, batch)?;
             self.next_seq = Some(seq + batch.len() as i64);
             Ok::<_, crate::store::StoreError>(())
@@ -479,11 +475,28 @@ impl State {
         }
     }
 
+    /// The `seq` the next event gets: after a failure, read from the store again, but never
+    /// at or below what the sinks were told is committed (a lost event's `seq` may be handed
+    /// out again only while no sink can have moved past it).
+    fn next_seq(&mut self) -> Result<i64, crate::store::StoreError> {
+        if let Some(s) = self.next_seq {
+            return Ok(s);
+        }
+        let s = self.store.next_seq()?.max(self.health.committed_seq() + 1);
+        self.next_seq = Some(s);
+        Ok(s)
+    }
+
     /// Tell the sinks how far every event is committed: up to the open staging transaction's
-    /// first, or everything numbered so far.
-    fn durable(&self) {
-        if let Some(next) = self.store.staged_first().or(self.next_seq) {
-            self.health.committed(next);
+    /// first, or everything numbered so far (read from the store after a failure).
+    fn durable(&mut self) {
+        let next = match self.store.staged_first() {
+            Some(first) => Ok(first),
+            None => self.next_seq(),
+        };
+        match next {
+            Ok(next) => self.health.committed(next),
+            Err(error) => warn!(%error, "Reading the next seq failed; the sinks wait."),
         }
     }
 
@@ -491,8 +504,8 @@ impl State {
     /// next `seq` read again. What was committed past them is shipped on.
     fn lost(&mut self, events: usize, error: &str) {
         warn!(%error, events, "Store commit failed; its events are dropped.");
-        self.durable();
         self.next_seq = None;
+        self.durable();
         self.metrics.batches_failed.inc();
         self.metrics.dropped_store_error.inc_by(events as u64);
         self.health.set(Some(error.to_string()));
@@ -779,6 +792,66 @@ mod tests {
         assert_eq!(seqs, (1, 10_002, 10_002));
         assert_eq!(health.committed_seq(), 10_002);
         writer.shutdown();
+    }
+
+    /// A writer's state on a new store, as [`run`] starts it.
+    fn state(dir: &std::path::Path) -> State {
+        let store = Store::open(dir).unwrap();
+        let settings = crate::config::Settings::defaults("http://127.0.0.1:1").unwrap();
+        let health = Arc::new(WriterHealth::default());
+        health.committed(store.next_seq().unwrap());
+        State {
+            store,
+            enricher: Enricher::new(&settings).unwrap(),
+            next_seq: None,
+            metrics: Arc::new(Metrics::new()),
+            health,
+        }
+    }
+
+    /// `n` proxy page views, boxed as the queue hands them over.
+    #[allow(clippy::vec_box)]
+    fn views(n: usize) -> Vec<Box<Event>> {
+        (0..n)
+            .map(|_| Box::new(Event::now("page_view", "t", Source::Proxy)))
+            .collect()
+    }
+
+    /// Staged events lost to a failed commit are not reported to the sinks as committed: the
+    /// sinks' head stays below them, and the events after them may take their `seq`s without
+    /// a sink having moved past those (it would never ship the new owners).
+    #[test]
+    fn lost_staged_events_do_not_move_the_sinks_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        st.stage(&mut views(100));
+        // What `commit` does when the COMMIT fails.
+        st.store.abandon_staged();
+        st.lost(100, "a failed commit");
+        assert_eq!(st.health.committed_seq(), 0, "the sinks' head");
+        st.commit(&mut views(50));
+        let seqs: (i64, i64) = st
+            .store
+            .connection()
+            .query_row("SELECT min(seq), max(seq) FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(st.health.committed_seq(), seqs.1);
+        assert!(seqs.0 > st.health.committed_seq() - 50, "{seqs:?}");
+    }
+
+    /// After a failed submission (which leaves the writer to read its next `seq` from the
+    /// store again), the commit of the staged events still tells the sinks.
+    #[test]
+    fn a_commit_after_a_failed_submission_moves_the_sinks_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        st.stage(&mut views(10));
+        // What a failed submission leaves.
+        st.next_seq = None;
+        st.commit(&mut Vec::new());
+        assert_eq!(st.health.committed_seq(), 10, "the sinks' head");
     }
 
     /// A flood of large events (about 2 KiB of text each) is committed once the open

@@ -235,9 +235,10 @@ impl Store {
     }
 
     /// The `seq` the next committed event gets: one past the highest ever used. Retention and
-    /// `forget` delete events, so the highest `seq` still stored is not enough: sink offsets
-    /// and the floor retention records count too, or `seq`s would be handed out twice and a
-    /// sink would skip the second owner.
+    /// `forget` delete events, so the highest `seq` still stored is not enough: sink offsets,
+    /// the floor retention records, the sessions watermark and the staged events count too,
+    /// or `seq`s would be handed out twice and a sink would skip the second owner (or the
+    /// fold would).
     pub fn next_seq(&self) -> Result<i64, StoreError> {
         // The open staging transaction's events are not in `events` for this connection.
         let staged = self.staged.as_ref().map_or(0, |st| st.through);
@@ -252,7 +253,9 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        Ok(max.max(staged) + 1)
+        // Nor is the sessions watermark, when `forget` deleted the events up to it: an event
+        // numbered at or below it would never be folded.
+        Ok(max.max(staged).max(self.folded) + 1)
     }
 
     /// Append `events` in one transaction, numbering them from `first_seq`, and fold their
@@ -916,6 +919,37 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(seen(&store), (4, 4, s("/a"), s("/e")));
         assert_eq!(store.next_seq().unwrap(), 6);
+    }
+
+    /// After `forget` deleted the events with the highest `seq`s, the store opened again
+    /// numbers new events past the sessions watermark: one numbered at or below it would
+    /// never be folded into `sessions`.
+    #[test]
+    fn new_events_are_numbered_past_the_sessions_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let view = |visitor: uuid::Uuid| {
+            let mut e = Event::now("page_view", "shop", Source::Proxy);
+            e.visitor_id = Some(visitor);
+            e.session_id = Some(visitor);
+            e
+        };
+        store.append(1, &[view(a), view(a), view(b)]).unwrap();
+        let forgotten = forget::forget(store.connection(), &forget::Subject::Visitor(b)).unwrap();
+        assert_eq!(forgotten.rows_deleted, 1);
+        drop(store);
+        let mut store = Store::open(dir.path()).unwrap();
+        let seq = store.next_seq().unwrap();
+        assert_eq!(seq, 4, "past the watermark (3)");
+        store.append(seq, &[view(a)]).unwrap();
+        let folded: i64 = store
+            .connection()
+            .query_row("SELECT sum(pageviews)::BIGINT FROM sessions", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(folded, 3, "visitor a's three page views");
     }
 
     /// A staging transaction rolled back after DuckDB wrote a row group of it to the file

@@ -11,9 +11,11 @@
 //! (`session_batch`), and merges those into `sessions` with one `MERGE`.
 //!
 //! `tollgate_meta`'s `sessions_seq` is the watermark: every page view with a `seq` up to it
-//! is folded. Ingested events are folded in the transaction that commits them; the proxy's
-//! events the writer staged, right after their commit, in a transaction of their own
-//! (`Store::commit_staged`, then `Store::fold_pending`); a store opened after a crash folds
+//! is folded. Ingested events are folded in the transaction that commits them, unless the
+//! writer holds staged events with lower `seq`s (then the fold stops short of those, and the
+//! ingested page views wait for them); the proxy's events the writer staged, right after their
+//! commit, in a transaction of their own (`Store::commit_staged`, then
+//! `Store::fold_pending`); a store opened after a crash folds
 //! what is past the watermark first. Deletions (`forget`, retention) rebuild the sessions they
 //! touched from the events left up to the watermark: the page views after it are folded by
 //! the writer, once, and those a deletion removed are not there to fold.
