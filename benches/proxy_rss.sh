@@ -13,8 +13,9 @@
 # growth over the last 30 s, the peak (VmHWM), and tollgate's own counters from the admin
 # /metrics: events captured, written and dropped (tollgate_events_dropped_total, all reasons;
 # it must stay 0), and the writer thread's CPU per event written (the pipeline's cost per proxy
-# event: enrichment and storage). Exit status 1 when events were dropped or the achieved rate is under 90 %
-# of RATE; the figures are printed either way.
+# event: enrichment and storage). With BEACONS, also how many browser beacons went beside the
+# load and how many were answered 2xx. Exit status 1 when events were dropped, a beacon was not
+# answered 2xx or the achieved rate is under 90 % of RATE; the figures are printed either way.
 #
 # Usage:
 #   cargo test --release --no-run && benches/proxy_rss.sh
@@ -25,6 +26,9 @@
 #   RATE=10000        target requests per second
 #   CONNS=32          wrk connections (wrk -t1)
 #   SAMPLE_SECS=5     seconds between RSS samples
+#   BEACONS=0         browser events a second beside the load (0-20): one-event beacons POSTed to
+#                     tollgate's /_tollgate/e, as a site's injected tracker sends them (each is
+#                     an ingestion request the writer commits at once)
 #   TOLLGATE_BIN      default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate
 #   OUT=FILE          also write the report to FILE
 #   KEEP_TMP=1        keep the temp dir (configs, logs, wrk output, /metrics)
@@ -40,11 +44,14 @@ DURATION=${DURATION:-60}
 RATE=${RATE:-10000}
 CONNS=${CONNS:-32}
 SAMPLE_SECS=${SAMPLE_SECS:-5}
+BEACONS=${BEACONS:-0}
 PAGE_BYTES=2048
 UA='Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
 
+BEACONS_ARG=()
+[[ $BEACONS == 0 ]] || BEACONS_ARG=(BEACONS="$BEACONS")
 CMDLINE="$(printf '%q ' env DURATION="$DURATION" RATE="$RATE" CONNS="$CONNS" \
-  SAMPLE_SECS="$SAMPLE_SECS" ${TOLLGATE_BIN:+TOLLGATE_BIN="$TOLLGATE_BIN"} \
+  SAMPLE_SECS="$SAMPLE_SECS" "${BEACONS_ARG[@]}" ${TOLLGATE_BIN:+TOLLGATE_BIN="$TOLLGATE_BIN"} \
   ${OUT:+OUT="$OUT"} "$0" "$@")"
 CMDLINE=${CMDLINE% }
 
@@ -58,6 +65,8 @@ for v in DURATION RATE CONNS SAMPLE_SECS; do
 done
 (( DURATION <= 3600 && CONNS <= 1000 )) || die "DURATION <= 3600 and CONNS <= 1000, please"
 (( SAMPLE_SECS <= DURATION )) || die "SAMPLE_SECS must not exceed DURATION"
+[[ $BEACONS =~ ^[0-9]+$ ]] && (( BEACONS <= 20 )) \
+  || die "BEACONS must be 0 to 20 a second, the collect endpoint's default per-address rate (got '$BEACONS')"
 
 for t in python3 curl; do
   command -v "$t" >/dev/null || die "$t is required"
@@ -156,6 +165,29 @@ W0=$(writer_ticks)
 SAMPLES=("0 $(status_kib VmRSS)")
 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$TMP/paced.lua" "$URL" >"$TMP/wrk.txt" 2>&1 &
 WRK_PID=$!
+BEACON_PID=
+echo "0 0" >"$TMP/beacons.txt"
+if (( BEACONS > 0 )); then
+  # One beacon every 1/BEACONS s on a fixed schedule, for DURATION s; writes "sent 2xx".
+  python3 - "http://127.0.0.1:$TG_PORT/_tollgate/e" "$BEACONS" "$DURATION" "$TMP/beacons.txt" <<'PY' &
+import sys, time, urllib.request
+url, rate, duration, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+sent = ok = 0
+start = time.monotonic()
+while time.monotonic() - start < duration:
+    req = urllib.request.Request(url, data=b'[{"name":"click","props":{"el":"buy"}}]',
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            ok += 200 <= r.status < 300
+    except Exception:
+        pass
+    sent += 1
+    time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+open(out, "w").write(f"{sent} {ok}\n")
+PY
+  BEACON_PID=$!
+fi
 T0=$(date +%s%N)
 for (( t = SAMPLE_SECS; t <= DURATION; t += SAMPLE_SECS )); do
   # Sleep to the sample's time on the clock, not SAMPLE_SECS after the last sample.
@@ -172,6 +204,8 @@ rc=0
 wait "$WRK_PID" || rc=$?
 WRK_PID=
 (( rc == 0 )) || { cat "$TMP/wrk.txt" >&2; die "wrk failed (exit $rc)"; }
+[[ -z $BEACON_PID ]] || wait "$BEACON_PID" || die "the beacon loop failed"
+read -r BEACONS_SENT BEACONS_OK <"$TMP/beacons.txt"
 [[ -d /proc/$TG_PID ]] || die "tollgate died under load"
 # The writer may hold the last events back for pipeline.bulk_wait_ms (15 s by default) under
 # steady traffic: wait until every captured event is written (or dropped), 30 s at most.
@@ -194,9 +228,10 @@ TG_VER=$("$BIN" --version 2>/dev/null | head -n1 || true)
 TG_ENV=$(env | grep '^TOLLGATE_' | grep -v '^TOLLGATE_BIN=' | sort | tr '\n' ' ' || true)
 REPORT=$TMP/report.md
 set +e
+BEACONS="$BEACONS" BEACONS_SENT="$BEACONS_SENT" BEACONS_OK="$BEACONS_OK" \
 python3 - "$TMP/wrk.txt" "$TMP/metrics.txt" "$TMP/smaps_rollup.txt" "$RATE" "$DURATION" \
   "$HWM" "$THREADS" "$WRITER_US" "${SAMPLES[@]}" >"$TMP/body.md" <<'EOF'
-import re, sys
+import os, re, sys
 wrk_path, metrics_path, smaps_path = sys.argv[1:4]
 rate, duration, hwm, threads = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 writer_us = sys.argv[8]
@@ -254,7 +289,12 @@ print(f"- events captured {total('tollgate_events_captured_total')}, "
 print(f"- **the writer thread's CPU: {writer_us} µs per event written** (its user + sys ticks "
       f"from the start of the load until every event is written, enrichment and commits; "
       f"DuckDB runs on it at rest)")
+beacons, sent, ok = (int(os.environ[k]) for k in ("BEACONS", "BEACONS_SENT", "BEACONS_OK"))
+if beacons:
+    print(f"- beacons beside the load: {sent} POSTed to /_tollgate/e ({beacons}/s), {ok} answered 2xx")
 bad = []
+if sent > ok:
+    bad.append(f"{sent - ok} beacons not answered 2xx")
 if sum(dropped.values()):
     bad.append("events were dropped")
 if achieved < 0.9 * rate:
