@@ -55,15 +55,10 @@ impl IngestSender {
     /// `forget`, which must see them to delete them.
     pub async fn flush(&self) -> Result<(), IngestError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let flush = Submission {
+        self.send(Submission {
             events: Vec::new(),
             reply,
-        };
-        match self.tx.try_send(flush) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(IngestError::Busy(self.tx.len())),
-            Err(TrySendError::Disconnected(_)) => return Err(IngestError::ShuttingDown),
-        }
+        })?;
         // A flush that raced the writer's stop is never answered: its reply waits in the
         // channel's buffer while the handlers still hold senders.
         match tokio::time::timeout(FLUSH_WAIT, answer).await {
@@ -79,15 +74,19 @@ impl IngestSender {
             return Ok(Committed::default());
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
-        match self.tx.try_send(Submission { events, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(IngestError::Busy(self.tx.len())),
-            Err(TrySendError::Disconnected(_)) => return Err(IngestError::ShuttingDown),
-        }
+        self.send(Submission { events, reply })?;
         match answer.await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(IngestError::Store(e)),
             Err(_) => Err(IngestError::ShuttingDown),
         }
+    }
+
+    /// Queue `s` for the writer, or refuse it at once: too many wait, or the writer is gone.
+    fn send(&self, s: Submission) -> Result<(), IngestError> {
+        self.tx.try_send(s).map_err(|e| match e {
+            TrySendError::Full(_) => IngestError::Busy(self.tx.len()),
+            TrySendError::Disconnected(_) => IngestError::ShuttingDown,
+        })
     }
 }

@@ -436,13 +436,8 @@ impl State {
         }));
         let n = batch.len();
         batch.clear();
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => self.lost(before + n, &error.to_string()),
-            Err(panic) => {
-                self.store.abandon_staged();
-                self.lost(before + n, &panic_message(panic));
-            }
+        if let Err(error) = caught(res) {
+            self.lost(before + n, &error);
         }
     }
 
@@ -457,8 +452,8 @@ impl State {
         let started = Instant::now();
         let res =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.store.commit_staged()));
-        match res {
-            Ok(Ok(())) => {
+        match caught(res) {
+            Ok(()) => {
                 self.metrics
                     .batch_seconds
                     .observe(started.elapsed().as_secs_f64());
@@ -467,11 +462,7 @@ impl State {
                 self.durable();
                 self.fold_pending();
             }
-            Ok(Err(error)) => self.lost(rows, &error.to_string()),
-            Err(panic) => {
-                self.store.abandon_staged();
-                self.lost(rows, &panic_message(panic));
-            }
+            Err(error) => self.lost(rows, &error),
         }
     }
 
@@ -500,10 +491,13 @@ impl State {
         }
     }
 
-    /// `events` proxy events are lost to a failed stage or commit: counted, and the store's
-    /// next `seq` read again. What was committed past them is shipped on.
+    /// `events` proxy events are lost to a failed stage or commit: the open transaction is
+    /// rolled back (a failed stage or commit has done so already; a panic has not), the events
+    /// counted, and the store's next `seq` read again. What was committed past them is shipped
+    /// on.
     fn lost(&mut self, events: usize, error: &str) {
         warn!(%error, events, "Store commit failed; its events are dropped.");
+        self.store.abandon_staged();
         self.next_seq = None;
         self.durable();
         self.metrics.batches_failed.inc();
@@ -512,14 +506,19 @@ impl State {
     }
 }
 
-/// What a caught panic said.
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
-    let msg = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    format!("store writer panicked: {msg}")
+/// A store call run under `catch_unwind`: its value, or what its error or panic said.
+fn caught<T>(res: std::thread::Result<Result<T, crate::store::StoreError>>) -> Result<T, String> {
+    match res {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!("store writer panicked: {msg}"))
+        }
+    }
 }
 
 #[cfg(test)]
