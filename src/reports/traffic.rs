@@ -418,35 +418,199 @@ fn top_pages_of_many(f: &Filters) -> Sql {
     top
 }
 
-/// One GROUPING SETS query over `from` (a subquery), split into a table per column, each
-/// sorted by its metrics (descending) and value, and cut to the limit.
+/// Bytes of visitor bitmaps [`breakdowns`] may hold at once: bounded here, as aggregate
+/// states that DuckDB cannot spill to disk.
+const BITMAP_BUDGET: u64 = 64 << 20;
+
+/// The fewest columns [`breakdowns`] counts with bitmaps: numbering the visitors costs about
+/// what one column's distinct count does, so bitmaps gain only over several columns
+/// (`BENCHMARKS.md`).
+const BITMAP_COLUMNS: usize = 5;
+
+/// A table per column of `from` (a subquery with `visitor_id` and `cols`): its distinct
+/// visitors and `measure` (name and aggregate) per value, each sorted by `measure`, then
+/// visitors (both descending), then value, and cut to the limit.
+///
+/// Distinct visitors are what costs: DuckDB hashes every (value, visitor) pair of every column
+/// (about 0.1 s a column over the 1.25M sessions of a 10M-event store). For many columns the
+/// visitors are numbered 1..n once for the query instead, and each value gets a bitmap of them
+/// (`bitstring_agg`), which sets a bit per row: the same exact count, in about two fifths of
+/// the time. A bitmap has a bit per row of `from`, so the columns with the fewest values get
+/// bitmaps as long as they fit in [`BITMAP_BUDGET`]; the others are counted as before.
 fn breakdowns(
     conn: &Connection,
     from: &Sql,
     cols: &[&str],
-    metrics: [(&str, &str); 2],
+    measure: (&str, &str),
     limit: usize,
 ) -> Result<BTreeMap<String, Table<CountsRow>>, ReportError> {
+    let budget = if cols.len() >= BITMAP_COLUMNS {
+        BITMAP_BUDGET
+    } else {
+        0
+    };
+    breakdowns_within(conn, from, cols, measure, limit, budget)
+}
+
+/// [`breakdowns`] with bitmaps of at most `budget` bytes in all.
+fn breakdowns_within(
+    conn: &Connection,
+    from: &Sql,
+    cols: &[&str],
+    measure: (&str, &str),
+    limit: usize,
+    budget: u64,
+) -> Result<BTreeMap<String, Table<CountsRow>>, ReportError> {
+    let bitmap = if budget > 0 {
+        bitmap_columns(conn, from, cols, budget)?
+    } else {
+        None
+    };
+    let mut tables: Vec<Vec<CountsRow>> = vec![Vec::new(); cols.len()];
+    for by_bitmap in [true, false] {
+        let which: Vec<usize> = (0..cols.len())
+            .filter(|&i| bitmap.as_ref().is_some_and(|(_, b)| b[i]) == by_bitmap)
+            .collect();
+        if which.is_empty() {
+            continue;
+        }
+        let set: Vec<&str> = which.iter().map(|&i| cols[i]).collect();
+        let visitors = match &bitmap {
+            Some((bits, _)) if by_bitmap => Visitors::Bitmap(*bits),
+            _ => Visitors::Distinct,
+        };
+        let grouped = match grouping_sets(conn, from, &set, visitors, measure)? {
+            Some(grouped) => grouped,
+            // Rows came in between the two queries: more visitors than bits.
+            None => {
+                grouping_sets(conn, from, &set, Visitors::Distinct, measure)?.unwrap_or_default()
+            }
+        };
+        for (j, rows) in grouped.into_iter().enumerate() {
+            tables[which[j]] = rows;
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (i, mut rows) in tables.into_iter().enumerate() {
+        rows.sort_by(|a, b| {
+            (b.2, b.1)
+                .cmp(&(a.2, a.1))
+                .then_with(|| null_last(a.0.as_deref(), b.0.as_deref()))
+        });
+        rows.truncate(limit);
+        let t = Table {
+            dimension: Some(cols[i].into()),
+            columns: vec![cols[i].into(), "visitors".into(), measure.0.into()],
+            rows,
+        };
+        out.insert(cols[i].into(), t);
+    }
+    Ok(out)
+}
+
+/// The bits a visitor bitmap needs over `from` (its rows, at least its visitors), and which of
+/// `cols` get bitmaps within `budget` bytes: those with the fewest values first. None when
+/// `from` has no rows.
+fn bitmap_columns(
+    conn: &Connection,
+    from: &Sql,
+    cols: &[&str],
+    budget: u64,
+) -> Result<Option<(u64, Vec<bool>)>, ReportError> {
     let mut sql = Sql::default();
-    sql.push(&format!(
-        "SELECT grouping({list}) AS g, {list}, {m0} AS {n0}, {m1} AS {n1} FROM (",
-        list = cols.join(", "),
-        m0 = metrics[0].1,
-        n0 = metrics[0].0,
-        m1 = metrics[1].1,
-        n1 = metrics[1].0,
-    ))
-    .append(from)
-    .push(&format!(
-        ") GROUP BY GROUPING SETS ({})",
-        cols.iter()
-            .map(|c| format!("({c})"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    // Estimates of each column's values are enough for a budget: DuckDB's are within a few
+    // percent, and cost two thirds of exact ones.
+    sql.push("SELECT count(*)");
+    for c in cols {
+        sql.push(&format!(", approx_count_distinct({c})"));
+    }
+    sql.push(" FROM (").append(from).push(")");
+    let counts: Vec<u64> = rows(conn, &sql)?
+        .pop()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| num(v) as u64)
+        .collect();
+    let bits = counts.first().copied().unwrap_or(0);
+    if bits == 0 || bits > i32::MAX as u64 {
+        return Ok(None);
+    }
+    // A quarter more than the estimate, and NULL: a value of its own.
+    let values = |i: usize| counts.get(1 + i).map_or(u64::MAX, |v| v + v / 4 + 2);
+    let mut order: Vec<usize> = (0..cols.len()).collect();
+    order.sort_by_key(|&i| values(i));
+    let mut spent = 0u64;
+    let mut bitmap = vec![false; cols.len()];
+    for i in order {
+        let cost = values(i).saturating_mul(bits / 8 + 64);
+        if spent.saturating_add(cost) <= budget {
+            bitmap[i] = true;
+            spent += cost;
+        }
+    }
+    Ok(Some((bits, bitmap)))
+}
+
+/// How [`grouping_sets`] counts distinct visitors.
+#[derive(Clone, Copy)]
+enum Visitors {
+    /// `count(DISTINCT visitor_id)`.
+    Distinct,
+    /// A bitmap of the visitors numbered 1..=n (n at least their number).
+    Bitmap(u64),
+}
+
+/// One GROUPING SETS query over `from`: for each of `cols`, its values with their visitors
+/// and `measure`, unsorted. None if a bitmap was too small: `from` had more visitors than it
+/// had rows when they were counted (the statements see the store as each begins).
+fn grouping_sets(
+    conn: &Connection,
+    from: &Sql,
+    cols: &[&str],
+    visitors: Visitors,
+    measure: (&str, &str),
+) -> Result<Option<Vec<Vec<CountsRow>>>, ReportError> {
+    let list = cols.join(", ");
+    let sets = cols
+        .iter()
+        .map(|c| format!("({c})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (m, name) = (measure.1, measure.0);
+    let mut sql = Sql::default();
+    match visitors {
+        Visitors::Distinct => {
+            sql.push(&format!(
+                "SELECT grouping({list}) AS g, {list}, count(DISTINCT visitor_id) AS visitors, \
+                 {m} AS {name}, 0 AS top FROM ("
+            ))
+            .append(from)
+            .push(&format!(") GROUP BY GROUPING SETS ({sets})"));
+        }
+        Visitors::Bitmap(n) => {
+            // `top` is how many visitors there are: more than `n` if rows came in after
+            // `n` was counted (then those past it are left out, and the answer thrown away).
+            sql.push("WITH f AS (").append(from).push(&format!(
+                "), k AS (SELECT visitor_id, (row_number() OVER ())::INTEGER AS vk FROM \
+                       (SELECT DISTINCT visitor_id FROM f WHERE visitor_id IS NOT NULL)) \
+                     SELECT grouping({list}) AS g, {list}, \
+                       coalesce(bit_count(bitstring_agg(vk, 1, {n})), 0) AS visitors, \
+                       {m} AS {name}, (SELECT count(*) FROM k) AS top \
+                     FROM f LEFT JOIN (SELECT * FROM k WHERE vk <= {n}) USING (visitor_id) \
+                     GROUP BY GROUPING SETS ({sets})"
+            ));
+        }
+    }
     let n = cols.len();
     let mut tables: Vec<Vec<CountsRow>> = vec![Vec::new(); n];
+    let bits = match visitors {
+        Visitors::Bitmap(bits) => bits,
+        Visitors::Distinct => 0,
+    };
     for r in rows(conn, &sql)? {
+        if num(&r[3 + n]) as u64 > bits {
+            return Ok(None);
+        }
         let g = r[0].as_u64().unwrap_or(0);
         // grouping() has a 0 bit for the grouped column, the leftmost column highest.
         let Some(i) = (0..n).find(|i| g == ((1u64 << n) - 1) ^ (1 << (n - 1 - i))) else {
@@ -460,22 +624,7 @@ fn breakdowns(
             num(&r[2 + n]) as i64,
         ));
     }
-    let mut out = BTreeMap::new();
-    for (i, mut rows) in tables.into_iter().enumerate() {
-        rows.sort_by(|a, b| {
-            (b.2, b.1)
-                .cmp(&(a.2, a.1))
-                .then_with(|| null_last(a.0.as_deref(), b.0.as_deref()))
-        });
-        rows.truncate(limit);
-        let t = Table {
-            dimension: Some(cols[i].into()),
-            columns: vec![cols[i].into(), metrics[0].0.into(), metrics[1].0.into()],
-            rows,
-        };
-        out.insert(cols[i].into(), t);
-    }
-    Ok(out)
+    Ok(Some(tables))
 }
 
 /// Order two dimension values as SQL's `ORDER BY v NULLS LAST` does for strings.
@@ -514,10 +663,7 @@ pub fn acquisition(conn: &Connection, f: &Filters, cols: &[&str]) -> Result<Tabl
         conn,
         &filtered_sessions(f, cols),
         cols,
-        [
-            ("visitors", "count(DISTINCT visitor_id)"),
-            ("sessions", "count(*)"),
-        ],
+        ("sessions", "count(*)"),
         f.limit,
     )?;
     Ok(Tables { tables })
@@ -561,16 +707,7 @@ pub fn audience(conn: &Connection, f: &Filters) -> Result<Tables, ReportError> {
         let from = f.base(&format!("visitor_id, {cols}"), Some("page_view"));
         (from, "count(*)")
     };
-    let tables = breakdowns(
-        conn,
-        &from,
-        &AUDIENCE,
-        [
-            ("visitors", "count(DISTINCT visitor_id)"),
-            ("pageviews", views),
-        ],
-        f.limit,
-    )?;
+    let tables = breakdowns(conn, &from, &AUDIENCE, ("pageviews", views), f.limit)?;
     Ok(Tables { tables })
 }
 
@@ -601,4 +738,74 @@ pub fn realtime(conn: &Connection, f: &Filters) -> Result<Realtime, ReportError>
         pageviews: num(&t[1]) as u64,
         pages: table(conn, &pages, Some("path"), &["path", "visitors"])?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Visitors counted with bitmaps are `count(DISTINCT visitor_id)`, whichever columns get
+    /// bitmaps: none, all, or only the one with the fewest values (a budget that fits it
+    /// alone). A value whose rows have no visitor has 0, as a NULL value has its own row.
+    #[test]
+    fn visitors_by_bitmap_are_the_distinct_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let conn = store.reader().unwrap();
+        conn.execute_batch(
+            "CREATE TEMP TABLE s AS SELECT \
+               CASE WHEN i % 11 = 0 THEN NULL ELSE i % 37 END AS v, \
+               CASE WHEN i % 11 = 0 THEN 'nobody' WHEN i % 5 = 0 THEN NULL \
+                 ELSE 'c' || (i % 3) END AS a, \
+               'b' || (i % 17) AS b \
+             FROM range(1000) r(i);",
+        )
+        .unwrap();
+        let mut from = Sql::default();
+        from.push(
+            "SELECT CAST(printf('00000000-0000-0000-0000-%012d', v) AS UUID) AS visitor_id, a, b \
+             FROM s",
+        );
+        let run = |budget: u64| {
+            let t = breakdowns_within(&conn, &from, &["a", "b"], ("n", "count(*)"), 100, budget)
+                .unwrap();
+            serde_json::to_value(&t).unwrap()
+        };
+        let exact = run(0);
+        // a: 4 values and NULL, budgeted as 4 + 1 + 2 = 7 of (1000 / 8 + 64) bytes; b: 17
+        // and NULL, as 23.
+        let (bits, only_a) = bitmap_columns(&conn, &from, &["a", "b"], 7 * 189)
+            .unwrap()
+            .unwrap();
+        assert_eq!((bits, only_a), (1000, vec![true, false]));
+        assert_eq!(run(7 * 189), exact, "bitmaps for a only");
+        assert_eq!(run(u64::MAX), exact, "bitmaps for both");
+        let a = &exact["a"]["rows"];
+        assert_eq!(a.as_array().unwrap().len(), 5, "{a}");
+        let nobody = a
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == "nobody")
+            .unwrap();
+        assert_eq!(nobody[1], 0, "{a}");
+        assert!(a[0][1].as_i64().unwrap() > 1, "{a}");
+        // Bitmaps too small for the visitors (rows came in after they were counted): none.
+        let small = grouping_sets(
+            &conn,
+            &from,
+            &["a"],
+            Visitors::Bitmap(36),
+            ("n", "count(*)"),
+        );
+        assert!(small.unwrap().is_none());
+        let enough = grouping_sets(
+            &conn,
+            &from,
+            &["a"],
+            Visitors::Bitmap(37),
+            ("n", "count(*)"),
+        );
+        assert!(enough.unwrap().is_some());
+    }
 }
