@@ -29,7 +29,7 @@
 # request (tests/allocs.rs: a counting allocator around tollgate's proxy and the bare one).
 #
 # Usage:
-#   cargo test --release --no-run && benches/proxy_wrk.sh
+#   cargo test --release --no-run && cargo build --release --example bare_proxy && benches/proxy_wrk.sh
 #
 # Environment:
 #   RUNS=5            runs per setup
@@ -109,7 +109,7 @@ if has c || has d || has i; then
 (or set TOLLGATE_BIN, or SETUPS=\"a b\" to benchmark only the nginx setups)"
 fi
 if has h; then
-  [[ -x $BARE ]] || die "bare proxy not found at '$BARE': run 'cargo test --release --no-run' first (or set BARE_BIN)"
+  [[ -x $BARE ]] || die "bare proxy not found at '$BARE': run 'cargo build --release --example bare_proxy' first (or set BARE_BIN)"
 fi
 CLK_TCK=$(getconf CLK_TCK)
 
