@@ -419,8 +419,13 @@ fn top_pages_of_many(f: &Filters) -> Sql {
 }
 
 /// Bytes of visitor bitmaps [`breakdowns`] may hold at once: bounded here, as aggregate
-/// states that DuckDB cannot spill to disk.
-const BITMAP_BUDGET: u64 = 64 << 20;
+/// states that DuckDB cannot spill to disk. Each of DuckDB's threads builds its own, and a
+/// query held up to about [`BITMAP_OVERHEAD`] times their size in bits, so a bitmap of `b`
+/// bits is counted as `threads * BITMAP_OVERHEAD * b / 8` bytes.
+const BITMAP_BUDGET: u64 = 128 << 20;
+
+/// See [`BITMAP_BUDGET`].
+const BITMAP_OVERHEAD: u64 = 4;
 
 /// The fewest columns [`breakdowns`] counts with bitmaps: numbering the visitors costs about
 /// what one column's distinct count does, so bitmaps gain only over several columns
@@ -509,8 +514,8 @@ fn breakdowns_within(
 }
 
 /// The bits a visitor bitmap needs over `from` (its rows, at least its visitors), and which of
-/// `cols` get bitmaps within `budget` bytes: those with the fewest values first. None when
-/// `from` has no rows.
+/// `cols` get bitmaps within `budget` bytes (as [`BITMAP_BUDGET`] counts them): those with the
+/// fewest values first. None when `from` has no rows.
 fn bitmap_columns(
     conn: &Connection,
     from: &Sql,
@@ -520,7 +525,7 @@ fn bitmap_columns(
     let mut sql = Sql::default();
     // Estimates of each column's values are enough for a budget: DuckDB's are within a few
     // percent, and cost two thirds of exact ones.
-    sql.push("SELECT count(*)");
+    sql.push("SELECT current_setting('threads'), count(*)");
     for c in cols {
         sql.push(&format!(", approx_count_distinct({c})"));
     }
@@ -531,21 +536,23 @@ fn bitmap_columns(
         .iter()
         .map(|v| num(v) as u64)
         .collect();
-    let bits = counts.first().copied().unwrap_or(0);
+    let threads = counts.first().copied().unwrap_or(1).max(1);
+    let bits = counts.get(1).copied().unwrap_or(0);
     if bits == 0 || bits > i32::MAX as u64 {
         return Ok(None);
     }
     // A quarter more than the estimate, and NULL: a value of its own.
-    let values = |i: usize| counts.get(1 + i).map_or(u64::MAX, |v| v + v / 4 + 2);
+    let values = |i: usize| counts.get(2 + i).map_or(u64::MAX, |v| v + v / 4 + 2);
+    let per_value = (bits / 8 + 64).saturating_mul(threads * BITMAP_OVERHEAD);
     let mut order: Vec<usize> = (0..cols.len()).collect();
     order.sort_by_key(|&i| values(i));
     let mut spent = 0u64;
     let mut bitmap = vec![false; cols.len()];
     for i in order {
-        let cost = values(i).saturating_mul(bits / 8 + 64);
+        let cost = values(i).saturating_mul(per_value);
         if spent.saturating_add(cost) <= budget {
             bitmap[i] = true;
-            spent += cost;
+            spent = spent.saturating_add(cost);
         }
     }
     Ok(Some((bits, bitmap)))
@@ -772,13 +779,19 @@ mod tests {
             serde_json::to_value(&t).unwrap()
         };
         let exact = run(0);
-        // a: 4 values and NULL, budgeted as 4 + 1 + 2 = 7 of (1000 / 8 + 64) bytes; b: 17
-        // and NULL, as 23.
-        let (bits, only_a) = bitmap_columns(&conn, &from, &["a", "b"], 7 * 189)
+        // a: 4 values and NULL, budgeted as 4 + 1 + 2 = 7 of (1000 / 8 + 64) bytes, times
+        // the overhead, for each thread; b: 17 and NULL, as 23.
+        conn.execute_batch("SET threads = 3").unwrap();
+        let only_a_fits = 7 * 189 * 3 * BITMAP_OVERHEAD;
+        let (bits, only_a) = bitmap_columns(&conn, &from, &["a", "b"], only_a_fits)
             .unwrap()
             .unwrap();
         assert_eq!((bits, only_a), (1000, vec![true, false]));
-        assert_eq!(run(7 * 189), exact, "bitmaps for a only");
+        let (_, none) = bitmap_columns(&conn, &from, &["a", "b"], only_a_fits - 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(none, vec![false, false]);
+        assert_eq!(run(only_a_fits), exact, "bitmaps for a only");
         assert_eq!(run(u64::MAX), exact, "bitmaps for both");
         let a = &exact["a"]["rows"];
         assert_eq!(a.as_array().unwrap().len(), 5, "{a}");
