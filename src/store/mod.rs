@@ -6,6 +6,7 @@
 //! connection to the same database instance.
 
 mod budget;
+mod chunk;
 mod forget;
 mod guard;
 mod keys;
@@ -28,19 +29,14 @@ pub(crate) use sessions::{
 };
 
 use crate::event::columns::SEQ;
-use crate::event::{Event, Field, Kind, COLUMNS};
+use crate::event::{Event, Kind};
 use duckdb::arrow;
-use duckdb::arrow::array::{
-    ArrayRef, BooleanArray, FixedSizeBinaryArray, Float64Array, Int32Array, Int64Array,
-    StringArray, TimestampMicrosecondArray,
-};
-use duckdb::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+use duckdb::arrow::datatypes::{DataType, TimeUnit};
 use duckdb::arrow::error::ArrowError;
-use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Config, Connection};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// File name of the store inside the data directory.
 pub const DB_FILE: &str = "tollgate.duckdb";
@@ -511,40 +507,17 @@ impl Store {
     }
 }
 
-/// Append `(seq, event)` rows to `table`, which has the `events` columns: column by column, as
-/// Arrow arrays that DuckDB's appender takes a vector (2,048 rows) at a time. Row by row, its C
-/// API costs a call, a type dispatch and for ids a text round trip per value: that was a third
-/// of the writer's time.
+/// Append `(seq, event)` rows to `table`, which has the `events` columns: written straight
+/// into DuckDB's data chunks ([`chunk`]), which its appender takes 2,048 rows at a time. Row by
+/// row, its C API costs a call, a type dispatch and for ids a text round trip per value (that
+/// was a third of the writer's time); through Arrow arrays, two copies of every value.
 pub fn append_rows<'a>(
     conn: &Connection,
     table: &str,
     rows: impl Iterator<Item = (i64, &'a Event)>,
 ) -> Result<(), StoreError> {
     let rows: Vec<(i64, &Event)> = rows.collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let columns = COLUMNS
-        .iter()
-        .map(|c| column(&c.field, &rows))
-        .collect::<Result<Vec<_>, _>>()?;
-    let batch = RecordBatch::try_new(arrow_schema().clone(), columns)?;
-    let mut app = conn.appender(table)?;
-    app.append_record_batch(batch)?;
-    app.flush()?;
-    Ok(())
-}
-
-/// The Arrow schema of [`COLUMNS`]: ids as 16-byte `arrow.uuid`s, times as microseconds.
-fn arrow_schema() -> &'static SchemaRef {
-    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let fields: Vec<arrow::datatypes::Field> = COLUMNS
-            .iter()
-            .map(|c| arrow_field(c.name, c.kind(), c.nullable))
-            .collect();
-        Arc::new(Schema::new(fields))
-    })
+    chunk::append(conn, table, &rows)
 }
 
 /// The Arrow field for a store column of `kind`: ids as 16-byte `arrow.uuid`s (Arrow's
@@ -567,24 +540,6 @@ fn arrow_field(name: &str, kind: Kind, nullable: bool) -> arrow::datatypes::Fiel
         )])),
         _ => field,
     }
-}
-
-/// One column of `rows` as an Arrow array.
-fn column(field: &Field, rows: &[(i64, &Event)]) -> Result<ArrayRef, ArrowError> {
-    let events = || rows.iter().map(|(_, e)| *e);
-    Ok(match field {
-        Field::Seq => Arc::new(Int64Array::from_iter_values(rows.iter().map(|(s, _)| *s))),
-        Field::BigInt(a) => Arc::new(events().map(a.get).collect::<Int64Array>()),
-        Field::Int(a) => Arc::new(events().map(a.get).collect::<Int32Array>()),
-        Field::Double(a) => Arc::new(events().map(a.get).collect::<Float64Array>()),
-        Field::Bool(a) => Arc::new(events().map(a.get).collect::<BooleanArray>()),
-        Field::Timestamp(a) => Arc::new(events().map(a.get).collect::<TimestampMicrosecondArray>()),
-        Field::Text(a) | Field::Json(a) => Arc::new(events().map(a.get).collect::<StringArray>()),
-        Field::Uuid(a) => Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-            events().map(|e| (a.get)(e).map(|u| u.into_bytes())),
-            16,
-        )?),
-    })
 }
 
 /// DuckDB's share while nothing has borrowed the whole one ([`Budget`]).
