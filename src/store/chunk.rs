@@ -47,7 +47,9 @@ pub fn append(conn: &Connection, table: &str, rows: &[(i64, &Event)]) -> Result<
 }
 
 /// The DuckDB type of a store column of `kind`, as the table declares it (`JSON` is
-/// `VARCHAR` with DuckDB's alias: the same type, so the appender does not cast the text).
+/// `VARCHAR` with DuckDB's alias: the same type, so the appender does not cast the text, and
+/// does not parse it as JSON again either: `props` is always written by serde_json, in
+/// `ingest::draft` and for generated events).
 fn logical_type(kind: Kind) -> LogicalTypeHandle {
     let id = match kind {
         Kind::BigInt => LogicalTypeId::Bigint,
@@ -82,6 +84,10 @@ unsafe fn fill(v: ffi::duckdb_vector, field: &Field, rows: &[(i64, &Event)]) {
             events.map(|e| (a.get)(e).map(|u| i128::from_be_bytes(u.into_bytes()) ^ i128::MIN)),
         ),
         Field::Text(a) | Field::Json(a) => {
+            // A null's slot is an empty `string_t` (all zeros), not what the last chunk left
+            // there, a pointer into its freed string heap: DuckDB skips null rows, but nothing
+            // stale is left for anything that does not.
+            let slots = ffi::duckdb_vector_get_data(v) as *mut ffi::duckdb_string_t;
             let mut nulls = Nulls::new(v);
             for (i, s) in events.map(a.get).enumerate() {
                 match s {
@@ -93,7 +99,10 @@ unsafe fn fill(v: ffi::duckdb_vector, field: &Field, rows: &[(i64, &Event)]) {
                         s.as_ptr() as *const c_char,
                         s.len() as u64,
                     ),
-                    None => nulls.set(i),
+                    None => {
+                        slots.add(i).write_unaligned(std::mem::zeroed());
+                        nulls.set(i);
+                    }
                 }
             }
         }
