@@ -29,6 +29,11 @@
 #   BEACONS=0         browser events a second beside the load (0-20): one-event beacons POSTed to
 #                     tollgate's /_tollgate/e, as a site's injected tracker sends them (each is
 #                     an ingestion request the writer commits at once)
+#   VISITORS=0        0: every request is a new visitor (no cookie: a first visit each, so every
+#                     page view starts a session, the most the writer's fold inserts). N > 0: N
+#                     returning visitors, whose cookies (from one first visit each, before the
+#                     load) the requests carry in turn: their sessions go on, and the fold
+#                     updates N session rows instead (1-100000)
 #   TOLLGATE_BIN      default ${CARGO_TARGET_DIR:-$HOME/.cache/tollgate/target}/release/tollgate
 #   OUT=FILE          also write the report to FILE
 #   KEEP_TMP=1        keep the temp dir (configs, logs, wrk output, /metrics)
@@ -45,6 +50,7 @@ RATE=${RATE:-10000}
 CONNS=${CONNS:-32}
 SAMPLE_SECS=${SAMPLE_SECS:-5}
 BEACONS=${BEACONS:-0}
+VISITORS=${VISITORS:-0}
 PAGE_BYTES=2048
 UA='Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
 
@@ -106,6 +112,38 @@ out=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "$URL
   || die "request to $URL failed"
 [[ $out == "200 $PAGE_BYTES" ]] || die "expected '200 $PAGE_BYTES' from $URL, got '$out'"
 
+[[ $VISITORS =~ ^[0-9]+$ ]] && (( VISITORS <= 100000 )) || die "VISITORS must be 0-100000, got '$VISITORS'"
+# Returning visitors: one first visit each (keep-alive, before the load), their cookies as a
+# Lua table that request() below goes through in turn.
+VISITOR_LUA=
+if (( VISITORS > 0 )); then
+  log "first visits of $VISITORS returning visitors"
+  python3 - "$TG_PORT" "$VISITORS" >"$TMP/visitors.lua" <<'PY' || die "could not collect the visitors' cookies"
+import http.client, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+print("local cookies = {")
+for _ in range(n):
+    c.request("GET", "/index.html")
+    r = c.getresponse()
+    r.read()
+    jar = "; ".join(v.split(";", 1)[0] for k, v in r.getheaders() if k.lower() == "set-cookie")
+    if r.status != 200 or "=" not in jar:
+        sys.exit(f"first visit answered {r.status} with cookies {jar!r}")
+    print(f'  "{jar}",')
+print("}")
+PY
+  VISITOR_LUA=$(cat "$TMP/visitors.lua"; cat <<'LUA'
+local k = 0
+function request()
+  k = k % #cookies + 1
+  wrk.headers["Cookie"] = cookies[k]
+  return wrk.format()
+end
+LUA
+)
+fi
+
 status_kib() {   # field -> KiB from /proc/TG/status
   local key val _
   while read -r key val _; do
@@ -145,6 +183,7 @@ function delay()
   if wait < 0.5 then return 0 end
   return math.floor(wait + 0.5)
 end
+$VISITOR_LUA
 EOF
 
 writer_ticks() {   # user + sys clock ticks of the tollgate-writer thread
@@ -315,6 +354,11 @@ set -e
   echo "- machine: $(nproc) CPUs, $(cpu_model), kernel $(uname -r)"
   echo "- command: \`$CMDLINE\`"
   echo "- load: wrk -t1 -c$CONNS, paced to $RATE req/s (Lua delay()), ${DURATION}s, 2048-byte page from nginx (1 worker)"
+  if (( VISITORS > 0 )); then
+    echo "- visitors: $VISITORS returning, their cookies in turn"
+  else
+    echo "- visitors: a new one every request (no cookie)"
+  fi
   echo "- tollgate: ${TG_VER:-$BIN}, default config, empty data dir${TG_ENV:+; env: $TG_ENV}"
   echo
   cat "$TMP/body.md"
