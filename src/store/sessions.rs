@@ -7,8 +7,7 @@
 //! and exit paths, and the [`VISIT`] columns of its first page view. Every one of those
 //! merges (`min`, `max`, `sum`, first/last by time), so page views are folded into the rows
 //! they belong to without reading older events: [`fold`] groups the page views of a range of
-//! `seq` into one partial row per session, stages them in a temporary table
-//! (`session_batch`), and merges those into `sessions` with one `MERGE`.
+//! `seq` into one partial row per session and merges those into `sessions` with one `MERGE`.
 //!
 //! `tollgate_meta`'s `sessions_seq` is the watermark: every page view with a `seq` up to it
 //! is folded. Ingested events are folded in the transaction that commits them, unless the
@@ -77,14 +76,10 @@ fn ddl() -> String {
     )
 }
 
-/// Create the `sessions` table if missing, and this connection's `session_batch` (a temporary
-/// table, empty between folds) that folds stage partial rows in. Returns the watermark, set
-/// to the last `seq` stored for a new table (or one from before the watermark existed).
+/// Create the `sessions` table if missing. Returns the watermark, set to the last `seq`
+/// stored for a new table (or one from before the watermark existed).
 pub(super) fn create(conn: &Connection) -> Result<i64, StoreError> {
-    conn.execute_batch(&format!(
-        "{} CREATE TEMP TABLE IF NOT EXISTS session_batch AS FROM sessions LIMIT 0;",
-        ddl()
-    ))?;
+    conn.execute_batch(&ddl())?;
     let found: Option<i64> = conn.query_row(
         "SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = ?",
         [WATERMARK],
@@ -159,20 +154,20 @@ pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), St
     // A session already stored gets its later page views added (the common case: three
     // columns); one whose stored first page view is later than the new ones (a late event)
     // gets its first-page-view columns replaced too; a new one is inserted. The partial rows
-    // go through a temporary table so that DuckDB knows how few they are: merged straight from
-    // the query, its estimate (a fifth of the events) made it build the join's hash table on
-    // the whole of `sessions` (0.2-0.6 s a fold against 0.03-0.07 s on the 10M-event store,
-    // BENCHMARKS.md). It is emptied first too, in case a fold outside a transaction (at
-    // start-up) failed after filling it.
+    // are merged straight from their query, with a `LIMIT` that cuts nothing (there are no
+    // more sessions than events in the range) but tells DuckDB how few they can be: without
+    // it, its estimate (a fifth of all events) made it build the merge's hash table on the
+    // whole of `sessions` (0.2-0.6 s a fold on the 10M-event store, against 0.03 s). Staging
+    // them in a temporary table instead cost the writer about a tenth of its time
+    // (BENCHMARKS.md).
     conn.execute_batch(&format!(
-        "DELETE FROM session_batch;
-         INSERT INTO session_batch BY NAME {partials};
-         MERGE INTO sessions s USING session_batch b ON s.{SESSION_ID} = b.{SESSION_ID} \
+        "MERGE INTO sessions s USING ({partials} LIMIT {most}) b \
+           ON s.{SESSION_ID} = b.{SESSION_ID} \
            WHEN MATCHED AND b.first_ts >= s.first_ts THEN UPDATE SET {later} \
            WHEN MATCHED THEN UPDATE SET {earlier}, {later} \
-           WHEN NOT MATCHED THEN INSERT BY NAME;
-         DELETE FROM session_batch;",
+           WHEN NOT MATCHED THEN INSERT BY NAME;",
         partials = partials(&format!("{SEQ} > {after} AND {SEQ} <= {through}")),
+        most = through.saturating_sub(after).max(0),
     ))?;
     super::rollups::fold(conn, after, through)?;
     set_watermark(conn, through)
@@ -250,10 +245,7 @@ pub(crate) fn rebuild_marked(conn: &Connection) -> Result<(), StoreError> {
 /// transactions of [`BACKFILL_CHUNK`] events, with progress on the console. Starts over from
 /// an empty table, so an interrupted back-fill is simply run again at the next start.
 pub(super) fn backfill(conn: &Connection) -> Result<i64, StoreError> {
-    conn.execute_batch(
-        "DROP TABLE IF EXISTS session_batch; DROP TABLE IF EXISTS sessions; \
-         DELETE FROM pageview_hours;",
-    )?;
+    conn.execute_batch("DROP TABLE IF EXISTS sessions; DELETE FROM pageview_hours;")?;
     conn.execute("DELETE FROM tollgate_meta WHERE key = ?", [WATERMARK])?;
     create(conn)?;
     let (lo, hi, n): (Option<i64>, Option<i64>, i64) = conn.query_row(
