@@ -585,7 +585,8 @@ fn grouping_sets(
         .join(", ");
     let (m, name) = (measure.1, measure.0);
     let mut sql = Sql::default();
-    match visitors {
+    // The most visitors the answer may have counted (`top`); 0 where it is not checked.
+    let bits = match visitors {
         Visitors::Distinct => {
             sql.push(&format!(
                 "SELECT grouping({list}) AS g, {list}, count(DISTINCT visitor_id) AS visitors, \
@@ -593,6 +594,7 @@ fn grouping_sets(
             ))
             .append(from)
             .push(&format!(") GROUP BY GROUPING SETS ({sets})"));
+            0
         }
         Visitors::Bitmap(n) => {
             // `top` is how many visitors there are: more than `n` if rows came in after
@@ -606,14 +608,11 @@ fn grouping_sets(
                      FROM f LEFT JOIN (SELECT * FROM k WHERE vk <= {n}) USING (visitor_id) \
                      GROUP BY GROUPING SETS ({sets})"
             ));
+            n
         }
-    }
+    };
     let n = cols.len();
     let mut tables: Vec<Vec<CountsRow>> = vec![Vec::new(); n];
-    let bits = match visitors {
-        Visitors::Bitmap(bits) => bits,
-        Visitors::Distinct => 0,
-    };
     for r in rows(conn, &sql)? {
         if num(&r[3 + n]) as u64 > bits {
             return Ok(None);

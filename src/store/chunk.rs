@@ -8,8 +8,8 @@
 //! The vectors' layouts are DuckDB's (`duckdb.h`): `BIGINT` and `TIMESTAMP` an `i64`
 //! (microseconds), `INTEGER` an `i32`, `DOUBLE` an `f64`, `BOOLEAN` a byte, `UUID` a
 //! `hugeint_t` (the UUID's 128 bits, big-endian, with the top bit flipped so that it sorts as
-//! a signed number), text through `duckdb_unsafe_vector_assign_string_element_len` (which copies it,
-//! without checking that it is UTF-8: a `&str` is).
+//! a signed number), text through `duckdb_unsafe_vector_assign_string_element_len` (which
+//! copies it, without checking that it is UTF-8: a `&str` is).
 
 use super::StoreError;
 use crate::event::{Event, Field, Kind, COLUMNS};
