@@ -8,8 +8,9 @@
 //! with no touch are credited to `(none)`.
 
 use super::filter::{session_dimensions, Filters, Sql, Window};
-use super::funnel::{IDENTITIES, PERSON};
+use super::funnel::PERSON;
 use super::{query, typed_rows, CountsRow, ReportError, Row, Table};
+use crate::store::IDENTITIES;
 use duckdb::Connection;
 use serde::{Deserialize, Deserializer, Serialize};
 

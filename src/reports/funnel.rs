@@ -13,6 +13,7 @@
 
 use super::filter::{any_of, dimension, prop_path, ts_value, Filters, Scope, Sql, Window};
 use super::{batches, quantile_cont, query, ratio, rows, Fetch, ReportError, Table};
+use crate::store::IDENTITIES;
 use duckdb::arrow::array::{Array, Int32Array, Int64Array, StringArray, UInt64Array};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
@@ -99,12 +100,6 @@ pub struct StepCount {
     /// The median time from the previous step; `None` for the first.
     pub median_seconds: Option<f64>,
 }
-
-/// Visitors tied to a user (stitched), for counting people rather than browsers: `stitched` is
-/// the user's [`PERSON`] key.
-pub(crate) const IDENTITIES: &str =
-    "idm AS MATERIALIZED (SELECT visitor_id, md5_number(min(user_id)) AS stitched \
-     FROM events WHERE visitor_id IS NOT NULL AND user_id IS NOT NULL GROUP BY visitor_id)";
 
 /// The person an event (`e`, joined with `idm`) belongs to: the user its visitor is stitched
 /// to, else its own user, else its visitor. As a 128-bit key (`UHUGEINT`), which DuckDB groups,

@@ -6,8 +6,9 @@
 //! `sessions` table: the weeks in which one of their sessions started.
 
 use super::filter::{Filters, Sql};
-use super::funnel::{IDENTITIES, PERSON};
+use super::funnel::PERSON;
 use super::{rows, ReportError, Table};
+use crate::store::IDENTITIES;
 use chrono::{Datelike, Duration, NaiveDate};
 use duckdb::Connection;
 use serde::Serialize;

@@ -10,6 +10,7 @@ mod chunk;
 mod forget;
 mod guard;
 mod keys;
+mod persons;
 mod query;
 mod read;
 mod rollups;
@@ -19,6 +20,7 @@ mod sessions;
 pub use budget::{is_out_of_memory, out_of_memory, Budget, Loan, Share};
 pub use forget::{forget, forget_again, ForgetReport, Subject};
 pub use guard::{check_read_only, QueryError};
+pub use persons::IDENTITIES;
 pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryResult};
 pub use read::{read_events, Record};
 pub use schema::{duckdb_type, events_ddl};
@@ -104,8 +106,8 @@ struct Staged {
     first: i64,
     /// The last `seq` appended.
     through: i64,
-    /// Whether a page view is among them.
-    views: bool,
+    /// Whether any of them feeds the derived tables ([`sessions::feeds_derived`]).
+    derived: bool,
     rows: usize,
     /// The bytes of their text ([`Event::text_bytes`]).
     text: usize,
@@ -120,8 +122,8 @@ struct Staged {
 struct Unfolded {
     /// The last `seq` committed.
     through: i64,
-    /// Whether a page view is among them (else a fold has nothing to do).
-    views: bool,
+    /// Whether any of them feeds the derived tables (else a fold has nothing to do).
+    derived: bool,
 }
 
 impl Store {
@@ -276,10 +278,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         // An open staging transaction is left open: these go past it. The fold stops short of
         // its events, which are not committed yet.
-        let views = sessions::has_views(events.iter().map(|e| e.borrow()));
+        let derived = sessions::feeds_derived(events.iter().map(|e| e.borrow()));
         let through = first_seq + events.len() as i64 - 1;
         let fold_to = self.staged.as_ref().map_or(through, |st| st.first - 1);
-        let fold = (views || self.has_unfolded()) && fold_to > self.folded;
+        let fold = (derived || self.has_unfolded()) && fold_to > self.folded;
         let lock = self.changing.clone();
         let _held = fold.then(|| sessions::hold(&lock));
         let _memory = self.budget.lend_memory()?;
@@ -297,17 +299,18 @@ impl Store {
             sessions::fold(&tx, self.folded, fold_to)?;
         }
         tx.commit()?;
-        self.committed(through, views, fold.then_some(fold_to));
+        self.committed(through, derived, fold.then_some(fold_to));
         Ok(())
     }
 
-    /// Note a commit up to `through`, whose page views (`views`) were folded up to
-    /// `folded_to`, if a fold ran, and are otherwise left to a later one.
-    fn committed(&mut self, through: i64, views: bool, folded_to: Option<i64>) {
-        if views || self.unfolded.is_some() {
-            let u = self.unfolded.get_or_insert(Unfolded { through, views });
+    /// Note a commit up to `through`, whose events for the derived tables (`derived`: page
+    /// views, stitched visitors) were folded up to `folded_to`, if a fold ran, and are
+    /// otherwise left to a later one.
+    fn committed(&mut self, through: i64, derived: bool, folded_to: Option<i64>) {
+        if derived || self.unfolded.is_some() {
+            let u = self.unfolded.get_or_insert(Unfolded { through, derived });
             u.through = u.through.max(through);
-            u.views |= views;
+            u.derived |= derived;
         }
         if let Some(to) = folded_to {
             self.folded = to;
@@ -317,10 +320,10 @@ impl Store {
         }
     }
 
-    /// Whether committed page views wait to be folded ([`Store::commit_staged`] leaves them
+    /// Whether committed page views or stitched visitors wait to be folded ([`Store::commit_staged`] leaves them
     /// to [`Store::fold_pending`]).
     pub fn has_unfolded(&self) -> bool {
-        self.unfolded.is_some_and(|u| u.views)
+        self.unfolded.is_some_and(|u| u.derived)
     }
 
     /// Fold the page views committed but not folded yet, in a transaction of their own.
@@ -330,7 +333,7 @@ impl Store {
         let Some(u) = self.unfolded else {
             return Ok(());
         };
-        if u.views {
+        if u.derived {
             let _held = sessions::hold(&self.changing);
             let _memory = self.budget.lend_memory()?;
             let tx = self.conn.transaction()?;
@@ -368,7 +371,7 @@ impl Store {
             self.staged = Some(Staged {
                 first: first_seq,
                 through: first_seq - 1,
-                views: false,
+                derived: false,
                 rows: 0,
                 text: 0,
                 _memory: memory,
@@ -384,7 +387,7 @@ impl Store {
         }
         if let Some(st) = self.staged.as_mut() {
             st.through = first_seq + events.len() as i64 - 1;
-            st.views |= sessions::has_views(events.iter().map(|e| e.borrow()));
+            st.derived |= sessions::feeds_derived(events.iter().map(|e| e.borrow()));
             st.rows += events.len();
             st.text += events
                 .iter()
@@ -419,7 +422,7 @@ impl Store {
         let Some(st) = self.staged.as_ref() else {
             return Ok(());
         };
-        let (through, views) = (st.through, st.views);
+        let (through, derived) = (st.through, st.derived);
         // Never out of memory inside DuckDB's COMMIT ([`Budget::lend_memory`]).
         let memory = self.budget.lend_memory();
         if let Err(e) = memory.and_then(|_m| Ok(self.stager.execute_batch("COMMIT")?)) {
@@ -427,7 +430,7 @@ impl Store {
             return Err(e);
         }
         self.staged = None;
-        self.committed(through, views, None);
+        self.committed(through, derived, None);
         Ok(())
     }
 

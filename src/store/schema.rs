@@ -46,13 +46,19 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     // a store from before version 3.
     // Page views per hour (`rollups.rs`), kept with the sessions: counted from the events up
     // to the watermark for a store of version 3, and by the back-fill for older ones.
+    // Which user each visitor is stitched to (`persons.rs`), kept with them too: found from the
+    // events up to the watermark for a store of version 3 or 4.
     super::rollups::create(conn)?;
+    super::persons::create(conn)?;
     let watermark = if found.is_some_and(|v| v < 3) {
         super::sessions::backfill(conn)?
     } else {
         let w = super::sessions::create(conn)?;
         if found == Some(3) {
             super::rollups::backfill(conn, w)?;
+        }
+        if found.is_some_and(|v| v < 5) {
+            super::persons::backfill(conn, w)?;
         }
         super::sessions::catch_up(conn, w)?
     };

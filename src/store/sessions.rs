@@ -8,6 +8,7 @@
 //! merges (`min`, `max`, `sum`, first/last by time), so page views are folded into the rows
 //! they belong to without reading older events: [`fold`] groups the page views of a range of
 //! `seq` into one partial row per session and merges those into `sessions` with one `MERGE`.
+//! The same fold keeps `pageview_hours` (`rollups.rs`) and `persons` (`persons.rs`).
 //!
 //! `tollgate_meta`'s `sessions_seq` is the watermark: every page view with a `seq` up to it
 //! is folded. Ingested events are folded in the transaction that commits them, unless the
@@ -135,10 +136,11 @@ pub(crate) fn hold(lock: &Mutex<()>) -> MutexGuard<'_, ()> {
     lock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Whether `events` hold a page view: something for [`fold`] to do (`sessions` takes those
-/// with a session id, `pageview_hours` every one).
-pub(super) fn has_views<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
-    events.any(|e| e.name == PAGE_VIEW)
+/// Whether `events` feed a derived table: something for [`fold`] to do. A page view does
+/// (`sessions` takes those with a session id, `pageview_hours` every one), and so does an event
+/// with both a visitor and a user id (`persons`).
+pub(super) fn feeds_derived<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
+    events.any(|e| e.name == PAGE_VIEW || (e.visitor_id.is_some() && e.user_id.is_some()))
 }
 
 /// Fold the page views with `seq` in `(after, through]` into `sessions` and move the
@@ -170,6 +172,7 @@ pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), St
         most = through.saturating_sub(after).max(0),
     ))?;
     super::rollups::fold(conn, after, through)?;
+    super::persons::fold(conn, after, through)?;
     set_watermark(conn, through)
 }
 
@@ -216,6 +219,7 @@ fn partials(cond: &str) -> String {
 /// deleted; [`rebuild_marked`] then rebuilds those sessions from the events left.
 pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(), StoreError> {
     super::rollups::mark(conn, cond, value)?;
+    super::persons::mark(conn, cond, value)?;
     conn.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE session_marked AS SELECT DISTINCT {SESSION_ID} \
@@ -230,6 +234,7 @@ pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(
 /// session with no page view left goes).
 pub(crate) fn rebuild_marked(conn: &Connection) -> Result<(), StoreError> {
     super::rollups::recount_marked(conn, FOLDED_THROUGH)?;
+    super::persons::restitch_marked(conn, FOLDED_THROUGH)?;
     let marked = format!("{SESSION_ID} IN (SELECT {SESSION_ID} FROM session_marked)");
     let folded = format!("{marked} AND {SEQ} <= {FOLDED_THROUGH}");
     conn.execute_batch(&format!(
@@ -245,7 +250,9 @@ pub(crate) fn rebuild_marked(conn: &Connection) -> Result<(), StoreError> {
 /// transactions of [`BACKFILL_CHUNK`] events, with progress on the console. Starts over from
 /// an empty table, so an interrupted back-fill is simply run again at the next start.
 pub(super) fn backfill(conn: &Connection) -> Result<i64, StoreError> {
-    conn.execute_batch("DROP TABLE IF EXISTS sessions; DELETE FROM pageview_hours;")?;
+    conn.execute_batch(
+        "DROP TABLE IF EXISTS sessions; DELETE FROM pageview_hours; DELETE FROM persons;",
+    )?;
     conn.execute("DELETE FROM tollgate_meta WHERE key = ?", [WATERMARK])?;
     create(conn)?;
     let (lo, hi, n): (Option<i64>, Option<i64>, i64) = conn.query_row(
@@ -612,6 +619,8 @@ mod tests {
     #[test]
     fn the_watermark_expression_reads_the_watermark() {
         assert!(super::FOLDED_THROUGH.contains(&format!("'{}'", super::WATERMARK)));
+        // `persons::IDENTITIES` spells it out (a `const` cannot be built from another).
+        assert!(crate::store::IDENTITIES.contains(super::FOLDED_THROUGH));
     }
 
     /// Page views per hour, site and bot flag as the raw events say.
@@ -633,15 +642,10 @@ mod tests {
         )
     }
 
-    /// `pageview_hours` equals the raw events' count per hour exactly: written over several
-    /// commits through every append path (staged or not), out of time order; after a late
-    /// event (an import of last month's purchase page) and a bot's page view; after a forget;
-    /// and when a store of schema version 3 is opened and gets the table built.
-    #[test]
-    fn page_views_per_hour_match_the_raw_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        let mut events = workload();
+    /// Write `events` from `seq` 1 in commits of 11, through every append path in turn (staged
+    /// and committed, in one transaction, as a submission), and fold them; returns the next
+    /// `seq`.
+    fn written_every_way(store: &mut Store, events: &[Event]) -> i64 {
         let mut seq = 1;
         for (i, chunk) in events.chunks(11).enumerate() {
             match i % 3 {
@@ -655,6 +659,19 @@ mod tests {
             seq += chunk.len() as i64;
         }
         store.fold_pending().unwrap();
+        seq
+    }
+
+    /// `pageview_hours` equals the raw events' count per hour exactly: written over several
+    /// commits through every append path (staged or not), out of time order; after a late
+    /// event (an import of last month's purchase page) and a bot's page view; after a forget;
+    /// and when a store of schema version 3 is opened and gets the table built.
+    #[test]
+    fn page_views_per_hour_match_the_raw_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut events = workload();
+        let seq = written_every_way(&mut store, &events);
         assert!(expected_hours(&events).len() >= 4);
         assert_eq!(stored_hours(&store), expected_hours(&events));
 
@@ -681,5 +698,120 @@ mod tests {
         // A store of version 3 gets the table built when it opens.
         let store = reopened_as(store, dir.path(), "pageview_hours", 3);
         assert_eq!(stored_hours(&store), expected_hours(&events));
+    }
+
+    /// Events that stitch visitors of [`workload`] to users: every third visitor gets an
+    /// identify call, every sixth a second one with a lesser user id (the one it keeps), and
+    /// one user acts without a visitor.
+    fn identities() -> Vec<Event> {
+        let mut out = Vec::new();
+        for v in (0..30u128).filter(|v| v % 3 == 0) {
+            let mut e = Event::now("identify", "shop", Source::Server);
+            e.ts_us = T0 + v as i64 * MIN_US;
+            e.visitor_id = Some(Uuid::from_u128(1000 + v));
+            e.user_id = Some(format!("u{}", v % 7));
+            out.push(e.clone());
+            if v % 6 == 0 {
+                e.name = "registered".into();
+                e.ts_us += 30 * MIN_US;
+                e.user_id = Some(format!("a{v}"));
+                out.push(e);
+            }
+        }
+        let mut e = Event::now("purchased", "shop", Source::Server);
+        e.ts_us = T0;
+        e.user_id = Some("u1".into());
+        out.push(e);
+        out
+    }
+
+    /// Each visitor's least user id, as the raw events say.
+    fn expected_persons(events: &[Event]) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        for e in events {
+            if let (Some(v), Some(u)) = (e.visitor_id, &e.user_id) {
+                let least = out.entry(v.to_string()).or_insert_with(|| u.clone());
+                if u < least {
+                    *least = u.clone();
+                }
+            }
+        }
+        out
+    }
+
+    /// `persons` (checking that each row's key is its user's), and what the reports read:
+    /// [`crate::store::IDENTITIES`], which adds the events past the watermark.
+    fn stored_persons(store: &Store) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let wrong: i64 = store
+            .connection()
+            .query_row(
+                "SELECT count(*) FROM persons WHERE person <> md5_number(user_id)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(wrong, 0, "a person key that is not its user's");
+        let table = keyed(
+            store,
+            "SELECT visitor_id::VARCHAR, user_id FROM persons",
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        );
+        let read = keyed(
+            store,
+            &format!(
+                "WITH {}, u AS (SELECT DISTINCT user_id FROM events WHERE user_id IS NOT NULL) \
+                 SELECT idm.visitor_id::VARCHAR, u.user_id FROM idm \
+                 JOIN u ON md5_number(u.user_id) = idm.stitched",
+                crate::store::IDENTITIES
+            ),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        );
+        (table, read)
+    }
+
+    /// `persons` holds each visitor's least user id as the raw events say: written over
+    /// several commits through every append path, with commits that hold no page view; what
+    /// the reports read includes events not folded yet; after a forget of a user (its visitors
+    /// fall back to the users left); and when a store of version 4 is opened.
+    #[test]
+    fn persons_match_the_raw_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut events = workload();
+        let ids = identities();
+        let mut seq = written_every_way(&mut store, &events);
+        // Identities alone, no page view among them: still folded.
+        let (first, second) = ids.split_at(ids.len() / 2);
+        store.append_new(seq, &[first]).unwrap();
+        seq += first.len() as i64;
+        events.extend(first.iter().cloned());
+        let want = expected_persons(&events);
+        assert!(want.len() >= 3);
+        assert_eq!(stored_persons(&store), (want.clone(), want));
+
+        // Staged and committed, not folded: the reports see them already.
+        store.stage(seq, second).unwrap();
+        store.commit_staged().unwrap();
+        events.extend(second.iter().cloned());
+        let want = expected_persons(&events);
+        assert_eq!(want.len(), 10);
+        assert!(want.values().any(|u| u.starts_with('a')));
+        let (table, read) = stored_persons(&store);
+        assert_ne!(table, want, "folded before fold_pending");
+        assert_eq!(read, want);
+        store.fold_pending().unwrap();
+        assert_eq!(stored_persons(&store), (want.clone(), want));
+
+        // A forgotten user: their visitors keep the users their other events name, or none.
+        crate::store::forget(store.connection(), &Subject::User("a0".into())).unwrap();
+        crate::store::forget(store.connection(), &Subject::User("u3".into())).unwrap();
+        events.retain(|e| !matches!(e.user_id.as_deref(), Some("a0" | "u3")));
+        let want = expected_persons(&events);
+        assert_eq!(want.len(), 9);
+        assert_eq!(stored_persons(&store), (want.clone(), want.clone()));
+
+        // A store of version 4 gets the table built when it opens.
+        let store = reopened_as(store, dir.path(), "persons", 4);
+        assert_eq!(stored_persons(&store), (want.clone(), want));
     }
 }
