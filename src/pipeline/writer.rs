@@ -40,6 +40,13 @@ const STAGED_TEXT: usize = 48 << 20;
 /// start): often enough that each pass deletes a few minutes' keys, not a day's.
 const PRUNE_KEYS_EVERY: Duration = Duration::from_secs(600);
 
+/// How often at most the writer folds at rest what commits left unfolded: events that only
+/// tie visitors to users are not folded by the commit that writes them (the reports read them
+/// from past the watermark meanwhile). A fold merges into whole tables; one per ingestion
+/// request, when each tied a thousand visitors, cost `/v1/batch` a third of its throughput
+/// (`BENCHMARKS.md`).
+const IDLE_FOLD_EVERY: Duration = Duration::from_secs(1);
+
 /// What the writer last saw of the store, for `/readyz`.
 #[derive(Default)]
 pub struct WriterHealth {
@@ -152,6 +159,8 @@ fn run(
     // once instead of waiting a tick.
     let mut behind = false;
     let mut prune_keys_at = Instant::now();
+    // When the writer may next fold at rest (`IDLE_FOLD_EVERY`).
+    let mut idle_fold_at = Instant::now();
     loop {
         if Instant::now() >= prune_keys_at {
             st.prune_keys();
@@ -193,9 +202,11 @@ fn run(
         let pending = batch.len() + st.store.staged_rows();
         if pending == 0 {
             oldest = None;
-            if taken == Taken::Empty && st.store.has_unfolded() {
-                // Idle: page views whose fold failed go into `sessions` now.
+            if taken == Taken::Empty && st.store.has_unfolded() && Instant::now() >= idle_fold_at {
+                // At rest: what commits left unfolded (events that only stitch visitors, a
+                // fold that failed) goes into the derived tables now.
                 st.fold_pending();
+                idle_fold_at = Instant::now() + IDLE_FOLD_EVERY;
             }
         } else {
             let seen = *oldest.get_or_insert_with(Instant::now);
@@ -319,15 +330,20 @@ impl State {
         }
     }
 
-    /// Fold the page views left out of `sessions` under load. A failure is logged; they are
-    /// folded with the next commit, or past the watermark at the next start.
+    /// Fold the events left out of the derived tables (`sessions`, `pageview_hours`,
+    /// `persons`) under load. A failure is logged; they are folded with the next commit, or
+    /// past the watermark at the next start.
     fn fold_pending(&mut self) {
         let res =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.store.fold_pending()));
         match res {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => warn!(%error, "Folding page views into sessions failed."),
-            Err(_) => warn!("Store writer panicked folding page views into sessions."),
+            Ok(Err(error)) => {
+                warn!(%error, "Folding events into sessions, page view hours and persons failed.")
+            }
+            Err(_) => warn!(
+                "Store writer panicked folding events into sessions, page view hours and persons."
+            ),
         }
     }
 

@@ -86,8 +86,8 @@ pub struct Store {
     dedup: keys::Bounds,
     /// The deduplication keys, loaded on first need.
     keys: keys::Keys,
-    /// The watermark: every page view up to this `seq` is folded into `sessions` and
-    /// `pageview_hours`.
+    /// The watermark: every event up to this `seq` is folded into `sessions`,
+    /// `pageview_hours` and `persons`.
     folded: i64,
     /// What was committed after it without being folded: staged events, until
     /// [`Store::fold_pending`]; events committed past an open staging transaction, until it is
@@ -268,8 +268,13 @@ impl Store {
     }
 
     /// The one commit of events: `first` (anything else the transaction must hold), then
-    /// `events` numbered from `first_seq`, then the fold of the page views past the watermark
-    /// into `sessions` (when there are any); and the watermark noted after.
+    /// `events` numbered from `first_seq`, then, when they hold page views, the fold of every
+    /// event past the watermark into the derived tables (`sessions` and the others); and the
+    /// watermark noted after. Events that only stitch visitors to users are left to a later
+    /// fold ([`Store::fold_pending`], which the writer runs when it is idle and after each
+    /// staged commit): folding them in every commit cost `/v1/batch` a third of its throughput
+    /// when every message carried both ids (`BENCHMARKS.md`); the reports read what is past
+    /// the watermark from the events meanwhile.
     fn commit_events<E: std::borrow::Borrow<Event>>(
         &mut self,
         first_seq: i64,
@@ -278,10 +283,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         // An open staging transaction is left open: these go past it. The fold stops short of
         // its events, which are not committed yet.
-        let derived = sessions::feeds_derived(events.iter().map(|e| e.borrow()));
+        let views = sessions::has_views(events.iter().map(|e| e.borrow()));
+        let derived = views || sessions::feeds_derived(events.iter().map(|e| e.borrow()));
         let through = first_seq + events.len() as i64 - 1;
         let fold_to = self.staged.as_ref().map_or(through, |st| st.first - 1);
-        let fold = (derived || self.has_unfolded()) && fold_to > self.folded;
+        let fold = views && fold_to > self.folded;
         let lock = self.changing.clone();
         let _held = fold.then(|| sessions::hold(&lock));
         let _memory = self.budget.lend_memory()?;
@@ -326,7 +332,8 @@ impl Store {
         self.unfolded.is_some_and(|u| u.derived)
     }
 
-    /// Fold the page views committed but not folded yet, in a transaction of their own.
+    /// Fold the events committed but not folded yet (page views, stitched visitors), in a
+    /// transaction of their own.
     pub fn fold_pending(&mut self) -> Result<(), StoreError> {
         // Staged events are committed first, and folded here with the rest.
         self.commit_staged()?;
@@ -414,10 +421,10 @@ impl Store {
         self.staged.as_ref().map(|s| s.first)
     }
 
-    /// Commit the staging transaction, if one is open. Its page views are left for
+    /// Commit the staging transaction, if one is open. Its events are folded by
     /// [`Store::fold_pending`], in a transaction of their own: folding in the long one would
-    /// make a `forget` that committed while it was open a conflict with its update of
-    /// `sessions`, and lose the events with it. On an error the staged events are lost.
+    /// make a `forget` that committed while it was open a conflict with its update of the
+    /// derived tables, and lose the events with it. On an error the staged events are lost.
     pub fn commit_staged(&mut self) -> Result<(), StoreError> {
         let Some(st) = self.staged.as_ref() else {
             return Ok(());

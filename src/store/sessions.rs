@@ -42,8 +42,8 @@ const BACKFILL_CHUNK: i64 = 1_000_000;
 /// The `tollgate_meta` key of the watermark.
 const WATERMARK: &str = "sessions_seq";
 
-/// The watermark as a SQL expression: the `seq` up to which page views are in `sessions` and
-/// `pageview_hours`, read in the statement's own snapshot.
+/// The watermark as a SQL expression: the `seq` up to which events are folded into
+/// `sessions`, `pageview_hours` and `persons`, read in the statement's own snapshot.
 pub const FOLDED_THROUGH: &str =
     "(SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = 'sessions_seq')";
 
@@ -136,15 +136,20 @@ pub(crate) fn hold(lock: &Mutex<()>) -> MutexGuard<'_, ()> {
     lock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Whether `events` feed a derived table: something for [`fold`] to do. A page view does
-/// (`sessions` takes those with a session id, `pageview_hours` every one), and so does an event
-/// with both a visitor and a user id (`persons`).
+/// Whether `events` hold a page view (`sessions` takes those with a session id,
+/// `pageview_hours` every one).
+pub(super) fn has_views<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
+    events.any(|e| e.name == PAGE_VIEW)
+}
+
+/// Whether `events` feed a derived table: something for [`fold`] to do. A page view does, and
+/// so does an event with both a visitor and a user id (`persons`).
 pub(super) fn feeds_derived<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
     events.any(|e| e.name == PAGE_VIEW || (e.visitor_id.is_some() && e.user_id.is_some()))
 }
 
-/// Fold the page views with `seq` in `(after, through]` into `sessions` and move the
-/// watermark to `through`, in the caller's transaction.
+/// Fold the events with `seq` in `(after, through]` into `sessions`, `pageview_hours` and
+/// `persons`, and move the watermark to `through`, in the caller's transaction.
 pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), StoreError> {
     let later = "last_ts = greatest(s.last_ts, b.last_ts), \
                  pageviews = s.pageviews + b.pageviews, \
@@ -751,6 +756,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!(wrong, 0, "a person key that is not its user's");
+        let twice: i64 = store
+            .connection()
+            .query_row(
+                "SELECT count(*) - count(DISTINCT visitor_id) FROM persons",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(twice, 0, "a visitor with two rows");
         let table = keyed(
             store,
             "SELECT visitor_id::VARCHAR, user_id FROM persons",
@@ -770,9 +784,10 @@ mod tests {
     }
 
     /// `persons` holds each visitor's least user id as the raw events say: written over
-    /// several commits through every append path, with commits that hold no page view; what
-    /// the reports read includes events not folded yet; after a forget of a user (its visitors
-    /// fall back to the users left); and when a store of version 4 is opened.
+    /// several commits through every append path, with commits that hold no page view (folded
+    /// later); what the reports read includes events not folded yet; a lesser id arriving
+    /// later; after a forget of a user (its visitors fall back to the users left); and when a
+    /// store of version 4 is opened.
     #[test]
     fn persons_match_the_raw_events() {
         let dir = tempfile::tempdir().unwrap();
@@ -780,22 +795,51 @@ mod tests {
         let mut events = workload();
         let ids = identities();
         let mut seq = written_every_way(&mut store, &events);
-        // Identities alone, no page view among them: still folded.
+        // Identities alone, no page view among them: read at once, folded later.
         let (first, second) = ids.split_at(ids.len() / 2);
         store.append_new(seq, &[first]).unwrap();
         seq += first.len() as i64;
         events.extend(first.iter().cloned());
         let want = expected_persons(&events);
         assert!(want.len() >= 3);
+        let (table, read) = stored_persons(&store);
+        assert!(table.is_empty(), "folded with no page view");
+        assert_eq!(read, want);
+        assert!(store.has_unfolded());
+        store.fold_pending().unwrap();
         assert_eq!(stored_persons(&store), (want.clone(), want));
 
         // Staged and committed, not folded: the reports see them already.
         store.stage(seq, second).unwrap();
         store.commit_staged().unwrap();
+        seq += second.len() as i64;
         events.extend(second.iter().cloned());
         let want = expected_persons(&events);
         assert_eq!(want.len(), 10);
         assert!(want.values().any(|u| u.starts_with('a')));
+        let (table, read) = stored_persons(&store);
+        assert_ne!(table, want, "folded before fold_pending");
+        assert_eq!(read, want);
+        store.fold_pending().unwrap();
+        assert_eq!(stored_persons(&store), (want.clone(), want));
+
+        // Later, a lesser id for a visitor folded already, and a greater one for another
+        // (which changes nothing): read from past the watermark first, then folded into their
+        // rows.
+        let mut later = Vec::new();
+        for (v, user) in [(15u128, "0v15"), (18, "zz")] {
+            let mut e = Event::now("identify", "shop", Source::Server);
+            e.ts_us = T0 + 90 * MIN_US;
+            e.visitor_id = Some(Uuid::from_u128(1000 + v));
+            e.user_id = Some(user.into());
+            later.push(e);
+        }
+        store.stage(seq, &later).unwrap();
+        store.commit_staged().unwrap();
+        events.extend(later);
+        let want = expected_persons(&events);
+        assert_eq!(want[&Uuid::from_u128(1015).to_string()], "0v15");
+        assert_eq!(want[&Uuid::from_u128(1018).to_string()], "a18");
         let (table, read) = stored_persons(&store);
         assert_ne!(table, want, "folded before fold_pending");
         assert_eq!(read, want);
