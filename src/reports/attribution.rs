@@ -10,7 +10,7 @@
 use super::filter::{session_dimensions, Filters, Sql, Window};
 use super::funnel::PERSON;
 use super::{query, typed_rows, CountsRow, ReportError, Row, Table};
-use crate::store::IDENTITIES;
+use crate::store::identities;
 use duckdb::Connection;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -101,7 +101,7 @@ pub fn run(
     let lookback_us = lookback.num_microseconds().unwrap_or(i64::MAX);
 
     let mut sql = Sql::default();
-    sql.push("WITH ").push(IDENTITIES);
+    sql.push("WITH ").push(&identities());
     sql.push(&format!(
         ", ce AS MATERIALIZED (SELECT e.visitor_id, {PERSON} AS person, e.ts FROM ("
     ))

@@ -13,7 +13,7 @@
 
 use super::filter::{any_of, dimension, prop_path, ts_value, Filters, Scope, Sql, Window};
 use super::{batches, quantile_cont, query, ratio, rows, Fetch, ReportError, Table};
-use crate::store::IDENTITIES;
+use crate::store::identities;
 use duckdb::arrow::array::{Array, Int32Array, Int64Array, StringArray, UInt64Array};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
@@ -545,7 +545,7 @@ fn steps_sql(
     } else {
         String::new()
     };
-    sql.push("WITH ").push(IDENTITIES);
+    sql.push("WITH ").push(&identities());
     if let Some(col) = session_col {
         sql.push(", sa AS (");
         f.sessions_sql(sql, &[col]);

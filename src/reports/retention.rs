@@ -8,7 +8,7 @@
 use super::filter::{Filters, Sql};
 use super::funnel::PERSON;
 use super::{rows, ReportError, Table};
-use crate::store::IDENTITIES;
+use crate::store::identities;
 use chrono::{Datelike, Duration, NaiveDate};
 use duckdb::Connection;
 use serde::Serialize;
@@ -60,7 +60,7 @@ pub fn run(conn: &Connection, f: &Filters) -> Result<Retention, ReportError> {
     // One row per person: their first week (`c`) and the weeks they came in, as bits. Then
     // the people per first week and set of weeks: a few hundred rows, whatever the traffic.
     let mut sql = Sql::default();
-    sql.push("WITH ").push(IDENTITIES);
+    sql.push("WITH ").push(&identities());
     if f.by_visit() {
         // A person's weeks are those in which one of their sessions started. Visitors first
         // (grouped by their UUID); then the visitors stitched to a user merged into one.

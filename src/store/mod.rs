@@ -20,7 +20,7 @@ mod sessions;
 pub use budget::{is_out_of_memory, out_of_memory, Budget, Loan, Share};
 pub use forget::{forget, forget_again, ForgetReport, Subject};
 pub use guard::{check_read_only, QueryError};
-pub use persons::IDENTITIES;
+pub use persons::identities;
 pub use query::{run_query, run_query_with_timeout, value_json, Limits, QueryResult};
 pub use read::{read_events, Record};
 pub use schema::{duckdb_type, events_ddl};
@@ -89,9 +89,10 @@ pub struct Store {
     /// The watermark: every event up to this `seq` is folded into `sessions`,
     /// `pageview_hours` and `persons`.
     folded: i64,
-    /// What was committed after it without being folded: staged events, until
-    /// [`Store::fold_pending`]; events committed past an open staging transaction, until it is
-    /// committed too; or a fold failed.
+    /// What was committed after it without being folded, when any of it feeds the derived
+    /// tables ([`sessions::feeds_derived`]): staged events, until [`Store::fold_pending`];
+    /// events committed past an open staging transaction, until it is committed too; events
+    /// that only stitch visitors; or a fold failed.
     unfolded: Option<Unfolded>,
     /// Held by every transaction that folds ([`sessions::lock_of`]).
     changing: Arc<std::sync::Mutex<()>>,
@@ -122,8 +123,6 @@ struct Staged {
 struct Unfolded {
     /// The last `seq` committed.
     through: i64,
-    /// Whether any of them feeds the derived tables (else a fold has nothing to do).
-    derived: bool,
 }
 
 impl Store {
@@ -284,7 +283,7 @@ impl Store {
         // An open staging transaction is left open: these go past it. The fold stops short of
         // its events, which are not committed yet.
         let views = sessions::has_views(events.iter().map(|e| e.borrow()));
-        let derived = views || sessions::feeds_derived(events.iter().map(|e| e.borrow()));
+        let derived = sessions::feeds_derived(events.iter().map(|e| e.borrow()));
         let through = first_seq + events.len() as i64 - 1;
         let fold_to = self.staged.as_ref().map_or(through, |st| st.first - 1);
         let fold = views && fold_to > self.folded;
@@ -314,9 +313,8 @@ impl Store {
     /// otherwise left to a later one.
     fn committed(&mut self, through: i64, derived: bool, folded_to: Option<i64>) {
         if derived || self.unfolded.is_some() {
-            let u = self.unfolded.get_or_insert(Unfolded { through, derived });
+            let u = self.unfolded.get_or_insert(Unfolded { through });
             u.through = u.through.max(through);
-            u.derived |= derived;
         }
         if let Some(to) = folded_to {
             self.folded = to;
@@ -326,10 +324,10 @@ impl Store {
         }
     }
 
-    /// Whether committed page views or stitched visitors wait to be folded ([`Store::commit_staged`] leaves them
-    /// to [`Store::fold_pending`]).
+    /// Whether committed page views or stitched visitors wait to be folded
+    /// ([`Store::commit_staged`] leaves them to [`Store::fold_pending`]).
     pub fn has_unfolded(&self) -> bool {
-        self.unfolded.is_some_and(|u| u.derived)
+        self.unfolded.is_some()
     }
 
     /// Fold the events committed but not folded yet (page views, stitched visitors), in a
@@ -340,7 +338,8 @@ impl Store {
         let Some(u) = self.unfolded else {
             return Ok(());
         };
-        if u.derived {
+        // The lock and the memory are held until the fold has committed.
+        {
             let _held = sessions::hold(&self.changing);
             let _memory = self.budget.lend_memory()?;
             let tx = self.conn.transaction()?;

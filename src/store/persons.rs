@@ -9,9 +9,9 @@
 //! so a commit's events are folded by one `MERGE` without reading older ones. A deletion
 //! (forget, retention) finds the visitors it touched again from the events left up to the
 //! watermark, as it rebuilds sessions. Events past the watermark are not in the table yet:
-//! [`IDENTITIES`] adds them.
+//! [`identities`] adds them.
 
-use super::StoreError;
+use super::{StoreError, FOLDED_THROUGH};
 use crate::event::columns::{SEQ, USER_ID, VISITOR_ID};
 use duckdb::{Connection, ToSql};
 use tracing::info;
@@ -23,16 +23,20 @@ const DDL: &str = "CREATE TABLE IF NOT EXISTS persons (
   person UHUGEINT NOT NULL
 );";
 
-/// The visitors stitched to a user, as of the statement's snapshot: `idm (visitor_id,
+/// The visitors stitched to a user, as of the statement's snapshot: the CTE `idm (visitor_id,
 /// stitched)`, `stitched` being the user's person key. `persons` up to the watermark, and the
 /// events past it (the few a fold has not reached yet) grouped here.
-pub const IDENTITIES: &str = "idm AS MATERIALIZED (\
-     SELECT visitor_id, min_by(person, user_id) AS stitched FROM (\
-       SELECT visitor_id, user_id, person FROM persons \
-       UNION ALL SELECT visitor_id, user_id, md5_number(user_id) FROM events \
-         WHERE seq > (SELECT max(value::BIGINT) FROM tollgate_meta WHERE key = 'sessions_seq') \
-           AND visitor_id IS NOT NULL AND user_id IS NOT NULL) \
-     GROUP BY visitor_id)";
+pub fn identities() -> String {
+    format!(
+        "idm AS MATERIALIZED (\
+         SELECT visitor_id, min_by(person, user_id) AS stitched FROM (\
+           SELECT visitor_id, user_id, person FROM persons \
+           UNION ALL SELECT {VISITOR_ID}, {USER_ID}, md5_number({USER_ID}) FROM events \
+             WHERE {SEQ} > {FOLDED_THROUGH} \
+               AND {VISITOR_ID} IS NOT NULL AND {USER_ID} IS NOT NULL) \
+         GROUP BY visitor_id)"
+    )
+}
 
 /// Create the table if missing.
 pub(super) fn create(conn: &Connection) -> Result<(), StoreError> {

@@ -624,8 +624,7 @@ mod tests {
     #[test]
     fn the_watermark_expression_reads_the_watermark() {
         assert!(super::FOLDED_THROUGH.contains(&format!("'{}'", super::WATERMARK)));
-        // `persons::IDENTITIES` spells it out (a `const` cannot be built from another).
-        assert!(crate::store::IDENTITIES.contains(super::FOLDED_THROUGH));
+        assert!(crate::store::identities().contains(super::FOLDED_THROUGH));
     }
 
     /// Page views per hour, site and bot flag as the raw events say.
@@ -745,7 +744,7 @@ mod tests {
     }
 
     /// `persons` (checking that each row's key is its user's, and that no visitor has two
-    /// rows), and what the reports read: [`crate::store::IDENTITIES`], which adds the events
+    /// rows), and what the reports read: [`crate::store::identities`], which adds the events
     /// past the watermark.
     fn stored_persons(store: &Store) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
         let (wrong, twice): (i64, i64) = store
@@ -770,7 +769,7 @@ mod tests {
                 "WITH {}, u AS (SELECT DISTINCT user_id FROM events WHERE user_id IS NOT NULL) \
                  SELECT idm.visitor_id::VARCHAR, u.user_id FROM idm \
                  JOIN u ON md5_number(u.user_id) = idm.stitched",
-                crate::store::IDENTITIES
+                crate::store::identities()
             ),
             |r| Ok((r.get(0)?, r.get(1)?)),
         );
