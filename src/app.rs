@@ -226,6 +226,7 @@ impl Analytics {
                 ingest_rx,
                 settings.pipeline.clone(),
                 metrics.clone(),
+                settings.timezone,
             )
             .context("failed to start the store writer")?;
             let sinks = crate::sinks::spawn(

@@ -388,6 +388,10 @@ fn generate(
         site: settings.site_id.clone(),
     };
     let n = tollgate::generate::generate(&mut store, &spec).context("generate failed")?;
+    // What the writer of `tollgate serve` would build at rest, so that the store is ready.
+    store
+        .sketch_every_day(settings.timezone)
+        .context("building the page sketches failed")?;
     println!(
         "wrote {n} events over {days} days into {} in {:.1} s",
         store.path().display(),

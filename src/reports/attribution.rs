@@ -162,6 +162,7 @@ pub fn run(
             dimension: Some(by.into()),
             columns: [by, "first_touch", "last_touch"].map(String::from).to_vec(),
             rows: rows.into_iter().map(|r| r.0).collect(),
+            estimated: Vec::new(),
         },
     })
 }

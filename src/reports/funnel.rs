@@ -686,6 +686,7 @@ fn breakdown_table(
         dimension: Some(b.to_string()),
         columns,
         rows: by,
+        estimated: Vec::new(),
     }
 }
 

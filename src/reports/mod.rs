@@ -21,6 +21,7 @@ pub mod filter;
 mod funnel;
 pub mod query;
 mod retention;
+mod sketched;
 mod traffic;
 pub mod tz;
 mod usage;
@@ -62,6 +63,10 @@ pub struct Table<R> {
     pub dimension: Option<String>,
     pub columns: Vec<String>,
     pub rows: Vec<R>,
+    /// The columns whose values are estimates (visitors merged from HyperLogLog sketches);
+    /// left out when every value is exact.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub estimated: Vec<String>,
 }
 
 /// A dimension's value and one count (`path, sessions`).
@@ -75,6 +80,18 @@ pub struct CountsRow(pub Option<String>, pub i64, pub i64);
 /// A typed table row, read from a query's row by position.
 pub(crate) trait Row: Sized {
     fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self>;
+}
+
+impl<A: FromSql> Row for (A,) {
+    fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self> {
+        Ok((r.get(0)?,))
+    }
+}
+
+impl<A: FromSql, B: FromSql> Row for (A, B) {
+    fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self> {
+        Ok((r.get(0)?, r.get(1)?))
+    }
 }
 
 impl<A: FromSql, B: FromSql, C: FromSql, D: FromSql> Row for (A, B, C, D) {
@@ -225,6 +242,7 @@ pub(crate) fn table<R: Row>(
         dimension: dimension.map(Into::into),
         columns: columns.iter().map(|c| (*c).to_string()).collect(),
         rows: typed_rows(conn, sql)?,
+        estimated: Vec::new(),
     })
 }
 
@@ -844,17 +862,157 @@ mod tests {
             ["/c", 1, 3],
             ["/d", 1, 1]
         ]);
-        for (limit, filter) in (1..=6).flat_map(|l| [(l, ""), (l, "&prop.k=v")]) {
-            let q = format!("from=2026-01-05&to=2026-01-05&limit={limit}{filter}");
-            let p = report(&conn, "pages", &q).unwrap();
-            let want: Vec<Value> = all
-                .as_array()
-                .unwrap()
-                .iter()
-                .take(limit)
-                .cloned()
-                .collect();
-            assert_eq!(p["top"]["rows"], Value::Array(want), "pages?{q}");
+        // From the events, then (without filters) from the page sketches.
+        for sketched in [false, true] {
+            if sketched {
+                assert_eq!(store.sketch_every_day(chrono_tz::Tz::UTC).unwrap(), 1);
+            }
+            for (limit, filter) in (1..=6).flat_map(|l| [(l, ""), (l, "&prop.k=v")]) {
+                let q = format!("from=2026-01-05&to=2026-01-05&limit={limit}{filter}");
+                let p = report(&conn, "pages", &q).unwrap();
+                let want: Vec<Value> = all
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                assert_eq!(p["top"]["rows"], Value::Array(want), "pages?{q}");
+            }
         }
+    }
+
+    /// Top pages from the page sketches (`sketched.rs`) equal those from the events: before
+    /// the days are sketched, after, with a day whose sketches a late event dropped, with
+    /// days not over (counted from the events), after a `forget`, in zones whose days are not
+    /// UTC's, and after the zone changed. Where a page's visitors pass `EXACT_MAX`, they are
+    /// estimates, labelled so and within 3 %.
+    #[test]
+    fn top_pages_from_sketches_equal_the_events() {
+        use crate::event::{Event, Source};
+        let view = |ts: i64, path: &str, visitor: u128| {
+            let mut e = Event::now("page_view", "shop", Source::Proxy);
+            e.ts_us = ts;
+            e.path = Some(path.into());
+            e.visitor_id = Some(uuid::Uuid::from_u128(visitor));
+            e.props = Some(r#"{"k":"v"}"#.into());
+            e
+        };
+        // Five days, a view every 7 minutes: paths of unequal weight, visitors reused.
+        let base = utc_us("2026-01-05 00:00");
+        let mut events: Vec<Event> = (0..1000i64)
+            .map(|i| {
+                let path = format!("/p{}", (i * i) % 10);
+                view(base + i * 420_000_000, &path, (i % 97) as u128 + 1)
+            })
+            .collect();
+        // A bot's views count nowhere; a view without a visitor counts as a page view only.
+        events[3].is_bot = Some(true);
+        events[5].visitor_id = None;
+        // A visitor of one day, forgotten below.
+        events.push(view(utc_us("2026-01-08 09:00"), "/p1", 9_999));
+        // Today's views are never sketched: counted from the events.
+        let now = crate::event::now_us();
+        events.push(view(now - 1_000_000, "/p1", 5_000));
+        events.push(view(now - 2_000_000, "/today", 5_001));
+        let today = chrono::DateTime::from_timestamp_micros(now)
+            .unwrap()
+            .date_naive();
+        let queries = [
+            "from=2026-01-04&to=2026-01-10".to_string(),
+            "from=2026-01-06&to=2026-01-07&limit=3".to_string(),
+            format!("from=2026-01-04&to={today}&limit=4"),
+        ];
+        let top = |store: &crate::store::Store, tz: &str, q: &str, filter: &str| {
+            let conn = store.reader().unwrap();
+            let pairs: Vec<(String, String)> =
+                serde_urlencoded::from_str(&format!("{q}{filter}")).unwrap();
+            run(&conn, "pages", &pairs, SiteTz::parse(tz).unwrap()).unwrap()["top"].clone()
+        };
+        let days = |store: &crate::store::Store, tz: &str| -> i64 {
+            let conn = store.reader().unwrap();
+            conn.query_row(
+                "SELECT count(*) FROM page_sketch_days WHERE tz = ?",
+                [tz],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        // The answer from the events: a property filter that every view passes (`prop.k=v`)
+        // takes the path without sketches.
+        let check = |store: &crate::store::Store, tz: &str, sketched: bool| {
+            assert_eq!(days(store, tz) > 0, sketched, "{tz}");
+            for q in &queries {
+                let got = top(store, tz, q, "");
+                let want = top(store, tz, q, "&prop.k=v");
+                assert!(!want["rows"].as_array().unwrap().is_empty(), "{tz} {q}");
+                assert_eq!(got, want, "{tz} pages?{q}");
+                assert!(got.get("estimated").is_none(), "{tz} {q}");
+            }
+        };
+        for zone in ["UTC", "Asia/Kolkata", "America/New_York"] {
+            let tz = SiteTz::parse(zone).unwrap().0;
+            let (_dir, mut store) = store();
+            store.append(1, &events).unwrap();
+            check(&store, zone, false);
+            let built = store.sketch_every_day(tz).unwrap();
+            assert!((5..=7).contains(&built), "{zone}: {built} days");
+            check(&store, zone, true);
+            // A late view drops the sketches of its day, and a forget those of the forgotten
+            // visitor's days: the answers stay those of the events.
+            let seq = store.next_seq().unwrap();
+            store
+                .append(seq, &[view(utc_us("2026-01-07 12:00"), "/p3", 7_000)])
+                .unwrap();
+            assert_eq!(days(&store, zone), built as i64 - 1, "{zone}");
+            check(&store, zone, true);
+            crate::store::forget(
+                store.connection(),
+                &crate::store::Subject::Visitor(uuid::Uuid::from_u128(9_999)),
+            )
+            .unwrap();
+            assert_eq!(days(&store, zone), built as i64 - 2, "{zone}");
+            check(&store, zone, true);
+            assert_eq!(store.sketch_every_day(tz).unwrap(), 2);
+            check(&store, zone, true);
+        }
+
+        let (_dir, mut store) = store();
+        store.append(1, &events).unwrap();
+        // A new zone's sketches replace the old zone's, which the reports no longer use.
+        store.sketch_every_day(chrono_tz::Tz::UTC).unwrap();
+        store.sketch_every_day(chrono_tz::Tz::Asia__Tokyo).unwrap();
+        assert_eq!(days(&store, "UTC"), 0);
+        check(&store, "UTC", false);
+        check(&store, "Asia/Tokyo", true);
+
+        // Past EXACT_MAX visitors a page's count is an estimate: labelled, and close.
+        let many: Vec<Event> = (0..9_000i64)
+            .map(|i| {
+                view(
+                    base + 86_400_000_000 * (i % 3) + i,
+                    "/big",
+                    100_000 + i as u128,
+                )
+            })
+            .collect();
+        let seq = store.next_seq().unwrap();
+        store.append(seq, &many).unwrap();
+        store.sketch_every_day(chrono_tz::Tz::UTC).unwrap();
+        let got = top(&store, "UTC", &queries[0], "");
+        assert_eq!(got["estimated"], serde_json::json!(["visitors"]));
+        let row = &got["rows"][0];
+        assert_eq!(row[0], "/big");
+        assert_eq!(row[2], 9_000);
+        let visitors = row[1].as_f64().unwrap();
+        assert!((visitors - 9_000.0).abs() < 270.0, "{visitors}");
+
+        // The sketches are what answers: views deleted behind the store's back still count.
+        let conn = store.reader().unwrap();
+        let before = top(&store, "UTC", &queries[0], "");
+        conn.execute_batch("DELETE FROM events WHERE path = '/p0' AND ts < '2026-01-06'")
+            .unwrap();
+        assert_eq!(top(&store, "UTC", &queries[0], ""), before);
+        assert_ne!(top(&store, "UTC", &queries[0], "&prop.k=v"), before);
     }
 }

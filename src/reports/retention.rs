@@ -141,6 +141,7 @@ pub fn run(conn: &Connection, f: &Filters) -> Result<Retention, ReportError> {
                 }
             })
             .collect(),
+        estimated: Vec::new(),
     };
     Ok(Retention { cohorts: table })
 }

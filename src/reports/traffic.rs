@@ -189,6 +189,7 @@ pub fn overview(
                 .map(Into::into)
                 .to_vec(),
             rows: zero_filled(f, hourly, fmt, &found),
+            estimated: Vec::new(),
         },
     })
 }
@@ -324,10 +325,27 @@ fn zero_filled(
 }
 
 pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
-    let top = if f.dims.is_empty() && f.props.is_empty() {
-        top_pages_of_many(f)
+    let columns = ["path", "visitors", "pageviews"];
+    let sketched = if f.dims.is_empty() && f.props.is_empty() && !f.bots {
+        super::sketched::top_pages(conn, f)?
     } else {
-        top_pages_of_few(f)
+        None
+    };
+    let top = match sketched {
+        Some((rows, estimated)) => Table {
+            dimension: Some("path".into()),
+            columns: columns.iter().map(|c| (*c).to_string()).collect(),
+            rows,
+            estimated: if estimated {
+                vec!["visitors".into()]
+            } else {
+                Vec::new()
+            },
+        },
+        None if f.dims.is_empty() && f.props.is_empty() => {
+            table(conn, &top_pages_of_many(f), Some("path"), &columns)?
+        }
+        None => table(conn, &top_pages_of_few(f), Some("path"), &columns)?,
     };
     // Entry and exit pages in one pass over the sessions: the `sessions` table when the
     // filters allow, else the sessions of the matching page views.
@@ -361,10 +379,11 @@ pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
             dimension: Some("path".into()),
             columns: vec!["path".into(), "sessions".into()],
             rows,
+            estimated: Vec::new(),
         }
     };
     Ok(Pages {
-        top: table(conn, &top, Some("path"), &["path", "visitors", "pageviews"])?,
+        top,
         entry: sorted(entry),
         exit: sorted(exit),
     })
@@ -507,6 +526,7 @@ fn breakdowns_within(
             dimension: Some(cols[i].into()),
             columns: vec![cols[i].into(), "visitors".into(), measure.0.into()],
             rows,
+            estimated: Vec::new(),
         };
         out.insert(cols[i].into(), t);
     }

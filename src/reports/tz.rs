@@ -27,20 +27,7 @@ impl SiteTz {
     /// The UTC instant of local midnight at the start of `day`. A midnight that does not exist
     /// (a DST gap) is taken an hour later.
     pub fn day_start_utc(&self, day: NaiveDate) -> NaiveDateTime {
-        let midnight = day.and_time(chrono::NaiveTime::MIN);
-        let local = self
-            .0
-            .from_local_datetime(&midnight)
-            .earliest()
-            .or_else(|| {
-                self.0
-                    .from_local_datetime(&(midnight + Duration::hours(1)))
-                    .earliest()
-            });
-        match local {
-            Some(t) => t.naive_utc(),
-            None => midnight,
-        }
+        crate::store::day_start_utc(self.0, day)
     }
 
     /// Today's date in this zone (by tollgate's clock, `event::now_us`).

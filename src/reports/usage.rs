@@ -209,6 +209,7 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
             .map(String::from)
             .to_vec(),
             rows,
+            estimated: Vec::new(),
         },
     })
 }

@@ -16,6 +16,7 @@ mod read;
 mod rollups;
 mod schema;
 mod sessions;
+mod sketches;
 
 pub use budget::{is_out_of_memory, out_of_memory, Budget, Loan, Share};
 pub use forget::{forget, forget_again, ForgetReport, Subject};
@@ -29,9 +30,13 @@ pub(crate) use sessions::{
     hold as hold_sessions, lock_of as sessions_lock, mark as mark_sessions,
     rebuild_marked as rebuild_marked_sessions,
 };
+pub use sketches::{
+    day_start_utc, last_day as last_sketch_day, visitor_halves, visitor_hash, Sketch,
+};
 
 use crate::event::columns::SEQ;
 use crate::event::{Event, Kind};
+use chrono::NaiveDate;
 use duckdb::arrow;
 use duckdb::arrow::datatypes::{DataType, TimeUnit};
 use duckdb::arrow::error::ArrowError;
@@ -72,6 +77,8 @@ pub enum StoreError {
     Arrow(#[from] ArrowError),
     #[error("store error: failed to start a thread: {0}")]
     Thread(String),
+    #[error("store error: {0}")]
+    Malformed(String),
 }
 
 /// An open store.
@@ -348,6 +355,47 @@ impl Store {
         }
         self.committed(u.through, false, Some(u.through));
         Ok(())
+    }
+
+    /// Build the page sketches (`sketches.rs`) of the latest day of `tz` that is over and has
+    /// none, in a transaction of its own. Returns the day, or `None` when every such day has
+    /// them.
+    pub fn sketch_a_day(&mut self, tz: chrono_tz::Tz) -> Result<Option<NaiveDate>, StoreError> {
+        let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
+            .unwrap_or_default()
+            .naive_utc();
+        let last = sketches::last_day(tz, now);
+        let Some(day) = sketches::missing_days(&self.conn, tz, last)?
+            .first()
+            .copied()
+        else {
+            return Ok(None);
+        };
+        let _held = sessions::hold(&self.changing);
+        let _memory = self.budget.lend_memory()?;
+        let tx = self.conn.transaction()?;
+        sketches::build_day(&tx, tz, day)?;
+        tx.commit()?;
+        Ok(Some(day))
+    }
+
+    /// [`Store::sketch_a_day`] until every day that is over has its sketches, with progress
+    /// on the console: for `tollgate generate`. Returns the number of days built.
+    pub fn sketch_every_day(&mut self, tz: chrono_tz::Tz) -> Result<usize, StoreError> {
+        let started = std::time::Instant::now();
+        let mut built = 0;
+        while let Some(day) = self.sketch_a_day(tz)? {
+            built += 1;
+            if built % 10 == 0 {
+                tracing::info!(built, %day, "Building the page sketches of each day.");
+            }
+        }
+        tracing::info!(
+            days = built,
+            seconds = started.elapsed().as_secs_f64(),
+            "The page sketches are built."
+        );
+        Ok(built)
     }
 }
 

@@ -50,6 +50,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     // events up to the watermark for a store of version 3 or 4.
     super::rollups::create(conn)?;
     super::persons::create(conn)?;
+    // Page sketches per local day (`sketches.rs`), built by the writer once a day is over:
+    // empty in a store from before version 6, and built then.
+    super::sketches::create(conn)?;
     let watermark = if found.is_some_and(|v| v < 3) {
         super::sessions::backfill(conn)?
     } else {

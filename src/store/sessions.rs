@@ -178,6 +178,7 @@ pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), St
     ))?;
     super::rollups::fold(conn, after, through)?;
     super::persons::fold(conn, after, through)?;
+    super::sketches::fold(conn, after, through)?;
     set_watermark(conn, through)
 }
 
@@ -225,6 +226,7 @@ fn partials(cond: &str) -> String {
 pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(), StoreError> {
     super::rollups::mark(conn, cond, value)?;
     super::persons::mark(conn, cond, value)?;
+    super::sketches::mark(conn, cond, value)?;
     conn.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE session_marked AS SELECT DISTINCT {SESSION_ID} \

@@ -184,7 +184,11 @@
     const numeric = t.columns.map((_, i) => t.rows.some((r) => typeof r[i] === 'number'));
     const metric = numeric.indexOf(true);
     const max = metric < 0 ? 0 : Math.max(0, ...t.rows.map((r) => Number(r[metric]) || 0));
-    const head = el('tr', {}, t.columns.map((c, i) => el('th', { class: numeric[i] ? 'num' : null, text: c })));
+    // Columns whose counts are estimates (visitors from sketches, docs/api.md) say so.
+    const estimated = t.estimated || [];
+    const head = el('tr', {}, t.columns.map((c, i) => estimated.includes(c)
+      ? el('th', { class: numeric[i] ? 'num' : null, text: c + ' ≈', title: c + ': estimated (HyperLogLog sketches, typically within 1 %)' })
+      : el('th', { class: numeric[i] ? 'num' : null, text: c })));
     const body = t.rows.map((r) => {
       const raw = r[0] === null || r[0] === undefined ? NONE : String(r[0]);
       const tr = el('tr', dim ? {

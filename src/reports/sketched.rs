@@ -1,0 +1,236 @@
+//! Top pages from the writer's page sketches (`store`'s `sketches.rs`), for the pages report
+//! without filters: page views per path summed from a row per day, and visitors merged from
+//! a sketch per day, for the days of the range that have them; the other days (today,
+//! yesterday, a day that a late event or a deletion reopened) are counted from the events
+//! and merged in. Visitors are exact while a page's merged sketch holds at most
+//! `store::sketches::EXACT_MAX` of them, and a HyperLogLog estimate (standard error about
+//! 0.8 %) past that: the table then lists `visitors` in its `estimated` columns.
+
+use super::filter::{ts_value, Filters, Sql};
+use super::traffic::null_last;
+use super::{batches, typed_rows, CountsRow, Fetch, ReportError};
+use crate::store::{last_sketch_day, visitor_halves, visitor_hash, Sketch};
+use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone};
+use duckdb::arrow::array::{Array, Int64Array, StringArray, UInt64Array};
+use duckdb::Connection;
+use std::collections::{BTreeSet, HashMap};
+
+/// Days of a range at most that may lack sketches: counting them from the events costs about
+/// what a tenth of a month does. With more (a store whose sketches are still being built),
+/// the report counts every day from the events instead.
+const RAW_DAYS: usize = 2;
+
+/// Paths whose sketches are read by name at most; with more candidates (many paths tied at
+/// the cut), every path's sketch of the range is read.
+const NAMED_PATHS: usize = 1000;
+
+/// The top pages, `(rows, whether visitors are estimated)`, or `None` when too many days of
+/// the range lack sketches.
+pub(super) fn top_pages(
+    conn: &Connection,
+    f: &Filters,
+) -> Result<Option<(Vec<CountsRow>, bool)>, ReportError> {
+    debug_assert!(f.dims.is_empty() && f.props.is_empty() && !f.bots);
+    let tz = f.tz.name();
+    let mut built = BTreeSet::new();
+    let mut days = Sql::default();
+    days.push("SELECT CAST(day AS VARCHAR) FROM page_sketch_days WHERE tz = ")
+        .bind(tz.to_string());
+    days.push(" AND day BETWEEN CAST(")
+        .bind(f.from.to_string())
+        .push(" AS DATE) AND CAST(")
+        .bind(f.to.to_string())
+        .push(" AS DATE)");
+    for (day,) in typed_rows::<(String,)>(conn, &days)? {
+        if let Ok(d) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") {
+            built.insert(d);
+        }
+    }
+    // The days without sketches that need counting from the events: those with page views
+    // (as `pageview_hours` has them), and the days not over yet, which are never sketched.
+    let mut viewed = BTreeSet::new();
+    let mut hours = Sql::default();
+    hours
+        .push("SELECT DISTINCT CAST(hour_utc AS VARCHAR) FROM pageview_hours WHERE NOT is_bot AND hour_utc >= ")
+        .bind(ts_value(f.start - Duration::hours(1)))
+        .push(" AND hour_utc < ")
+        .bind(ts_value(f.end));
+    for (hour,) in typed_rows::<(String,)>(conn, &hours)? {
+        if let Ok(h) = NaiveDateTime::parse_from_str(&hour, "%Y-%m-%d %H:%M:%S") {
+            // An hour can straddle two local days (zones with half-hour offsets).
+            for t in [h, h + Duration::minutes(59)] {
+                viewed.insert(f.tz.0.from_utc_datetime(&t).date_naive());
+            }
+        }
+    }
+    let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
+        .unwrap_or_default()
+        .naive_utc();
+    let last = last_sketch_day(f.tz.0, now);
+    let raw: Vec<NaiveDate> = f
+        .from
+        .iter_days()
+        .take_while(|d| *d <= f.to)
+        .filter(|d| !built.contains(d) && (*d > last || viewed.contains(d)))
+        .collect();
+    if built.is_empty() || raw.len() > RAW_DAYS {
+        return Ok(None);
+    }
+    let raw_views = raw_page_views(f, &raw);
+
+    // The other days' page views in one pass: per path and visitor, their count (a NULL
+    // visitor: views without one, which count as page views only).
+    let mut counts: HashMap<Option<String>, i64> = HashMap::new();
+    let mut hashes: HashMap<Option<String>, Vec<u64>> = HashMap::new();
+    if let Some(views) = &raw_views {
+        let mut pairs = Sql::default();
+        pairs
+            .push(&format!(
+                "SELECT path, {}, count(*) AS n FROM (",
+                visitor_halves("visitor_id")
+            ))
+            .append(views)
+            .push(") GROUP BY ALL");
+        batches(conn, &pairs, Fetch::Whole, |b| {
+            let (Some(path), Some(hi), Some(lo), Some(n)) = (
+                b.column(0).as_any().downcast_ref::<StringArray>(),
+                b.column(1).as_any().downcast_ref::<UInt64Array>(),
+                b.column(2).as_any().downcast_ref::<UInt64Array>(),
+                b.column(3).as_any().downcast_ref::<Int64Array>(),
+            ) else {
+                return Err(ReportError::Internal(
+                    "top pages: unexpected column types".into(),
+                ));
+            };
+            for i in 0..b.num_rows() {
+                let p = (!path.is_null(i)).then(|| path.value(i).to_string());
+                *counts.entry(p.clone()).or_default() += n.value(i);
+                if !hi.is_null(i) {
+                    hashes
+                        .entry(p)
+                        .or_default()
+                        .push(visitor_hash(hi.value(i), lo.value(i)));
+                }
+            }
+            Ok(())
+        })?;
+    }
+    // Page views per path: the sketched days' rows, and the other days'.
+    let mut sql = in_range(f, "SELECT path, sum(pageviews)::BIGINT FROM page_sketches");
+    sql.push(" GROUP BY path");
+    for (path, n) in typed_rows::<(Option<String>, i64)>(conn, &sql)? {
+        *counts.entry(path).or_default() += n;
+    }
+    let mut rows: Vec<(Option<String>, i64)> = counts.into_iter().collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+    // Every path with at least as many page views as the `limit`-th can make the cut (visitors
+    // break the ties).
+    if let Some(cut) = rows.get(f.limit.saturating_sub(1)).map(|r| r.1) {
+        rows.retain(|r| r.1 >= cut);
+    }
+    if rows.is_empty() {
+        return Ok(Some((Vec::new(), false)));
+    }
+
+    // Visitors of those paths: their sketches, and the other days' visitors.
+    let mut visitors: HashMap<Option<String>, Sketch> = HashMap::new();
+    let mut sketches = in_range(f, "SELECT path, visitors FROM page_sketches");
+    if rows.len() <= NAMED_PATHS {
+        sketches.push(" AND ");
+        paths_in(&mut sketches, &rows);
+    }
+    for (path, blob) in typed_rows::<(Option<String>, Vec<u8>)>(conn, &sketches)? {
+        let s = Sketch::decode(&blob).map_err(|e| ReportError::Internal(e.to_string()))?;
+        visitors.entry(path).or_default().merge(&s);
+    }
+    for (path, _) in &rows {
+        if let Some(h) = hashes.remove(path) {
+            visitors
+                .entry(path.clone())
+                .or_default()
+                .merge(&Sketch::of(h));
+        }
+    }
+
+    let mut estimated = false;
+    let mut out: Vec<CountsRow> = rows
+        .into_iter()
+        .map(|(path, views)| {
+            let v = visitors.get(&path);
+            estimated |= v.is_some_and(Sketch::is_estimate);
+            CountsRow(path, v.map_or(0, |s| s.count() as i64), views)
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.2.cmp(&a.2)
+            .then_with(|| b.1.cmp(&a.1))
+            .then_with(|| null_last(a.0.as_deref(), b.0.as_deref()))
+    });
+    out.truncate(f.limit);
+    // Only the rows shown say whether their visitors are estimates.
+    let estimated = estimated
+        && out
+            .iter()
+            .any(|r| visitors.get(&r.0).is_some_and(Sketch::is_estimate));
+    Ok(Some((out, estimated)))
+}
+
+/// `<select> WHERE` the range's sketched rows.
+fn in_range(f: &Filters, select: &str) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(select)
+        .push(" WHERE tz = ")
+        .bind(f.tz.name().to_string());
+    sql.push(" AND day BETWEEN CAST(")
+        .bind(f.from.to_string())
+        .push(" AS DATE) AND CAST(")
+        .bind(f.to.to_string())
+        .push(" AS DATE)");
+    sql
+}
+
+/// The non-bot page views (`path, visitor_id`) of the local `days`, one time range per run of
+/// consecutive days; `None` without days.
+fn raw_page_views(f: &Filters, days: &[NaiveDate]) -> Option<Sql> {
+    let first = *days.first()?;
+    let mut runs = vec![(first, first)];
+    for &d in &days[1..] {
+        let last = runs.last_mut().expect("one run at least");
+        if d == last.1 + Duration::days(1) {
+            last.1 = d;
+        } else {
+            runs.push((d, d));
+        }
+    }
+    let mut sql = Sql::default();
+    sql.push(
+        "SELECT path, visitor_id FROM events WHERE name = 'page_view' AND is_bot IS NOT TRUE AND (",
+    );
+    for (i, (a, b)) in runs.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(ts >= ")
+            .bind(ts_value(f.tz.day_start_utc(a)))
+            .push(" AND ts < ")
+            .bind(ts_value(f.tz.day_start_utc(b + Duration::days(1))))
+            .push(")");
+    }
+    sql.push(")");
+    Some(sql)
+}
+
+/// `(path IN (…) OR path IS NULL)` for the paths of `rows`.
+fn paths_in(sql: &mut Sql, rows: &[(Option<String>, i64)]) {
+    sql.push("(path IN (NULL");
+    for (path, _) in rows {
+        if let Some(p) = path {
+            sql.push(", ").bind(p.clone());
+        }
+    }
+    sql.push(")");
+    if rows.iter().any(|(p, _)| p.is_none()) {
+        sql.push(" OR path IS NULL");
+    }
+    sql.push(")");
+}
