@@ -172,7 +172,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// console's refused write is the one failed request the last step allows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_headless_chromium() {
-    let data = common::generated_store(40_000, 14, 21);
+    // Enough events that the top page has more than 2,048 visitors: an estimate, labelled.
+    let data = common::generated_store(100_000, 14, 21);
     let up = Upstream::start().await;
     let tg = Tollgate::start_on(&up.url(), "", data.path());
     let to = chrono::Utc::now().date_naive();
@@ -223,8 +224,57 @@ async fn overview_loads_with_the_api_numbers(d: &Dashboard) -> Value {
     assert_eq!(points, 14, "one chart point per day");
     b.wait_for("document.querySelectorAll('table[data-table=\"acquisition.utm_source\"] tbody tr').length > 1", WAIT)
         .await;
+    top_pages_label_their_estimates(d).await;
     b.screenshot(&shot("overview")).await;
     o
+}
+
+/// The top pages table shows the API's numbers, and marks the visitors column as estimated
+/// when the API says they are (the page sketches that `tollgate generate` builds, past
+/// 2,048 visitors a page: docs/api.md).
+async fn top_pages_label_their_estimates(d: &Dashboard) {
+    let (tg, b) = (&d.tg, &d.b);
+    let sel = "table[data-table=\"pages.top\"]";
+    b.wait_for(
+        &format!("document.querySelectorAll('{sel} tbody tr').length > 1"),
+        WAIT,
+    )
+    .await;
+    let range = d.range();
+    let p = api(tg, "pages", &[range[0], range[1], ("limit", "10")]).await;
+    assert_eq!(
+        p["top"]["estimated"],
+        serde_json::json!(["visitors"]),
+        "{p}"
+    );
+    let head = b
+        .eval(&format!(
+            "[...document.querySelectorAll('{sel} thead th')].map((th) => th.textContent + '|' + (th.title || ''))"
+        ))
+        .await;
+    assert_eq!(head[0], "path|");
+    assert!(
+        head[1]
+            .as_str()
+            .unwrap()
+            .starts_with("visitors ≈|visitors: estimated"),
+        "{head}"
+    );
+    assert_eq!(head[2], "pageviews|");
+    let first = b
+        .eval(&format!(
+            "[...document.querySelectorAll('{sel} tbody tr:first-child td')].map((td) => td.textContent)"
+        ))
+        .await;
+    let row = &p["top"]["rows"][0];
+    assert_eq!(first[0], row[0], "{first}");
+    let shown: String = first[1]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(shown, row[1].to_string(), "{first}");
 }
 
 /// Clicking a source filters the page, and the URL carries the filter.
