@@ -909,7 +909,9 @@ mod tests {
         // A bot's views count nowhere; a view without a visitor counts as a page view only.
         events[3].is_bot = Some(true);
         events[5].visitor_id = None;
-        // A visitor of one day, forgotten below.
+        // A visitor of two days three apart, forgotten below: only those days lose their
+        // sketches.
+        events.push(view(utc_us("2026-01-05 09:00"), "/p2", 9_999));
         events.push(view(utc_us("2026-01-08 09:00"), "/p1", 9_999));
         // Today's views are never sketched: counted from the events.
         let now = crate::event::now_us();
@@ -958,12 +960,18 @@ mod tests {
             let built = store.sketch_every_day(tz).unwrap();
             assert!((5..=7).contains(&built), "{zone}: {built} days");
             check(&store, zone, true);
-            // A late view drops the sketches of its day, and a forget those of the forgotten
-            // visitor's days: the answers stay those of the events.
+            // A late view: committed and not folded yet, its day is counted from the events;
+            // its fold drops the day's sketches. A forget drops those of the forgotten
+            // visitor's days. The answers stay those of the events throughout.
             let seq = store.next_seq().unwrap();
             store
-                .append(seq, &[view(utc_us("2026-01-07 12:00"), "/p3", 7_000)])
+                .stage(seq, &[view(utc_us("2026-01-07 12:00"), "/p3", 7_000)])
                 .unwrap();
+            store.commit_staged().unwrap();
+            assert!(store.has_unfolded());
+            assert_eq!(days(&store, zone), built as i64, "{zone}");
+            check(&store, zone, true);
+            store.fold_pending().unwrap();
             assert_eq!(days(&store, zone), built as i64 - 1, "{zone}");
             check(&store, zone, true);
             crate::store::forget(
@@ -971,9 +979,9 @@ mod tests {
                 &crate::store::Subject::Visitor(uuid::Uuid::from_u128(9_999)),
             )
             .unwrap();
-            assert_eq!(days(&store, zone), built as i64 - 2, "{zone}");
+            assert_eq!(days(&store, zone), built as i64 - 3, "{zone}");
             check(&store, zone, true);
-            assert_eq!(store.sketch_every_day(tz).unwrap(), 2);
+            assert_eq!(store.sketch_every_day(tz).unwrap(), 3);
             check(&store, zone, true);
         }
 

@@ -9,7 +9,7 @@
 use super::filter::{ts_value, Filters, Sql};
 use super::traffic::null_last;
 use super::{batches, typed_rows, CountsRow, Fetch, ReportError};
-use crate::store::{last_sketch_day, visitor_halves, visitor_hash, Sketch};
+use crate::store::{last_sketch_day, visitor_halves, visitor_hash, Sketch, FOLDED_THROUGH};
 use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone};
 use duckdb::arrow::array::{Array, Int64Array, StringArray, UInt64Array};
 use duckdb::Connection;
@@ -20,8 +20,8 @@ use std::collections::{BTreeSet, HashMap};
 /// the report counts every day from the events instead.
 const RAW_DAYS: usize = 2;
 
-/// Paths whose sketches are read by name at most; with more candidates (many paths tied at
-/// the cut), every path's sketch of the range is read.
+/// Paths whose sketches are read at most: with more candidates (many paths tied at the cut),
+/// the report counts from the events instead, so that the sketches it holds stay bounded.
 const NAMED_PATHS: usize = 1000;
 
 /// The top pages, `(rows, whether visitors are estimated)`, or `None` when too many days of
@@ -31,6 +31,10 @@ pub(super) fn top_pages(
     f: &Filters,
 ) -> Result<Option<(Vec<CountsRow>, bool)>, ReportError> {
     debug_assert!(f.dims.is_empty() && f.props.is_empty() && !f.bots);
+    // One snapshot for every query below: the writer builds and drops days meanwhile, and a
+    // day read as sketched must still be so when its rows are read (or counted from the
+    // events only once).
+    let _snapshot = Snapshot::begin(conn);
     let tz = f.tz.name();
     let mut built = BTreeSet::new();
     let mut days = Sql::default();
@@ -46,22 +50,44 @@ pub(super) fn top_pages(
             built.insert(d);
         }
     }
-    // The days without sketches that need counting from the events: those with page views
-    // (as `pageview_hours` has them), and the days not over yet, which are never sketched.
+    // The hours with page views: folded (`pageview_hours`), and past the fold's watermark
+    // (committed, not folded yet: under load for up to a staged commit). A day with page views
+    // past the watermark is counted from the events even if it has sketches: the fold that
+    // drops them (a late event) has not run yet.
     let mut viewed = BTreeSet::new();
+    let mut unfolded = BTreeSet::new();
+    let (start, end) = (ts_value(f.start - Duration::hours(1)), ts_value(f.end));
     let mut hours = Sql::default();
     hours
-        .push("SELECT DISTINCT CAST(hour_utc AS VARCHAR) FROM pageview_hours WHERE NOT is_bot AND hour_utc >= ")
-        .bind(ts_value(f.start - Duration::hours(1)))
+        .push(
+            "SELECT DISTINCT CAST(h AS VARCHAR), past FROM (SELECT hour_utc AS h, false AS past \
+             FROM pageview_hours WHERE NOT is_bot AND hour_utc >= ",
+        )
+        .bind(start.clone())
         .push(" AND hour_utc < ")
-        .bind(ts_value(f.end));
-    for (hour,) in typed_rows::<(String,)>(conn, &hours)? {
+        .bind(end.clone())
+        .push(&format!(
+            " UNION ALL SELECT date_trunc('hour', ts), true FROM events WHERE seq > {FOLDED_THROUGH} \
+             AND name = 'page_view' AND is_bot IS NOT TRUE AND ts >= "
+        ))
+        .bind(start)
+        .push(" AND ts < ")
+        .bind(end)
+        .push(")");
+    for (hour, past) in typed_rows::<(String, bool)>(conn, &hours)? {
         if let Ok(h) = NaiveDateTime::parse_from_str(&hour, "%Y-%m-%d %H:%M:%S") {
             // An hour can straddle two local days (zones with half-hour offsets).
             for t in [h, h + Duration::minutes(59)] {
-                viewed.insert(f.tz.0.from_utc_datetime(&t).date_naive());
+                let day = f.tz.0.from_utc_datetime(&t).date_naive();
+                viewed.insert(day);
+                if past {
+                    unfolded.insert(day);
+                }
             }
         }
+    }
+    for day in &unfolded {
+        built.remove(day);
     }
     let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
         .unwrap_or_default()
@@ -116,7 +142,11 @@ pub(super) fn top_pages(
         })?;
     }
     // Page views per path: the sketched days' rows, and the other days'.
-    let mut sql = in_range(f, "SELECT path, sum(pageviews)::BIGINT FROM page_sketches");
+    let mut sql = in_range(
+        f,
+        "SELECT path, sum(pageviews)::BIGINT FROM page_sketches",
+        &built,
+    );
     sql.push(" GROUP BY path");
     for (path, n) in typed_rows::<(Option<String>, i64)>(conn, &sql)? {
         *counts.entry(path).or_default() += n;
@@ -132,15 +162,25 @@ pub(super) fn top_pages(
         return Ok(Some((Vec::new(), false)));
     }
 
-    // Visitors of those paths: their sketches, and the other days' visitors.
-    let mut visitors: HashMap<Option<String>, Sketch> = HashMap::new();
-    let mut sketches = in_range(f, "SELECT path, visitors FROM page_sketches");
-    if rows.len() <= NAMED_PATHS {
-        sketches.push(" AND ");
-        paths_in(&mut sketches, &rows);
+    if rows.len() > NAMED_PATHS {
+        return Ok(None);
     }
-    for (path, blob) in typed_rows::<(Option<String>, Vec<u8>)>(conn, &sketches)? {
-        let s = Sketch::decode(&blob).map_err(|e| ReportError::Internal(e.to_string()))?;
+
+    // Visitors of those paths: their sketches (merged as they are read: a path holds one
+    // merged sketch at most, of 16 KiB), and the other days' visitors.
+    let mut visitors: HashMap<Option<String>, Sketch> = HashMap::new();
+    let mut sketches = in_range(f, "SELECT path, visitors FROM page_sketches", &built);
+    sketches.push(" AND ");
+    paths_in(&mut sketches, &rows);
+    let mut stmt = conn.prepare(&sketches.text)?;
+    let mut read = stmt.query(duckdb::params_from_iter(sketches.params.iter()))?;
+    while let Some(r) = read.next()? {
+        let path: Option<String> = r.get(0)?;
+        let blob = r.get_ref(1)?;
+        let s = blob
+            .as_blob()
+            .map_err(|e| ReportError::Internal(e.to_string()))
+            .and_then(|b| Sketch::decode(b).map_err(|e| ReportError::Internal(e.to_string())))?;
         visitors.entry(path).or_default().merge(&s);
     }
     for (path, _) in &rows {
@@ -175,17 +215,35 @@ pub(super) fn top_pages(
     Ok(Some((out, estimated)))
 }
 
-/// `<select> WHERE` the range's sketched rows.
-fn in_range(f: &Filters, select: &str) -> Sql {
+/// A snapshot for the queries of one answer: a transaction begun on `conn` (unless it is in
+/// one already), rolled back when dropped (nothing was written).
+struct Snapshot<'a>(Option<&'a Connection>);
+
+impl<'a> Snapshot<'a> {
+    fn begin(conn: &'a Connection) -> Self {
+        Snapshot(conn.execute_batch("BEGIN TRANSACTION").ok().map(|_| conn))
+    }
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0 {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// `<select> WHERE` the rows of the `built` days.
+fn in_range(f: &Filters, select: &str, built: &BTreeSet<NaiveDate>) -> Sql {
     let mut sql = Sql::default();
     sql.push(select)
         .push(" WHERE tz = ")
         .bind(f.tz.name().to_string());
-    sql.push(" AND day BETWEEN CAST(")
-        .bind(f.from.to_string())
-        .push(" AS DATE) AND CAST(")
-        .bind(f.to.to_string())
-        .push(" AS DATE)");
+    sql.push(" AND day IN (NULL");
+    for day in built {
+        sql.push(", CAST(").bind(day.to_string()).push(" AS DATE)");
+    }
+    sql.push(")");
     sql
 }
 

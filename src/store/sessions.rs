@@ -226,7 +226,8 @@ fn partials(cond: &str) -> String {
 pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(), StoreError> {
     super::rollups::mark(conn, cond, value)?;
     super::persons::mark(conn, cond, value)?;
-    super::sketches::mark(conn, cond, value)?;
+    // After `rollups::mark`: it reads the hours that one noted.
+    super::sketches::mark(conn)?;
     conn.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE session_marked AS SELECT DISTINCT {SESSION_ID} \

@@ -22,7 +22,7 @@ use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use duckdb::arrow::array::{Array, StringArray, UInt64Array};
 use duckdb::types::Value;
-use duckdb::{params, Connection, ToSql};
+use duckdb::{params, Connection};
 use std::collections::{BTreeSet, HashMap};
 use tracing::debug;
 
@@ -389,34 +389,40 @@ fn ts_text(t: NaiveDateTime) -> String {
 
 /// Drop the sketches of the days that the non-bot page views with `seq` in `(after, through]`
 /// fall in (a late event), in the caller's transaction: before the fold moves the watermark
-/// past them.
+/// past them. The days are found by the hours of those page views: a day is dropped only if
+/// one of them falls in it (an hour that straddles two local days drops both).
 pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), StoreError> {
-    drop_days_of(
+    drop_days_in_hours(
         conn,
-        &format!("{SEQ} > {after} AND {SEQ} <= {through}"),
-        &[],
+        &format!(
+            "SELECT DISTINCT date_trunc('hour', {TS}) AS h FROM events \
+             WHERE {SEQ} > {after} AND {SEQ} <= {through} \
+             AND {NAME} = '{PAGE_VIEW}' AND is_bot IS NOT TRUE"
+        ),
     )
 }
 
-/// Drop the sketches of the days of the page views that `cond` (with `value` bound) selects,
-/// before they are deleted (forget, retention).
-pub(super) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(), StoreError> {
-    drop_days_of(conn, cond, &[value])
+/// Drop the sketches of the days of the page views about to be deleted (forget, retention):
+/// the hours `rollups::mark` noted in `hours_marked`, which it must have run first.
+pub(super) fn mark(conn: &Connection) -> Result<(), StoreError> {
+    drop_days_in_hours(conn, "SELECT hour_utc AS h FROM hours_marked")
 }
 
-fn drop_days_of(conn: &Connection, cond: &str, values: &[&dyn ToSql]) -> Result<(), StoreError> {
-    let dropped = conn.execute(
-        &format!(
-            "DELETE FROM page_sketch_days d USING (SELECT min({TS}) AS lo, max({TS}) AS hi \
-             FROM events WHERE {NAME} = '{PAGE_VIEW}' AND is_bot IS NOT TRUE AND ({cond})) v \
-             WHERE d.end_utc > v.lo AND d.start_utc <= v.hi"
-        ),
-        values,
-    )?;
-    if dropped > 0 {
-        conn.execute_batch(
-            "DELETE FROM page_sketches s WHERE NOT EXISTS (SELECT 1 FROM page_sketch_days d \
-             WHERE d.tz = s.tz AND d.day = s.day)",
+/// Drop every day (of any zone) that one of the UTC hours `h` that `hours` selects overlaps,
+/// and its sketches.
+fn drop_days_in_hours(conn: &Connection, hours: &str) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "DELETE FROM page_sketch_days d WHERE EXISTS (SELECT 1 FROM ({hours}) v \
+         WHERE d.end_utc > v.h AND d.start_utc < v.h + INTERVAL 1 HOUR) \
+         RETURNING tz, CAST(day AS VARCHAR)"
+    ))?;
+    let dropped = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (tz, day) in dropped {
+        conn.execute(
+            "DELETE FROM page_sketches WHERE tz = ? AND day = CAST(? AS DATE)",
+            params![tz, day],
         )?;
     }
     Ok(())
@@ -472,6 +478,31 @@ mod tests {
         }
         assert_eq!(forward, whole);
         assert_eq!(backward, whole);
+    }
+
+    /// Stored sketches hold hashes of `visitor_halves`: the UUID as the 128-bit number its
+    /// bytes spell. If a DuckDB upgrade cast UUIDs to numbers otherwise, new hashes would
+    /// not match stored ones and every visitor would count twice: this fails first.
+    #[test]
+    fn visitor_halves_are_the_uuid_as_a_number() {
+        let conn = Connection::open_in_memory().unwrap();
+        for id in [
+            "0123456789abcdef fedcba9876543210",
+            "ffffffffffffffff 0000000000000001",
+            "8000000000000000 8000000000000000",
+        ] {
+            let (hi, lo) = id.split_once(' ').unwrap();
+            let uuid = uuid::Uuid::parse_str(&format!("{hi}{lo}")).unwrap();
+            let got: (u64, u64) = conn
+                .query_row(
+                    &format!("SELECT {} FROM (SELECT ?::UUID AS v)", visitor_halves("v")),
+                    [uuid.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            let want = uuid.as_u64_pair();
+            assert_eq!(got, want, "{uuid}");
+        }
     }
 
     #[test]
