@@ -24,8 +24,9 @@ const RAW_DAYS: usize = 2;
 /// the report counts from the events instead, so that the sketches it holds stay bounded.
 const NAMED_PATHS: usize = 1000;
 
-/// The top pages, `(rows, whether visitors are estimated)`, or `None` when too many days of
-/// the range lack sketches.
+/// The top pages, `(rows, whether visitors are estimated)`, or `None` (count them from the
+/// events) when no day of the range has sketches, more than [`RAW_DAYS`] need counting from
+/// the events, or more than [`NAMED_PATHS`] paths tie for the top.
 pub(super) fn top_pages(
     conn: &Connection,
     f: &Filters,
