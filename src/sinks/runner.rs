@@ -199,6 +199,13 @@ async fn ship(ctl: &Control, sink: &mut dyn Sink) -> Result<(), Stopped> {
             .await?;
         let started = Instant::now();
         deliver(ctl, sink, &mut backoff, range, &records).await?;
+        // The lag as of the new offset, set before the offset is committed: `/api/sinks`
+        // reads the lag from the store as soon as it is, and the gauge agreed only at the next
+        // turn of this loop (a test that read both back to back once saw them differ). While
+        // the commit is retried, the gauge is ahead by this batch.
+        ctl.metrics
+            .lag_events
+            .set((ctl.writer.committed_seq() - range.upto).max(0));
         ctl.store_op(&mut backoff, "moving the offset", |c| {
             state::commit(c, name, range.upto)
         })
