@@ -358,16 +358,21 @@ impl Store {
     }
 
     /// Build the page sketches (`sketches.rs`) of the latest day of `tz` that is over and has
-    /// none, in a transaction of its own. Returns the day, or `None` when every such day has
-    /// them.
-    pub fn sketch_a_day(&mut self, tz: chrono_tz::Tz) -> Result<Option<NaiveDate>, StoreError> {
+    /// none, and at most `max_views` page views if given, in a transaction of its own.
+    /// Returns the day, or `None` when every such day has them.
+    pub fn sketch_a_day(
+        &mut self,
+        tz: chrono_tz::Tz,
+        max_views: Option<i64>,
+    ) -> Result<Option<NaiveDate>, StoreError> {
         let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
             .unwrap_or_default()
             .naive_utc();
         let last = sketches::last_day(tz, now);
         let Some(day) = sketches::missing_days(&self.conn, tz, last)?
-            .first()
-            .copied()
+            .into_iter()
+            .find(|(_, views)| max_views.is_none_or(|most| *views <= most))
+            .map(|(day, _)| day)
         else {
             return Ok(None);
         };
@@ -384,7 +389,7 @@ impl Store {
     pub fn sketch_every_day(&mut self, tz: chrono_tz::Tz) -> Result<usize, StoreError> {
         let started = std::time::Instant::now();
         let mut built = 0;
-        while let Some(day) = self.sketch_a_day(tz)? {
+        while let Some(day) = self.sketch_a_day(tz, None)? {
             built += 1;
             if built % 10 == 0 {
                 tracing::info!(built, %day, "Building the page sketches of each day.");

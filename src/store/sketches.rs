@@ -23,7 +23,7 @@ use chrono_tz::Tz;
 use duckdb::arrow::array::{Array, StringArray, UInt64Array};
 use duckdb::types::Value;
 use duckdb::{params, Connection};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use tracing::debug;
 
 /// Bits of a hash that pick the register.
@@ -271,24 +271,28 @@ pub fn last_day(tz: Tz, now: NaiveDateTime) -> NaiveDate {
 }
 
 /// The days of `tz` up to `last` that have non-bot page views folded into `pageview_hours`
-/// but no sketches, latest first.
+/// but no sketches, latest first, with their page views (an hour that straddles two local
+/// days counts in both: an upper bound).
 pub(super) fn missing_days(
     conn: &Connection,
     tz: Tz,
     last: NaiveDate,
-) -> Result<Vec<NaiveDate>, StoreError> {
-    let mut days = BTreeSet::new();
+) -> Result<Vec<(NaiveDate, i64)>, StoreError> {
+    let mut days: BTreeMap<NaiveDate, i64> = BTreeMap::new();
     let mut stmt = conn.prepare(
-        "SELECT DISTINCT CAST(hour_utc AS VARCHAR) FROM pageview_hours WHERE NOT is_bot",
+        "SELECT CAST(hour_utc AS VARCHAR), sum(pageviews)::BIGINT FROM pageview_hours \
+         WHERE NOT is_bot GROUP BY hour_utc",
     )?;
-    for hour in stmt.query_map([], |r| r.get::<_, String>(0))? {
-        let hour = NaiveDateTime::parse_from_str(&hour?, "%Y-%m-%d %H:%M:%S")
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (hour, views) = row?;
+        let hour = NaiveDateTime::parse_from_str(&hour, "%Y-%m-%d %H:%M:%S")
             .map_err(|e| StoreError::Malformed(format!("pageview_hours: {e}")))?;
         // An hour can straddle two local days (zones with half-hour offsets).
-        for t in [hour, hour + Duration::minutes(59)] {
-            let day = tz.from_utc_datetime(&t).date_naive();
-            if day <= last {
-                days.insert(day);
+        let days_of =
+            [hour, hour + Duration::minutes(59)].map(|t| tz.from_utc_datetime(&t).date_naive());
+        for (i, day) in days_of.into_iter().enumerate() {
+            if day <= last && (i == 0 || day != days_of[0]) {
+                *days.entry(day).or_default() += views;
             }
         }
     }
@@ -503,6 +507,45 @@ mod tests {
             let want = uuid.as_u64_pair();
             assert_eq!(got, want, "{uuid}");
         }
+    }
+
+    /// Under load the writer builds only days of at most so many page views: the larger wait,
+    /// and the smaller ones are built meanwhile.
+    #[test]
+    fn a_day_with_more_page_views_than_allowed_waits() {
+        use crate::event::{Event, Source};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = crate::store::Store::open(dir.path()).unwrap();
+        let day = 86_400_000_000;
+        let start = (crate::event::now_us() / day - 5) * day;
+        // Five page views five days ago, two four days ago (both over, UTC).
+        let events: Vec<Event> = [0, 1, 2, 3, 4, day, day + 1]
+            .into_iter()
+            .map(|t| {
+                let mut e = Event::now("page_view", "s", Source::Proxy);
+                e.ts_us = start + 3_600_000_000 + t;
+                e.path = Some("/".into());
+                e
+            })
+            .collect();
+        store.append(1, &events).unwrap();
+        let tz = Tz::UTC;
+        let day_of = |t: i64| {
+            chrono::DateTime::from_timestamp_micros(t)
+                .unwrap()
+                .date_naive()
+        };
+        // The latest day first, if small enough; then none is.
+        assert_eq!(
+            store.sketch_a_day(tz, Some(4)).unwrap(),
+            Some(day_of(start + day))
+        );
+        assert_eq!(store.sketch_a_day(tz, Some(4)).unwrap(), None);
+        assert_eq!(
+            store.sketch_a_day(tz, Some(5)).unwrap(),
+            Some(day_of(start))
+        );
+        assert_eq!(store.sketch_a_day(tz, None).unwrap(), None);
     }
 
     #[test]
