@@ -8,11 +8,10 @@
 
 use super::filter::{ts_value, Filters, Sql};
 use super::traffic::null_last;
-use super::{batches, typed_rows, CountsRow, Fetch, ReportError};
-use crate::store::{last_sketch_day, visitor_halves, visitor_hash, Sketch, FOLDED_THROUGH};
+use super::{typed_rows, CountsRow, ReportError};
+use crate::store::{last_sketch_day, views_by_path, PathViews, Sketch, StoreError, FOLDED_THROUGH};
 use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone};
-use duckdb::arrow::array::{Array, Int64Array, StringArray, UInt64Array};
-use duckdb::Connection;
+use duckdb::{params_from_iter, Connection};
 use std::collections::{BTreeSet, HashMap};
 
 /// Days of a range at most that may lack sketches: counting them from the events costs about
@@ -105,43 +104,17 @@ pub(super) fn top_pages(
     }
     let raw_views = raw_page_views(f, &raw);
 
-    // The other days' page views in one pass: per path and visitor, their count (a NULL
-    // visitor: views without one, which count as page views only).
-    let mut counts: HashMap<Option<String>, i64> = HashMap::new();
-    let mut hashes: HashMap<Option<String>, Vec<u64>> = HashMap::new();
-    if let Some(views) = &raw_views {
-        let mut pairs = Sql::default();
-        pairs
-            .push(&format!(
-                "SELECT path, {}, count(*) AS n FROM (",
-                visitor_halves("visitor_id")
-            ))
-            .append(views)
-            .push(") GROUP BY ALL");
-        batches(conn, &pairs, Fetch::Whole, |b| {
-            let (Some(path), Some(hi), Some(lo), Some(n)) = (
-                b.column(0).as_any().downcast_ref::<StringArray>(),
-                b.column(1).as_any().downcast_ref::<UInt64Array>(),
-                b.column(2).as_any().downcast_ref::<UInt64Array>(),
-                b.column(3).as_any().downcast_ref::<Int64Array>(),
-            ) else {
-                return Err(ReportError::Internal(
-                    "top pages: unexpected column types".into(),
-                ));
-            };
-            for i in 0..b.num_rows() {
-                let p = (!path.is_null(i)).then(|| path.value(i).to_string());
-                *counts.entry(p.clone()).or_default() += n.value(i);
-                if !hi.is_null(i) {
-                    hashes
-                        .entry(p)
-                        .or_default()
-                        .push(visitor_hash(hi.value(i), lo.value(i)));
-                }
-            }
-            Ok(())
-        })?;
-    }
+    // The other days' page views in one pass: per path, its page views and visitors.
+    let mut raw = match &raw_views {
+        Some(views) => views_by_path(conn, &views.text, params_from_iter(views.params.iter()))
+            .map_err(|e| match e {
+                StoreError::Db(e) => ReportError::Store(e),
+                e => ReportError::Internal(e.to_string()),
+            })?,
+        None => PathViews::new(),
+    };
+    let mut counts: HashMap<Option<String>, i64> =
+        raw.iter().map(|(p, (n, _))| (p.clone(), *n)).collect();
     // Page views per path: the sketched days' rows, and the other days'.
     let mut sql = in_range(
         f,
@@ -185,7 +158,7 @@ pub(super) fn top_pages(
         visitors.entry(path).or_default().merge(&s);
     }
     for (path, _) in &rows {
-        if let Some(h) = hashes.remove(path) {
+        if let Some((_, h)) = raw.remove(path) {
             visitors
                 .entry(path.clone())
                 .or_default()

@@ -31,7 +31,8 @@ pub(crate) use sessions::{
     rebuild_marked as rebuild_marked_sessions,
 };
 pub use sketches::{
-    day_start_utc, last_day as last_sketch_day, visitor_halves, visitor_hash, Sketch,
+    day_start_utc, last_day as last_sketch_day, views_by_path, visitor_halves, visitor_hash,
+    PathViews, Sketch,
 };
 
 use crate::event::columns::SEQ;

@@ -20,7 +20,7 @@ use super::StoreError;
 use crate::event::columns::{NAME, PAGE_VIEW, PATH, SEQ, TS, VISITOR_ID};
 use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
-use duckdb::arrow::array::{Array, StringArray, UInt64Array};
+use duckdb::arrow::array::{Array, Int64Array, StringArray, UInt64Array};
 use duckdb::types::Value;
 use duckdb::{params, Connection};
 use std::collections::{BTreeMap, HashMap};
@@ -316,40 +316,11 @@ pub(super) fn build_day(conn: &Connection, tz: Tz, day: NaiveDate) -> Result<usi
     );
     let (start_s, end_s, day_s) = (ts_text(start), ts_text(end), day.to_string());
     let views = format!(
-        "FROM events WHERE {TS} >= CAST(?1 AS TIMESTAMP) AND {TS} < CAST(?2 AS TIMESTAMP) \
+        "SELECT {PATH}, {VISITOR_ID} FROM events \
+         WHERE {TS} >= CAST(?1 AS TIMESTAMP) AND {TS} < CAST(?2 AS TIMESTAMP) \
          AND {NAME} = '{PAGE_VIEW}' AND is_bot IS NOT TRUE"
     );
-    let mut pages: HashMap<Option<String>, (i64, Vec<u64>)> = HashMap::new();
-    let mut stmt = conn.prepare(&format!("SELECT {PATH}, count(*) {views} GROUP BY {PATH}"))?;
-    for row in stmt.query_map(params![start_s, end_s], |r| {
-        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
-    })? {
-        let (path, n) = row?;
-        pages.entry(path).or_default().0 = n;
-    }
-    let mut stmt = conn.prepare(&format!(
-        "SELECT DISTINCT {PATH}, {} {views} AND {VISITOR_ID} IS NOT NULL",
-        visitor_halves(VISITOR_ID)
-    ))?;
-    for batch in stmt.query_arrow(params![start_s, end_s])? {
-        let (Some(path), Some(hi), Some(lo)) = (
-            batch.column(0).as_any().downcast_ref::<StringArray>(),
-            batch.column(1).as_any().downcast_ref::<UInt64Array>(),
-            batch.column(2).as_any().downcast_ref::<UInt64Array>(),
-        ) else {
-            return Err(StoreError::Malformed(
-                "page sketches: unexpected column types".into(),
-            ));
-        };
-        for i in 0..batch.num_rows() {
-            let p = (!path.is_null(i)).then(|| path.value(i).to_string());
-            pages
-                .entry(p)
-                .or_default()
-                .1
-                .push(visitor_hash(hi.value(i), lo.value(i)));
-        }
-    }
+    let pages = views_by_path(conn, &views, params![start_s, end_s])?;
     drop_day(conn, tz, &day_s)?;
     // An appender: a prepared INSERT a page took 0.6 ms each (2 s a day of 2,800 pages).
     let date = Value::Date32((day - chrono::DateTime::UNIX_EPOCH.date_naive()).num_days() as i32);
@@ -373,6 +344,46 @@ pub(super) fn build_day(conn: &Connection, tz: Tz, day: NaiveDate) -> Result<usi
     )?;
     debug!(%day, pages = n, ms = started.elapsed().as_millis() as u64, "Page sketches built.");
     Ok(n)
+}
+
+/// Per path, its page views and its visitors' hashes ([`visitor_hash`]; a view without a
+/// visitor counts as a page view only).
+pub type PathViews = HashMap<Option<String>, (i64, Vec<u64>)>;
+
+/// [`PathViews`] of the page views (`path, visitor_id`) that the query `views` selects, with
+/// `params` bound, in one pass: the building of a day, and the days a report counts from the
+/// events.
+pub fn views_by_path(
+    conn: &Connection,
+    views: &str,
+    params: impl duckdb::Params,
+) -> Result<PathViews, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT path, {}, count(*) AS n FROM ({views}) GROUP BY ALL",
+        visitor_halves(VISITOR_ID)
+    ))?;
+    let mut pages = PathViews::new();
+    for batch in stmt.query_arrow(params)? {
+        let (Some(path), Some(hi), Some(lo), Some(n)) = (
+            batch.column(0).as_any().downcast_ref::<StringArray>(),
+            batch.column(1).as_any().downcast_ref::<UInt64Array>(),
+            batch.column(2).as_any().downcast_ref::<UInt64Array>(),
+            batch.column(3).as_any().downcast_ref::<Int64Array>(),
+        ) else {
+            return Err(StoreError::Malformed(
+                "page views by path: unexpected column types".into(),
+            ));
+        };
+        for i in 0..batch.num_rows() {
+            let p = (!path.is_null(i)).then(|| path.value(i).to_string());
+            let (views, hashes) = pages.entry(p).or_default();
+            *views += n.value(i);
+            if !hi.is_null(i) {
+                hashes.push(visitor_hash(hi.value(i), lo.value(i)));
+            }
+        }
+    }
+    Ok(pages)
 }
 
 /// Delete the sketches of `day` in `tz`, and any of another zone (`site.timezone` changed:
