@@ -13,7 +13,7 @@ pub use columns::{Column, Field, Kind, COLUMNS, EVENT_ID};
 /// `first_seen`, for the deduplication horizon; 3: the `sessions` table, which the writer keeps;
 /// 4: `pageview_hours`, kept with it; 5: `persons`, kept with them; 6: `page_sketches`, which
 /// an older tollgate would leave counting late or forgotten page views).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Where an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

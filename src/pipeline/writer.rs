@@ -52,15 +52,15 @@ const IDLE_FOLD_EVERY: Duration = Duration::from_secs(1);
 const SKETCH_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the writer under load looks for such a day, and builds it: a day of 330,000
-/// page views takes it about 0.35 s, so catching up on a month costs the proxy's events at
-/// most a thirtieth of the writer's time (once caught up, one day a day), and looking costs
+/// page views takes it about 0.75 s (page and breakdown sketches), so catching up on a month
+/// costs the proxy's events at most a thirteenth of the writer's time (once caught up, one day a day), and looking costs
 /// them nothing measurable (two small queries, a few milliseconds, every 10 s).
 const SKETCH_UNDER_LOAD_EVERY: Duration = Duration::from_secs(10);
 
 /// The most page views a day may have for the writer to build its sketches under load (the
-/// larger days wait until it is at rest): a build takes about 1.2 µs a page view, so this is
-/// about 0.6 s, while the proxy's queue takes up to 22,000 events at 37,000 requests/s (a
-/// third of its default 65,536) instead of overflowing.
+/// larger days wait until it is at rest): a build takes about 2.3 µs a page view, so this is
+/// about 1.2 s, while the proxy's queue takes up to 43,000 events at 37,000 requests/s (two
+/// thirds of its default 65,536) instead of overflowing.
 const SKETCH_UNDER_LOAD_MAX_VIEWS: i64 = 500_000;
 
 /// What the writer last saw of the store, for `/readyz`.

@@ -94,6 +94,12 @@ impl<A: FromSql, B: FromSql> Row for (A, B) {
     }
 }
 
+impl<A: FromSql, B: FromSql, C: FromSql> Row for (A, B, C) {
+    fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    }
+}
+
 impl<A: FromSql, B: FromSql, C: FromSql, D: FromSql> Row for (A, B, C, D) {
     fn read(r: &duckdb::Row<'_>) -> duckdb::Result<Self> {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -887,6 +893,34 @@ mod tests {
     /// days not over (counted from the events), after a `forget`, in zones whose days are not
     /// UTC's, and after the zone changed. Where a page's visitors pass `EXACT_MAX`, they are
     /// estimates, labelled so and within 3 %.
+    /// The days of `tz` that have sketches.
+    fn days(store: &crate::store::Store, tz: &str) -> i64 {
+        let conn = store.reader().unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM page_sketch_days WHERE tz = ?",
+            [tz],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// A store of `events` whose days in `zone` are sketched, `check`ed (store, zone, whether
+    /// sketched) before and after; with the zone and the number of days built.
+    fn sketched_store(
+        zone: &str,
+        events: &[crate::event::Event],
+        check: &dyn Fn(&crate::store::Store, &str, bool),
+    ) -> (tempfile::TempDir, crate::store::Store, chrono_tz::Tz, usize) {
+        let tz = SiteTz::parse(zone).unwrap().0;
+        let (dir, mut store) = store();
+        store.append(1, events).unwrap();
+        check(&store, zone, false);
+        let built = store.sketch_every_day(tz).unwrap();
+        assert!((5..=7).contains(&built), "{zone}: {built} days");
+        check(&store, zone, true);
+        (dir, store, tz, built)
+    }
+
     #[test]
     fn top_pages_from_sketches_equal_the_events() {
         use crate::event::{Event, Source};
@@ -931,15 +965,6 @@ mod tests {
                 serde_urlencoded::from_str(&format!("{q}{filter}")).unwrap();
             run(&conn, "pages", &pairs, SiteTz::parse(tz).unwrap()).unwrap()["top"].clone()
         };
-        let days = |store: &crate::store::Store, tz: &str| -> i64 {
-            let conn = store.reader().unwrap();
-            conn.query_row(
-                "SELECT count(*) FROM page_sketch_days WHERE tz = ?",
-                [tz],
-                |r| r.get(0),
-            )
-            .unwrap()
-        };
         // The answer from the events: a property filter that every view passes (`prop.k=v`)
         // takes the path without sketches.
         let check = |store: &crate::store::Store, tz: &str, sketched: bool| {
@@ -953,13 +978,7 @@ mod tests {
             }
         };
         for zone in ["UTC", "Asia/Kolkata", "America/New_York"] {
-            let tz = SiteTz::parse(zone).unwrap().0;
-            let (_dir, mut store) = store();
-            store.append(1, &events).unwrap();
-            check(&store, zone, false);
-            let built = store.sketch_every_day(tz).unwrap();
-            assert!((5..=7).contains(&built), "{zone}: {built} days");
-            check(&store, zone, true);
+            let (_dir, mut store, tz, built) = sketched_store(zone, &events, &check);
             // A late view: committed and not folded yet, its day is counted from the events;
             // its fold drops the day's sketches. A forget drops those of the forgotten
             // visitor's days. The answers stay those of the events throughout.
@@ -1022,5 +1041,216 @@ mod tests {
             .unwrap();
         assert_eq!(top(&store, "UTC", &queries[0], ""), before);
         assert_ne!(top(&store, "UTC", &queries[0], "&prop.k=v"), before);
+    }
+
+    /// Acquisition and audience from breakdown sketches equal the exact answers (the same
+    /// report with the built days set aside, then put back): before and after
+    /// the days are built, after late page views that move sessions' starts back across
+    /// midnight, after a retention pass that cuts a session's first page views, after a
+    /// forget, in three zones.
+    #[test]
+    fn breakdowns_from_sketches_equal_the_events() {
+        use crate::event::{Event, Source};
+        const MIN: i64 = 60_000_000;
+        // A page view of session `sid` by `visitor`, with values picked by `k`.
+        let view = |ts: i64, sid: Option<u128>, visitor: u128, k: usize| {
+            let mut e = Event::now("page_view", "shop", Source::Proxy);
+            e.ts_us = ts;
+            e.path = Some(format!("/p{}", k % 3));
+            e.visitor_id = Some(uuid::Uuid::from_u128(visitor));
+            e.session_id = sid.map(uuid::Uuid::from_u128);
+            let pick = |xs: &[&str], j: usize| Some(xs[(k / j) % xs.len()].to_string());
+            e.channel = pick(&["direct", "organic", "social", "paid"], 1);
+            e.utm_source = pick(&["fb", "google", "news"], 2);
+            e.utm_campaign = if k.is_multiple_of(5) {
+                None
+            } else {
+                pick(&["spring", "sale"], 3)
+            };
+            e.referrer_host = pick(&["a.example", "b.example"], 5);
+            e.device_type = pick(&["desktop", "mobile", "tablet"], 1);
+            e.browser = pick(&["Chrome", "Firefox"], 2);
+            e.os = pick(&["Linux", "Android", "iOS"], 3);
+            e.country = if k.is_multiple_of(7) {
+                None
+            } else {
+                pick(&["DE", "FR", "US"], 1)
+            };
+            e
+        };
+        // Sessions of one to four page views ten minutes apart over five days, each with its
+        // values (as the proxy gives every page view of a session); some cross midnight.
+        let base = utc_us("2026-01-05 00:00");
+        let mut events = Vec::new();
+        for i in 0..400u128 {
+            let start = base + (i as i64) * 17 * MIN;
+            for j in 0..(1 + i % 4) {
+                events.push(view(
+                    start + j as i64 * 10 * MIN,
+                    Some(i + 1),
+                    i % 90 + 1,
+                    i as usize,
+                ));
+            }
+        }
+        // Sessions that begin five minutes after midnight in each zone (UTC, India, New
+        // York): a late page view ten minutes before moves each one's start, and its values,
+        // to the day before (for its page views after midnight too); retention then cuts it.
+        let midnights = ["2026-01-08 00:00", "2026-01-07 18:30", "2026-01-08 05:00"];
+        for (i, m) in midnights.iter().enumerate() {
+            for j in 0..3 {
+                let ts = utc_us(m) + (5 + j * 10) * MIN;
+                events.push(view(ts, Some(5_000 + i as u128), 5_000, 1));
+            }
+        }
+        // A bot session counts nowhere; a page view without a session under its own values.
+        let mut bot = view(utc_us("2026-01-06 10:00"), Some(6_000), 6_000, 2);
+        bot.is_bot = Some(true);
+        events.push(bot);
+        events.push(view(utc_us("2026-01-06 11:00"), None, 6_001, 3));
+        // A page view flagged as a bot's in a session that is not counts as the session's
+        // others do, also in a session that crosses the end of a range (UTC 2026-01-08).
+        for (j, min) in [50, 55, 70].into_iter().enumerate() {
+            let mut e = view(
+                utc_us("2026-01-08 23:00") + min * MIN,
+                Some(9_000),
+                9_000,
+                6,
+            );
+            e.is_bot = Some(j == 1);
+            events.push(e);
+        }
+        // A visitor of two days three apart, forgotten below.
+        events.push(view(utc_us("2026-01-05 09:00"), Some(7_000), 7_000, 4));
+        events.push(view(utc_us("2026-01-08 09:00"), Some(7_001), 7_000, 4));
+        // Today's sessions are never sketched: counted from the events.
+        let now = crate::event::now_us();
+        events.push(view(now - 2 * MIN, Some(8_000), 8_000, 5));
+        events.push(view(now - MIN, Some(8_000), 8_000, 5));
+        let today = chrono::DateTime::from_timestamp_micros(now)
+            .unwrap()
+            .date_naive();
+        let queries = [
+            "acquisition?dimension=all&from=2026-01-04&to=2026-01-10".to_string(),
+            "acquisition?dimension=utm_source,channel&from=2026-01-06&to=2026-01-08&limit=2"
+                .to_string(),
+            format!("acquisition?dimension=all&from=2026-01-04&to={today}&limit=3"),
+            "audience?from=2026-01-04&to=2026-01-10".to_string(),
+            "audience?from=2026-01-07&to=2026-01-08&limit=2".to_string(),
+            format!("audience?from=2026-01-04&to={today}"),
+        ];
+        let answer = |store: &crate::store::Store, tz: &str, q: &str, exact: bool| {
+            let conn = store.reader().unwrap();
+            if exact {
+                conn.execute_batch(
+                    "CREATE TEMP TABLE built AS SELECT * FROM page_sketch_days; \
+                     DELETE FROM page_sketch_days",
+                )
+                .unwrap();
+            }
+            let (name, q) = q.split_once('?').unwrap();
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap();
+            let got = match run(&conn, name, &pairs, SiteTz::parse(tz).unwrap()) {
+                Ok(g) => g,
+                Err(e) => panic!("{name}?{q} exact={exact}: {e:?}"),
+            };
+            if exact {
+                conn.execute_batch(
+                    "INSERT INTO page_sketch_days SELECT * FROM built; DROP TABLE built",
+                )
+                .unwrap();
+            }
+            got["tables"].clone()
+        };
+        let check = |store: &crate::store::Store, tz: &str, sketched: bool| {
+            assert_eq!(days(store, tz) > 0, sketched, "{tz}");
+            for q in &queries {
+                let got = answer(store, tz, q, false);
+                let want = answer(store, tz, q, true);
+                let tables = want.as_object().unwrap();
+                assert!(tables.len() >= 2, "{tz} {q}");
+                for t in tables.values() {
+                    assert!(!t["rows"].as_array().unwrap().is_empty(), "{tz} {q}");
+                }
+                assert_eq!(got, want, "{tz} {q}");
+            }
+        };
+        for zone in ["UTC", "Asia/Kolkata", "America/New_York"] {
+            let (_dir, mut store, tz, _) = sketched_store(zone, &events, &check);
+            // The late page views, with other values: each session now begins before
+            // midnight as a social visit from a tablet, for its page views after midnight too.
+            let seq = store.next_seq().unwrap();
+            let late: Vec<Event> = midnights
+                .iter()
+                .enumerate()
+                .map(|(i, m)| view(utc_us(m) - 5 * MIN, Some(5_000 + i as u128), 5_000, 2))
+                .collect();
+            store.append(seq, &late).unwrap();
+            check(&store, zone, true);
+            store.sketch_every_day(tz).unwrap();
+            check(&store, zone, true);
+            // Retention to 00:00 UTC: the UTC session's late page view goes, and it begins on
+            // the next day again, with its old values.
+            let cutoff = utc_us(midnights[0]);
+            let day_us = 86_400_000_000;
+            let mut conn = store.reader().unwrap();
+            let pruned = crate::sinks::prune(
+                &mut conn,
+                std::time::Duration::from_secs(86_400),
+                &[],
+                cutoff + day_us,
+            )
+            .unwrap();
+            assert!(pruned.deleted > 0);
+            drop(conn);
+            check(&store, zone, true);
+            store.sketch_every_day(tz).unwrap();
+            check(&store, zone, true);
+            crate::store::forget(
+                store.connection(),
+                &crate::store::Subject::Visitor(uuid::Uuid::from_u128(7_000)),
+            )
+            .unwrap();
+            check(&store, zone, true);
+            assert!(store.sketch_every_day(tz).unwrap() > 0);
+            check(&store, zone, true);
+        }
+
+        // Past EXACT_MAX visitors a value's count is an estimate: labelled, and close.
+        let (_dir, mut store) = store();
+        let many: Vec<Event> = (0..9_000i64)
+            .map(|i| {
+                let mut e = view(
+                    base + 86_400_000_000 * (i % 3) + i,
+                    Some(100_000 + i as u128),
+                    100_000 + i as u128,
+                    0,
+                );
+                e.utm_source = Some("big".into());
+                e
+            })
+            .collect();
+        store.append(1, &many).unwrap();
+        store.sketch_every_day(chrono_tz::Tz::UTC).unwrap();
+        let got = answer(&store, "UTC", &queries[0], false);
+        let t = &got["utm_source"];
+        assert_eq!(t["estimated"], serde_json::json!(["visitors"]));
+        assert_eq!(
+            t["columns"],
+            serde_json::json!(["utm_source", "visitors", "sessions"])
+        );
+        let row = &t["rows"][0];
+        assert_eq!(row[0], "big");
+        assert_eq!(row[2], 9_000);
+        let visitors = row[1].as_f64().unwrap();
+        assert!((visitors - 9_000.0).abs() < 270.0, "{visitors}");
+        // The sketches are what answers: sessions deleted behind the store's back still
+        // count.
+        let conn = store.reader().unwrap();
+        conn.execute_batch("DELETE FROM sessions WHERE first_ts < '2026-01-06'")
+            .unwrap();
+        assert_eq!(answer(&store, "UTC", &queries[0], false), got);
+        let exact = answer(&store, "UTC", &queries[0], true);
+        assert_eq!(exact["utm_source"]["rows"][0][2], 6_000);
     }
 }

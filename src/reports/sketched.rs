@@ -9,8 +9,12 @@
 use super::filter::{ts_value, Filters, Sql};
 use super::traffic::null_last;
 use super::{typed_rows, CountsRow, ReportError};
-use crate::store::{last_sketch_day, views_by_path, PathViews, Sketch, StoreError, FOLDED_THROUGH};
+use crate::store::{
+    count_between, last_sketch_day, views_by_path, Counted, Measure, PathViews, Sketch, StoreError,
+    FOLDED_THROUGH,
+};
 use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone};
+use duckdb::arrow::array::{Array, BinaryArray, StringArray};
 use duckdb::{params_from_iter, Connection};
 use std::collections::{BTreeSet, HashMap};
 
@@ -26,91 +30,21 @@ const NAMED_PATHS: usize = 1000;
 /// The top pages, `(rows, whether visitors are estimated)`, or `None` (count them from the
 /// events) when no day of the range has sketches, more than [`RAW_DAYS`] need counting from
 /// the events, or more than [`NAMED_PATHS`] paths tie for the top.
-pub(super) fn top_pages(
-    conn: &Connection,
-    f: &Filters,
-) -> Result<Option<(Vec<CountsRow>, bool)>, ReportError> {
+pub(super) fn top_pages(conn: &Connection, f: &Filters) -> Result<Option<Ranked>, ReportError> {
     debug_assert!(f.dims.is_empty() && f.props.is_empty() && !f.bots);
     // One snapshot for every query below: the writer builds and drops days meanwhile, and a
     // day read as sketched must still be so when its rows are read (or counted from the
     // events only once).
     let _snapshot = Snapshot::begin(conn);
-    let tz = f.tz.name();
-    let mut built = BTreeSet::new();
-    let mut days = Sql::default();
-    days.push("SELECT CAST(day AS VARCHAR) FROM page_sketch_days WHERE tz = ")
-        .bind(tz.to_string());
-    days.push(" AND day BETWEEN CAST(")
-        .bind(f.from.to_string())
-        .push(" AS DATE) AND CAST(")
-        .bind(f.to.to_string())
-        .push(" AS DATE)");
-    for (day,) in typed_rows::<(String,)>(conn, &days)? {
-        if let Ok(d) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") {
-            built.insert(d);
-        }
-    }
-    // The hours with page views: folded (`pageview_hours`), and past the fold's watermark
-    // (committed, not folded yet: under load for up to a staged commit). A day with page views
-    // past the watermark is counted from the events even if it has sketches: the fold that
-    // drops them (a late event) has not run yet.
-    let mut viewed = BTreeSet::new();
-    let mut unfolded = BTreeSet::new();
-    let (start, end) = (ts_value(f.start - Duration::hours(1)), ts_value(f.end));
-    let mut hours = Sql::default();
-    hours
-        .push(
-            "SELECT DISTINCT CAST(h AS VARCHAR), past FROM (SELECT hour_utc AS h, false AS past \
-             FROM pageview_hours WHERE NOT is_bot AND hour_utc >= ",
-        )
-        .bind(start.clone())
-        .push(" AND hour_utc < ")
-        .bind(end.clone())
-        .push(&format!(
-            " UNION ALL SELECT date_trunc('hour', ts), true FROM events WHERE seq > {FOLDED_THROUGH} \
-             AND name = 'page_view' AND is_bot IS NOT TRUE AND ts >= "
-        ))
-        .bind(start)
-        .push(" AND ts < ")
-        .bind(end)
-        .push(")");
-    for (hour, past) in typed_rows::<(String, bool)>(conn, &hours)? {
-        if let Ok(h) = NaiveDateTime::parse_from_str(&hour, "%Y-%m-%d %H:%M:%S") {
-            // An hour can straddle two local days (zones with half-hour offsets).
-            for t in [h, h + Duration::minutes(59)] {
-                let day = f.tz.0.from_utc_datetime(&t).date_naive();
-                viewed.insert(day);
-                if past {
-                    unfolded.insert(day);
-                }
-            }
-        }
-    }
-    for day in &unfolded {
-        built.remove(day);
-    }
-    let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
-        .unwrap_or_default()
-        .naive_utc();
-    let last = last_sketch_day(f.tz.0, now);
-    let raw: Vec<NaiveDate> = f
-        .from
-        .iter_days()
-        .take_while(|d| *d <= f.to)
-        .filter(|d| !built.contains(d) && (*d > last || viewed.contains(d)))
-        .collect();
-    if built.is_empty() || raw.len() > RAW_DAYS {
+    let Some(Days { built, raw }) = days(conn, f)? else {
         return Ok(None);
-    }
+    };
     let raw_views = raw_page_views(f, &raw);
 
     // The other days' page views in one pass: per path, its page views and visitors.
     let mut raw = match &raw_views {
         Some(views) => views_by_path(conn, &views.text, params_from_iter(views.params.iter()))
-            .map_err(|e| match e {
-                StoreError::Db(e) => ReportError::Store(e),
-                e => ReportError::Internal(e.to_string()),
-            })?,
+            .map_err(store_error)?,
         None => PathViews::new(),
     };
     let mut counts: HashMap<Option<String>, i64> =
@@ -145,34 +79,171 @@ pub(super) fn top_pages(
     let mut visitors: HashMap<Option<String>, Sketch> = HashMap::new();
     let mut sketches = in_range(f, "SELECT path, visitors FROM page_sketches", &built);
     sketches.push(" AND ");
-    paths_in(&mut sketches, &rows);
-    let mut stmt = conn.prepare(&sketches.text)?;
-    let mut read = stmt.query(duckdb::params_from_iter(sketches.params.iter()))?;
-    while let Some(r) = read.next()? {
-        let path: Option<String> = r.get(0)?;
-        let blob = r.get_ref(1)?;
-        let s = blob
-            .as_blob()
-            .map_err(|e| ReportError::Internal(e.to_string()))
-            .and_then(|b| Sketch::decode(b).map_err(|e| ReportError::Internal(e.to_string())))?;
-        visitors.entry(path).or_default().merge(&s);
-    }
+    values_in(&mut sketches, "path", &rows);
+    each_sketch(conn, &sketches, 1, |keys, s| {
+        merge_into(&mut visitors, keys[0].map(str::to_string), s)
+    })?;
     for (path, _) in &rows {
         if let Some((_, h)) = raw.remove(path) {
-            visitors
-                .entry(path.clone())
-                .or_default()
-                .merge(&Sketch::of(h));
+            merge_into(&mut visitors, path.clone(), Sketch::of(h));
         }
     }
 
+    Ok(Some(ranked(rows, f.limit, |p| visitors.get(p))))
+}
+
+/// Per dimension of `cols` (all among `measure`'s), its top values by `measure` and visitors,
+/// and whether a shown row's visitors are an estimate; or `None` (count them from the events)
+/// as [`top_pages`] says, or when more than [`NAMED_PATHS`] values tie for the top of the
+/// dimensions.
+pub(super) fn breakdowns(
+    conn: &Connection,
+    f: &Filters,
+    measure: Measure,
+    cols: &[&str],
+) -> Result<Option<Vec<Ranked>>, ReportError> {
+    debug_assert!(f.dims.is_empty() && f.props.is_empty() && !f.bots);
+    if !cols.iter().all(|c| measure.dims().contains(c)) {
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let _snapshot = Snapshot::begin(conn);
+    let Some(Days { built, raw }) = days(conn, f)? else {
+        return Ok(None);
+    };
+    let planned = started.elapsed();
+    // The other days, counted from the events and sessions, a day at a time (two at most).
+    let mut raw_counts = Counted::new();
+    for day in raw {
+        let (start, end) = (
+            f.tz.day_start_utc(day),
+            f.tz.day_start_utc(day + Duration::days(1)),
+        );
+        let counted = count_between(conn, measure, cols, start, end).map_err(store_error)?;
+        for (key, (n, hashes)) in counted {
+            let (m, h) = raw_counts.entry(key).or_default();
+            *m += n;
+            h.extend(hashes);
+        }
+    }
+    let counted = started.elapsed();
+    // Counts per value: the sketched days' rows, and the other days'.
+    let named = |sql: &mut Sql| {
+        sql.push(" AND measure = ")
+            .bind(measure.name().to_string())
+            .push(" AND dim IN (NULL");
+        for c in cols {
+            sql.push(", ").bind((*c).to_string());
+        }
+        sql.push(")");
+    };
+    let mut sql = in_range(
+        f,
+        "SELECT dim, value, sum(n)::BIGINT FROM breakdown_sketches",
+        &built,
+    );
+    named(&mut sql);
+    sql.push(" GROUP BY dim, value");
+    let mut counts: HashMap<(String, Option<String>), i64> = raw_counts
+        .iter()
+        .map(|(k, (n, _))| (k.clone(), *n))
+        .collect();
+    for (dim, value, n) in typed_rows::<(String, Option<String>, i64)>(conn, &sql)? {
+        *counts.entry((dim, value)).or_default() += n;
+    }
+    // Per dimension, every value with at least as many as the `limit`-th (visitors break
+    // the ties).
+    let mut tops: Vec<Vec<(Option<String>, i64)>> = vec![Vec::new(); cols.len()];
+    for ((dim, value), n) in counts {
+        if let Some(i) = cols.iter().position(|c| *c == dim) {
+            tops[i].push((value, n));
+        }
+    }
+    for rows in &mut tops {
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+        if let Some(cut) = rows.get(f.limit.saturating_sub(1)).map(|r| r.1) {
+            rows.retain(|r| r.1 >= cut);
+        }
+    }
+    if tops.iter().map(Vec::len).sum::<usize>() > NAMED_PATHS {
+        return Ok(None);
+    }
+
+    let summed = started.elapsed();
+    // Visitors of those values: their sketches, merged as they are read, and the other days'.
+    let mut sketches = in_range(
+        f,
+        "SELECT dim, value, visitors FROM breakdown_sketches",
+        &built,
+    );
+    named(&mut sketches);
+    sketches.push(" AND (false");
+    for (c, rows) in cols.iter().zip(&tops) {
+        if !rows.is_empty() {
+            sketches
+                .push(" OR dim = ")
+                .bind((*c).to_string())
+                .push(" AND ");
+            values_in(&mut sketches, "value", rows);
+        }
+    }
+    sketches.push(")");
+    let mut visitors: HashMap<(String, Option<String>), Sketch> = HashMap::new();
+    each_sketch(conn, &sketches, 2, |keys, s| {
+        let key = (
+            keys[0].unwrap_or_default().to_string(),
+            keys[1].map(str::to_string),
+        );
+        merge_into(&mut visitors, key, s)
+    })?;
+    for (c, rows) in cols.iter().zip(&tops) {
+        for (value, _) in rows {
+            let key = ((*c).to_string(), value.clone());
+            if let Some((_, h)) = raw_counts.remove(&key) {
+                merge_into(&mut visitors, key, Sketch::of(h));
+            }
+        }
+    }
+
+    let merged = started.elapsed();
+    // `TOLLGATE_LOG=tollgate::reports=debug` shows where the time went.
+    tracing::debug!(
+        measure = measure.name(),
+        days_ms = planned.as_millis() as u64,
+        raw_ms = (counted - planned).as_millis() as u64,
+        counts_ms = (summed - counted).as_millis() as u64,
+        sketches_ms = (merged - summed).as_millis() as u64,
+        "Sketched breakdowns."
+    );
+    let tables = cols
+        .iter()
+        .zip(tops)
+        .map(|(c, rows)| {
+            let visitors_of =
+                |value: &Option<String>| visitors.get(&((*c).to_string(), value.clone()));
+            ranked(rows, f.limit, visitors_of)
+        })
+        .collect();
+    Ok(Some(tables))
+}
+
+/// A table's rows, and whether a row shown has estimated visitors.
+type Ranked = (Vec<CountsRow>, bool);
+
+/// `rows` (value, count) with their visitors, sorted by count, then visitors (both
+/// descending), then value, and cut to `limit`; and whether a row shown has estimated
+/// visitors.
+fn ranked<'a>(
+    rows: Vec<(Option<String>, i64)>,
+    limit: usize,
+    visitors: impl Fn(&Option<String>) -> Option<&'a Sketch>,
+) -> Ranked {
     let mut estimated = false;
     let mut out: Vec<CountsRow> = rows
         .into_iter()
-        .map(|(path, views)| {
-            let v = visitors.get(&path);
-            estimated |= v.is_some_and(Sketch::is_estimate);
-            CountsRow(path, v.map_or(0, |s| s.count() as i64), views)
+        .map(|(value, n)| {
+            let v = visitors(&value);
+            CountsRow(value, v.map_or(0, |s| s.count() as i64), n)
         })
         .collect();
     out.sort_by(|a, b| {
@@ -180,17 +251,145 @@ pub(super) fn top_pages(
             .then_with(|| b.1.cmp(&a.1))
             .then_with(|| null_last(a.0.as_deref(), b.0.as_deref()))
     });
-    out.truncate(f.limit);
-    // Only the rows shown say whether their visitors are estimates.
-    let estimated = estimated
-        && out
-            .iter()
-            .any(|r| visitors.get(&r.0).is_some_and(Sketch::is_estimate));
-    Ok(Some((out, estimated)))
+    out.truncate(limit);
+    for r in &out {
+        estimated |= visitors(&r.0).is_some_and(Sketch::is_estimate);
+    }
+    (out, estimated)
 }
 
-/// A snapshot for the queries of one answer: a transaction begun on `conn` (unless it is in
-/// one already), rolled back when dropped (nothing was written).
+/// `each(keys, sketch)` for every row of `sql`: `keys` text columns, then a sketch. Read as
+/// Arrow batches: a month of sketches is tens of megabytes, which the row API copied more.
+fn each_sketch(
+    conn: &Connection,
+    sql: &Sql,
+    keys: usize,
+    mut each: impl FnMut(&[Option<&str>], Sketch),
+) -> Result<(), ReportError> {
+    let bad = |what: &str| ReportError::Internal(format!("sketches: {what}"));
+    let mut stmt = conn.prepare(&sql.text)?;
+    for batch in stmt.query_arrow(params_from_iter(sql.params.iter()))? {
+        let texts = (0..keys)
+            .map(|k| batch.column(k).as_any().downcast_ref::<StringArray>())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("unexpected key types"))?;
+        let blobs = batch
+            .column(keys)
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .ok_or_else(|| bad("unexpected sketch type"))?;
+        let mut row = Vec::with_capacity(keys);
+        for i in 0..batch.num_rows() {
+            row.clear();
+            row.extend(texts.iter().map(|t| (!t.is_null(i)).then(|| t.value(i))));
+            let s = Sketch::decode(blobs.value(i)).map_err(|e| bad(&e.to_string()))?;
+            each(&row, s);
+        }
+    }
+    Ok(())
+}
+
+/// Merge `s` into the sketch of `key` in `into` (or put it there: no copy).
+fn merge_into<K: std::hash::Hash + Eq>(into: &mut HashMap<K, Sketch>, key: K, s: Sketch) {
+    match into.get_mut(&key) {
+        Some(v) => v.merge(&s),
+        None => {
+            into.insert(key, s);
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> ReportError {
+    match e {
+        StoreError::Db(e) => ReportError::Store(e),
+        e => ReportError::Internal(e.to_string()),
+    }
+}
+
+/// The days of a range: those with sketches, and those counted from the events.
+struct Days {
+    built: BTreeSet<NaiveDate>,
+    raw: Vec<NaiveDate>,
+}
+
+/// The range's [`Days`], or `None` (count every day from the events) when none has sketches
+/// or more than [`RAW_DAYS`] of them need counting from the events. Today and yesterday are
+/// counted from the events, and so is a day with page views but no sketches (a late event
+/// or a deletion reopened it), or with page views not folded yet.
+fn days(conn: &Connection, f: &Filters) -> Result<Option<Days>, ReportError> {
+    let tz = f.tz.name();
+    let mut built = BTreeSet::new();
+    let mut days = Sql::default();
+    days.push("SELECT CAST(day AS VARCHAR) FROM page_sketch_days WHERE tz = ")
+        .bind(tz.to_string());
+    days.push(" AND day BETWEEN CAST(")
+        .bind(f.from.to_string())
+        .push(" AS DATE) AND CAST(")
+        .bind(f.to.to_string())
+        .push(" AS DATE)");
+    for (day,) in typed_rows::<(String,)>(conn, &days)? {
+        if let Ok(d) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") {
+            built.insert(d);
+        }
+    }
+    // The hours with page views: folded (`pageview_hours`), and past the fold's watermark
+    // (committed, not folded yet: under load for up to a staged commit). A day with page views
+    // past the watermark is counted from the events even if it has sketches: the fold that
+    // drops them (a late event) has not run yet.
+    let mut viewed = BTreeSet::new();
+    let mut unfolded = BTreeSet::new();
+    let (start, end) = (ts_value(f.start - Duration::hours(1)), ts_value(f.end));
+    let mut hours = Sql::default();
+    hours
+        .push(
+            "SELECT DISTINCT CAST(h AS VARCHAR), past FROM (SELECT hour_utc AS h, false AS past \
+             FROM pageview_hours WHERE hour_utc >= ",
+        )
+        .bind(start.clone())
+        .push(" AND hour_utc < ")
+        .bind(end.clone())
+        .push(&format!(
+            " UNION ALL SELECT date_trunc('hour', ts), true FROM events WHERE seq > {FOLDED_THROUGH} \
+             AND name = 'page_view' AND ts >= "
+        ))
+        .bind(start)
+        .push(" AND ts < ")
+        .bind(end)
+        .push(")");
+    for (hour, past) in typed_rows::<(String, bool)>(conn, &hours)? {
+        if let Ok(h) = NaiveDateTime::parse_from_str(&hour, "%Y-%m-%d %H:%M:%S") {
+            // An hour can straddle two local days (zones with half-hour offsets).
+            for t in [h, h + Duration::minutes(59)] {
+                let day = f.tz.0.from_utc_datetime(&t).date_naive();
+                viewed.insert(day);
+                if past {
+                    unfolded.insert(day);
+                }
+            }
+        }
+    }
+    for day in &unfolded {
+        built.remove(day);
+    }
+    let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
+        .unwrap_or_default()
+        .naive_utc();
+    let last = last_sketch_day(f.tz.0, now);
+    let raw: Vec<NaiveDate> = f
+        .from
+        .iter_days()
+        .take_while(|d| *d <= f.to)
+        .filter(|d| !built.contains(d) && (*d > last || viewed.contains(d)))
+        .collect();
+    if built.is_empty() || raw.len() > RAW_DAYS {
+        return Ok(None);
+    }
+    Ok(Some(Days { built, raw }))
+}
+
+/// A snapshot for the queries of one answer: a transaction begun on `conn`, rolled back when
+/// dropped (nothing was written). `conn` must not be in a transaction: DuckDB aborts it when a
+/// `BEGIN` fails.
 struct Snapshot<'a>(Option<&'a Connection>);
 
 impl<'a> Snapshot<'a> {
@@ -252,9 +451,9 @@ fn raw_page_views(f: &Filters, days: &[NaiveDate]) -> Option<Sql> {
     Some(sql)
 }
 
-/// `(path IN (…) OR path IS NULL)` for the paths of `rows`.
-fn paths_in(sql: &mut Sql, rows: &[(Option<String>, i64)]) {
-    sql.push("(path IN (NULL");
+/// `(<col> IN (…) OR <col> IS NULL)` for the values of `rows`.
+fn values_in(sql: &mut Sql, col: &str, rows: &[(Option<String>, i64)]) {
+    sql.push(&format!("({col} IN (NULL"));
     for (path, _) in rows {
         if let Some(p) = path {
             sql.push(", ").bind(p.clone());
@@ -262,7 +461,7 @@ fn paths_in(sql: &mut Sql, rows: &[(Option<String>, i64)]) {
     }
     sql.push(")");
     if rows.iter().any(|(p, _)| p.is_none()) {
-        sql.push(" OR path IS NULL");
+        sql.push(&format!(" OR {col} IS NULL"));
     }
     sql.push(")");
 }

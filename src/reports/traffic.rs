@@ -7,7 +7,7 @@
 
 use super::filter::{session_dimensions, ts_value, Filters, Part, Sql};
 use super::{num, query, ratio, round4, rows, table, CountRow, CountsRow, ReportError, Table};
-use crate::store::FOLDED_THROUGH;
+use crate::store::{Measure, FOLDED_THROUGH};
 use chrono::{Duration, NaiveDateTime};
 use duckdb::Connection;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -336,11 +336,7 @@ pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
             dimension: Some("path".into()),
             columns: columns.iter().map(|c| (*c).to_string()).collect(),
             rows,
-            estimated: if estimated {
-                vec!["visitors".into()]
-            } else {
-                Vec::new()
-            },
+            estimated: estimated_visitors(estimated),
         },
         None if f.dims.is_empty() && f.props.is_empty() => {
             table(conn, &top_pages_of_many(f), Some("path"), &columns)?
@@ -685,6 +681,9 @@ fn filtered_sessions(f: &Filters, cols: &[&str]) -> Sql {
 /// dimensions, from [`super::defs::Acquisition`]). Each table is a count of distinct visitors
 /// over every session, so asking for one at a time keeps the answer fast on large stores.
 pub fn acquisition(conn: &Connection, f: &Filters, cols: &[&str]) -> Result<Tables, ReportError> {
+    if let Some(tables) = sketched(conn, f, Measure::Sessions, cols)? {
+        return Ok(Tables { tables });
+    }
     let tables = breakdowns(
         conn,
         &filtered_sessions(f, cols),
@@ -697,15 +696,57 @@ pub fn acquisition(conn: &Connection, f: &Filters, cols: &[&str]) -> Result<Tabl
 
 /// The dimensions `audience` breaks page views down by, one table each, in the dashboard's
 /// order (the catalog lists them).
-pub const AUDIENCE: [&str; 4] = ["device_type", "browser", "os", "country"];
+pub const AUDIENCE: [&str; 4] = crate::store::DEVICE_DIMS;
+
+/// `acquisition`'s or `audience`'s tables from the writer's breakdown sketches (`sketched.rs`)
+/// when there are no filters and they can answer.
+fn sketched(
+    conn: &Connection,
+    f: &Filters,
+    measure: Measure,
+    cols: &[&str],
+) -> Result<Option<BTreeMap<String, Table<CountsRow>>>, ReportError> {
+    if !f.dims.is_empty() || !f.props.is_empty() || f.bots {
+        return Ok(None);
+    }
+    let Some(tables) = super::sketched::breakdowns(conn, f, measure, cols)? else {
+        return Ok(None);
+    };
+    let tables = cols
+        .iter()
+        .zip(tables)
+        .map(|(c, (rows, estimated))| {
+            let t = Table {
+                dimension: Some((*c).into()),
+                columns: vec![(*c).into(), "visitors".into(), measure.name().into()],
+                rows,
+                estimated: estimated_visitors(estimated),
+            };
+            ((*c).to_string(), t)
+        })
+        .collect();
+    Ok(Some(tables))
+}
+
+/// A table's `estimated` columns: `visitors` if they are.
+fn estimated_visitors(estimated: bool) -> Vec<String> {
+    if estimated {
+        vec!["visitors".into()]
+    } else {
+        Vec::new()
+    }
+}
 
 /// Visitors and page views in the range by device, browser, OS and country. When the
 /// filters allow, from the `sessions` table: a session's page views count under its first
 /// page view's values (which its other page views share, as they come from the same browser
-/// and address). A session wholly in the range adds its page view count; one that crosses
+/// and address), and its bot flag. A session wholly in the range adds its page view count; one that crosses
 /// an end of the range adds its page views inside it, counted from the events (few sessions
 /// cross midnight); page views without a session are added from the events.
 pub fn audience(conn: &Connection, f: &Filters) -> Result<Tables, ReportError> {
+    if let Some(tables) = sketched(conn, f, Measure::Pageviews, &AUDIENCE)? {
+        return Ok(Tables { tables });
+    }
     let cols = AUDIENCE.join(", ");
     let (from, views) = if f.by_visit() {
         let mut from = Sql::default();
@@ -717,7 +758,12 @@ pub fn audience(conn: &Connection, f: &Filters) -> Result<Tables, ReportError> {
                 " UNION ALL SELECT visitor_id, {cols}, n FROM c JOIN (SELECT session_id, \
                    count(*) AS n FROM events WHERE "
             ));
-        f.range_sql(&mut from);
+        // Every page view of a session counts as its first does, also for bots (`c` has the
+        // sessions the filters select): as those within the range count their `pageviews`.
+        from.push("ts >= ")
+            .bind(ts_value(f.start))
+            .push(" AND ts < ")
+            .bind(ts_value(f.end));
         from.push(
             " AND name = 'page_view' AND session_id IN (SELECT session_id FROM c) \
                GROUP BY session_id) USING (session_id)",
@@ -773,6 +819,13 @@ mod tests {
     /// Visitors counted with bitmaps are `count(DISTINCT visitor_id)`, whichever columns get
     /// bitmaps: none, all, or only the one with the fewest values (a budget that fits it
     /// alone). A value whose rows have no visitor has 0, as a NULL value has its own row.
+    /// The breakdown sketches of sessions are kept for every session dimension, so that
+    /// `acquisition?dimension=all` can read them.
+    #[test]
+    fn breakdown_sketches_have_every_session_dimension() {
+        assert_eq!(crate::store::SOURCE_DIMS, session_dimensions().as_slice());
+    }
+
     #[test]
     fn visitors_by_bitmap_are_the_distinct_count() {
         let dir = tempfile::tempdir().unwrap();

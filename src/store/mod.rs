@@ -5,6 +5,7 @@
 //! writer thread owns the main [`Store`]; readers (the admin API) use [`Store::reader`], a
 //! connection to the same database instance.
 
+mod breakdowns;
 mod budget;
 mod chunk;
 mod forget;
@@ -18,6 +19,7 @@ mod schema;
 mod sessions;
 mod sketches;
 
+pub use breakdowns::{count_between, Counted, Measure, DEVICE_DIMS, SOURCE_DIMS};
 pub use budget::{is_out_of_memory, out_of_memory, Budget, Loan, Share};
 pub use forget::{forget, forget_again, ForgetReport, Subject};
 pub use guard::{check_read_only, QueryError};

@@ -235,6 +235,7 @@ pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(
         ),
         [value],
     )?;
+    super::sketches::mark_sessions(conn)?;
     Ok(())
 }
 

@@ -17,7 +17,7 @@
 //! them and count the others from the events (`reports::traffic`).
 
 use super::StoreError;
-use crate::event::columns::{NAME, PAGE_VIEW, PATH, SEQ, TS, VISITOR_ID};
+use crate::event::columns::{NAME, PAGE_VIEW, PATH, SEQ, SESSION_ID, TS, VISITOR_ID};
 use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use duckdb::arrow::array::{Array, Int64Array, StringArray, UInt64Array};
@@ -84,10 +84,23 @@ impl Sketch {
     pub fn merge(&mut self, other: &Sketch) {
         match (&mut *self, other) {
             (Sketch::Exact(a), Sketch::Exact(b)) => {
+                // Both sorted and distinct: their union in one pass (a month's merges of a
+                // value re-sorted it each time before, a tenth of a report's time).
                 let mut all = Vec::with_capacity(a.len() + b.len());
-                all.extend_from_slice(a);
-                all.extend_from_slice(b);
-                *self = Sketch::of(all);
+                let (mut i, mut j) = (0, 0);
+                while i < a.len() && j < b.len() {
+                    let (x, y) = (a[i], b[j]);
+                    all.push(x.min(y));
+                    i += usize::from(x <= y);
+                    j += usize::from(y <= x);
+                }
+                all.extend_from_slice(&a[i..]);
+                all.extend_from_slice(&b[j..]);
+                *self = if all.len() <= EXACT_MAX {
+                    Sketch::Exact(all)
+                } else {
+                    Sketch::of(all)
+                };
             }
             (Sketch::Dense(r), Sketch::Exact(b)) => {
                 for &h in b {
@@ -144,7 +157,7 @@ impl Sketch {
 
     /// Read [`Sketch::encode`]'s form.
     pub fn decode(b: &[u8]) -> Result<Sketch, StoreError> {
-        let bad = || StoreError::Malformed("a page sketch is malformed".into());
+        let bad = || StoreError::Malformed("a visitor sketch is malformed".into());
         match b.split_first() {
             Some((0, rest)) if rest.len() % 8 == 0 && rest.len() / 8 <= EXACT_MAX => {
                 let h: Vec<u64> = rest
@@ -261,6 +274,20 @@ pub fn day_start_utc(tz: Tz, day: NaiveDate) -> NaiveDateTime {
 /// Create the tables if missing.
 pub(super) fn create(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(DDL)?;
+    conn.execute_batch(super::breakdowns::DDL)?;
+    Ok(())
+}
+
+/// The tables with rows per day, which `page_sketch_days` says are built.
+const PER_DAY: [&str; 2] = ["page_sketches", "breakdown_sketches"];
+
+/// Forget every built day (a store from before version 7 has no breakdown sketches): the
+/// writer builds them all again.
+pub(super) fn rebuild_all(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("DELETE FROM page_sketch_days")?;
+    for table in PER_DAY {
+        conn.execute_batch(&format!("DELETE FROM {table}"))?;
+    }
     Ok(())
 }
 
@@ -270,9 +297,10 @@ pub fn last_day(tz: Tz, now: NaiveDateTime) -> NaiveDate {
     tz.from_utc_datetime(&now).date_naive() - Duration::days(2)
 }
 
-/// The days of `tz` up to `last` that have non-bot page views folded into `pageview_hours`
-/// but no sketches, latest first, with their page views (an hour that straddles two local
-/// days counts in both: an upper bound).
+/// The days of `tz` up to `last` that have page views folded into `pageview_hours` but no
+/// sketches, latest first, with their page views (an hour that straddles two local days
+/// counts in both: an upper bound). Bots' count too: a page view flagged as a bot's in a
+/// session that is not counts in the audience breakdown.
 pub(super) fn missing_days(
     conn: &Connection,
     tz: Tz,
@@ -281,7 +309,7 @@ pub(super) fn missing_days(
     let mut days: BTreeMap<NaiveDate, i64> = BTreeMap::new();
     let mut stmt = conn.prepare(
         "SELECT CAST(hour_utc AS VARCHAR), sum(pageviews)::BIGINT FROM pageview_hours \
-         WHERE NOT is_bot GROUP BY hour_utc",
+         GROUP BY hour_utc",
     )?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (hour, views) = row?;
@@ -337,12 +365,13 @@ pub(super) fn build_day(conn: &Connection, tz: Tz, day: NaiveDate) -> Result<usi
     }
     app.flush()?;
     drop(app);
+    let breakdowns = super::breakdowns::build_day(conn, tz.name(), &date, start, end)?;
     conn.execute(
         "INSERT INTO page_sketch_days VALUES (?, CAST(? AS DATE), CAST(? AS TIMESTAMP), \
          CAST(? AS TIMESTAMP))",
         params![tz.name(), day_s, start_s, end_s],
     )?;
-    debug!(%day, pages = n, ms = started.elapsed().as_millis() as u64, "Page sketches built.");
+    debug!(%day, pages = n, breakdowns, ms = started.elapsed().as_millis() as u64, "Page sketches built.");
     Ok(n)
 }
 
@@ -389,7 +418,7 @@ pub fn views_by_path(
 /// Delete the sketches of `day` in `tz`, and any of another zone (`site.timezone` changed:
 /// the reports read only the current zone's).
 fn drop_day(conn: &Connection, tz: Tz, day: &str) -> Result<(), StoreError> {
-    for table in ["page_sketch_days", "page_sketches"] {
+    for table in std::iter::once("page_sketch_days").chain(PER_DAY) {
         conn.execute(
             &format!("DELETE FROM {table} WHERE tz <> ?1 OR day = CAST(?2 AS DATE) AND tz = ?1"),
             params![tz.name(), day],
@@ -398,47 +427,84 @@ fn drop_day(conn: &Connection, tz: Tz, day: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn ts_text(t: NaiveDateTime) -> String {
+pub(super) fn ts_text(t: NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
-/// Drop the sketches of the days that the non-bot page views with `seq` in `(after, through]`
-/// fall in (a late event), in the caller's transaction: before the fold moves the watermark
-/// past them. The days are found by the hours of those page views: a day is dropped only if
-/// one of them falls in it (an hour that straddles two local days drops both).
+/// Drop the sketches of the days that the page views with `seq` in `(after, through]` change
+/// (a late event), in the caller's transaction, after `sessions` has them and before the fold
+/// moves the watermark past them:
+/// - the days their hours overlap (an hour that straddles two local days drops both; bots'
+///   too, see [`missing_days`]);
+/// - for those older than the end of the latest built day, the days their sessions span: a
+///   page view before a session's first one changes the values every page view of the session
+///   counts under (breakdown sketches), and the day the session begins.
+///
+/// Page views of the present are not older than any built day: for them this is the first
+/// query only.
 pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), StoreError> {
-    drop_days_in_hours(
+    let batch = format!("{SEQ} > {after} AND {SEQ} <= {through} AND {NAME} = '{PAGE_VIEW}'");
+    drop_days(
         conn,
         &format!(
-            "SELECT DISTINCT date_trunc('hour', {TS}) AS h FROM events \
-             WHERE {SEQ} > {after} AND {SEQ} <= {through} \
-             AND {NAME} = '{PAGE_VIEW}' AND is_bot IS NOT TRUE"
+            "EXISTS (SELECT 1 FROM (SELECT DISTINCT date_trunc('hour', {TS}) AS h FROM events \
+             WHERE {batch}) v \
+             WHERE d.end_utc > v.h AND d.start_utc < v.h + INTERVAL 1 HOUR)"
         ),
-    )
+    )?;
+    // Checked first on the batch alone (a range of `seq`, which zonemaps find): the spans'
+    // query reads `sessions`.
+    let late = format!(
+        "SELECT {SESSION_ID} FROM events WHERE {batch} AND {SESSION_ID} IS NOT NULL \
+         AND {TS} < (SELECT max(end_utc) FROM page_sketch_days)"
+    );
+    let any: bool = conn.query_row(&format!("SELECT EXISTS ({late})"), [], |r| r.get(0))?;
+    if !any {
+        return Ok(());
+    }
+    drop_days(conn, &spans(&format!("{late} LIMIT {}", through - after)))
 }
 
 /// Drop the sketches of the days of the page views about to be deleted (forget, retention):
 /// the hours `rollups::mark` noted in `hours_marked`, which it must have run first.
 pub(super) fn mark(conn: &Connection) -> Result<(), StoreError> {
-    drop_days_in_hours(conn, "SELECT hour_utc AS h FROM hours_marked")
+    drop_days(
+        conn,
+        "EXISTS (SELECT 1 FROM hours_marked v \
+         WHERE d.end_utc > v.hour_utc AND d.start_utc < v.hour_utc + INTERVAL 1 HOUR)",
+    )
 }
 
-/// Drop every day (of any zone) that one of the UTC hours `h` that `hours` selects overlaps,
-/// and its sketches.
-fn drop_days_in_hours(conn: &Connection, hours: &str) -> Result<(), StoreError> {
+/// Drop the sketches of every day that the sessions in `session_marked` span (about to be
+/// rebuilt from what a deletion leaves: a session that loses its first page view begins
+/// later, with other values).
+pub(super) fn mark_sessions(conn: &Connection) -> Result<(), StoreError> {
+    drop_days(conn, &spans("SELECT session_id FROM session_marked"))
+}
+
+/// A condition on a day `d`: it overlaps a session among those whose ids `ids` selects.
+fn spans(ids: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM sessions s WHERE s.{SESSION_ID} IN ({ids}) \
+         AND d.end_utc > s.first_ts AND d.start_utc <= s.last_ts)"
+    )
+}
+
+/// Drop every built day `d` (of any zone) that `cond` holds for, and its sketches.
+fn drop_days(conn: &Connection, cond: &str) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "DELETE FROM page_sketch_days d WHERE EXISTS (SELECT 1 FROM ({hours}) v \
-         WHERE d.end_utc > v.h AND d.start_utc < v.h + INTERVAL 1 HOUR) \
-         RETURNING tz, CAST(day AS VARCHAR)"
+        "DELETE FROM page_sketch_days d WHERE {cond} RETURNING tz, CAST(day AS VARCHAR)"
     ))?;
     let dropped = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     for (tz, day) in dropped {
-        conn.execute(
-            "DELETE FROM page_sketches WHERE tz = ? AND day = CAST(? AS DATE)",
-            params![tz, day],
-        )?;
+        for table in PER_DAY {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE tz = ? AND day = CAST(? AS DATE)"),
+                params![tz, day],
+            )?;
+        }
     }
     Ok(())
 }
@@ -481,18 +547,27 @@ mod tests {
 
     #[test]
     fn merging_is_a_union_whatever_the_order_and_forms() {
-        let parts = [hashes(0, 40_000), hashes(30_000, 20_000), hashes(100, 50)];
-        let whole = Sketch::of(parts.concat());
-        let mut forward = Sketch::default();
-        for p in &parts {
-            forward.merge(&Sketch::of(p.clone()));
+        let large = vec![hashes(0, 40_000), hashes(30_000, 20_000), hashes(100, 50)];
+        // Small sets that overlap: an exact union; and one that grows past EXACT_MAX.
+        let small = vec![hashes(0, 1_000), hashes(500, 1_000), hashes(1_400, 100)];
+        let growing = vec![hashes(0, 1_500), hashes(1_000, 1_500)];
+        for parts in [large, small, growing] {
+            let whole = Sketch::of(parts.concat());
+            let mut forward = Sketch::default();
+            for p in &parts {
+                forward.merge(&Sketch::of(p.clone()));
+            }
+            let mut backward = Sketch::default();
+            for p in parts.iter().rev() {
+                backward.merge(&Sketch::of(p.clone()));
+            }
+            assert_eq!(forward, whole);
+            assert_eq!(backward, whole);
         }
-        let mut backward = Sketch::default();
-        for p in parts.iter().rev() {
-            backward.merge(&Sketch::of(p.clone()));
-        }
-        assert_eq!(forward, whole);
-        assert_eq!(backward, whole);
+        assert_eq!(Sketch::of(hashes(0, 1_000)).count(), 1_000);
+        let mut u = Sketch::of(hashes(0, 1_000));
+        u.merge(&Sketch::of(hashes(500, 1_000)));
+        assert_eq!(u, Sketch::of(hashes(0, 1_500)));
     }
 
     /// Stored sketches hold hashes of `visitor_halves`: the UUID as the 128-bit number its
