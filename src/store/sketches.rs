@@ -436,33 +436,51 @@ pub(super) fn ts_text(t: NaiveDateTime) -> String {
 /// moves the watermark past them:
 /// - the days their hours overlap (an hour that straddles two local days drops both; bots'
 ///   too, see [`missing_days`]);
-/// - for those older than the end of the latest built day, the days their sessions span: a
-///   page view before a session's first one changes the values every page view of the session
-///   counts under (breakdown sketches), and the day the session begins.
+/// - the days their sessions span: a page view before a session's first one changes the
+///   values every page view of the session counts under (breakdown sketches), and the day the
+///   session begins.
 ///
-/// Page views of the present are not older than any built day: for them this is the first
-/// query only.
+/// Only a page view older than the end of the latest built day can change one (its session
+/// then begins at it or later, after every built day), so that is checked first, on the batch
+/// alone (a range of `seq`, which zonemaps find): for the page views of the present, a fold
+/// costs two small queries here.
 pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), StoreError> {
-    let batch = format!("{SEQ} > {after} AND {SEQ} <= {through} AND {NAME} = '{PAGE_VIEW}'");
+    let end: Option<String> = conn.query_row(
+        "SELECT CAST(max(end_utc) AS VARCHAR) FROM page_sketch_days",
+        [],
+        |r| r.get(0),
+    )?;
+    let Some(end) = end else {
+        return Ok(());
+    };
+    let late = format!(
+        "{SEQ} > {after} AND {SEQ} <= {through} AND {NAME} = '{PAGE_VIEW}' \
+         AND {TS} < CAST('{end}' AS TIMESTAMP)"
+    );
+    let any: bool = conn.query_row(
+        &format!("SELECT EXISTS (SELECT 1 FROM events WHERE {late})"),
+        [],
+        |r| r.get(0),
+    )?;
+    if !any {
+        return Ok(());
+    }
     drop_days(
         conn,
         &format!(
             "EXISTS (SELECT 1 FROM (SELECT DISTINCT date_trunc('hour', {TS}) AS h FROM events \
-             WHERE {batch}) v \
+             WHERE {late}) v \
              WHERE d.end_utc > v.h AND d.start_utc < v.h + INTERVAL 1 HOUR)"
         ),
     )?;
-    // Checked first on the batch alone (a range of `seq`, which zonemaps find): the spans'
-    // query reads `sessions`.
-    let late = format!(
-        "SELECT {SESSION_ID} FROM events WHERE {batch} AND {SESSION_ID} IS NOT NULL \
-         AND {TS} < (SELECT max(end_utc) FROM page_sketch_days)"
-    );
-    let any: bool = conn.query_row(&format!("SELECT EXISTS ({late})"), [], |r| r.get(0))?;
-    if !any {
-        return Ok(());
-    }
-    drop_days(conn, &spans(&format!("{late} LIMIT {}", through - after)))
+    drop_days(
+        conn,
+        &spans(&format!(
+            "SELECT {SESSION_ID} FROM events WHERE {late} AND {SESSION_ID} IS NOT NULL \
+             LIMIT {}",
+            through - after
+        )),
+    )
 }
 
 /// Drop the sketches of the days of the page views about to be deleted (forget, retention):
