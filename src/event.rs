@@ -12,8 +12,9 @@ pub use columns::{Column, Field, Kind, COLUMNS, EVENT_ID};
 /// table changes shape so that an older tollgate could not use it (2: `event_keys` got
 /// `first_seen`, for the deduplication horizon; 3: the `sessions` table, which the writer keeps;
 /// 4: `pageview_hours`, kept with it; 5: `persons`, kept with them; 6: `page_sketches`, which
-/// an older tollgate would leave counting late or forgotten page views).
-pub const SCHEMA_VERSION: u32 = 7;
+/// an older tollgate would leave counting late or forgotten page views; 7: `breakdown_sketches`;
+/// 8: `api_latencies`, built with them).
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Where an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -190,6 +190,7 @@ async fn the_dashboard_in_headless_chromium() {
     let conv = the_funnel_builder(&d).await;
     the_funnel_url_is_shareable(&d, &conv).await;
     attribution(&d).await;
+    api_health_labels_its_estimated_percentiles(&d).await;
     the_sql_console_runs_a_query_and_refuses_a_write(&d).await;
     a_linked_query_runs_only_when_asked(&d).await;
     nothing_overflows_at_phone_width(&d).await;
@@ -438,6 +439,59 @@ async fn attribution(d: &Dashboard) {
         a["conversions"]
     );
     b.screenshot(&shot("attribution")).await;
+}
+
+/// The API tab without filters: its percentiles are estimates (latency buckets, which
+/// `tollgate generate` builds with the page sketches: docs/api.md), and both the figures and
+/// the routes table say so.
+async fn api_health_labels_its_estimated_percentiles(d: &Dashboard) {
+    let (tg, b) = (&d.tg, &d.b);
+    b.goto(&tg.admin_url(&format!("/?from={}&to={}&tab=api", d.from, d.to)))
+        .await;
+    let sel = "table[data-table=\"api.routes\"]";
+    b.wait_for(
+        &format!("{IDLE} && document.querySelectorAll('{sel} tbody tr').length > 1"),
+        WAIT,
+    )
+    .await;
+    let a = api(tg, "api", &d.range()).await;
+    let estimated = serde_json::json!(["p50_ms", "p95_ms", "p99_ms"]);
+    assert_eq!(a["totals"]["estimated"], estimated, "{a}");
+    assert_eq!(a["routes"]["estimated"], estimated, "{a}");
+    let why = "estimated (latency buckets, within 1 %)";
+    let kpis = b
+        .eval("[...document.querySelectorAll('.kpi')].map((k) => k.querySelector('.label').textContent + '|' + (k.title || ''))")
+        .await;
+    assert_eq!(
+        kpis,
+        serde_json::json!([
+            "Calls|",
+            "Errors (5xx)|",
+            "Error rate|",
+            format!("p50 ≈|{why}"),
+            format!("p95 ≈|{why}"),
+            format!("p99 ≈|{why}")
+        ])
+    );
+    let head = b
+        .eval(&format!(
+            "[...document.querySelectorAll('{sel} thead th')].map((th) => th.textContent)"
+        ))
+        .await;
+    assert_eq!(
+        head,
+        serde_json::json!([
+            "route",
+            "method",
+            "calls",
+            "errors",
+            "error_rate",
+            "p50_ms ≈",
+            "p95_ms ≈",
+            "p99_ms ≈"
+        ])
+    );
+    b.screenshot(&shot("api")).await;
 }
 
 /// The SQL console runs a query and refuses a write.

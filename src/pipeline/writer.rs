@@ -52,16 +52,18 @@ const IDLE_FOLD_EVERY: Duration = Duration::from_secs(1);
 const SKETCH_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the writer under load looks for such a day, and builds it: a day of 330,000
-/// page views takes it about 0.75 s (page and breakdown sketches), so catching up on a month
-/// costs the proxy's events at most a thirteenth of the writer's time (once caught up, one day a day), and looking costs
+/// page views (and 160,000 API calls) takes it about 0.9 s (page and breakdown sketches, API
+/// latencies), so catching up on a month costs the proxy's events at most a tenth of the
+/// writer's time (once caught up, one day a day), and looking costs
 /// them nothing measurable (two small queries, a few milliseconds, every 10 s).
 const SKETCH_UNDER_LOAD_EVERY: Duration = Duration::from_secs(10);
 
 /// The most page views a day may have for the writer to build its sketches under load (the
-/// larger days wait until it is at rest): a build takes about 2.3 µs a page view, so this is
-/// about 1.2 s, while the proxy's queue takes up to 43,000 events at 37,000 requests/s (two
-/// thirds of its default 65,536) instead of overflowing.
-const SKETCH_UNDER_LOAD_MAX_VIEWS: i64 = 500_000;
+/// larger days wait until it is at rest): a build takes about 2.75 µs a page view (with the
+/// generated traffic's half an API call each), so this is about 1.1 s, while the proxy's
+/// queue takes up to 41,000 events at 37,000 requests/s (under two thirds of its default
+/// 65,536) instead of overflowing.
+const SKETCH_UNDER_LOAD_MAX_VIEWS: i64 = 400_000;
 
 /// What the writer last saw of the store, for `/readyz`.
 #[derive(Default)]

@@ -921,6 +921,57 @@ mod tests {
         (dir, store, tz, built)
     }
 
+    /// A retention pass that keeps a day before `now_us`, then a forget of the visitor
+    /// `visitor`, each `check`ed (store, zone, sketched) before and after the writer builds
+    /// the days they dropped again.
+    fn prune_and_forget(
+        store: &mut crate::store::Store,
+        zone: &str,
+        now_us: i64,
+        visitor: u128,
+        check: &dyn Fn(&crate::store::Store, &str, bool),
+    ) {
+        let tz = SiteTz::parse(zone).unwrap().0;
+        let mut conn = store.reader().unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        let pruned = crate::sinks::prune(&mut conn, day, &[], now_us).unwrap();
+        assert!(pruned.deleted > 0);
+        drop(conn);
+        check(store, zone, true);
+        store.sketch_every_day(tz).unwrap();
+        check(store, zone, true);
+        let subject = crate::store::Subject::Visitor(uuid::Uuid::from_u128(visitor));
+        crate::store::forget(store.connection(), &subject).unwrap();
+        check(store, zone, true);
+        assert!(store.sketch_every_day(tz).unwrap() > 0);
+        check(store, zone, true);
+    }
+
+    /// Report `name` with the query string `q` in `tz`; with `exact`, counted from the events
+    /// alone (the built days set aside, then put back).
+    fn answer_of(store: &crate::store::Store, tz: &str, name: &str, q: &str, exact: bool) -> Value {
+        let conn = store.reader().unwrap();
+        if exact {
+            conn.execute_batch(
+                "CREATE TEMP TABLE built AS SELECT * FROM page_sketch_days; \
+                 DELETE FROM page_sketch_days",
+            )
+            .unwrap();
+        }
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap();
+        let got = match run(&conn, name, &pairs, SiteTz::parse(tz).unwrap()) {
+            Ok(g) => g,
+            Err(e) => panic!("{name}?{q} exact={exact}: {e:?}"),
+        };
+        if exact {
+            conn.execute_batch(
+                "INSERT INTO page_sketch_days SELECT * FROM built; DROP TABLE built",
+            )
+            .unwrap();
+        }
+        got
+    }
+
     #[test]
     fn top_pages_from_sketches_equal_the_events() {
         use crate::event::{Event, Source};
@@ -1140,27 +1191,8 @@ mod tests {
             format!("audience?from=2026-01-04&to={today}"),
         ];
         let answer = |store: &crate::store::Store, tz: &str, q: &str, exact: bool| {
-            let conn = store.reader().unwrap();
-            if exact {
-                conn.execute_batch(
-                    "CREATE TEMP TABLE built AS SELECT * FROM page_sketch_days; \
-                     DELETE FROM page_sketch_days",
-                )
-                .unwrap();
-            }
             let (name, q) = q.split_once('?').unwrap();
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap();
-            let got = match run(&conn, name, &pairs, SiteTz::parse(tz).unwrap()) {
-                Ok(g) => g,
-                Err(e) => panic!("{name}?{q} exact={exact}: {e:?}"),
-            };
-            if exact {
-                conn.execute_batch(
-                    "INSERT INTO page_sketch_days SELECT * FROM built; DROP TABLE built",
-                )
-                .unwrap();
-            }
-            got["tables"].clone()
+            answer_of(store, tz, name, q, exact)["tables"].clone()
         };
         let check = |store: &crate::store::Store, tz: &str, sketched: bool| {
             assert_eq!(days(store, tz) > 0, sketched, "{tz}");
@@ -1192,28 +1224,7 @@ mod tests {
             // Retention to 00:00 UTC: the UTC session's late page view goes, and it begins on
             // the next day again, with its old values.
             let cutoff = utc_us(midnights[0]);
-            let day_us = 86_400_000_000;
-            let mut conn = store.reader().unwrap();
-            let pruned = crate::sinks::prune(
-                &mut conn,
-                std::time::Duration::from_secs(86_400),
-                &[],
-                cutoff + day_us,
-            )
-            .unwrap();
-            assert!(pruned.deleted > 0);
-            drop(conn);
-            check(&store, zone, true);
-            store.sketch_every_day(tz).unwrap();
-            check(&store, zone, true);
-            crate::store::forget(
-                store.connection(),
-                &crate::store::Subject::Visitor(uuid::Uuid::from_u128(7_000)),
-            )
-            .unwrap();
-            check(&store, zone, true);
-            assert!(store.sketch_every_day(tz).unwrap() > 0);
-            check(&store, zone, true);
+            prune_and_forget(&mut store, zone, cutoff + 86_400_000_000, 7_000, &check);
         }
 
         // Past EXACT_MAX visitors a value's count is an estimate: labelled, and close.
@@ -1252,5 +1263,190 @@ mod tests {
         assert_eq!(answer(&store, "UTC", &queries[0], false), got);
         let exact = answer(&store, "UTC", &queries[0], true);
         assert_eq!(exact["utm_source"]["rows"][0][2], 6_000);
+    }
+
+    /// The `api` report without filters, from the writer's latency buckets (`api_latencies`)
+    /// and the events of the days without them, against the same report counted from the
+    /// events (the built days set aside): calls, errors and error rates equal, percentiles
+    /// within 1 % (and the rounding to a microsecond), labelled as estimates. Before and after
+    /// the days are built; with today's calls and a day with API calls but no page views
+    /// (which the writer builds no day of); after a late API call, a retention pass and a
+    /// forget of a visitor whose only events on a day are API calls; in three zones.
+    #[test]
+    fn api_from_latency_buckets_is_within_one_percent_of_the_events() {
+        use crate::event::{Event, Source};
+        const MIN: i64 = 60_000_000;
+        let call = |ts: i64, route: &str, method: &str, k: i64, visitor: u128| {
+            let mut e = Event::now("api_call", "shop", Source::Proxy);
+            e.ts_us = ts;
+            e.route = Some(route.into());
+            e.method = Some(method.into());
+            e.status = Some(if k % 23 == 0 { 503 } else { 200 });
+            // Spread over four orders of magnitude; some without (the client left), some zero.
+            e.duration_ms = match k % 41 {
+                0 => None,
+                1 => Some(0.0),
+                _ => Some(((k * 7_919) % 10_000) as f64 * 0.0731 + 0.2),
+            };
+            e.visitor_id = Some(uuid::Uuid::from_u128(visitor));
+            e
+        };
+        let view = |ts: i64| {
+            let mut e = Event::now("page_view", "shop", Source::Proxy);
+            e.ts_us = ts;
+            e.path = Some("/".into());
+            e.visitor_id = Some(uuid::Uuid::from_u128(1));
+            e.session_id = Some(uuid::Uuid::from_u128(ts as u128));
+            e
+        };
+        // Five days of page views (an hour apart) and calls on four routes (7 minutes apart,
+        // each route its own share, so that no two have as many calls).
+        let base = utc_us("2026-01-05 00:00");
+        let mut events: Vec<Event> = (0..5 * 24).map(|h| view(base + h * 60 * MIN)).collect();
+        let routes = [
+            ("/a", "GET"),
+            ("/a", "POST"),
+            ("/b", "GET"),
+            ("/c/:id", "GET"),
+        ];
+        for k in 0..(5 * 24 * 60 / 7) {
+            let (route, method) = routes[[0, 0, 0, 0, 1, 1, 1, 2, 2, 3][(k % 10) as usize]];
+            events.push(call(
+                base + k * 7 * MIN,
+                route,
+                method,
+                k,
+                10 + (k % 50) as u128,
+            ));
+        }
+        // A bot's calls count nowhere.
+        let mut bot = call(base + 90 * MIN, "/a", "GET", 5, 2);
+        bot.is_bot = Some(true);
+        bot.duration_ms = Some(90_000.0);
+        events.push(bot);
+        // A day with API calls and no page views.
+        for k in 0..40 {
+            events.push(call(
+                utc_us("2026-01-03 10:00") + k * MIN,
+                "/b",
+                "GET",
+                k,
+                3,
+            ));
+        }
+        // A visitor whose only events on 2026-01-07 are slow calls, forgotten below.
+        for k in 0..30 {
+            let mut e = call(utc_us("2026-01-07 12:00") + k * MIN, "/c/:id", "GET", k, 4);
+            e.duration_ms = Some(5_000.0 + k as f64);
+            events.push(e);
+        }
+        // Today's calls are never bucketed by the writer: counted from the events.
+        let now = crate::event::now_us();
+        events.push(view(now - 3 * MIN));
+        for k in 0..20 {
+            events.push(call(now - 2 * MIN + k, "/a", "GET", k, 5));
+        }
+        let today = chrono::DateTime::from_timestamp_micros(now)
+            .unwrap()
+            .date_naive();
+        let queries = [
+            "from=2026-01-02&to=2026-01-12".to_string(),
+            "from=2026-01-06&to=2026-01-07&limit=2".to_string(),
+            format!("from=2026-01-08&to={today}"),
+        ];
+        let answer = |store: &crate::store::Store, tz: &str, q: &str, exact: bool| {
+            answer_of(store, tz, "api", q, exact)
+        };
+        // Within 1 % of the exact value, and half a microsecond of rounding each.
+        let close = |got: &Value, want: &Value| match (got.as_f64(), want.as_f64()) {
+            (Some(g), Some(w)) => (g - w).abs() <= 0.01 * w + 0.0011,
+            _ => got == want,
+        };
+        // Answers from the buckets (labelled) are close, the others equal.
+        let check = |store: &crate::store::Store, tz: &str, sketched: bool| {
+            assert_eq!(days(store, tz) > 0, sketched, "{tz}");
+            let mut bucketed = 0;
+            for q in &queries {
+                let got = answer(store, tz, q, false);
+                let want = answer(store, tz, q, true);
+                let estimated = ["p50_ms", "p95_ms", "p99_ms"];
+                let label = |v: &Value| v.get("estimated").cloned();
+                assert_eq!(label(&want["totals"]), None, "{tz} {q}");
+                assert_eq!(label(&want["routes"]), None, "{tz} {q}");
+                let (t, w) = (&got["totals"], &want["totals"]);
+                assert!(w["calls"].as_i64().unwrap() > 0, "{tz} {q}");
+                assert_eq!(label(&got["routes"]), label(t), "{tz} {q}");
+                match label(t) {
+                    Some(l) => {
+                        assert_eq!(l, serde_json::json!(estimated), "{tz} {q}");
+                        bucketed += 1;
+                    }
+                    None => assert_eq!(got, want, "{tz} {q}"),
+                }
+                for k in ["calls", "errors", "error_rate"] {
+                    assert_eq!(t[k], w[k], "{tz} {q}: {k}");
+                }
+                for k in estimated {
+                    assert!(
+                        close(&t[k], &w[k]),
+                        "{tz} {q}: {k} {} against {}",
+                        t[k],
+                        w[k]
+                    );
+                }
+                let rows = |v: &Value| v["routes"]["rows"].as_array().unwrap().clone();
+                let (g, w) = (rows(&got), rows(&want));
+                assert_eq!(g.len(), w.len(), "{tz} {q}");
+                for (g, w) in g.iter().zip(&w) {
+                    let (g, w) = (g.as_array().unwrap(), w.as_array().unwrap());
+                    assert_eq!(g[..5], w[..5], "{tz} {q}");
+                    for i in 5..8 {
+                        assert!(close(&g[i], &w[i]), "{tz} {q}: {g:?} against {w:?}");
+                    }
+                }
+            }
+            // Built days answer every query but one that a late call reopens.
+            assert!(bucketed >= usize::from(sketched) * 2, "{tz}: {bucketed}");
+        };
+        for zone in ["UTC", "Asia/Kolkata", "America/New_York"] {
+            let (_dir, mut store, tz, _) = sketched_store(zone, &events, &check);
+            let buckets = |store: &crate::store::Store| -> i64 {
+                let conn = store.reader().unwrap();
+                conn.query_row("SELECT count(*) FROM api_latencies", [], |r| r.get(0))
+                    .unwrap()
+            };
+            assert!(buckets(&store) > 100, "{zone}");
+            // Late calls, much slower than the rest, on a built day: counted from the events
+            // until a fold drops the day (the writer folds with the next page views).
+            let seq = store.next_seq().unwrap();
+            let mut late = call(utc_us("2026-01-06 12:03"), "/a", "GET", 2, 6);
+            late.duration_ms = Some(60_000.0);
+            store.append(seq, &vec![late; 200]).unwrap();
+            check(&store, zone, true);
+            let seq = store.next_seq().unwrap();
+            store.append(seq, &[view(now - MIN)]).unwrap();
+            check(&store, zone, true);
+            store.sketch_every_day(tz).unwrap();
+            check(&store, zone, true);
+            // Retention (the events before 2026-01-06 00:00 UTC go), then the forget.
+            prune_and_forget(&mut store, zone, utc_us("2026-01-07 00:00"), 4, &check);
+            // The buckets are what answers: calls deleted behind the store's back still count
+            // (on 2026-01-08, a built day in every zone; the exact report then differs).
+            let q = &queries[0];
+            let before = answer(&store, zone, q, false);
+            let conn = store.reader().unwrap();
+            conn.execute_batch(
+                "DELETE FROM events WHERE name = 'api_call' \
+                 AND ts >= '2026-01-08 06:00' AND ts < '2026-01-08 12:00'",
+            )
+            .unwrap();
+            drop(conn);
+            assert_eq!(answer(&store, zone, q, false), before, "{zone}");
+            assert_ne!(
+                answer(&store, zone, q, true)["totals"]["calls"],
+                before["totals"]["calls"],
+                "{zone}"
+            );
+        }
     }
 }

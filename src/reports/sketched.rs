@@ -10,8 +10,8 @@ use super::filter::{ts_value, Filters, Sql};
 use super::traffic::null_last;
 use super::{typed_rows, CountsRow, ReportError};
 use crate::store::{
-    count_between, last_sketch_day, views_by_path, Counted, Measure, PathViews, Sketch, StoreError,
-    FOLDED_THROUGH,
+    bucket_of, bucket_value, count_between, last_sketch_day, views_by_path, Counted, Measure,
+    PathViews, Sketch, StoreError, API_CALL, FOLDED_THROUGH,
 };
 use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone};
 use duckdb::arrow::array::{Array, BinaryArray, StringArray};
@@ -36,7 +36,7 @@ pub(super) fn top_pages(conn: &Connection, f: &Filters) -> Result<Option<Ranked>
     // day read as sketched must still be so when its rows are read (or counted from the
     // events only once).
     let _snapshot = Snapshot::begin(conn);
-    let Some(Days { built, raw }) = days(conn, f)? else {
+    let Some(Days { built, raw }) = days(conn, f, Of::PageViews)? else {
         return Ok(None);
     };
     let raw_views = raw_page_views(f, &raw);
@@ -108,7 +108,7 @@ pub(super) fn breakdowns(
     }
     let started = std::time::Instant::now();
     let _snapshot = Snapshot::begin(conn);
-    let Some(Days { built, raw }) = days(conn, f)? else {
+    let Some(Days { built, raw }) = days(conn, f, Of::PageViews)? else {
         return Ok(None);
     };
     let planned = started.elapsed();
@@ -227,6 +227,46 @@ pub(super) fn breakdowns(
     Ok(Some(tables))
 }
 
+/// The `api` report's calls without filters: `read` gets SQL whose rows are `route, method,
+/// duration_ms, calls, errors` ordered by route and method, as the exact query's, but with
+/// calls counted per latency bucket (`store`'s `latencies.rs`) and `duration_ms` the bucket's
+/// value: summed from `api_latencies` for the days of the range that have them, and counted
+/// from the events for the others. `None` (count every call from the events, exactly) as
+/// [`top_pages`] says.
+pub(super) fn api_calls<T>(
+    conn: &Connection,
+    f: &Filters,
+    read: impl FnOnce(&Sql) -> Result<T, ReportError>,
+) -> Result<Option<T>, ReportError> {
+    debug_assert!(f.dims.is_empty() && f.props.is_empty() && !f.bots);
+    let _snapshot = Snapshot::begin(conn);
+    let Some(Days { built, raw }) = days(conn, f, Of::ApiCalls)? else {
+        return Ok(None);
+    };
+    let mut sql = Sql::default();
+    sql.push(&format!(
+        "SELECT route, method, {} AS duration_ms, sum(calls)::BIGINT, sum(errors)::BIGINT FROM (",
+        bucket_value("bucket")
+    ))
+    .append(&in_range(
+        f,
+        "SELECT route, method, bucket, calls, errors FROM api_latencies",
+        &built,
+    ));
+    if !raw.is_empty() {
+        sql.push(&format!(
+            " UNION ALL SELECT route, method, {} AS bucket, count(*) AS calls, \
+               count(*) FILTER (status >= 500) AS errors FROM events \
+             WHERE name = '{API_CALL}' AND is_bot IS NOT TRUE AND ",
+            bucket_of("duration_ms")
+        ));
+        in_days(&mut sql, f, &raw);
+        sql.push(" GROUP BY route, method, bucket");
+    }
+    sql.push(") GROUP BY route, method, bucket ORDER BY route, method");
+    read(&sql).map(Some)
+}
+
 /// A table's rows, and whether a row shown has estimated visitors.
 type Ranked = (Vec<CountsRow>, bool);
 
@@ -312,11 +352,22 @@ struct Days {
     raw: Vec<NaiveDate>,
 }
 
+/// What a report reads from the days' sketches.
+#[derive(Clone, Copy, PartialEq)]
+enum Of {
+    /// Page views (page and breakdown sketches).
+    PageViews,
+    /// API calls (`api_latencies`).
+    ApiCalls,
+}
+
 /// The range's [`Days`], or `None` (count every day from the events) when none has sketches
 /// or more than [`RAW_DAYS`] of them need counting from the events. Today and yesterday are
-/// counted from the events, and so is a day with page views but no sketches (a late event
-/// or a deletion reopened it), or with page views not folded yet.
-fn days(conn: &Connection, f: &Filters) -> Result<Option<Days>, ReportError> {
+/// counted from the events, and so is a day with page views (or API calls, for
+/// [`Of::ApiCalls`]) but no sketches (a late event or a deletion reopened it, or, for API
+/// calls, the day had no page views, which the writer builds days of), or with page views
+/// (API calls) not folded yet.
+fn days(conn: &Connection, f: &Filters, of: Of) -> Result<Option<Days>, ReportError> {
     let tz = f.tz.name();
     let mut built = BTreeSet::new();
     let mut days = Sql::default();
@@ -334,8 +385,12 @@ fn days(conn: &Connection, f: &Filters) -> Result<Option<Days>, ReportError> {
     }
     // The hours with page views: folded (`pageview_hours`), and past the fold's watermark
     // (committed, not folded yet: under load for up to a staged commit). A day with page views
-    // past the watermark is counted from the events even if it has sketches: the fold that
-    // drops them (a late event) has not run yet.
+    // (or API calls) past the watermark is counted from the events even if it has sketches:
+    // the fold that drops them (a late event) has not run yet.
+    let names = match of {
+        Of::PageViews => "name = 'page_view'",
+        Of::ApiCalls => "name IN ('page_view', 'api_call')",
+    };
     let mut viewed = BTreeSet::new();
     let mut unfolded = BTreeSet::new();
     let (start, end) = (ts_value(f.start - Duration::hours(1)), ts_value(f.end));
@@ -350,14 +405,14 @@ fn days(conn: &Connection, f: &Filters) -> Result<Option<Days>, ReportError> {
         .bind(end.clone())
         .push(&format!(
             " UNION ALL SELECT date_trunc('hour', ts), true FROM events WHERE seq > {FOLDED_THROUGH} \
-             AND name = 'page_view' AND ts >= "
+             AND {names} AND ts >= "
         ))
         .bind(start)
         .push(" AND ts < ")
         .bind(end)
         .push(")");
-    for (hour, past) in typed_rows::<(String, bool)>(conn, &hours)? {
-        if let Ok(h) = NaiveDateTime::parse_from_str(&hour, "%Y-%m-%d %H:%M:%S") {
+    let mut note = |hour: &str, past: bool, viewed: &mut BTreeSet<NaiveDate>| {
+        if let Ok(h) = NaiveDateTime::parse_from_str(hour, "%Y-%m-%d %H:%M:%S") {
             // An hour can straddle two local days (zones with half-hour offsets).
             for t in [h, h + Duration::minutes(59)] {
                 let day = f.tz.0.from_utc_datetime(&t).date_naive();
@@ -367,14 +422,36 @@ fn days(conn: &Connection, f: &Filters) -> Result<Option<Days>, ReportError> {
                 }
             }
         }
-    }
-    for day in &unfolded {
-        built.remove(day);
+    };
+    for (hour, past) in typed_rows::<(String, bool)>(conn, &hours)? {
+        note(&hour, past, &mut viewed);
     }
     let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
         .unwrap_or_default()
         .naive_utc();
     let last = last_sketch_day(f.tz.0, now);
+    // The days without page views and sketches that have API calls (a store's first days
+    // usually have neither: the zonemaps of `ts` answer at once).
+    let quiet: Vec<NaiveDate> = f
+        .from
+        .iter_days()
+        .take_while(|d| *d <= f.to)
+        .filter(|d| *d <= last && !built.contains(d) && !viewed.contains(d))
+        .collect();
+    if of == Of::ApiCalls && !quiet.is_empty() {
+        let mut sql = Sql::default();
+        sql.push(&format!(
+            "SELECT DISTINCT CAST(date_trunc('hour', ts) AS VARCHAR) FROM events \
+             WHERE name = '{API_CALL}' AND "
+        ));
+        in_days(&mut sql, f, &quiet);
+        for (hour,) in typed_rows::<(String,)>(conn, &sql)? {
+            note(&hour, false, &mut viewed);
+        }
+    }
+    for day in &unfolded {
+        built.remove(day);
+    }
     let raw: Vec<NaiveDate> = f
         .from
         .iter_days()
@@ -420,35 +497,38 @@ fn in_range(f: &Filters, select: &str, built: &BTreeSet<NaiveDate>) -> Sql {
     sql
 }
 
-/// The non-bot page views (`path, visitor_id`) of the local `days`, one time range per run of
-/// consecutive days; `None` without days.
+/// The non-bot page views (`path, visitor_id`) of the local `days`; `None` without days.
 fn raw_page_views(f: &Filters, days: &[NaiveDate]) -> Option<Sql> {
-    let first = *days.first()?;
-    let mut runs = vec![(first, first)];
-    for &d in &days[1..] {
-        let last = runs.last_mut().expect("one run at least");
-        if d == last.1 + Duration::days(1) {
-            last.1 = d;
-        } else {
-            runs.push((d, d));
-        }
+    if days.is_empty() {
+        return None;
     }
     let mut sql = Sql::default();
     sql.push(
-        "SELECT path, visitor_id FROM events WHERE name = 'page_view' AND is_bot IS NOT TRUE AND (",
+        "SELECT path, visitor_id FROM events WHERE name = 'page_view' AND is_bot IS NOT TRUE AND ",
     );
-    for (i, (a, b)) in runs.into_iter().enumerate() {
-        if i > 0 {
-            sql.push(" OR ");
+    in_days(&mut sql, f, days);
+    Some(sql)
+}
+
+/// `(<ts in the local days>)`, one time range per run of consecutive days of `days` (sorted);
+/// `(false)` without days.
+fn in_days(sql: &mut Sql, f: &Filters, days: &[NaiveDate]) {
+    let mut runs: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for &d in days {
+        match runs.last_mut() {
+            Some(last) if d == last.1 + Duration::days(1) => last.1 = d,
+            _ => runs.push((d, d)),
         }
-        sql.push("(ts >= ")
+    }
+    sql.push("(false");
+    for (a, b) in runs {
+        sql.push(" OR (ts >= ")
             .bind(ts_value(f.tz.day_start_utc(a)))
             .push(" AND ts < ")
             .bind(ts_value(f.tz.day_start_utc(b + Duration::days(1))))
             .push(")");
     }
     sql.push(")");
-    Some(sql)
 }
 
 /// `(<col> IN (…) OR <col> IS NULL)` for the values of `rows`.

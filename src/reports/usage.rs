@@ -95,6 +95,10 @@ pub struct ApiTotals {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// The percentiles that are estimates (`p50_ms`, `p95_ms`, `p99_ms` when read off latency
+    /// buckets); without the key they are exact.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub estimated: Vec<String>,
 }
 
 /// `events`' answer.
@@ -124,14 +128,95 @@ const PERCENTILES: [f64; 3] = [0.5, 0.95, 0.99];
 /// percentiles are read off those counts, for each route and for all of them. They equal
 /// `quantile_cont`'s, which would hold every duration in memory at once and runs out of it on
 /// 100M events.
+///
+/// Without filters, the calls are counted per latency bucket instead, from the writer's
+/// `api_latencies` for the days that have them (`sketched.rs`): the percentiles are then
+/// within 1 % of those, and labelled as estimates.
 pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
-    let mut sql = Sql::default();
-    sql.push("SELECT route, method, duration_ms, count(*), count(*) FILTER (status >= 500) FROM (")
-        .append(&f.base("route, method, status, duration_ms", Some("api_call")))
-        .push(") GROUP BY ALL ORDER BY route, method");
+    let sketched = if f.dims.is_empty() && f.props.is_empty() && !f.bots {
+        super::sketched::api_calls(conn, f, |sql| latencies(conn, sql))?
+    } else {
+        None
+    };
+    let estimated = sketched.is_some();
+    let (routes, mut all) = match sketched {
+        Some(counted) => counted,
+        None => {
+            let mut sql = Sql::default();
+            sql.push(
+                "SELECT route, method, duration_ms, count(*), count(*) FILTER (status >= 500) \
+                 FROM (",
+            )
+            .append(&f.base("route, method, status, duration_ms", Some("api_call")))
+            .push(") GROUP BY ALL ORDER BY route, method");
+            latencies(conn, &sql)?
+        }
+    };
+    let mut rows: Vec<RouteRow> = routes
+        .into_iter()
+        .map(|((route, method), mut l)| {
+            let [p50, p95, p99] = l.percentiles();
+            let rate = ratio(l.errors as f64, l.calls as f64);
+            RouteRow(route, method, l.calls, l.errors, Some(rate), p50, p95, p99)
+        })
+        .collect();
+    // Most calls first, then by route and method, nulls last.
+    let last = |s: &Option<String>| (s.is_none(), s.clone());
+    rows.sort_by(|a, b| {
+        b.2.cmp(&a.2)
+            .then_with(|| last(&a.0).cmp(&last(&b.0)))
+            .then_with(|| last(&a.1).cmp(&last(&b.1)))
+    });
+    rows.truncate(f.limit);
+    let [p50_ms, p95_ms, p99_ms] = all.percentiles();
+    let estimated: Vec<String> = if estimated {
+        ESTIMATED.map(String::from).to_vec()
+    } else {
+        Vec::new()
+    };
+    Ok(Api {
+        totals: ApiTotals {
+            calls: all.calls as u64,
+            errors: all.errors as u64,
+            error_rate: ratio(all.errors as f64, all.calls as f64),
+            p50_ms,
+            p95_ms,
+            p99_ms,
+            estimated: estimated.clone(),
+        },
+        routes: Table {
+            dimension: Some("route".into()),
+            columns: [
+                "route",
+                "method",
+                "calls",
+                "errors",
+                "error_rate",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+            estimated,
+        },
+    })
+}
+
+/// The columns (and totals) whose values are estimates when the calls are counted per latency
+/// bucket.
+const ESTIMATED: [&str; 3] = ["p50_ms", "p95_ms", "p99_ms"];
+
+/// Each route's and method's [`Latencies`], in order, and all routes' together, from `sql`'s
+/// rows: `route, method, duration_ms, calls, errors`, ordered by route and method.
+fn latencies(
+    conn: &Connection,
+    sql: &Sql,
+) -> Result<(Vec<(RouteKey, Latencies)>, Latencies), ReportError> {
     let mut routes: Vec<(RouteKey, Latencies)> = Vec::new();
     let mut all = Latencies::default();
-    batches(conn, &sql, Fetch::Whole, |b| {
+    batches(conn, sql, Fetch::Whole, |b| {
         let cols = (
             b.column(0).as_any().downcast_ref::<StringArray>(),
             b.column(1).as_any().downcast_ref::<StringArray>(),
@@ -168,50 +253,7 @@ pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
         }
         Ok(())
     })?;
-    let mut rows: Vec<RouteRow> = routes
-        .into_iter()
-        .map(|((route, method), mut l)| {
-            let [p50, p95, p99] = l.percentiles();
-            let rate = ratio(l.errors as f64, l.calls as f64);
-            RouteRow(route, method, l.calls, l.errors, Some(rate), p50, p95, p99)
-        })
-        .collect();
-    // Most calls first, then by route and method, nulls last.
-    let last = |s: &Option<String>| (s.is_none(), s.clone());
-    rows.sort_by(|a, b| {
-        b.2.cmp(&a.2)
-            .then_with(|| last(&a.0).cmp(&last(&b.0)))
-            .then_with(|| last(&a.1).cmp(&last(&b.1)))
-    });
-    rows.truncate(f.limit);
-    let [p50_ms, p95_ms, p99_ms] = all.percentiles();
-    Ok(Api {
-        totals: ApiTotals {
-            calls: all.calls as u64,
-            errors: all.errors as u64,
-            error_rate: ratio(all.errors as f64, all.calls as f64),
-            p50_ms,
-            p95_ms,
-            p99_ms,
-        },
-        routes: Table {
-            dimension: Some("route".into()),
-            columns: [
-                "route",
-                "method",
-                "calls",
-                "errors",
-                "error_rate",
-                "p50_ms",
-                "p95_ms",
-                "p99_ms",
-            ]
-            .map(String::from)
-            .to_vec(),
-            rows,
-            estimated: Vec::new(),
-        },
-    })
+    Ok((routes, all))
 }
 
 /// A route and method.

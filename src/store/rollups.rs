@@ -57,11 +57,23 @@ pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), St
 /// Note the hours of the page views that `cond` (with `value` bound) selects, before they are
 /// deleted; [`recount_marked`] then counts those hours again.
 pub(super) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(), StoreError> {
+    mark_hours(conn, "hours_marked", PAGE_VIEW, cond, value)
+}
+
+/// Note in the temporary table `table` (`hour_utc`) the UTC hours of the events named `name`
+/// that `cond` (with `value` bound) selects.
+pub(super) fn mark_hours(
+    conn: &Connection,
+    table: &str,
+    name: &str,
+    cond: &str,
+    value: &dyn ToSql,
+) -> Result<(), StoreError> {
     conn.execute(
         &format!(
-            "CREATE OR REPLACE TEMP TABLE hours_marked AS SELECT DISTINCT \
+            "CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT \
              date_trunc('hour', {TS}) AS hour_utc FROM events \
-             WHERE {NAME} = '{PAGE_VIEW}' AND ({cond})"
+             WHERE {NAME} = '{name}' AND ({cond})"
         ),
         [value],
     )?;

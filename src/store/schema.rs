@@ -53,9 +53,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     // Page sketches per local day (`sketches.rs`), built by the writer once a day is over:
     // empty in a store from before version 6, and built then.
     super::sketches::create(conn)?;
-    // Breakdown sketches (`breakdowns.rs`) are built with them: a store of version 6 has built
-    // days without them, which are built again.
-    if found.is_some_and(|v| v < 7) {
+    // Breakdown sketches (`breakdowns.rs`) and API latencies (`latencies.rs`) are built with
+    // them: a store of version 6 or 7 has built days without them, which are built again.
+    if found.is_some_and(|v| v < 8) {
         super::sketches::rebuild_all(conn)?;
     }
     let watermark = if found.is_some_and(|v| v < 3) {

@@ -228,6 +228,7 @@ pub(crate) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(
     super::persons::mark(conn, cond, value)?;
     // After `rollups::mark`: it reads the hours that one noted.
     super::sketches::mark(conn)?;
+    super::latencies::mark(conn, cond, value)?;
     conn.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE session_marked AS SELECT DISTINCT {SESSION_ID} \

@@ -16,6 +16,7 @@
 //! counts what is no longer stored. The reports read sketches only for the days that have
 //! them and count the others from the events (`reports::traffic`).
 
+use super::latencies::API_CALL;
 use super::StoreError;
 use crate::event::columns::{NAME, PAGE_VIEW, PATH, SEQ, SESSION_ID, TS, VISITOR_ID};
 use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone};
@@ -275,14 +276,15 @@ pub fn day_start_utc(tz: Tz, day: NaiveDate) -> NaiveDateTime {
 pub(super) fn create(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(DDL)?;
     conn.execute_batch(super::breakdowns::DDL)?;
+    conn.execute_batch(super::latencies::DDL)?;
     Ok(())
 }
 
 /// The tables with rows per day, which `page_sketch_days` says are built.
-const PER_DAY: [&str; 2] = ["page_sketches", "breakdown_sketches"];
+const PER_DAY: [&str; 3] = ["page_sketches", "breakdown_sketches", "api_latencies"];
 
-/// Forget every built day (a store from before version 7 has no breakdown sketches): the
-/// writer builds them all again.
+/// Forget every built day (a store from before version 7 has no breakdown sketches, one from
+/// before version 8 no API latencies): the writer builds them all again.
 pub(super) fn rebuild_all(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("DELETE FROM page_sketch_days")?;
     for table in PER_DAY {
@@ -366,12 +368,13 @@ pub(super) fn build_day(conn: &Connection, tz: Tz, day: NaiveDate) -> Result<usi
     app.flush()?;
     drop(app);
     let breakdowns = super::breakdowns::build_day(conn, tz.name(), &date, start, end)?;
+    let api = super::latencies::build_day(conn, tz.name(), &date, start, end)?;
     conn.execute(
         "INSERT INTO page_sketch_days VALUES (?, CAST(? AS DATE), CAST(? AS TIMESTAMP), \
          CAST(? AS TIMESTAMP))",
         params![tz.name(), day_s, start_s, end_s],
     )?;
-    debug!(%day, pages = n, breakdowns, ms = started.elapsed().as_millis() as u64, "Page sketches built.");
+    debug!(%day, pages = n, breakdowns, api, ms = started.elapsed().as_millis() as u64, "Page sketches built.");
     Ok(n)
 }
 
@@ -431,19 +434,19 @@ pub(super) fn ts_text(t: NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
-/// Drop the sketches of the days that the page views with `seq` in `(after, through]` change
-/// (a late event), in the caller's transaction, after `sessions` has them and before the fold
-/// moves the watermark past them:
+/// Drop the sketches of the days that the page views and API calls with `seq` in
+/// `(after, through]` change (a late event), in the caller's transaction, after `sessions` has
+/// them and before the fold moves the watermark past them:
 /// - the days their hours overlap (an hour that straddles two local days drops both; bots'
 ///   too, see [`missing_days`]);
-/// - the days their sessions span: a page view before a session's first one changes the
-///   values every page view of the session counts under (breakdown sketches), and the day the
-///   session begins.
+/// - the days the page views' sessions span: a page view before a session's first one changes
+///   the values every page view of the session counts under (breakdown sketches), and the day
+///   the session begins.
 ///
-/// Only a page view older than the end of the latest built day can change one (its session
-/// then begins at it or later, after every built day), so that is checked first, on the batch
-/// alone (a range of `seq`, which zonemaps find): for the page views of the present, a fold
-/// costs two small queries here.
+/// Only an event older than the end of the latest built day can change one (a page view's
+/// session then begins at it or later, after every built day), so that is checked first, on
+/// the batch alone (a range of `seq`, which zonemaps find): for the events of the present, a
+/// fold costs two small queries here.
 pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), StoreError> {
     let end: Option<String> = conn.query_row(
         "SELECT CAST(max(end_utc) AS VARCHAR) FROM page_sketch_days",
@@ -454,7 +457,7 @@ pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), St
         return Ok(());
     };
     let late = format!(
-        "{SEQ} > {after} AND {SEQ} <= {through} AND {NAME} = '{PAGE_VIEW}' \
+        "{SEQ} > {after} AND {SEQ} <= {through} AND {NAME} IN ('{PAGE_VIEW}', '{API_CALL}') \
          AND {TS} < CAST('{end}' AS TIMESTAMP)"
     );
     let any: bool = conn.query_row(
@@ -476,8 +479,8 @@ pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), St
     drop_days(
         conn,
         &spans(&format!(
-            "SELECT {SESSION_ID} FROM events WHERE {late} AND {SESSION_ID} IS NOT NULL \
-             LIMIT {}",
+            "SELECT {SESSION_ID} FROM events WHERE {late} AND {NAME} = '{PAGE_VIEW}' \
+             AND {SESSION_ID} IS NOT NULL LIMIT {}",
             through - after
         )),
     )
@@ -486,10 +489,18 @@ pub(super) fn fold(conn: &Connection, after: i64, through: i64) -> Result<(), St
 /// Drop the sketches of the days of the page views about to be deleted (forget, retention):
 /// the hours `rollups::mark` noted in `hours_marked`, which it must have run first.
 pub(super) fn mark(conn: &Connection) -> Result<(), StoreError> {
+    drop_hours(conn, "hours_marked")
+}
+
+/// Drop the sketches of every built day that an hour (`hour_utc`) of the table `hours`
+/// overlaps.
+pub(super) fn drop_hours(conn: &Connection, hours: &str) -> Result<(), StoreError> {
     drop_days(
         conn,
-        "EXISTS (SELECT 1 FROM hours_marked v \
-         WHERE d.end_utc > v.hour_utc AND d.start_utc < v.hour_utc + INTERVAL 1 HOUR)",
+        &format!(
+            "EXISTS (SELECT 1 FROM {hours} v \
+             WHERE d.end_utc > v.hour_utc AND d.start_utc < v.hour_utc + INTERVAL 1 HOUR)"
+        ),
     )
 }
 

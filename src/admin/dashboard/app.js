@@ -63,6 +63,12 @@
     if (s < 86400) return Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm';
     return Math.floor(s / 86400) + 'd ' + Math.floor((s % 86400) / 3600) + 'h';
   }
+  // Why a column's numbers are estimates (docs/api.md).
+  function whyEstimated(col) {
+    return /_ms$/.test(col) ? 'estimated (latency buckets, within 1 %)'
+      : 'estimated (HyperLogLog sketches, typically within 1 %)';
+  }
+
   function format(col, v) {
     if (typeof v !== 'number') return v === null || v === undefined ? '' : String(v);
     if (/rate$|^conversion$/.test(col)) return pct(v);
@@ -184,10 +190,11 @@
     const numeric = t.columns.map((_, i) => t.rows.some((r) => typeof r[i] === 'number'));
     const metric = numeric.indexOf(true);
     const max = metric < 0 ? 0 : Math.max(0, ...t.rows.map((r) => Number(r[metric]) || 0));
-    // Columns whose counts are estimates (visitors from sketches, docs/api.md) say so.
+    // Columns whose counts are estimates (visitors from sketches, latencies from buckets,
+    // docs/api.md) say so.
     const estimated = t.estimated || [];
     const head = el('tr', {}, t.columns.map((c, i) => estimated.includes(c)
-      ? el('th', { class: numeric[i] ? 'num' : null, text: c + ' ≈', title: c + ': estimated (HyperLogLog sketches, typically within 1 %)' })
+      ? el('th', { class: numeric[i] ? 'num' : null, text: c + ' ≈', title: c + ': ' + whyEstimated(c) })
       : el('th', { class: numeric[i] ? 'num' : null, text: c })));
     const body = t.rows.map((r) => {
       const raw = r[0] === null || r[0] === undefined ? NONE : String(r[0]);
@@ -316,9 +323,11 @@
       const a = report('api', filterParams()).then(learnRange);
       view.append(asyncCard('API health', a, (d) => {
         const t = d.totals;
+        const est = t.estimated || [];
+        const p = (col) => [col.slice(0, 3) + (est.includes(col) ? ' ≈' : ''), format(col, t[col]), est.includes(col) ? whyEstimated(col) : null];
         return el('div', { class: 'kpis' }, [['Calls', int(t.calls)], ['Errors (5xx)', int(t.errors)], ['Error rate', pct(t.error_rate)],
-          ['p50', format('p50_ms', t.p50_ms)], ['p95', format('p95_ms', t.p95_ms)], ['p99', format('p99_ms', t.p99_ms)]]
-          .map(([l, v]) => el('div', { class: 'kpi' }, el('div', { class: 'label', text: l }), el('div', { class: 'value', text: v }))));
+          p('p50_ms'), p('p95_ms'), p('p99_ms')]
+          .map(([l, v, why]) => el('div', { class: 'kpi', title: why }, el('div', { class: 'label', text: l }), el('div', { class: 'value', text: v }))));
       }), tableCard('Routes', 'api.routes', a, (d) => d.routes));
     },
     events() {
