@@ -51,19 +51,19 @@ const IDLE_FOLD_EVERY: Duration = Duration::from_secs(1);
 /// (`store`'s `sketches.rs`); when it finds one it builds it, and then the next at once.
 const SKETCH_EVERY: Duration = Duration::from_secs(1);
 
-/// How often the writer under load looks for such a day, and builds it: a day of 330,000
-/// page views (and 160,000 API calls) takes it about 0.9 s (page and breakdown sketches, API
-/// latencies), so catching up on a month costs the proxy's events at most a tenth of the
-/// writer's time (once caught up, one day a day), and looking costs
-/// them nothing measurable (two small queries, a few milliseconds, every 10 s).
+/// How often the writer under load looks for such a day, and builds it: a day of 160,000
+/// page views and 160,000 API calls (the 10M-event benchmark store's) takes it about 0.8 s
+/// (page and breakdown sketches, API latencies), so catching up on a month costs the proxy's
+/// events at most a twelfth of the writer's time (once caught up, one day a day), and looking
+/// costs them nothing measurable (a few small queries, a few milliseconds, every 10 s).
 const SKETCH_UNDER_LOAD_EVERY: Duration = Duration::from_secs(10);
 
-/// The most page views a day may have for the writer to build its sketches under load (the
-/// larger days wait until it is at rest): a build takes about 2.75 µs a page view (with the
-/// generated traffic's half an API call each), so this is about 1.1 s, while the proxy's
-/// queue takes up to 41,000 events at 37,000 requests/s (under two thirds of its default
-/// 65,536) instead of overflowing.
-const SKETCH_UNDER_LOAD_MAX_VIEWS: i64 = 400_000;
+/// The most a day's build may cost for the writer to build it under load, in page views (an
+/// API call counts as a quarter of one; the larger days wait until it is at rest): a build
+/// takes about 4 µs a page view and 1.1 µs a call (`BENCHMARKS.md`), so this is about 1.1 s,
+/// while the proxy's queue takes up to 41,000 events at 37,000 requests/s (under two thirds
+/// of its default 65,536) instead of overflowing.
+const SKETCH_UNDER_LOAD_MAX_WORK: i64 = 270_000;
 
 /// What the writer last saw of the store, for `/readyz`.
 #[derive(Default)]
@@ -387,7 +387,7 @@ impl State {
     /// it from the events meanwhile.
     fn sketch_a_day(&mut self, at_rest: bool) -> bool {
         let tz = self.timezone;
-        let most = (!at_rest).then_some(SKETCH_UNDER_LOAD_MAX_VIEWS);
+        let most = (!at_rest).then_some(SKETCH_UNDER_LOAD_MAX_WORK);
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.store.sketch_a_day(tz, most)
         }));

@@ -80,6 +80,25 @@ pub(super) fn build_day(
     )?)
 }
 
+/// The API calls between the UTC times `start` and `end`, bots' too.
+pub(super) fn calls_between(
+    conn: &Connection,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        &format!(
+            "SELECT count(*) FROM events WHERE {TS} >= CAST(?1 AS TIMESTAMP) \
+             AND {TS} < CAST(?2 AS TIMESTAMP) AND {NAME} = '{API_CALL}'"
+        ),
+        params![
+            super::sketches::ts_text(start),
+            super::sketches::ts_text(end)
+        ],
+        |r| r.get(0),
+    )?)
+}
+
 /// Drop the built days of the API calls that `cond` (with `value` bound) selects, before they
 /// are deleted, in the caller's transaction.
 pub(super) fn mark(conn: &Connection, cond: &str, value: &dyn ToSql) -> Result<(), StoreError> {

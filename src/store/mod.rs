@@ -363,22 +363,40 @@ impl Store {
     }
 
     /// Build the page sketches (`sketches.rs`) of the latest day of `tz` that is over and has
-    /// none, and at most `max_views` page views if given, in a transaction of its own.
-    /// Returns the day, or `None` when every such day has them.
+    /// none, and if `max_work` is given, whose build costs at most that much
+    /// ([`sketches::work`]: page views, and API calls at a quarter of one), in a transaction
+    /// of its own. Returns the day, or `None` when every such day has them (or costs more).
     pub fn sketch_a_day(
         &mut self,
         tz: chrono_tz::Tz,
-        max_views: Option<i64>,
+        max_work: Option<i64>,
     ) -> Result<Option<NaiveDate>, StoreError> {
         let now = chrono::DateTime::from_timestamp_micros(crate::event::now_us())
             .unwrap_or_default()
             .naive_utc();
         let last = sketches::last_day(tz, now);
-        let Some(day) = sketches::missing_days(&self.conn, tz, last)?
-            .into_iter()
-            .find(|(_, views)| max_views.is_none_or(|most| *views <= most))
-            .map(|(day, _)| day)
-        else {
+        let missing = sketches::missing_days(&self.conn, tz, last)?;
+        // The calls are counted (a query each) for three days at most whose page views fit,
+        // latest first.
+        let (mut pick, mut counted) = (None, 0);
+        for (day, views) in missing {
+            let fits = match max_work {
+                None => true,
+                Some(most) if views > most => false,
+                Some(most) => {
+                    counted += 1;
+                    sketches::work(&self.conn, tz, day, views)? <= most
+                }
+            };
+            if fits {
+                pick = Some(day);
+                break;
+            }
+            if counted == 3 {
+                break;
+            }
+        }
+        let Some(day) = pick else {
             return Ok(None);
         };
         let _held = sessions::hold(&self.changing);
