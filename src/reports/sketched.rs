@@ -1,7 +1,7 @@
 //! Top pages from the writer's page sketches (`store`'s `sketches.rs`), for the pages report
 //! without filters: page views per path summed from a row per day, and visitors merged from
 //! a sketch per day, for the days of the range that have them; the other days (today,
-//! yesterday, a day that a late event or a deletion reopened) are counted from the events
+//! yesterday until 01:00, a day that a late event or a deletion reopened) are counted from the events
 //! and merged in. Visitors are exact while a page's merged sketch holds at most
 //! `store::sketches::EXACT_MAX` of them, and a HyperLogLog estimate (standard error about
 //! 0.8 %) past that: the table then lists `visitors` in its `estimated` columns.
@@ -362,8 +362,8 @@ enum Of {
 }
 
 /// The range's [`Days`], or `None` (count every day from the events) when none has sketches
-/// or more than [`RAW_DAYS`] of them need counting from the events. Today and yesterday are
-/// counted from the events, and so is a day with page views (or API calls, for
+/// or more than [`RAW_DAYS`] of them need counting from the events. Today (and yesterday
+/// until 01:00, `store::last_sketch_day`) is counted from the events, and so is a day with page views (or API calls, for
 /// [`Of::ApiCalls`]) but no sketches (a late event or a deletion reopened it, or, for API
 /// calls, the day had no page views, which the writer builds days of), or with page views
 /// (API calls) not folded yet.

@@ -9,7 +9,7 @@
 //!
 //! Days are local days of `site.timezone`. The writer builds one day at a time
 //! ([`build_day`]: after a commit of staged events, or at rest), once the day is over: up to
-//! the day before yesterday. Each day row records its UTC bounds, so that a late page view
+//! yesterday from 01:00 local time on ([`last_day`]). Each day row records its UTC bounds, so that a late page view
 //! (an import of last month) drops the sketches of its days when the writer folds it, and a
 //! `forget` or retention pass drops those of the subject's days, whatever the zone; the
 //! writer builds them again. A deletion or a late event therefore never leaves a sketch that
@@ -293,10 +293,15 @@ pub(super) fn rebuild_all(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The last day of `tz` whose sketches may be built at `now` (UTC): the day before yesterday,
-/// so that the sessions crossing midnight and the writer's last commits are in.
+/// The last day of `tz` whose sketches may be built at `now` (UTC): yesterday from 01:00 local
+/// time on, the day before yesterday until then. By then the writer has committed and folded
+/// the day's events (it is seconds behind the proxy at most); an event of the day that comes
+/// later still (a stalled writer, an import) drops the day when it is folded, as any late
+/// event does, and it is built again.
 pub fn last_day(tz: Tz, now: NaiveDateTime) -> NaiveDate {
-    tz.from_utc_datetime(&now).date_naive() - Duration::days(2)
+    let local = tz.from_utc_datetime(&now);
+    let settled = local.time() >= chrono::NaiveTime::from_hms_opt(1, 0, 0).expect("01:00");
+    local.date_naive() - Duration::days(if settled { 1 } else { 2 })
 }
 
 /// The days of `tz` up to `last` that have page views folded into `pageview_hours` but no
@@ -637,6 +642,25 @@ mod tests {
                 .unwrap();
             let want = uuid.as_u64_pair();
             assert_eq!(got, want, "{uuid}");
+        }
+    }
+
+    /// Yesterday may be built from 01:00 local time on, the day before yesterday until then,
+    /// in the site's zone.
+    #[test]
+    fn yesterday_is_over_at_one_in_the_morning_local_time() {
+        let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let kolkata: Tz = "Asia/Kolkata".parse().unwrap();
+        for (tz, now, last) in [
+            (Tz::UTC, "2026-03-10 00:59", "2026-03-08"),
+            (Tz::UTC, "2026-03-10 01:00", "2026-03-09"),
+            (Tz::UTC, "2026-03-10 23:59", "2026-03-09"),
+            // 19:29 and 19:30 UTC are 00:59 and 01:00 of the next day in India (+5:30).
+            (kolkata, "2026-03-10 19:29", "2026-03-09"),
+            (kolkata, "2026-03-10 19:30", "2026-03-10"),
+        ] {
+            assert_eq!(last_day(tz, at(now)), day(last), "{tz} {now}");
         }
     }
 
