@@ -565,4 +565,58 @@ mod tests {
         assert!(a.iter().any(|e| e.is_bot == Some(true)));
         assert!(a.iter().all(|e| e.ts_us <= spec.end_us + 86_400_000_000));
     }
+
+    /// A generated store ordered by time holds the same events, laid out in time order with
+    /// their `seq`s numbered again in it over the same range, and the same derived tables; and
+    /// it goes on taking events.
+    #[test]
+    fn a_generated_store_is_laid_out_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let spec = Spec {
+            events: 20_000,
+            days: 10,
+            seed: 7,
+            end_us: crate::event::now_us(),
+            site: "t".into(),
+        };
+        assert_eq!(generate(&mut store, &spec).unwrap(), 20_000);
+        let conn = store.reader().unwrap();
+        let facts = |conn: &duckdb::Connection| -> (i64, i64, i64, String, String, i64) {
+            conn.query_row(
+                "SELECT count(*), min(seq), max(seq), \
+                   (SELECT CAST(sum(hash(event_id, ts, name, visitor_id)) AS VARCHAR) FROM events), \
+                   (SELECT CAST(sum(hash(session_id, first_ts, pageviews)) AS VARCHAR) FROM sessions), \
+                   (SELECT count(*) FROM identities) FROM events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .unwrap()
+        };
+        // In time order: `ts` never goes back along the table's rows, nor along `seq`.
+        let ordered = |conn: &duckdb::Connection| -> bool {
+            conn.query_row(
+                "SELECT bool_and(ts >= prev_ts AND seq > prev_seq) FROM (SELECT ts, seq, \
+                   lag(ts) OVER (ORDER BY rowid) AS prev_ts, lag(seq) OVER (ORDER BY rowid) AS prev_seq \
+                   FROM events) WHERE prev_ts IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let before = facts(&conn);
+        assert!(!ordered(&conn), "a visitor at a time is not in time order");
+        drop(conn);
+        store.order_by_time().unwrap();
+        let conn = store.reader().unwrap();
+        assert_eq!(facts(&conn), before);
+        assert!(ordered(&conn));
+        assert_eq!(before.2 - before.1 + 1, before.0, "seqs are contiguous");
+        let seq = store.next_seq().unwrap();
+        assert_eq!(seq, before.2 + 1);
+        let mut e = crate::event::Event::now("page_view", "t", crate::event::Source::Proxy);
+        e.session_id = Some(Uuid::now_v7());
+        store.append(seq, &[e]).unwrap();
+        assert_eq!(facts(&conn).0, before.0 + 1);
+    }
 }

@@ -388,6 +388,10 @@ fn generate(
         site: settings.site_id.clone(),
     };
     let n = tollgate::generate::generate(&mut store, &spec).context("generate failed")?;
+    // Laid out in time order, as a proxy's store is.
+    store
+        .order_by_time()
+        .context("ordering the events by time failed")?;
     // What the writer of `tollgate serve` would build at rest, so that the store is ready.
     store
         .sketch_every_day(settings.timezone)
