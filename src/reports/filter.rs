@@ -443,6 +443,12 @@ impl Filters {
         sql
     }
 
+    /// No filter but the range, and bots left out: what the writer's sketches count
+    /// (`sketched.rs`), so that they can answer.
+    pub fn sketchable(&self) -> bool {
+        self.dims.is_empty() && self.props.is_empty() && !self.bots
+    }
+
     /// `SELECT <cols> FROM events WHERE <range, bots, filters>`, optionally only `name = ?`.
     pub fn base(&self, cols: &str, name: Option<&str>) -> Sql {
         let mut sql = Sql::default();

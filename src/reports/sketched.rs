@@ -1,8 +1,8 @@
 //! Top pages from the writer's page sketches (`store`'s `sketches.rs`), for the pages report
 //! without filters: page views per path summed from a row per day, and visitors merged from
 //! a sketch per day, for the days of the range that have them; the other days (today,
-//! yesterday until 01:00, a day that a late event or a deletion reopened) are counted from the events
-//! and merged in. Visitors are exact while a page's merged sketch holds at most
+//! yesterday until 01:00, a day that a late event or a deletion reopened) are counted from the
+//! events and merged in. Visitors are exact while a page's merged sketch holds at most
 //! `store::sketches::EXACT_MAX` of them, and a HyperLogLog estimate (standard error about
 //! 0.8 %) past that: the table then lists `visitors` in its `estimated` columns.
 
@@ -31,7 +31,7 @@ const NAMED_PATHS: usize = 1000;
 /// events) when no day of the range has sketches, more than [`RAW_DAYS`] need counting from
 /// the events, or more than [`NAMED_PATHS`] paths tie for the top.
 pub(super) fn top_pages(conn: &Connection, f: &Filters) -> Result<Option<Ranked>, ReportError> {
-    debug_assert!(f.dims.is_empty() && f.props.is_empty() && !f.bots);
+    debug_assert!(f.sketchable());
     // One snapshot for every query below: the writer builds and drops days meanwhile, and a
     // day read as sketched must still be so when its rows are read (or counted from the
     // events only once).
@@ -102,7 +102,7 @@ pub(super) fn breakdowns(
     measure: Measure,
     cols: &[&str],
 ) -> Result<Option<Vec<Ranked>>, ReportError> {
-    debug_assert!(f.dims.is_empty() && f.props.is_empty() && !f.bots);
+    debug_assert!(f.sketchable());
     if !cols.iter().all(|c| measure.dims().contains(c)) {
         return Ok(None);
     }
@@ -238,7 +238,7 @@ pub(super) fn api_calls<T>(
     f: &Filters,
     read: impl FnOnce(&Sql) -> Result<T, ReportError>,
 ) -> Result<Option<T>, ReportError> {
-    debug_assert!(f.dims.is_empty() && f.props.is_empty() && !f.bots);
+    debug_assert!(f.sketchable());
     let _snapshot = Snapshot::begin(conn);
     let Some(Days { built, raw }) = days(conn, f, Of::ApiCalls)? else {
         return Ok(None);
@@ -353,7 +353,7 @@ struct Days {
 }
 
 /// What a report reads from the days' sketches.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Of {
     /// Page views (page and breakdown sketches).
     PageViews,
@@ -363,8 +363,8 @@ enum Of {
 
 /// The range's [`Days`], or `None` (count every day from the events) when none has sketches
 /// or more than [`RAW_DAYS`] of them need counting from the events. Today (and yesterday
-/// until 01:00, `store::last_sketch_day`) is counted from the events, and so is a day with page views (or API calls, for
-/// [`Of::ApiCalls`]) but no sketches (a late event or a deletion reopened it, or, for API
+/// until 01:00, `store::last_sketch_day`) is counted from the events, and so is a day with
+/// page views (or API calls, for [`Of::ApiCalls`]) but no sketches (a late event or a deletion reopened it, or, for API
 /// calls, the day had no page views, which the writer builds days of), or with page views
 /// (API calls) not folded yet.
 fn days(conn: &Connection, f: &Filters, of: Of) -> Result<Option<Days>, ReportError> {
@@ -432,13 +432,16 @@ fn days(conn: &Connection, f: &Filters, of: Of) -> Result<Option<Days>, ReportEr
     let last = last_sketch_day(f.tz.0, now);
     // The days without page views and sketches that have API calls (a store's first days
     // usually have neither: the zonemaps of `ts` answer at once).
-    let quiet: Vec<NaiveDate> = f
-        .from
-        .iter_days()
-        .take_while(|d| *d <= f.to)
-        .filter(|d| *d <= last && !built.contains(d) && !viewed.contains(d))
-        .collect();
-    if of == Of::ApiCalls && !quiet.is_empty() {
+    let quiet: Vec<NaiveDate> = match of {
+        Of::PageViews => Vec::new(),
+        Of::ApiCalls => f
+            .from
+            .iter_days()
+            .take_while(|d| *d <= f.to)
+            .filter(|d| *d <= last && !built.contains(d) && !viewed.contains(d))
+            .collect(),
+    };
+    if !quiet.is_empty() {
         let mut sql = Sql::default();
         sql.push(&format!(
             "SELECT DISTINCT CAST(date_trunc('hour', ts) AS VARCHAR) FROM events \

@@ -326,7 +326,7 @@ fn zero_filled(
 
 pub fn pages(conn: &Connection, f: &Filters) -> Result<Pages, ReportError> {
     let columns = ["path", "visitors", "pageviews"];
-    let sketched = if f.dims.is_empty() && f.props.is_empty() && !f.bots {
+    let sketched = if f.sketchable() {
         super::sketched::top_pages(conn, f)?
     } else {
         None
@@ -706,7 +706,7 @@ fn sketched(
     measure: Measure,
     cols: &[&str],
 ) -> Result<Option<BTreeMap<String, Table<CountsRow>>>, ReportError> {
-    if !f.dims.is_empty() || !f.props.is_empty() || f.bots {
+    if !f.sketchable() {
         return Ok(None);
     }
     let Some(tables) = super::sketched::breakdowns(conn, f, measure, cols)? else {

@@ -133,7 +133,7 @@ const PERCENTILES: [f64; 3] = [0.5, 0.95, 0.99];
 /// `api_latencies` for the days that have them (`sketched.rs`): the percentiles are then
 /// within 1 % of those, and labelled as estimates.
 pub fn api(conn: &Connection, f: &Filters) -> Result<Api, ReportError> {
-    let sketched = if f.dims.is_empty() && f.props.is_empty() && !f.bots {
+    let sketched = if f.sketchable() {
         super::sketched::api_calls(conn, f, |sql| latencies(conn, sql))?
     } else {
         None

@@ -9,10 +9,10 @@
 //!
 //! Days are local days of `site.timezone`. The writer builds one day at a time
 //! ([`build_day`]: after a commit of staged events, or at rest), once the day is over: up to
-//! yesterday from 01:00 local time on ([`last_day`]). Each day row records its UTC bounds, so that a late page view
-//! (an import of last month) drops the sketches of its days when the writer folds it, and a
-//! `forget` or retention pass drops those of the subject's days, whatever the zone; the
-//! writer builds them again. A deletion or a late event therefore never leaves a sketch that
+//! yesterday from 01:00 local time on ([`last_day`]). Each day row records its UTC bounds, so
+//! that a late page view (an import of last month) drops the sketches of its days when the
+//! writer folds it, and a `forget` or retention pass drops those of the subject's days,
+//! whatever the zone; the writer builds them again. A deletion or a late event therefore never leaves a sketch that
 //! counts what is no longer stored. The reports read sketches only for the days that have
 //! them and count the others from the events (`reports::traffic`).
 
@@ -258,6 +258,14 @@ fn tau(mut x: f64) -> f64 {
     }
 }
 
+/// The UTC instants at which `day` begins and ends in `tz` ([`day_start_utc`]).
+fn day_bounds(tz: Tz, day: NaiveDate) -> (NaiveDateTime, NaiveDateTime) {
+    (
+        day_start_utc(tz, day),
+        day_start_utc(tz, day + Duration::days(1)),
+    )
+}
+
 /// The UTC instant of local midnight at the start of `day` in `tz`. A midnight that does not
 /// exist (a DST gap) is taken an hour later.
 pub fn day_start_utc(tz: Tz, day: NaiveDate) -> NaiveDateTime {
@@ -349,10 +357,7 @@ pub(super) fn work(
     day: NaiveDate,
     views: i64,
 ) -> Result<i64, StoreError> {
-    let (start, end) = (
-        day_start_utc(tz, day),
-        day_start_utc(tz, day + Duration::days(1)),
-    );
+    let (start, end) = day_bounds(tz, day);
     let calls = super::latencies::calls_between(conn, start, end)?;
     Ok(views + calls / 4)
 }
@@ -361,10 +366,7 @@ pub(super) fn work(
 /// any, in the caller's transaction. Returns the number of pages.
 pub(super) fn build_day(conn: &Connection, tz: Tz, day: NaiveDate) -> Result<usize, StoreError> {
     let started = std::time::Instant::now();
-    let (start, end) = (
-        day_start_utc(tz, day),
-        day_start_utc(tz, day + Duration::days(1)),
-    );
+    let (start, end) = day_bounds(tz, day);
     let (start_s, end_s, day_s) = (ts_text(start), ts_text(end), day.to_string());
     let views = format!(
         "SELECT {PATH}, {VISITOR_ID} FROM events \
