@@ -421,9 +421,10 @@ impl Store {
         let _loan = self.budget.lend()?;
         // Sorted first, into a table of its own, by one thread: on 100M events, numbering the
         // rows in the same statement (a window over every column) ran out of the default
-        // `store.memory_limit`, and so did the sort on two threads; on one it spills to disk
-        // (about 40 GB of temporary files). Committed, so that its `rowid`s are its rows'
-        // places (a transaction's own rows are numbered from 2^62 until it commits).
+        // `store.memory_limit`, and so did this sort on two threads; on one it fit, spilling
+        // about 40 GB to disk (BENCHMARKS.md; a measured fit, not a bound for every size).
+        // Committed, so that its `rowid`s are its rows' places (a transaction's own rows are
+        // numbered from a large offset until it commits).
         let threads: i64 = self
             .conn
             .query_row("SELECT current_setting('threads')", [], |r| r.get(0))?;
@@ -431,21 +432,32 @@ impl Store {
         let sorted = self.conn.execute_batch(
             "CREATE OR REPLACE TABLE events_sorted AS SELECT * FROM events ORDER BY ts, seq;",
         );
-        self.conn
-            .execute_batch(&format!("SET threads = {threads}"))?;
-        sorted?;
-        let tx = self.conn.transaction()?;
-        tx.execute_batch(&format!(
-            "{ddl}
-             INSERT INTO events_by_time SELECT * REPLACE (
-               (SELECT min(seq) FROM events) + rowid AS seq)
-             FROM events_sorted;
-             DROP TABLE events_sorted;
-             DROP TABLE events;
-             ALTER TABLE events_by_time RENAME TO events;",
-            ddl = events_ddl("events_by_time"),
-        ))?;
-        tx.commit()?;
+        let restored = self.conn.execute_batch(&format!("SET threads = {threads}"));
+        let swapped = sorted
+            .and(restored)
+            .map_err(StoreError::from)
+            .and_then(|()| {
+                let tx = self.conn.transaction()?;
+                tx.execute_batch(&format!(
+                    "{ddl}
+                     INSERT INTO events_by_time SELECT * REPLACE (
+                       (SELECT min(seq) FROM events) + rowid AS seq)
+                     FROM events_sorted;
+                     DROP TABLE events_sorted;
+                     DROP TABLE events;
+                     ALTER TABLE events_by_time RENAME TO events;",
+                    ddl = events_ddl("events_by_time"),
+                ))?;
+                tx.commit()?;
+                Ok(())
+            });
+        if swapped.is_err() {
+            // Not a second copy of the events left in the store.
+            let _ = self
+                .conn
+                .execute_batch("DROP TABLE IF EXISTS events_sorted");
+        }
+        swapped?;
         self.conn.execute_batch("CHECKPOINT")?;
         Ok(())
     }
