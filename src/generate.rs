@@ -566,6 +566,21 @@ mod tests {
         assert!(a.iter().all(|e| e.ts_us <= spec.end_us + 86_400_000_000));
     }
 
+    /// A store in `dir` with `events` generated events over ten days up to now, a visitor at
+    /// a time (not yet ordered by time).
+    fn generated(dir: &std::path::Path, events: u64) -> Store {
+        let mut store = Store::open(dir).unwrap();
+        let spec = Spec {
+            events,
+            days: 10,
+            seed: 7,
+            end_us: crate::event::now_us(),
+            site: "t".into(),
+        };
+        assert_eq!(generate(&mut store, &spec).unwrap(), events);
+        store
+    }
+
     /// Ordering by time spills to disk within `store.memory_limit`: 100M generated events ran
     /// out of the default 512 MiB when the rows were numbered by a window over every column,
     /// and then when two threads sorted them. Here 300,000 events in 96 MiB, which the window
@@ -578,16 +593,7 @@ mod tests {
             threads: 2,
             ..Default::default()
         };
-        let mut store = Store::open(dir.path()).unwrap();
-        let spec = Spec {
-            events: 300_000,
-            days: 10,
-            seed: 7,
-            end_us: crate::event::now_us(),
-            site: "t".into(),
-        };
-        assert_eq!(generate(&mut store, &spec).unwrap(), 300_000);
-        drop(store);
+        drop(generated(dir.path(), 300_000));
         let mut store = Store::open_with(dir.path(), &options).unwrap();
         store.order_by_time().unwrap();
         let conn = store.reader().unwrap();
@@ -609,15 +615,7 @@ mod tests {
     #[test]
     fn a_generated_store_is_laid_out_in_time_order() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        let spec = Spec {
-            events: 20_000,
-            days: 10,
-            seed: 7,
-            end_us: crate::event::now_us(),
-            site: "t".into(),
-        };
-        assert_eq!(generate(&mut store, &spec).unwrap(), 20_000);
+        let mut store = generated(dir.path(), 20_000);
         let conn = store.reader().unwrap();
         let facts = |conn: &duckdb::Connection| -> (i64, i64, i64, String, String, i64) {
             conn.query_row(
