@@ -223,19 +223,30 @@ pub(super) fn breakdown_expr(name: &str) -> Result<(String, Option<&'static str>
 /// hash of who they are, each pass counting its people alone, so that what DuckDB holds stays
 /// bounded however large the store. The most measured in one pass is 100M generated events'
 /// 19.8M product views, under the default `store.memory_limit` (512 MiB): peak RSS 686–711
-/// MiB, `BENCHMARKS.md`.
+/// MiB, `BENCHMARKS.md`. A breakdown's value goes with each step-1 event, so a pass with one
+/// takes half as many.
 const PASS_STARTS: u64 = 24_000_000;
 
 /// Step-1 events a pass may have for its rows to be fetched whole (quicker) rather than
 /// streamed ([`Fetch`]): 10M events' 2M product views come whole (about 0.8M rows).
 const WHOLE_STARTS: u64 = 4_000_000;
 
+/// How many times a funnel that runs out of `store.memory_limit` is counted again, in twice
+/// as many passes each time, before it answers that it ran out.
+const MORE_PASSES: u32 = 3;
+
 pub fn run(conn: &Connection, f: &Filters, p: &FunnelParams) -> Result<Funnel, ReportError> {
-    run_in_passes(conn, f, p, PASS_STARTS, WHOLE_STARTS)
+    let pass_starts = match p.breakdown {
+        Some(_) => PASS_STARTS / 2,
+        None => PASS_STARTS,
+    };
+    run_in_passes(conn, f, p, pass_starts, WHOLE_STARTS)
 }
 
 /// [`run`], with at most about `pass_starts` step-1 events a pass, whose rows are fetched
-/// whole if it has at most `whole_starts`.
+/// whole if it has at most `whole_starts`. A count that runs out of memory (DuckDB's
+/// aggregates and materialized results do not all spill) starts again in twice as many
+/// passes, up to [`MORE_PASSES`] times.
 fn run_in_passes(
     conn: &Connection,
     f: &Filters,
@@ -243,27 +254,15 @@ fn run_in_passes(
     pass_starts: u64,
     whole_starts: u64,
 ) -> Result<Funnel, ReportError> {
-    let (bd, session_col) = match &p.breakdown {
-        Some(b) => breakdown_expr(b)?,
-        None => ("CAST(NULL AS VARCHAR)".into(), None),
-    };
-    let n = p.steps.len();
-    let window_us = p.window.span.num_microseconds().unwrap_or(i64::MAX);
     let starts = starts(conn, f, &p.steps[0])?;
-    let passes = starts.div_ceil(pass_starts).max(1);
-    let fetch = if starts.div_ceil(passes) > whole_starts {
-        Fetch::Streamed
-    } else {
-        Fetch::Whole
-    };
-    let mut count = Count::new(n, window_us);
-    for pass in 0..passes {
-        let mut sql = Sql::default();
-        steps_sql(&mut sql, f, p, &bd, session_col, (pass, passes))?;
-        people_sql(&mut sql, n);
-        batches(conn, &sql, fetch, |b| count.batch(b))?;
-        count.person_done();
-    }
+    let count = count_retrying(starts, pass_starts, whole_starts, |passes, fetch| {
+        count_in_passes(conn, f, p, passes, fetch)
+    })?;
+    Ok(answer(f, p, count))
+}
+
+/// The funnel's answer from its people counted.
+fn answer(f: &Filters, p: &FunnelParams, count: Count) -> Funnel {
     let (mut total, by) = count.finish();
     let medians = total.medians();
     let first = total.people[0] as f64;
@@ -287,14 +286,74 @@ fn run_in_passes(
             }
         })
         .collect();
-    Ok(Funnel {
+    Funnel {
         window: p.window.text.clone(),
         steps,
         breakdown: p
             .breakdown
             .as_ref()
             .map(|b| breakdown_table(b, &p.steps, by, f.limit)),
-    })
+    }
+}
+
+/// `count(passes, fetch)` in as many passes as `starts` step-1 events need at
+/// `pass_starts` a pass, each pass fetched whole if it has at most `whole_starts`; again in
+/// twice as many passes while it runs out of memory, up to [`MORE_PASSES`] times.
+fn count_retrying(
+    starts: u64,
+    pass_starts: u64,
+    whole_starts: u64,
+    mut count: impl FnMut(u64, Fetch) -> Result<Count, ReportError>,
+) -> Result<Count, ReportError> {
+    let mut passes = starts.div_ceil(pass_starts).max(1);
+    let mut again = 0;
+    loop {
+        let fetch = if starts.div_ceil(passes) > whole_starts {
+            Fetch::Streamed
+        } else {
+            Fetch::Whole
+        };
+        match count(passes, fetch) {
+            Err(ReportError::Store(e))
+                if again < MORE_PASSES && crate::store::out_of_memory(&e) =>
+            {
+                tracing::info!(
+                    error = %e,
+                    passes,
+                    starts,
+                    "The funnel ran out of store.memory_limit; counting it again in twice as \
+                     many passes."
+                );
+                again += 1;
+                passes *= 2;
+            }
+            counted => return counted,
+        }
+    }
+}
+
+/// Count the funnel's people in `passes` passes, each fetching its rows as `fetch` says.
+fn count_in_passes(
+    conn: &Connection,
+    f: &Filters,
+    p: &FunnelParams,
+    passes: u64,
+    fetch: Fetch,
+) -> Result<Count, ReportError> {
+    let (bd, session_col) = match &p.breakdown {
+        Some(b) => breakdown_expr(b)?,
+        None => ("CAST(NULL AS VARCHAR)".into(), None),
+    };
+    let window_us = p.window.span.num_microseconds().unwrap_or(i64::MAX);
+    let mut count = Count::new(p.steps.len(), window_us);
+    for pass in 0..passes {
+        let mut sql = Sql::default();
+        steps_sql(&mut sql, f, p, &bd, session_col, (pass, passes))?;
+        people_sql(&mut sql, p.steps.len());
+        batches(conn, &sql, fetch, |b| count.batch(b))?;
+        count.person_done();
+    }
+    Ok(count)
 }
 
 /// How many step-1 events (in the range, matching the filters) the funnel starts from.
@@ -694,12 +753,14 @@ fn breakdown_table(
 mod tests {
     use super::*;
 
-    /// A funnel counted in several passes of people answers exactly as in one: people per
-    /// step, the median times between steps, and the breakdown; and so with its rows
-    /// streamed. On a generated store of 40k events (about 2,500 step-1 events), in 1 pass,
-    /// then 3, then 40, then streamed in 1 and in 3.
-    #[test]
-    fn passes_of_people_add_up_to_one_pass() {
+    /// A store of 40k generated events (about 2,500 step-1 events), and a 3-step funnel over
+    /// its last 14 days by `utm_source`.
+    fn shop() -> (
+        tempfile::TempDir,
+        crate::store::Store,
+        Filters,
+        FunnelParams,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let mut store = crate::store::Store::open(dir.path()).unwrap();
         let end = super::super::tests::utc_us("2026-01-20 12:00");
@@ -711,7 +772,6 @@ mod tests {
             site: "shop".into(),
         };
         crate::generate::generate(&mut store, &spec).unwrap();
-        let conn = store.reader().unwrap();
         let steps = r#"[{"type":"path","pattern":"/product/*"},{"type":"path","pattern":"/register"},{"type":"event","name":"registered"}]"#;
         let pairs: Vec<(String, String)> = [
             ("from", "2026-01-07"),
@@ -726,6 +786,16 @@ mod tests {
         let names = super::super::find("funnel").unwrap().param_names();
         let (f, own) = super::super::filter::parse(&pairs, Default::default(), &names).unwrap();
         let p: FunnelParams = own.deserialize().unwrap();
+        (dir, store, f, p)
+    }
+
+    /// A funnel counted in several passes of people answers exactly as in one: people per
+    /// step, the median times between steps, and the breakdown; and so with its rows
+    /// streamed. On [`shop`]'s store, in 1 pass, then 3, then 40, then streamed in 1 and in 3.
+    #[test]
+    fn passes_of_people_add_up_to_one_pass() {
+        let (_dir, store, f, p) = shop();
+        let conn = store.reader().unwrap();
         let answer = |pass_starts, whole_starts| {
             let funnel = run_in_passes(&conn, &f, &p, pass_starts, whole_starts).unwrap();
             serde_json::to_value(funnel).unwrap()
@@ -745,6 +815,65 @@ mod tests {
         // The rows streamed rather than fetched whole: the same answer.
         assert_eq!(answer(u64::MAX, 0), one, "streamed");
         assert_eq!(answer(starts.div_ceil(3), 0), one, "3 passes, streamed");
+    }
+
+    /// DuckDB's own "Out of Memory Error", from a connection of 8 MiB.
+    fn out_of_memory() -> ReportError {
+        let config = duckdb::Config::default().max_memory("8MiB").unwrap();
+        let conn = duckdb::Connection::open_in_memory_with_flags(config).unwrap();
+        let e = conn
+            .query_row("SELECT list(i) FROM range(20000000) t(i)", [], |_| Ok(()))
+            .unwrap_err();
+        assert!(crate::store::out_of_memory(&e), "{e}");
+        ReportError::Store(e)
+    }
+
+    /// A count that runs out of `store.memory_limit` starts again in twice as many passes and
+    /// answers as one pass does; after [`MORE_PASSES`] times it answers that it ran out, and
+    /// any other error is not tried again. (A real funnel that needs it, the 10M-event store
+    /// by `utm_source` under 64 MiB, is in `BENCHMARKS.md`: too large for a test.)
+    #[test]
+    fn a_funnel_out_of_memory_is_counted_again_in_more_passes() {
+        let (_dir, store, f, p) = shop();
+        let conn = store.reader().unwrap();
+        let one = run_in_passes(&conn, &f, &p, u64::MAX, u64::MAX).unwrap();
+        let one = serde_json::to_value(one).unwrap();
+        let starts = starts(&conn, &f, &p.steps[0]).unwrap();
+
+        let mut tried = Vec::new();
+        let count = count_retrying(starts, u64::MAX, u64::MAX, |passes, fetch| {
+            tried.push(passes);
+            match passes {
+                ..4 => Err(out_of_memory()),
+                _ => count_in_passes(&conn, &f, &p, passes, fetch),
+            }
+        })
+        .unwrap();
+        assert_eq!(tried, [1, 2, 4]);
+        assert_eq!(serde_json::to_value(answer(&f, &p, count)).unwrap(), one);
+
+        let mut tried = Vec::new();
+        let e = count_retrying(starts, u64::MAX, u64::MAX, |passes, _| {
+            tried.push(passes);
+            Err(out_of_memory())
+        })
+        .err()
+        .unwrap();
+        assert_eq!(tried, [1, 2, 4, 8]);
+        assert!(
+            matches!(&e, ReportError::Store(e) if crate::store::out_of_memory(e)),
+            "{e}"
+        );
+
+        let mut tried = Vec::new();
+        let e = count_retrying(starts, u64::MAX, u64::MAX, |passes, _| {
+            tried.push(passes);
+            Err(ReportError::Internal("not memory".into()))
+        })
+        .err()
+        .unwrap();
+        assert_eq!(tried, [1]);
+        assert!(matches!(e, ReportError::Internal(_)), "{e}");
     }
 
     /// A person's furthest start: each step's earliest event at or after the step before
