@@ -224,7 +224,8 @@ pub(super) fn breakdown_expr(name: &str) -> Result<(String, Option<&'static str>
 /// bounded however large the store. The most measured in one pass is 100M generated events'
 /// 19.8M product views, under the default `store.memory_limit` (512 MiB): peak RSS 686–711
 /// MiB, `BENCHMARKS.md`. A breakdown's value goes with each step-1 event, so a pass with one
-/// takes half as many.
+/// takes half as many ([`pass_starts`]): on that store one pass by `utm_source` ran out of
+/// the limit, and two of 9.9M each fit (the most measured).
 const PASS_STARTS: u64 = 24_000_000;
 
 /// Step-1 events a pass may have for its rows to be fetched whole (quicker) rather than
@@ -232,15 +233,21 @@ const PASS_STARTS: u64 = 24_000_000;
 const WHOLE_STARTS: u64 = 4_000_000;
 
 /// How many times a funnel that runs out of `store.memory_limit` is counted again, in twice
-/// as many passes each time, before it answers that it ran out.
+/// as many passes each time, before it answers that it ran out. Each count reads the store
+/// once a pass: one that never fits reads it 15 times as often as its first count before it
+/// answers 503.
 const MORE_PASSES: u32 = 3;
 
 pub fn run(conn: &Connection, f: &Filters, p: &FunnelParams) -> Result<Funnel, ReportError> {
-    let pass_starts = match p.breakdown {
+    run_in_passes(conn, f, p, pass_starts(p), WHOLE_STARTS)
+}
+
+/// The step-1 events a pass of `p` takes at most, at first.
+fn pass_starts(p: &FunnelParams) -> u64 {
+    match p.breakdown {
         Some(_) => PASS_STARTS / 2,
         None => PASS_STARTS,
-    };
-    run_in_passes(conn, f, p, pass_starts, WHOLE_STARTS)
+    }
 }
 
 /// [`run`], with at most about `pass_starts` step-1 events a pass, whose rows are fetched
@@ -829,13 +836,23 @@ mod tests {
     }
 
     /// A count that runs out of `store.memory_limit` starts again in twice as many passes and
-    /// answers as one pass does; after [`MORE_PASSES`] times it answers that it ran out, and
-    /// any other error is not tried again. (A real funnel that needs it, the 10M-event store
+    /// answers as one pass does (here the counts in 1 and 2 passes run out, the one in 4
+    /// fits); after [`MORE_PASSES`] times it answers that it ran out, and any other error is
+    /// not tried again. A breakdown starts at half the step-1 events a pass. (A real funnel that needs it, the 10M-event store
     /// by `utm_source` under 64 MiB, is in `BENCHMARKS.md`: too large for a test.)
     #[test]
     fn a_funnel_out_of_memory_is_counted_again_in_more_passes() {
         let (_dir, store, f, p) = shop();
         let conn = store.reader().unwrap();
+        assert_eq!(
+            pass_starts(&p),
+            PASS_STARTS / 2,
+            "a breakdown halves a pass"
+        );
+        let mut plain = p.clone();
+        plain.breakdown = None;
+        assert_eq!(pass_starts(&plain), PASS_STARTS);
+
         let one = run_in_passes(&conn, &f, &p, u64::MAX, u64::MAX).unwrap();
         let one = serde_json::to_value(one).unwrap();
         let starts = starts(&conn, &f, &p.steps[0]).unwrap();
