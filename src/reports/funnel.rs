@@ -838,8 +838,9 @@ mod tests {
     /// A count that runs out of `store.memory_limit` starts again in twice as many passes and
     /// answers as one pass does (here the counts in 1 and 2 passes run out, the one in 4
     /// fits); after [`MORE_PASSES`] times it answers that it ran out, and any other error is
-    /// not tried again. A breakdown starts at half the step-1 events a pass. (A real funnel that needs it, the 10M-event store
-    /// by `utm_source` under 64 MiB, is in `BENCHMARKS.md`: too large for a test.)
+    /// not tried again. A breakdown starts at half the step-1 events a pass. (A real funnel
+    /// that needs it, the 10M-event store by `utm_source` under 64 MiB, is in
+    /// `BENCHMARKS.md`: too large for a test.)
     #[test]
     fn a_funnel_out_of_memory_is_counted_again_in_more_passes() {
         let (_dir, store, f, p) = shop();
